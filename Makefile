@@ -1,0 +1,108 @@
+# cardwatch - one Makefile for build, run, test and bench.
+#   make          build the processor and tools into build/
+#   make run      install missing packages, start Redis + embedded Kafka,
+#                 run the demo (scripts/demo.sh)
+#   make test     install missing packages, build, unit tests (plain and
+#                 ASan+UBSan), end-to-end tests against real processes
+#   make bench    throughput benchmark against a plain librdkafka consumer
+#   make fuzz     libFuzzer targets for the pure decoders (clang)
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2
+SAN      ?=
+PKGS     := rdkafka hiredis libevent libevent_openssl libprotobuf-c \
+            libcrypto libssl inih jansson zlib
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  := -std=gnu11 -g $(OPT) $(SAN) -Wall -Wextra -Werror -Wshadow \
+           -Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing \
+           -Iprocessor -I$(BUILD)/gen $(PKG_CFLAGS)
+LDFLAGS := $(SAN)
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+GEN_C   := $(BUILD)/gen/cardwatch.pb-c.c
+GEN_H   := $(BUILD)/gen/cardwatch.pb-c.h
+GEN_O   := $(BUILD)/obj/cardwatch.pb-c.o
+
+SRC     := $(wildcard processor/*.c)
+OBJ     := $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(SRC))
+LIB_OBJ := $(filter-out $(BUILD)/obj/main.o,$(OBJ)) $(GEN_O)
+
+TOOLS_SRC := $(wildcard tools/*.c)
+TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps run test unit unit-asan e2e bench fuzz clean format
+
+all: $(BUILD)/cardwatch $(TOOLS)
+
+deps:
+	@scripts/install-deps.sh
+
+$(GEN_C) $(GEN_H): proto/cardwatch.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/cardwatch.proto
+
+$(GEN_O): $(GEN_C) $(GEN_H)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(filter-out -Wshadow,$(CFLAGS)) -c $< -o $@
+
+$(BUILD)/obj/%.o: processor/%.c $(GEN_H)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/cardwatch: $(BUILD)/obj/main.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/%: tools/%.c $(LIB_OBJ)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB_OBJ) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB_OBJ) $(LDLIBS) -lcmocka -o $@
+
+# Unit tests of one build flavour; prints one line per test program.
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+# The same unit tests built with clang's AddressSanitizer + UBSan.
+unit-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  unit all
+
+e2e: all
+	@python3 tests/e2e/run.py --build $(BUILD) --asan-build build/asan
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory e2e
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench.sh $(BUILD)
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined" all
+	@scripts/fuzz.sh build/fuzz
+
+format:
+	clang-format -i processor/*.c processor/*.h tools/*.c tests/unit/*.c
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d)

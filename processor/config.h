@@ -1,0 +1,106 @@
+/* config.h - table-driven INI configuration (libinih) with validation.
+ *
+ * One row per key (section, name, type, default, bounds); every bad value
+ * stops start-up with "file:line: message". Command-line flags override
+ * the file through config_set(). Issuers are sections "[issuer ID]".
+ */
+#ifndef CARDWATCH_CONFIG_H
+#define CARDWATCH_CONFIG_H
+
+#include <stddef.h>
+
+#include "alert.h"
+#include "route.h"
+
+#define CONFIG_STR_MAX 512
+#define CONFIG_MAX_ISSUERS 1024
+#define CONFIG_MAX_KAFKA_PROPS 64
+
+struct issuer {
+    char id[ISSUER_ID_MAX + 1];        /* [a-z0-9_-]{1,32} */
+    char name[128];                    /* display name; defaults to id */
+    char home_country[3];              /* ISO 3166-1 alpha-2 */
+    char topic[CONFIG_STR_MAX];        /* alert topic; default prefix + id */
+};
+
+/* A librdkafka property passed through from [kafka.consumer] or
+ * [kafka.producer] (or [kafka.common], which goes to both). */
+struct kafka_prop {
+    char scope[16]; /* "consumer", "producer" or "common" */
+    char name[128];
+    char value[CONFIG_STR_MAX];
+    int line;       /* for error messages */
+};
+
+struct config {
+    char path[CONFIG_STR_MAX]; /* file it was loaded from, "" if none */
+
+    /* [kafka] */
+    char brokers[CONFIG_STR_MAX];      /* host:port,... */
+    char brokers_file[CONFIG_STR_MAX]; /* read brokers from this file */
+    char group[256];
+    char transactions_topic[256];
+    char dead_letter_topic[256];
+    char alert_topic_prefix[200];
+    char fallback_topic[256];          /* alerts of unknown BINs */
+    int session_timeout_ms;
+
+    /* [redis] */
+    char redis_host[256];
+    int redis_port;
+    char redis_prefix[32]; /* key namespace, default "cw" */
+    int redis_timeout_ms;  /* connect and command timeout */
+
+    /* [card] */
+    char key_file[CONFIG_STR_MAX];
+
+    /* [rules] */
+    char rules_path[CONFIG_STR_MAX]; /* "" = built-in exposure rule */
+
+    /* [pipeline] */
+    int batch_size;     /* events taken from Kafka per batch */
+    int max_in_flight;  /* events consumed but not yet acknowledged */
+
+    /* [http] */
+    char http_listen[CONFIG_STR_MAX]; /* host:port; "" = off */
+
+    struct issuer *issuers;
+    size_t n_issuers;
+    struct route_table *routes; /* prefix -> index into issuers */
+
+    struct kafka_prop kafka_props[CONFIG_MAX_KAFKA_PROPS];
+    size_t n_kafka_props;
+};
+
+/* Fills every field with its default; routes gets an empty table.
+ * Returns 0, or -1 on allocation failure. */
+int config_init(struct config *c);
+
+/* Loads path on top of the current values. Returns 0, or -1 with
+ * "path:line: message" in errbuf (the first error in the file). */
+int config_load(struct config *c, const char *path, char *errbuf,
+                size_t errlen);
+
+/* Sets one key as if it stood in the file, e.g. ("redis", "address",
+ * "127.0.0.1:6379"). Used for command-line overrides. Returns 0, or -1
+ * with "section.name: message" in errbuf. */
+int config_set(struct config *c, const char *section, const char *name,
+               const char *value, char *errbuf, size_t errlen);
+
+/* Cross-field checks after all overrides (brokers given, topics distinct,
+ * ...). Returns 0, or -1 with a message. */
+int config_check(const struct config *c, char *errbuf, size_t errlen);
+
+/* The brokers to use: brokers_file's first line when brokers_file is set,
+ * else brokers. Writes into buf. Returns 0, or -1 with a message. */
+int config_brokers(const struct config *c, char *buf, size_t buflen,
+                   char *errbuf, size_t errlen);
+
+/* The issuer routed for a PAN prefix (digits), or NULL when unknown. */
+const struct issuer *config_route(const struct config *c, const char *digits,
+                                  size_t len);
+
+/* Frees what config_init/config_load allocated. Safe on a zeroed struct. */
+void config_free(struct config *c);
+
+#endif
