@@ -89,7 +89,7 @@ int alert_build(struct alert *a, const struct txn *t, const char *issuer_id,
                 int64_t detected_at_ms, const char *ruleset_version);
 
 /* Encodes a as a protobuf cardwatch.v1.Alert into a malloc'd buffer.
- * Returns 0 with *out/*outlen set (caller frees), or -1 on allocation
+ * Returns 0 with *out and *outlen set (caller frees), or -1 on allocation
  * failure. */
 int alert_encode_protobuf(const struct alert *a, uint8_t **out,
                           size_t *outlen);

@@ -95,6 +95,12 @@ enum txn_status txn_decode_protobuf(const uint8_t *buf, size_t len,
  * txn_decode_protobuf. */
 enum txn_status txn_decode_json(const char *buf, size_t len, struct txn *out);
 
+/* Parses one JSON transaction without validating the values (only the
+ * JSON shape: an object, field types, enum names). For tools that publish
+ * hand-written test data, invalid values included. Returns TXN_OK or
+ * TXN_ERR_UNDECODABLE (then out holds no PAN). */
+enum txn_status txn_parse_json(const char *buf, size_t len, struct txn *out);
+
 /* Validates a filled struct (fields set, pan/pan_len set) and fills
  * pan_masked and bin. Returns TXN_OK or the first failing rule. */
 enum txn_status txn_validate(struct txn *t);

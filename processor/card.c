@@ -1,0 +1,474 @@
+/* card.c - Luhn, masking, key loading and keyed fingerprints.
+ *
+ * Key material lives in two places only: the file buffer while the key file
+ * is parsed (wiped right after) and the keyed EVP_MAC_CTX inside struct
+ * card_key (freed and wiped by card_key_destroy). The key file is read with
+ * read(2), not stdio, so no unwiped stdio buffer ever holds it.
+ */
+#include "card.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/params.h>
+
+#define CARD_KEY_MIN 16
+#define CARD_KEY_MAX 64
+/* A key file is a few lines; anything larger is not a key file. */
+#define CARD_KEY_FILE_MAX 65536
+
+struct card_key {
+    char id[CARD_KEY_ID_MAX + 1];
+    EVP_MAC *mac;
+    EVP_MAC_CTX *ctx; /* keyed once; re-initialised per call */
+};
+
+static const char hexdig[] = "0123456789abcdef";
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int all_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Luhn sum of digits[0..len); when double_last is 1 the rightmost digit is
+ * doubled (as when a check digit is still to be appended). */
+static unsigned luhn_sum(const char *digits, size_t len, int double_last)
+{
+    unsigned sum = 0;
+    int dbl = double_last;
+
+    for (size_t i = len; i > 0; i--) {
+        unsigned d = (unsigned)(digits[i - 1] - '0');
+        if (dbl) {
+            d *= 2;
+            if (d > 9) {
+                d -= 9;
+            }
+        }
+        sum += d;
+        dbl = !dbl;
+    }
+    return sum;
+}
+
+int card_luhn_ok(const char *pan, size_t len)
+{
+    if (pan == NULL || len < CARD_PAN_MIN || len > CARD_PAN_MAX ||
+        !all_digits(pan, len)) {
+        return 0;
+    }
+    return luhn_sum(pan, len, 0) % 10 == 0;
+}
+
+char card_luhn_digit(const char *digits, size_t len)
+{
+    unsigned sum = luhn_sum(digits, len, 1);
+    return (char)('0' + (10 - sum % 10) % 10);
+}
+
+void card_mask(const char *pan, size_t len, char out[CARD_MASK_SIZE])
+{
+    if (pan == NULL || len < CARD_PAN_MIN || len > CARD_PAN_MAX ||
+        !all_digits(pan, len)) {
+        memcpy(out, "invalid", sizeof("invalid"));
+        return;
+    }
+    memcpy(out, pan, 6);
+    memset(out + 6, '*', len - 10);
+    memcpy(out + len - 4, pan + len - 4, 4);
+    out[len] = '\0';
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errbuf == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int key_id_valid(const char *id, size_t len)
+{
+    if (len < 1 || len > CARD_KEY_ID_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||
+              c == '_' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+struct card_key *card_key_new(const char *key_id, const uint8_t *key,
+                              size_t keylen)
+{
+    struct card_key *k = NULL;
+    OSSL_PARAM params[2];
+    char digest[] = "SHA256";
+
+    if (key_id == NULL || key == NULL ||
+        !key_id_valid(key_id, strlen(key_id)) || keylen < CARD_KEY_MIN ||
+        keylen > CARD_KEY_MAX) {
+        return NULL;
+    }
+    k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        goto err;
+    }
+    memcpy(k->id, key_id, strlen(key_id) + 1);
+    k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (k->mac == NULL) {
+        goto err;
+    }
+    k->ctx = EVP_MAC_CTX_new(k->mac);
+    if (k->ctx == NULL) {
+        goto err;
+    }
+    params[0] =
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (!EVP_MAC_init(k->ctx, key, keylen, params)) {
+        goto err;
+    }
+    return k;
+
+err:
+    card_key_destroy(k);
+    return NULL;
+}
+
+void card_key_destroy(struct card_key *key)
+{
+    if (key == NULL) {
+        return;
+    }
+    EVP_MAC_CTX_free(key->ctx); /* HMAC provider wipes its key pads */
+    EVP_MAC_free(key->mac);
+    OPENSSL_cleanse(key, sizeof(*key));
+    free(key);
+}
+
+const char *card_key_id(const struct card_key *key)
+{
+    return key != NULL ? key->id : "";
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Parses the key file text. On success writes the id and key bytes and
+ * returns 0; on error returns -1 with a message that names the line but
+ * never echoes it. */
+static int parse_key_text(const char *path, const char *text, size_t len,
+                          char id[CARD_KEY_ID_MAX + 1],
+                          uint8_t key[CARD_KEY_MAX], size_t *keylen,
+                          char *errbuf, size_t errlen)
+{
+    size_t pos = 0;
+    unsigned lineno = 0;
+    int found = 0;
+
+    while (pos < len) {
+        size_t end = pos;
+        size_t b;
+        size_t e;
+        size_t id_b;
+        size_t id_e;
+        size_t hex_b;
+        size_t hex_e;
+
+        while (end < len && text[end] != '\n') {
+            end++;
+        }
+        lineno++;
+        b = pos;
+        e = end;
+        pos = end + 1;
+        while (b < e && is_blank(text[b])) {
+            b++;
+        }
+        while (e > b && is_blank(text[e - 1])) {
+            e--;
+        }
+        if (b == e || text[b] == '#') {
+            continue;
+        }
+        if (found) {
+            set_err(errbuf, errlen, "key file %s: line %u: more than one key",
+                    path, lineno);
+            return -1;
+        }
+        id_b = b;
+        id_e = b;
+        while (id_e < e && !is_blank(text[id_e])) {
+            id_e++;
+        }
+        hex_b = id_e;
+        while (hex_b < e && is_blank(text[hex_b])) {
+            hex_b++;
+        }
+        hex_e = hex_b;
+        while (hex_e < e && !is_blank(text[hex_e])) {
+            hex_e++;
+        }
+        if (hex_b == id_e || hex_b == e || hex_e != e) {
+            set_err(errbuf, errlen,
+                    "key file %s: line %u: expected \"<key_id> <hex key>\"",
+                    path, lineno);
+            return -1;
+        }
+        if (!key_id_valid(text + id_b, id_e - id_b)) {
+            set_err(errbuf, errlen,
+                    "key file %s: line %u: key id must be 1-%d of "
+                    "[A-Za-z0-9_-]",
+                    path, lineno, CARD_KEY_ID_MAX);
+            return -1;
+        }
+        if ((hex_e - hex_b) % 2 != 0 || hex_e - hex_b < 2 * CARD_KEY_MIN ||
+            hex_e - hex_b > 2 * CARD_KEY_MAX) {
+            set_err(errbuf, errlen,
+                    "key file %s: line %u: key must be %d..%d hex digits "
+                    "(even count)",
+                    path, lineno, 2 * CARD_KEY_MIN, 2 * CARD_KEY_MAX);
+            return -1;
+        }
+        for (size_t i = 0; i < (hex_e - hex_b) / 2; i++) {
+            int hi = hex_val(text[hex_b + 2 * i]);
+            int lo = hex_val(text[hex_b + 2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                set_err(errbuf, errlen, "key file %s: line %u: key is not hex",
+                        path, lineno);
+                return -1;
+            }
+            key[i] = (uint8_t)(hi << 4 | lo);
+        }
+        *keylen = (hex_e - hex_b) / 2;
+        memcpy(id, text + id_b, id_e - id_b);
+        id[id_e - id_b] = '\0';
+        found = 1;
+    }
+    if (!found) {
+        set_err(errbuf, errlen, "key file %s: no key line", path);
+        return -1;
+    }
+    return 0;
+}
+
+struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
+{
+    struct card_key *k = NULL;
+    struct stat st;
+    int fd = -1;
+    char *text = NULL;
+    size_t len = 0;
+    uint8_t key[CARD_KEY_MAX];
+    size_t keylen = 0;
+    char id[CARD_KEY_ID_MAX + 1];
+
+    if (path == NULL) {
+        set_err(errbuf, errlen, "key file: no path");
+        return NULL;
+    }
+    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0) {
+        set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(errbuf, errlen, "key file %s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
+        set_err(errbuf, errlen,
+                "key file %s: mode %04o is readable or writable by group or "
+                "others; chmod 600 it",
+                path, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    if (st.st_size > CARD_KEY_FILE_MAX) {
+        set_err(errbuf, errlen, "key file %s: larger than %d bytes", path,
+                CARD_KEY_FILE_MAX);
+        goto out;
+    }
+    text = calloc(1, CARD_KEY_FILE_MAX + 1);
+    if (text == NULL) {
+        set_err(errbuf, errlen, "key file %s: out of memory", path);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, text + len, CARD_KEY_FILE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > CARD_KEY_FILE_MAX) {
+            set_err(errbuf, errlen, "key file %s: larger than %d bytes", path,
+                    CARD_KEY_FILE_MAX);
+            goto out;
+        }
+    }
+    if (memchr(text, '\0', len) != NULL) {
+        set_err(errbuf, errlen, "key file %s: contains NUL bytes", path);
+        goto out;
+    }
+    if (parse_key_text(path, text, len, id, key, &keylen, errbuf, errlen) !=
+        0) {
+        goto out;
+    }
+    k = card_key_new(id, key, keylen);
+    if (k == NULL) {
+        set_err(errbuf, errlen, "key file %s: cannot set up HMAC-SHA256", path);
+    }
+
+out:
+    if (text != NULL) {
+        OPENSSL_cleanse(text, CARD_KEY_FILE_MAX + 1);
+        free(text);
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    if (fd >= 0) {
+        close(fd);
+    }
+    return k;
+}
+
+static void to_hex(const uint8_t *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexdig[in[i] >> 4];
+        out[2 * i + 1] = hexdig[in[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+/* HMAC over up to four parts with the keyed context; 32 bytes to mac. */
+static int key_mac(struct card_key *key, const void *const parts[],
+                   const size_t lens[], size_t nparts, uint8_t mac[32])
+{
+    size_t outl = 0;
+
+    if (key == NULL || !EVP_MAC_init(key->ctx, NULL, 0, NULL)) {
+        return -1;
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        if (!EVP_MAC_update(key->ctx, parts[i], lens[i])) {
+            return -1;
+        }
+    }
+    if (!EVP_MAC_final(key->ctx, mac, &outl, 32) || outl != 32) {
+        return -1;
+    }
+    return 0;
+}
+
+int card_fingerprint(struct card_key *key, const char *pan, size_t len,
+                     char out[CARD_FP_SIZE])
+{
+    uint8_t mac[32];
+    const void *parts[1] = {pan};
+    size_t lens[1] = {len};
+
+    if (key_mac(key, parts, lens, 1, mac) != 0) {
+        out[0] = '\0';
+        return -1;
+    }
+    to_hex(mac, CARD_FP_HEX_LEN / 2, out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return 0;
+}
+
+int card_expiry_tag(struct card_key *key, const char *pan, size_t len,
+                    const char expiry[4], char out[CARD_EXPTAG_SIZE])
+{
+    uint8_t mac[32];
+    const void *parts[4] = {"exp:", pan, ":", expiry};
+    size_t lens[4] = {4, len, 1, 4};
+
+    if (key_mac(key, parts, lens, 4, mac) != 0) {
+        out[0] = '\0';
+        return -1;
+    }
+    to_hex(mac, CARD_EXPTAG_HEX_LEN / 2, out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return 0;
+}
+
+int card_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data,
+                     size_t datalen, uint8_t out[32])
+{
+    unsigned int outl = 0;
+    static const uint8_t empty[1];
+
+    if (keylen > INT_MAX) {
+        return -1;
+    }
+    if (data == NULL) {
+        data = empty;
+        datalen = 0;
+    }
+    if (HMAC(EVP_sha256(), key != NULL ? key : empty, (int)keylen, data,
+             datalen, out, &outl) == NULL ||
+        outl != 32) {
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,802 @@
+/* txn.c - decode and validate one transaction.
+ *
+ * Both decoders fill a struct txn and then run one validation routine in
+ * the order of enum txn_status. A string that does not fit its fixed-size
+ * field (or, in JSON, a missing field) is remembered as a "bad" bit for
+ * that field's status, so the reported status is always the first failing
+ * rule in that order, no matter which field broke.
+ *
+ * PAN hygiene: the protobuf decoder unpacks with an allocator that wipes
+ * every byte it handed out, so no copy of the PAN survives in freed heap
+ * memory. The JSON decoder wipes the PAN string inside the jansson tree
+ * before freeing it (jansson's own scratch token buffer is outside our
+ * reach). On every status but TXN_OK the struct's pan is wiped.
+ */
+#include "txn.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "cardwatch.pb-c.h"
+
+#define BAD(s) (1u << (unsigned)(s))
+
+static const char *const status_names[TXN_STATUS_COUNT] = {
+    [TXN_OK] = "ok",
+    [TXN_ERR_UNDECODABLE] = "undecodable",
+    [TXN_ERR_TXN_ID] = "txn_id",
+    [TXN_ERR_PAN] = "pan",
+    [TXN_ERR_LUHN] = "luhn",
+    [TXN_ERR_EXPIRY] = "expiry",
+    [TXN_ERR_AMOUNT] = "amount",
+    [TXN_ERR_CURRENCY] = "currency",
+    [TXN_ERR_MCC] = "mcc",
+    [TXN_ERR_MERCHANT] = "merchant",
+    [TXN_ERR_COUNTRY] = "country",
+    [TXN_ERR_CHANNEL] = "channel",
+    [TXN_ERR_ENTRY_MODE] = "entry_mode",
+    [TXN_ERR_RESPONSE] = "response",
+    [TXN_ERR_EVENT_TIME] = "event_time",
+};
+
+static const char *const channel_names[] = {
+    "unspecified", "card_present", "ecommerce", "moto", "recurring", "atm",
+};
+
+static const char *const entry_names[] = {
+    "unspecified", "chip", "contactless", "magstripe", "keyed", "on_file",
+};
+
+static const char *const response_names[] = {
+    "unspecified",
+    "approved",
+    "declined",
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *txn_status_name(enum txn_status s)
+{
+    if ((unsigned)s >= TXN_STATUS_COUNT) {
+        return "?";
+    }
+    return status_names[s];
+}
+
+const char *txn_channel_name(enum txn_channel c)
+{
+    return (unsigned)c < NELEM(channel_names) ? channel_names[c] : "?";
+}
+
+const char *txn_entry_mode_name(enum txn_entry_mode m)
+{
+    return (unsigned)m < NELEM(entry_names) ? entry_names[m] : "?";
+}
+
+const char *txn_response_name(enum txn_response r)
+{
+    return (unsigned)r < NELEM(response_names) ? response_names[r] : "?";
+}
+
+static int name_index(const char *const names[], size_t n, const char *s)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(names[i], s) == 0) {
+            return (int)i;
+        }
+    }
+    return 0;
+}
+
+enum txn_channel txn_channel_parse(const char *s)
+{
+    return (enum txn_channel)name_index(channel_names, NELEM(channel_names), s);
+}
+
+enum txn_entry_mode txn_entry_mode_parse(const char *s)
+{
+    return (enum txn_entry_mode)name_index(entry_names, NELEM(entry_names), s);
+}
+
+enum txn_response txn_response_parse(const char *s)
+{
+    return (enum txn_response)name_index(response_names, NELEM(response_names),
+                                         s);
+}
+
+/* ---- validation ---- */
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_upper(char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+/* Length of a NUL-terminated field, or size when it is not terminated. */
+static size_t field_len(const char *s, size_t size)
+{
+    return strnlen(s, size);
+}
+
+static int txn_id_ok(const char *id)
+{
+    size_t len = field_len(id, TXN_ID_MAX + 1);
+
+    if (len < 1 || len > TXN_ID_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (id[i] < 0x20 || id[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int pan_digits_ok(const struct txn *t)
+{
+    if (t->pan_len < CARD_PAN_MIN || t->pan_len > CARD_PAN_MAX ||
+        field_len(t->pan, sizeof(t->pan)) != t->pan_len) {
+        return 0;
+    }
+    for (size_t i = 0; i < t->pan_len; i++) {
+        if (!is_digit(t->pan[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int expiry_ok(const char *e)
+{
+    int mm;
+
+    if (field_len(e, 5) != 4 || !is_digit(e[0]) || !is_digit(e[1]) ||
+        !is_digit(e[2]) || !is_digit(e[3])) {
+        return 0;
+    }
+    mm = (e[2] - '0') * 10 + (e[3] - '0');
+    return mm >= 1 && mm <= 12;
+}
+
+static int upper_code_ok(const char *s, size_t want, size_t size)
+{
+    if (field_len(s, size) != want) {
+        return 0;
+    }
+    for (size_t i = 0; i < want; i++) {
+        if (!is_upper(s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The one validation routine: the first failing rule in enum order.
+ * bad holds BAD(status) bits for fields the decoder found missing or too
+ * long. */
+static enum txn_status validate(struct txn *t, unsigned bad)
+{
+    enum txn_status st = TXN_OK;
+    size_t mlen;
+
+    if ((bad & BAD(TXN_ERR_TXN_ID)) || !txn_id_ok(t->txn_id)) {
+        st = TXN_ERR_TXN_ID;
+    } else if ((bad & BAD(TXN_ERR_PAN)) || !pan_digits_ok(t)) {
+        st = TXN_ERR_PAN;
+    } else if (!card_luhn_ok(t->pan, t->pan_len)) {
+        st = TXN_ERR_LUHN;
+    } else if ((bad & BAD(TXN_ERR_EXPIRY)) || !expiry_ok(t->expiry)) {
+        st = TXN_ERR_EXPIRY;
+    } else if ((bad & BAD(TXN_ERR_AMOUNT)) || t->amount_minor < 0) {
+        st = TXN_ERR_AMOUNT;
+    } else if ((bad & BAD(TXN_ERR_CURRENCY)) ||
+               !upper_code_ok(t->currency, 3, sizeof(t->currency))) {
+        st = TXN_ERR_CURRENCY;
+    } else if ((bad & BAD(TXN_ERR_MCC)) || t->mcc > 9999) {
+        st = TXN_ERR_MCC;
+    } else if ((bad & BAD(TXN_ERR_MERCHANT)) ||
+               (mlen = field_len(t->merchant_id, sizeof(t->merchant_id))) ==
+                   0 ||
+               mlen > TXN_MERCHANT_MAX) {
+        st = TXN_ERR_MERCHANT;
+    } else if ((bad & BAD(TXN_ERR_COUNTRY)) ||
+               !upper_code_ok(t->merchant_country, 2,
+                              sizeof(t->merchant_country))) {
+        st = TXN_ERR_COUNTRY;
+    } else if ((bad & BAD(TXN_ERR_CHANNEL)) ||
+               (unsigned)t->channel - 1u >= 5u) {
+        st = TXN_ERR_CHANNEL;
+    } else if ((bad & BAD(TXN_ERR_ENTRY_MODE)) ||
+               (unsigned)t->entry_mode - 1u >= 5u) {
+        st = TXN_ERR_ENTRY_MODE;
+    } else if ((bad & BAD(TXN_ERR_RESPONSE)) ||
+               (unsigned)t->response - 1u >= 2u) {
+        st = TXN_ERR_RESPONSE;
+    } else if ((bad & BAD(TXN_ERR_EVENT_TIME)) || t->event_time_ms <= 0) {
+        st = TXN_ERR_EVENT_TIME;
+    }
+
+    if (st != TXN_OK) {
+        t->pan_masked[0] = '\0';
+        t->bin[0] = '\0';
+        return st;
+    }
+    card_mask(t->pan, t->pan_len, t->pan_masked);
+    {
+        size_t n = t->pan_len < 8 ? t->pan_len : 8;
+        memcpy(t->bin, t->pan, n);
+        t->bin[n] = '\0';
+    }
+    return TXN_OK;
+}
+
+enum txn_status txn_validate(struct txn *t)
+{
+    return validate(t, 0);
+}
+
+void txn_forget_pan(struct txn *t)
+{
+    OPENSSL_cleanse(t->pan, sizeof(t->pan));
+    t->pan_len = 0;
+}
+
+/* Common end of both decoders: wipe the PAN unless OK, and keep txn_id
+ * only when it is a valid one. */
+static enum txn_status finish(struct txn *out, enum txn_status st)
+{
+    if (st != TXN_OK) {
+        txn_forget_pan(out);
+        if (!txn_id_ok(out->txn_id)) {
+            memset(out->txn_id, 0, sizeof(out->txn_id));
+        }
+    }
+    return st;
+}
+
+/* Copies src[0..len) into a fixed field, or marks the field bad when it
+ * does not fit. */
+static void copy_field(char *dst, size_t size, const char *src, size_t len,
+                       unsigned *bad, enum txn_status st)
+{
+    if (len >= size) {
+        dst[0] = '\0';
+        *bad |= BAD(st);
+        return;
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static void copy_pan(struct txn *out, const char *src, size_t len,
+                     unsigned *bad)
+{
+    if (len > CARD_PAN_MAX) {
+        *bad |= BAD(TXN_ERR_PAN);
+        return;
+    }
+    memcpy(out->pan, src, len);
+    out->pan[len] = '\0';
+    out->pan_len = (uint8_t)len;
+}
+
+/* ---- UTF-8 ---- */
+
+/* Length of the valid UTF-8 sequence starting at s[0] (n >= 1 bytes
+ * available), or 0 when it is not valid UTF-8. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c < 0xc2 || c > 0xf4) {
+        return 0;
+    }
+    if (c < 0xe0) {
+        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    }
+    if (c < 0xf0) {
+        if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+            (c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)) {
+            return 0;
+        }
+        return 3;
+    }
+    if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+        (s[3] & 0xc0) != 0x80 || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f)) {
+        return 0;
+    }
+    return 4;
+}
+
+static int utf8_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+
+    while (n > 0) {
+        size_t k = utf8_seq(p, n);
+        if (k == 0) {
+            return 0;
+        }
+        p += k;
+        n -= k;
+    }
+    return 1;
+}
+
+/* ---- protobuf ---- */
+
+/* A wiping allocator for protobuf-c: small blocks come from an arena on
+ * the caller's stack (wiped in one go at the end), larger ones from the
+ * heap with a size header so that they can be wiped on free. */
+#define ARENA_SIZE 1024
+#define ARENA_ALIGN 16
+
+struct arena {
+    _Alignas(max_align_t) unsigned char buf[ARENA_SIZE];
+    size_t used;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size_t room = ARENA_SIZE - a->used;
+    unsigned char *h;
+
+    if (size <= room &&
+        ((size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1)) <= room) {
+        void *p = a->buf + a->used;
+        a->used += (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+        return p;
+    }
+    if (size > SIZE_MAX - ARENA_ALIGN) {
+        return NULL;
+    }
+    h = malloc(size + ARENA_ALIGN);
+    if (h == NULL) {
+        return NULL;
+    }
+    memcpy(h, &size, sizeof(size));
+    return h + ARENA_ALIGN;
+}
+
+static void arena_free(void *data, void *p)
+{
+    struct arena *a = data;
+    unsigned char *h;
+    size_t size;
+
+    if (p == NULL) {
+        return;
+    }
+    if ((unsigned char *)p >= a->buf &&
+        (unsigned char *)p < a->buf + ARENA_SIZE) {
+        return;
+    }
+    h = (unsigned char *)p - ARENA_ALIGN;
+    memcpy(&size, h, sizeof(size));
+    OPENSSL_cleanse(h, size + ARENA_ALIGN);
+    free(h);
+}
+
+static int pb_strings_utf8(const Cardwatch__V1__Transaction *m)
+{
+    const char *s[] = {m->txn_id,   m->pan,         m->expiry,
+                       m->currency, m->merchant_id, m->merchant_country};
+
+    for (size_t i = 0; i < NELEM(s); i++) {
+        if (s[i] != NULL && !utf8_ok(s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *pb_str(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
+enum txn_status txn_decode_protobuf(const uint8_t *buf, size_t len,
+                                    struct txn *out)
+{
+    struct arena ar;
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &ar};
+    Cardwatch__V1__Transaction *m = NULL;
+    enum txn_status st = TXN_ERR_UNDECODABLE;
+    unsigned bad = 0;
+    const char *s;
+
+    ar.used = 0;
+    memset(out, 0, sizeof(*out));
+    if (buf == NULL && len > 0) {
+        goto out;
+    }
+    m = cardwatch__v1__transaction__unpack(&alloc, len, buf);
+    if (m == NULL) {
+        goto out;
+    }
+    s = pb_str(m->txn_id);
+    copy_field(out->txn_id, sizeof(out->txn_id), s, strlen(s), &bad,
+               TXN_ERR_TXN_ID);
+    /* proto3 strings are UTF-8; other bytes are not a Transaction. */
+    if (!pb_strings_utf8(m)) {
+        goto out;
+    }
+    s = pb_str(m->pan);
+    copy_pan(out, s, strlen(s), &bad);
+    s = pb_str(m->expiry);
+    copy_field(out->expiry, sizeof(out->expiry), s, strlen(s), &bad,
+               TXN_ERR_EXPIRY);
+    out->amount_minor = m->amount_minor;
+    s = pb_str(m->currency);
+    copy_field(out->currency, sizeof(out->currency), s, strlen(s), &bad,
+               TXN_ERR_CURRENCY);
+    out->mcc = m->mcc;
+    s = pb_str(m->merchant_id);
+    copy_field(out->merchant_id, sizeof(out->merchant_id), s, strlen(s), &bad,
+               TXN_ERR_MERCHANT);
+    s = pb_str(m->merchant_country);
+    copy_field(out->merchant_country, sizeof(out->merchant_country), s,
+               strlen(s), &bad, TXN_ERR_COUNTRY);
+    out->channel = (enum txn_channel)m->channel;
+    out->entry_mode = (enum txn_entry_mode)m->entry_mode;
+    out->cvv2_presented = m->cvv2_presented != 0;
+    out->response = (enum txn_response)m->response;
+    out->event_time_ms = m->event_time_ms;
+    st = validate(out, bad);
+
+out:
+    if (m != NULL) {
+        cardwatch__v1__transaction__free_unpacked(m, &alloc);
+    }
+    OPENSSL_cleanse(ar.buf, ar.used);
+    return finish(out, st);
+}
+
+/* ---- JSON ---- */
+
+/* Reads an optional string member. Returns -1 on a wrong type; a missing
+ * member marks the field bad. */
+static int json_str(json_t *root, const char *name, char *dst, size_t size,
+                    unsigned *bad, enum txn_status st)
+{
+    json_t *v = json_object_get(root, name);
+
+    if (v == NULL) {
+        *bad |= BAD(st);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return -1;
+    }
+    copy_field(dst, size, json_string_value(v), json_string_length(v), bad, st);
+    return 0;
+}
+
+static int json_int(json_t *root, const char *name, json_int_t *dst,
+                    unsigned *bad, enum txn_status st)
+{
+    json_t *v = json_object_get(root, name);
+
+    if (v == NULL) {
+        *bad |= BAD(st);
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        return -1;
+    }
+    *dst = json_integer_value(v);
+    return 0;
+}
+
+/* Reads an enum member by name; an unknown name gives 0 (UNSPECIFIED),
+ * which validation rejects. */
+static int json_enum(json_t *root, const char *name, const char *const names[],
+                     size_t n, int *dst)
+{
+    json_t *v = json_object_get(root, name);
+
+    if (v == NULL) {
+        *dst = 0;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return -1;
+    }
+    *dst = name_index(names, n, json_string_value(v));
+    return 0;
+}
+
+static int json_pan(json_t *root, struct txn *out, unsigned *bad)
+{
+    json_t *v = json_object_get(root, "pan");
+
+    if (v == NULL) {
+        *bad |= BAD(TXN_ERR_PAN);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return -1;
+    }
+    copy_pan(out, json_string_value(v), json_string_length(v), bad);
+    /* The tree is ours and about to be freed: wipe its copy of the PAN. */
+    OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+    return 0;
+}
+
+/* Parses a JSON transaction into out. validate_it = 0 only checks the
+ * JSON shape (types, enum names) and leaves field values unchecked. */
+static enum txn_status parse_json(const char *buf, size_t len,
+                                  struct txn *out, int validate_it)
+{
+    json_t *root = NULL;
+    json_error_t jerr;
+    enum txn_status st = TXN_ERR_UNDECODABLE;
+    unsigned bad = 0;
+    json_int_t amount = 0;
+    json_int_t mcc = 0;
+    json_int_t event_time = 0;
+    int channel = 0;
+    int entry = 0;
+    int response = 0;
+    json_t *cvv2;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (buf == NULL) {
+        goto out;
+    }
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        goto out;
+    }
+    rc |= json_str(root, "txn_id", out->txn_id, sizeof(out->txn_id), &bad,
+                   TXN_ERR_TXN_ID);
+    rc |= json_pan(root, out, &bad);
+    rc |= json_str(root, "expiry", out->expiry, sizeof(out->expiry), &bad,
+                   TXN_ERR_EXPIRY);
+    rc |= json_int(root, "amount_minor", &amount, &bad, TXN_ERR_AMOUNT);
+    rc |= json_str(root, "currency", out->currency, sizeof(out->currency), &bad,
+                   TXN_ERR_CURRENCY);
+    rc |= json_int(root, "mcc", &mcc, &bad, TXN_ERR_MCC);
+    rc |= json_str(root, "merchant_id", out->merchant_id,
+                   sizeof(out->merchant_id), &bad, TXN_ERR_MERCHANT);
+    rc |= json_str(root, "merchant_country", out->merchant_country,
+                   sizeof(out->merchant_country), &bad, TXN_ERR_COUNTRY);
+    rc |= json_enum(root, "channel", channel_names, NELEM(channel_names),
+                    &channel);
+    rc |=
+        json_enum(root, "entry_mode", entry_names, NELEM(entry_names), &entry);
+    rc |= json_enum(root, "response", response_names, NELEM(response_names),
+                    &response);
+    rc |=
+        json_int(root, "event_time_ms", &event_time, &bad, TXN_ERR_EVENT_TIME);
+    cvv2 = json_object_get(root, "cvv2_presented");
+    if (cvv2 != NULL && !json_is_boolean(cvv2)) {
+        rc = -1;
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    out->amount_minor = (int64_t)amount;
+    if (mcc < 0 || mcc > 9999) {
+        bad |= BAD(TXN_ERR_MCC);
+    } else {
+        out->mcc = (uint32_t)mcc;
+    }
+    out->channel = (enum txn_channel)channel;
+    out->entry_mode = (enum txn_entry_mode)entry;
+    out->response = (enum txn_response)response;
+    out->cvv2_presented = cvv2 != NULL && json_is_true(cvv2);
+    out->event_time_ms = (int64_t)event_time;
+    if (!validate_it) {
+        json_decref(root);
+        return TXN_OK;
+    }
+    st = validate(out, bad);
+
+out:
+    json_decref(root);
+    return finish(out, st);
+}
+
+enum txn_status txn_decode_json(const char *buf, size_t len, struct txn *out)
+{
+    return parse_json(buf, len, out, 1);
+}
+
+enum txn_status txn_parse_json(const char *buf, size_t len, struct txn *out)
+{
+    return parse_json(buf, len, out, 0);
+}
+
+/* ---- encoding ---- */
+
+int txn_encode_protobuf(const struct txn *t, uint8_t **out, size_t *outlen)
+{
+    Cardwatch__V1__Transaction m = CARDWATCH__V1__TRANSACTION__INIT;
+    uint8_t *buf;
+    size_t size;
+
+    m.txn_id = (char *)t->txn_id;
+    m.pan = (char *)t->pan;
+    m.expiry = (char *)t->expiry;
+    m.amount_minor = t->amount_minor;
+    m.currency = (char *)t->currency;
+    m.mcc = t->mcc;
+    m.merchant_id = (char *)t->merchant_id;
+    m.merchant_country = (char *)t->merchant_country;
+    m.channel = (Cardwatch__V1__Channel)t->channel;
+    m.entry_mode = (Cardwatch__V1__EntryMode)t->entry_mode;
+    m.cvv2_presented = t->cvv2_presented;
+    m.response = (Cardwatch__V1__Response)t->response;
+    m.event_time_ms = t->event_time_ms;
+
+    size = cardwatch__v1__transaction__get_packed_size(&m);
+    buf = malloc(size > 0 ? size : 1);
+    if (buf == NULL) {
+        return -1;
+    }
+    *outlen = cardwatch__v1__transaction__pack(&m, buf);
+    *out = buf;
+    return 0;
+}
+
+/* A bounded JSON writer: records overflow instead of failing each call. */
+struct jw {
+    char *buf;
+    size_t cap; /* bytes available for text, excluding the NUL */
+    size_t len;
+    int overflow;
+};
+
+static void jw_raw(struct jw *w, const char *s, size_t n)
+{
+    if (w->overflow || n > w->cap - w->len) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+static void jw_lit(struct jw *w, const char *s)
+{
+    jw_raw(w, s, strlen(s));
+}
+
+/* Writes s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
+static void jw_str(struct jw *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    jw_raw(w, "\"", 1);
+    while (i < n && !w->overflow) {
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
+               p[run] != '\\') {
+            run++;
+        }
+        jw_raw(w, s + i, run - i);
+        i = run;
+        if (i >= n) {
+            break;
+        }
+        if (p[i] >= 0x80) {
+            size_t k = utf8_seq(p + i, n - i);
+            if (k == 0) {
+                jw_raw(w, "\\ufffd", 6);
+                i++;
+            } else {
+                jw_raw(w, s + i, k);
+                i += k;
+            }
+            continue;
+        }
+        switch (p[i]) {
+        case '"':
+            jw_raw(w, "\\\"", 2);
+            break;
+        case '\\':
+            jw_raw(w, "\\\\", 2);
+            break;
+        case '\n':
+            jw_raw(w, "\\n", 2);
+            break;
+        case '\r':
+            jw_raw(w, "\\r", 2);
+            break;
+        case '\t':
+            jw_raw(w, "\\t", 2);
+            break;
+        case '\b':
+            jw_raw(w, "\\b", 2);
+            break;
+        case '\f':
+            jw_raw(w, "\\f", 2);
+            break;
+        default: {
+            char esc[6] = {
+                '\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 0x0f]};
+            jw_raw(w, esc, sizeof(esc));
+            break;
+        }
+        }
+        i++;
+    }
+    jw_raw(w, "\"", 1);
+}
+
+static void jw_field_str(struct jw *w, const char *key, const char *s,
+                         size_t size)
+{
+    jw_lit(w, key);
+    jw_str(w, s, strnlen(s, size));
+}
+
+static void jw_i64(struct jw *w, int64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    jw_raw(w, tmp, (size_t)n);
+}
+
+int txn_encode_json(const struct txn *t, char *buf, size_t buflen)
+{
+    struct jw w = {buf, buflen > 0 ? buflen - 1 : 0, 0, buflen == 0};
+
+    jw_field_str(&w, "{\"txn_id\":", t->txn_id, sizeof(t->txn_id));
+    jw_field_str(&w, ",\"pan\":", t->pan, sizeof(t->pan));
+    jw_field_str(&w, ",\"expiry\":", t->expiry, sizeof(t->expiry));
+    jw_lit(&w, ",\"amount_minor\":");
+    jw_i64(&w, t->amount_minor);
+    jw_field_str(&w, ",\"currency\":", t->currency, sizeof(t->currency));
+    jw_lit(&w, ",\"mcc\":");
+    jw_i64(&w, t->mcc);
+    jw_field_str(&w, ",\"merchant_id\":", t->merchant_id,
+                 sizeof(t->merchant_id));
+    jw_field_str(&w, ",\"merchant_country\":", t->merchant_country,
+                 sizeof(t->merchant_country));
+    jw_lit(&w, ",\"channel\":\"");
+    jw_lit(&w, txn_channel_name(t->channel));
+    jw_lit(&w, "\",\"entry_mode\":\"");
+    jw_lit(&w, txn_entry_mode_name(t->entry_mode));
+    jw_lit(&w, "\",\"cvv2_presented\":");
+    jw_lit(&w, t->cvv2_presented ? "true" : "false");
+    jw_lit(&w, ",\"response\":\"");
+    jw_lit(&w, txn_response_name(t->response));
+    jw_lit(&w, "\",\"event_time_ms\":");
+    jw_i64(&w, t->event_time_ms);
+    jw_lit(&w, "}");
+    if (w.overflow || w.len > INT_MAX) {
+        /* What was written may hold part of the PAN. */
+        OPENSSL_cleanse(buf, w.len);
+        if (buflen > 0) {
+            buf[0] = '\0';
+        }
+        return -1;
+    }
+    buf[w.len] = '\0';
+    return (int)w.len;
+}
