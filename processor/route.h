@@ -29,4 +29,14 @@ int route_lookup(const struct route_table *rt, const char *digits, size_t len);
 /* Number of prefixes held. */
 size_t route_count(const struct route_table *rt);
 
+/* Counts the prefixes per issuer in one pass: counts[i] gets how many are
+ * routed to index i, for i < n (higher indexes are not counted). Lets
+ * config_check() find an issuer without bins. */
+void route_count_by_idx(const struct route_table *rt, size_t *counts, size_t n);
+
+/* Writes up to cap prefixes as malloc'd digit strings into out (caller
+ * frees each) in ascending length and value order. Returns how many were
+ * written (fewer on allocation failure). Used by the data generator. */
+size_t route_prefixes(const struct route_table *rt, char **out, size_t cap);
+
 #endif
