@@ -17,7 +17,7 @@ PKGS     := rdkafka hiredis libevent libevent_openssl libprotobuf-c \
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-CFLAGS  := -std=gnu11 -g $(OPT) $(SAN) -Wall -Wextra -Werror -Wshadow \
+CFLAGS  := -std=gnu11 -D_GNU_SOURCE -g $(OPT) $(SAN) -Wall -Wextra -Werror -Wshadow \
            -Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing \
            -Iprocessor -I$(BUILD)/gen $(PKG_CFLAGS)
 LDFLAGS := $(SAN)

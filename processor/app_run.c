@@ -1,0 +1,462 @@
+/* app_run.c - see app_run.h. */
+#include "app_run.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "card.h"
+#include "exposure.h"
+#include "http_admin.h"
+#include "log.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "rules.h"
+#include "sink_kafka.h"
+#include "source_kafka.h"
+
+#define MOD "run"
+
+struct app {
+    const struct config *c;
+    const struct run_opts *o;
+    struct event_base *base;
+    struct metrics *metrics;
+    struct card_key *key;
+    struct ruleset *rules;
+    struct exposure *exposure;
+    struct sink_kafka *sink;
+    struct source_kafka *source;
+    struct pipeline *pipeline;
+    struct http_admin *http;
+    struct event *sigint, *sigterm, *tick, *progress;
+    int stopping;
+    int exit_code;
+    uint64_t stop_deadline_ns;
+    uint64_t started_ns;
+    uint64_t last_events;
+    uint64_t last_ns;
+    double rate;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- glue between modules (data flows one way; acks flow back) ---- */
+
+static size_t cb_capacity(void *arg)
+{
+    struct app *a = arg;
+    return a->pipeline ? pipeline_capacity(a->pipeline) : 0;
+}
+
+static int cb_intake(void *arg, const struct pipeline_record *r, size_t n)
+{
+    struct app *a = arg;
+    return pipeline_intake(a->pipeline, r, n);
+}
+
+static void cb_revoke(void *arg, int32_t partition)
+{
+    struct app *a = arg;
+    if (a->pipeline != NULL) {
+        pipeline_revoke(a->pipeline, partition);
+    }
+}
+
+static void cb_delivered(void *arg, void *opaque, int err)
+{
+    struct app *a = arg;
+    pipeline_delivered(a->pipeline, opaque, err);
+}
+
+static void cb_redis_state(void *arg, int up)
+{
+    struct app *a = arg;
+    if (a->pipeline != NULL) {
+        pipeline_redis_state(a->pipeline, up);
+    }
+}
+
+static uint64_t events_total(const struct metrics *m)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
+        t += metrics_events(m, (enum metrics_outcome)i);
+    }
+    return t;
+}
+
+static void update_gauges(struct app *a)
+{
+    metrics_gauge(a->metrics, METRICS_G_IN_FLIGHT,
+                  (double)pipeline_in_flight(a->pipeline));
+    metrics_gauge(a->metrics, METRICS_G_CONSUMER_LAG,
+                  (double)source_kafka_lag(a->source));
+    metrics_gauge(a->metrics, METRICS_G_ASSIGNED_PARTITIONS,
+                  source_kafka_assigned(a->source));
+}
+
+static int app_ready(void *arg, char *why, size_t whylen)
+{
+    struct app *a = arg;
+    if (a->stopping) {
+        snprintf(why, whylen, "shutting down");
+        return 0;
+    }
+    if (sink_kafka_fatal(a->sink)) {
+        snprintf(why, whylen, "Kafka producer failed");
+        return 0;
+    }
+    if (!exposure_is_up(a->exposure)) {
+        snprintf(why, whylen, "Redis %s:%d unavailable; intake paused",
+                 a->c->redis_host, a->c->redis_port);
+        return 0;
+    }
+    return 1;
+}
+
+static char *app_metrics(void *arg)
+{
+    struct app *a = arg;
+    char why[256];
+    update_gauges(a);
+    metrics_gauge(a->metrics, METRICS_G_READY,
+                  app_ready(a, why, sizeof(why)));
+    char *text = NULL;
+    char extra[512];
+    snprintf(extra, sizeof(extra),
+             "# HELP cardwatch_ruleset_info Active rule set.\n"
+             "# TYPE cardwatch_ruleset_info gauge\n"
+             "cardwatch_ruleset_info{version=\"%s\"} 1\n",
+             rules_version(a->rules));
+    if (metrics_render(a->metrics, extra, &text) < 0) {
+        return NULL;
+    }
+    return text;
+}
+
+/* ---- shutdown ---- */
+
+static void begin_stop(struct app *a, const char *why)
+{
+    if (a->stopping) {
+        return;
+    }
+    a->stopping = 1;
+    a->stop_deadline_ns =
+        mono_ns() + (uint64_t)a->o->drain_timeout_s * 1000000000ull;
+    log_info(MOD, "%s: stopping intake, draining %zu in-flight event(s)",
+             why, pipeline_in_flight(a->pipeline));
+    source_kafka_stop(a->source);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct app *a = arg;
+    if (a->stopping) {
+        log_warn(MOD, "second signal: exiting without draining; "
+                 "unacknowledged events will be consumed again");
+        a->exit_code = 1;
+        event_base_loopbreak(a->base);
+        return;
+    }
+    begin_stop(a, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct app *a = arg;
+    if (!a->stopping && sink_kafka_fatal(a->sink)) {
+        a->exit_code = 1;
+        begin_stop(a, "producer fatal error");
+    }
+    if (!a->stopping && a->o->exit_at_end &&
+        source_kafka_at_end(a->source) &&
+        pipeline_in_flight(a->pipeline) == 0) {
+        begin_stop(a, "end of input");
+    }
+    if (!a->stopping) {
+        return;
+    }
+    if (pipeline_in_flight(a->pipeline) == 0) {
+        event_base_loopexit(a->base, NULL);
+    } else if (mono_ns() > a->stop_deadline_ns) {
+        log_error(MOD, "drain timed out with %zu event(s) unacknowledged; "
+                  "they will be consumed again after a restart",
+                  pipeline_in_flight(a->pipeline));
+        a->exit_code = 1;
+        event_base_loopexit(a->base, NULL);
+    }
+}
+
+static void fmt_count(uint64_t v, char *buf, size_t len)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        buf[o++] = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n) {
+            buf[o++] = ',';
+        }
+    }
+    buf[o] = '\0';
+}
+
+static void on_progress(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct app *a = arg;
+    uint64_t now = mono_ns();
+    uint64_t ev = events_total(a->metrics);
+    double dt = (double)(now - a->last_ns) / 1e9;
+    a->rate = dt > 0 ? (double)(ev - a->last_events) / dt : 0;
+    a->last_events = ev;
+    a->last_ns = now;
+    char e[32], r[32], x[32], al[32], d[32], lag[32];
+    fmt_count(ev, e, sizeof(e));
+    fmt_count((uint64_t)a->rate, r, sizeof(r));
+    fmt_count(metrics_events(a->metrics, METRICS_EXPOSED) +
+                  metrics_events(a->metrics, METRICS_ALERTED),
+              x, sizeof(x));
+    fmt_count(metrics_alerts_total(a->metrics), al, sizeof(al));
+    fmt_count(metrics_events(a->metrics, METRICS_DEAD_LETTER), d, sizeof(d));
+    fmt_count((uint64_t)source_kafka_lag(a->source), lag, sizeof(lag));
+    const char *redis = exposure_is_up(a->exposure) ? "up" : "DOWN";
+    if (a->o->progress) {
+        fprintf(stderr,
+                "\r\033[K%s events  %s/s  exposed %s  alerts %s  dead "
+                "letters %s  lag %s  redis %s",
+                e, r, x, al, d, lag, redis);
+        fflush(stderr);
+    } else {
+        log_info(MOD, "%s events (%s/s), exposed %s, alerts %s, dead "
+                 "letters %s, lag %s, redis %s", e, r, x, al, d, lag, redis);
+    }
+}
+
+struct table_ctx {
+    int rows;
+};
+
+static void print_hit(void *arg, const char *issuer, const char *rule,
+                      uint64_t n)
+{
+    struct table_ctx *t = arg;
+    fprintf(stdout, "  %-24s %-28s %12" PRIu64 "\n", issuer, rule, n);
+    t->rows++;
+}
+
+static void print_issuer(void *arg, const char *issuer, uint64_t n)
+{
+    struct table_ctx *t = arg;
+    fprintf(stdout, "  %-24s %12" PRIu64 "\n", issuer, n);
+    t->rows++;
+}
+
+static void print_summary(struct app *a)
+{
+    double secs = (double)(mono_ns() - a->started_ns) / 1e9;
+    uint64_t ev = events_total(a->metrics);
+    fprintf(stdout,
+            "\ncardwatch run: %" PRIu64 " events in %.1f s (%.0f/s): %" PRIu64
+            " clean, %" PRIu64 " exposed without alert, %" PRIu64
+            " alerted, %" PRIu64 " dead letters\n",
+            ev, secs, secs > 0 ? (double)ev / secs : 0,
+            metrics_events(a->metrics, METRICS_CLEAN),
+            metrics_events(a->metrics, METRICS_EXPOSED),
+            metrics_events(a->metrics, METRICS_ALERTED),
+            metrics_events(a->metrics, METRICS_DEAD_LETTER));
+    struct table_ctx t = {0};
+    fprintf(stdout, "\nAlerts by issuer:\n  %-24s %12s\n", "issuer",
+            "alerts");
+    metrics_each_issuer(a->metrics, print_issuer, &t);
+    fprintf(stdout, "\nRule hits by issuer and rule:\n  %-24s %-28s %12s\n",
+            "issuer", "rule", "hits");
+    metrics_each_hit(a->metrics, print_hit, &t);
+    if (t.rows == 0) {
+        fprintf(stdout, "  (no alerts)\n");
+    }
+    fflush(stdout);
+}
+
+int app_run(const struct config *c, const struct run_opts *o)
+{
+    struct app a = {0};
+    char err[1024];
+    char brokers[CONFIG_STR_MAX];
+    a.c = c;
+    a.o = o;
+    a.exit_code = 0;
+    signal(SIGPIPE, SIG_IGN);
+
+    if (config_brokers(c, brokers, sizeof(brokers), err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        return 1;
+    }
+    a.key = card_key_load(c->key_file, err, sizeof(err));
+    if (a.key == NULL) {
+        log_error(MOD, "%s", err);
+        return 1;
+    }
+    a.rules = rules_builtin();
+    a.base = event_base_new();
+    a.metrics = metrics_new();
+    if (a.rules == NULL || a.base == NULL || a.metrics == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        a.exit_code = 1;
+        goto out;
+    }
+    struct exposure_opts xo = {
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .prefix = c->redis_prefix,
+        .key_id = card_key_id(a.key),
+        .timeout_ms = c->redis_timeout_ms,
+        .metrics = a.metrics,
+        .on_state = cb_redis_state,
+        .state_arg = &a,
+    };
+    a.exposure = exposure_new(a.base, &xo, err, sizeof(err));
+    if (a.exposure == NULL) {
+        log_error(MOD, "%s", err);
+        a.exit_code = 1;
+        goto out;
+    }
+    a.sink = sink_kafka_new(a.base, c, brokers, a.metrics, cb_delivered, &a,
+                            err, sizeof(err));
+    if (a.sink == NULL) {
+        log_error(MOD, "%s", err);
+        a.exit_code = 1;
+        goto out;
+    }
+    struct source_kafka_opts so = {
+        .config = c,
+        .brokers = brokers,
+        .group = c->group,
+        .topic = c->transactions_topic,
+        .batch_size = c->batch_size,
+        .metrics = a.metrics,
+        .capacity = cb_capacity,
+        .intake = cb_intake,
+        .revoke = cb_revoke,
+        .arg = &a,
+    };
+    a.source = source_kafka_new(a.base, &so, err, sizeof(err));
+    if (a.source == NULL) {
+        log_error(MOD, "%s", err);
+        a.exit_code = 1;
+        goto out;
+    }
+    struct pipeline_opts po = {
+        .config = c,
+        .key = a.key,
+        .rules = a.rules,
+        .exposure = a.exposure,
+        .metrics = a.metrics,
+        .source = {source_kafka_store, source_kafka_set_paused,
+                   source_kafka_kick, a.source},
+        .sink = {sink_kafka_produce, a.sink},
+        .source_topic = c->transactions_topic,
+        .format = PIPELINE_PROTOBUF,
+        .mode = ALERT_MODE_LIVE,
+    };
+    a.pipeline = pipeline_new(&po);
+    if (a.pipeline == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        a.exit_code = 1;
+        goto out;
+    }
+    /* Intake starts paused until Redis answers. */
+    if (!exposure_is_up(a.exposure)) {
+        source_kafka_set_paused(a.source, 1);
+    }
+    if (c->http_listen[0] != '\0') {
+        struct http_admin_ops ho = {app_ready, app_metrics, &a};
+        a.http = http_admin_new(a.base, c->http_listen, &ho, err, sizeof(err));
+        if (a.http == NULL) {
+            log_error(MOD, "%s", err);
+            a.exit_code = 1;
+            goto out;
+        }
+    }
+    a.sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
+    a.sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
+    a.tick = event_new(a.base, -1, EV_PERSIST, on_tick, &a);
+    a.progress = event_new(a.base, -1, EV_PERSIST, on_progress, &a);
+    if (a.sigint == NULL || a.sigterm == NULL || a.tick == NULL ||
+        a.progress == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        a.exit_code = 1;
+        goto out;
+    }
+    event_add(a.sigint, NULL);
+    event_add(a.sigterm, NULL);
+    struct timeval tick = {0, 50000};
+    event_add(a.tick, &tick);
+    struct timeval prog = {o->progress ? 1 : 10, 0};
+    event_add(a.progress, &prog);
+    if (o->progress) {
+        log_set_progress_active(1);
+    }
+    a.started_ns = a.last_ns = mono_ns();
+    log_info(MOD, "consuming %s as group '%s' from %s; Redis %s:%d; key id "
+             "%s; rules %s", c->transactions_topic, c->group, brokers,
+             c->redis_host, c->redis_port, card_key_id(a.key),
+             rules_version(a.rules));
+
+    event_base_dispatch(a.base);
+
+    if (o->progress) {
+        on_progress(-1, 0, &a);
+        fputc('\n', stderr);
+        log_set_progress_active(0);
+    }
+    if (source_kafka_close(a.source) != 0) {
+        a.exit_code = 1;
+    }
+    if (sink_kafka_flush(a.sink, 10000) != 0) {
+        log_error(MOD, "producer flush timed out");
+        a.exit_code = 1;
+    }
+    print_summary(&a);
+    log_info(MOD, "stopped%s", a.exit_code ? " with errors" : " cleanly");
+out:
+    /* Order: the sink and exposure call back into the pipeline. */
+    http_admin_destroy(a.http);
+    if (a.pipeline != NULL) {
+        pipeline_detach_source(a.pipeline);
+    }
+    source_kafka_destroy(a.source);
+    sink_kafka_destroy(a.sink);
+    exposure_destroy(a.exposure);
+    pipeline_destroy(a.pipeline);
+    struct event *evs[] = {a.sigint, a.sigterm, a.tick, a.progress};
+    for (size_t i = 0; i < 4; i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    if (a.base != NULL) {
+        event_base_free(a.base);
+    }
+    metrics_destroy(a.metrics);
+    rules_destroy(a.rules);
+    card_key_destroy(a.key);
+    return a.exit_code;
+}

@@ -1,0 +1,82 @@
+/* exposure.h - asynchronous exposed-card lookup in Redis (hiredis on the
+ * libevent loop).
+ *
+ * One MGET per batch of fingerprints: one round trip per batch, never per
+ * event. Breach metadata is cached and fetched on first sight of a breach
+ * id. The module owns the Redis connection: it connects, detects an outage
+ * (disconnect or no answer within timeout_ms), reconnects with back-off and
+ * re-sends every unanswered lookup, so a lookup is never lost; its state
+ * callback tells the pipeline to pause intake while Redis is down.
+ */
+#ifndef CARDWATCH_EXPOSURE_H
+#define CARDWATCH_EXPOSURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "breach.h"
+#include "card.h"
+#include "metrics.h"
+
+struct event_base;
+struct exposure;
+
+struct exposure_hit {
+    const struct breach *breach; /* cached metadata; borrowed */
+    char exptag[CARD_EXPTAG_SIZE]; /* "" when the list had no expiry */
+};
+
+/* Card i of a lookup has hits[first[i] .. first[i] + count[i]). A clean
+ * card has count 0. */
+struct exposure_result {
+    size_t n_cards;
+    const uint32_t *first;
+    const uint16_t *count;
+    const struct exposure_hit *hits;
+};
+
+/* Called exactly once per lookup: status 0 with the result, or -1 with
+ * res == NULL when the module is destroyed first. res and everything it
+ * points to are borrowed for the duration of the call. */
+typedef void (*exposure_cb)(void *arg, int status,
+                            const struct exposure_result *res);
+
+/* Called when the connection comes up (1) or goes down (0). */
+typedef void (*exposure_state_cb)(void *arg, int up);
+
+struct exposure_opts {
+    const char *host;
+    int port;
+    const char *prefix; /* key namespace */
+    const char *key_id; /* fingerprint key id */
+    int timeout_ms;     /* connect and answer timeout */
+    struct metrics *metrics;  /* may be NULL */
+    exposure_state_cb on_state;
+    void *state_arg;
+};
+
+/* Creates the module and starts connecting on base. Strings in opts are
+ * copied. Returns NULL with a message in errbuf on a bad option or
+ * allocation failure; a Redis that is not reachable yet is not an error
+ * (the module keeps trying). */
+struct exposure *exposure_new(struct event_base *base,
+                              const struct exposure_opts *opts, char *errbuf,
+                              size_t errlen);
+
+/* Looks up n fingerprints (32-hex strings, copied). cb fires once, when
+ * Redis answered (after any reconnects). Returns 0, or -1 on allocation
+ * failure (cb is then not called). */
+int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
+                    exposure_cb cb, void *arg);
+
+/* 1 when the connection is up. */
+int exposure_is_up(const struct exposure *x);
+
+/* Lookups issued and not yet answered. */
+size_t exposure_pending(const struct exposure *x);
+
+/* Closes the connection; pending lookups get status -1. NULL is a no-op.
+ * Must not be called from inside an exposure callback. */
+void exposure_destroy(struct exposure *x);
+
+#endif

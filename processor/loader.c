@@ -1,0 +1,595 @@
+/* loader.c - see loader.h. */
+#include "loader.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "breach.h"
+#include "card.h"
+#include "log.h"
+#include "rmodel.h"
+
+#define MOD "load"
+#define CHUNK 1000
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static redisContext *connect_redis(const struct config *c)
+{
+    struct timeval tv = {c->redis_timeout_ms / 1000,
+                         (c->redis_timeout_ms % 1000) * 1000};
+    redisContext *rc = redisConnectWithTimeout(c->redis_host, c->redis_port,
+                                               tv);
+    if (rc == NULL || rc->err) {
+        log_error(MOD, "cannot connect to Redis %s:%d: %s", c->redis_host,
+                  c->redis_port, rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, (struct timeval){10, 0});
+    return rc;
+}
+
+/* Runs one command; returns the reply (caller frees) or NULL after
+ * logging the failure. */
+static redisReply *cmd(redisContext *rc, const char *what, const char *fmt,
+                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        log_error(MOD, "Redis %s failed: %s", what, rc->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_error(MOD, "Redis %s failed: %s", what, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int load_script(redisContext *rc, const char *src, char sha[41])
+{
+    redisReply *r = cmd(rc, "SCRIPT LOAD", "SCRIPT LOAD %s", src);
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
+        freeReplyObject(r);
+        return -1;
+    }
+    memcpy(sha, r->str, 41);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* ---- CSV ---- */
+
+/* Splits line into at most max fields at commas; strips spaces and one
+ * pair of double quotes around each field. Modifies line. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        char *start = p;
+        int quoted = *p == '"';
+        if (quoted) {
+            start = ++p;
+            while (*p && *p != '"') {
+                p++;
+            }
+            char *end = p;
+            if (*p == '"') {
+                p++;
+            }
+            *end = '\0';
+            while (*p && *p != ',') {
+                p++;
+            }
+        } else {
+            while (*p && *p != ',') {
+                p++;
+            }
+        }
+        char *next = *p ? p + 1 : NULL;
+        if (*p == ',') {
+            *p = '\0';
+        }
+        /* trim the tail */
+        size_t len = strlen(start);
+        while (len > 0 && isspace((unsigned char)start[len - 1])) {
+            start[--len] = '\0';
+        }
+        fields[n++] = start;
+        if (next == NULL) {
+            break;
+        }
+        p = next;
+    }
+    return n;
+}
+
+/* Keeps the digits of a PAN field, dropping spaces and dashes. Returns the
+ * digit count, or -1 when any other character is present or it is too
+ * long. */
+static int pan_digits(const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == ' ' || *p == '-') {
+            continue;
+        }
+        if (!isdigit((unsigned char)*p) || n + 1 >= outlen) {
+            return -1;
+        }
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+static int expiry_ok(const char *e)
+{
+    if (strlen(e) != 4) {
+        return 0;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!isdigit((unsigned char)e[i])) {
+            return 0;
+        }
+    }
+    int mm = (e[2] - '0') * 10 + (e[3] - '0');
+    return mm >= 1 && mm <= 12;
+}
+
+struct load_stats {
+    uint64_t rows, loaded, added, rejected, no_expiry;
+};
+
+static int flush_chunk(redisContext *rc, int pending, struct load_stats *st)
+{
+    for (int i = 0; i < pending; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
+            log_error(MOD, "Redis failed while loading: %s", rc->errstr);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            log_error(MOD, "Redis refused a card: %s", r->str);
+            freeReplyObject(r);
+            return -1;
+        }
+        st->loaded++;
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            st->added++;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+int loader_load(const struct config *c, const struct load_opts *o)
+{
+    char err[256];
+    int64_t ws, we;
+    uint32_t elements;
+    int rc_exit = 1;
+    FILE *f = NULL;
+    redisContext *rc = NULL;
+    struct card_key *key = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+
+    if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
+        log_error(MOD, "--breach: give an id of 1-%d characters "
+                  "[A-Za-z0-9._-]", BREACH_ID_MAX);
+        return 1;
+    }
+    if (o->window_start == NULL ||
+        breach_date_parse(o->window_start, 0, &ws) != 0) {
+        log_error(MOD, "--window-start: give a date YYYY-MM-DD");
+        return 1;
+    }
+    if (o->window_end == NULL || breach_date_parse(o->window_end, 1, &we) != 0) {
+        log_error(MOD, "--window-end: give a date YYYY-MM-DD");
+        return 1;
+    }
+    if (we < ws) {
+        log_error(MOD, "--window-end is before --window-start");
+        return 1;
+    }
+    if (o->elements == NULL ||
+        breach_elements_parse(o->elements, &elements, err, sizeof(err)) != 0) {
+        log_error(MOD, "--elements: %s", o->elements ? err : "required, "
+                  "e.g. pan,expiry,cvv2,name,address");
+        return 1;
+    }
+    if (!(elements & BREACH_EL_PAN)) {
+        log_error(MOD, "--elements must include pan: a list of cards "
+                  "exposes their numbers");
+        return 1;
+    }
+    if (o->description != NULL && strlen(o->description) > BREACH_DESC_MAX) {
+        log_error(MOD, "--description: at most %d characters",
+                  BREACH_DESC_MAX);
+        return 1;
+    }
+    if (o->list_path == NULL) {
+        log_error(MOD, "give the list file (CSV with a header naming column "
+                  "'pan', optionally 'expiry')");
+        return 1;
+    }
+    key = card_key_load(c->key_file, err, sizeof(err));
+    if (key == NULL) {
+        log_error(MOD, "%s", err);
+        return 1;
+    }
+    f = strcmp(o->list_path, "-") == 0 ? stdin : fopen(o->list_path, "r");
+    if (f == NULL) {
+        log_error(MOD, "%s: %s", o->list_path, strerror(errno));
+        goto out;
+    }
+    const char *fname = strcmp(o->list_path, "-") == 0 ? "<stdin>"
+                                                       : o->list_path;
+    /* Header. */
+    if (getline(&line, &cap, f) < 0) {
+        log_error(MOD, "%s:1: empty file; expected a header with column "
+                  "'pan'", fname);
+        goto out;
+    }
+    char *fields[64];
+    line[strcspn(line, "\r\n")] = '\0';
+    int nf = split_csv(line, fields, 64);
+    int col_pan = -1, col_exp = -1;
+    for (int i = 0; i < nf; i++) {
+        if (strcasecmp(fields[i], "pan") == 0) {
+            col_pan = i;
+        } else if (strcasecmp(fields[i], "expiry") == 0) {
+            col_exp = i;
+        } else if (strcasecmp(fields[i], "cvv") == 0 ||
+                   strcasecmp(fields[i], "cvv2") == 0) {
+            log_warn(MOD, "%s:1: column '%s' is ignored: cardwatch never "
+                     "stores a CVV", fname, fields[i]);
+        }
+    }
+    if (col_pan < 0) {
+        log_error(MOD, "%s:1: the header has no column 'pan'", fname);
+        goto out;
+    }
+    if (col_exp < 0 && (elements & BREACH_EL_EXPIRY)) {
+        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
+                 "expiry; expiry matches will be unknown", fname);
+    }
+
+    rc = connect_redis(c);
+    if (rc == NULL) {
+        goto out;
+    }
+    char sha_add[41];
+    if (load_script(rc, RMODEL_LUA_ADD, sha_add) != 0) {
+        goto out;
+    }
+    char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
+    rmodel_breach_key(bkey, c->redis_prefix, o->breach_id);
+    rmodel_breach_cards_key(ckey, c->redis_prefix, o->breach_id);
+    rmodel_breaches_key(lkey, c->redis_prefix);
+    char elems[128], s_ws[32], s_we[32], s_now[32];
+    breach_elements_format(elements, elems, sizeof(elems));
+    snprintf(s_ws, sizeof(s_ws), "%" PRId64, ws);
+    snprintf(s_we, sizeof(s_we), "%" PRId64, we);
+    snprintf(s_now, sizeof(s_now), "%" PRId64, wall_ms());
+    /* Metadata first, so a processor that meets a card finds its breach. */
+    redisReply *r = cmd(rc, "HSET", "HSET %s window_start_ms %s "
+                        "window_end_ms %s elements %s key_id %s "
+                        "description %s", bkey, s_ws, s_we, elems,
+                        card_key_id(key), o->description ? o->description
+                                                         : "");
+    freeReplyObject(r);
+    if (r == NULL) {
+        goto out;
+    }
+    r = cmd(rc, "HSETNX", "HSETNX %s loaded_at_ms %s", bkey, s_now);
+    freeReplyObject(r);
+    if (r == NULL) {
+        goto out;
+    }
+    r = cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
+    freeReplyObject(r);
+    if (r == NULL) {
+        goto out;
+    }
+
+    struct load_stats st = {0};
+    double t0 = mono_s(), last = t0;
+    int pending = 0;
+    unsigned long lineno = 1;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#') {
+            continue;
+        }
+        st.rows++;
+        nf = split_csv(line, fields, 64);
+        char pan[CARD_PAN_MAX + 2];
+        int n = col_pan < nf ? pan_digits(fields[col_pan], pan, sizeof(pan))
+                             : -1;
+        if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
+            log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits",
+                     fname, lineno, CARD_PAN_MIN, CARD_PAN_MAX);
+            st.rejected++;
+            continue;
+        }
+        if (!card_luhn_ok(pan, (size_t)n)) {
+            char masked[CARD_MASK_SIZE];
+            card_mask(pan, (size_t)n, masked);
+            log_warn(MOD, "%s:%lu: rejected: PAN %s fails the Luhn check",
+                     fname, lineno, masked);
+            st.rejected++;
+            continue;
+        }
+        char fp[CARD_FP_SIZE], tag[CARD_EXPTAG_SIZE] = "";
+        if (card_fingerprint(key, pan, (size_t)n, fp) != 0) {
+            log_error(MOD, "fingerprint failed (OpenSSL)");
+            goto out;
+        }
+        if (col_exp >= 0 && col_exp < nf && fields[col_exp][0] != '\0') {
+            if (expiry_ok(fields[col_exp])) {
+                card_expiry_tag(key, pan, (size_t)n, fields[col_exp], tag);
+            } else {
+                char masked[CARD_MASK_SIZE];
+                card_mask(pan, (size_t)n, masked);
+                log_warn(MOD, "%s:%lu: expiry of %s is not YYMM; card "
+                         "loaded without expiry", fname, lineno, masked);
+                st.no_expiry++;
+            }
+        }
+        memset(pan, 0, sizeof(pan));
+        char cardkey[RMODEL_KEY_MAX], member[CARD_KEY_ID_MAX + CARD_FP_SIZE + 1];
+        rmodel_card_key(cardkey, c->redis_prefix, card_key_id(key), fp);
+        snprintf(member, sizeof(member), "%s:%s", card_key_id(key), fp);
+        redisAppendCommand(rc, "EVALSHA %s 2 %s %s %s %s %s", sha_add,
+                           cardkey, ckey, o->breach_id, tag, member);
+        if (++pending == CHUNK) {
+            if (flush_chunk(rc, pending, &st) != 0) {
+                goto out;
+            }
+            pending = 0;
+            double now = mono_s();
+            if (o->progress && now - last > 0.2) {
+                last = now;
+                fprintf(stderr, "\r\033[Kloading %s: %" PRIu64 " cards "
+                        "(%.0f/s)", o->breach_id, st.loaded,
+                        (double)st.loaded / (now - t0));
+            }
+        }
+    }
+    if (pending > 0 && flush_chunk(rc, pending, &st) != 0) {
+        goto out;
+    }
+    if (o->progress) {
+        fprintf(stderr, "\r\033[K");
+    }
+    r = cmd(rc, "SCARD", "SCARD %s", ckey);
+    long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    double secs = mono_s() - t0;
+    printf("breach %s: %" PRIu64 " rows, %" PRIu64 " cards loaded (%" PRIu64
+           " new), %" PRIu64 " rejected, %lld cards in the breach; %.2f s "
+           "(%.0f cards/s)\n",
+           o->breach_id, st.rows, st.loaded, st.added, st.rejected, total,
+           secs, secs > 0 ? (double)st.loaded / secs : 0.0);
+    rc_exit = 0;
+out:
+    free(line);
+    if (f != NULL && f != stdin) {
+        fclose(f);
+    }
+    redisFree(rc);
+    card_key_destroy(key);
+    return rc_exit;
+}
+
+static const char *field(const redisReply *h, const char *name)
+{
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        if (h->element[i]->str && strcmp(h->element[i]->str, name) == 0) {
+            return h->element[i + 1]->str ? h->element[i + 1]->str : "";
+        }
+    }
+    return "";
+}
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            fprintf(out, "\\%c", ch);
+        } else if (ch < 0x20) {
+            fprintf(out, "\\u%04x", ch);
+        } else {
+            fputc(ch, out);
+        }
+    }
+    fputc('"', out);
+}
+
+int loader_list(const struct config *c, int json)
+{
+    redisContext *rc = connect_redis(c);
+    if (rc == NULL) {
+        return 1;
+    }
+    char lkey[RMODEL_KEY_MAX];
+    rmodel_breaches_key(lkey, c->redis_prefix);
+    redisReply *ids = cmd(rc, "SMEMBERS", "SMEMBERS %s", lkey);
+    if (ids == NULL) {
+        redisFree(rc);
+        return 1;
+    }
+    if (!json) {
+        printf("%-24s %-10s %-10s %10s  %-32s %s\n", "breach", "from", "to",
+               "cards", "elements", "description");
+    }
+    for (size_t i = 0; i < ids->elements; i++) {
+        const char *id = ids->element[i]->str;
+        char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX];
+        rmodel_breach_key(bkey, c->redis_prefix, id);
+        rmodel_breach_cards_key(ckey, c->redis_prefix, id);
+        redisReply *h = cmd(rc, "HGETALL", "HGETALL %s", bkey);
+        redisReply *n = cmd(rc, "SCARD", "SCARD %s", ckey);
+        if (h == NULL || n == NULL) {
+            freeReplyObject(h);
+            freeReplyObject(n);
+            continue;
+        }
+        char from[16], to[16], loaded[16];
+        breach_date_format(strtoll(field(h, "window_start_ms"), NULL, 10),
+                           from, sizeof(from));
+        breach_date_format(strtoll(field(h, "window_end_ms"), NULL, 10), to,
+                           sizeof(to));
+        breach_date_format(strtoll(field(h, "loaded_at_ms"), NULL, 10),
+                           loaded, sizeof(loaded));
+        if (json) {
+            printf("{\"breach_id\":");
+            json_str(stdout, id);
+            printf(",\"window_start\":\"%s\",\"window_end\":\"%s\","
+                   "\"cards\":%lld,\"elements\":",
+                   from, to, n->integer);
+            json_str(stdout, field(h, "elements"));
+            printf(",\"key_id\":");
+            json_str(stdout, field(h, "key_id"));
+            printf(",\"loaded_at\":\"%s\",\"description\":", loaded);
+            json_str(stdout, field(h, "description"));
+            printf("}\n");
+        } else {
+            printf("%-24s %-10s %-10s %10lld  %-32s %s\n", id, from, to,
+                   n->integer, field(h, "elements"),
+                   field(h, "description"));
+        }
+        freeReplyObject(h);
+        freeReplyObject(n);
+    }
+    if (!json && ids->elements == 0) {
+        printf("(no breaches loaded)\n");
+    }
+    freeReplyObject(ids);
+    redisFree(rc);
+    return 0;
+}
+
+int loader_unload(const struct config *c, const char *id, int progress)
+{
+    if (id == NULL || !breach_id_valid(id)) {
+        log_error(MOD, "unload: give a breach id");
+        return 1;
+    }
+    redisContext *rc = connect_redis(c);
+    if (rc == NULL) {
+        return 1;
+    }
+    int exit_code = 1;
+    char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
+    rmodel_breach_key(bkey, c->redis_prefix, id);
+    rmodel_breach_cards_key(ckey, c->redis_prefix, id);
+    rmodel_breaches_key(lkey, c->redis_prefix);
+    redisReply *r = cmd(rc, "SISMEMBER", "SISMEMBER %s %s", lkey, id);
+    if (r == NULL) {
+        goto out;
+    }
+    int known = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (!known) {
+        log_error(MOD, "unload: no breach '%s' is loaded (see `cardwatch "
+                  "breaches`)", id);
+        goto out;
+    }
+    char sha[41];
+    if (load_script(rc, RMODEL_LUA_REMOVE, sha) != 0) {
+        goto out;
+    }
+    char cursor[32] = "0";
+    uint64_t removed = 0;
+    do {
+        redisReply *s = cmd(rc, "SSCAN", "SSCAN %s %s COUNT 1000", ckey,
+                            cursor);
+        if (s == NULL || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+            freeReplyObject(s);
+            goto out;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", s->element[0]->str);
+        redisReply *members = s->element[1];
+        for (size_t i = 0; i < members->elements; i++) {
+            const char *m = members->element[i]->str;
+            const char *colon = strchr(m, ':');
+            if (colon == NULL) {
+                continue;
+            }
+            char kid[CARD_KEY_ID_MAX + 1];
+            size_t kl = (size_t)(colon - m);
+            if (kl > CARD_KEY_ID_MAX) {
+                continue;
+            }
+            memcpy(kid, m, kl);
+            kid[kl] = '\0';
+            char cardkey[RMODEL_KEY_MAX];
+            rmodel_card_key(cardkey, c->redis_prefix, kid, colon + 1);
+            redisAppendCommand(rc, "EVALSHA %s 1 %s %s", sha, cardkey, id);
+        }
+        for (size_t i = 0; i < members->elements; i++) {
+            redisReply *x = NULL;
+            if (redisGetReply(rc, (void **)&x) != REDIS_OK || x == NULL) {
+                log_error(MOD, "Redis failed while unloading: %s",
+                          rc->errstr);
+                freeReplyObject(s);
+                goto out;
+            }
+            freeReplyObject(x);
+            removed++;
+        }
+        freeReplyObject(s);
+        if (progress) {
+            fprintf(stderr, "\r\033[Kunloading %s: %" PRIu64 " cards", id,
+                    removed);
+        }
+    } while (strcmp(cursor, "0") != 0);
+    if (progress) {
+        fprintf(stderr, "\r\033[K");
+    }
+    r = cmd(rc, "DEL", "DEL %s %s", ckey, bkey);
+    freeReplyObject(r);
+    r = cmd(rc, "SREM", "SREM %s %s", lkey, id);
+    freeReplyObject(r);
+    printf("breach %s unloaded: %" PRIu64 " cards removed\n", id, removed);
+    exit_code = 0;
+out:
+    redisFree(rc);
+    return exit_code;
+}

@@ -1,0 +1,38 @@
+/* loader.h - `cardwatch load | breaches | unload`: the exposed-card lists
+ * in Redis (synchronous hiredis; a command-line tool, not the loop).
+ *
+ * Only keyed fingerprints and expiry tags are written (see rmodel.h).
+ * Loading is pipelined and idempotent: loading the same list twice
+ * changes nothing.
+ */
+#ifndef CARDWATCH_LOADER_H
+#define CARDWATCH_LOADER_H
+
+#include "config.h"
+
+struct load_opts {
+    const char *breach_id;
+    const char *window_start; /* YYYY-MM-DD */
+    const char *window_end;   /* YYYY-MM-DD */
+    const char *elements;     /* pan,expiry,cvv2,... */
+    const char *description;  /* may be NULL */
+    const char *list_path;    /* CSV with header; "-" = stdin */
+    int progress;             /* progress line on stderr */
+};
+
+/* Loads a breach list. Invalid rows are reported as "file:line: ..." with
+ * the PAN masked and skipped; the rest load. Returns the exit status: 0
+ * when the list was loaded (even with rejected rows), 1 on a bad argument,
+ * an unreadable file, a missing key or a Redis failure. */
+int loader_load(const struct config *c, const struct load_opts *o);
+
+/* Prints the loaded breaches (table, or JSON lines when json is 1).
+ * Returns the exit status. */
+int loader_list(const struct config *c, int json);
+
+/* Removes a breach and its cards (cards listed by other breaches stay
+ * exposed through those). Returns the exit status (1 when unknown). */
+int loader_unload(const struct config *c, const char *breach_id,
+                  int progress);
+
+#endif

@@ -1,0 +1,983 @@
+/* main.c - cardwatch's command line: one function per subcommand; the
+ * work lives in the modules. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "app_run.h"
+#include "breach.h"
+#include "card.h"
+#include "cli_kafka.h"
+#include "config.h"
+#include "gen.h"
+#include "loader.h"
+#include "log.h"
+#include "txn.h"
+
+#define MOD "cardwatch"
+#define VERSION "0.1.0"
+
+static const char usage_main[] =
+    "cardwatch " VERSION " - watch card transactions for misuse of cards "
+    "exposed in a breach\n"
+    "\n"
+    "usage: cardwatch COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  run        consume transactions, look cards up, raise alerts "
+    "(the service)\n"
+    "  load       import a breach list (CSV) into Redis as keyed "
+    "fingerprints\n"
+    "  breaches   list the loaded breaches\n"
+    "  unload     remove a loaded breach\n"
+    "  gen        make synthetic cards or transactions (demo, tests, "
+    "bench)\n"
+    "  send       publish JSON-lines transactions to Kafka as protobuf\n"
+    "  tail       print alerts from an alert topic as JSON lines\n"
+    "  version    print the version\n"
+    "\n"
+    "Every command takes --config FILE (default: $CARDWATCH_CONFIG or "
+    "./cardwatch.ini)\n"
+    "and --help. See deploy/cardwatch.ini for every setting.\n";
+
+/* Options every command shares; flags override the file. */
+struct common {
+    const char *config_path;
+    const char *brokers;
+    const char *redis;
+    const char *group;
+    const char *log_level;
+};
+
+enum {
+    OPT_CONFIG = 1000,
+    OPT_BROKERS,
+    OPT_REDIS,
+    OPT_GROUP,
+    OPT_LOG_LEVEL,
+    OPT_HELP,
+    OPT_OWN, /* first command-specific option */
+};
+
+#define COMMON_LONGOPTS                                                       \
+    {"config", required_argument, NULL, OPT_CONFIG},                          \
+        {"brokers", required_argument, NULL, OPT_BROKERS},                    \
+        {"redis", required_argument, NULL, OPT_REDIS},                        \
+        {"group", required_argument, NULL, OPT_GROUP},                        \
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},                \
+    {                                                                         \
+        "help", no_argument, NULL, OPT_HELP                                   \
+    }
+
+static const char common_help[] =
+    "  --config FILE      configuration (default $CARDWATCH_CONFIG or "
+    "./cardwatch.ini)\n"
+    "  --brokers LIST     Kafka bootstrap servers, overrides [kafka] "
+    "brokers\n"
+    "  --redis HOST:PORT  Redis, overrides [redis] address\n"
+    "  --group ID         consumer group, overrides [kafka] group\n"
+    "  --log-level L      debug|info|warn|error (default info)\n"
+    "  --help             this text\n";
+
+/* Returns 1 when the option was a common one. */
+static int common_opt(struct common *co, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_CONFIG:
+        co->config_path = arg;
+        return 1;
+    case OPT_BROKERS:
+        co->brokers = arg;
+        return 1;
+    case OPT_REDIS:
+        co->redis = arg;
+        return 1;
+    case OPT_GROUP:
+        co->group = arg;
+        return 1;
+    case OPT_LOG_LEVEL:
+        co->log_level = arg;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Loads the configuration with the flag overrides; prints the error and
+ * returns -1 on any problem. need_check: run config_check. */
+static int load_config(struct config *c, const struct common *co,
+                       int need_check)
+{
+    char err[1024];
+    if (co->log_level != NULL) {
+        enum log_level lvl;
+        if (log_level_parse(co->log_level, &lvl) != 0) {
+            fprintf(stderr, "cardwatch: --log-level: use debug, info, warn "
+                            "or error\n");
+            return -1;
+        }
+        log_set_level(lvl);
+    }
+    if (config_init(c) != 0) {
+        fprintf(stderr, "cardwatch: out of memory\n");
+        return -1;
+    }
+    const char *path = co->config_path;
+    if (path == NULL) {
+        path = getenv("CARDWATCH_CONFIG");
+    }
+    if (path == NULL && access("cardwatch.ini", R_OK) == 0) {
+        path = "cardwatch.ini";
+    }
+    if (path == NULL) {
+        fprintf(stderr, "cardwatch: no configuration: give --config FILE "
+                        "(a commented sample is deploy/cardwatch.ini)\n");
+        return -1;
+    }
+    if (config_load(c, path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch: %s\n", err);
+        return -1;
+    }
+    struct {
+        const char *sec, *name, *val;
+    } ov[] = {{"kafka", "brokers", co->brokers},
+              {"redis", "address", co->redis},
+              {"kafka", "group", co->group}};
+    for (size_t i = 0; i < sizeof(ov) / sizeof(ov[0]); i++) {
+        if (ov[i].val != NULL &&
+            config_set(c, ov[i].sec, ov[i].name, ov[i].val, err,
+                       sizeof(err)) != 0) {
+            fprintf(stderr, "cardwatch: %s\n", err);
+            return -1;
+        }
+    }
+    if (co->brokers != NULL) {
+        /* An explicit --brokers wins over a brokers_file. */
+        c->brokers_file[0] = '\0';
+    }
+    if (need_check && config_check(c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch: %s: %s\n", path, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int bad_usage(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "cardwatch %s: %s (see cardwatch %s --help)\n", cmd, msg,
+            cmd);
+    return 2;
+}
+
+/* ---- run ---- */
+
+static int cmd_run(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: cardwatch run [OPTIONS]\n"
+        "\n"
+        "Consumes the transactions topic as a member of the consumer group, "
+        "looks every\ncard up in the exposed-card set in Redis, evaluates "
+        "the rules and produces one\nalert per hit transaction to the "
+        "issuer's topic. Offsets are committed only\nafter everything an "
+        "event caused is acknowledged. SIGINT/SIGTERM drain and exit 0.\n"
+        "\n"
+        "options:\n"
+        "  --exit-at-end      stop once every assigned partition is "
+        "consumed (batch jobs,\n"
+        "                     benchmarks)\n"
+        "  --progress / --no-progress\n"
+        "                     live progress line on stderr (default: when "
+        "stderr is a\n"
+        "                     terminal)\n"
+        "  --drain-timeout S  seconds to wait for in-flight events at "
+        "shutdown (default 30)\n";
+    struct common co = {0};
+    struct run_opts ro = {0, isatty(2), 30};
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"exit-at-end", no_argument, NULL, OPT_OWN},
+        {"progress", no_argument, NULL, OPT_OWN + 1},
+        {"no-progress", no_argument, NULL, OPT_OWN + 2},
+        {"drain-timeout", required_argument, NULL, OPT_OWN + 3},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            printf("%s\ncommon options:\n%s", help, common_help);
+            return 0;
+        case OPT_OWN:
+            ro.exit_at_end = 1;
+            break;
+        case OPT_OWN + 1:
+            ro.progress = 1;
+            break;
+        case OPT_OWN + 2:
+            ro.progress = 0;
+            break;
+        case OPT_OWN + 3:
+            ro.drain_timeout_s = atoi(optarg);
+            if (ro.drain_timeout_s <= 0) {
+                return bad_usage("run", "--drain-timeout needs seconds > 0");
+            }
+            break;
+        default:
+            return bad_usage("run", "unknown option");
+        }
+    }
+    if (optind < argc) {
+        return bad_usage("run", "unexpected argument");
+    }
+    struct config c;
+    if (load_config(&c, &co, 1) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    int rc = app_run(&c, &ro);
+    config_free(&c);
+    return rc;
+}
+
+/* ---- load / breaches / unload ---- */
+
+static int cmd_load(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: cardwatch load --breach ID --window-start YYYY-MM-DD "
+        "--window-end YYYY-MM-DD\n"
+        "                      --elements pan,expiry,cvv2,name,address "
+        "[--description TEXT] LIST.csv\n"
+        "\n"
+        "Imports a breach list into Redis. LIST.csv has a header with a "
+        "column 'pan' and\noptionally 'expiry' (YYMM); '-' reads stdin. "
+        "Only keyed fingerprints (HMAC-SHA256\nunder [card] key_file) and "
+        "expiry tags are stored; never a PAN, expiry or CVV.\nRows with an "
+        "invalid PAN are reported by line with the PAN masked; the rest\n"
+        "load. Loading the same list again changes nothing.\n"
+        "\n"
+        "elements: pan, expiry, cvv2, name, address, phone, email\n";
+    struct common co = {0};
+    struct load_opts lo = {0};
+    lo.progress = isatty(2);
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"breach", required_argument, NULL, OPT_OWN},
+        {"window-start", required_argument, NULL, OPT_OWN + 1},
+        {"window-end", required_argument, NULL, OPT_OWN + 2},
+        {"elements", required_argument, NULL, OPT_OWN + 3},
+        {"description", required_argument, NULL, OPT_OWN + 4},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            printf("%s\ncommon options:\n%s", help, common_help);
+            return 0;
+        case OPT_OWN:
+            lo.breach_id = optarg;
+            break;
+        case OPT_OWN + 1:
+            lo.window_start = optarg;
+            break;
+        case OPT_OWN + 2:
+            lo.window_end = optarg;
+            break;
+        case OPT_OWN + 3:
+            lo.elements = optarg;
+            break;
+        case OPT_OWN + 4:
+            lo.description = optarg;
+            break;
+        default:
+            return bad_usage("load", "unknown option");
+        }
+    }
+    if (optind != argc - 1) {
+        return bad_usage("load", "give exactly one list file");
+    }
+    lo.list_path = argv[optind];
+    struct config c;
+    if (load_config(&c, &co, 0) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    if (c.key_file[0] == '\0') {
+        fprintf(stderr, "cardwatch load: [card] key_file is not set\n");
+        config_free(&c);
+        return 1;
+    }
+    int rc = loader_load(&c, &lo);
+    config_free(&c);
+    return rc;
+}
+
+static int cmd_breaches(int argc, char **argv)
+{
+    struct common co = {0};
+    int json = 0;
+    static const struct option opts[] = {
+        COMMON_LONGOPTS, {"json", no_argument, NULL, OPT_OWN},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        if (opt == OPT_HELP) {
+            printf("usage: cardwatch breaches [--json]\n\nLists the loaded "
+                   "breaches with window, exposed elements and card "
+                   "count.\n\ncommon options:\n%s",
+                   common_help);
+            return 0;
+        }
+        if (opt == OPT_OWN) {
+            json = 1;
+            continue;
+        }
+        return bad_usage("breaches", "unknown option");
+    }
+    struct config c;
+    if (load_config(&c, &co, 0) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    int rc = loader_list(&c, json);
+    config_free(&c);
+    return rc;
+}
+
+static int cmd_unload(int argc, char **argv)
+{
+    struct common co = {0};
+    static const struct option opts[] = {COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        if (opt == OPT_HELP) {
+            printf("usage: cardwatch unload BREACH_ID\n\nRemoves a breach "
+                   "and its card records. Cards also listed by another\n"
+                   "breach stay exposed through it.\n\ncommon options:\n%s",
+                   common_help);
+            return 0;
+        }
+        return bad_usage("unload", "unknown option");
+    }
+    if (optind != argc - 1) {
+        return bad_usage("unload", "give exactly one breach id");
+    }
+    struct config c;
+    if (load_config(&c, &co, 0) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    int rc = loader_unload(&c, argv[optind], isatty(2));
+    config_free(&c);
+    return rc;
+}
+
+/* ---- gen ---- */
+
+/* Reads the PAN column (and expiry) of a breach list into cards. */
+static int read_cards(const char *path, struct gen_card **out, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cardwatch gen: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    size_t cap = 0, cnt = 0;
+    struct gen_card *cards = NULL;
+    unsigned long lineno = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        if (lineno == 1) {
+            continue; /* header pan,expiry */
+        }
+        char *comma = strchr(line, ',');
+        char *pan = line;
+        char *exp = comma ? comma + 1 : NULL;
+        if (comma) {
+            *comma = '\0';
+        }
+        pan[strcspn(pan, "\r\n")] = '\0';
+        size_t len = strlen(pan);
+        if (!card_luhn_ok(pan, len)) {
+            continue;
+        }
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 1024;
+            struct gen_card *nc = realloc(cards, cap * sizeof(*nc));
+            if (nc == NULL) {
+                free(cards);
+                fclose(f);
+                return -1;
+            }
+            cards = nc;
+        }
+        struct gen_card *gc = &cards[cnt];
+        memset(gc, 0, sizeof(*gc));
+        memcpy(gc->pan, pan, len);
+        if (exp != NULL) {
+            exp[strcspn(exp, "\r\n,")] = '\0';
+            snprintf(gc->expiry, sizeof(gc->expiry), "%.4s", exp);
+        }
+        if (strlen(gc->expiry) != 4) {
+            snprintf(gc->expiry, sizeof(gc->expiry), "2812");
+        }
+        gc->index = (uint32_t)cnt;
+        gc->exposed = 1;
+        cnt++;
+    }
+    fclose(f);
+    *out = cards;
+    *n = cnt;
+    return 0;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int collect_prefixes(const struct config *c, char ***out, size_t *n)
+{
+    size_t total = route_count(c->routes);
+    char **list = calloc(total ? total : 1, sizeof(*list));
+    if (list == NULL) {
+        return -1;
+    }
+    size_t k = route_prefixes(c->routes, list, total);
+    *out = list;
+    *n = k;
+    return k > 0 ? 0 : -1;
+}
+
+static void free_prefixes(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i]);
+    }
+    free(list);
+}
+
+static int cmd_gen(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: cardwatch gen cards --count N --out FILE.csv [--seed S]\n"
+        "       cardwatch gen txns --count N [--exposed LIST.csv] "
+        "[--exposed-share F]\n"
+        "                 [--invalid-share F] [--start YYYY-MM-DD] "
+        "[--days D] [--seed S]\n"
+        "                 [--rate EVENTS_PER_S] (--output FILE [--format "
+        "json|protobuf] | --topic T)\n"
+        "\n"
+        "Synthetic data only: cards are Luhn-valid numbers under the "
+        "configured issuers'\nBIN prefixes. 'txns' puts --exposed-share "
+        "(default 0.01) of the traffic on the\nexposed cards, with injected "
+        "misuse (card testing, card-not-present bursts,\nhigh-risk merchant "
+        "categories). --format protobuf writes length-delimited\n"
+        "messages (varint length + Transaction). --topic publishes "
+        "protobuf to Kafka.\n";
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        printf("%s\ncommon options:\n%s", help, common_help);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *what = argv[1];
+    int cards_mode = strcmp(what, "cards") == 0;
+    if (!cards_mode && strcmp(what, "txns") != 0) {
+        return bad_usage("gen", "say 'cards' or 'txns'");
+    }
+    struct common co = {0};
+    long long count = -1;
+    uint64_t seed = 1;
+    const char *out_path = NULL, *exposed = NULL, *topic = NULL;
+    const char *start = "2024-08-01", *format = "json";
+    double share = 0.01, invalid = 0, rate = 0, days = 30;
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"count", required_argument, NULL, OPT_OWN},
+        {"out", required_argument, NULL, OPT_OWN + 1},
+        {"output", required_argument, NULL, OPT_OWN + 1},
+        {"seed", required_argument, NULL, OPT_OWN + 2},
+        {"exposed", required_argument, NULL, OPT_OWN + 3},
+        {"exposed-share", required_argument, NULL, OPT_OWN + 4},
+        {"invalid-share", required_argument, NULL, OPT_OWN + 5},
+        {"start", required_argument, NULL, OPT_OWN + 6},
+        {"days", required_argument, NULL, OPT_OWN + 7},
+        {"rate", required_argument, NULL, OPT_OWN + 8},
+        {"format", required_argument, NULL, OPT_OWN + 9},
+        {"topic", required_argument, NULL, OPT_OWN + 10},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            printf("%s\ncommon options:\n%s", help, common_help);
+            return 0;
+        case OPT_OWN:
+            count = atoll(optarg);
+            break;
+        case OPT_OWN + 1:
+            out_path = optarg;
+            break;
+        case OPT_OWN + 2:
+            seed = strtoull(optarg, NULL, 10);
+            break;
+        case OPT_OWN + 3:
+            exposed = optarg;
+            break;
+        case OPT_OWN + 4:
+            share = atof(optarg);
+            break;
+        case OPT_OWN + 5:
+            invalid = atof(optarg);
+            break;
+        case OPT_OWN + 6:
+            start = optarg;
+            break;
+        case OPT_OWN + 7:
+            days = atof(optarg);
+            break;
+        case OPT_OWN + 8:
+            rate = atof(optarg);
+            break;
+        case OPT_OWN + 9:
+            format = optarg;
+            break;
+        case OPT_OWN + 10:
+            topic = optarg;
+            break;
+        default:
+            return bad_usage("gen", "unknown option");
+        }
+    }
+    if (count <= 0) {
+        return bad_usage("gen", "--count N is required (N > 0)");
+    }
+    if (share < 0 || share > 1 || invalid < 0 || invalid > 1) {
+        return bad_usage("gen", "shares are between 0 and 1");
+    }
+    int64_t start_ms;
+    if (breach_date_parse(start, 0, &start_ms) != 0) {
+        return bad_usage("gen", "--start: give a date YYYY-MM-DD");
+    }
+    int proto = strcmp(format, "protobuf") == 0;
+    if (!proto && strcmp(format, "json") != 0) {
+        return bad_usage("gen", "--format is json or protobuf");
+    }
+    if (cards_mode && out_path == NULL) {
+        return bad_usage("gen", "--out FILE.csv is required");
+    }
+    if (!cards_mode && (out_path == NULL) == (topic == NULL)) {
+        return bad_usage("gen", "give one of --output FILE or --topic T");
+    }
+    struct config c;
+    int rc = 1;
+    char **prefixes = NULL;
+    size_t n_prefixes = 0;
+    struct gen_card *ex = NULL;
+    size_t n_ex = 0;
+    struct gen *g = NULL;
+    FILE *out = NULL;
+    struct cli_producer *prod = NULL;
+    if (load_config(&c, &co, 0) != 0) {
+        goto out;
+    }
+    if (collect_prefixes(&c, &prefixes, &n_prefixes) != 0) {
+        fprintf(stderr, "cardwatch gen: the configuration has no issuer "
+                        "BIN prefixes\n");
+        goto out;
+    }
+    if (exposed != NULL && read_cards(exposed, &ex, &n_ex) != 0) {
+        goto out;
+    }
+    struct gen_opts go = {
+        .seed = seed,
+        .prefixes = (const char *const *)prefixes,
+        .n_prefixes = n_prefixes,
+        .exposed = ex,
+        .n_exposed = n_ex,
+        .exposed_share = share,
+        .invalid_share = invalid,
+        .start_ms = start_ms,
+        .step_ms = (int64_t)(days * 86400000.0 / (double)count),
+        .clean_pool = cards_mode ? 1 : 0,
+    };
+    g = gen_new(&go);
+    if (g == NULL) {
+        fprintf(stderr, "cardwatch gen: bad BIN prefixes or out of memory\n");
+        goto out;
+    }
+    if (out_path != NULL) {
+        out = strcmp(out_path, "-") == 0 ? stdout : fopen(out_path, "w");
+        if (out == NULL) {
+            fprintf(stderr, "cardwatch gen: %s: %s\n", out_path,
+                    strerror(errno));
+            goto out;
+        }
+    }
+    if (cards_mode) {
+        fprintf(out, "pan,expiry\n");
+        for (long long i = 0; i < count; i++) {
+            struct gen_card gc;
+            gen_card(g, &gc);
+            fprintf(out, "%s,%s\n", gc.pan, gc.expiry);
+        }
+        rc = 0;
+        goto out;
+    }
+    char brokers[CONFIG_STR_MAX], err[512];
+    if (topic != NULL) {
+        if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) !=
+                0 ||
+            (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
+            fprintf(stderr, "cardwatch gen: %s\n", err);
+            goto out;
+        }
+    }
+    signal(SIGINT, on_sigint);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long i;
+    for (i = 0; i < count && !interrupted; i++) {
+        struct txn t;
+        char key[16];
+        int bad;
+        gen_next(g, &t, key, &bad);
+        if (proto || prod != NULL) {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            if (txn_encode_protobuf(&t, &buf, &len) != 0) {
+                fprintf(stderr, "cardwatch gen: out of memory\n");
+                goto out;
+            }
+            if (prod != NULL) {
+                if (cli_produce(prod, topic, key, strlen(key), buf, len,
+                                t.event_time_ms) != 0) {
+                    free(buf);
+                    goto out;
+                }
+            } else {
+                /* Length-delimited: varint length, then the message. */
+                uint8_t vb[10];
+                size_t vn = 0;
+                size_t v = len;
+                do {
+                    vb[vn++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+                    v >>= 7;
+                } while (v);
+                fwrite(vb, 1, vn, out);
+                fwrite(buf, 1, len, out);
+            }
+            free(buf);
+        } else {
+            char line[1024];
+            int n = txn_encode_json(&t, line, sizeof(line));
+            if (n > 0) {
+                fwrite(line, 1, (size_t)n, out);
+                fputc('\n', out);
+            }
+        }
+        memset(&t, 0, sizeof(t));
+        if (rate > 0) {
+            /* A tool, not the loop: pacing by sleeping is fine here. */
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            double el = (double)(now.tv_sec - t0.tv_sec) +
+                        (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+            double due = (double)(i + 1) / rate;
+            if (due > el) {
+                struct timespec d = {(time_t)(due - el),
+                                     (long)((due - el - (double)(time_t)(due -
+                                                                   el)) *
+                                            1e9)};
+                nanosleep(&d, NULL);
+            }
+        }
+    }
+    if (prod != NULL) {
+        long failed = cli_producer_close(prod);
+        prod = NULL;
+        if (failed != 0) {
+            fprintf(stderr, "cardwatch gen: %ld message(s) not delivered\n",
+                    failed);
+            goto out;
+        }
+    }
+    fprintf(stderr, "cardwatch gen: %lld transactions written\n", i);
+    rc = 0;
+out:
+    if (prod != NULL) {
+        cli_producer_close(prod);
+    }
+    if (out != NULL && out != stdout) {
+        if (fclose(out) != 0) {
+            fprintf(stderr, "cardwatch gen: write failed: %s\n",
+                    strerror(errno));
+            rc = 1;
+        }
+    }
+    gen_destroy(g);
+    if (ex != NULL) {
+        memset(ex, 0, n_ex * sizeof(*ex));
+        free(ex);
+    }
+    free_prefixes(prefixes, n_prefixes);
+    config_free(&c);
+    return rc;
+}
+
+/* ---- send ---- */
+
+static int cmd_send(int argc, char **argv)
+{
+    struct common co = {0};
+    const char *input = NULL, *topic = NULL;
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"input", required_argument, NULL, OPT_OWN},
+        {"topic", required_argument, NULL, OPT_OWN + 1},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            printf("usage: cardwatch send --input TXNS.jsonl [--topic T]\n\n"
+                   "Publishes JSON-lines transactions (the field names of "
+                   "cardwatch.v1.Transaction)\nto Kafka as protobuf, keyed "
+                   "by txn_id, with the event time as message timestamp.\n"
+                   "Lines are not validated, so invalid test data reaches "
+                   "the processor as it is;\na line that is not a JSON "
+                   "object is reported by line number and skipped.\n"
+                   "The topic defaults to [kafka] transactions_topic.\n\n"
+                   "common options:\n%s",
+                   common_help);
+            return 0;
+        case OPT_OWN:
+            input = optarg;
+            break;
+        case OPT_OWN + 1:
+            topic = optarg;
+            break;
+        default:
+            return bad_usage("send", "unknown option");
+        }
+    }
+    if (input == NULL) {
+        return bad_usage("send", "--input FILE is required");
+    }
+    struct config c;
+    int rc = 1;
+    FILE *f = NULL;
+    struct cli_producer *prod = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    if (load_config(&c, &co, 0) != 0) {
+        goto out;
+    }
+    if (topic == NULL) {
+        topic = c.transactions_topic;
+    }
+    char brokers[CONFIG_STR_MAX], err[512];
+    if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
+        (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "cardwatch send: %s\n", err);
+        goto out;
+    }
+    f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cardwatch send: %s: %s\n", input, strerror(errno));
+        goto out;
+    }
+    unsigned long lineno = 0, sent = 0, skipped = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+            line[--len] = '\0';
+        }
+        if (len == 0) {
+            continue;
+        }
+        struct txn t;
+        if (txn_parse_json(line, (size_t)len, &t) != TXN_OK) {
+            fprintf(stderr, "%s:%lu: not a transaction JSON object; "
+                            "skipped\n", input, lineno);
+            skipped++;
+            continue;
+        }
+        uint8_t *buf = NULL;
+        size_t blen = 0;
+        int e = txn_encode_protobuf(&t, &buf, &blen);
+        memset(&t, 0, sizeof(t));
+        if (e != 0 || cli_produce(prod, topic, t.txn_id, strlen(t.txn_id),
+                                  buf, blen, t.event_time_ms > 0
+                                                 ? t.event_time_ms
+                                                 : 0) != 0) {
+            free(buf);
+            goto out;
+        }
+        free(buf);
+        sent++;
+    }
+    long failed = cli_producer_close(prod);
+    prod = NULL;
+    if (failed != 0) {
+        fprintf(stderr, "cardwatch send: %ld message(s) not delivered\n",
+                failed);
+        goto out;
+    }
+    fprintf(stderr, "cardwatch send: %lu transactions sent to %s, %lu "
+                    "skipped\n", sent, topic, skipped);
+    rc = 0;
+out:
+    free(line);
+    if (f != NULL && f != stdin) {
+        fclose(f);
+    }
+    if (prod != NULL) {
+        cli_producer_close(prod);
+    }
+    config_free(&c);
+    return rc;
+}
+
+/* ---- tail ---- */
+
+static void print_alert(void *arg, int32_t partition, int64_t offset,
+                        const void *key, size_t keylen, const void *val,
+                        size_t vallen)
+{
+    (void)key;
+    (void)keylen;
+    const char *topic = arg;
+    struct alert a;
+    char buf[8192];
+    if (alert_decode_protobuf(val, vallen, &a) != 0 ||
+        alert_encode_json(&a, buf, sizeof(buf)) < 0) {
+        fprintf(stderr, "%s/%d/%" PRId64 ": not an alert; skipped\n", topic,
+                partition, offset);
+        return;
+    }
+    fputs(buf, stdout);
+    fputc('\n', stdout);
+}
+
+static int cmd_tail(int argc, char **argv)
+{
+    struct common co = {0};
+    int exit_at_end = 0, from_end = 0;
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"exit-at-end", no_argument, NULL, OPT_OWN},
+        {"from-end", no_argument, NULL, OPT_OWN + 1},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            printf("usage: cardwatch tail TOPIC [--exit-at-end] "
+                   "[--from-end]\n\nPrints the alerts of an alert topic as "
+                   "JSON lines, from the beginning\n(or only new ones with "
+                   "--from-end). Reads every partition; commits nothing.\n\n"
+                   "common options:\n%s",
+                   common_help);
+            return 0;
+        case OPT_OWN:
+            exit_at_end = 1;
+            break;
+        case OPT_OWN + 1:
+            from_end = 1;
+            break;
+        default:
+            return bad_usage("tail", "unknown option");
+        }
+    }
+    if (optind != argc - 1) {
+        return bad_usage("tail", "give exactly one topic");
+    }
+    struct config c;
+    if (load_config(&c, &co, 0) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    char brokers[CONFIG_STR_MAX], err[512];
+    if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch tail: %s\n", err);
+        config_free(&c);
+        return 1;
+    }
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    int rc = cli_consume(&c, brokers, argv[optind], from_end, exit_at_end,
+                         (volatile int *)&interrupted, print_alert,
+                         argv[optind]);
+    fflush(stdout);
+    config_free(&c);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+        int keep_name; /* pass argv starting at the command name */
+    } cmds[] = {
+        {"run", cmd_run, 1},         {"load", cmd_load, 1},
+        {"breaches", cmd_breaches, 1}, {"unload", cmd_unload, 1},
+        {"gen", cmd_gen, 1},         {"send", cmd_send, 1},
+        {"tail", cmd_tail, 1},
+    };
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+        strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cardwatch %s\n", VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (strcmp(cmd, cmds[i].name) == 0) {
+            return cmds[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "cardwatch: unknown command '%s'\n\n%s", cmd, usage_main);
+    return 2;
+}

@@ -1,0 +1,285 @@
+/* metrics.c - see metrics.h. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alert.h"
+
+#define RTT_BUCKETS 12
+static const double rtt_bounds[RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+
+struct pair {
+    char issuer[ISSUER_ID_MAX + 1];
+    char rule[RULE_ID_MAX + 1];
+    uint64_t n;
+};
+
+struct metrics {
+    uint64_t events[METRICS_OUTCOME_COUNT];
+    uint64_t dead[TXN_STATUS_COUNT];
+    struct pair *hits; /* rule hits by issuer and rule */
+    size_t n_hits, cap_hits;
+    struct pair *issuers; /* alerts by issuer (rule unused) */
+    size_t n_issuers, cap_issuers;
+    uint64_t alerts_total;
+    uint64_t rtt_buckets[RTT_BUCKETS];
+    uint64_t rtt_count;
+    double rtt_sum;
+    uint64_t redis_reconnects;
+    uint64_t delivery_retries;
+    double gauges[METRICS_GAUGE_COUNT];
+};
+
+struct metrics *metrics_new(void)
+{
+    return calloc(1, sizeof(struct metrics));
+}
+
+void metrics_destroy(struct metrics *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    free(m->hits);
+    free(m->issuers);
+    free(m);
+}
+
+void metrics_event(struct metrics *m, enum metrics_outcome o, uint64_t n)
+{
+    if ((unsigned)o < METRICS_OUTCOME_COUNT) {
+        m->events[o] += n;
+    }
+}
+
+void metrics_dead_letter(struct metrics *m, enum txn_status reason)
+{
+    if ((unsigned)reason < TXN_STATUS_COUNT) {
+        m->dead[reason]++;
+    }
+}
+
+static int bump(struct pair **arr, size_t *n, size_t *cap, const char *issuer,
+                const char *rule)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*arr)[i].issuer, issuer) == 0 &&
+            strcmp((*arr)[i].rule, rule) == 0) {
+            (*arr)[i].n++;
+            return 0;
+        }
+    }
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct pair *np = realloc(*arr, ncap * sizeof(*np));
+        if (np == NULL) {
+            return -1;
+        }
+        *arr = np;
+        *cap = ncap;
+    }
+    struct pair *p = &(*arr)[(*n)++];
+    snprintf(p->issuer, sizeof(p->issuer), "%s", issuer);
+    snprintf(p->rule, sizeof(p->rule), "%s", rule);
+    p->n = 1;
+    return 0;
+}
+
+int metrics_alert(struct metrics *m, const char *issuer, const char *rule)
+{
+    return bump(&m->hits, &m->n_hits, &m->cap_hits, issuer, rule);
+}
+
+int metrics_alert_issuer(struct metrics *m, const char *issuer)
+{
+    m->alerts_total++;
+    return bump(&m->issuers, &m->n_issuers, &m->cap_issuers, issuer, "");
+}
+
+void metrics_redis_rtt(struct metrics *m, double seconds)
+{
+    for (int i = 0; i < RTT_BUCKETS; i++) {
+        if (seconds <= rtt_bounds[i]) {
+            m->rtt_buckets[i]++;
+        }
+    }
+    m->rtt_count++;
+    m->rtt_sum += seconds;
+}
+
+void metrics_redis_reconnect(struct metrics *m)
+{
+    m->redis_reconnects++;
+}
+
+void metrics_delivery_retry(struct metrics *m)
+{
+    m->delivery_retries++;
+}
+
+void metrics_gauge(struct metrics *m, enum metrics_gauge g, double v)
+{
+    if ((unsigned)g < METRICS_GAUGE_COUNT) {
+        m->gauges[g] = v;
+    }
+}
+
+uint64_t metrics_events(const struct metrics *m, enum metrics_outcome o)
+{
+    return (unsigned)o < METRICS_OUTCOME_COUNT ? m->events[o] : 0;
+}
+
+uint64_t metrics_alerts_total(const struct metrics *m)
+{
+    return m->alerts_total;
+}
+
+void metrics_each_hit(const struct metrics *m,
+                      void (*fn)(void *, const char *, const char *, uint64_t),
+                      void *arg)
+{
+    for (size_t i = 0; i < m->n_hits; i++) {
+        fn(arg, m->hits[i].issuer, m->hits[i].rule, m->hits[i].n);
+    }
+}
+
+void metrics_each_issuer(const struct metrics *m,
+                         void (*fn)(void *, const char *, uint64_t), void *arg)
+{
+    for (size_t i = 0; i < m->n_issuers; i++) {
+        fn(arg, m->issuers[i].issuer, m->issuers[i].n);
+    }
+}
+
+/* A growable string; on allocation failure it sets failed and stops. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(struct sbuf *b,
+                                                            const char *fmt,
+                                                            ...)
+{
+    if (b->failed) {
+        return;
+    }
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+static const char *const outcome_names[METRICS_OUTCOME_COUNT] = {
+    "clean", "exposed", "alerted", "dead_letter"};
+
+static const struct {
+    const char *name;
+    const char *help;
+} gauge_info[METRICS_GAUGE_COUNT] = {
+    {"cardwatch_in_flight_events",
+     "Events consumed and not yet acknowledged."},
+    {"cardwatch_consumer_lag", "Messages behind the high watermark, summed."},
+    {"cardwatch_assigned_partitions", "Input partitions assigned."},
+    {"cardwatch_redis_up", "1 when the Redis connection is up."},
+    {"cardwatch_consumption_paused", "1 while intake is paused."},
+    {"cardwatch_ready", "1 when the processor is ready."},
+};
+
+long metrics_render(const struct metrics *m, const char *extra, char **out)
+{
+    struct sbuf b = {0};
+    sb_printf(&b, "# HELP cardwatch_events_total Input events by outcome.\n"
+                  "# TYPE cardwatch_events_total counter\n");
+    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
+        sb_printf(&b, "cardwatch_events_total{outcome=\"%s\"} %llu\n",
+                  outcome_names[i], (unsigned long long)m->events[i]);
+    }
+    sb_printf(&b, "# HELP cardwatch_dead_letters_total Invalid events sent "
+                  "to the dead-letter topic, by reason.\n"
+                  "# TYPE cardwatch_dead_letters_total counter\n");
+    for (int i = 1; i < TXN_STATUS_COUNT; i++) {
+        sb_printf(&b, "cardwatch_dead_letters_total{reason=\"%s\"} %llu\n",
+                  txn_status_name((enum txn_status)i),
+                  (unsigned long long)m->dead[i]);
+    }
+    sb_printf(&b, "# HELP cardwatch_alerts_total Alerts produced, by "
+                  "issuer.\n# TYPE cardwatch_alerts_total counter\n");
+    for (size_t i = 0; i < m->n_issuers; i++) {
+        sb_printf(&b, "cardwatch_alerts_total{issuer=\"%s\"} %llu\n",
+                  m->issuers[i].issuer, (unsigned long long)m->issuers[i].n);
+    }
+    sb_printf(&b, "# HELP cardwatch_rule_hits_total Rule hits in produced "
+                  "alerts, by rule and issuer.\n"
+                  "# TYPE cardwatch_rule_hits_total counter\n");
+    for (size_t i = 0; i < m->n_hits; i++) {
+        sb_printf(&b,
+                  "cardwatch_rule_hits_total{rule=\"%s\",issuer=\"%s\"} "
+                  "%llu\n",
+                  m->hits[i].rule, m->hits[i].issuer,
+                  (unsigned long long)m->hits[i].n);
+    }
+    sb_printf(&b, "# HELP cardwatch_redis_rtt_seconds Exposure lookup round "
+                  "trip (one pipelined batch).\n"
+                  "# TYPE cardwatch_redis_rtt_seconds histogram\n");
+    for (int i = 0; i < RTT_BUCKETS; i++) {
+        sb_printf(&b, "cardwatch_redis_rtt_seconds_bucket{le=\"%g\"} %llu\n",
+                  rtt_bounds[i], (unsigned long long)m->rtt_buckets[i]);
+    }
+    sb_printf(&b,
+              "cardwatch_redis_rtt_seconds_bucket{le=\"+Inf\"} %llu\n"
+              "cardwatch_redis_rtt_seconds_sum %.6f\n"
+              "cardwatch_redis_rtt_seconds_count %llu\n",
+              (unsigned long long)m->rtt_count, m->rtt_sum,
+              (unsigned long long)m->rtt_count);
+    sb_printf(&b,
+              "# HELP cardwatch_redis_reconnects_total Redis reconnects.\n"
+              "# TYPE cardwatch_redis_reconnects_total counter\n"
+              "cardwatch_redis_reconnects_total %llu\n"
+              "# HELP cardwatch_delivery_retries_total Alerts or dead "
+              "letters produced again after a failed delivery.\n"
+              "# TYPE cardwatch_delivery_retries_total counter\n"
+              "cardwatch_delivery_retries_total %llu\n",
+              (unsigned long long)m->redis_reconnects,
+              (unsigned long long)m->delivery_retries);
+    for (int i = 0; i < METRICS_GAUGE_COUNT; i++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n",
+                  gauge_info[i].name, gauge_info[i].help, gauge_info[i].name,
+                  gauge_info[i].name, m->gauges[i]);
+    }
+    if (extra != NULL) {
+        sb_printf(&b, "%s", extra);
+    }
+    if (b.failed) {
+        free(b.p);
+        *out = NULL;
+        return -1;
+    }
+    *out = b.p;
+    return (long)b.len;
+}

@@ -1,0 +1,89 @@
+/* metrics.h - counters, gauges and a latency histogram, rendered as
+ * Prometheus text (pure; the HTTP edge serves the text).
+ *
+ * Hot-path counters are arrays indexed by enum; the labelled alert counter
+ * is a short list (rules x issuers). Single-threaded: the loop thread owns
+ * it.
+ */
+#ifndef CARDWATCH_METRICS_H
+#define CARDWATCH_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txn.h"
+
+/* What became of one input event. */
+enum metrics_outcome {
+    METRICS_CLEAN = 0,   /* valid, card not exposed */
+    METRICS_EXPOSED,     /* exposed card, no rule fired */
+    METRICS_ALERTED,     /* exposed card, alert produced */
+    METRICS_DEAD_LETTER, /* invalid, sent to the dead-letter topic */
+    METRICS_OUTCOME_COUNT
+};
+
+enum metrics_gauge {
+    METRICS_G_IN_FLIGHT = 0,
+    METRICS_G_CONSUMER_LAG,
+    METRICS_G_ASSIGNED_PARTITIONS,
+    METRICS_G_REDIS_UP,
+    METRICS_G_PAUSED,
+    METRICS_G_READY,
+    METRICS_GAUGE_COUNT
+};
+
+struct metrics;
+
+/* Returns zeroed metrics, or NULL on allocation failure. */
+struct metrics *metrics_new(void);
+
+/* Frees. NULL is a no-op. */
+void metrics_destroy(struct metrics *m);
+
+/* Counts n events with outcome o. */
+void metrics_event(struct metrics *m, enum metrics_outcome o, uint64_t n);
+
+/* Counts a dead letter by its reason. */
+void metrics_dead_letter(struct metrics *m, enum txn_status reason);
+
+/* Counts one alert (issuer) and one hit per rule. Returns 0, or -1 when
+ * a new label pair could not be allocated (the count is lost, not the
+ * alert). */
+int metrics_alert(struct metrics *m, const char *issuer, const char *rule);
+
+/* Counts one alert per issuer (call once per alert). */
+int metrics_alert_issuer(struct metrics *m, const char *issuer);
+
+/* Records one Redis round trip of the given duration. */
+void metrics_redis_rtt(struct metrics *m, double seconds);
+
+/* Counts a Redis reconnect / a delivery retry. */
+void metrics_redis_reconnect(struct metrics *m);
+void metrics_delivery_retry(struct metrics *m);
+
+/* Sets a gauge. */
+void metrics_gauge(struct metrics *m, enum metrics_gauge g, double v);
+
+/* Totals for progress lines and summaries. */
+uint64_t metrics_events(const struct metrics *m, enum metrics_outcome o);
+uint64_t metrics_alerts_total(const struct metrics *m);
+
+/* Calls fn for each (issuer, rule, hits) pair, in insertion order. */
+void metrics_each_hit(const struct metrics *m,
+                      void (*fn)(void *arg, const char *issuer,
+                                 const char *rule, uint64_t n),
+                      void *arg);
+
+/* Calls fn for each (issuer, alerts) pair. */
+void metrics_each_issuer(const struct metrics *m,
+                         void (*fn)(void *arg, const char *issuer,
+                                    uint64_t n),
+                         void *arg);
+
+/* Renders everything as Prometheus text exposition format into a malloc'd
+ * NUL-terminated string (*out, caller frees). extra (may be NULL) is
+ * appended verbatim (lines already in exposition format). Returns the
+ * length, or -1 on allocation failure. */
+long metrics_render(const struct metrics *m, const char *extra, char **out);
+
+#endif

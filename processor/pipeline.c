@@ -1,0 +1,411 @@
+/* pipeline.c - see pipeline.h. */
+#include "pipeline.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <jansson.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+#include "offsets.h"
+
+#define MOD "pipeline"
+
+struct pbatch;
+
+struct pev {
+    struct pbatch *batch;
+    struct offsets_ticket ticket;
+    int pending; /* sink deliveries outstanding */
+    int failed;  /* a delivery failed for good: never acknowledged */
+    int untracked; /* position could not be registered: never stored */
+    enum txn_status status;
+    struct txn txn;
+    char fp[CARD_FP_SIZE];
+    char exptag[CARD_EXPTAG_SIZE];
+};
+
+struct pbatch {
+    struct pipeline *p;
+    struct pbatch *prev, *next;
+    size_t n;
+    size_t remaining; /* events not yet done */
+    size_t n_valid;
+    uint32_t *valid;  /* indices of valid events, lookup order */
+    struct pev ev[];
+};
+
+struct pipeline {
+    struct pipeline_opts o;
+    struct offsets *offsets;
+    struct pbatch *batches; /* every live batch, for destroy */
+    size_t in_flight;
+    size_t max_in_flight;
+    int redis_up;
+    int starved; /* the source was told we were full */
+    char source_topic[256];
+};
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+struct pipeline *pipeline_new(const struct pipeline_opts *opts)
+{
+    struct pipeline *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return NULL;
+    }
+    p->o = *opts;
+    p->offsets = offsets_new();
+    if (p->offsets == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->max_in_flight = (size_t)opts->config->max_in_flight;
+    p->redis_up = exposure_is_up(opts->exposure);
+    snprintf(p->source_topic, sizeof(p->source_topic), "%s",
+             opts->source_topic ? opts->source_topic : "");
+    return p;
+}
+
+static void free_batch(struct pipeline *p, struct pbatch *b)
+{
+    if (b->prev != NULL) {
+        b->prev->next = b->next;
+    } else {
+        p->batches = b->next;
+    }
+    if (b->next != NULL) {
+        b->next->prev = b->prev;
+    }
+    /* Wipe transaction data (no PAN is left, but merchant data is). */
+    memset(b->ev, 0, b->n * sizeof(b->ev[0]));
+    free(b->valid);
+    free(b);
+}
+
+void pipeline_destroy(struct pipeline *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    while (p->batches != NULL) {
+        free_batch(p, p->batches);
+    }
+    offsets_destroy(p->offsets);
+    free(p);
+}
+
+size_t pipeline_capacity(const struct pipeline *p)
+{
+    if (!p->redis_up || p->in_flight >= p->max_in_flight) {
+        ((struct pipeline *)p)->starved = 1;
+        return 0;
+    }
+    return p->max_in_flight - p->in_flight;
+}
+
+size_t pipeline_in_flight(const struct pipeline *p)
+{
+    return p->in_flight;
+}
+
+/* Drops one reference (an unfinished event, or a caller's hold). */
+static void batch_unref(struct pipeline *p, struct pbatch *b)
+{
+    if (--b->remaining == 0) {
+        free_batch(p, b);
+    }
+}
+
+/* Everything the event caused is acknowledged: release its position. */
+static void ev_done(struct pipeline *p, struct pev *ev)
+{
+    struct pbatch *b = ev->batch;
+    if (!ev->failed && !ev->untracked) {
+        int64_t store = offsets_ack(p->offsets, &ev->ticket);
+        if (store >= 0 && p->o.source.store != NULL) {
+            p->o.source.store(p->o.source.ctx, ev->ticket.partition, store);
+        }
+    }
+    p->in_flight--;
+    batch_unref(p, b);
+    if (p->starved && p->redis_up && p->in_flight < p->max_in_flight / 2) {
+        p->starved = 0;
+        if (p->o.source.kick != NULL) {
+            p->o.source.kick(p->o.source.ctx);
+        }
+    }
+}
+
+static void send_dead_letter(struct pipeline *p, struct pev *ev,
+                             const struct pipeline_record *r)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    char hex[SHA256_DIGEST_LENGTH * 2 + 1];
+    SHA256(r->payload, r->len, digest);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    const char *reason = txn_status_name(ev->status);
+    json_t *doc = json_pack(
+        "{s:s, s:{s:s, s:i, s:I}, s:s, s:s, s:I, s:I}", "reason", reason,
+        "source", "topic", p->source_topic, "partition",
+        (int)r->partition, "offset", (json_int_t)r->offset, "txn_id",
+        ev->txn.txn_id, "payload_sha256", hex, "payload_bytes",
+        (json_int_t)r->len, "detected_at_ms", (json_int_t)wall_ms());
+    char *val = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    char part[16], off[32];
+    snprintf(part, sizeof(part), "%" PRId32, r->partition);
+    snprintf(off, sizeof(off), "%" PRId64, r->offset);
+    struct sink_header hdrs[] = {
+        {"reason", reason},
+        {"source_topic", p->source_topic},
+        {"source_partition", part},
+        {"source_offset", off},
+    };
+    metrics_dead_letter(p->o.metrics, ev->status);
+    metrics_event(p->o.metrics, METRICS_DEAD_LETTER, 1);
+    log_debug(MOD, "dead letter %s/%s/%s: %s", p->source_topic, part, off,
+              reason);
+    if (val == NULL) {
+        log_error(MOD, "out of memory encoding a dead letter for %s/%s/%s",
+                  p->source_topic, part, off);
+        ev->failed = 1;
+        return;
+    }
+    ev->pending++;
+    const char *key = ev->txn.txn_id;
+    if (p->o.sink.produce(p->o.sink.ctx, p->o.config->dead_letter_topic,
+                          key[0] ? key : NULL, strlen(key), val, strlen(val),
+                          hdrs, 4, ev) != 0) {
+        ev->pending--;
+        ev->failed = 1;
+    }
+    free(val);
+}
+
+static void on_lookup(void *arg, int status, const struct exposure_result *res);
+
+int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
+                    size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    struct pbatch *b = calloc(1, sizeof(*b) + n * sizeof(struct pev));
+    const char **fps = malloc(n * sizeof(*fps));
+    if (b == NULL || fps == NULL || (b->valid = malloc(n * 4)) == NULL) {
+        free(b);
+        free(fps);
+        return -1;
+    }
+    b->p = p;
+    b->n = n;
+    b->remaining = n + 1; /* + the hold released at the end */
+    b->next = p->batches;
+    if (p->batches != NULL) {
+        p->batches->prev = b;
+    }
+    p->batches = b;
+    p->in_flight += n;
+
+    for (size_t i = 0; i < n; i++) {
+        struct pev *ev = &b->ev[i];
+        const struct pipeline_record *r = &recs[i];
+        ev->batch = b;
+        if (offsets_register(p->offsets, r->partition, r->offset,
+                             &ev->ticket) != 0) {
+            /* Out of order or re-delivered below what we hold: never
+             * store for it; it is processed but acknowledged by others. */
+            ev->untracked = 1;
+            log_warn(MOD, "position %s/%" PRId32 "/%" PRId64
+                     " out of order; not tracked", p->source_topic,
+                     r->partition, r->offset);
+        }
+        if (p->o.format == PIPELINE_JSON) {
+            ev->status = txn_decode_json(r->payload, r->len, &ev->txn);
+        } else {
+            ev->status = txn_decode_protobuf(r->payload, r->len, &ev->txn);
+        }
+        if (ev->status != TXN_OK) {
+            send_dead_letter(p, ev, r);
+            continue;
+        }
+        if (card_fingerprint(p->o.key, ev->txn.pan, ev->txn.pan_len,
+                             ev->fp) != 0 ||
+            card_expiry_tag(p->o.key, ev->txn.pan, ev->txn.pan_len,
+                            ev->txn.expiry, ev->exptag) != 0) {
+            log_error(MOD, "fingerprint failed (OpenSSL)");
+            ev->failed = 1;
+            txn_forget_pan(&ev->txn);
+            continue;
+        }
+        txn_forget_pan(&ev->txn);
+        b->valid[b->n_valid] = (uint32_t)i;
+        fps[b->n_valid] = ev->fp;
+        b->n_valid++;
+    }
+
+    if (b->n_valid > 0 &&
+        exposure_lookup(p->o.exposure, fps, b->n_valid, on_lookup, b) != 0) {
+        log_error(MOD, "out of memory queuing a lookup; %zu events will be "
+                  "consumed again", b->n_valid);
+        for (size_t k = 0; k < b->n_valid; k++) {
+            b->ev[b->valid[k]].failed = 1;
+        }
+        b->n_valid = 0;
+    }
+    free(fps);
+    /* Finish what has nothing outstanding. The hold taken above keeps the
+     * batch alive until the loop is over. */
+    int valid_pending = b->n_valid > 0;
+    for (size_t i = 0; i < n; i++) {
+        struct pev *ev = &b->ev[i];
+        int looked_up = ev->status == TXN_OK && !ev->failed && valid_pending;
+        if (!looked_up && ev->pending == 0) {
+            ev_done(p, ev);
+        }
+    }
+    batch_unref(p, b);
+    return 0;
+}
+
+static void raise_alert(struct pipeline *p, struct pev *ev,
+                        const struct exposure_hit *hits, size_t n_hits)
+{
+    const struct config *c = p->o.config;
+    struct rule_match matches[ALERT_MAX_BREACHES];
+    int active[ALERT_MAX_BREACHES];
+    size_t nm = n_hits < ALERT_MAX_BREACHES ? n_hits : ALERT_MAX_BREACHES;
+    for (size_t i = 0; i < nm; i++) {
+        matches[i].breach = hits[i].breach;
+        matches[i].expiry_known = hits[i].exptag[0] != '\0';
+        matches[i].expiry_match =
+            matches[i].expiry_known && strcmp(hits[i].exptag, ev->exptag) == 0;
+    }
+    const struct issuer *iss =
+        config_route(c, ev->txn.bin, strlen(ev->txn.bin));
+    struct rule_facts f = {&ev->txn, iss, matches, nm};
+    struct rule_hit rh[ALERT_MAX_HITS];
+    size_t nh = rules_eval(p->o.rules, &f, rh, ALERT_MAX_HITS, active);
+    if (nh == 0) {
+        metrics_event(p->o.metrics, METRICS_EXPOSED, 1);
+        return;
+    }
+    struct alert_breach ab[ALERT_MAX_BREACHES];
+    size_t nab = 0;
+    for (size_t i = 0; i < nm; i++) {
+        if (!active[i]) {
+            continue;
+        }
+        const struct breach *br = matches[i].breach;
+        snprintf(ab[nab].breach_id, sizeof(ab[nab].breach_id), "%s", br->id);
+        ab[nab].window_start_ms = br->window_start_ms;
+        ab[nab].window_end_ms = br->window_end_ms;
+        ab[nab].elements = br->elements;
+        nab++;
+    }
+    char fp[ALERT_FP_SIZE];
+    snprintf(fp, sizeof(fp), "%s:%s", card_key_id(p->o.key), ev->fp);
+    struct alert *a = malloc(sizeof(*a));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (a == NULL ||
+        alert_build(a, &ev->txn, iss ? iss->id : "", fp, rh, nh, ab, nab,
+                    p->o.mode, wall_ms(), rules_version(p->o.rules)) != 0 ||
+        alert_encode_protobuf(a, &buf, &len) != 0) {
+        log_error(MOD, "could not build alert for txn %s; it will be "
+                  "processed again after a restart", ev->txn.txn_id);
+        ev->failed = 1;
+        free(a);
+        return;
+    }
+    const char *topic = iss ? iss->topic : c->fallback_topic;
+    const char *label = iss ? iss->id : "unrouted";
+    ev->pending++;
+    if (p->o.sink.produce(p->o.sink.ctx, topic, fp, strlen(fp), buf, len,
+                          NULL, 0, ev) != 0) {
+        ev->pending--;
+        ev->failed = 1;
+    } else {
+        metrics_event(p->o.metrics, METRICS_ALERTED, 1);
+        metrics_alert_issuer(p->o.metrics, label);
+        for (size_t i = 0; i < nh; i++) {
+            metrics_alert(p->o.metrics, label, rh[i].rule_id);
+        }
+    }
+    free(buf);
+    free(a);
+}
+
+static void on_lookup(void *arg, int status, const struct exposure_result *res)
+{
+    struct pbatch *b = arg;
+    struct pipeline *p = b->p;
+    size_t n_valid = b->n_valid;
+    if (status != 0) {
+        /* Shutting down: the events stay unacknowledged. */
+        for (size_t k = 0; k < n_valid; k++) {
+            b->ev[b->valid[k]].failed = 1;
+        }
+    } else {
+        uint64_t clean = 0;
+        for (size_t k = 0; k < n_valid; k++) {
+            struct pev *ev = &b->ev[b->valid[k]];
+            if (res->count[k] == 0) {
+                clean++;
+                continue;
+            }
+            raise_alert(p, ev, res->hits + res->first[k], res->count[k]);
+        }
+        metrics_event(p->o.metrics, METRICS_CLEAN, clean);
+    }
+    /* Finish events with nothing outstanding, holding the batch so the
+     * last ev_done cannot free it under the loop. */
+    b->remaining++;
+    for (size_t k = 0; k < n_valid; k++) {
+        if (b->ev[b->valid[k]].pending == 0) {
+            ev_done(p, &b->ev[b->valid[k]]);
+        }
+    }
+    batch_unref(p, b);
+}
+
+void pipeline_delivered(struct pipeline *p, void *opaque, int err)
+{
+    struct pev *ev = opaque;
+    if (err != 0) {
+        ev->failed = 1;
+    }
+    if (--ev->pending == 0) {
+        ev_done(p, ev);
+    }
+}
+
+void pipeline_redis_state(struct pipeline *p, int up)
+{
+    p->redis_up = up;
+    if (p->o.source.set_paused != NULL) {
+        p->o.source.set_paused(p->o.source.ctx, !up);
+    }
+}
+
+void pipeline_revoke(struct pipeline *p, int32_t partition)
+{
+    offsets_revoke(p->offsets, partition);
+}
+
+void pipeline_detach_source(struct pipeline *p)
+{
+    memset(&p->o.source, 0, sizeof(p->o.source));
+}

@@ -1,0 +1,114 @@
+/* pipeline.h - the one place that knows the order of the stages:
+ *
+ *   record -> decode+validate -> fingerprint -> exposure lookup (batched)
+ *          -> rules -> alert -> sink            (invalid -> dead letter)
+ *
+ * A source hands records in batches; the pipeline acknowledges each input
+ * position back through the source ops only once everything it caused is
+ * acknowledged by the sink (offsets.c decides what may be stored). The
+ * pipeline never blocks: it tells the source how much it may take
+ * (pipeline_capacity) and when to pause (Redis down).
+ */
+#ifndef CARDWATCH_PIPELINE_H
+#define CARDWATCH_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alert.h"
+#include "card.h"
+#include "config.h"
+#include "exposure.h"
+#include "metrics.h"
+#include "rules.h"
+
+/* One input record; borrowed for the duration of pipeline_intake(). */
+struct pipeline_record {
+    int32_t partition;
+    int64_t offset;
+    const void *payload;
+    size_t len;
+};
+
+enum pipeline_format {
+    PIPELINE_PROTOBUF = 0,
+    PIPELINE_JSON = 1,
+};
+
+/* What the pipeline needs from its source. */
+struct pipeline_source_ops {
+    /* Input up to and excluding offset is done on partition. */
+    void (*store)(void *ctx, int32_t partition, int64_t offset);
+    /* Pause (1) or resume (0) intake. */
+    void (*set_paused)(void *ctx, int paused);
+    /* The pipeline can take records again after being full. */
+    void (*kick)(void *ctx);
+    void *ctx;
+};
+
+struct sink_header {
+    const char *name;
+    const char *value;
+};
+
+/* What the pipeline needs from its sink. produce() queues one message and
+ * later reports it through pipeline_delivered(opaque, err). Returns 0, or
+ * -1 when it could not be queued (the event stays unacknowledged). */
+struct pipeline_sink_ops {
+    int (*produce)(void *ctx, const char *topic, const void *key,
+                   size_t keylen, const void *value, size_t vallen,
+                   const struct sink_header *hdrs, size_t n_hdrs,
+                   void *opaque);
+    void *ctx;
+};
+
+struct pipeline_opts {
+    const struct config *config; /* borrowed; issuers, topics, limits */
+    struct card_key *key;        /* borrowed */
+    const struct ruleset *rules; /* borrowed */
+    struct exposure *exposure;   /* borrowed */
+    struct metrics *metrics;     /* borrowed */
+    struct pipeline_source_ops source;
+    struct pipeline_sink_ops sink;
+    const char *source_topic;    /* for dead-letter positions */
+    enum pipeline_format format;
+    enum alert_mode mode;
+};
+
+struct pipeline;
+
+/* Creates a pipeline. Returns NULL on allocation failure. */
+struct pipeline *pipeline_new(const struct pipeline_opts *opts);
+
+/* Frees the pipeline; events still in flight are dropped unacknowledged
+ * (they will be consumed again). NULL is a no-op. */
+void pipeline_destroy(struct pipeline *p);
+
+/* How many more records the pipeline takes now (0 when full). */
+size_t pipeline_capacity(const struct pipeline *p);
+
+/* Takes n records of one batch (n <= pipeline_capacity()). Records are
+ * decoded before it returns; the caller may free them afterwards.
+ * Returns 0, or -1 on allocation failure (nothing was taken). */
+int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
+                    size_t n);
+
+/* The sink's delivery report for a message queued with opaque. err 0 =
+ * delivered; non-zero = failed for good (the event stays unacknowledged
+ * and the error is counted). */
+void pipeline_delivered(struct pipeline *p, void *opaque, int err);
+
+/* Redis came up (1) or went down (0): pauses or resumes the source. */
+void pipeline_redis_state(struct pipeline *p, int up);
+
+/* A partition was revoked: its unacknowledged positions are forgotten. */
+void pipeline_revoke(struct pipeline *p, int32_t partition);
+
+/* Forgets the source ops (before the source is destroyed at shutdown):
+ * later completions acknowledge nothing. */
+void pipeline_detach_source(struct pipeline *p);
+
+/* Events taken and not yet acknowledged. */
+size_t pipeline_in_flight(const struct pipeline *p);
+
+#endif

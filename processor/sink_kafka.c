@@ -1,0 +1,233 @@
+/* sink_kafka.c - see sink_kafka.h. */
+#include "sink_kafka.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+
+#include "kconf.h"
+#include "log.h"
+
+#define MOD "sink"
+
+struct sink_kafka {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+    int pipefd[2];
+    struct event *ev;
+    struct event *tick;
+    struct metrics *metrics;
+    sink_kafka_cb cb;
+    void *cb_arg;
+    int fatal;
+};
+
+static void serve(struct sink_kafka *s)
+{
+    while (rd_kafka_poll(s->rk, 0) > 0) {
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    serve(arg);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    serve(arg);
+}
+
+static int produce_raw(struct sink_kafka *s, const char *topic,
+                       const void *key, size_t keylen, const void *value,
+                       size_t vallen, rd_kafka_headers_t *hdrs, void *opaque)
+{
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, vallen),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_error(MOD, "produce to %s failed: %s", topic, rd_kafka_err2str(err));
+        if (hdrs != NULL) {
+            rd_kafka_headers_destroy(hdrs);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    (void)rk;
+    struct sink_kafka *s = opaque;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        s->cb(s->cb_arg, m->_private, 0);
+        return;
+    }
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    char why[512];
+    if (rd_kafka_fatal_error(s->rk, why, sizeof(why)) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!s->fatal) {
+            log_error(MOD, "producer fatal error: %s; shutting down", why);
+        }
+        s->fatal = 1;
+        s->cb(s->cb_arg, m->_private, m->err);
+        return;
+    }
+    /* Retriable (e.g. message timed out while brokers were away): send it
+     * again; the alert id makes a duplicate harmless downstream. */
+    log_warn(MOD, "delivery to %s failed (%s); producing again", topic,
+             rd_kafka_err2str(m->err));
+    if (s->metrics != NULL) {
+        metrics_delivery_retry(s->metrics);
+    }
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_headers_t *old = NULL;
+    if (rd_kafka_message_headers(m, &old) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        old != NULL) {
+        hdrs = rd_kafka_headers_copy(old);
+    }
+    if (produce_raw(s, topic, m->key, m->key_len, m->payload, m->len, hdrs,
+                    m->_private) != 0) {
+        s->cb(s->cb_arg, m->_private, m->err);
+    }
+}
+
+struct sink_kafka *sink_kafka_new(struct event_base *base,
+                                  const struct config *c, const char *brokers,
+                                  struct metrics *metrics, sink_kafka_cb cb,
+                                  void *cb_arg, char *errbuf, size_t errlen)
+{
+    char qmax[32];
+    snprintf(qmax, sizeof(qmax), "%d",
+             c->max_in_flight * 2 > 100000 ? c->max_in_flight * 2 : 100000);
+    const char *const base_props[] = {
+        "enable.idempotence", "true",
+        "acks", "all",
+        "linger.ms", "5",
+        "batch.num.messages", "10000",
+        "queue.buffering.max.messages", qmax,
+        "message.timeout.ms", "300000",
+        "client.id", "cardwatch-sink",
+        NULL};
+    struct sink_kafka *s = calloc(1, sizeof(*s));
+    rd_kafka_conf_t *conf = NULL;
+    char kerr[512];
+    if (s == NULL) {
+        snprintf(errbuf, errlen, "sink: out of memory");
+        return NULL;
+    }
+    s->pipefd[0] = s->pipefd[1] = -1;
+    s->metrics = metrics;
+    s->cb = cb;
+    s->cb_arg = cb_arg;
+    conf = kconf_build(c, brokers, "producer", base_props, errbuf, errlen);
+    if (conf == NULL) {
+        goto err;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, s);
+    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (s->rk == NULL) {
+        snprintf(errbuf, errlen, "producer: %s", kerr);
+        goto err; /* conf is still ours on failure */
+    }
+    conf = NULL; /* rd_kafka_new took it */
+    if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(errbuf, errlen, "sink: pipe: out of descriptors");
+        goto err;
+    }
+    s->mainq = rd_kafka_queue_get_main(s->rk);
+    rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
+    s->ev = event_new(base, s->pipefd[0], EV_READ | EV_PERSIST, on_readable,
+                      s);
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    if (s->ev == NULL || s->tick == NULL) {
+        snprintf(errbuf, errlen, "sink: out of memory");
+        goto err;
+    }
+    event_add(s->ev, NULL);
+    struct timeval tv = {0, 100000};
+    event_add(s->tick, &tv);
+    return s;
+err:
+    if (conf != NULL) {
+        rd_kafka_conf_destroy(conf);
+    }
+    sink_kafka_destroy(s);
+    return NULL;
+}
+
+int sink_kafka_produce(void *ctx, const char *topic, const void *key,
+                       size_t keylen, const void *value, size_t vallen,
+                       const struct sink_header *hdrs, size_t n_hdrs,
+                       void *opaque)
+{
+    struct sink_kafka *s = ctx;
+    rd_kafka_headers_t *h = NULL;
+    if (n_hdrs > 0) {
+        h = rd_kafka_headers_new(n_hdrs);
+        for (size_t i = 0; i < n_hdrs; i++) {
+            rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, -1);
+        }
+    }
+    return produce_raw(s, topic, key, keylen, value, vallen, h, opaque);
+}
+
+int sink_kafka_fatal(const struct sink_kafka *s)
+{
+    return s->fatal;
+}
+
+int sink_kafka_outq_len(const struct sink_kafka *s)
+{
+    return rd_kafka_outq_len(s->rk);
+}
+
+int sink_kafka_flush(struct sink_kafka *s, int timeout_ms)
+{
+    return rd_kafka_flush(s->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
+               ? 0
+               : -1;
+}
+
+void sink_kafka_destroy(struct sink_kafka *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->ev != NULL) {
+        event_free(s->ev);
+    }
+    if (s->tick != NULL) {
+        event_free(s->tick);
+    }
+    if (s->mainq != NULL) {
+        rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
+        rd_kafka_queue_destroy(s->mainq);
+    }
+    if (s->rk != NULL) {
+        rd_kafka_destroy(s->rk);
+    }
+    if (s->pipefd[0] >= 0) {
+        close(s->pipefd[0]);
+    }
+    if (s->pipefd[1] >= 0) {
+        close(s->pipefd[1]);
+    }
+    free(s);
+}

@@ -1,0 +1,539 @@
+/* source_kafka.c - see source_kafka.h. */
+#include "source_kafka.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+
+#include "kconf.h"
+#include "log.h"
+
+#define MOD "source"
+#define TICK_MS 100
+#define MAX_ROUNDS 64
+
+struct spart {
+    int32_t partition;
+    int eof;
+    int dirty;
+    int64_t store;
+};
+
+struct source_kafka {
+    struct source_kafka_opts o;
+    char topic[256];
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int pipefd[2];
+    struct event *ev;
+    struct event *tick;
+    struct event *flush_ev;
+    struct event *kick_ev;
+    int flush_pending;
+    rd_kafka_message_t **msgs;
+    struct pipeline_record *recs;
+    struct spart *parts;
+    size_t n_parts, cap_parts;
+    int paused;
+    int stopped;
+    int closed;
+};
+
+static struct spart *find_part(struct source_kafka *s, int32_t partition)
+{
+    for (size_t i = 0; i < s->n_parts; i++) {
+        if (s->parts[i].partition == partition) {
+            return &s->parts[i];
+        }
+    }
+    return NULL;
+}
+
+static void flush_stores(struct source_kafka *s)
+{
+    s->flush_pending = 0;
+    if (s->rk == NULL || s->closed) {
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (size_t i = 0; i < s->n_parts; i++) {
+        struct spart *p = &s->parts[i];
+        if (!p->dirty) {
+            continue;
+        }
+        if (l == NULL) {
+            l = rd_kafka_topic_partition_list_new((int)s->n_parts);
+        }
+        rd_kafka_topic_partition_list_add(l, s->topic, p->partition)->offset =
+            p->store;
+        p->dirty = 0;
+    }
+    if (l == NULL) {
+        return;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(s->rk, l);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* __STATE after a revoke: the next owner re-processes (no loss). */
+        log_debug(MOD, "offsets_store: %s", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_stores(arg);
+}
+
+void source_kafka_store(void *ctx, int32_t partition, int64_t offset)
+{
+    struct source_kafka *s = ctx;
+    struct spart *p = find_part(s, partition);
+    if (p == NULL) {
+        return; /* revoked since */
+    }
+    if (offset > p->store) {
+        p->store = offset;
+        p->dirty = 1;
+    }
+    if (!s->flush_pending) {
+        s->flush_pending = 1;
+        event_active(s->flush_ev, 0, 0);
+    }
+}
+
+static rd_kafka_topic_partition_list_t *assigned_list(struct source_kafka *s)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)s->n_parts + 1);
+    for (size_t i = 0; i < s->n_parts; i++) {
+        rd_kafka_topic_partition_list_add(l, s->topic, s->parts[i].partition);
+    }
+    return l;
+}
+
+void source_kafka_set_paused(void *ctx, int paused)
+{
+    struct source_kafka *s = ctx;
+    if (s->paused == paused || s->rk == NULL || s->closed) {
+        s->paused = paused;
+        return;
+    }
+    s->paused = paused;
+    if (s->n_parts > 0) {
+        rd_kafka_topic_partition_list_t *l = assigned_list(s);
+        rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(s->rk, l)
+                                         : rd_kafka_resume_partitions(s->rk, l);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log_warn(MOD, "%s: %s", paused ? "pause" : "resume",
+                     rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    log_info(MOD, "intake %s", paused ? "paused (Redis unavailable)"
+                                      : "resumed");
+    if (s->o.metrics != NULL) {
+        metrics_gauge(s->o.metrics, METRICS_G_PAUSED, paused);
+    }
+    if (!paused) {
+        source_kafka_kick(s);
+    }
+}
+
+static void add_parts(struct source_kafka *s,
+                      const rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; i < l->cnt; i++) {
+        if (find_part(s, l->elems[i].partition) != NULL) {
+            continue;
+        }
+        if (s->n_parts == s->cap_parts) {
+            size_t ncap = s->cap_parts ? s->cap_parts * 2 : 16;
+            struct spart *np = realloc(s->parts, ncap * sizeof(*np));
+            if (np == NULL) {
+                log_error(MOD, "out of memory tracking partitions");
+                return;
+            }
+            s->parts = np;
+            s->cap_parts = ncap;
+        }
+        struct spart *p = &s->parts[s->n_parts++];
+        memset(p, 0, sizeof(*p));
+        p->partition = l->elems[i].partition;
+        p->store = -1;
+    }
+}
+
+static void remove_parts(struct source_kafka *s,
+                         const rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; i < l->cnt; i++) {
+        for (size_t k = 0; k < s->n_parts; k++) {
+            if (s->parts[k].partition == l->elems[i].partition) {
+                s->parts[k] = s->parts[--s->n_parts];
+                break;
+            }
+        }
+        if (s->o.revoke != NULL) {
+            s->o.revoke(s->o.arg, l->elems[i].partition);
+        }
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct source_kafka *s = opaque;
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info(MOD, "assigned %d partition(s) of %s", parts->cnt, s->topic);
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e != NULL) {
+                log_error(MOD, "incremental assign: %s",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        add_parts(s, parts);
+        if (s->paused) {
+            rd_kafka_pause_partitions(rk, parts);
+        }
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        log_info(MOD, "revoked %d partition(s) of %s", parts->cnt, s->topic);
+        flush_stores(s); /* auto-commit commits them on unassign */
+        remove_parts(s, parts);
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e != NULL) {
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+    } else {
+        log_error(MOD, "rebalance failed: %s", rd_kafka_err2str(err));
+        flush_stores(s);
+        remove_parts(s, parts);
+        rd_kafka_assign(rk, NULL);
+    }
+    if (s->o.metrics != NULL) {
+        metrics_gauge(s->o.metrics, METRICS_G_ASSIGNED_PARTITIONS,
+                      (double)s->n_parts);
+    }
+}
+
+static void drain(struct source_kafka *s)
+{
+    if (s->stopped || s->closed) {
+        return;
+    }
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        size_t want = (size_t)s->o.batch_size;
+        if (!s->paused) {
+            size_t cap = s->o.capacity(s->o.arg);
+            if (cap == 0) {
+                return; /* the pipeline kicks us when it has room */
+            }
+            if (cap < want) {
+                want = cap;
+            }
+        }
+        ssize_t n = rd_kafka_consume_batch_queue(s->q, 0, s->msgs, want);
+        if (n <= 0) {
+            return;
+        }
+        size_t nr = 0;
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = s->msgs[i];
+            struct spart *p = find_part(s, m->partition);
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (p != NULL) {
+                    p->eof = 1;
+                }
+                continue;
+            }
+            if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                log_warn(MOD, "consumer: %s", rd_kafka_message_errstr(m));
+                continue;
+            }
+            if (p != NULL) {
+                p->eof = 0;
+            }
+            s->recs[nr].partition = m->partition;
+            s->recs[nr].offset = m->offset;
+            s->recs[nr].payload = m->payload;
+            s->recs[nr].len = m->len;
+            nr++;
+        }
+        int rc = nr > 0 ? s->o.intake(s->o.arg, s->recs, nr) : 0;
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_destroy(s->msgs[i]);
+        }
+        if (rc != 0) {
+            /* Not taken: rewind so that nothing is skipped. */
+            log_error(MOD, "pipeline refused a batch (out of memory); "
+                      "seeking back");
+            rd_kafka_topic_partition_list_t *l =
+                rd_kafka_topic_partition_list_new((int)nr);
+            for (size_t i = 0; i < nr; i++) {
+                /* The first record of each partition is where to resume. */
+                if (rd_kafka_topic_partition_list_find(
+                        l, s->topic, s->recs[i].partition) == NULL) {
+                    rd_kafka_topic_partition_list_add(l, s->topic,
+                                                      s->recs[i].partition)
+                        ->offset = s->recs[i].offset;
+                }
+            }
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, -1);
+            if (e != NULL) {
+                log_error(MOD, "seek: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+            rd_kafka_topic_partition_list_destroy(l);
+            return;
+        }
+        if ((size_t)n < want) {
+            return;
+        }
+    }
+    /* More may be waiting: continue on the next loop turn, after other
+     * events (delivery reports, Redis replies) had their say. */
+    source_kafka_kick(s);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    drain(arg);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
+}
+
+void source_kafka_kick(void *ctx)
+{
+    struct source_kafka *s = ctx;
+    if (s->kick_ev != NULL) {
+        event_active(s->kick_ev, 0, 0);
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
+}
+
+struct source_kafka *source_kafka_new(struct event_base *base,
+                                      const struct source_kafka_opts *o,
+                                      char *errbuf, size_t errlen)
+{
+    char sto[32];
+    snprintf(sto, sizeof(sto), "%d", o->config->session_timeout_ms);
+    char hb[32];
+    snprintf(hb, sizeof(hb), "%d",
+             o->config->session_timeout_ms / 3 < 3000
+                 ? o->config->session_timeout_ms / 3
+                 : 3000);
+    const char *const props[] = {
+        "group.id", o->group,
+        "enable.auto.offset.store", "false",
+        "enable.auto.commit", "true",
+        "auto.commit.interval.ms", "1000",
+        "auto.offset.reset", "earliest",
+        "enable.partition.eof", "true",
+        "session.timeout.ms", sto,
+        "heartbeat.interval.ms", hb,
+        "client.id", "cardwatch",
+        NULL};
+    struct source_kafka *s = calloc(1, sizeof(*s));
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_topic_partition_list_t *sub = NULL;
+    char kerr[512];
+    if (s == NULL) {
+        snprintf(errbuf, errlen, "source: out of memory");
+        return NULL;
+    }
+    s->o = *o;
+    s->pipefd[0] = s->pipefd[1] = -1;
+    snprintf(s->topic, sizeof(s->topic), "%s", o->topic);
+    s->msgs = calloc((size_t)o->batch_size, sizeof(*s->msgs));
+    s->recs = calloc((size_t)o->batch_size, sizeof(*s->recs));
+    if (s->msgs == NULL || s->recs == NULL) {
+        snprintf(errbuf, errlen, "source: out of memory");
+        goto err;
+    }
+    conf = kconf_build(o->config, o->brokers, "consumer", props, errbuf,
+                       errlen);
+    if (conf == NULL) {
+        goto err;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, s);
+    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (s->rk == NULL) {
+        snprintf(errbuf, errlen, "consumer: %s", kerr);
+        goto err;
+    }
+    conf = NULL; /* rd_kafka_new took it */
+    rd_kafka_poll_set_consumer(s->rk);
+    s->q = rd_kafka_queue_get_consumer(s->rk);
+    if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(errbuf, errlen, "source: pipe: out of descriptors");
+        goto err;
+    }
+    rd_kafka_queue_io_event_enable(s->q, s->pipefd[1], "1", 1);
+    s->ev = event_new(base, s->pipefd[0], EV_READ | EV_PERSIST, on_readable,
+                      s);
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    s->flush_ev = event_new(base, -1, 0, on_flush, s);
+    s->kick_ev = event_new(base, -1, 0, on_kick, s);
+    if (s->ev == NULL || s->tick == NULL || s->flush_ev == NULL ||
+        s->kick_ev == NULL) {
+        snprintf(errbuf, errlen, "source: out of memory");
+        goto err;
+    }
+    sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, s->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(s->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errbuf, errlen, "subscribe to %s: %s", s->topic,
+                 rd_kafka_err2str(e));
+        goto err;
+    }
+    event_add(s->ev, NULL);
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(s->tick, &tv);
+    return s;
+err:
+    if (conf != NULL) {
+        rd_kafka_conf_destroy(conf);
+    }
+    source_kafka_destroy(s);
+    return NULL;
+}
+
+void source_kafka_stop(struct source_kafka *s)
+{
+    s->stopped = 1;
+}
+
+int source_kafka_at_end(const struct source_kafka *s)
+{
+    if (s->n_parts == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < s->n_parts; i++) {
+        if (!s->parts[i].eof) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int source_kafka_assigned(const struct source_kafka *s)
+{
+    return (int)s->n_parts;
+}
+
+int64_t source_kafka_lag(struct source_kafka *s)
+{
+    if (s->n_parts == 0 || s->closed) {
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *l = assigned_list(s);
+    int64_t lag = 0;
+    if (rd_kafka_position(s->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < l->cnt; i++) {
+            int64_t lo = -1, hi = -1;
+            if (rd_kafka_get_watermark_offsets(s->rk, s->topic,
+                                               l->elems[i].partition, &lo,
+                                               &hi) != 0 ||
+                hi < 0) {
+                continue;
+            }
+            int64_t pos = l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
+            if (pos >= 0 && hi > pos) {
+                lag += hi - pos;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return lag;
+}
+
+int source_kafka_close(struct source_kafka *s)
+{
+    if (s->closed || s->rk == NULL) {
+        return 0;
+    }
+    s->stopped = 1;
+    flush_stores(s);
+    rd_kafka_resp_err_t cerr = rd_kafka_commit(s->rk, NULL, 0);
+    if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        log_warn(MOD, "final commit: %s", rd_kafka_err2str(cerr));
+    }
+    rd_kafka_queue_io_event_enable(s->q, -1, NULL, 0);
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(s->rk);
+    s->closed = 1;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_warn(MOD, "consumer close: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return cerr == RD_KAFKA_RESP_ERR_NO_ERROR ||
+                   cerr == RD_KAFKA_RESP_ERR__NO_OFFSET
+               ? 0
+               : -1;
+}
+
+void source_kafka_destroy(struct source_kafka *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->rk != NULL && !s->closed) {
+        source_kafka_close(s);
+    }
+    struct event *evs[] = {s->ev, s->tick, s->flush_ev, s->kick_ev};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    if (s->q != NULL) {
+        rd_kafka_queue_destroy(s->q);
+    }
+    if (s->rk != NULL) {
+        rd_kafka_destroy(s->rk);
+    }
+    if (s->pipefd[0] >= 0) {
+        close(s->pipefd[0]);
+    }
+    if (s->pipefd[1] >= 0) {
+        close(s->pipefd[1]);
+    }
+    free(s->msgs);
+    free(s->recs);
+    free(s->parts);
+    free(s);
+}
