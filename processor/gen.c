@@ -76,10 +76,14 @@ struct gen *gen_new(const struct gen_opts *o)
         snprintf(g->prefixes[i], sizeof(g->prefixes[i]), "%s",
                  o->prefixes[i]);
     }
+    /* The clean pool comes from its own stream, so it never repeats the
+     * cards that `gen cards` made with the same seed. */
+    g->s = (o->seed ? o->seed : 1) * 0xd1342543de82ef95ull + 0x632be59bd9b4e019ull;
     for (size_t i = 0; i < g->n_pool; i++) {
         gen_card(g, &g->pool[i]);
         g->pool[i].index = (uint32_t)i;
     }
+    g->s = o->seed ? o->seed : 0x9e3779b97f4a7c15ull;
     g->now_ms = o->start_ms;
     return g;
 }
@@ -257,7 +261,8 @@ void gen_next(struct gen *g, struct txn *out, char card_key[16],
             return;
         }
     }
-    if (g->o.n_exposed > 0 && unit(g) < g->o.exposed_share &&
+    /* A scenario makes ~3 events on average (see start_scenario). */
+    if (g->o.n_exposed > 0 && unit(g) < g->o.exposed_share / 2.975 &&
         g->n_active < sizeof(g->active) / sizeof(g->active[0])) {
         start_scenario(g);
         struct scenario *sc = &g->active[g->n_active - 1];

@@ -1,0 +1,1006 @@
+"""End-to-end test harness for cardwatch (Python 3 standard library only).
+
+What it offers
+  free_port()                     a free TCP port on 127.0.0.1
+  Redis                           redis-server on a free loopback port; .cli(),
+                                  .call() (RESP, binary-safe), .stop(), .start(),
+                                  .restart(), context manager
+  Kafka                           build/embedded_kafka (librdkafka mock cluster);
+                                  .bootstraps, .stop(), .pause()/.resume()
+  produce(), consume()            binary-safe, through tools/produce_file and
+                                  tools/consume_all (length-delimited framing)
+  topic_partitions()              partition count of a topic (kcat -L -J)
+  spawn(), run_tool()             start processes in their own process group;
+                                  everything started is killed at the end
+  wait_until()                    poll a predicate with a deadline
+  luhn_scan()                     13-19 digit Luhn-valid numbers in a blob
+  pb_decode(), ProtoSchema        protobuf wire decoding, independent of the C code
+
+The test runner (run.py) calls configure(), begin_test() and
+cleanup_processes(); tests only use the functions and classes.
+Programs under test: spawn([tool("cardwatch"), ...]) for the --build
+flavour, tool("cardwatch", config.asan_build) for the ASan+UBSan one.
+Facts about the embedded Kafka that tests must respect: unknown topics are
+auto-created (4 partitions) by producers, metadata requests and consumers
+alike; each partition keeps only ~5 MiB (older messages are evicted, which
+is not a loss); ports change on every start.
+"""
+
+import atexit
+import collections
+import ctypes
+import json
+import os
+import re
+import signal
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class HarnessError(RuntimeError):
+    """The environment is not usable (tool missing, process died at start)."""
+
+
+class Skip(Exception):
+    """Raise in a test to skip it: raise Skip("reason")."""
+
+
+# --------------------------------------------------------------------------
+# configuration and temporary directories
+
+class _Config:
+    def __init__(self):
+        self.build = Path(os.environ.get("CARDWATCH_BUILD", REPO / "build")).resolve()
+        self.asan_build = Path(os.environ.get("CARDWATCH_ASAN_BUILD",
+                                              REPO / "build" / "asan")).resolve()
+        self.root = None          # session temp dir, created on first use
+        self.test_name = None     # current test, set by begin_test()
+        self.test_dir = None
+
+
+config = _Config()
+
+
+def configure(build=None, asan_build=None):
+    if build:
+        config.build = Path(build).resolve()
+    if asan_build:
+        config.asan_build = Path(asan_build).resolve()
+
+
+def session_dir():
+    if config.root is None:
+        config.root = Path(tempfile.mkdtemp(prefix="cardwatch-e2e-"))
+    return config.root
+
+
+def begin_test(name):
+    config.test_name = name
+    config.test_dir = None
+
+
+def tmpdir(prefix="tmp"):
+    """A fresh directory under the current test's directory (kept when a test
+    fails; run.py removes the whole session directory after a clean run)."""
+    if config.test_dir is None:
+        base = session_dir() / (config.test_name or "adhoc")
+        base.mkdir(parents=True, exist_ok=True)
+        config.test_dir = base
+    return Path(tempfile.mkdtemp(prefix=prefix + "-", dir=config.test_dir))
+
+
+def tool(name, build=None):
+    """Path of a built program (tools/NAME.c -> BUILD/NAME)."""
+    path = Path(build or config.build) / name
+    if not os.access(path, os.X_OK):
+        raise HarnessError(f"{path} is missing: build it with `make {path}` (or by hand: "
+                           f"cc -std=gnu11 -O2 tools/{name}.c -lrdkafka -o {path})")
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# processes
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = _libc.prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    # Runs in the child between fork and exec: die with the harness even if
+    # the harness itself is SIGKILLed (no atexit then).
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_procs = []
+
+
+class Proc:
+    """A process started by spawn(): own process group, output in a log file."""
+
+    def __init__(self, popen, name, log):
+        self.popen = popen
+        self.name = name
+        self.log = log
+        self.test = config.test_name
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    @property
+    def returncode(self):
+        return self.popen.poll()
+
+    @property
+    def alive(self):
+        return self.popen.poll() is None
+
+    def send_signal(self, sig, group=True):
+        try:
+            if group:
+                os.killpg(self.popen.pid, sig)
+            else:
+                self.popen.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout=None):
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout=10.0, sig=signal.SIGTERM):
+        """Signal the process group, wait up to timeout, then SIGKILL.
+        Returns the exit status (negative = killed by that signal)."""
+        if self.alive:
+            self.send_signal(signal.SIGCONT)  # a paused process cannot handle TERM
+            self.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.send_signal(signal.SIGKILL)
+                self.popen.wait(10)
+        # leftovers of the group (children that outlived the leader)
+        self.send_signal(signal.SIGKILL)
+        return self.popen.returncode
+
+    def kill(self):
+        return self.stop(timeout=0.1, sig=signal.SIGKILL)
+
+    def log_text(self, tail_lines=None):
+        try:
+            text = Path(self.log).read_text(errors="replace")
+        except OSError:
+            return ""
+        if tail_lines:
+            text = "\n".join(text.splitlines()[-tail_lines:])
+        return text
+
+    def __repr__(self):
+        return f"<Proc {self.name} pid={self.pid} rc={self.returncode} log={self.log}>"
+
+
+def spawn(args, name=None, log=None, env=None, cwd=None, stdin=subprocess.DEVNULL,
+          stdout=None, extra_env=None):
+    """Start args in the background in its own process group; stdout and
+    stderr go to `log` (default: a file in the test directory). Registered
+    for cleanup_processes()."""
+    args = [str(a) for a in args]
+    name = name or Path(args[0]).name
+    if log is None:
+        log = tmpdir("log") / f"{name}.log"
+    if extra_env:
+        env = dict(env or os.environ, **extra_env)
+    with open(log, "ab") as logf:
+        p = subprocess.Popen(args, stdin=stdin, stdout=stdout or logf, stderr=logf, env=env,
+                             cwd=cwd, start_new_session=True, preexec_fn=_child_setup)
+    proc = Proc(p, name, str(log))
+    _procs.append(proc)
+    return proc
+
+
+def processes(test=None):
+    """Processes started (during `test`, default: all)."""
+    return [p for p in _procs if test is None or p.test == test]
+
+
+def cleanup_processes():
+    """Stop every process spawn() started that is still running."""
+    while _procs:
+        p = _procs.pop()
+        try:
+            p.stop(timeout=5)
+        except Exception:  # keep cleaning up the others
+            pass
+
+
+atexit.register(cleanup_processes)
+
+
+def run_tool(args, input=None, timeout=60, check=True):
+    """Run a short-lived program to completion (own process group, killed on
+    timeout). Returns CompletedProcess with bytes stdout/stderr."""
+    args = [str(a) for a in args]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True, preexec_fn=_child_setup)
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        raise
+    res = subprocess.CompletedProcess(args, p.returncode, out, err)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: "
+                             f"{err.decode(errors='replace').strip()}")
+    return res
+
+
+# --------------------------------------------------------------------------
+# small utilities
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
+    """Poll predicate() until it returns something truthy and return that.
+    Exceptions from the predicate count as "not yet". On timeout raise
+    AssertionError naming `what` (and the last exception)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = predicate()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last_exc = e
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def luhn_valid(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_DIGIT_RUN = re.compile(rb"[0-9]+")
+
+
+def luhn_scan(data, min_len=13, max_len=19):
+    """Every maximal run of ASCII digits in `data` (bytes or str) whose length
+    is min_len..max_len and that passes the Luhn check, in order of
+    appearance. Runs are bounded by any non-digit byte, so a PAN inside binary
+    noise, JSON, protobuf or a log line is found; longer digit runs are not
+    split. Caveat: a 13-digit epoch-millisecond timestamp is Luhn-valid one
+    time in ten: pass min_len=14 when scanning data that holds timestamps."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    found = []
+    for m in _DIGIT_RUN.finditer(data):
+        run = m.group().decode()
+        if min_len <= len(run) <= max_len and luhn_valid(run):
+            found.append(run)
+    return found
+
+
+# --------------------------------------------------------------------------
+# Redis
+
+class RespError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+class RespConnection:
+    """A minimal blocking RESP2 client; binary-safe (arguments str/bytes/int)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.rfile = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, (int, float)):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def _read(self):
+        line = self.rfile.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed by Redis")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.rfile.read(n + 2)
+            if len(data) != n + 2:
+                raise ConnectionError("connection closed by Redis")
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise ConnectionError(f"bad RESP reply {line!r}")
+
+    def call(self, *args):
+        self.sock.sendall(self.encode(args))
+        r = self._read()
+        if isinstance(r, RespError):
+            raise r
+        return r
+
+    def pipeline(self, commands):
+        """Send many commands at once; returns the replies (errors as RespError
+        objects, not raised)."""
+        commands = list(commands)
+        self.sock.sendall(b"".join(self.encode(c) for c in commands))
+        return [self._read() for _ in commands]
+
+    def close(self):
+        try:
+            self.rfile.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Redis:
+    """redis-server on 127.0.0.1:<free port>, no persistence unless asked,
+    state and log in a temp dir.
+
+        with Redis() as r:
+            r.call("SET", "k", b"\\x00v")
+            r.cli("GET", "k")
+            r.restart()              # same port; data kept (SHUTDOWN SAVE)
+            r.stop(); ...; r.start() # an outage
+    """
+
+    def __init__(self, port=None, dir=None, extra_args=(), start=True):
+        self._fixed_port = port is not None
+        self.port = port or free_port()
+        self.dir = Path(dir) if dir else tmpdir("redis")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self._conn = None
+        if start:
+            self.start()
+
+    host = "127.0.0.1"
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def log(self):
+        return self.dir / "redis.log"
+
+    def _args(self):
+        return ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+                "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                "--daemonize", "no", *self.extra_args]  # logs to stdout -> self.log
+
+    def start(self, timeout=10.0):
+        if self.proc and self.proc.alive:
+            return self
+        for attempt in range(5):
+            self.proc = spawn(self._args(), name="redis-server", log=self.log)
+            try:
+                wait_until(lambda: self.ping() or not self.proc.alive, timeout,
+                           f"redis-server on port {self.port} to answer PING")
+            except AssertionError:
+                self.proc.kill()
+                raise
+            if self.proc.alive:
+                return self
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if "Address already in use" in log and not self._fixed_port and attempt < 4:
+                self.port = free_port()  # lost a race for the port: pick another
+                continue
+            raise HarnessError(f"redis-server exited with {self.proc.returncode}:\n"
+                               + "\n".join(log.splitlines()[-20:]))
+        raise HarnessError("redis-server did not start")
+
+    def ping(self):
+        try:
+            c = RespConnection(self.port, timeout=1.0)
+        except OSError:
+            return False
+        try:
+            return c.call("PING") == "PONG"
+        except (OSError, RespError):
+            return False
+        finally:
+            c.close()
+
+    def call(self, *args):
+        """One command over a kept connection (reconnects once if the
+        connection was lost, e.g. after a restart). Raises RespError for
+        error replies, ConnectionError/OSError when Redis is down."""
+        for attempt in (0, 1):
+            try:
+                if self._conn is None:
+                    self._conn = RespConnection(self.port)
+                return self._conn.call(*args)
+            except (OSError, ConnectionError):
+                self._drop_conn()
+                if attempt:
+                    raise
+
+    def client(self):
+        """A new RespConnection of your own (close it when done)."""
+        return RespConnection(self.port)
+
+    def cli(self, *args, input=None, check=True):
+        """Run redis-cli -h 127.0.0.1 -p PORT ARGS...; returns stdout (str,
+        trailing newline removed)."""
+        res = run_tool(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+                       input=input.encode() if isinstance(input, str) else input,
+                       timeout=30, check=check)
+        return res.stdout.decode(errors="replace").rstrip("\n")
+
+    def _drop_conn(self):
+        if self._conn:
+            self._conn.close()
+            self._conn = None
+
+    def stop(self, save=False, kill=False, timeout=10.0):
+        """Stop Redis. save=True writes dump.rdb first (SHUTDOWN SAVE) so the
+        next start() loads the data; otherwise the data is gone. kill=True
+        simulates a crash (SIGKILL, nothing saved)."""
+        self._drop_conn()
+        if not self.proc or not self.proc.alive:
+            return
+        dump = self.dir / "dump.rdb"
+        if kill:
+            self.proc.kill()
+        elif save:
+            try:
+                c = RespConnection(self.port)
+                c.sock.sendall(RespConnection.encode(["SHUTDOWN", "SAVE"]))
+                c.rfile.readline()  # returns on close; an error reply if the save failed
+                c.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.stop(timeout)
+                raise HarnessError("redis-server did not shut down after SHUTDOWN SAVE")
+        else:
+            self.proc.stop(timeout)
+        if not save and dump.exists():
+            dump.unlink()
+
+    def restart(self, keep_data=True, down_for=0.0):
+        """Stop and start again on the same port; keep_data saves and reloads
+        the dataset (what a real Redis with persistence does)."""
+        self.stop(save=keep_data)
+        if down_for:
+            time.sleep(down_for)
+        return self.start()
+
+    def pause(self):
+        """SIGSTOP: Redis keeps its connections but stops answering."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# Kafka (librdkafka mock cluster via build/embedded_kafka)
+
+class Kafka:
+    """The embedded Kafka cluster.
+
+        k = Kafka({"cardwatch.transactions": 16, "cardwatch.deadletter": 4})
+        produce(k.bootstraps, "cardwatch.transactions", [(b"key", b"value")])
+
+    topics: dict name -> partitions, or iterable of "name:partitions" /
+    (name, partitions). Unknown topics are auto-created with 4 partitions
+    by any producer or metadata request (fixed in the 2.0.2 mock).
+    The cluster cannot be restarted on the same ports (2.0.2 picks random
+    ports): to simulate an outage use pause()/resume() (SIGSTOP/SIGCONT).
+    """
+
+    def __init__(self, topics=None, brokers=1, build=None, start=True):
+        if topics is None:
+            topics = {}
+        if isinstance(topics, dict):
+            topics = list(topics.items())
+        self.topics = []
+        for t in topics:
+            if isinstance(t, str):
+                name, _, parts = t.rpartition(":")
+                t = (name, int(parts))
+            self.topics.append((t[0], int(t[1])))
+        self.brokers = brokers
+        self.build = build
+        self.dir = tmpdir("kafka")
+        self.bootstraps_file = self.dir / "bootstraps"
+        self.bootstraps = None
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self, timeout=15.0):
+        if self.bootstraps_file.exists():
+            self.bootstraps_file.unlink()
+        args = [tool("embedded_kafka", self.build), "--brokers", str(self.brokers),
+                "--bootstraps-file", str(self.bootstraps_file)]
+        for name, parts in self.topics:
+            args += ["--topic", f"{name}:{parts}"]
+        self.proc = spawn(args, name="embedded_kafka", log=self.dir / "embedded_kafka.log")
+
+        def ready():
+            if not self.proc.alive:
+                raise HarnessError(f"embedded_kafka exited with {self.proc.returncode}:\n"
+                                   + self.proc.log_text(20))
+            return self.bootstraps_file.exists()
+        try:
+            wait_until(ready, timeout, "embedded_kafka to write its bootstraps file")
+        except AssertionError:
+            if not self.proc.alive:
+                raise HarnessError(f"embedded_kafka exited with {self.proc.returncode}:\n"
+                                   + self.proc.log_text(20)) from None
+            raise
+        self.bootstraps = self.bootstraps_file.read_text().strip()
+        return self
+
+    def stop(self, timeout=10.0):
+        """SIGTERM and wait; returns the exit status (0 = clean)."""
+        if self.proc:
+            return self.proc.stop(timeout)
+        return None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def produce(self, topic, messages, **kw):
+        return produce(self.bootstraps, topic, messages, **kw)
+
+    def consume(self, topic, expect_count=None, timeout=30.0):
+        return consume(self.bootstraps, topic, expect_count, timeout)
+
+    def partitions(self, topic):
+        return topic_partitions(self.bootstraps, topic)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+_NULL = 0xFFFFFFFF
+
+
+def _b(v):
+    if v is None or isinstance(v, bytes):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode()
+    raise TypeError(f"expected bytes, str or None, got {type(v).__name__}")
+
+
+def _field(v):
+    v = _b(v)
+    return struct.pack(">I", _NULL) if v is None else struct.pack(">I", len(v)) + v
+
+
+def produce(bootstraps, topic, messages, partition=None, timeout=60.0, build=None):
+    """Produce (key, value) or (key, value, headers) tuples; key/value are
+    bytes, str or None; headers a dict or a list of (name, value) pairs.
+    Messages without a key go to a random partition each; keyed ones by
+    librdkafka's default partitioner (CRC32 of the key); partition=N forces one.
+    Binary-safe, idempotent producer, flushed before returning. Returns the
+    number delivered; raises AssertionError unless all were delivered."""
+    messages = list(messages)
+    with_headers = any(len(m) > 2 and m[2] for m in messages)
+    chunks = []
+    for m in messages:
+        chunks.append(_field(m[0]))
+        chunks.append(_field(m[1]))
+        if with_headers:
+            hdrs = m[2] if len(m) > 2 and m[2] else []
+            if isinstance(hdrs, dict):
+                hdrs = list(hdrs.items())
+            chunks.append(struct.pack(">I", len(hdrs)))
+            for name, val in hdrs:
+                chunks.append(_field(name))
+                chunks.append(_field(val))
+    args = [tool("produce_file", build), "--brokers", bootstraps, "--topic", topic,
+            "--timeout", str(max(1, int(timeout)))]
+    if partition is not None:
+        args += ["--partition", str(partition)]
+    if with_headers:
+        args.append("--headers")
+    res = run_tool(args, input=b"".join(chunks), timeout=timeout + 30, check=False)
+    out = res.stdout.decode().strip()
+    delivered = int(out) if out.isdigit() else -1
+    if res.returncode != 0 or delivered != len(messages):
+        raise AssertionError(f"produce to {topic}: {delivered} of {len(messages)} delivered "
+                             f"(exit {res.returncode}): {res.stderr.decode(errors='replace')}")
+    return delivered
+
+
+_MessageBase = collections.namedtuple("Message", "partition offset key value headers")
+
+
+class Message(_MessageBase):
+    """(partition, offset, key, value, headers) plus .timestamp (ms, -1 if
+    none). key/value: bytes or None; headers: list of (name str, value
+    bytes|None), in order."""
+
+    def __new__(cls, partition, offset, key, value, headers, timestamp=-1):
+        self = super().__new__(cls, partition, offset, key, value, headers)
+        self.timestamp = timestamp
+        return self
+
+    def header(self, name, default=None):
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return default
+
+
+def parse_consume_all(data):
+    """Decode tools/consume_all output."""
+    msgs, i, n = [], 0, len(data)
+
+    def field():
+        nonlocal i
+        (ln,) = struct.unpack_from(">I", data, i)
+        i += 4
+        if ln == _NULL:
+            return None
+        v = data[i:i + ln]
+        if len(v) != ln:
+            raise ValueError("truncated consume_all output")
+        i += ln
+        return v
+
+    while i < n:
+        part, off, ts = struct.unpack_from(">iqq", data, i)
+        i += 20
+        key = field()
+        value = field()
+        (hc,) = struct.unpack_from(">I", data, i)
+        i += 4
+        headers = []
+        for _ in range(hc):
+            hn = field()
+            headers.append((hn.decode("utf-8", "surrogateescape"), field()))
+        msgs.append(Message(part, off, key, value, headers, ts))
+    return msgs
+
+
+def consume(bootstraps, topic, expect_count=None, timeout=30.0, build=None):
+    """All messages of `topic`, from the beginning to the end of every
+    partition, sorted by (partition, offset). With expect_count: wait until
+    at least that many exist (raising AssertionError on timeout), then return
+    everything present (so duplicates show). A topic that does not exist is
+    auto-created by the mock (4 partitions) and reads as empty."""
+    args = [tool("consume_all", build), "--brokers", bootstraps, "--topic", topic,
+            "--timeout", str(timeout)]
+    if expect_count is not None:
+        args += ["--expect", str(expect_count)]
+    res = run_tool(args, timeout=timeout + 30, check=False)
+    msgs = parse_consume_all(res.stdout)
+    if res.returncode == 3:
+        raise AssertionError(f"consume {topic}: got {len(msgs)} message(s), expected "
+                             f"{expect_count} within {timeout:g}s: "
+                             f"{res.stderr.decode(errors='replace').strip()}")
+    if res.returncode != 0:
+        raise AssertionError(f"consume {topic} failed (exit {res.returncode}): "
+                             f"{res.stderr.decode(errors='replace').strip()}")
+    msgs.sort(key=lambda m: (m.partition, m.offset))
+    return msgs
+
+
+def topic_partitions(bootstraps, topic):
+    """Partition count of `topic` (note: asking auto-creates it in the mock)."""
+    res = run_tool(["kcat", "-L", "-J", "-b", bootstraps, "-t", topic], timeout=30)
+    md = json.loads(res.stdout)
+    for t in md.get("topics", []):
+        if t.get("topic") == topic:
+            if t.get("error"):
+                raise AssertionError(f"metadata for {topic}: {t['error']}")
+            return len(t.get("partitions", []))
+    raise AssertionError(f"no metadata for {topic}")
+
+
+# --------------------------------------------------------------------------
+# protobuf wire format
+
+VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
+
+
+def pb_read_varint(data, i):
+    result = shift = 0
+    while True:
+        if i >= len(data):
+            raise ValueError("truncated varint")
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+        if shift >= 70:
+            raise ValueError("varint too long")
+
+
+def pb_fields(data):
+    """Yield (field_number, wire_type, value) for each field in order:
+    VARINT -> int (unsigned 64-bit), I64 -> 8 bytes as unsigned int,
+    I32 -> 4 bytes as unsigned int, LEN -> bytes."""
+    data = bytes(data)
+    i, n = 0, len(data)
+    while i < n:
+        tag, i = pb_read_varint(data, i)
+        num, wt = tag >> 3, tag & 7
+        if num == 0:
+            raise ValueError("field number 0")
+        if wt == VARINT:
+            v, i = pb_read_varint(data, i)
+        elif wt == I64:
+            if i + 8 > n:
+                raise ValueError("truncated fixed64")
+            (v,) = struct.unpack_from("<Q", data, i)
+            i += 8
+        elif wt == I32:
+            if i + 4 > n:
+                raise ValueError("truncated fixed32")
+            (v,) = struct.unpack_from("<I", data, i)
+            i += 4
+        elif wt == LEN:
+            ln, i = pb_read_varint(data, i)
+            if i + ln > n:
+                raise ValueError("truncated length-delimited field")
+            v = data[i:i + ln]
+            i += ln
+        else:
+            raise ValueError(f"unsupported wire type {wt} (field {num})")
+        yield num, wt, v
+
+
+def pb_decode(data):
+    """field number -> list of raw values (see pb_fields); decode nested
+    messages by calling pb_decode on the bytes."""
+    out = {}
+    for num, _wt, v in pb_fields(data):
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def pb_signed(v, bits=64):
+    """Two's complement view of a varint/fixed value (int32/int64/sfixed)."""
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def pb_zigzag(v):
+    """sint32/sint64 decoding."""
+    return (v >> 1) ^ -(v & 1)
+
+
+def pb_double(v):
+    return struct.unpack("<d", struct.pack("<Q", v))[0]
+
+
+def pb_float(v):
+    return struct.unpack("<f", struct.pack("<I", v))[0]
+
+
+def pb_varint(v):
+    if v < 0:
+        v += 1 << 64
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_tag(num, wt):
+    return pb_varint(num << 3 | wt)
+
+
+_SCALAR_VARINT = {"int32", "int64", "uint32", "uint64", "bool", "sint32", "sint64"}
+_SCALAR_I64 = {"fixed64", "sfixed64", "double"}
+_SCALAR_I32 = {"fixed32", "sfixed32", "float"}
+
+
+class ProtoSchema:
+    """Reads message and enum definitions from a simple .proto file
+    (default proto/cardwatch.proto) to decode and encode by field name,
+    independently of the generated C code. Supports scalars, enums, nested
+    message fields, repeated (packed and unpacked). Not supported: oneof
+    is treated as plain fields, maps, groups, nested type declarations.
+
+        s = ProtoSchema()
+        raw = s.encode("Transaction", {"txn_id": "t1", "pan": "4111111111111111"})
+        s.decode("Alert", alert_bytes) -> {"alert_id": "...", "hits": [{...}], ...}
+    Enum values decode to their names; unknown fields go to "_unknown".
+    """
+
+    _FIELD = re.compile(r"^\s*(repeated\s+|optional\s+)?([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*[;\[]")
+    _ENUMVAL = re.compile(r"^\s*(\w+)\s*=\s*(-?\d+)\s*[;\[]")
+
+    def __init__(self, path=None):
+        path = Path(path or REPO / "proto" / "cardwatch.proto")
+        self.messages = {}   # name -> {field name: (number, type, repeated)}
+        self.enums = {}      # name -> {value name: number}
+        kind = name = None
+        depth = 0
+        for raw in path.read_text().splitlines():
+            line = raw.split("//")[0]
+            m = re.match(r"^\s*(message|enum)\s+(\w+)\s*\{", line)
+            if m and depth == 0:
+                kind, name = m.groups()
+                (self.messages if kind == "message" else self.enums)[name] = {}
+            depth += line.count("{") - line.count("}")
+            if m or depth != 1 or kind is None:
+                if depth == 0:
+                    kind = None
+                continue
+            if kind == "message":
+                f = self._FIELD.match(line)
+                if f and f.group(2) not in ("option", "reserved"):
+                    self.messages[name][f.group(3)] = (int(f.group(4)), f.group(2).split(".")[-1],
+                                                        bool(f.group(1) and "repeated" in f.group(1)))
+            else:
+                e = self._ENUMVAL.match(line)
+                if e:
+                    self.enums[name][e.group(1)] = int(e.group(2))
+
+    def _scalar(self, typ, wt, v):
+        if typ in self.enums:
+            names = {n: k for k, n in self.enums[typ].items()}
+            v = pb_signed(v, 32)
+            return names.get(v, v)
+        if typ == "string":
+            return v.decode("utf-8", "surrogateescape")
+        if typ == "bytes":
+            return v
+        if typ == "bool":
+            return bool(v)
+        if typ in ("int32", "sfixed32"):
+            return pb_signed(v, 32)
+        if typ in ("int64", "sfixed64"):
+            return pb_signed(v, 64)
+        if typ in ("sint32", "sint64"):
+            return pb_zigzag(v)
+        if typ == "double":
+            return pb_double(v)
+        if typ == "float":
+            return pb_float(v)
+        return v  # uint32/uint64/fixed32/fixed64
+
+    def _packed(self, typ, data):
+        vals, i = [], 0
+        if typ in _SCALAR_I64:
+            return [self._scalar(typ, I64, x) for (x,) in struct.iter_unpack("<Q", data)]
+        if typ in _SCALAR_I32:
+            return [self._scalar(typ, I32, x) for (x,) in struct.iter_unpack("<I", data)]
+        while i < len(data):
+            v, i = pb_read_varint(data, i)
+            vals.append(self._scalar(typ, VARINT, v))
+        return vals
+
+    def decode(self, message, data):
+        fields = self.messages[message]
+        by_num = {num: (fname, typ, rep) for fname, (num, typ, rep) in fields.items()}
+        out = {}
+        for num, wt, v in pb_fields(data):
+            if num not in by_num:
+                out.setdefault("_unknown", {}).setdefault(num, []).append(v)
+                continue
+            fname, typ, rep = by_num[num]
+            if typ in self.messages:
+                vals = [self.decode(typ, v)]
+            elif wt == LEN and typ not in ("string", "bytes"):
+                vals = self._packed(typ, v)
+            else:
+                vals = [self._scalar(typ, wt, v)]
+            if rep:
+                out.setdefault(fname, []).extend(vals)
+            else:
+                out[fname] = vals[-1]
+        return out
+
+    def _encode_one(self, typ, num, v):
+        if typ in self.messages:
+            body = self.encode(typ, v) if isinstance(v, dict) else bytes(v)
+            return pb_tag(num, LEN) + pb_varint(len(body)) + body
+        if typ in ("string", "bytes"):
+            b = v.encode() if isinstance(v, str) else bytes(v)
+            return pb_tag(num, LEN) + pb_varint(len(b)) + b
+        if typ in self.enums:
+            v = self.enums[typ][v] if isinstance(v, str) else int(v)
+            return pb_tag(num, VARINT) + pb_varint(v)
+        if typ in ("sint32", "sint64"):
+            return pb_tag(num, VARINT) + pb_varint((v << 1) ^ (v >> 63))
+        if typ in _SCALAR_VARINT:
+            return pb_tag(num, VARINT) + pb_varint(int(v))
+        if typ == "double":
+            return pb_tag(num, I64) + struct.pack("<d", v)
+        if typ == "float":
+            return pb_tag(num, I32) + struct.pack("<f", v)
+        if typ in _SCALAR_I64:
+            return pb_tag(num, I64) + struct.pack("<q" if typ[0] == "s" else "<Q", v)
+        if typ in _SCALAR_I32:
+            return pb_tag(num, I32) + struct.pack("<i" if typ[0] == "s" else "<I", v)
+        raise ValueError(f"unknown type {typ}")
+
+    def encode(self, message, values):
+        """values: dict field name -> value (None skipped; lists for repeated,
+        encoded unpacked, which every parser accepts). Fields in number order."""
+        fields = self.messages[message]
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise KeyError(f"{message} has no field(s) {sorted(unknown)}")
+        out = []
+        for fname, (num, typ, rep) in sorted(fields.items(), key=lambda kv: kv[1][0]):
+            v = values.get(fname)
+            if v is None:
+                continue
+            for item in (v if rep else [v]):
+                out.append(self._encode_one(typ, num, item))
+        return b"".join(out)

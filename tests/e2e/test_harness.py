@@ -1,0 +1,297 @@
+"""Tests of the e2e harness itself and of the tools it drives."""
+
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import time
+
+import harness as h
+
+
+def _pid_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie (not reaped by its parent) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] == "Z"
+    except OSError:
+        return True
+
+
+def test_free_port_is_bindable():
+    p = h.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", p))
+
+
+def test_wait_until():
+    t0 = time.monotonic()
+    assert h.wait_until(lambda: time.monotonic() - t0 > 0.1 and "yes", 5, "time") == "yes"
+    try:
+        h.wait_until(lambda: 1 / 0, 0.2, "the impossible")
+    except AssertionError as e:
+        assert "the impossible" in str(e) and "ZeroDivisionError" in str(e), e
+    else:
+        raise AssertionError("wait_until did not time out")
+
+
+def test_redis_start_restart_stop():
+    r = h.Redis()
+    port = r.port
+    assert r.cli("PING") == "PONG"
+    blob = b"\x00\n\r\n\xffbinary"
+    assert r.call("SET", "k", blob) == "OK"
+    assert r.call("GET", "k") == blob
+    assert r.call("SADD", "s", "a", "b") == 2
+    try:
+        r.call("INCR", "k")
+    except h.RespError as e:
+        assert "ERR" in str(e)
+    else:
+        raise AssertionError("error reply not raised")
+
+    # restart keeps data (SHUTDOWN SAVE + reload) on the same port
+    r.restart()
+    assert r.port == port and r.call("GET", "k") == blob
+    assert r.cli("SCARD", "s") == "2"
+
+    # an outage: refused while down, back on the same port afterwards, empty
+    pid = r.proc.pid
+    r.stop()
+    assert not r.ping()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise AssertionError("port still open after stop")
+    assert _pid_gone(pid)
+    r.start()
+    assert r.port == port and r.call("EXISTS", "k") == 0
+
+    # a crash, then context-manager stop
+    r.call("SET", "x", "1")
+    r.stop(kill=True)
+    assert r.proc.returncode == -signal.SIGKILL
+    with r.start() as r2:
+        assert r2.call("DBSIZE") == 0
+    assert not r.ping()
+
+
+def test_redis_pipeline_and_pause():
+    with h.Redis() as r:
+        c = r.client()
+        replies = c.pipeline([("SET", f"k{i}", i) for i in range(1000)])
+        assert replies == ["OK"] * 1000
+        assert r.call("DBSIZE") == 1000
+        c.close()
+        r.pause()
+        assert not r.ping()
+        r.resume()
+        h.wait_until(r.ping, 5, "Redis to answer after SIGCONT")
+
+
+def _messages(n, rng):
+    msgs = []
+    for i in range(n):
+        key = None if i % 10 == 0 else b"k\x00\n%d" % i
+        value = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        if i % 7 == 0:
+            value = b"\x00\n\x00\n" + value + b"\n"
+        if i == 5:
+            value = None  # tombstone
+        if i == 6:
+            value = b""
+        msgs.append((key, value, [("seq", b"%d" % i), ("bin", b"\x00\n\xff")] if i % 3 == 0 else []))
+    return msgs
+
+
+def test_kafka_binary_round_trip_4_partitions():
+    rng = random.Random(1234)
+    k = h.Kafka({"rt": 4})
+    assert k.bootstraps.startswith("127.0.0.1:")
+    assert k.partitions("rt") == 4
+    sent = _messages(2000, rng)
+    assert h.produce(k.bootstraps, "rt", sent) == 2000
+    got = h.consume(k.bootstraps, "rt", expect_count=2000, timeout=30)
+    assert len(got) == 2000, len(got)
+
+    # every partition used, offsets contiguous from 0 per partition
+    by_part = {}
+    for m in got:
+        by_part.setdefault(m.partition, []).append(m.offset)
+    assert sorted(by_part) == [0, 1, 2, 3], sorted(by_part)
+    for offs in by_part.values():
+        assert offs == list(range(len(offs)))
+
+    # same multiset of (key, value, headers); producer timestamps kept
+    def norm(key, value, headers):
+        return (key, value, tuple((n, v) for n, v in headers))
+    want = sorted((norm(*m) for m in sent), key=repr)
+    have = sorted((norm(m.key, m.value, m.headers) for m in got), key=repr)
+    assert want == have
+    assert any(m.value is None for m in got) and any(m.value == b"" for m in got)
+    assert any(m.key is None for m in got)
+    assert all(m.timestamp > 1e12 for m in got)
+    seq0 = [m for m in got if m.header("seq") == b"0"]
+    assert len(seq0) == 1 and seq0[0].header("bin") == b"\x00\n\xff"
+
+    # a keyed message goes to a fixed partition; explicit partition works
+    h.produce(k.bootstraps, "rt", [(b"x", b"p3")] * 3, partition=3)
+    again = h.consume(k.bootstraps, "rt")
+    assert len(again) == 2003
+    assert [m.partition for m in again if m.value == b"p3"] == [3, 3, 3]
+
+    # clean shutdown: exit 0, bootstraps file removed
+    assert k.stop() == 0, k.proc.log_text()
+    assert not k.bootstraps_file.exists()
+
+
+def test_kafka_auto_create_and_empty_topics():
+    k = h.Kafka({"present": 2})
+    assert h.consume(k.bootstraps, "present") == []
+    # producing to an unknown topic auto-creates it with 4 partitions
+    h.produce(k.bootstraps, "auto.created", [(None, b"v%d" % i) for i in range(50)])
+    assert k.partitions("auto.created") == 4
+    assert len(k.consume("auto.created", expect_count=50)) == 50
+    # reading an unknown topic creates it too, and it reads as empty
+    assert k.consume("never.produced") == []
+    # expect_count that never arrives: AssertionError naming the count
+    t0 = time.monotonic()
+    try:
+        k.consume("present", expect_count=1, timeout=1)
+    except AssertionError as e:
+        assert "got 0 message(s), expected 1" in str(e), e
+    else:
+        raise AssertionError("consume did not time out")
+    assert time.monotonic() - t0 < 10
+
+
+def test_kafka_multiple_brokers():
+    k = h.Kafka({"t": 6}, brokers=3)
+    assert len(k.bootstraps.split(",")) == 3
+    h.produce(k.bootstraps, "t", [(b"%d" % i, b"v") for i in range(300)])
+    assert len(h.consume(k.bootstraps, "t", expect_count=300)) == 300
+
+
+def test_plain_consumer_counts():
+    k = h.Kafka({"bench": 4})
+    msgs = [(None, b"x" * 100)] * 20000
+    h.produce(k.bootstraps, "bench", msgs)
+    res = h.run_tool([h.tool("plain_consumer"), "--brokers", k.bootstraps, "--topic", "bench"],
+                     timeout=60)
+    r = json.loads(res.stdout)
+    assert set(r) == {"messages", "bytes", "seconds", "rate"}, r
+    assert r["messages"] == 20000 and r["bytes"] == 2000000, r
+    assert r["seconds"] > 0 and r["rate"] > 0
+    res = h.run_tool([h.tool("plain_consumer"), "--brokers", k.bootstraps, "--topic", "bench",
+                      "--expect", "5000"], timeout=60)
+    assert json.loads(res.stdout)["messages"] >= 5000
+
+
+def test_processes_are_cleaned_up():
+    p = h.spawn(["sh", "-c", "sleep 600 & echo $! ; sleep 600"], name="sleepers")
+    child = int(h.wait_until(lambda: open(p.log).read().strip(), 5, "child pid"))
+    assert p.alive and not _pid_gone(child)
+    h.cleanup_processes()
+    assert not p.alive
+    h.wait_until(lambda: _pid_gone(child), 5, "the grandchild to be killed")
+
+
+def test_stack_script_up_down():
+    import subprocess
+    d = h.tmpdir("stack")
+    env = dict(os.environ, BUILD=str(h.config.build), STACK_TOPICS="extra.topic:3")
+    script = str(h.REPO / "scripts" / "stack.sh")
+
+    def stack(cmd, check=True):
+        return subprocess.run([script, cmd, str(d)], env=env, capture_output=True, text=True,
+                              timeout=60, check=check)
+    try:
+        out = stack("up").stdout
+        assert "up in" in out, out
+        e = dict(line.split("=", 1) for line in (d / "env").read_text().split())
+        port, boot = int(e["REDIS_PORT"]), e["KAFKA_BOOTSTRAPS"]
+        assert h.RespConnection(port).call("PING") == "PONG"
+        assert h.topic_partitions(boot, "cardwatch.transactions") == 16
+        assert h.topic_partitions(boot, "cardwatch.deadletter") == 4
+        assert h.topic_partitions(boot, "extra.topic") == 3
+        again = stack("up").stdout
+        assert "already up" in again and f"REDIS_PORT={port}" in again, again
+        assert stack("status").returncode == 0
+        pids = [int((d / f).read_text()) for f in ("redis.pid", "kafka.pid")]
+    finally:
+        down = stack("down", check=False)
+    assert down.returncode == 0, down.stderr
+    assert "stopped embedded Kafka" in down.stdout and "stopped redis-server" in down.stdout
+    for pid in pids:
+        assert _pid_gone(pid), pid
+    assert not (d / "env").exists()
+    assert "nothing running" in stack("down").stdout
+    assert stack("status", check=False).returncode == 3
+
+
+def test_luhn_scan():
+    rng = random.Random(7)
+    noise = bytes(rng.choice(b"\x00\x01\n\xff{}\":,abcXYZ") for _ in range(5000))
+    blob = (noise[:1000] + b"4111111111111111" + noise[1000:3000]
+            + b"pan=378282246310005;" + noise[3000:])
+    assert h.luhn_scan(blob) == ["4111111111111111", "378282246310005"]
+    assert h.luhn_scan(blob.decode("latin-1")) == ["4111111111111111", "378282246310005"]
+    # not Luhn-valid, too short, too long, masked: ignored
+    assert h.luhn_scan(b"x4111111111111112x") == []
+    assert h.luhn_scan(b"\x00411111111118\x00") == []            # 12 digits
+    assert h.luhn_scan(b"41111111111111110000") == []            # 20 digits
+    assert h.luhn_scan(b'"pan_masked":"411111******1111"') == []
+    assert h.luhn_scan(b"\n4111111111111111\n") == ["4111111111111111"]
+    assert h.luhn_valid("79927398713") and not h.luhn_valid("79927398710")
+
+
+def test_protobuf_decoder():
+    s = h.ProtoSchema()
+    txn = {"txn_id": "t-1", "pan": "4111111111111111", "expiry": "2712",
+           "amount_minor": -1250, "currency": "EUR", "mcc": 5999, "channel": "CHANNEL_ECOMMERCE",
+           "cvv2_presented": True, "response": "RESPONSE_APPROVED",
+           "event_time_ms": 1721952000123}
+    raw = s.encode("Transaction", txn)
+    # generic wire view
+    f = h.pb_decode(raw)
+    assert f[1] == [b"t-1"] and f[2] == [b"4111111111111111"]
+    assert h.pb_signed(f[4][0]) == -1250 and f[6] == [5999] and f[11] == [1]
+    assert f[13] == [1721952000123]
+    assert h.luhn_scan(raw) == ["4111111111111111"]
+    # schema view round trip
+    assert s.decode("Transaction", raw) == txn
+
+    alert = {"alert_id": "a-1", "pan_masked": "411111******1111", "severity": "SEVERITY_HIGH",
+             "hits": [{"rule_id": "r1", "severity": "SEVERITY_LOW"},
+                      {"rule_id": "r2", "severity": "SEVERITY_HIGH"}],
+             "breaches": [{"breach_id": "b", "window_start": 1, "window_end": 2,
+                           "elements": ["pan", "cvv2"]}],
+             "mode": "MODE_REPLAY", "detected_at_ms": 5}
+    araw = s.encode("Alert", alert)
+    assert s.decode("Alert", araw) == alert
+    assert len(h.pb_decode(araw)[14]) == 2
+
+    # fixed32/fixed64, packed repeated, unknown fields, truncation
+    hand = (h.pb_tag(1, h.I64) + struct.pack("<d", 2.5) + h.pb_tag(2, h.I32)
+            + struct.pack("<I", 7) + h.pb_tag(3, h.LEN) + h.pb_varint(3) + h.pb_varint(1)
+            + h.pb_varint(300))
+    g = h.pb_decode(hand)
+    assert h.pb_double(g[1][0]) == 2.5 and g[2] == [7] and g[3] == [b"\x01\xac\x02"]
+    assert h.pb_zigzag(3) == -2 and h.pb_zigzag(4) == 2
+    packed = h.pb_tag(4, h.LEN) + h.pb_varint(3) + b"pan"  # elements is repeated string
+    assert s.decode("BreachExposure", packed + h.pb_tag(99, h.VARINT) + b"\x01") == \
+        {"elements": ["pan"], "_unknown": {99: [1]}}
+    try:
+        h.pb_decode(raw[:-1])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("truncated message decoded")
