@@ -11,6 +11,7 @@ struct run_opts {
     int exit_at_end;    /* stop once every partition is consumed */
     int progress;       /* 1 = progress line on stderr, 0 = periodic log */
     int drain_timeout_s;
+    const char *summary_json; /* write the end-of-run summary here */
 };
 
 /* Runs until SIGINT/SIGTERM (or the end, with exit_at_end). Returns the

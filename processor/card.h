@@ -61,15 +61,17 @@ const char *card_key_id(const struct card_key *key);
 
 /* Fingerprint of a PAN: lowercase hex of the first 128 bits of
  * HMAC-SHA256(key, PAN digits), written with NUL to out.
- * Returns 0, or -1 on an OpenSSL failure (out is then "" ). Not thread-safe
- * per key: one key per thread. */
+ * Returns 0, or -1 on an OpenSSL failure (out is then ""). The key is only
+ * read, so one key may serve several threads. */
 int card_fingerprint(struct card_key *key, const char *pan, size_t len,
                      char out[CARD_FP_SIZE]);
 
 /* Expiry tag: lowercase hex of the first 64 bits of
- * HMAC-SHA256(key, "exp:" PAN ":" YYMM). Lets Redis answer "is this the
- * exposed expiry?" without holding the expiry in clear. Returns 0 / -1. */
-int card_expiry_tag(struct card_key *key, const char *pan, size_t len,
+ * HMAC-SHA256(key, "exp:" fingerprint ":" YYMM), fingerprint being the
+ * card's 32-hex card_fingerprint(). Lets Redis answer "is this the
+ * exposed expiry?" without holding the expiry in clear, and needs no PAN,
+ * so the pipeline computes it only for exposed cards. Returns 0 / -1. */
+int card_expiry_tag(struct card_key *key, const char *fingerprint,
                     const char expiry[4], char out[CARD_EXPTAG_SIZE]);
 
 /* Plain HMAC-SHA256 for the published test vectors: out gets 32 bytes.

@@ -360,7 +360,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
         }
         if (col_exp >= 0 && col_exp < nf && fields[col_exp][0] != '\0') {
             if (expiry_ok(fields[col_exp])) {
-                card_expiry_tag(key, pan, (size_t)n, fields[col_exp], tag);
+                card_expiry_tag(key, fp, fields[col_exp], tag);
             } else {
                 char masked[CARD_MASK_SIZE];
                 card_mask(pan, (size_t)n, masked);

@@ -198,15 +198,21 @@ static int cmd_run(int argc, char **argv)
         "stderr is a\n"
         "                     terminal)\n"
         "  --drain-timeout S  seconds to wait for in-flight events at "
-        "shutdown (default 30)\n";
+        "shutdown (default 30)\n"
+        "  --summary-json F   write the end-of-run counts and rates to F as "
+        "JSON\n"
+        "\n"
+        "HTTP (when [http] listen is set): /healthz, /readyz (503 while "
+        "Redis is down),\n/metrics (Prometheus text).\n";
     struct common co = {0};
-    struct run_opts ro = {0, isatty(2), 30};
+    struct run_opts ro = {0, isatty(2), 30, NULL};
     static const struct option opts[] = {
         COMMON_LONGOPTS,
         {"exit-at-end", no_argument, NULL, OPT_OWN},
         {"progress", no_argument, NULL, OPT_OWN + 1},
         {"no-progress", no_argument, NULL, OPT_OWN + 2},
         {"drain-timeout", required_argument, NULL, OPT_OWN + 3},
+        {"summary-json", required_argument, NULL, OPT_OWN + 4},
         {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -231,6 +237,9 @@ static int cmd_run(int argc, char **argv)
             if (ro.drain_timeout_s <= 0) {
                 return bad_usage("run", "--drain-timeout needs seconds > 0");
             }
+            break;
+        case OPT_OWN + 4:
+            ro.summary_json = optarg;
             break;
         default:
             return bad_usage("run", "unknown option");

@@ -242,9 +242,7 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
             continue;
         }
         if (card_fingerprint(p->o.key, ev->txn.pan, ev->txn.pan_len,
-                             ev->fp) != 0 ||
-            card_expiry_tag(p->o.key, ev->txn.pan, ev->txn.pan_len,
-                            ev->txn.expiry, ev->exptag) != 0) {
+                             ev->fp) != 0) {
             log_error(MOD, "fingerprint failed (OpenSSL)");
             ev->failed = 1;
             txn_forget_pan(&ev->txn);
@@ -287,6 +285,10 @@ static void raise_alert(struct pipeline *p, struct pev *ev,
     struct rule_match matches[ALERT_MAX_BREACHES];
     int active[ALERT_MAX_BREACHES];
     size_t nm = n_hits < ALERT_MAX_BREACHES ? n_hits : ALERT_MAX_BREACHES;
+    /* Only exposed cards need the expiry tag. */
+    if (card_expiry_tag(p->o.key, ev->fp, ev->txn.expiry, ev->exptag) != 0) {
+        ev->exptag[0] = '\0';
+    }
     for (size_t i = 0; i < nm; i++) {
         matches[i].breach = hits[i].breach;
         matches[i].expiry_known = hits[i].exptag[0] != '\0';

@@ -48,8 +48,23 @@ static int fit(char *buf, int n)
 int rmodel_card_key(char *buf, const char *prefix, const char *kid,
                     const char *fp)
 {
-    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:card:%s:%s", prefix,
-                             kid, fp));
+    /* On the hot path (one key per event): plain copies, no printf. */
+    size_t lp = strlen(prefix), lk = strlen(kid), lf = strlen(fp);
+    size_t n = lp + 6 + lk + 1 + lf;
+    if (n >= RMODEL_KEY_MAX) {
+        buf[0] = '\0';
+        return -1;
+    }
+    char *p = buf;
+    memcpy(p, prefix, lp);
+    p += lp;
+    memcpy(p, ":card:", 6);
+    p += 6;
+    memcpy(p, kid, lk);
+    p += lk;
+    *p++ = ':';
+    memcpy(p, fp, lf + 1);
+    return (int)n;
 }
 
 int rmodel_breach_key(char *buf, const char *prefix, const char *id)

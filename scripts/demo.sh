@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# `make run`: the whole local stack on demo data.
+#   1. starts redis-server and the embedded Kafka on free loopback ports
+#   2. writes a demo config and a fingerprint key (mode 0600)
+#   3. makes 7,455 synthetic exposed cards and loads them as breach
+#      "demo-skimmer" (window 2021-04-13 .. 2024-07-26)
+#   4. publishes DEMO_EVENTS generated transactions (default 1,000,000,
+#      ~1% on exposed cards, with injected misuse and a few invalid events)
+#   5. runs `cardwatch run` with a live progress line until the topic is
+#      consumed, then prints the summary (alerts by issuer and rule)
+# Ctrl-C at any point stops everything this script started.
+# Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), BUILD.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-${BUILD:-build}}
+[[ $BUILD == /* ]] || BUILD="$REPO/$BUILD"
+DIR=${DEMO_DIR:-$BUILD/demo}
+EVENTS=${DEMO_EVENTS:-1000000}
+CW="$BUILD/cardwatch"
+ISSUERS=(acme_bank globex_bank initech_cu)
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+
+cleanup() {
+  trap - EXIT INT TERM
+  [[ -n ${RUN_PID:-} ]] && kill "$RUN_PID" 2>/dev/null && wait "$RUN_PID" 2>/dev/null
+  BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null || true
+  echo "demo: stopped Redis and the embedded Kafka"
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
+
+topics="cardwatch.alerts.unrouted:4"
+for i in "${ISSUERS[@]}"; do topics+=" cardwatch.alerts.$i:4"; done
+BUILD="$BUILD" STACK_TOPICS="$topics" "$REPO/scripts/stack.sh" up "$DIR/stack"
+
+umask 077
+[[ -s $DIR/fingerprint.key ]] ||
+  echo "demo1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/fingerprint.key"
+umask 022
+# shellcheck disable=SC1091
+. "$DIR/stack/env"
+cat >"$DIR/cardwatch.ini" <<INI
+; Written by scripts/demo.sh for the local demo stack.
+[kafka]
+brokers_file = $DIR/stack/kafka.bootstraps
+group = cardwatch-demo
+session_timeout_ms = 6000
+
+[redis]
+address = 127.0.0.1:$REDIS_PORT
+prefix = demo
+
+[card]
+key_file = $DIR/fingerprint.key
+
+[http]
+listen = 127.0.0.1:0
+
+[issuer acme_bank]
+name = Acme Bank
+home_country = DE
+bins = 400000-400099
+
+[issuer globex_bank]
+name = Globex Bank
+home_country = FR
+bins = 510000-510049
+
+[issuer initech_cu]
+name = Initech Credit Union
+home_country = NL
+bins = 370000-370009,45100000-45100099
+INI
+sed -i "s/^listen = 127.0.0.1:0$/listen = 127.0.0.1:$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')/" "$DIR/cardwatch.ini"
+
+echo "demo: making 7,455 synthetic exposed cards"
+"$CW" gen cards --config "$DIR/cardwatch.ini" --count 7455 --seed 7 --out "$DIR/exposed.csv"
+"$CW" load --config "$DIR/cardwatch.ini" --breach demo-skimmer \
+  --window-start 2021-04-13 --window-end 2024-07-26 \
+  --elements pan,expiry,cvv2,name,address \
+  --description "tampered payment page (demo data)" "$DIR/exposed.csv"
+"$CW" breaches --config "$DIR/cardwatch.ini"
+
+echo "demo: publishing $EVENTS transactions (~1% on exposed cards)"
+"$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 11 \
+  --exposed "$DIR/exposed.csv" --exposed-share 0.01 --invalid-share 0.0005 \
+  --start 2024-08-01 --days 30 --topic cardwatch.transactions
+
+echo "demo: cardwatch run (metrics: http://$(sed -n 's/^listen = //p' "$DIR/cardwatch.ini")/metrics)"
+"$CW" run --config "$DIR/cardwatch.ini" --exit-at-end --progress &
+RUN_PID=$!
+wait "$RUN_PID"
+RUN_PID=
+echo
+echo "demo: first alerts of issuer ${ISSUERS[0]} (cardwatch tail):"
+"$CW" tail --config "$DIR/cardwatch.ini" --exit-at-end \
+  "cardwatch.alerts.${ISSUERS[0]}" >"$DIR/alerts.${ISSUERS[0]}.jsonl"
+head -3 "$DIR/alerts.${ISSUERS[0]}.jsonl"
+echo "demo: all of them: $DIR/alerts.${ISSUERS[0]}.jsonl"
