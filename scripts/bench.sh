@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make bench`: cardwatch run against a plain librdkafka consumer on the
+# same pre-filled topic, side by side, in one run.
+#
+#   - embedded Kafka + redis-server on free loopback ports
+#   - 7,455 exposed cards loaded; BENCH_EVENTS transactions (default
+#     2,000,000, ~1% on exposed cards) on a 64-partition topic
+#   - BENCH_ROUNDS rounds (default 3), each: build/plain_consumer (batch API,
+#     direct assignment) reads the topic to its end, then `cardwatch run
+#     --exit-at-end` (new consumer group) processes it to its end
+#   - prints each round and the medians; cardwatch's rate is its processing
+#     rate (first event taken to end of input: the group join is left out,
+#     as the plain consumer has none)
+# The machine is noisy: compare the ratio within one run, not across runs.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-${BUILD:-build}}
+[[ $BUILD == /* ]] || BUILD="$REPO/$BUILD"
+EVENTS=${BENCH_EVENTS:-2000000}
+ROUNDS=${BENCH_ROUNDS:-3}
+PARTS=${BENCH_PARTITIONS:-64}
+CW="$BUILD/cardwatch"
+DIR=$(mktemp -d /tmp/cardwatch-bench.XXXXXX)
+TOPIC=cardwatch.bench
+
+cleanup() {
+  BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null 2>&1 || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BUILD="$BUILD" STACK_TOPICS="$TOPIC:$PARTS" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
+# shellcheck disable=SC1091
+. "$DIR/stack/env"
+umask 077
+echo "bench1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/key"
+umask 022
+cat >"$DIR/cardwatch.ini" <<INI
+[kafka]
+brokers_file = $DIR/stack/kafka.bootstraps
+transactions_topic = $TOPIC
+session_timeout_ms = 6000
+[redis]
+address = 127.0.0.1:$REDIS_PORT
+[card]
+key_file = $DIR/key
+[http]
+listen =
+[issuer acme_bank]
+home_country = DE
+bins = 400000-400099
+[issuer globex_bank]
+home_country = FR
+bins = 510000-510049
+INI
+
+echo "bench: loading 7,455 exposed cards, publishing $EVENTS events to $TOPIC ($PARTS partitions)"
+"$CW" gen cards --config "$DIR/cardwatch.ini" --count 7455 --seed 3 --out "$DIR/exposed.csv"
+"$CW" load --config "$DIR/cardwatch.ini" --breach bench --window-start 2021-04-13 \
+  --window-end 2024-07-26 --elements pan,expiry,cvv2 "$DIR/exposed.csv" >/dev/null
+"$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 5 \
+  --exposed "$DIR/exposed.csv" --exposed-share 0.01 --topic "$TOPIC" 2>/dev/null
+
+printf '\n%-6s %16s %16s %8s %10s\n' round "plain msg/s" "cardwatch ev/s" ratio alerts
+plain_rates=(); cw_rates=()
+for r in $(seq 1 "$ROUNDS"); do
+  p=$("$BUILD/plain_consumer" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" --expect "$EVENTS")
+  prate=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$p")
+  "$CW" run --config "$DIR/cardwatch.ini" --group "bench-$r" --exit-at-end \
+    --no-progress --summary-json "$DIR/run$r.json" >"$DIR/run$r.out" 2>"$DIR/run$r.log"
+  read -r crate alerts events < <(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); print(int(d["rate"]), d["alerts"], d["events"])' "$DIR/run$r.json")
+  if [[ $events -ne $EVENTS ]]; then
+    echo "bench: round $r processed $events of $EVENTS events" >&2; exit 1
+  fi
+  printf '%-6s %16s %16s %8s %10s\n' "$r" "$prate" "$crate" \
+    "$(python3 -c "print(f'{$crate/$prate:.2f}')")" "$alerts"
+  plain_rates+=("$prate"); cw_rates+=("$crate")
+done
+python3 - "${plain_rates[*]}" "${cw_rates[*]}" <<'PY'
+import statistics, sys
+p = [int(x) for x in sys.argv[1].split()]
+c = [int(x) for x in sys.argv[2].split()]
+mp, mc = statistics.median(p), statistics.median(c)
+print(f"\nmedian: plain consumer {mp:,.0f} msg/s, cardwatch run {mc:,.0f} events/s, "
+      f"ratio {mc/mp:.2f}; target 500,000 events/s: {'met' if mc >= 500000 else 'NOT met'}")
+PY

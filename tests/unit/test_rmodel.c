@@ -1,0 +1,73 @@
+/* Unit tests for rmodel.c: Redis key names and card records. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rmodel.h"
+
+static void test_keys(void **state)
+{
+    (void)state;
+    char k[RMODEL_KEY_MAX];
+    assert_int_equal(rmodel_card_key(k, "cw", "k1", "00ff"), 15);
+    assert_string_equal(k, "cw:card:k1:00ff");
+    assert_true(rmodel_breach_key(k, "cw", "b-1") > 0);
+    assert_string_equal(k, "cw:breach:b-1");
+    assert_true(rmodel_breach_cards_key(k, "cw", "b-1") > 0);
+    assert_string_equal(k, "cw:breach:b-1:cards");
+    assert_true(rmodel_breaches_key(k, "x") > 0);
+    assert_string_equal(k, "x:breaches");
+    char big[RMODEL_KEY_MAX + 10];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(rmodel_card_key(k, "cw", "k1", big), -1);
+    assert_string_equal(k, "");
+}
+
+static void test_record_parse(void **state)
+{
+    (void)state;
+    struct rmodel_entry e[4];
+    const char *rec = "a=0123456789abcdef;b.2=";
+    assert_int_equal(rmodel_record_parse(rec, strlen(rec), e, 4), 2);
+    assert_string_equal(e[0].breach_id, "a");
+    assert_string_equal(e[0].exptag, "0123456789abcdef");
+    assert_string_equal(e[1].breach_id, "b.2");
+    assert_string_equal(e[1].exptag, "");
+    /* Capacity: extra entries are ignored, not overflowed. */
+    assert_int_equal(rmodel_record_parse(rec, strlen(rec), e, 1), 1);
+    /* Empty record, stray separators. */
+    assert_int_equal(rmodel_record_parse("", 0, e, 4), 0);
+    assert_int_equal(rmodel_record_parse(";;x=;", 5, e, 4), 1);
+    assert_string_equal(e[0].breach_id, "x");
+}
+
+static void test_record_malformed(void **state)
+{
+    (void)state;
+    struct rmodel_entry e[4];
+    const char *bad[] = {"nobreach", "=0123456789abcdef", "a=123",
+                         "a=0123456789abcdef0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(rmodel_record_parse(bad[i], strlen(bad[i]), e, 4),
+                         -1);
+    }
+    char longid[200];
+    memset(longid, 'x', 100);
+    strcpy(longid + 100, "=");
+    assert_int_equal(rmodel_record_parse(longid, strlen(longid), e, 4), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_record_parse),
+        cmocka_unit_test(test_record_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
