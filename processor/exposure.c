@@ -141,6 +141,32 @@ static void conn_lost(struct exposure *x, const char *why)
     }
 }
 
+static void on_ping(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct exposure *x = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || ac != x->ac) {
+        return; /* the connection went away; conn_lost handles it */
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* e.g. LOADING after a restart: not ready yet, ask again. */
+        log_info(MOD, "Redis %s:%d answered '%s'; waiting", x->host, x->port,
+                 reply->str);
+        x->state_since_ns = now_ns();
+        redisAsyncCommand(ac, on_ping, x, "PING");
+        return;
+    }
+    log_info(MOD, "Redis %s:%d connected", x->host, x->port);
+    x->backoff_ms = BACKOFF_MIN_MS;
+    if (x->metrics != NULL) {
+        metrics_redis_reconnect(x->metrics);
+    }
+    set_state(x, CONN_UP);
+    send_pending(x);
+}
+
+/* A TCP connection is not an answering Redis (a stopped server's kernel
+ * still accepts): the link counts as up only once PING is answered. */
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     struct exposure *x = ac->data;
@@ -151,13 +177,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         conn_lost(x, ac->errstr[0] ? ac->errstr : "connect failed");
         return;
     }
-    log_info(MOD, "Redis %s:%d connected", x->host, x->port);
-    x->backoff_ms = BACKOFF_MIN_MS;
-    if (x->metrics != NULL) {
-        metrics_redis_reconnect(x->metrics);
-    }
-    set_state(x, CONN_UP);
-    send_pending(x);
+    redisAsyncCommand((redisAsyncContext *)ac, on_ping, x, "PING");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
