@@ -6,11 +6,11 @@
  * that field's status, so the reported status is always the first failing
  * rule in that order, no matter which field broke.
  *
- * PAN hygiene: the protobuf decoder unpacks with an allocator that wipes
- * every byte it handed out, so no copy of the PAN survives in freed heap
- * memory. The JSON decoder wipes the PAN string inside the jansson tree
- * before freeing it (jansson's own scratch token buffer is outside our
- * reach). On every status but TXN_OK the struct's pan is wiped.
+ * PAN hygiene: the protobuf decoder reads the caller's buffer in place,
+ * allocates nothing and copies the PAN only into the struct. The JSON
+ * decoder wipes the PAN string inside the jansson tree before freeing it
+ * (jansson's own scratch token buffer is outside our reach). On every
+ * status but TXN_OK the struct's pan is wiped.
  */
 #include "txn.h"
 
@@ -326,149 +326,411 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return 4;
 }
 
-static int utf8_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-
-    while (n > 0) {
-        size_t k = utf8_seq(p, n);
-        if (k == 0) {
-            return 0;
-        }
-        p += k;
-        n -= k;
-    }
-    return 1;
-}
-
 /* ---- protobuf ---- */
 
-/* A wiping allocator for protobuf-c: small blocks come from an arena on
- * the caller's stack (wiped in one go at the end), larger ones from the
- * heap with a size header so that they can be wiped on free. */
-#define ARENA_SIZE 1024
-#define ARENA_ALIGN 16
+/* A decoder for the wire format of cardwatch.v1.Transaction that reads
+ * the caller's buffer in place and writes straight into struct txn: it
+ * allocates nothing, and the PAN is copied once, into out->pan.
+ * - Varints are at most 10 bytes and must fit in 64 bits; tags and
+ *   lengths at most 5 bytes and must fit in 32 bits. Field number 0, the
+ *   group wire types (3, 4), wire types 6 and 7, and anything cut short
+ *   are undecodable.
+ * - Unknown fields of wire type 0, 1, 2 and 5 are skipped; a known field
+ *   with another wire type than its own is undecodable.
+ * - A field given more than once: the last one wins, strings too.
+ * - int64 takes the varint as two's complement; uint32 and enums take its
+ *   low 32 bits (as protobuf-c did); bool is true for any non-zero varint.
+ * - A string ends at its first NUL (protobuf-c handed out C strings), and
+ *   what comes before must be UTF-8. Strings are checked and copied once
+ *   the whole message has been scanned: only the last occurrence counts.
+ */
 
-struct arena {
-    _Alignas(max_align_t) unsigned char buf[ARENA_SIZE];
-    size_t used;
+enum pb_wire {
+    PB_WIRE_VARINT = 0,
+    PB_WIRE_I64 = 1,
+    PB_WIRE_LEN = 2,
+    PB_WIRE_I32 = 5,
 };
 
-static void *arena_alloc(void *data, size_t size)
+/* Field numbers of cardwatch.v1.Transaction. */
+enum pb_field {
+    PB_F_TXN_ID = 1,
+    PB_F_PAN = 2,
+    PB_F_EXPIRY = 3,
+    PB_F_AMOUNT = 4,
+    PB_F_CURRENCY = 5,
+    PB_F_MCC = 6,
+    PB_F_MERCHANT = 7,
+    PB_F_COUNTRY = 8,
+    PB_F_CHANNEL = 9,
+    PB_F_ENTRY_MODE = 10,
+    PB_F_CVV2 = 11,
+    PB_F_RESPONSE = 12,
+    PB_F_EVENT_TIME = 13,
+    PB_F_MAX = PB_F_EVENT_TIME
+};
+
+/* The wire type of each known field. */
+static const uint8_t pb_wire_of[PB_F_MAX + 1] = {
+    [PB_F_TXN_ID] = PB_WIRE_LEN,        [PB_F_PAN] = PB_WIRE_LEN,
+    [PB_F_EXPIRY] = PB_WIRE_LEN,        [PB_F_AMOUNT] = PB_WIRE_VARINT,
+    [PB_F_CURRENCY] = PB_WIRE_LEN,      [PB_F_MCC] = PB_WIRE_VARINT,
+    [PB_F_MERCHANT] = PB_WIRE_LEN,      [PB_F_COUNTRY] = PB_WIRE_LEN,
+    [PB_F_CHANNEL] = PB_WIRE_VARINT,    [PB_F_ENTRY_MODE] = PB_WIRE_VARINT,
+    [PB_F_CVV2] = PB_WIRE_VARINT,       [PB_F_RESPONSE] = PB_WIRE_VARINT,
+    [PB_F_EVENT_TIME] = PB_WIRE_VARINT,
+};
+
+/* A payload in the input buffer. */
+struct pb_span {
+    const uint8_t *p;
+    size_t n;
+};
+
+/* What a scan found, by field number: the last value of each varint field
+ * and the last payload of each string field. */
+struct pb_msg {
+    uint64_t num[PB_F_MAX + 1];
+    struct pb_span str[PB_F_MAX + 1];
+};
+
+/* Reads a varint of at most 10 bytes that fits in 64 bits from *pp (up to
+ * end) into *v and advances *pp. Returns 0, or -1 when it is cut short,
+ * too long or too large. */
+static inline int pb_varint64(const uint8_t **pp, const uint8_t *end,
+                              uint64_t *v)
 {
-    struct arena *a = data;
-    size_t room = ARENA_SIZE - a->used;
-    unsigned char *h;
+    const uint8_t *p = *pp;
+    uint64_t r = 0;
 
-    if (size <= room &&
-        ((size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1)) <= room) {
-        void *p = a->buf + a->used;
-        a->used += (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-        return p;
+    if (p != end && *p < 0x80) {
+        *v = *p;
+        *pp = p + 1;
+        return 0;
     }
-    if (size > SIZE_MAX - ARENA_ALIGN) {
-        return NULL;
-    }
-    h = malloc(size + ARENA_ALIGN);
-    if (h == NULL) {
-        return NULL;
-    }
-    memcpy(h, &size, sizeof(size));
-    return h + ARENA_ALIGN;
-}
+    for (unsigned shift = 0; shift <= 63; shift += 7) {
+        uint64_t b;
 
-static void arena_free(void *data, void *p)
-{
-    struct arena *a = data;
-    unsigned char *h;
-    size_t size;
-
-    if (p == NULL) {
-        return;
-    }
-    if ((unsigned char *)p >= a->buf &&
-        (unsigned char *)p < a->buf + ARENA_SIZE) {
-        return;
-    }
-    h = (unsigned char *)p - ARENA_ALIGN;
-    memcpy(&size, h, sizeof(size));
-    OPENSSL_cleanse(h, size + ARENA_ALIGN);
-    free(h);
-}
-
-static int pb_strings_utf8(const Cardwatch__V1__Transaction *m)
-{
-    const char *s[] = {m->txn_id,   m->pan,         m->expiry,
-                       m->currency, m->merchant_id, m->merchant_country};
-
-    for (size_t i = 0; i < NELEM(s); i++) {
-        if (s[i] != NULL && !utf8_ok(s[i])) {
+        if (p == end) {
+            return -1;
+        }
+        b = *p++;
+        r |= (b & 0x7f) << shift;
+        if (b < 0x80) {
+            if (shift == 63 && b > 1) {
+                return -1;
+            }
+            *pp = p;
+            *v = r;
             return 0;
         }
     }
+    return -1;
+}
+
+/* Reads a tag or a length: a varint of at most 5 bytes that fits in 32
+ * bits. Returns 0 or -1 as pb_varint64(). */
+static inline int pb_varint32(const uint8_t **pp, const uint8_t *end,
+                              uint32_t *v)
+{
+    const uint8_t *p = *pp;
+    uint32_t r = 0;
+
+    if (p != end && *p < 0x80) {
+        *v = *p;
+        *pp = p + 1;
+        return 0;
+    }
+    for (unsigned shift = 0; shift <= 28; shift += 7) {
+        uint32_t b;
+
+        if (p == end) {
+            return -1;
+        }
+        b = *p++;
+        r |= (b & 0x7f) << shift;
+        if (b < 0x80) {
+            if (shift == 28 && b > 0x0f) {
+                return -1;
+            }
+            *pp = p;
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads the payload of a length-delimited field into *span. Returns 0 or
+ * -1 as pb_varint64(), also when the length runs past the end. */
+static inline int pb_bytes(const uint8_t **pp, const uint8_t *end,
+                           struct pb_span *span)
+{
+    uint32_t n;
+
+    if (pb_varint32(pp, end, &n) != 0 || n > (size_t)(end - *pp)) {
+        return -1;
+    }
+    span->p = *pp;
+    span->n = n;
+    *pp += n;
+    return 0;
+}
+
+/* Skips the value of an unknown field. Returns 0, or -1 for field number
+ * 0, a group or an undefined wire type, or a value cut short. */
+static int pb_skip(const uint8_t **pp, const uint8_t *end, uint32_t tag)
+{
+    struct pb_span span;
+    uint64_t v;
+
+    if (tag >> 3 == 0) {
+        return -1;
+    }
+    switch (tag & 7) {
+    case PB_WIRE_VARINT:
+        return pb_varint64(pp, end, &v);
+    case PB_WIRE_I64:
+        if (end - *pp < 8) {
+            return -1;
+        }
+        *pp += 8;
+        return 0;
+    case PB_WIRE_LEN:
+        return pb_bytes(pp, end, &span);
+    case PB_WIRE_I32:
+        if (end - *pp < 4) {
+            return -1;
+        }
+        *pp += 4;
+        return 0;
+    default: /* groups (3, 4) and the undefined 6, 7 */
+        return -1;
+    }
+}
+
+/* Scans the message in p[0..end) into *m. Returns 0, or -1 when the
+ * input is not a well-formed Transaction. */
+static int pb_scan(const uint8_t *p, const uint8_t *end, struct pb_msg *m)
+{
+    while (p != end) {
+        uint32_t tag;
+        uint32_t field;
+        int rc;
+
+        if (pb_varint32(&p, end, &tag) != 0) {
+            return -1;
+        }
+        field = tag >> 3;
+        if (field - 1u >= PB_F_MAX) {
+            rc = pb_skip(&p, end, tag);
+        } else if ((tag & 7) != pb_wire_of[field]) {
+            return -1;
+        } else if ((tag & 7) == PB_WIRE_LEN) {
+            rc = pb_bytes(&p, end, &m->str[field]);
+        } else {
+            rc = pb_varint64(&p, end, &m->num[field]);
+        }
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when none of the 8 bytes of w is NUL or >= 0x80: a byte >= 0x80 sets
+ * its own high bit, a NUL byte sets the high bit of (w - ones) & ~w. */
+static inline int pb_ascii_word(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101u;
+    const uint64_t highs = 0x8080808080808080u;
+
+    return ((w | ((w - ones) & ~w)) & highs) == 0;
+}
+
+static inline uint64_t pb_load64(const uint8_t *s)
+{
+    uint64_t w;
+
+    memcpy(&w, s, sizeof(w));
+    return w;
+}
+
+static inline uint64_t pb_load32(const uint8_t *s)
+{
+    uint32_t w;
+
+    memcpy(&w, s, sizeof(w));
+    return w | 0x0101010100000000u; /* the upper half passes the test */
+}
+
+/* Copies s[0..n) (n >= 1) to dst when it is all ASCII without a NUL, in
+ * words that overlap at the end rather than byte by byte. Returns 1 if
+ * it did; 0 when it found other bytes (dst may be partly written). */
+static inline int pb_copy_ascii(char *dst, const uint8_t *s, size_t n)
+{
+    uint64_t w;
+    uint64_t z;
+
+    if (n >= 8) {
+        for (size_t i = 0; n - i > 8; i += 8) {
+            w = pb_load64(s + i);
+            if (!pb_ascii_word(w)) {
+                return 0;
+            }
+            memcpy(dst + i, &w, 8);
+        }
+        w = pb_load64(s + n - 8);
+        if (!pb_ascii_word(w)) {
+            return 0;
+        }
+        memcpy(dst + n - 8, &w, 8);
+        return 1;
+    }
+    if (n >= 4) {
+        w = pb_load32(s);
+        z = pb_load32(s + n - 4);
+        if (!pb_ascii_word(w) || !pb_ascii_word(z)) {
+            return 0;
+        }
+        memcpy(dst, &w, 4);
+        memcpy(dst + n - 4, &z, 4);
+        return 1;
+    }
+    /* 1-3 bytes: s[0], s[n / 2] and s[n - 1] cover them all. */
+    if ((unsigned)s[0] - 1u >= 0x7fu || (unsigned)s[n / 2] - 1u >= 0x7fu ||
+        (unsigned)s[n - 1] - 1u >= 0x7fu) {
+        return 0;
+    }
+    dst[0] = (char)s[0];
+    dst[n / 2] = (char)s[n / 2];
+    dst[n - 1] = (char)s[n - 1];
     return 1;
 }
 
-static const char *pb_str(const char *s)
+/* Length of the string s[0..n) up to its first NUL, or SIZE_MAX when that
+ * part is not valid UTF-8. */
+static size_t pb_str_len(const uint8_t *s, size_t n)
 {
-    return s != NULL ? s : "";
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+
+        if (c - 1u < 0x7fu) {
+            i++;
+            continue;
+        }
+        if (c == 0) {
+            return i;
+        }
+        k = utf8_seq(s + i, n - i);
+        if (k == 0) {
+            return SIZE_MAX;
+        }
+        i += k;
+    }
+    return i;
+}
+
+/* Zeroes *t like memset() would. In 64-byte steps, because gcc turns one
+ * memset() of the whole struct into a rep stos, whose start-up alone costs
+ * more than the rest of a decode's stores. */
+static void txn_zero(struct txn *t)
+{
+    unsigned char *p = (unsigned char *)t;
+    size_t i;
+
+    for (i = 0; i + 64 <= sizeof(*t); i += 64) {
+        memset(p + i, 0, 64);
+    }
+    memset(p + i, 0, sizeof(*t) - i);
+}
+
+/* Checks a string field's payload and copies it into dst[size], which
+ * is all zero, as a C string. A string that does not fit leaves dst ""
+ * and marks the field bad (as copy_field). Returns the length copied, or
+ * SIZE_MAX when the string is not UTF-8. */
+static size_t pb_copy_str(char *dst, size_t size, const struct pb_span *s,
+                          unsigned *bad, enum txn_status st)
+{
+    size_t n;
+
+    /* The common case: short enough and plain ASCII. */
+    if (s->n > 0 && s->n < size && pb_copy_ascii(dst, s->p, s->n)) {
+        return s->n;
+    }
+    memset(dst, 0, size);
+    n = pb_str_len(s->p, s->n);
+    if (n == SIZE_MAX) {
+        return SIZE_MAX;
+    }
+    if (n >= size) {
+        *bad |= BAD(st);
+        return 0;
+    }
+    memcpy(dst, s->p, n);
+    return n;
 }
 
 enum txn_status txn_decode_protobuf(const uint8_t *buf, size_t len,
                                     struct txn *out)
 {
-    struct arena ar;
-    ProtobufCAllocator alloc = {arena_alloc, arena_free, &ar};
-    Cardwatch__V1__Transaction *m = NULL;
+    static const uint8_t empty[1];
+    static const uint8_t str_fields[] = {PB_F_TXN_ID,   PB_F_PAN,
+                                         PB_F_EXPIRY,   PB_F_CURRENCY,
+                                         PB_F_MERCHANT, PB_F_COUNTRY};
+    static const uint8_t num_fields[] = {
+        PB_F_AMOUNT, PB_F_MCC,      PB_F_CHANNEL,   PB_F_ENTRY_MODE,
+        PB_F_CVV2,   PB_F_RESPONSE, PB_F_EVENT_TIME};
+    struct pb_msg m;
     enum txn_status st = TXN_ERR_UNDECODABLE;
     unsigned bad = 0;
-    const char *s;
+    size_t pan_len;
 
-    ar.used = 0;
-    memset(out, 0, sizeof(*out));
-    if (buf == NULL && len > 0) {
+    txn_zero(out);
+    for (size_t i = 0; i < NELEM(num_fields); i++) {
+        m.num[num_fields[i]] = 0;
+    }
+    for (size_t i = 0; i < NELEM(str_fields); i++) {
+        m.str[str_fields[i]] = (struct pb_span){empty, 0};
+    }
+    if (len > 0 && (buf == NULL || pb_scan(buf, buf + len, &m) != 0)) {
         goto out;
     }
-    m = cardwatch__v1__transaction__unpack(&alloc, len, buf);
-    if (m == NULL) {
+    /* proto3 strings are UTF-8; other bytes are not a Transaction. txn_id
+     * goes first: it names the dead letter even when another string is
+     * not UTF-8. */
+    if (pb_copy_str(out->txn_id, sizeof(out->txn_id), &m.str[PB_F_TXN_ID], &bad,
+                    TXN_ERR_TXN_ID) == SIZE_MAX) {
         goto out;
     }
-    s = pb_str(m->txn_id);
-    copy_field(out->txn_id, sizeof(out->txn_id), s, strlen(s), &bad,
-               TXN_ERR_TXN_ID);
-    /* proto3 strings are UTF-8; other bytes are not a Transaction. */
-    if (!pb_strings_utf8(m)) {
+    pan_len = pb_copy_str(out->pan, sizeof(out->pan), &m.str[PB_F_PAN], &bad,
+                          TXN_ERR_PAN);
+    if (pan_len == SIZE_MAX ||
+        pb_copy_str(out->expiry, sizeof(out->expiry), &m.str[PB_F_EXPIRY], &bad,
+                    TXN_ERR_EXPIRY) == SIZE_MAX ||
+        pb_copy_str(out->currency, sizeof(out->currency), &m.str[PB_F_CURRENCY],
+                    &bad, TXN_ERR_CURRENCY) == SIZE_MAX ||
+        pb_copy_str(out->merchant_id, sizeof(out->merchant_id),
+                    &m.str[PB_F_MERCHANT], &bad,
+                    TXN_ERR_MERCHANT) == SIZE_MAX ||
+        pb_copy_str(out->merchant_country, sizeof(out->merchant_country),
+                    &m.str[PB_F_COUNTRY], &bad, TXN_ERR_COUNTRY) == SIZE_MAX) {
         goto out;
     }
-    s = pb_str(m->pan);
-    copy_pan(out, s, strlen(s), &bad);
-    s = pb_str(m->expiry);
-    copy_field(out->expiry, sizeof(out->expiry), s, strlen(s), &bad,
-               TXN_ERR_EXPIRY);
-    out->amount_minor = m->amount_minor;
-    s = pb_str(m->currency);
-    copy_field(out->currency, sizeof(out->currency), s, strlen(s), &bad,
-               TXN_ERR_CURRENCY);
-    out->mcc = m->mcc;
-    s = pb_str(m->merchant_id);
-    copy_field(out->merchant_id, sizeof(out->merchant_id), s, strlen(s), &bad,
-               TXN_ERR_MERCHANT);
-    s = pb_str(m->merchant_country);
-    copy_field(out->merchant_country, sizeof(out->merchant_country), s,
-               strlen(s), &bad, TXN_ERR_COUNTRY);
-    out->channel = (enum txn_channel)m->channel;
-    out->entry_mode = (enum txn_entry_mode)m->entry_mode;
-    out->cvv2_presented = m->cvv2_presented != 0;
-    out->response = (enum txn_response)m->response;
-    out->event_time_ms = m->event_time_ms;
+    out->pan_len = (uint8_t)pan_len;
+    out->amount_minor = (int64_t)m.num[PB_F_AMOUNT];
+    out->mcc = (uint32_t)m.num[PB_F_MCC];
+    out->channel = (enum txn_channel)(uint32_t)m.num[PB_F_CHANNEL];
+    out->entry_mode = (enum txn_entry_mode)(uint32_t)m.num[PB_F_ENTRY_MODE];
+    out->cvv2_presented = m.num[PB_F_CVV2] != 0;
+    out->response = (enum txn_response)(uint32_t)m.num[PB_F_RESPONSE];
+    out->event_time_ms = (int64_t)m.num[PB_F_EVENT_TIME];
     st = validate(out, bad);
 
 out:
-    if (m != NULL) {
-        cardwatch__v1__transaction__free_unpacked(m, &alloc);
-    }
-    OPENSSL_cleanse(ar.buf, ar.used);
     return finish(out, st);
 }
 
@@ -545,8 +807,8 @@ static int json_pan(json_t *root, struct txn *out, unsigned *bad)
 
 /* Parses a JSON transaction into out. validate_it = 0 only checks the
  * JSON shape (types, enum names) and leaves field values unchecked. */
-static enum txn_status parse_json(const char *buf, size_t len,
-                                  struct txn *out, int validate_it)
+static enum txn_status parse_json(const char *buf, size_t len, struct txn *out,
+                                  int validate_it)
 {
     json_t *root = NULL;
     json_error_t jerr;

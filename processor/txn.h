@@ -84,7 +84,9 @@ struct txn {
 /* Decodes a protobuf cardwatch.v1.Transaction from buf[0..len) into *out
  * and validates it (txn_validate). On any status but TXN_OK, *out holds no
  * PAN (it is wiped) and must not be used except out->txn_id, which may be
- * set when it was decodable. Allocates only temporarily. */
+ * set when it was decodable. Allocates nothing: a hand-written wire
+ * decoder reads buf in place (unknown fields skipped, last occurrence
+ * wins, strings must be UTF-8). */
 enum txn_status txn_decode_protobuf(const uint8_t *buf, size_t len,
                                     struct txn *out);
 

@@ -368,6 +368,298 @@ static void test_pb_undecodable(void **state)
     assert_int_equal(txn_decode_protobuf(NULL, 5, &t), TXN_ERR_UNDECODABLE);
 }
 
+/* ---- protobuf wire format, by hand ---- */
+
+/* A message built byte by byte: the packed base message with hand-made
+ * fields before or after it. */
+struct msg {
+    uint8_t b[512];
+    size_t n;
+};
+
+static void msg_add(struct msg *m, const void *p, size_t n)
+{
+    assert_true(n <= sizeof(m->b) - m->n);
+    memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+
+static void msg_base(struct msg *m)
+{
+    Cardwatch__V1__Transaction pm;
+
+    pb_base(&pm);
+    m->n += pb_pack(&pm, m->b + m->n, sizeof(m->b) - m->n);
+}
+
+static void msg_raw_varint(struct msg *m, uint64_t v)
+{
+    uint8_t b[10];
+    size_t n = 0;
+
+    do {
+        b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v != 0);
+    msg_add(m, b, n);
+}
+
+static void msg_varint(struct msg *m, uint32_t field, uint64_t v)
+{
+    msg_raw_varint(m, (uint64_t)field << 3);
+    msg_raw_varint(m, v);
+}
+
+static void msg_str(struct msg *m, uint32_t field, const char *s, size_t n)
+{
+    msg_raw_varint(m, ((uint64_t)field << 3) | 2);
+    msg_raw_varint(m, n);
+    msg_add(m, s, n);
+}
+
+static enum txn_status msg_decode(const struct msg *m, struct txn *t)
+{
+    enum txn_status st;
+
+    memset(t, 0x5a, sizeof(*t));
+    st = txn_decode_protobuf(m->b, m->n, t);
+    if (st != TXN_OK) {
+        check_failed(t);
+    }
+    return st;
+}
+
+/* Hand-made fields around the valid base message. */
+struct wcase {
+    const char *pre;
+    size_t pre_len;
+    const char *post;
+    size_t post_len;
+    enum txn_status want;
+};
+
+#define WIRE(pre, post, want)                                                  \
+    {                                                                          \
+        pre, sizeof(pre) - 1, post, sizeof(post) - 1, want                     \
+    }
+
+static const struct wcase wire_cases[] = {
+    /* Unknown fields of every valid wire type are skipped. */
+    WIRE("", "\x70\x01", TXN_OK),     /* 14: varint */
+    WIRE("\x70\x96\x01", "", TXN_OK), /* 14: varint, before */
+    WIRE("", "\x70\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+         TXN_OK), /* 14: 10-byte varint */
+    WIRE("", "\x79\x01\x02\x03\x04\x05\x06\x07\x08", TXN_OK), /* 15: i64 */
+    WIRE("\x79\x01\x02\x03\x04\x05\x06\x07\x08", "", TXN_OK),
+    WIRE("", "\x82\x01\x03\x61\x62\x63", TXN_OK), /* 16: length */
+    WIRE("", "\x82\x01\x00", TXN_OK),             /* 16: empty */
+    WIRE("", "\x82\x01\x02\xff\xfe", TXN_OK),     /* 16: not UTF-8 */
+    WIRE("\x82\x01\x03\x0a\x01\x41", "", TXN_OK), /* 16: holds field-1 bytes */
+    WIRE("", "\x8d\x01\x01\x02\x03\x04", TXN_OK), /* 17: i32 */
+    WIRE("", "\xf8\xff\xff\xff\x0f\x00", TXN_OK), /* 2^29-1: varint */
+    WIRE("",
+         "\x70\x01\x79\x00\x00\x00\x00\x00\x00\x00\x00\x82\x01\x00"
+         "\x8d\x01\x00\x00\x00\x00",
+         TXN_OK), /* all four */
+
+    /* A known field with another wire type. */
+    WIRE("", "\x08\x01", TXN_ERR_UNDECODABLE),             /* txn_id varint */
+    WIRE("\x15\x01\x02\x03\x04", "", TXN_ERR_UNDECODABLE), /* pan i32 */
+    WIRE("", "\x22\x01\x00", TXN_ERR_UNDECODABLE),         /* amount length */
+    WIRE("", "\x31\x00\x00\x00\x00\x00\x00\x00\x00",
+         TXN_ERR_UNDECODABLE),                             /* mcc i64 */
+    WIRE("", "\x4d\x02\x00\x00\x00", TXN_ERR_UNDECODABLE), /* channel i32 */
+    WIRE("", "\x5a\x01\x01", TXN_ERR_UNDECODABLE),         /* cvv2 length */
+    WIRE("", "\x59\x01\x00\x00\x00\x00\x00\x00\x00",
+         TXN_ERR_UNDECODABLE), /* cvv2 i64 */
+    WIRE("", "\x69\x00\x10\x5e\x5f\x90\x01\x00\x00",
+         TXN_ERR_UNDECODABLE), /* event_time i64 */
+
+    /* Cut short. */
+    WIRE("", "\x20\x80", TXN_ERR_UNDECODABLE),     /* varint */
+    WIRE("", "\x70\xff\xff", TXN_ERR_UNDECODABLE), /* unknown varint */
+    WIRE("", "\x20", TXN_ERR_UNDECODABLE),         /* no value */
+    WIRE("", "\x80", TXN_ERR_UNDECODABLE),         /* tag */
+    WIRE("", "\xf8\xff\xff\xff", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x0a\x80", TXN_ERR_UNDECODABLE), /* length */
+    WIRE("", "\x0a", TXN_ERR_UNDECODABLE),     /* no length */
+    WIRE("", "\x79\x01\x02\x03\x04\x05\x06\x07", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x8d\x01\x01\x02\x03", TXN_ERR_UNDECODABLE),
+
+    /* Over-long or too large varints, tags and lengths. */
+    WIRE("", "\x20\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00",
+         TXN_ERR_UNDECODABLE), /* 11 bytes */
+    WIRE("", "\x20\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02",
+         TXN_ERR_UNDECODABLE), /* 65 bits */
+    WIRE("", "\x70\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f",
+         TXN_ERR_UNDECODABLE), /* 70 bits, unknown field */
+    WIRE("", "\x88\x80\x80\x80\x80\x00\x01",
+         TXN_ERR_UNDECODABLE), /* 6-byte tag */
+    WIRE("", "\xf8\xff\xff\xff\x1f\x00",
+         TXN_ERR_UNDECODABLE), /* tag beyond 32 bits */
+    WIRE("", "\x0a\x82\x80\x80\x80\x80\x00\x54\x31",
+         TXN_ERR_UNDECODABLE), /* 6-byte length */
+    WIRE("", "\x0a\x82\x80\x80\x80\x10\x54\x31",
+         TXN_ERR_UNDECODABLE), /* length beyond 32 bits */
+
+    /* A length that runs past the end. */
+    WIRE("", "\x0a\x03\x54\x31", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x82\x01\x05\x61\x62", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x0a\xff\xff\xff\xff\x0f\x54", TXN_ERR_UNDECODABLE),
+    WIRE("\x0a\x7f", "", TXN_ERR_UNDECODABLE), /* swallows the base */
+
+    /* Groups and the undefined wire types. */
+    WIRE("", "\x0b", TXN_ERR_UNDECODABLE),             /* 1: start */
+    WIRE("", "\x0c", TXN_ERR_UNDECODABLE),             /* 1: end */
+    WIRE("", "\x9b\x06\x9c\x06", TXN_ERR_UNDECODABLE), /* 99: empty */
+    WIRE("\x9b\x06\x70\x01\x9c\x06", "", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x9c\x06", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x76\x00", TXN_ERR_UNDECODABLE), /* 14: type 6 */
+    WIRE("", "\x77\x00", TXN_ERR_UNDECODABLE), /* 14: type 7 */
+
+    /* Field number 0. */
+    WIRE("", "\x00\x00", TXN_ERR_UNDECODABLE),
+    WIRE("\x02\x00", "", TXN_ERR_UNDECODABLE),
+    WIRE("", "\x80\x00\x00", TXN_ERR_UNDECODABLE),
+};
+
+static void test_pb_wire_table(void **state)
+{
+    struct msg m;
+    struct txn t;
+    (void)state;
+
+    for (size_t i = 0; i < NELEM(wire_cases); i++) {
+        const struct wcase *c = &wire_cases[i];
+        enum txn_status st;
+
+        m.n = 0;
+        msg_add(&m, c->pre, c->pre_len);
+        msg_base(&m);
+        msg_add(&m, c->post, c->post_len);
+        st = msg_decode(&m, &t);
+        check_status("protobuf-wire", i, st, c->want);
+        if (st == TXN_OK) {
+            assert_string_equal(t.txn_id, "T-0001");
+            assert_int_equal(t.pan_len, 16);
+            assert_memory_equal(t.pan, "4111111111111111", 17);
+            assert_int_equal(t.amount_minor, 12345);
+            assert_int_equal(t.mcc, 5411);
+            assert_string_equal(t.merchant_country, "DE");
+            assert_int_equal(t.event_time_ms, 1718000000000);
+        }
+    }
+}
+
+/* A field given more than once: the last one wins, strings too. */
+static void test_pb_last_wins(void **state)
+{
+    struct msg m;
+    struct txn t;
+    (void)state;
+
+    m.n = 0;
+    msg_base(&m);
+    msg_str(&m, 2, S_LIT("5555555555554444"));
+    msg_str(&m, 1, S_LIT("T-0002"));
+    msg_varint(&m, 4, 1);
+    msg_varint(&m, 9, TXN_CHANNEL_ATM);
+    msg_varint(&m, 11, 0);
+    assert_int_equal(msg_decode(&m, &t), TXN_OK);
+    assert_int_equal(t.pan_len, 16);
+    assert_memory_equal(t.pan, "5555555555554444", 17);
+    assert_string_equal(t.bin, "55555555");
+    assert_string_equal(t.txn_id, "T-0002");
+    assert_int_equal(t.amount_minor, 1);
+    assert_int_equal(t.channel, TXN_CHANNEL_ATM);
+    assert_false(t.cvv2_presented);
+
+    /* A bad value, then a good one: only the last counts. */
+    m.n = 0;
+    msg_str(&m, 1, S_LIT("T\xff"));
+    msg_str(&m, 2, S_LIT("4111"));
+    msg_base(&m);
+    msg_varint(&m, 6, 10000);
+    msg_str(&m, 7, S_LIT(long65));
+    msg_varint(&m, 6, 42);
+    msg_str(&m, 7, S_LIT("M-7"));
+    assert_int_equal(msg_decode(&m, &t), TXN_OK);
+    assert_string_equal(t.txn_id, "T-0001");
+    assert_int_equal(t.mcc, 42);
+    assert_string_equal(t.merchant_id, "M-7");
+
+    /* A good value, then a bad one. */
+    m.n = 0;
+    msg_base(&m);
+    msg_str(&m, 2, S_LIT(""));
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_PAN);
+    assert_string_equal(t.txn_id, "T-0001");
+    m.n = 0;
+    msg_base(&m);
+    msg_str(&m, 7, S_LIT(long65));
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_MERCHANT);
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 9, 0);
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_CHANNEL);
+    m.n = 0;
+    msg_base(&m);
+    msg_str(&m, 8, S_LIT("D\xc3"));
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_UNDECODABLE);
+    assert_string_equal(t.txn_id, "T-0001");
+}
+
+/* Integer widths: int64 is two's complement over 10 bytes, uint32 and
+ * enums keep the low 32 bits (as protobuf-c did), bool is any non-zero
+ * varint. */
+static void test_pb_varint_values(void **state)
+{
+    struct msg m;
+    struct txn t;
+    (void)state;
+
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 6, (UINT64_C(1) << 32) + 5411);
+    msg_varint(&m, 9, (UINT64_C(7) << 32) + TXN_CHANNEL_MOTO);
+    msg_varint(&m, 11, UINT64_C(1) << 63);
+    msg_varint(&m, 4, INT64_MAX);
+    assert_int_equal(msg_decode(&m, &t), TXN_OK);
+    assert_int_equal(t.mcc, 5411);
+    assert_int_equal(t.channel, TXN_CHANNEL_MOTO);
+    assert_true(t.cvv2_presented);
+    assert_int_equal(t.amount_minor, INT64_MAX);
+
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 11, 2);
+    assert_int_equal(msg_decode(&m, &t), TXN_OK);
+    assert_true(t.cvv2_presented);
+
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 6, UINT32_MAX);
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_MCC);
+
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 13, (uint64_t)INT64_C(-1718000000000));
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_EVENT_TIME);
+
+    m.n = 0;
+    msg_base(&m);
+    msg_varint(&m, 12, (UINT64_C(1) << 32) + TXN_RESPONSE_APPROVED + 2);
+    assert_int_equal(msg_decode(&m, &t), TXN_ERR_RESPONSE);
+
+    /* A string ends at its first NUL, as protobuf-c's C strings did. */
+    m.n = 0;
+    msg_base(&m);
+    msg_str(&m, 7, S_LIT("M-42\0xyz"));
+    assert_int_equal(msg_decode(&m, &t), TXN_OK);
+    assert_string_equal(t.merchant_id, "M-42");
+    assert_true(all_zero(t.merchant_id + 4, sizeof(t.merchant_id) - 4));
+}
+
 /* ---- JSON helpers ---- */
 
 static void json_escape(char *out, size_t cap, const char *s)
@@ -822,6 +1114,9 @@ int main(void)
         cmocka_unit_test(test_pb_all_enums),
         cmocka_unit_test(test_pb_fields),
         cmocka_unit_test(test_pb_undecodable),
+        cmocka_unit_test(test_pb_wire_table),
+        cmocka_unit_test(test_pb_last_wins),
+        cmocka_unit_test(test_pb_varint_values),
         cmocka_unit_test(test_json_table),
         cmocka_unit_test(test_json_all_enums),
         cmocka_unit_test(test_json_missing),
