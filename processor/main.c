@@ -845,15 +845,15 @@ static int cmd_send(int argc, char **argv)
         uint8_t *buf = NULL;
         size_t blen = 0;
         int e = txn_encode_protobuf(&t, &buf, &blen);
-        memset(&t, 0, sizeof(t));
-        if (e != 0 || cli_produce(prod, topic, t.txn_id, strlen(t.txn_id),
-                                  buf, blen, t.event_time_ms > 0
-                                                 ? t.event_time_ms
-                                                 : 0) != 0) {
-            free(buf);
+        if (e == 0) {
+            e = cli_produce(prod, topic, t.txn_id, strlen(t.txn_id), buf,
+                            blen, t.event_time_ms > 0 ? t.event_time_ms : 0);
+        }
+        memset(&t, 0, sizeof(t)); /* the PAN goes no further */
+        free(buf);
+        if (e != 0) {
             goto out;
         }
-        free(buf);
         sent++;
     }
     long failed = cli_producer_close(prod);

@@ -862,6 +862,11 @@ static enum txn_status parse_json(const char *buf, size_t len, struct txn *out,
     out->amount_minor = (int64_t)amount;
     if (mcc < 0 || mcc > 9999) {
         bad |= BAD(TXN_ERR_MCC);
+        /* Unvalidated parsing keeps what fits the field, so that invalid
+         * test data is published as it was written. */
+        if (!validate_it && mcc >= 0 && mcc <= (json_int_t)UINT32_MAX) {
+            out->mcc = (uint32_t)mcc;
+        }
     } else {
         out->mcc = (uint32_t)mcc;
     }

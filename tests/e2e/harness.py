@@ -4,7 +4,8 @@ What it offers
   free_port()                     a free TCP port on 127.0.0.1
   Redis                           redis-server on a free loopback port; .cli(),
                                   .call() (RESP, binary-safe), .stop(), .start(),
-                                  .restart(), context manager
+                                  .restart(), .dump() (every key and value),
+                                  context manager
   Kafka                           build/embedded_kafka (librdkafka mock cluster);
                                   .bootstraps, .stop(), .pause()/.resume()
   produce(), consume()            binary-safe, through tools/produce_file and
@@ -13,6 +14,8 @@ What it offers
   spawn(), run_tool()             start processes in their own process group;
                                   everything started is killed at the end
   wait_until()                    poll a predicate with a deadline
+  http_get(), scrape(), Metrics   plain HTTP GET (any status) and Prometheus
+                                  text parsing for /healthz /readyz /metrics
   luhn_scan()                     13-19 digit Luhn-valid numbers in a blob
   pb_decode(), ProtoSchema        protobuf wire decoding, independent of the C code
 
@@ -39,6 +42,8 @@ import struct
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,6 +284,77 @@ def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def http_get(url, timeout=5.0):
+    """GET url; returns (status, body str) whatever the status (a 503 is an
+    answer, not an error). Raises OSError when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$')
+_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+class Metrics:
+    """Samples of a Prometheus text exposition (format 0.0.4).
+
+        m = scrape("http://127.0.0.1:9180/metrics")
+        m.get("cardwatch_redis_up")                        -> 1.0 (None if absent)
+        m.get("cardwatch_events_total", outcome="clean")   -> exact label match
+        m.sum("cardwatch_events_total")                    -> over all label sets
+        m.by("cardwatch_dead_letters_total", "reason")     -> {"luhn": 2.0, ...}
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []  # (name, {label: value}, float)
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            m = _SAMPLE.match(line)
+            if not m:
+                raise ValueError(f"not a metrics sample: {line!r}")
+            name, labels_text, value = m.groups()
+            labels = {}
+            if labels_text:
+                for lm in _LABEL.finditer(labels_text):
+                    labels[lm.group(1)] = re.sub(r"\\(.)", lambda x: {"n": "\n"}.get(
+                        x.group(1), x.group(1)), lm.group(2))
+            self.samples.append((name, labels, float(value)))
+
+    def get(self, name, default=None, **labels):
+        """The sample whose label set is exactly `labels`."""
+        for n, lb, v in self.samples:
+            if n == name and lb == labels:
+                return v
+        return default
+
+    def sum(self, name, **labels):
+        """Sum over the samples of `name` whose labels include `labels`."""
+        return sum(v for n, lb, v in self.samples
+                   if n == name and all(lb.get(k) == x for k, x in labels.items()))
+
+    def by(self, name, label):
+        """{value of `label`: sample value} for the samples of `name`."""
+        return {lb.get(label): v for n, lb, v in self.samples if n == name}
+
+    def __repr__(self):
+        return f"<Metrics {len(self.samples)} samples>"
+
+
+def scrape(url, timeout=5.0):
+    """GET a /metrics URL and parse it; AssertionError unless it answers 200."""
+    status, body = http_get(url, timeout)
+    if status != 200:
+        raise AssertionError(f"GET {url}: HTTP {status}: {body.strip()}")
+    return Metrics(body)
+
+
 def luhn_valid(digits):
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -292,6 +368,38 @@ def luhn_valid(digits):
 
 
 _DIGIT_RUN = re.compile(rb"[0-9]+")
+
+
+def blob(*parts, sep=b"\n"):
+    """Flatten bytes/str/int/None and nested lists, tuples and dicts (keys
+    and values) into one bytes blob, `sep` between the leaves: lets one
+    luhn_scan() look at a Redis dump, a list of Messages (key, value, header
+    names and values) and log texts at once. Leaves are never joined, so a
+    scan cannot find a number glued together from two of them."""
+    out = []
+
+    def walk(x):
+        if x is None:
+            return
+        if isinstance(x, (bytes, bytearray, memoryview)):
+            out.append(bytes(x))
+        elif isinstance(x, str):
+            out.append(x.encode("utf-8", "surrogateescape"))
+        elif isinstance(x, (int, float)):
+            out.append(str(x).encode())
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(k)
+                walk(v)
+        elif isinstance(x, Message):
+            walk([x.key, x.value, x.headers])
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            for v in x:
+                walk(v)
+        else:
+            raise TypeError(f"blob: cannot flatten {type(x).__name__}")
+    walk(list(parts))
+    return sep.join(out)
 
 
 def luhn_scan(data, min_len=13, max_len=19):
@@ -470,6 +578,36 @@ class Redis:
         """A new RespConnection of your own (close it when done)."""
         return RespConnection(self.port)
 
+    _READ = {"string": ("GET",), "set": ("SMEMBERS",), "hash": ("HGETALL",),
+             "list": ("LRANGE", 0, -1), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
+             "stream": ("XRANGE", "-", "+")}
+
+    def dump(self, db=0):
+        """Every key of database `db`: list of (key bytes, type str, value,
+        DUMP bytes) found with SCAN; value as GET/SMEMBERS/HGETALL/LRANGE/
+        ZRANGE/XRANGE return it (nested lists of bytes). For scans over all
+        stored data: blob(dump()) flattens it."""
+        c = self.client()
+        try:
+            c.call("SELECT", db)
+            keys, cursor = [], b"0"
+            while True:
+                cursor, batch = c.call("SCAN", cursor, "COUNT", 1000)
+                keys.extend(batch)
+                if cursor in (b"0", 0):
+                    break
+            out = []
+            for k in sorted(set(keys)):
+                typ = c.call("TYPE", k)
+                if typ == "none":  # deleted meanwhile
+                    continue
+                read = self._READ.get(typ)
+                value = c.call(read[0], k, *read[1:]) if read else None
+                out.append((k, typ, value, c.call("DUMP", k)))
+            return out
+        finally:
+            c.close()
+
     def cli(self, *args, input=None, check=True):
         """Run redis-cli -h 127.0.0.1 -p PORT ARGS...; returns stdout (str,
         trailing newline removed)."""
@@ -511,12 +649,10 @@ class Redis:
         if not save and dump.exists():
             dump.unlink()
 
-    def restart(self, keep_data=True, down_for=0.0):
+    def restart(self, keep_data=True):
         """Stop and start again on the same port; keep_data saves and reloads
         the dataset (what a real Redis with persistence does)."""
         self.stop(save=keep_data)
-        if down_for:
-            time.sleep(down_for)
         return self.start()
 
     def pause(self):

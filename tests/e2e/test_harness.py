@@ -1,11 +1,13 @@
 """Tests of the e2e harness itself and of the tools it drives."""
 
+import http.server
 import json
 import os
 import random
 import signal
 import socket
 import struct
+import threading
 import time
 
 import harness as h
@@ -295,3 +297,63 @@ def test_protobuf_decoder():
         pass
     else:
         raise AssertionError("truncated message decoded")
+
+
+def test_metrics_http_and_blob():
+    text = ('# HELP cardwatch_events_total Input events by outcome.\n'
+            '# TYPE cardwatch_events_total counter\n'
+            'cardwatch_events_total{outcome="clean"} 12\n'
+            'cardwatch_events_total{outcome="alerted"} 3\n'
+            'cardwatch_redis_up 1\n'
+            'odd{a="x\\"y",b="z"} 2.5 1700000000000\n')
+    m = h.Metrics(text)
+    assert m.get("cardwatch_redis_up") == 1.0 and m.get("nope") is None
+    assert m.get("cardwatch_events_total", outcome="clean") == 12
+    assert m.get("cardwatch_events_total") is None           # label sets must match
+    assert m.sum("cardwatch_events_total") == 15
+    assert m.by("cardwatch_events_total", "outcome") == {"clean": 12, "alerted": 3}
+    assert m.get("odd", a='x"y', b="z") == 2.5
+    # http_get returns error statuses instead of raising
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = 503 if self.path == "/readyz" else 200
+            body = b"not ready\n" if code == 503 else text.encode()
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        assert h.http_get(base + "/readyz") == (503, "not ready\n")
+        assert h.scrape(base + "/metrics").get("cardwatch_redis_up") == 1.0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    # blob: leaves separated, so no number is glued together from two
+    msg = h.Message(0, 1, b"k", b"4111111111111111", [("h", b"v"), ("n", None)])
+    assert h.blob([b"4111111", {"k": [1111, None]}], "x", msg) == \
+        b"4111111\nk\n1111\nx\nk\n4111111111111111\nh\nv\nn"
+    assert h.luhn_scan(h.blob([b"4111111", b"11111111"])) == []
+
+
+def test_redis_dump_every_type():
+    r = h.Redis()
+    r.call("SET", "s", b"\x00bin")
+    r.call("SADD", "set", "a", "b")
+    r.call("HSET", "hash", "f", "v")
+    r.call("RPUSH", "list", "x", "y")
+    r.call("ZADD", "zset", 1, "m")
+    r.call("XADD", "stream", "1-1", "f", "v")
+    d = {k: (t, v) for k, t, v, dump in r.dump()}
+    assert d[b"s"] == ("string", b"\x00bin")
+    assert d[b"set"][0] == "set" and sorted(d[b"set"][1]) == [b"a", b"b"]
+    assert d[b"hash"] == ("hash", [b"f", b"v"])
+    assert d[b"list"] == ("list", [b"x", b"y"])
+    assert d[b"zset"] == ("zset", [b"m", b"1"])
+    assert d[b"stream"] == ("stream", [[b"1-1", [b"f", b"v"]]])
+    assert all(isinstance(dump, bytes) and dump for _, _, _, dump in r.dump())
+    r.stop()
