@@ -2,8 +2,9 @@
 #   make          build the processor and tools into build/
 #   make run      install missing packages, start Redis + embedded Kafka,
 #                 run the demo (scripts/demo.sh)
-#   make test     install missing packages, build, unit tests (plain and
-#                 ASan+UBSan), end-to-end tests against real processes
+#   make test     install missing packages, build, unit tests and
+#                 end-to-end tests against real processes, each with the
+#                 plain build and with an ASan+UBSan build
 #   make bench    throughput benchmark against a plain librdkafka consumer
 #   make fuzz     libFuzzer targets for the pure decoders (clang)
 
@@ -37,7 +38,7 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit unit-asan e2e bench fuzz clean format
+.PHONY: all deps run test unit unit-asan e2e e2e-asan bench fuzz clean format
 
 all: $(BUILD)/cardwatch $(TOOLS)
 
@@ -92,14 +93,29 @@ unit-asan:
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  unit all
 
+# End-to-end tests against real redis-server, the embedded Kafka and real
+# cardwatch processes: once with the plain build, once with ASan+UBSan
+# (a sanitizer report or a leak makes a process exit non-zero: the test
+# fails).
 e2e: all
-	@python3 tests/e2e/run.py --build $(BUILD) --asan-build build/asan
+	@echo "== e2e (build) =="
+	@python3 tests/e2e/run.py --build $(BUILD)
+
+e2e-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  all
+	@echo "== e2e (ASan+UBSan build) =="
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  python3 tests/e2e/run.py --build build/asan
 
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory e2e-asan
 
 run: deps
 	@$(MAKE) --no-print-directory all
