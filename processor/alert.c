@@ -6,13 +6,13 @@
  */
 #include "alert.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
 #include "cardwatch.pb-c.h"
+#include "text.h"
 
 #define ALERT_ID_PREFIX "cardwatch.alert.v1:"
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -339,245 +339,97 @@ out:
 
 /* ---- JSON ---- */
 
-/* A bounded writer into the caller's buffer; overflow is sticky. */
-struct jw {
-    char *buf;
-    size_t cap; /* room for text, excluding the NUL */
-    size_t len;
-    int overflow;
-};
-
-static void jw_raw(struct jw *w, const char *s, size_t n)
-{
-    if (w->overflow || n > w->cap - w->len) {
-        w->overflow = 1;
-        return;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-}
-
-#define JW_LIT(w, s) jw_raw((w), (s), sizeof(s) - 1)
-
-static void jw_cstr(struct jw *w, const char *s)
-{
-    jw_raw(w, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s[0] (n >= 1), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c < 0xc2 || c > 0xf4) {
-        return 0;
-    }
-    if (c < 0xe0) {
-        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    }
-    if (c < 0xf0) {
-        if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-            (c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)) {
-            return 0;
-        }
-        return 3;
-    }
-    if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-        (s[3] & 0xc0) != 0x80 || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] > 0x8f)) {
-        return 0;
-    }
-    return 4;
-}
-
-/* Writes s[0..n) as a quoted JSON string: '"', '\\' and control
- * characters escaped, invalid UTF-8 replaced by U+FFFD so the output is
- * always valid JSON. */
-static void jw_str(struct jw *w, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    jw_raw(w, "\"", 1);
-    while (i < n && !w->overflow) {
-        size_t run = i;
-        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
-               p[run] != '\\') {
-            run++;
-        }
-        jw_raw(w, s + i, run - i);
-        i = run;
-        if (i >= n) {
-            break;
-        }
-        if (p[i] >= 0x80) {
-            size_t k = utf8_seq(p + i, n - i);
-            if (k == 0) {
-                JW_LIT(w, "\\ufffd");
-                i++;
-            } else {
-                jw_raw(w, s + i, k);
-                i += k;
-            }
-            continue;
-        }
-        switch (p[i]) {
-        case '"':
-            JW_LIT(w, "\\\"");
-            break;
-        case '\\':
-            JW_LIT(w, "\\\\");
-            break;
-        case '\n':
-            JW_LIT(w, "\\n");
-            break;
-        case '\r':
-            JW_LIT(w, "\\r");
-            break;
-        case '\t':
-            JW_LIT(w, "\\t");
-            break;
-        case '\b':
-            JW_LIT(w, "\\b");
-            break;
-        case '\f':
-            JW_LIT(w, "\\f");
-            break;
-        default: {
-            char esc[6] = {
-                '\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 0x0f]};
-            jw_raw(w, esc, sizeof(esc));
-            break;
-        }
-        }
-        i++;
-    }
-    jw_raw(w, "\"", 1);
-}
-
-/* Writes a fixed-size field (bounded even without a NUL). */
-static void jw_field(struct jw *w, const char *s, size_t size)
-{
-    jw_str(w, s, strnlen(s, size));
-}
-
-static void jw_i64(struct jw *w, int64_t v)
-{
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        *--p = '-';
-    }
-    jw_raw(w, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-static void jw_breach(struct jw *w, const struct alert_breach *b)
+static void json_breach(struct jsonw *w, const struct alert_breach *b)
 {
     char date[24];
     int first = 1;
 
-    JW_LIT(w, "{\"breach_id\":");
-    jw_field(w, b->breach_id, sizeof(b->breach_id));
-    JW_LIT(w, ",\"window_start\":\"");
+    JSONW_LIT(w, "{\"breach_id\":");
+    jsonw_field(w, b->breach_id, sizeof(b->breach_id));
+    JSONW_LIT(w, ",\"window_start\":\"");
     breach_date_format(b->window_start_ms, date, sizeof(date));
-    jw_cstr(w, date);
-    JW_LIT(w, "\",\"window_end\":\"");
+    jsonw_cstr(w, date);
+    JSONW_LIT(w, "\",\"window_end\":\"");
     breach_date_format(b->window_end_ms, date, sizeof(date));
-    jw_cstr(w, date);
-    JW_LIT(w, "\",\"window_start_ms\":");
-    jw_i64(w, b->window_start_ms);
-    JW_LIT(w, ",\"window_end_ms\":");
-    jw_i64(w, b->window_end_ms);
-    JW_LIT(w, ",\"elements\":[");
+    jsonw_cstr(w, date);
+    JSONW_LIT(w, "\",\"window_start_ms\":");
+    jsonw_i64(w, b->window_start_ms);
+    JSONW_LIT(w, ",\"window_end_ms\":");
+    jsonw_i64(w, b->window_end_ms);
+    JSONW_LIT(w, ",\"elements\":[");
     for (int i = 0; i < BREACH_EL_COUNT; i++) {
         if (!(b->elements & (1u << i))) {
             continue;
         }
         if (!first) {
-            JW_LIT(w, ",");
+            JSONW_LIT(w, ",");
         }
         first = 0;
-        JW_LIT(w, "\"");
-        jw_cstr(w, breach_element_name(1u << i));
-        JW_LIT(w, "\"");
+        JSONW_LIT(w, "\"");
+        jsonw_cstr(w, breach_element_name(1u << i));
+        JSONW_LIT(w, "\"");
     }
-    JW_LIT(w, "]}");
+    JSONW_LIT(w, "]}");
 }
 
 int alert_encode_json(const struct alert *a, char *buf, size_t buflen)
 {
-    struct jw w = {buf, buflen > 0 ? buflen - 1 : 0, 0, buflen == 0};
+    struct jsonw w;
     size_t n_hits = a->n_hits < ALERT_MAX_HITS ? a->n_hits : ALERT_MAX_HITS;
     size_t n_br =
         a->n_breaches < ALERT_MAX_BREACHES ? a->n_breaches : ALERT_MAX_BREACHES;
 
-    JW_LIT(&w, "{\"alert_id\":");
-    jw_field(&w, a->alert_id, sizeof(a->alert_id));
-    JW_LIT(&w, ",\"issuer_id\":");
-    jw_field(&w, a->issuer_id, sizeof(a->issuer_id));
-    JW_LIT(&w, ",\"txn_id\":");
-    jw_field(&w, a->txn_id, sizeof(a->txn_id));
-    JW_LIT(&w, ",\"card_fingerprint\":");
-    jw_field(&w, a->card_fingerprint, sizeof(a->card_fingerprint));
-    JW_LIT(&w, ",\"pan_masked\":");
-    jw_field(&w, a->pan_masked, sizeof(a->pan_masked));
-    JW_LIT(&w, ",\"event_time_ms\":");
-    jw_i64(&w, a->event_time_ms);
-    JW_LIT(&w, ",\"amount_minor\":");
-    jw_i64(&w, a->amount_minor);
-    JW_LIT(&w, ",\"currency\":");
-    jw_field(&w, a->currency, sizeof(a->currency));
-    JW_LIT(&w, ",\"mcc\":");
-    jw_i64(&w, a->mcc);
-    JW_LIT(&w, ",\"merchant_id\":");
-    jw_field(&w, a->merchant_id, sizeof(a->merchant_id));
-    JW_LIT(&w, ",\"merchant_country\":");
-    jw_field(&w, a->merchant_country, sizeof(a->merchant_country));
-    JW_LIT(&w, ",\"channel\":\"");
-    jw_cstr(&w, txn_channel_name(a->channel));
-    JW_LIT(&w, "\",\"severity\":\"");
-    jw_cstr(&w, severity_name(a->severity));
-    JW_LIT(&w, "\",\"hits\":[");
+    jsonw_init(&w, buf, buflen);
+    JSONW_LIT(&w, "{\"alert_id\":");
+    jsonw_field(&w, a->alert_id, sizeof(a->alert_id));
+    JSONW_LIT(&w, ",\"issuer_id\":");
+    jsonw_field(&w, a->issuer_id, sizeof(a->issuer_id));
+    JSONW_LIT(&w, ",\"txn_id\":");
+    jsonw_field(&w, a->txn_id, sizeof(a->txn_id));
+    JSONW_LIT(&w, ",\"card_fingerprint\":");
+    jsonw_field(&w, a->card_fingerprint, sizeof(a->card_fingerprint));
+    JSONW_LIT(&w, ",\"pan_masked\":");
+    jsonw_field(&w, a->pan_masked, sizeof(a->pan_masked));
+    JSONW_LIT(&w, ",\"event_time_ms\":");
+    jsonw_i64(&w, a->event_time_ms);
+    JSONW_LIT(&w, ",\"amount_minor\":");
+    jsonw_i64(&w, a->amount_minor);
+    JSONW_LIT(&w, ",\"currency\":");
+    jsonw_field(&w, a->currency, sizeof(a->currency));
+    JSONW_LIT(&w, ",\"mcc\":");
+    jsonw_i64(&w, a->mcc);
+    JSONW_LIT(&w, ",\"merchant_id\":");
+    jsonw_field(&w, a->merchant_id, sizeof(a->merchant_id));
+    JSONW_LIT(&w, ",\"merchant_country\":");
+    jsonw_field(&w, a->merchant_country, sizeof(a->merchant_country));
+    JSONW_LIT(&w, ",\"channel\":\"");
+    jsonw_cstr(&w, txn_channel_name(a->channel));
+    JSONW_LIT(&w, "\",\"severity\":\"");
+    jsonw_cstr(&w, severity_name(a->severity));
+    JSONW_LIT(&w, "\",\"hits\":[");
     for (size_t i = 0; i < n_hits; i++) {
         if (i > 0) {
-            JW_LIT(&w, ",");
+            JSONW_LIT(&w, ",");
         }
-        JW_LIT(&w, "{\"rule_id\":");
-        jw_field(&w, a->hits[i].rule_id, sizeof(a->hits[i].rule_id));
-        JW_LIT(&w, ",\"severity\":\"");
-        jw_cstr(&w, severity_name(a->hits[i].severity));
-        JW_LIT(&w, "\"}");
+        JSONW_LIT(&w, "{\"rule_id\":");
+        jsonw_field(&w, a->hits[i].rule_id, sizeof(a->hits[i].rule_id));
+        JSONW_LIT(&w, ",\"severity\":\"");
+        jsonw_cstr(&w, severity_name(a->hits[i].severity));
+        JSONW_LIT(&w, "\"}");
     }
-    JW_LIT(&w, "],\"breaches\":[");
+    JSONW_LIT(&w, "],\"breaches\":[");
     for (size_t i = 0; i < n_br; i++) {
         if (i > 0) {
-            JW_LIT(&w, ",");
+            JSONW_LIT(&w, ",");
         }
-        jw_breach(&w, &a->breaches[i]);
+        json_breach(&w, &a->breaches[i]);
     }
-    JW_LIT(&w, "],\"mode\":\"");
-    jw_cstr(&w, alert_mode_name(a->mode));
-    JW_LIT(&w, "\",\"detected_at_ms\":");
-    jw_i64(&w, a->detected_at_ms);
-    JW_LIT(&w, ",\"ruleset_version\":");
-    jw_field(&w, a->ruleset_version, sizeof(a->ruleset_version));
-    JW_LIT(&w, "}");
-    if (w.overflow || w.len > INT_MAX) {
-        if (buflen > 0) {
-            buf[0] = '\0';
-        }
-        return -1;
-    }
-    buf[w.len] = '\0';
-    return (int)w.len;
+    JSONW_LIT(&w, "],\"mode\":\"");
+    jsonw_cstr(&w, alert_mode_name(a->mode));
+    JSONW_LIT(&w, "\",\"detected_at_ms\":");
+    jsonw_i64(&w, a->detected_at_ms);
+    JSONW_LIT(&w, ",\"ruleset_version\":");
+    jsonw_field(&w, a->ruleset_version, sizeof(a->ruleset_version));
+    JSONW_LIT(&w, "}");
+    return jsonw_end(&w);
 }

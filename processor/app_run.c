@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "card.h"
+#include "clock.h"
 #include "exposure.h"
 #include "http_admin.h"
 #include "log.h"
@@ -47,13 +47,6 @@ struct app {
     double rate;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- glue between modules (data flows one way; acks flow back) ---- */
 
 static size_t cb_capacity(void *arg)
@@ -66,7 +59,7 @@ static int cb_intake(void *arg, const struct pipeline_record *r, size_t n)
 {
     struct app *a = arg;
     if (a->first_event_ns == 0) {
-        a->first_event_ns = mono_ns();
+        a->first_event_ns = clock_mono_ns();
     }
     return pipeline_intake(a->pipeline, r, n);
 }
@@ -160,7 +153,7 @@ static void begin_stop(struct app *a, const char *why)
     }
     a->stopping = 1;
     a->stop_deadline_ns =
-        mono_ns() + (uint64_t)a->o->drain_timeout_s * 1000000000ull;
+        clock_mono_ns() + (uint64_t)a->o->drain_timeout_s * 1000000000ull;
     log_info(MOD, "%s: stopping intake, draining %zu in-flight event(s)",
              why, pipeline_in_flight(a->pipeline));
     source_kafka_stop(a->source);
@@ -192,7 +185,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (!a->stopping && a->o->exit_at_end &&
         source_kafka_at_end(a->source) &&
         pipeline_in_flight(a->pipeline) == 0) {
-        a->end_ns = mono_ns();
+        a->end_ns = clock_mono_ns();
         begin_stop(a, "end of input");
     }
     if (!a->stopping) {
@@ -200,7 +193,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (pipeline_in_flight(a->pipeline) == 0) {
         event_base_loopexit(a->base, NULL);
-    } else if (mono_ns() > a->stop_deadline_ns) {
+    } else if (clock_mono_ns() > a->stop_deadline_ns) {
         log_error(MOD, "drain timed out with %zu event(s) unacknowledged; "
                   "they will be consumed again after a restart",
                   pipeline_in_flight(a->pipeline));
@@ -228,7 +221,7 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct app *a = arg;
-    uint64_t now = mono_ns();
+    uint64_t now = clock_mono_ns();
     uint64_t ev = events_total(a->metrics);
     double dt = (double)(now - a->last_ns) / 1e9;
     a->rate = dt > 0 ? (double)(ev - a->last_events) / dt : 0;
@@ -300,12 +293,12 @@ static void write_summary_json(struct app *a, double secs, double proc)
 
 static void print_summary(struct app *a)
 {
-    double secs = (double)(mono_ns() - a->started_ns) / 1e9;
+    double secs = (double)(clock_mono_ns() - a->started_ns) / 1e9;
     uint64_t ev = events_total(a->metrics);
     /* Processing time: first record taken to end of input (or now); it
      * leaves out the consumer-group join, which the plain consumer of the
      * benchmark does not have either. */
-    uint64_t end = a->end_ns ? a->end_ns : mono_ns();
+    uint64_t end = a->end_ns ? a->end_ns : clock_mono_ns();
     double proc = a->first_event_ns
                       ? (double)(end - a->first_event_ns) / 1e9
                       : 0.0;
@@ -458,7 +451,7 @@ int app_run(const struct config *c, const struct run_opts *o)
     if (o->progress) {
         log_set_progress_active(1);
     }
-    a.started_ns = a.last_ns = mono_ns();
+    a.started_ns = a.last_ns = clock_mono_ns();
     log_info(MOD, "consuming %s as group '%s' from %s; Redis %s:%d; key id "
              "%s; rules %s", c->transactions_topic, c->group, brokers,
              c->redis_host, c->redis_port, card_key_id(a.key),

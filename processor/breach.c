@@ -6,9 +6,10 @@
  */
 #include "breach.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "text.h"
 
 #define MS_PER_DAY INT64_C(86400000)
 
@@ -16,21 +17,6 @@
 static const char *const element_names[BREACH_EL_COUNT] = {
     "pan", "expiry", "cvv2", "name", "address", "phone", "email",
 };
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int breach_id_valid(const char *id)
 {
@@ -70,7 +56,7 @@ int breach_elements_parse(const char *csv, uint32_t *mask, char *errbuf,
     const char *p = csv;
 
     if (csv == NULL || csv[0] == '\0') {
-        set_err(errbuf, errlen, "empty element list");
+        text_errf(errbuf, errlen, "empty element list");
         return -1;
     }
     for (;;) {
@@ -86,14 +72,14 @@ int breach_elements_parse(const char *csv, uint32_t *mask, char *errbuf,
             }
         }
         if (n == 0) {
-            set_err(errbuf, errlen, "empty element in list");
+            text_errf(errbuf, errlen, "empty element in list");
             return -1;
         }
         if (found < 0) {
-            set_err(errbuf, errlen,
-                    "unknown element \"%.*s\" (known: pan, expiry, cvv2, "
-                    "name, address, phone, email)",
-                    n > 32 ? 32 : (int)n, p);
+            text_errf(errbuf, errlen,
+                      "unknown element \"%.*s\" (known: pan, expiry, cvv2, "
+                      "name, address, phone, email)",
+                      n > 32 ? 32 : (int)n, p);
             return -1;
         }
         m |= 1u << found;

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,8 @@
 #include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <openssl/sha.h>
+
+#include "text.h"
 
 #define CARD_KEY_MIN 16
 #define CARD_KEY_MAX 64
@@ -104,21 +105,6 @@ void card_mask(const char *pan, size_t len, char out[CARD_MASK_SIZE])
     memset(out + 6, '*', len - 10);
     memcpy(out + len - 4, pan + len - 4, 4);
     out[len] = '\0';
-}
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 static int key_id_valid(const char *id, size_t len)
@@ -248,8 +234,8 @@ static int parse_key_text(const char *path, const char *text, size_t len,
             continue;
         }
         if (found) {
-            set_err(errbuf, errlen, "key file %s: line %u: more than one key",
-                    path, lineno);
+            text_errf(errbuf, errlen, "key file %s: line %u: more than one key",
+                      path, lineno);
             return -1;
         }
         id_b = b;
@@ -266,32 +252,32 @@ static int parse_key_text(const char *path, const char *text, size_t len,
             hex_e++;
         }
         if (hex_b == id_e || hex_b == e || hex_e != e) {
-            set_err(errbuf, errlen,
-                    "key file %s: line %u: expected \"<key_id> <hex key>\"",
-                    path, lineno);
+            text_errf(errbuf, errlen,
+                      "key file %s: line %u: expected \"<key_id> <hex key>\"",
+                      path, lineno);
             return -1;
         }
         if (!key_id_valid(text + id_b, id_e - id_b)) {
-            set_err(errbuf, errlen,
-                    "key file %s: line %u: key id must be 1-%d of "
-                    "[A-Za-z0-9_-]",
-                    path, lineno, CARD_KEY_ID_MAX);
+            text_errf(errbuf, errlen,
+                      "key file %s: line %u: key id must be 1-%d of "
+                      "[A-Za-z0-9_-]",
+                      path, lineno, CARD_KEY_ID_MAX);
             return -1;
         }
         if ((hex_e - hex_b) % 2 != 0 || hex_e - hex_b < 2 * CARD_KEY_MIN ||
             hex_e - hex_b > 2 * CARD_KEY_MAX) {
-            set_err(errbuf, errlen,
-                    "key file %s: line %u: key must be %d..%d hex digits "
-                    "(even count)",
-                    path, lineno, 2 * CARD_KEY_MIN, 2 * CARD_KEY_MAX);
+            text_errf(errbuf, errlen,
+                      "key file %s: line %u: key must be %d..%d hex digits "
+                      "(even count)",
+                      path, lineno, 2 * CARD_KEY_MIN, 2 * CARD_KEY_MAX);
             return -1;
         }
         for (size_t i = 0; i < (hex_e - hex_b) / 2; i++) {
             int hi = hex_val(text[hex_b + 2 * i]);
             int lo = hex_val(text[hex_b + 2 * i + 1]);
             if (hi < 0 || lo < 0) {
-                set_err(errbuf, errlen, "key file %s: line %u: key is not hex",
-                        path, lineno);
+                text_errf(errbuf, errlen,
+                          "key file %s: line %u: key is not hex", path, lineno);
                 return -1;
             }
             key[i] = (uint8_t)(hi << 4 | lo);
@@ -302,7 +288,7 @@ static int parse_key_text(const char *path, const char *text, size_t len,
         found = 1;
     }
     if (!found) {
-        set_err(errbuf, errlen, "key file %s: no key line", path);
+        text_errf(errbuf, errlen, "key file %s: no key line", path);
         return -1;
     }
     return 0;
@@ -320,38 +306,38 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
     char id[CARD_KEY_ID_MAX + 1];
 
     if (path == NULL) {
-        set_err(errbuf, errlen, "key file: no path");
+        text_errf(errbuf, errlen, "key file: no path");
         return NULL;
     }
     /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
     fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+        text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
         goto out;
     }
     if (fstat(fd, &st) != 0) {
-        set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+        text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(errbuf, errlen, "key file %s: not a regular file", path);
+        text_errf(errbuf, errlen, "key file %s: not a regular file", path);
         goto out;
     }
     if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
-        set_err(errbuf, errlen,
-                "key file %s: mode %04o is readable or writable by group or "
-                "others; chmod 600 it",
-                path, (unsigned)(st.st_mode & 07777));
+        text_errf(errbuf, errlen,
+                  "key file %s: mode %04o is readable or writable by group or "
+                  "others; chmod 600 it",
+                  path, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if (st.st_size > CARD_KEY_FILE_MAX) {
-        set_err(errbuf, errlen, "key file %s: larger than %d bytes", path,
-                CARD_KEY_FILE_MAX);
+        text_errf(errbuf, errlen, "key file %s: larger than %d bytes", path,
+                  CARD_KEY_FILE_MAX);
         goto out;
     }
     text = calloc(1, CARD_KEY_FILE_MAX + 1);
     if (text == NULL) {
-        set_err(errbuf, errlen, "key file %s: out of memory", path);
+        text_errf(errbuf, errlen, "key file %s: out of memory", path);
         goto out;
     }
     for (;;) {
@@ -360,7 +346,7 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
             continue;
         }
         if (n < 0) {
-            set_err(errbuf, errlen, "key file %s: %s", path, strerror(errno));
+            text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
             goto out;
         }
         if (n == 0) {
@@ -368,13 +354,13 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
         }
         len += (size_t)n;
         if (len > CARD_KEY_FILE_MAX) {
-            set_err(errbuf, errlen, "key file %s: larger than %d bytes", path,
-                    CARD_KEY_FILE_MAX);
+            text_errf(errbuf, errlen, "key file %s: larger than %d bytes", path,
+                      CARD_KEY_FILE_MAX);
             goto out;
         }
     }
     if (memchr(text, '\0', len) != NULL) {
-        set_err(errbuf, errlen, "key file %s: contains NUL bytes", path);
+        text_errf(errbuf, errlen, "key file %s: contains NUL bytes", path);
         goto out;
     }
     if (parse_key_text(path, text, len, id, key, &keylen, errbuf, errlen) !=
@@ -383,7 +369,8 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
     }
     k = card_key_new(id, key, keylen);
     if (k == NULL) {
-        set_err(errbuf, errlen, "key file %s: cannot set up HMAC-SHA256", path);
+        text_errf(errbuf, errlen, "key file %s: cannot set up HMAC-SHA256",
+                  path);
     }
 
 out:

@@ -33,6 +33,8 @@
 #include <strings.h>
 #include <sys/types.h>
 
+#include "text.h"
+
 #define TOPIC_MAX 249      /* Kafka's limit on a topic name */
 #define KAFKA_NAME_MAX 127 /* sizeof(struct kafka_prop.name) - 1 */
 #define QUOTE_MAX 64       /* characters of a value echoed in a message */
@@ -200,22 +202,8 @@ struct load {
     int seen_line[CONFIG_MAX_ISSUERS]; /* [issuer] header line, this file */
 };
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static void load_error(struct load *ld, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Records the first error of the file at the current line. */
 static void load_error(struct load *ld, const char *fmt, ...)
@@ -334,7 +322,7 @@ static int check_topic_chars(const char *v, char *why, size_t whylen)
 {
     for (const char *s = v; *s != '\0'; s++) {
         if (!is_alnum(*s) && *s != '.' && *s != '_' && *s != '-') {
-            set_err(why, whylen, "a topic name is made of A-Z a-z 0-9 . _ -");
+            text_errf(why, whylen, "a topic name is made of A-Z a-z 0-9 . _ -");
             return -1;
         }
     }
@@ -344,12 +332,12 @@ static int check_topic_chars(const char *v, char *why, size_t whylen)
 static int check_topic(const char *v, char *why, size_t whylen)
 {
     if (strlen(v) > TOPIC_MAX) {
-        set_err(why, whylen, "a topic name has at most %d characters",
-                TOPIC_MAX);
+        text_errf(why, whylen, "a topic name has at most %d characters",
+                  TOPIC_MAX);
         return -1;
     }
     if (strcmp(v, ".") == 0 || strcmp(v, "..") == 0) {
-        set_err(why, whylen, "not a valid topic name");
+        text_errf(why, whylen, "not a valid topic name");
         return -1;
     }
     return check_topic_chars(v, why, whylen);
@@ -364,7 +352,7 @@ static int check_group(const char *v, char *why, size_t whylen)
 {
     for (const char *s = v; *s != '\0'; s++) {
         if (is_space(*s)) {
-            set_err(why, whylen, "must not contain white space");
+            text_errf(why, whylen, "must not contain white space");
             return -1;
         }
     }
@@ -382,7 +370,7 @@ static int check_redis_prefix(const char *v, char *why, size_t whylen)
         }
     }
     if (n < 1 || n > 16) {
-        set_err(why, whylen, "must be 1 to 16 of a-z 0-9 _");
+        text_errf(why, whylen, "must be 1 to 16 of a-z 0-9 _");
         return -1;
     }
     return 0;
@@ -391,7 +379,7 @@ static int check_redis_prefix(const char *v, char *why, size_t whylen)
 static int check_country(const char *v, char *why, size_t whylen)
 {
     if (strlen(v) != 2 || !is_upper(v[0]) || !is_upper(v[1])) {
-        set_err(why, whylen, "must be 2 upper-case letters (ISO 3166-1)");
+        text_errf(why, whylen, "must be 2 upper-case letters (ISO 3166-1)");
         return -1;
     }
     return 0;
@@ -434,14 +422,14 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
         hl = (size_t)(rb - h);
         colon = rb + 1;
         if (hl < 2 || memchr(h, ':', hl) == NULL) {
-            set_err(why, whylen, "bad IPv6 address in brackets");
+            text_errf(why, whylen, "bad IPv6 address in brackets");
             return -1;
         }
         for (size_t i = 0; i < hl; i++) {
             char ch = h[i];
             if (!is_digit(ch) && !(ch >= 'a' && ch <= 'f') &&
                 !(ch >= 'A' && ch <= 'F') && ch != ':' && ch != '.') {
-                set_err(why, whylen, "bad IPv6 address in brackets");
+                text_errf(why, whylen, "bad IPv6 address in brackets");
                 return -1;
             }
         }
@@ -460,12 +448,12 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
         }
         for (size_t i = 0; i < hl; i++) {
             if (h[i] == ':') {
-                set_err(why, whylen,
-                        "write an IPv6 address in brackets: [addr]:port");
+                text_errf(why, whylen,
+                          "write an IPv6 address in brackets: [addr]:port");
                 return -1;
             }
             if (!is_alnum(h[i]) && h[i] != '.' && h[i] != '-' && h[i] != '_') {
-                set_err(why, whylen, "bad host name");
+                text_errf(why, whylen, "bad host name");
                 return -1;
             }
         }
@@ -480,7 +468,7 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
         goto bad_port;
     }
     if (hl >= hostsz) {
-        set_err(why, whylen, "host name too long");
+        text_errf(why, whylen, "host name too long");
         return -1;
     }
     if (host != NULL) {
@@ -493,10 +481,10 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
     return 0;
 
 bad:
-    set_err(why, whylen, "must be host:port");
+    text_errf(why, whylen, "must be host:port");
     return -1;
 bad_port:
-    set_err(why, whylen, "port must be 1 to 65535");
+    text_errf(why, whylen, "port must be 1 to 65535");
     return -1;
 }
 
@@ -521,14 +509,14 @@ static int parse_hostports(const char *v, char *out, size_t outsz, char *why,
         }
         n = (size_t)(end - s);
         if (n == 0) {
-            set_err(why, whylen, "empty entry in the list");
+            text_errf(why, whylen, "empty entry in the list");
             return -1;
         }
         if (parse_hostport(s, n, host, sizeof(host), NULL, why, whylen) != 0) {
             return -1;
         }
         if (used + (used > 0) + n >= outsz) {
-            set_err(why, whylen, "too long (max %zu characters)", outsz - 1);
+            text_errf(why, whylen, "too long (max %zu characters)", outsz - 1);
             return -1;
         }
         if (used > 0) {
@@ -554,11 +542,11 @@ static int parse_int(const char *v, long min, long max, int *out, char *why,
     errno = 0;
     n = strtol(v, &end, 10);
     if (!(is_digit(v[0]) || (v[0] == '-' && is_digit(v[1]))) || *end != '\0') {
-        set_err(why, whylen, "not an integer");
+        text_errf(why, whylen, "not an integer");
         return -1;
     }
     if (errno == ERANGE || n < min || n > max) {
-        set_err(why, whylen, "must be %ld to %ld", min, max);
+        text_errf(why, whylen, "must be %ld to %ld", min, max);
         return -1;
     }
     *out = (int)n;
@@ -580,7 +568,7 @@ static int parse_bool(const char *v, int *out, char *why, size_t whylen)
             return 0;
         }
     }
-    set_err(why, whylen, "must be yes or no");
+    text_errf(why, whylen, "must be yes or no");
     return -1;
 }
 
@@ -604,11 +592,11 @@ static int add_bins(struct route_table *rt, const char *v, int idx, char *why,
         }
         n = (size_t)(end - s);
         if (n == 0) {
-            set_err(why, whylen, "empty entry in the list");
+            text_errf(why, whylen, "empty entry in the list");
             return -1;
         }
         if (n >= sizeof(one)) {
-            set_err(why, whylen, "entry of %zu characters is too long", n);
+            text_errf(why, whylen, "entry of %zu characters is too long", n);
             return -1;
         }
         memcpy(one, s, n);
@@ -649,11 +637,11 @@ static int set_value(struct config *c, const struct key *k, char *base, int idx,
     int n = 0;
 
     if (len == 0 && !(k->flags & F_EMPTY_OK)) {
-        set_err(why, whylen, "must not be empty");
+        text_errf(why, whylen, "must not be empty");
         return -1;
     }
     if (has_control(value)) {
-        set_err(why, whylen, "contains a control character");
+        text_errf(why, whylen, "contains a control character");
         return -1;
     }
     switch (k->type) {
@@ -663,7 +651,8 @@ static int set_value(struct config *c, const struct key *k, char *base, int idx,
             return -1;
         }
         if (len >= k->size) {
-            set_err(why, whylen, "too long (max %zu characters)", k->size - 1);
+            text_errf(why, whylen, "too long (max %zu characters)",
+                      k->size - 1);
             return -1;
         }
         memcpy(base + k->off, value, len + 1);
@@ -690,8 +679,8 @@ static int set_value(struct config *c, const struct key *k, char *base, int idx,
             }
         } else {
             if (len >= k->size) {
-                set_err(why, whylen, "too long (max %zu characters)",
-                        k->size - 1);
+                text_errf(why, whylen, "too long (max %zu characters)",
+                          k->size - 1);
                 return -1;
             }
             if (parse_hostport(value, len, NULL, k->size, NULL, why, whylen) !=
@@ -715,7 +704,7 @@ static int set_value(struct config *c, const struct key *k, char *base, int idx,
     case KT_BINS:
         return add_bins(c->routes, value, idx, why, whylen);
     }
-    set_err(why, whylen, "unsupported key type");
+    text_errf(why, whylen, "unsupported key type");
     return -1;
 }
 
@@ -768,14 +757,14 @@ static int issuer_create(struct config *c, const char *id, char *why,
     struct issuer *is;
 
     if (n >= CONFIG_MAX_ISSUERS) {
-        set_err(why, whylen, "too many issuers (max %d)", CONFIG_MAX_ISSUERS);
+        text_errf(why, whylen, "too many issuers (max %d)", CONFIG_MAX_ISSUERS);
         return -1;
     }
     if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
         size_t cap = n == 0 ? 4 : 2 * n;
         struct issuer *v = realloc(c->issuers, cap * sizeof(*v));
         if (v == NULL) {
-            set_err(why, whylen, "out of memory");
+            text_errf(why, whylen, "out of memory");
             return -1;
         }
         c->issuers = v;
@@ -806,7 +795,8 @@ static int kafka_prop_set(struct config *c, const char *scope, const char *name,
     if (n == 0 || n > KAFKA_NAME_MAX) {
         char nm[QUOTE_MAX + 4];
         clean_copy(nm, sizeof(nm), name, QUOTE_MAX);
-        set_err(why, whylen, "bad property name '%s' in [kafka.%s]", nm, scope);
+        text_errf(why, whylen, "bad property name '%s' in [kafka.%s]", nm,
+                  scope);
         return -1;
     }
     for (size_t i = 0; i < sizeof(reserved_props) / sizeof(reserved_props[0]);
@@ -815,21 +805,22 @@ static int kafka_prop_set(struct config *c, const char *scope, const char *name,
             continue;
         }
         if (reserved_props[i].use != NULL) {
-            set_err(why, whylen, "property '%s' is set by %s", name,
-                    reserved_props[i].use);
+            text_errf(why, whylen, "property '%s' is set by %s", name,
+                      reserved_props[i].use);
         } else {
-            set_err(why, whylen, "property '%s' is managed by cardwatch", name);
+            text_errf(why, whylen, "property '%s' is managed by cardwatch",
+                      name);
         }
         return -1;
     }
     *is_value = 1;
     if (strlen(value) >= sizeof(p->value)) {
-        set_err(why, whylen, "too long (max %zu characters)",
-                sizeof(p->value) - 1);
+        text_errf(why, whylen, "too long (max %zu characters)",
+                  sizeof(p->value) - 1);
         return -1;
     }
     if (has_control(value)) {
-        set_err(why, whylen, "contains a control character");
+        text_errf(why, whylen, "contains a control character");
         return -1;
     }
     *is_value = 0;
@@ -842,8 +833,8 @@ static int kafka_prop_set(struct config *c, const char *scope, const char *name,
     }
     if (p == NULL) {
         if (c->n_kafka_props >= CONFIG_MAX_KAFKA_PROPS) {
-            set_err(why, whylen, "too many kafka properties (max %d)",
-                    CONFIG_MAX_KAFKA_PROPS);
+            text_errf(why, whylen, "too many kafka properties (max %d)",
+                      CONFIG_MAX_KAFKA_PROPS);
             return -1;
         }
         p = &c->kafka_props[c->n_kafka_props++];
@@ -874,20 +865,20 @@ static int apply(struct config *c, const char *section, const char *name,
     clean_copy(sec, sizeof(sec), section, QUOTE_MAX);
     clean_copy(nm, sizeof(nm), name, QUOTE_MAX);
     if (section[0] == '\0') {
-        set_err(why, whylen, "key '%s' is outside any [section]", nm);
+        text_errf(why, whylen, "key '%s' is outside any [section]", nm);
         return -1;
     }
     switch (section_kind(section, &id)) {
     case SEC_UNKNOWN:
-        set_err(why, whylen, "unknown section [%s]", sec);
+        text_errf(why, whylen, "unknown section [%s]", sec);
         return -1;
     case SEC_KAFKA:
         return kafka_prop_set(c, id, name, value, line, why, whylen, is_value);
     case SEC_ISSUER:
         if (!issuer_id_ok(id)) {
-            set_err(why, whylen,
-                    "bad issuer id in [%s]: must be 1 to %d of a-z 0-9 _ -",
-                    sec, ISSUER_ID_MAX);
+            text_errf(why, whylen,
+                      "bad issuer id in [%s]: must be 1 to %d of a-z 0-9 _ -",
+                      sec, ISSUER_ID_MAX);
             return -1;
         }
         idx = issuer_find(c, id);
@@ -905,7 +896,7 @@ static int apply(struct config *c, const char *section, const char *name,
     }
     k = find_key(section, name);
     if (k == NULL) {
-        set_err(why, whylen, "unknown key '%s' in [%s]", nm, sec);
+        text_errf(why, whylen, "unknown key '%s' in [%s]", nm, sec);
         return -1;
     }
     if (set_value(c, k, base, idx, value, why, whylen) != 0) {
@@ -1101,38 +1092,38 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errlen)
     int ret;
 
     if (c == NULL || path == NULL || c->routes == NULL) {
-        set_err(errbuf, errlen, "config_load: not initialised");
+        text_errf(errbuf, errlen, "config_load: not initialised");
         goto out;
     }
     if (strlen(path) >= sizeof(c->path)) {
-        set_err(errbuf, errlen, "config path too long");
+        text_errf(errbuf, errlen, "config path too long");
         goto out;
     }
     ld = calloc(1, sizeof(*ld));
     if (ld == NULL) {
-        set_err(errbuf, errlen, "%s: out of memory", path);
+        text_errf(errbuf, errlen, "%s: out of memory", path);
         goto out;
     }
     ld->c = c;
     ld->f = fopen(path, "r");
     if (ld->f == NULL) {
-        set_err(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+        text_errf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
     snprintf(c->path, sizeof(c->path), "%s", path);
 
     ret = ini_parse_stream(read_line, ld, on_pair, ld);
     if (ret > 0 && (ld->err_line == 0 || ret < ld->err_line)) {
-        set_err(errbuf, errlen,
-                "%s:%d: syntax error: expected [section] or name = value", path,
-                ret);
+        text_errf(errbuf, errlen,
+                  "%s:%d: syntax error: expected [section] or name = value",
+                  path, ret);
     } else if (ld->err_line != 0) {
-        set_err(errbuf, errlen, "%s:%d: %s", path, ld->err_line, ld->err);
+        text_errf(errbuf, errlen, "%s:%d: %s", path, ld->err_line, ld->err);
     } else if (ld->read_errno != 0) {
-        set_err(errbuf, errlen, "%s: read error: %s", path,
-                strerror(ld->read_errno));
+        text_errf(errbuf, errlen, "%s: read error: %s", path,
+                  strerror(ld->read_errno));
     } else if (ret < 0) {
-        set_err(errbuf, errlen, "%s: out of memory", path);
+        text_errf(errbuf, errlen, "%s: out of memory", path);
     } else {
         rc = 0;
     }
@@ -1158,7 +1149,7 @@ int config_set(struct config *c, const char *section, const char *name,
 
     if (c == NULL || section == NULL || name == NULL || value == NULL ||
         c->routes == NULL) {
-        set_err(errbuf, errlen, "config_set: invalid argument");
+        text_errf(errbuf, errlen, "config_set: invalid argument");
         return -1;
     }
     if (apply(c, section, name, value, 0, why, sizeof(why), &is_value) == 0) {
@@ -1167,10 +1158,10 @@ int config_set(struct config *c, const char *section, const char *name,
     clean_copy(sec, sizeof(sec), section, QUOTE_MAX);
     clean_copy(nm, sizeof(nm), name, QUOTE_MAX);
     if (is_value) {
-        set_err(errbuf, errlen, "%s.%s: bad value %s: %s", sec, nm,
-                quote(q, sizeof(q), name, value), why);
+        text_errf(errbuf, errlen, "%s.%s: bad value %s: %s", sec, nm,
+                  quote(q, sizeof(q), name, value), why);
     } else {
-        set_err(errbuf, errlen, "%s.%s: %s", sec, nm, why);
+        text_errf(errbuf, errlen, "%s.%s: %s", sec, nm, why);
     }
     return -1;
 }
@@ -1189,28 +1180,28 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
     int rc = -1;
 
     if (c == NULL) {
-        set_err(errbuf, errlen, "config_check: invalid argument");
+        text_errf(errbuf, errlen, "config_check: invalid argument");
         goto out;
     }
     if (c->brokers[0] == '\0' && c->brokers_file[0] == '\0') {
-        set_err(errbuf, errlen,
-                "no Kafka brokers: set [kafka] brokers or brokers_file");
+        text_errf(errbuf, errlen,
+                  "no Kafka brokers: set [kafka] brokers or brokers_file");
         goto out;
     }
     if (c->key_file[0] == '\0') {
-        set_err(errbuf, errlen, "[card] key_file is required");
+        text_errf(errbuf, errlen, "[card] key_file is required");
         goto out;
     }
     if (c->max_in_flight < c->batch_size) {
-        set_err(errbuf, errlen,
-                "[pipeline] max_in_flight (%d) must be >= batch_size (%d)",
-                c->max_in_flight, c->batch_size);
+        text_errf(errbuf, errlen,
+                  "[pipeline] max_in_flight (%d) must be >= batch_size (%d)",
+                  c->max_in_flight, c->batch_size);
         goto out;
     }
     counts = calloc(c->n_issuers + 1, sizeof(*counts));
     uses = calloc(c->n_issuers + 3, sizeof(*uses));
     if (counts == NULL || uses == NULL) {
-        set_err(errbuf, errlen, "out of memory");
+        text_errf(errbuf, errlen, "out of memory");
         goto out;
     }
     route_count_by_idx(c->routes, counts, c->n_issuers);
@@ -1226,21 +1217,21 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
         struct issuer *is = &c->issuers[i];
 
         if (is->home_country[0] == '\0') {
-            set_err(errbuf, errlen, "[issuer %s] home_country is required",
-                    is->id);
+            text_errf(errbuf, errlen, "[issuer %s] home_country is required",
+                      is->id);
             goto out;
         }
         if (counts[i] == 0) {
-            set_err(errbuf, errlen, "[issuer %s] has no bins", is->id);
+            text_errf(errbuf, errlen, "[issuer %s] has no bins", is->id);
             goto out;
         }
         if (is->topic[0] == '\0') {
             size_t n = strlen(c->alert_topic_prefix) + strlen(is->id);
             if (n > TOPIC_MAX || n >= sizeof(is->topic)) {
-                set_err(errbuf, errlen,
-                        "[issuer %s] alert_topic_prefix + id is longer "
-                        "than a topic name may be (%d)",
-                        is->id, TOPIC_MAX);
+                text_errf(errbuf, errlen,
+                          "[issuer %s] alert_topic_prefix + id is longer "
+                          "than a topic name may be (%d)",
+                          is->id, TOPIC_MAX);
                 goto out;
             }
             snprintf(is->topic, sizeof(is->topic), "%s%s",
@@ -1253,11 +1244,11 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
             if (strcmp(uses[i].topic, uses[j].topic) != 0) {
                 continue;
             }
-            set_err(errbuf, errlen,
-                    "topic '%s' is used twice: %s%s%s and %s%s%s",
-                    uses[i].topic, i < 3 ? "" : "[issuer ", uses[i].what,
-                    i < 3 ? "" : "] topic", j < 3 ? "" : "[issuer ",
-                    uses[j].what, j < 3 ? "" : "] topic");
+            text_errf(errbuf, errlen,
+                      "topic '%s' is used twice: %s%s%s and %s%s%s",
+                      uses[i].topic, i < 3 ? "" : "[issuer ", uses[i].what,
+                      i < 3 ? "" : "] topic", j < 3 ? "" : "[issuer ",
+                      uses[j].what, j < 3 ? "" : "] topic");
             goto out;
         }
     }
@@ -1281,7 +1272,7 @@ int config_brokers(const struct config *c, char *buf, size_t buflen,
     int rc = -1;
 
     if (c == NULL || buf == NULL || buflen == 0) {
-        set_err(errbuf, errlen, "config_brokers: invalid argument");
+        text_errf(errbuf, errlen, "config_brokers: invalid argument");
         goto out;
     }
     if (c->brokers_file[0] != '\0') {
@@ -1289,8 +1280,8 @@ int config_brokers(const struct config *c, char *buf, size_t buflen,
 
         f = fopen(c->brokers_file, "r");
         if (f == NULL) {
-            set_err(errbuf, errlen, "%s: cannot open: %s", c->brokers_file,
-                    strerror(errno));
+            text_errf(errbuf, errlen, "%s: cannot open: %s", c->brokers_file,
+                      strerror(errno));
             goto out;
         }
         while ((n = getline(&line, &cap, f)) >= 0) {
@@ -1310,29 +1301,29 @@ int config_brokers(const struct config *c, char *buf, size_t buflen,
         }
         if (src == NULL) {
             if (ferror(f)) {
-                set_err(errbuf, errlen, "%s: read error", c->brokers_file);
+                text_errf(errbuf, errlen, "%s: read error", c->brokers_file);
             } else {
-                set_err(errbuf, errlen, "%s: no brokers in the file",
-                        c->brokers_file);
+                text_errf(errbuf, errlen, "%s: no brokers in the file",
+                          c->brokers_file);
             }
             goto out;
         }
         if (parse_hostports(src, list, sizeof(list), why, sizeof(why)) != 0) {
-            set_err(errbuf, errlen, "%s: bad brokers %s: %s", c->brokers_file,
-                    quote(q, sizeof(q), "brokers", src), why);
+            text_errf(errbuf, errlen, "%s: bad brokers %s: %s", c->brokers_file,
+                      quote(q, sizeof(q), "brokers", src), why);
             goto out;
         }
         src = list;
     } else if (c->brokers[0] != '\0') {
         src = c->brokers;
     } else {
-        set_err(errbuf, errlen,
-                "no Kafka brokers: set [kafka] brokers or brokers_file");
+        text_errf(errbuf, errlen,
+                  "no Kafka brokers: set [kafka] brokers or brokers_file");
         goto out;
     }
     if (strlen(src) >= buflen) {
-        set_err(errbuf, errlen, "broker list too long (%zu characters)",
-                strlen(src));
+        text_errf(errbuf, errlen, "broker list too long (%zu characters)",
+                  strlen(src));
         goto out;
     }
     memcpy(buf, src, strlen(src) + 1);

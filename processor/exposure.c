@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -13,6 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #include "alert.h"
+#include "clock.h"
 #include "log.h"
 #include "rmodel.h"
 
@@ -79,20 +79,13 @@ struct exposure {
     int destroying;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void connect_now(struct exposure *x);
 static void send_pending(struct exposure *x);
 
 static void set_state(struct exposure *x, enum conn_state s)
 {
     x->state = s;
-    x->state_since_ns = now_ns();
+    x->state_since_ns = clock_mono_ns();
     int up = s == CONN_UP;
     if (x->metrics != NULL) {
         metrics_gauge(x->metrics, METRICS_G_REDIS_UP, up);
@@ -152,7 +145,7 @@ static void on_ping(redisAsyncContext *ac, void *r, void *privdata)
         /* e.g. LOADING after a restart: not ready yet, ask again. */
         log_info(MOD, "Redis %s:%d answered '%s'; waiting", x->host, x->port,
                  reply->str);
-        x->state_since_ns = now_ns();
+        x->state_since_ns = clock_mono_ns();
         redisAsyncCommand(ac, on_ping, x, "PING");
         return;
     }
@@ -506,7 +499,8 @@ static void on_mget(redisAsyncContext *ac, void *rp, void *privdata)
         return;
     }
     if (x->metrics != NULL) {
-        metrics_redis_rtt(x->metrics, (double)(now_ns() - r->sent_ns) / 1e9);
+        metrics_redis_rtt(x->metrics,
+                          (double)(clock_mono_ns() - r->sent_ns) / 1e9);
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n) {
         log_warn(MOD, "exposure lookup answered %s; retrying",
@@ -544,7 +538,7 @@ static void send_req(struct exposure *x, struct xreq *r)
         return; /* stays unsent; the connection is going down */
     }
     r->sent = 1;
-    r->sent_ns = now_ns();
+    r->sent_ns = clock_mono_ns();
 }
 
 static void send_pending(struct exposure *x)
@@ -589,7 +583,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exposure *x = arg;
-    uint64_t now = now_ns();
+    uint64_t now = clock_mono_ns();
     uint64_t limit = (uint64_t)x->timeout_ms * 1000000ull;
     if (x->state == CONN_CONNECTING && now - x->state_since_ns > limit) {
         drop_connection(x, "connect timed out");
@@ -639,7 +633,7 @@ struct exposure *exposure_new(struct event_base *base,
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;
     x->backoff_ms = BACKOFF_MIN_MS;
-    x->last_refresh_ns = now_ns();
+    x->last_refresh_ns = clock_mono_ns();
     x->tick = event_new(base, -1, EV_PERSIST, on_tick, x);
     x->reconnect = evtimer_new(base, on_reconnect, x);
     x->retry = evtimer_new(base, on_retry, x);

@@ -8,31 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "breach.h"
 #include "card.h"
+#include "clock.h"
 #include "log.h"
 #include "rmodel.h"
 
 #define MOD "load"
 #define CHUNK 1000
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static redisContext *connect_redis(const struct config *c)
 {
@@ -301,7 +287,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     breach_elements_format(elements, elems, sizeof(elems));
     snprintf(s_ws, sizeof(s_ws), "%" PRId64, ws);
     snprintf(s_we, sizeof(s_we), "%" PRId64, we);
-    snprintf(s_now, sizeof(s_now), "%" PRId64, wall_ms());
+    snprintf(s_now, sizeof(s_now), "%" PRId64, clock_wall_ms());
     /* Metadata first, so a processor that meets a card finds its breach. */
     redisReply *r = cmd(rc, "HSET", "HSET %s window_start_ms %s "
                         "window_end_ms %s elements %s key_id %s "
@@ -324,7 +310,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     }
 
     struct load_stats st = {0};
-    double t0 = mono_s(), last = t0;
+    uint64_t t0 = clock_mono_ns(), last = t0;
     int pending = 0;
     unsigned long lineno = 1;
     ssize_t len;
@@ -380,12 +366,12 @@ int loader_load(const struct config *c, const struct load_opts *o)
                 goto out;
             }
             pending = 0;
-            double now = mono_s();
-            if (o->progress && now - last > 0.2) {
+            uint64_t now = clock_mono_ns();
+            if (o->progress && now - last > 200000000u) {
                 last = now;
                 fprintf(stderr, "\r\033[Kloading %s: %" PRIu64 " cards "
                         "(%.0f/s)", o->breach_id, st.loaded,
-                        (double)st.loaded / (now - t0));
+                        (double)st.loaded / ((double)(now - t0) / 1e9));
             }
         }
     }
@@ -398,7 +384,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     r = cmd(rc, "SCARD", "SCARD %s", ckey);
     long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
-    double secs = mono_s() - t0;
+    double secs = (double)(clock_mono_ns() - t0) / 1e9;
     printf("breach %s: %" PRIu64 " rows, %" PRIu64 " cards loaded (%" PRIu64
            " new), %" PRIu64 " rejected, %lld cards in the breach; %.2f s "
            "(%.0f cards/s)\n",

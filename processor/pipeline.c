@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <jansson.h>
 #include <openssl/sha.h>
 
+#include "clock.h"
 #include "log.h"
 #include "offsets.h"
 
@@ -49,13 +49,6 @@ struct pipeline {
     int starved; /* the source was told we were full */
     char source_topic[256];
 };
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 struct pipeline *pipeline_new(const struct pipeline_opts *opts)
 {
@@ -161,7 +154,7 @@ static void send_dead_letter(struct pipeline *p, struct pev *ev,
         "source", "topic", p->source_topic, "partition",
         (int)r->partition, "offset", (json_int_t)r->offset, "txn_id",
         ev->txn.txn_id, "payload_sha256", hex, "payload_bytes",
-        (json_int_t)r->len, "detected_at_ms", (json_int_t)wall_ms());
+        (json_int_t)r->len, "detected_at_ms", (json_int_t)clock_wall_ms());
     char *val = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     char part[16], off[32];
@@ -324,7 +317,8 @@ static void raise_alert(struct pipeline *p, struct pev *ev,
     size_t len = 0;
     if (a == NULL ||
         alert_build(a, &ev->txn, iss ? iss->id : "", fp, rh, nh, ab, nab,
-                    p->o.mode, wall_ms(), rules_version(p->o.rules)) != 0 ||
+                    p->o.mode, clock_wall_ms(),
+                    rules_version(p->o.rules)) != 0 ||
         alert_encode_protobuf(a, &buf, &len) != 0) {
         log_error(MOD, "could not build alert for txn %s; it will be "
                   "processed again after a restart", ev->txn.txn_id);

@@ -10,11 +10,12 @@
  */
 #include "route.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "text.h"
 
 #define ROUTE_MIN_LEN 6
 #define ROUTE_MAX_LEN 8
@@ -35,21 +36,6 @@ struct route_level {
 struct route_table {
     struct route_level lv[ROUTE_LEVELS]; /* lv[len - ROUTE_MIN_LEN] */
 };
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 struct route_table *route_new(void)
 {
@@ -138,11 +124,11 @@ int route_add(struct route_table *rt, const char *spec, int idx, char *errbuf,
     int rc = -1;
 
     if (rt == NULL || spec == NULL || idx < 0) {
-        set_err(errbuf, errlen, "invalid argument");
+        text_errf(errbuf, errlen, "invalid argument");
         goto out;
     }
     if (*spec == '\0') {
-        set_err(errbuf, errlen, "empty BIN prefix");
+        text_errf(errbuf, errlen, "empty BIN prefix");
         goto out;
     }
     dash = strchr(spec, '-');
@@ -177,9 +163,9 @@ int route_add(struct route_table *rt, const char *spec, int idx, char *errbuf,
     first = lower_bound(l, lo);
     for (end = first; end < l->n && l->v[end].prefix <= hi; end++) {
         if (l->v[end].idx != idx) {
-            set_err(errbuf, errlen,
-                    "BIN prefix %0*u is already routed to issuer index %d",
-                    (int)lo_len, (unsigned)l->v[end].prefix, l->v[end].idx);
+            text_errf(errbuf, errlen,
+                      "BIN prefix %0*u is already routed to issuer index %d",
+                      (int)lo_len, (unsigned)l->v[end].prefix, l->v[end].idx);
             goto out;
         }
         have++;
@@ -193,7 +179,7 @@ int route_add(struct route_table *rt, const char *spec, int idx, char *errbuf,
     /* Merge: old[0..first), [lo, hi], old[end..n). */
     merged = malloc((l->n + add) * sizeof(*merged));
     if (merged == NULL) {
-        set_err(errbuf, errlen, "out of memory");
+        text_errf(errbuf, errlen, "out of memory");
         goto out;
     }
     if (first > 0) {
@@ -221,11 +207,11 @@ int route_add(struct route_table *rt, const char *spec, int idx, char *errbuf,
 
 bad_spec:
     if (echo_ok(spec)) {
-        set_err(errbuf, errlen, "BIN %s '%s' %s",
-                dash != NULL ? "range" : "prefix", spec, why);
+        text_errf(errbuf, errlen, "BIN %s '%s' %s",
+                  dash != NULL ? "range" : "prefix", spec, why);
     } else {
-        set_err(errbuf, errlen, "BIN %s of %zu characters %s",
-                dash != NULL ? "range" : "prefix", strlen(spec), why);
+        text_errf(errbuf, errlen, "BIN %s of %zu characters %s",
+                  dash != NULL ? "range" : "prefix", strlen(spec), why);
     }
 out:
     free(merged);

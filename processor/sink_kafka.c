@@ -1,15 +1,14 @@
 /* sink_kafka.c - see sink_kafka.h. */
 #include "sink_kafka.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
 
@@ -18,8 +17,7 @@
 struct sink_kafka {
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
-    int pipefd[2];
-    struct event *ev;
+    struct kafka_loop_watch *watch; /* mainq signals the loop */
     struct event *tick;
     struct metrics *metrics;
     sink_kafka_cb cb;
@@ -27,19 +25,11 @@ struct sink_kafka {
     int fatal;
 };
 
-static void serve(struct sink_kafka *s)
+static void serve(void *arg)
 {
+    struct sink_kafka *s = arg;
     while (rd_kafka_poll(s->rk, 0) > 0) {
     }
-}
-
-static void on_readable(evutil_socket_t fd, short what, void *arg)
-{
-    (void)what;
-    char buf[256];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-    serve(arg);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -131,7 +121,6 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
         snprintf(errbuf, errlen, "sink: out of memory");
         return NULL;
     }
-    s->pipefd[0] = s->pipefd[1] = -1;
     s->metrics = metrics;
     s->cb = cb;
     s->cb_arg = cb_arg;
@@ -147,20 +136,17 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
         goto err; /* conf is still ours on failure */
     }
     conf = NULL; /* rd_kafka_new took it */
-    if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        snprintf(errbuf, errlen, "sink: pipe: out of descriptors");
+    s->mainq = rd_kafka_queue_get_main(s->rk);
+    s->watch = kafka_loop_watch(base, s->mainq, serve, s, kerr, sizeof(kerr));
+    if (s->watch == NULL) {
+        snprintf(errbuf, errlen, "sink: %s", kerr);
         goto err;
     }
-    s->mainq = rd_kafka_queue_get_main(s->rk);
-    rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
-    s->ev = event_new(base, s->pipefd[0], EV_READ | EV_PERSIST, on_readable,
-                      s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
-    if (s->ev == NULL || s->tick == NULL) {
+    if (s->tick == NULL) {
         snprintf(errbuf, errlen, "sink: out of memory");
         goto err;
     }
-    event_add(s->ev, NULL);
     struct timeval tv = {0, 100000};
     event_add(s->tick, &tv);
     return s;
@@ -210,24 +196,15 @@ void sink_kafka_destroy(struct sink_kafka *s)
     if (s == NULL) {
         return;
     }
-    if (s->ev != NULL) {
-        event_free(s->ev);
-    }
+    kafka_loop_unwatch(s->watch); /* before its queue goes */
     if (s->tick != NULL) {
         event_free(s->tick);
     }
     if (s->mainq != NULL) {
-        rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
         rd_kafka_queue_destroy(s->mainq);
     }
     if (s->rk != NULL) {
         rd_kafka_destroy(s->rk);
-    }
-    if (s->pipefd[0] >= 0) {
-        close(s->pipefd[0]);
-    }
-    if (s->pipefd[1] >= 0) {
-        close(s->pipefd[1]);
     }
     free(s);
 }

@@ -1,16 +1,15 @@
 /* source_kafka.c - see source_kafka.h. */
 #include "source_kafka.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
 
@@ -30,8 +29,7 @@ struct source_kafka {
     char topic[256];
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
-    int pipefd[2];
-    struct event *ev;
+    struct kafka_loop_watch *watch; /* q signals the loop; NULL once closed */
     struct event *tick;
     struct event *flush_ev;
     struct event *kick_ev;
@@ -311,12 +309,8 @@ static void drain(struct source_kafka *s)
     source_kafka_kick(s);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_queue(void *arg)
 {
-    (void)what;
-    char buf[256];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
     drain(arg);
 }
 
@@ -377,7 +371,6 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         return NULL;
     }
     s->o = *o;
-    s->pipefd[0] = s->pipefd[1] = -1;
     snprintf(s->topic, sizeof(s->topic), "%s", o->topic);
     s->msgs = calloc((size_t)o->batch_size, sizeof(*s->msgs));
     s->recs = calloc((size_t)o->batch_size, sizeof(*s->recs));
@@ -400,18 +393,15 @@ struct source_kafka *source_kafka_new(struct event_base *base,
     conf = NULL; /* rd_kafka_new took it */
     rd_kafka_poll_set_consumer(s->rk);
     s->q = rd_kafka_queue_get_consumer(s->rk);
-    if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        snprintf(errbuf, errlen, "source: pipe: out of descriptors");
+    s->watch = kafka_loop_watch(base, s->q, on_queue, s, kerr, sizeof(kerr));
+    if (s->watch == NULL) {
+        snprintf(errbuf, errlen, "source: %s", kerr);
         goto err;
     }
-    rd_kafka_queue_io_event_enable(s->q, s->pipefd[1], "1", 1);
-    s->ev = event_new(base, s->pipefd[0], EV_READ | EV_PERSIST, on_readable,
-                      s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     s->flush_ev = event_new(base, -1, 0, on_flush, s);
     s->kick_ev = event_new(base, -1, 0, on_kick, s);
-    if (s->ev == NULL || s->tick == NULL || s->flush_ev == NULL ||
-        s->kick_ev == NULL) {
+    if (s->tick == NULL || s->flush_ev == NULL || s->kick_ev == NULL) {
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
@@ -424,7 +414,6 @@ struct source_kafka *source_kafka_new(struct event_base *base,
                  rd_kafka_err2str(e));
         goto err;
     }
-    event_add(s->ev, NULL);
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(s->tick, &tv);
     return s;
@@ -497,7 +486,9 @@ int source_kafka_close(struct source_kafka *s)
         cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         log_warn(MOD, "final commit: %s", rd_kafka_err2str(cerr));
     }
-    rd_kafka_queue_io_event_enable(s->q, -1, NULL, 0);
+    /* The queue signals the loop no more: close serves it itself. */
+    kafka_loop_unwatch(s->watch);
+    s->watch = NULL;
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(s->rk);
     s->closed = 1;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -518,7 +509,8 @@ void source_kafka_destroy(struct source_kafka *s)
     if (s->rk != NULL && !s->closed) {
         source_kafka_close(s);
     }
-    struct event *evs[] = {s->ev, s->tick, s->flush_ev, s->kick_ev};
+    kafka_loop_unwatch(s->watch); /* before its queue goes */
+    struct event *evs[] = {s->tick, s->flush_ev, s->kick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);
@@ -529,12 +521,6 @@ void source_kafka_destroy(struct source_kafka *s)
     }
     if (s->rk != NULL) {
         rd_kafka_destroy(s->rk);
-    }
-    if (s->pipefd[0] >= 0) {
-        close(s->pipefd[0]);
-    }
-    if (s->pipefd[1] >= 0) {
-        close(s->pipefd[1]);
     }
     free(s->msgs);
     free(s->recs);

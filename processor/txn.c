@@ -14,9 +14,7 @@
  */
 #include "txn.h"
 
-#include <limits.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "cardwatch.pb-c.h"
+#include "text.h"
 
 #define BAD(s) (1u << (unsigned)(s))
 
@@ -292,38 +291,6 @@ static void copy_pan(struct txn *out, const char *src, size_t len,
     memcpy(out->pan, src, len);
     out->pan[len] = '\0';
     out->pan_len = (uint8_t)len;
-}
-
-/* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence starting at s[0] (n >= 1 bytes
- * available), or 0 when it is not valid UTF-8. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c < 0xc2 || c > 0xf4) {
-        return 0;
-    }
-    if (c < 0xe0) {
-        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    }
-    if (c < 0xf0) {
-        if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-            (c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)) {
-            return 0;
-        }
-        return 3;
-    }
-    if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-        (s[3] & 0xc0) != 0x80 || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] > 0x8f)) {
-        return 0;
-    }
-    return 4;
 }
 
 /* ---- protobuf ---- */
@@ -625,7 +592,7 @@ static size_t pb_str_len(const uint8_t *s, size_t n)
         if (c == 0) {
             return i;
         }
-        k = utf8_seq(s + i, n - i);
+        k = text_utf8_seq(s + i, n - i);
         if (k == 0) {
             return SIZE_MAX;
         }
@@ -928,142 +895,48 @@ int txn_encode_protobuf(const struct txn *t, uint8_t **out, size_t *outlen)
     return 0;
 }
 
-/* A bounded JSON writer: records overflow instead of failing each call. */
-struct jw {
-    char *buf;
-    size_t cap; /* bytes available for text, excluding the NUL */
-    size_t len;
-    int overflow;
-};
-
-static void jw_raw(struct jw *w, const char *s, size_t n)
+/* Writes the member key (raw JSON, from its leading ',' or '{' to its
+ * ':') and the fixed-size string field s[size] as its value. */
+static void json_member(struct jsonw *w, const char *key, const char *s,
+                        size_t size)
 {
-    if (w->overflow || n > w->cap - w->len) {
-        w->overflow = 1;
-        return;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-    jw_raw(w, s, strlen(s));
-}
-
-/* Writes s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
-static void jw_str(struct jw *w, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    jw_raw(w, "\"", 1);
-    while (i < n && !w->overflow) {
-        size_t run = i;
-        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
-               p[run] != '\\') {
-            run++;
-        }
-        jw_raw(w, s + i, run - i);
-        i = run;
-        if (i >= n) {
-            break;
-        }
-        if (p[i] >= 0x80) {
-            size_t k = utf8_seq(p + i, n - i);
-            if (k == 0) {
-                jw_raw(w, "\\ufffd", 6);
-                i++;
-            } else {
-                jw_raw(w, s + i, k);
-                i += k;
-            }
-            continue;
-        }
-        switch (p[i]) {
-        case '"':
-            jw_raw(w, "\\\"", 2);
-            break;
-        case '\\':
-            jw_raw(w, "\\\\", 2);
-            break;
-        case '\n':
-            jw_raw(w, "\\n", 2);
-            break;
-        case '\r':
-            jw_raw(w, "\\r", 2);
-            break;
-        case '\t':
-            jw_raw(w, "\\t", 2);
-            break;
-        case '\b':
-            jw_raw(w, "\\b", 2);
-            break;
-        case '\f':
-            jw_raw(w, "\\f", 2);
-            break;
-        default: {
-            char esc[6] = {
-                '\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 0x0f]};
-            jw_raw(w, esc, sizeof(esc));
-            break;
-        }
-        }
-        i++;
-    }
-    jw_raw(w, "\"", 1);
-}
-
-static void jw_field_str(struct jw *w, const char *key, const char *s,
-                         size_t size)
-{
-    jw_lit(w, key);
-    jw_str(w, s, strnlen(s, size));
-}
-
-static void jw_i64(struct jw *w, int64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-    jw_raw(w, tmp, (size_t)n);
+    jsonw_cstr(w, key);
+    jsonw_field(w, s, size);
 }
 
 int txn_encode_json(const struct txn *t, char *buf, size_t buflen)
 {
-    struct jw w = {buf, buflen > 0 ? buflen - 1 : 0, 0, buflen == 0};
+    struct jsonw w;
+    int n;
 
-    jw_field_str(&w, "{\"txn_id\":", t->txn_id, sizeof(t->txn_id));
-    jw_field_str(&w, ",\"pan\":", t->pan, sizeof(t->pan));
-    jw_field_str(&w, ",\"expiry\":", t->expiry, sizeof(t->expiry));
-    jw_lit(&w, ",\"amount_minor\":");
-    jw_i64(&w, t->amount_minor);
-    jw_field_str(&w, ",\"currency\":", t->currency, sizeof(t->currency));
-    jw_lit(&w, ",\"mcc\":");
-    jw_i64(&w, t->mcc);
-    jw_field_str(&w, ",\"merchant_id\":", t->merchant_id,
-                 sizeof(t->merchant_id));
-    jw_field_str(&w, ",\"merchant_country\":", t->merchant_country,
-                 sizeof(t->merchant_country));
-    jw_lit(&w, ",\"channel\":\"");
-    jw_lit(&w, txn_channel_name(t->channel));
-    jw_lit(&w, "\",\"entry_mode\":\"");
-    jw_lit(&w, txn_entry_mode_name(t->entry_mode));
-    jw_lit(&w, "\",\"cvv2_presented\":");
-    jw_lit(&w, t->cvv2_presented ? "true" : "false");
-    jw_lit(&w, ",\"response\":\"");
-    jw_lit(&w, txn_response_name(t->response));
-    jw_lit(&w, "\",\"event_time_ms\":");
-    jw_i64(&w, t->event_time_ms);
-    jw_lit(&w, "}");
-    if (w.overflow || w.len > INT_MAX) {
+    jsonw_init(&w, buf, buflen);
+    json_member(&w, "{\"txn_id\":", t->txn_id, sizeof(t->txn_id));
+    json_member(&w, ",\"pan\":", t->pan, sizeof(t->pan));
+    json_member(&w, ",\"expiry\":", t->expiry, sizeof(t->expiry));
+    JSONW_LIT(&w, ",\"amount_minor\":");
+    jsonw_i64(&w, t->amount_minor);
+    json_member(&w, ",\"currency\":", t->currency, sizeof(t->currency));
+    JSONW_LIT(&w, ",\"mcc\":");
+    jsonw_i64(&w, t->mcc);
+    json_member(&w, ",\"merchant_id\":", t->merchant_id,
+                sizeof(t->merchant_id));
+    json_member(&w, ",\"merchant_country\":", t->merchant_country,
+                sizeof(t->merchant_country));
+    JSONW_LIT(&w, ",\"channel\":\"");
+    jsonw_cstr(&w, txn_channel_name(t->channel));
+    JSONW_LIT(&w, "\",\"entry_mode\":\"");
+    jsonw_cstr(&w, txn_entry_mode_name(t->entry_mode));
+    JSONW_LIT(&w, "\",\"cvv2_presented\":");
+    jsonw_cstr(&w, t->cvv2_presented ? "true" : "false");
+    JSONW_LIT(&w, ",\"response\":\"");
+    jsonw_cstr(&w, txn_response_name(t->response));
+    JSONW_LIT(&w, "\",\"event_time_ms\":");
+    jsonw_i64(&w, t->event_time_ms);
+    JSONW_LIT(&w, "}");
+    n = jsonw_end(&w);
+    if (n < 0) {
         /* What was written may hold part of the PAN. */
         OPENSSL_cleanse(buf, w.len);
-        if (buflen > 0) {
-            buf[0] = '\0';
-        }
-        return -1;
     }
-    buf[w.len] = '\0';
-    return (int)w.len;
+    return n;
 }

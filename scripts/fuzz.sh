@@ -27,9 +27,9 @@ cflags=(-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined
 libs=(-lcrypto -lprotobuf-c -ljansson)
 
 declare -A srcs=(
-  [fuzz_txn_protobuf]="processor/txn.c processor/card.c"
-  [fuzz_txn_json]="processor/txn.c processor/card.c"
-  [fuzz_alert_protobuf]="processor/alert.c processor/txn.c processor/card.c
+  [fuzz_txn_protobuf]="processor/txn.c processor/card.c processor/text.c"
+  [fuzz_txn_json]="processor/txn.c processor/card.c processor/text.c"
+  [fuzz_alert_protobuf]="processor/alert.c processor/txn.c processor/card.c processor/text.c
                          processor/breach.c"
 )
 
