@@ -38,6 +38,7 @@ struct xreq {
     const char **argv;
     size_t *argvlen;
     exposure_cb cb;
+    exposure_reply_cb raw_cb; /* set for exposure_command() requests */
     void *arg;
     int sent;       /* command written to the current connection */
     int answered;   /* entries parsed; maybe waiting for metadata */
@@ -531,9 +532,23 @@ static void on_mget(redisAsyncContext *ac, void *rp, void *privdata)
     }
 }
 
+static void on_raw(redisAsyncContext *ac, void *rp, void *privdata)
+{
+    (void)ac;
+    struct xreq *r = privdata;
+    if (rp == NULL) {
+        r->sent = 0; /* connection gone: re-sent after reconnect */
+        return;
+    }
+    unlink_req(r->x, r);
+    r->raw_cb(r->arg, rp);
+    free_req(r);
+}
+
 static void send_req(struct exposure *x, struct xreq *r)
 {
-    if (redisAsyncCommandArgv(x->ac, on_mget, r, (int)(r->n + 1), r->argv,
+    if (redisAsyncCommandArgv(x->ac, r->raw_cb ? on_raw : on_mget, r,
+                              (int)(r->n + 1), r->argv,
                               r->argvlen) != REDIS_OK) {
         return; /* stays unsent; the connection is going down */
     }
@@ -651,6 +666,21 @@ oom:
     return NULL;
 }
 
+static void enqueue(struct exposure *x, struct xreq *r)
+{
+    r->prev = x->tail;
+    if (x->tail != NULL) {
+        x->tail->next = r;
+    } else {
+        x->head = r;
+    }
+    x->tail = r;
+    x->n_pending++;
+    if (x->state == CONN_UP && x->ac != NULL) {
+        send_req(x, r);
+    }
+}
+
 int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
                     exposure_cb cb, void *arg)
 {
@@ -682,17 +712,41 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
         r->argvlen[i + 1] = (size_t)len;
         p += len + 1;
     }
-    r->prev = x->tail;
-    if (x->tail != NULL) {
-        x->tail->next = r;
-    } else {
-        x->head = r;
+    enqueue(x, r);
+    return 0;
+}
+
+int exposure_command(struct exposure *x, int argc, const char *const *argv,
+                     const size_t *argvlen, exposure_reply_cb cb, void *arg)
+{
+    size_t total = 0;
+    for (int i = 0; i < argc; i++) {
+        total += argvlen[i] + 1;
     }
-    x->tail = r;
-    x->n_pending++;
-    if (x->state == CONN_UP && x->ac != NULL) {
-        send_req(x, r);
+    struct xreq *r = argc > 0 ? calloc(1, sizeof(*r)) : NULL;
+    if (r == NULL) {
+        return -1;
     }
+    r->x = x;
+    r->n = (size_t)argc - 1;
+    r->raw_cb = cb;
+    r->arg = arg;
+    r->argv = malloc((size_t)argc * sizeof(*r->argv));
+    r->argvlen = malloc((size_t)argc * sizeof(*r->argvlen));
+    r->keybuf = malloc(total);
+    if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL) {
+        free_req(r);
+        return -1;
+    }
+    char *p = r->keybuf;
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], argvlen[i]);
+        p[argvlen[i]] = '\0';
+        r->argv[i] = p;
+        r->argvlen[i] = argvlen[i];
+        p += argvlen[i] + 1;
+    }
+    enqueue(x, r);
     return 0;
 }
 
@@ -720,7 +774,11 @@ void exposure_destroy(struct exposure *x)
     while (x->head != NULL) {
         struct xreq *r = x->head;
         unlink_req(x, r);
-        r->cb(r->arg, -1, NULL);
+        if (r->raw_cb != NULL) {
+            r->raw_cb(r->arg, NULL);
+        } else {
+            r->cb(r->arg, -1, NULL);
+        }
         free_req(r);
     }
     if (x->tick != NULL) {

@@ -69,6 +69,20 @@ struct exposure *exposure_new(struct event_base *base,
 int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
                     exposure_cb cb, void *arg);
 
+struct redisReply;
+
+/* Called exactly once per exposure_command(): with the reply (borrowed
+ * for the call; an error reply is passed through), or NULL when the
+ * module is destroyed first. */
+typedef void (*exposure_reply_cb)(void *arg, const struct redisReply *reply);
+
+/* Runs one command on the same connection, in order with the lookups and
+ * with the same guarantee: re-sent after every reconnect until Redis
+ * answered (so it must be idempotent). argv is copied. Returns 0, or -1 on
+ * allocation failure (cb is then not called). */
+int exposure_command(struct exposure *x, int argc, const char *const *argv,
+                     const size_t *argvlen, exposure_reply_cb cb, void *arg);
+
 /* 1 when the connection is up. */
 int exposure_is_up(const struct exposure *x);
 

@@ -1,7 +1,6 @@
 /* loader.c - see loader.h. */
 #include "loader.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "breach.h"
 #include "card.h"
 #include "clock.h"
+#include "listcsv.h"
 #include "log.h"
 #include "rmodel.h"
 
@@ -69,92 +69,60 @@ static int load_script(redisContext *rc, const char *src, char sha[41])
     return 0;
 }
 
-/* ---- CSV ---- */
-
-/* Splits line into at most max fields at commas; strips spaces and one
- * pair of double quotes around each field. Modifies line. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *p = line;
-    while (n < max) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
-        char *start = p;
-        int quoted = *p == '"';
-        if (quoted) {
-            start = ++p;
-            while (*p && *p != '"') {
-                p++;
-            }
-            char *end = p;
-            if (*p == '"') {
-                p++;
-            }
-            *end = '\0';
-            while (*p && *p != ',') {
-                p++;
-            }
-        } else {
-            while (*p && *p != ',') {
-                p++;
-            }
-        }
-        char *next = *p ? p + 1 : NULL;
-        if (*p == ',') {
-            *p = '\0';
-        }
-        /* trim the tail */
-        size_t len = strlen(start);
-        while (len > 0 && isspace((unsigned char)start[len - 1])) {
-            start[--len] = '\0';
-        }
-        fields[n++] = start;
-        if (next == NULL) {
-            break;
-        }
-        p = next;
-    }
-    return n;
-}
-
-/* Keeps the digits of a PAN field, dropping spaces and dashes. Returns the
- * digit count, or -1 when any other character is present or it is too
- * long. */
-static int pan_digits(const char *in, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (const char *p = in; *p; p++) {
-        if (*p == ' ' || *p == '-') {
-            continue;
-        }
-        if (!isdigit((unsigned char)*p) || n + 1 >= outlen) {
-            return -1;
-        }
-        out[n++] = *p;
-    }
-    out[n] = '\0';
-    return (int)n;
-}
-
-static int expiry_ok(const char *e)
-{
-    if (strlen(e) != 4) {
-        return 0;
-    }
-    for (int i = 0; i < 4; i++) {
-        if (!isdigit((unsigned char)e[i])) {
-            return 0;
-        }
-    }
-    int mm = (e[2] - '0') * 10 + (e[3] - '0');
-    return mm >= 1 && mm <= 12;
-}
-
 struct load_stats {
     uint64_t rows, loaded, added, rejected, no_expiry;
 };
+
+static int flush_chunk(redisContext *rc, int pending, struct load_stats *st);
+
+struct load_ctx {
+    const struct config *c;
+    const struct load_opts *o;
+    redisContext *rc;
+    struct card_key *key;
+    const char *sha;
+    const char *ckey;
+    struct load_stats st;
+    int pending;
+    uint64_t t0, last;
+};
+
+/* One accepted row: fingerprint, expiry tag, queue the EVALSHA; flush
+ * every CHUNK rows (pipelined). */
+static int load_row(void *arg, const struct list_row *row)
+{
+    struct load_ctx *lc = arg;
+    char fp[CARD_FP_SIZE], tag[CARD_EXPTAG_SIZE] = "";
+    if (card_fingerprint(lc->key, row->pan, row->len, fp) != 0) {
+        log_error(MOD, "fingerprint failed (OpenSSL)");
+        return -1;
+    }
+    if (row->expiry[0] != '\0') {
+        card_expiry_tag(lc->key, fp, row->expiry, tag);
+    }
+    char cardkey[RMODEL_KEY_MAX];
+    char member[CARD_KEY_ID_MAX + CARD_FP_SIZE + 1];
+    const char *kid = card_key_id(lc->key);
+    rmodel_card_key(cardkey, lc->c->redis_prefix, kid, fp);
+    snprintf(member, sizeof(member), "%s:%s", kid, fp);
+    redisAppendCommand(lc->rc, "EVALSHA %s 2 %s %s %s %s %s", lc->sha,
+                       cardkey, lc->ckey, lc->o->breach_id, tag, member);
+    if (++lc->pending < CHUNK) {
+        return 0;
+    }
+    if (flush_chunk(lc->rc, lc->pending, &lc->st) != 0) {
+        return -1;
+    }
+    lc->pending = 0;
+    uint64_t now = clock_mono_ns();
+    if (lc->o->progress && now - lc->last > 200000000u) {
+        lc->last = now;
+        fprintf(stderr, "\r\033[Kloading %s: %" PRIu64 " cards (%.0f/s)",
+                lc->o->breach_id, lc->st.loaded,
+                (double)lc->st.loaded / ((double)(now - lc->t0) / 1e9));
+    }
+    return 0;
+}
 
 static int flush_chunk(redisContext *rc, int pending, struct load_stats *st)
 {
@@ -184,11 +152,8 @@ int loader_load(const struct config *c, const struct load_opts *o)
     int64_t ws, we;
     uint32_t elements;
     int rc_exit = 1;
-    FILE *f = NULL;
     redisContext *rc = NULL;
     struct card_key *key = NULL;
-    char *line = NULL;
-    size_t cap = 0;
 
     if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
         log_error(MOD, "--breach: give an id of 1-%d characters "
@@ -234,43 +199,6 @@ int loader_load(const struct config *c, const struct load_opts *o)
         log_error(MOD, "%s", err);
         return 1;
     }
-    f = strcmp(o->list_path, "-") == 0 ? stdin : fopen(o->list_path, "r");
-    if (f == NULL) {
-        log_error(MOD, "%s: %s", o->list_path, strerror(errno));
-        goto out;
-    }
-    const char *fname = strcmp(o->list_path, "-") == 0 ? "<stdin>"
-                                                       : o->list_path;
-    /* Header. */
-    if (getline(&line, &cap, f) < 0) {
-        log_error(MOD, "%s:1: empty file; expected a header with column "
-                  "'pan'", fname);
-        goto out;
-    }
-    char *fields[64];
-    line[strcspn(line, "\r\n")] = '\0';
-    int nf = split_csv(line, fields, 64);
-    int col_pan = -1, col_exp = -1;
-    for (int i = 0; i < nf; i++) {
-        if (strcasecmp(fields[i], "pan") == 0) {
-            col_pan = i;
-        } else if (strcasecmp(fields[i], "expiry") == 0) {
-            col_exp = i;
-        } else if (strcasecmp(fields[i], "cvv") == 0 ||
-                   strcasecmp(fields[i], "cvv2") == 0) {
-            log_warn(MOD, "%s:1: column '%s' is ignored: cardwatch never "
-                     "stores a CVV", fname, fields[i]);
-        }
-    }
-    if (col_pan < 0) {
-        log_error(MOD, "%s:1: the header has no column 'pan'", fname);
-        goto out;
-    }
-    if (col_exp < 0 && (elements & BREACH_EL_EXPIRY)) {
-        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
-                 "expiry; expiry matches will be unknown", fname);
-    }
-
     rc = connect_redis(c);
     if (rc == NULL) {
         goto out;
@@ -309,75 +237,23 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
 
-    struct load_stats st = {0};
-    uint64_t t0 = clock_mono_ns(), last = t0;
-    int pending = 0;
-    unsigned long lineno = 1;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = '\0';
-        if (line[0] == '\0' || line[0] == '#') {
-            continue;
-        }
-        st.rows++;
-        nf = split_csv(line, fields, 64);
-        char pan[CARD_PAN_MAX + 2];
-        int n = col_pan < nf ? pan_digits(fields[col_pan], pan, sizeof(pan))
-                             : -1;
-        if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
-            log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits",
-                     fname, lineno, CARD_PAN_MIN, CARD_PAN_MAX);
-            st.rejected++;
-            continue;
-        }
-        if (!card_luhn_ok(pan, (size_t)n)) {
-            char masked[CARD_MASK_SIZE];
-            card_mask(pan, (size_t)n, masked);
-            log_warn(MOD, "%s:%lu: rejected: PAN %s fails the Luhn check",
-                     fname, lineno, masked);
-            st.rejected++;
-            continue;
-        }
-        char fp[CARD_FP_SIZE], tag[CARD_EXPTAG_SIZE] = "";
-        if (card_fingerprint(key, pan, (size_t)n, fp) != 0) {
-            log_error(MOD, "fingerprint failed (OpenSSL)");
-            goto out;
-        }
-        if (col_exp >= 0 && col_exp < nf && fields[col_exp][0] != '\0') {
-            if (expiry_ok(fields[col_exp])) {
-                card_expiry_tag(key, fp, fields[col_exp], tag);
-            } else {
-                char masked[CARD_MASK_SIZE];
-                card_mask(pan, (size_t)n, masked);
-                log_warn(MOD, "%s:%lu: expiry of %s is not YYMM; card "
-                         "loaded without expiry", fname, lineno, masked);
-                st.no_expiry++;
-            }
-        }
-        memset(pan, 0, sizeof(pan));
-        char cardkey[RMODEL_KEY_MAX], member[CARD_KEY_ID_MAX + CARD_FP_SIZE + 1];
-        rmodel_card_key(cardkey, c->redis_prefix, card_key_id(key), fp);
-        snprintf(member, sizeof(member), "%s:%s", card_key_id(key), fp);
-        redisAppendCommand(rc, "EVALSHA %s 2 %s %s %s %s %s", sha_add,
-                           cardkey, ckey, o->breach_id, tag, member);
-        if (++pending == CHUNK) {
-            if (flush_chunk(rc, pending, &st) != 0) {
-                goto out;
-            }
-            pending = 0;
-            uint64_t now = clock_mono_ns();
-            if (o->progress && now - last > 200000000u) {
-                last = now;
-                fprintf(stderr, "\r\033[Kloading %s: %" PRIu64 " cards "
-                        "(%.0f/s)", o->breach_id, st.loaded,
-                        (double)st.loaded / ((double)(now - t0) / 1e9));
-            }
-        }
-    }
-    if (pending > 0 && flush_chunk(rc, pending, &st) != 0) {
+    struct load_ctx lc = {
+        .c = c, .o = o, .rc = rc, .key = key, .sha = sha_add, .ckey = ckey,
+        .t0 = clock_mono_ns(),
+    };
+    lc.last = lc.t0;
+    struct list_stats ls;
+    if (list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0, load_row,
+                  &lc, &ls) != 0) {
         goto out;
     }
+    if (lc.pending > 0 && flush_chunk(rc, lc.pending, &lc.st) != 0) {
+        goto out;
+    }
+    struct load_stats st = lc.st;
+    st.rows = ls.rows;
+    st.rejected = ls.rejected;
+    uint64_t t0 = lc.t0;
     if (o->progress) {
         fprintf(stderr, "\r\033[K");
     }
@@ -392,10 +268,6 @@ int loader_load(const struct config *c, const struct load_opts *o)
            secs, secs > 0 ? (double)st.loaded / secs : 0.0);
     rc_exit = 0;
 out:
-    free(line);
-    if (f != NULL && f != stdin) {
-        fclose(f);
-    }
     redisFree(rc);
     card_key_destroy(key);
     return rc_exit;
