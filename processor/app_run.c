@@ -19,6 +19,7 @@
 #include "pipeline.h"
 #include "rules.h"
 #include "sink_kafka.h"
+#include "state.h"
 #include "source_kafka.h"
 
 #define MOD "run"
@@ -35,7 +36,8 @@ struct app {
     struct source_kafka *source;
     struct pipeline *pipeline;
     struct http_admin *http;
-    struct event *sigint, *sigterm, *tick, *progress;
+    struct state *state;
+    struct event *sigint, *sigterm, *sighup, *tick, *progress;
     int stopping;
     int exit_code;
     uint64_t stop_deadline_ns;
@@ -142,6 +144,61 @@ static char *app_metrics(void *arg)
         return NULL;
     }
     return text;
+}
+
+/* ---- rules: start-up warnings and hot reload ---- */
+
+static void log_rule_warning(void *arg, const char *msg)
+{
+    (void)arg;
+    log_warn("rules", "%s", msg);
+}
+
+/* Loads [rules] path again; on success the pipeline switches to the new
+ * set, else the running set stays. Returns 0, or -1 with the reason. */
+static int app_reload(void *arg, char *msg, size_t msglen)
+{
+    struct app *a = arg;
+    char err[1024];
+    if (a->c->rules_path[0] == '\0') {
+        snprintf(msg, msglen, "no [rules] path is configured; the built-in "
+                 "rule set stays");
+        log_warn("rules", "reload: %s", msg);
+        metrics_rules_reload(a->metrics, 0);
+        return -1;
+    }
+    struct ruleset *rs = rules_load(a->c->rules_path, err, sizeof(err));
+    if (rs == NULL) {
+        snprintf(msg, msglen, "%s; still running %s", err,
+                 rules_version(a->rules));
+        log_error("rules", "reload refused: %s", msg);
+        metrics_rules_reload(a->metrics, 0);
+        return -1;
+    }
+    rules_warnings(rs, log_rule_warning, NULL);
+    pipeline_set_rules(a->pipeline, rs);
+    log_info("rules", "reloaded %s: %s -> %s (%zu rules)",
+             a->c->rules_path, rules_version(a->rules), rules_version(rs),
+             rules_count(rs));
+    rules_destroy(a->rules);
+    a->rules = rs;
+    snprintf(msg, msglen, "%s", rules_version(rs));
+    metrics_rules_reload(a->metrics, 1);
+    return 0;
+}
+
+static const char *app_rules_version(void *arg)
+{
+    struct app *a = arg;
+    return rules_version(a->rules);
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    char msg[1200];
+    app_reload(arg, msg, sizeof(msg));
 }
 
 /* ---- shutdown ---- */
@@ -351,7 +408,17 @@ int app_run(const struct config *c, const struct run_opts *o)
         log_error(MOD, "%s", err);
         return 1;
     }
-    a.rules = rules_builtin();
+    if (c->rules_path[0] != '\0') {
+        a.rules = rules_load(c->rules_path, err, sizeof(err));
+        if (a.rules == NULL) {
+            log_error(MOD, "%s", err);
+            card_key_destroy(a.key);
+            return 1;
+        }
+        rules_warnings(a.rules, log_rule_warning, NULL);
+    } else {
+        a.rules = rules_builtin();
+    }
     a.base = event_base_new();
     a.metrics = metrics_new();
     if (a.rules == NULL || a.base == NULL || a.metrics == NULL) {
@@ -372,6 +439,13 @@ int app_run(const struct config *c, const struct run_opts *o)
     a.exposure = exposure_new(a.base, &xo, err, sizeof(err));
     if (a.exposure == NULL) {
         log_error(MOD, "%s", err);
+        a.exit_code = 1;
+        goto out;
+    }
+    a.state = state_new(a.exposure, c->redis_prefix, card_key_id(a.key),
+                        "live");
+    if (a.state == NULL) {
+        log_error(MOD, "out of memory at start-up");
         a.exit_code = 1;
         goto out;
     }
@@ -405,6 +479,7 @@ int app_run(const struct config *c, const struct run_opts *o)
         .key = a.key,
         .rules = a.rules,
         .exposure = a.exposure,
+        .state = a.state,
         .metrics = a.metrics,
         .source = {source_kafka_store, source_kafka_set_paused,
                    source_kafka_kick, a.source},
@@ -424,7 +499,8 @@ int app_run(const struct config *c, const struct run_opts *o)
         source_kafka_set_paused(a.source, 1);
     }
     if (c->http_listen[0] != '\0') {
-        struct http_admin_ops ho = {app_ready, app_metrics, &a};
+        struct http_admin_ops ho = {app_ready, app_metrics, app_reload,
+                                    app_rules_version, &a};
         a.http = http_admin_new(a.base, c->http_listen, &ho, err, sizeof(err));
         if (a.http == NULL) {
             log_error(MOD, "%s", err);
@@ -434,6 +510,7 @@ int app_run(const struct config *c, const struct run_opts *o)
     }
     a.sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
     a.sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
+    a.sighup = evsignal_new(a.base, SIGHUP, on_sighup, &a);
     a.tick = event_new(a.base, -1, EV_PERSIST, on_tick, &a);
     a.progress = event_new(a.base, -1, EV_PERSIST, on_progress, &a);
     if (a.sigint == NULL || a.sigterm == NULL || a.tick == NULL ||
@@ -444,6 +521,9 @@ int app_run(const struct config *c, const struct run_opts *o)
     }
     event_add(a.sigint, NULL);
     event_add(a.sigterm, NULL);
+    if (a.sighup != NULL) {
+        event_add(a.sighup, NULL);
+    }
     struct timeval tick = {0, 50000};
     event_add(a.tick, &tick);
     struct timeval prog = {o->progress ? 1 : 10, 0};
@@ -481,10 +561,12 @@ out:
     }
     source_kafka_destroy(a.source);
     sink_kafka_destroy(a.sink);
-    exposure_destroy(a.exposure);
+    exposure_destroy(a.exposure); /* answers the state's requests first */
+    state_destroy(a.state);
     pipeline_destroy(a.pipeline);
-    struct event *evs[] = {a.sigint, a.sigterm, a.tick, a.progress};
-    for (size_t i = 0; i < 4; i++) {
+    struct event *evs[] = {a.sigint, a.sigterm, a.sighup, a.tick,
+                           a.progress};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);
         }

@@ -141,6 +141,10 @@ static const struct key keys[] = {
     K_PATH("card", "key_file", key_file), /* required: config_check() */
 
     K_PATH("rules", "path", rules_path),  /* "" = built-in rule set */
+    /* how late (event time) an event may come and still find its window
+     * state: state is kept for the longest window plus this */
+    K_INT("rules", "allowed_lateness_ms", allowed_lateness_ms, "3600000", 0,
+          604800000),
 
     K_INT("pipeline", "batch_size", batch_size, "1000", 1, 100000),
     K_INT("pipeline", "max_in_flight", max_in_flight, "20000", 1, 1000000),

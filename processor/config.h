@@ -56,6 +56,8 @@ struct config {
 
     /* [rules] */
     char rules_path[CONFIG_STR_MAX]; /* "" = built-in exposure rule */
+    int allowed_lateness_ms;         /* window state kept beyond the
+                                        longest window; default 1 h */
 
     /* [pipeline] */
     int batch_size;     /* events taken from Kafka per batch */

@@ -55,12 +55,34 @@ static void on_request(struct evhttp_request *req, void *arg)
         memcpy(path, uri, n);
         path[n] = '\0';
     }
+    if (strcmp(path, "/admin/rules/reload") == 0) {
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+            reply_text(req, 405, "Method Not Allowed", "text/plain",
+                       "use POST\n");
+            return;
+        }
+        char msg[1200], body[1300];
+        if (h->ops.reload == NULL) {
+            reply_text(req, 404, "Not Found", "text/plain", "not found\n");
+        } else if (h->ops.reload(h->ops.arg, msg, sizeof(msg)) == 0) {
+            snprintf(body, sizeof(body), "reloaded: %s\n", msg);
+            reply_text(req, 200, "OK", "text/plain", body);
+        } else {
+            snprintf(body, sizeof(body), "refused: %s\n", msg);
+            reply_text(req, 422, "Unprocessable Entity", "text/plain", body);
+        }
+        return;
+    }
     if (!is_get(req)) {
         reply_text(req, 405, "Method Not Allowed", "text/plain",
                    "method not allowed\n");
         return;
     }
-    if (strcmp(path, "/healthz") == 0) {
+    if (strcmp(path, "/admin/rules") == 0 && h->ops.rules_version != NULL) {
+        char body[256];
+        snprintf(body, sizeof(body), "%s\n", h->ops.rules_version(h->ops.arg));
+        reply_text(req, 200, "OK", "text/plain", body);
+    } else if (strcmp(path, "/healthz") == 0) {
         reply_text(req, 200, "OK", "text/plain", "ok\n");
     } else if (strcmp(path, "/readyz") == 0) {
         char why[256] = "";
@@ -129,8 +151,8 @@ struct http_admin *http_admin_new(struct event_base *base, const char *listen,
             h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
     }
-    log_info(MOD, "listening on %s:%d (/healthz /readyz /metrics)", host,
-             h->port);
+    log_info(MOD, "listening on %s:%d (/healthz /readyz /metrics "
+             "/admin/rules)", host, h->port);
     return h;
 err:
     http_admin_destroy(h);

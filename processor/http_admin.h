@@ -1,6 +1,8 @@
-/* http_admin.h - the operator's HTTP listener on evhttp: /healthz,
- * /readyz and /metrics (Prometheus text). Every request ends in exactly
- * one reply. Later admin calls (rule reload) join here.
+/* http_admin.h - the operator's HTTP listener on evhttp: GET /healthz,
+ * GET /readyz, GET /metrics (Prometheus text), GET /admin/rules (active
+ * rule-set version) and POST /admin/rules/reload (hot reload, like
+ * SIGHUP). Every request ends in exactly one reply. The listener is meant
+ * for loopback or an operations network: it has no authentication.
  */
 #ifndef CARDWATCH_HTTP_ADMIN_H
 #define CARDWATCH_HTTP_ADMIN_H
@@ -15,6 +17,11 @@ struct http_admin_ops {
     int (*ready)(void *arg, char *why, size_t whylen);
     /* Returns the metrics text (malloc'd, caller frees) or NULL. */
     char *(*metrics)(void *arg);
+    /* Reloads the rules: 0 with the new version in msg, or -1 with the
+     * reason (the running set stays). NULL = not offered. */
+    int (*reload)(void *arg, char *msg, size_t msglen);
+    /* The active rule-set version (borrowed). */
+    const char *(*rules_version)(void *arg);
     void *arg;
 };
 

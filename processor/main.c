@@ -20,6 +20,7 @@
 #include "gen.h"
 #include "loader.h"
 #include "log.h"
+#include "rules_tool.h"
 #include "txn.h"
 
 #define MOD "cardwatch"
@@ -42,6 +43,7 @@ static const char usage_main[] =
     "bench)\n"
     "  send       publish JSON-lines transactions to Kafka as protobuf\n"
     "  tail       print alerts from an alert topic as JSON lines\n"
+    "  rules      check rule files, or try them offline on transactions\n"
     "  version    print the version\n"
     "\n"
     "Every command takes --config FILE (default: $CARDWATCH_CONFIG or "
@@ -875,6 +877,106 @@ out:
     return rc;
 }
 
+/* ---- rules ---- */
+
+static int cmd_rules(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: cardwatch rules check FILE...\n"
+        "       cardwatch rules test FILE --input TXNS.jsonl [--exposed "
+        "LIST.csv]\n"
+        "            [--breach ID] [--window-start YYYY-MM-DD] "
+        "[--window-end YYYY-MM-DD]\n"
+        "            [--elements pan,expiry,...] [--config cw.ini] "
+        "[--all]\n"
+        "\n"
+        "check: validates rule files; errors as file:line:col: message "
+        "(exit 1),\nwarnings for rules that can never fire.\n"
+        "test: offline, no Redis or Kafka: evaluates the rules on the "
+        "transactions\n(JSON lines, in order) with the cards of LIST.csv "
+        "exposed by one breach\n(window and elements as given; default: "
+        "all time, pan,expiry), window state\nkept in memory; prints per "
+        "transaction which rules fire and why. --config\nsupplies the "
+        "issuers (issuer_id, issuer_country). --all also prints\n"
+        "transactions with no hit. The rule language: docs/rules.md.\n";
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fputs(help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "check") == 0) {
+        if (argc < 3) {
+            return bad_usage("rules", "give at least one rule file");
+        }
+        return rules_tool_check(argc - 2, argv + 2, stdout);
+    }
+    if (strcmp(argv[1], "test") != 0) {
+        return bad_usage("rules", "say 'check' or 'test'");
+    }
+    struct common co = {0};
+    struct rules_test_opts o = {0};
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"input", required_argument, NULL, OPT_OWN},
+        {"exposed", required_argument, NULL, OPT_OWN + 1},
+        {"breach", required_argument, NULL, OPT_OWN + 2},
+        {"window-start", required_argument, NULL, OPT_OWN + 3},
+        {"window-end", required_argument, NULL, OPT_OWN + 4},
+        {"elements", required_argument, NULL, OPT_OWN + 5},
+        {"all", no_argument, NULL, OPT_OWN + 6},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (common_opt(&co, opt, optarg)) {
+            continue;
+        }
+        switch (opt) {
+        case OPT_HELP:
+            fputs(help, stdout);
+            return 0;
+        case OPT_OWN:
+            o.input = optarg;
+            break;
+        case OPT_OWN + 1:
+            o.exposed_csv = optarg;
+            break;
+        case OPT_OWN + 2:
+            o.breach_id = optarg;
+            break;
+        case OPT_OWN + 3:
+            o.window_start = optarg;
+            break;
+        case OPT_OWN + 4:
+            o.window_end = optarg;
+            break;
+        case OPT_OWN + 5:
+            o.elements = optarg;
+            break;
+        case OPT_OWN + 6:
+            o.all = 1;
+            break;
+        default:
+            return bad_usage("rules", "unknown option");
+        }
+    }
+    if (optind != argc - 1 || o.input == NULL) {
+        return bad_usage("rules", "give one rule file and --input");
+    }
+    o.rules_path = argv[optind];
+    struct config c;
+    int have_config = co.config_path != NULL;
+    if (have_config && load_config(&c, &co, 0) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    o.config = have_config ? &c : NULL;
+    int rc = rules_tool_test(&o, stdout);
+    if (have_config) {
+        config_free(&c);
+    }
+    return rc;
+}
+
 /* ---- tail ---- */
 
 static void print_alert(void *arg, int32_t partition, int64_t offset,
@@ -968,7 +1070,7 @@ int main(int argc, char **argv)
         {"run", cmd_run, 1},         {"load", cmd_load, 1},
         {"breaches", cmd_breaches, 1}, {"unload", cmd_unload, 1},
         {"gen", cmd_gen, 1},         {"send", cmd_send, 1},
-        {"tail", cmd_tail, 1},
+        {"tail", cmd_tail, 1},       {"rules", cmd_rules, 1},
     };
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {

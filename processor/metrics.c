@@ -27,6 +27,10 @@ struct metrics {
     struct pair *issuers; /* alerts by issuer (rule unused) */
     size_t n_issuers, cap_issuers;
     uint64_t alerts_total;
+    struct pair *supp; /* suppressed hits by rule (issuer unused) */
+    size_t n_supp, cap_supp;
+    uint64_t late_events;
+    uint64_t reloads[2]; /* refused, ok */
     uint64_t rtt_buckets[RTT_BUCKETS];
     uint64_t rtt_count;
     double rtt_sum;
@@ -47,6 +51,7 @@ void metrics_destroy(struct metrics *m)
     }
     free(m->hits);
     free(m->issuers);
+    free(m->supp);
     free(m);
 }
 
@@ -99,6 +104,21 @@ int metrics_alert_issuer(struct metrics *m, const char *issuer)
 {
     m->alerts_total++;
     return bump(&m->issuers, &m->n_issuers, &m->cap_issuers, issuer, "");
+}
+
+int metrics_rule_suppressed(struct metrics *m, const char *rule)
+{
+    return bump(&m->supp, &m->n_supp, &m->cap_supp, "", rule);
+}
+
+void metrics_late_event(struct metrics *m)
+{
+    m->late_events++;
+}
+
+void metrics_rules_reload(struct metrics *m, int ok)
+{
+    m->reloads[ok ? 1 : 0]++;
 }
 
 void metrics_redis_rtt(struct metrics *m, double seconds)
@@ -267,6 +287,27 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
               "cardwatch_delivery_retries_total %llu\n",
               (unsigned long long)m->redis_reconnects,
               (unsigned long long)m->delivery_retries);
+    sb_printf(&b, "# HELP cardwatch_suppressed_hits_total Rule hits not "
+                  "alerted because the rule fired on the card within its "
+                  "suppress span.\n"
+                  "# TYPE cardwatch_suppressed_hits_total counter\n");
+    for (size_t i = 0; i < m->n_supp; i++) {
+        sb_printf(&b, "cardwatch_suppressed_hits_total{rule=\"%s\"} %llu\n",
+                  m->supp[i].rule, (unsigned long long)m->supp[i].n);
+    }
+    sb_printf(&b,
+              "# HELP cardwatch_late_events_total Events older than the "
+              "newest event of their card minus the allowed lateness.\n"
+              "# TYPE cardwatch_late_events_total counter\n"
+              "cardwatch_late_events_total %llu\n"
+              "# HELP cardwatch_rules_reloads_total Rule reloads by "
+              "result (refused: the running set stayed).\n"
+              "# TYPE cardwatch_rules_reloads_total counter\n"
+              "cardwatch_rules_reloads_total{result=\"ok\"} %llu\n"
+              "cardwatch_rules_reloads_total{result=\"refused\"} %llu\n",
+              (unsigned long long)m->late_events,
+              (unsigned long long)m->reloads[1],
+              (unsigned long long)m->reloads[0]);
     for (int i = 0; i < METRICS_GAUGE_COUNT; i++) {
         sb_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n",
                   gauge_info[i].name, gauge_info[i].help, gauge_info[i].name,

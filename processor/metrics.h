@@ -54,6 +54,15 @@ int metrics_alert(struct metrics *m, const char *issuer, const char *rule);
 /* Counts one alert per issuer (call once per alert). */
 int metrics_alert_issuer(struct metrics *m, const char *issuer);
 
+/* Counts a rule hit that was suppressed (suppress span) on a card. */
+int metrics_rule_suppressed(struct metrics *m, const char *rule);
+
+/* Counts an event later than the allowed lateness on its card. */
+void metrics_late_event(struct metrics *m);
+
+/* Counts a rule reload: ok 1 = loaded, 0 = refused (old set kept). */
+void metrics_rules_reload(struct metrics *m, int ok);
+
 /* Records one Redis round trip of the given duration. */
 void metrics_redis_rtt(struct metrics *m, double seconds);
 

@@ -12,13 +12,23 @@
 #include "clock.h"
 #include "log.h"
 #include "offsets.h"
+#include "state.h"
+#include "windows.h"
 
 #define MOD "pipeline"
 
 struct pbatch;
 
+/* What an exposed event keeps while its card's rule state is fetched
+ * (about 1% of the traffic, so allocated per such event). */
+struct pexp {
+    struct rule_match m[ALERT_MAX_BREACHES];
+    size_t n;
+};
+
 struct pev {
     struct pbatch *batch;
+    struct pexp *exp; /* set while waiting for the card's state */
     struct offsets_ticket ticket;
     int pending; /* sink deliveries outstanding */
     int failed;  /* a delivery failed for good: never acknowledged */
@@ -41,6 +51,9 @@ struct pbatch {
 
 struct pipeline {
     struct pipeline_opts o;
+    const struct ruleset *rules; /* current set (hot reload swaps it) */
+    int rules_state;             /* it uses windows or suppress */
+    int64_t horizon_ms;          /* longest window + allowed lateness */
     struct offsets *offsets;
     struct pbatch *batches; /* every live batch, for destroy */
     size_t in_flight;
@@ -63,6 +76,7 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts)
         return NULL;
     }
     p->max_in_flight = (size_t)opts->config->max_in_flight;
+    pipeline_set_rules(p, opts->rules);
     p->redis_up = exposure_is_up(opts->exposure);
     snprintf(p->source_topic, sizeof(p->source_topic), "%s",
              opts->source_topic ? opts->source_topic : "");
@@ -78,6 +92,9 @@ static void free_batch(struct pipeline *p, struct pbatch *b)
     }
     if (b->next != NULL) {
         b->next->prev = b->prev;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->ev[i].exp);
     }
     /* Wipe transaction data (no PAN is left, but merchant data is). */
     memset(b->ev, 0, b->n * sizeof(b->ev[0]));
@@ -271,28 +288,75 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
     return 0;
 }
 
-static void raise_alert(struct pipeline *p, struct pev *ev,
-                        const struct exposure_hit *hits, size_t n_hits)
+void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs)
 {
-    const struct config *c = p->o.config;
-    struct rule_match matches[ALERT_MAX_BREACHES];
-    int active[ALERT_MAX_BREACHES];
+    const int64_t *wins = NULL;
+    size_t nw = rules_windows(rs, &wins);
+    int need = nw > 0;
+    for (size_t i = 0; i < rules_count(rs); i++) {
+        need |= rules_suppress_ms(rs, i) > 0;
+    }
+    p->rules = rs;
+    p->rules_state = need;
+    p->horizon_ms = (nw > 0 ? wins[nw - 1] : 0) +
+                    (int64_t)p->o.config->allowed_lateness_ms;
+}
+
+/* The breaches listing the card, with the expiry comparison. */
+static size_t make_matches(struct pipeline *p, struct pev *ev,
+                           const struct exposure_hit *hits, size_t n_hits,
+                           struct rule_match *m)
+{
     size_t nm = n_hits < ALERT_MAX_BREACHES ? n_hits : ALERT_MAX_BREACHES;
     /* Only exposed cards need the expiry tag. */
     if (card_expiry_tag(p->o.key, ev->fp, ev->txn.expiry, ev->exptag) != 0) {
         ev->exptag[0] = '\0';
     }
     for (size_t i = 0; i < nm; i++) {
-        matches[i].breach = hits[i].breach;
-        matches[i].expiry_known = hits[i].exptag[0] != '\0';
-        matches[i].expiry_match =
-            matches[i].expiry_known && strcmp(hits[i].exptag, ev->exptag) == 0;
+        m[i].breach = hits[i].breach;
+        m[i].expiry_known = hits[i].exptag[0] != '\0';
+        m[i].expiry_match =
+            m[i].expiry_known && strcmp(hits[i].exptag, ev->exptag) == 0;
     }
+    return nm;
+}
+
+static void on_state_ack(void *arg, int err)
+{
+    struct pev *ev = arg;
+    pipeline_delivered(ev->batch->p, ev, err);
+}
+
+/* Evaluates the rules (windows and last may be NULL), records the
+ * suppressions and produces the alert. */
+static void evaluate(struct pipeline *p, struct pev *ev,
+                     const struct rule_match *m, size_t nm,
+                     const struct win_stats *ws, const struct rule_last *last)
+{
+    const struct config *c = p->o.config;
+    const struct ruleset *rs = p->rules;
+    size_t nr = rules_count(rs);
+    int fired[RULES_MAX_RULES], supp[RULES_MAX_RULES];
+    int active[ALERT_MAX_BREACHES];
     const struct issuer *iss =
         config_route(c, ev->txn.bin, strlen(ev->txn.bin));
-    struct rule_facts f = {&ev->txn, iss, matches, nm};
+    struct rule_facts f = {&ev->txn, iss, m, nm, ws, last};
     struct rule_hit rh[ALERT_MAX_HITS];
-    size_t nh = rules_eval(p->o.rules, &f, rh, ALERT_MAX_HITS, active);
+    size_t nh = rules_eval(rs, &f, rh, ALERT_MAX_HITS, fired, supp, active);
+    for (size_t i = 0; i < nr; i++) {
+        if (supp[i]) {
+            metrics_rule_suppressed(p->o.metrics, rules_id(rs, i));
+        } else if (fired[i] && p->o.state != NULL &&
+                   rules_suppress_ms(rs, i) > 0) {
+            ev->pending++;
+            if (state_suppressed_by(p->o.state, ev->fp, rules_id(rs, i),
+                                    ev->txn.event_time_ms, ev->txn.txn_id,
+                                    on_state_ack, ev) != 0) {
+                ev->pending--;
+                ev->failed = 1;
+            }
+        }
+    }
     if (nh == 0) {
         metrics_event(p->o.metrics, METRICS_EXPOSED, 1);
         return;
@@ -303,7 +367,7 @@ static void raise_alert(struct pipeline *p, struct pev *ev,
         if (!active[i]) {
             continue;
         }
-        const struct breach *br = matches[i].breach;
+        const struct breach *br = m[i].breach;
         snprintf(ab[nab].breach_id, sizeof(ab[nab].breach_id), "%s", br->id);
         ab[nab].window_start_ms = br->window_start_ms;
         ab[nab].window_end_ms = br->window_end_ms;
@@ -317,8 +381,7 @@ static void raise_alert(struct pipeline *p, struct pev *ev,
     size_t len = 0;
     if (a == NULL ||
         alert_build(a, &ev->txn, iss ? iss->id : "", fp, rh, nh, ab, nab,
-                    p->o.mode, clock_wall_ms(),
-                    rules_version(p->o.rules)) != 0 ||
+                    p->o.mode, clock_wall_ms(), rules_version(rs)) != 0 ||
         alert_encode_protobuf(a, &buf, &len) != 0) {
         log_error(MOD, "could not build alert for txn %s; it will be "
                   "processed again after a restart", ev->txn.txn_id);
@@ -344,6 +407,81 @@ static void raise_alert(struct pipeline *p, struct pev *ev,
     free(a);
 }
 
+/* The card's window entries and suppressions arrived (its turn came). */
+static void on_state(void *arg, int status, const struct state_view *v)
+{
+    struct pev *ev = arg;
+    struct pipeline *p = ev->batch->p;
+    struct pexp *x = ev->exp;
+    ev->exp = NULL;
+    if (status != 0) {
+        ev->failed = 1; /* shutting down: consumed again after restart */
+    } else {
+        const struct ruleset *rs = p->rules;
+        size_t nr = rules_count(rs);
+        const int64_t *wins = NULL;
+        size_t nw = rules_windows(rs, &wins);
+        struct win_stats ws[WIN_MAX_WINDOWS];
+        struct rule_last last[RULES_MAX_RULES];
+        struct win_entry cur;
+        memset(last, 0, nr * sizeof(last[0]));
+        for (size_t k = 0; k < v->n_sups; k++) {
+            for (size_t i = 0; i < nr; i++) {
+                if (strcmp(rules_id(rs, i), v->sups[k].rule_id) == 0) {
+                    last[i].last_ms = v->sups[k].last_ms;
+                    snprintf(last[i].txn_id, sizeof(last[i].txn_id), "%s",
+                             v->sups[k].txn_id);
+                }
+            }
+        }
+        if (v->newest_ms - ev->txn.event_time_ms >
+            (int64_t)p->o.config->allowed_lateness_ms) {
+            metrics_late_event(p->o.metrics);
+        }
+        win_entry_from_txn(&cur, &ev->txn);
+        if (win_aggregate(v->entries, v->n_entries, &cur, wins, nw, ws) != 0) {
+            log_error(MOD, "out of memory aggregating windows for txn %s",
+                      ev->txn.txn_id);
+            ev->failed = 1;
+        } else {
+            evaluate(p, ev, x->m, x->n, nw ? ws : NULL, last);
+        }
+        state_release(p->o.state, ev->fp);
+    }
+    free(x);
+    pipeline_delivered(p, ev, 0);
+}
+
+/* An event on a listed card: rules now, or after its card's state. */
+static void exposed_event(struct pipeline *p, struct pev *ev,
+                          const struct exposure_hit *hits, size_t n_hits)
+{
+    struct rule_match m[ALERT_MAX_BREACHES];
+    size_t nm = make_matches(p, ev, hits, n_hits, m);
+    if (p->o.state == NULL || !p->rules_state) {
+        evaluate(p, ev, m, nm, NULL, NULL);
+        return;
+    }
+    struct win_entry e;
+    win_entry_from_txn(&e, &ev->txn);
+    ev->exp = malloc(sizeof(*ev->exp));
+    if (ev->exp != NULL) {
+        memcpy(ev->exp->m, m, nm * sizeof(m[0]));
+        ev->exp->n = nm;
+        ev->pending++;
+        if (state_observe(p->o.state, ev->fp, &e, p->horizon_ms, on_state,
+                          ev) == 0) {
+            return;
+        }
+        ev->pending--;
+        free(ev->exp);
+        ev->exp = NULL;
+    }
+    log_error(MOD, "out of memory queuing window state for txn %s; it will "
+              "be processed again after a restart", ev->txn.txn_id);
+    ev->failed = 1;
+}
+
 static void on_lookup(void *arg, int status, const struct exposure_result *res)
 {
     struct pbatch *b = arg;
@@ -362,7 +500,7 @@ static void on_lookup(void *arg, int status, const struct exposure_result *res)
                 clean++;
                 continue;
             }
-            raise_alert(p, ev, res->hits + res->first[k], res->count[k]);
+            exposed_event(p, ev, res->hits + res->first[k], res->count[k]);
         }
         metrics_event(p->o.metrics, METRICS_CLEAN, clean);
     }

@@ -21,6 +21,8 @@
 #include "exposure.h"
 #include "metrics.h"
 #include "rules.h"
+#include "state.h"
+#include "state.h"
 
 /* One input record; borrowed for the duration of pipeline_intake(). */
 struct pipeline_record {
@@ -65,8 +67,9 @@ struct pipeline_sink_ops {
 struct pipeline_opts {
     const struct config *config; /* borrowed; issuers, topics, limits */
     struct card_key *key;        /* borrowed */
-    const struct ruleset *rules; /* borrowed */
+    const struct ruleset *rules; /* borrowed; see pipeline_set_rules */
     struct exposure *exposure;   /* borrowed */
+    struct state *state;         /* borrowed; NULL = no window state */
     struct metrics *metrics;     /* borrowed */
     struct pipeline_source_ops source;
     struct pipeline_sink_ops sink;
@@ -103,6 +106,16 @@ void pipeline_redis_state(struct pipeline *p, int up);
 
 /* A partition was revoked: its unacknowledged positions are forgotten. */
 void pipeline_revoke(struct pipeline *p, int32_t partition);
+
+/* Switches to another rule set (hot reload). rs is borrowed and must
+ * outlive its use: events evaluate with the set current when their turn
+ * comes, so the caller may free the old set right after this call. */
+void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs);
+
+/* Switches to another rule set (hot reload). rs is borrowed and must
+ * outlive its use: events evaluate with the set current when their turn
+ * comes, so the caller may free the old set right after this call. */
+void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs);
 
 /* Forgets the source ops (before the source is destroyed at shutdown):
  * later completions acknowledge nothing. */

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer targets of the pure decoders.
+# Builds and runs the libFuzzer targets of the pure decoders and of the
+# rule parser.
 #   scripts/fuzz.sh [BUILD_DIR]      (default build/fuzz)
 # The module sources are compiled straight into each fuzzer; BUILD_DIR
 # holds the generated protobuf code (built here if missing) and the fuzzer
@@ -31,10 +32,14 @@ declare -A srcs=(
   [fuzz_txn_json]="processor/txn.c processor/card.c processor/text.c"
   [fuzz_alert_protobuf]="processor/alert.c processor/txn.c processor/card.c processor/text.c
                          processor/breach.c"
+  [fuzz_rules_parse]="processor/rules.c processor/windows.c processor/text.c
+                      processor/alert.c processor/txn.c processor/card.c
+                      processor/breach.c"
 )
 
 status=0
-for name in fuzz_txn_protobuf fuzz_txn_json fuzz_alert_protobuf; do
+for name in fuzz_txn_protobuf fuzz_txn_json fuzz_alert_protobuf \
+  fuzz_rules_parse; do
   # shellcheck disable=SC2086
   "$CC" "${cflags[@]}" "tests/fuzz/$name.c" ${srcs[$name]} \
     "$gen/cardwatch.pb-c.c" "${libs[@]}" -o "$out/$name"

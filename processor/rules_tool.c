@@ -1,0 +1,322 @@
+/* rules_tool.c - see rules_tool.h. */
+#include "rules_tool.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alert.h"
+#include "breach.h"
+#include "card.h"
+#include "listcsv.h"
+#include "log.h"
+#include "rules.h"
+#include "txn.h"
+#include "windows.h"
+
+#define MOD "rules"
+#define CARD_BUCKETS 8192
+
+static void print_warning(void *arg, const char *msg)
+{
+    fprintf((FILE *)arg, "%s\n", msg);
+}
+
+int rules_tool_check(int nfiles, char *const *files, FILE *out)
+{
+    int status = 0;
+    for (int i = 0; i < nfiles; i++) {
+        char err[1024];
+        struct ruleset *rs = rules_load(files[i], err, sizeof(err));
+        if (rs == NULL) {
+            fprintf(out, "%s\n", err);
+            status = 1;
+            continue;
+        }
+        size_t nw = rules_warnings(rs, print_warning, out);
+        fprintf(out, "%s: ok (%zu rule%s, version %s%s)\n", files[i],
+                rules_count(rs), rules_count(rs) == 1 ? "" : "s",
+                rules_version(rs), nw ? ", with warnings" : "");
+        rules_destroy(rs);
+    }
+    return status;
+}
+
+/* ---- offline state: exposed cards and per-card windows in memory ---- */
+
+struct card {
+    struct card *next;
+    char pan[CARD_PAN_MAX + 1];
+    char expiry[5]; /* "" when the list had none */
+    int exposed;
+    struct win_entry *entries;
+    size_t n, cap;
+    struct rule_last *last; /* rules_count() entries */
+};
+
+struct mem {
+    struct card *buckets[CARD_BUCKETS];
+    size_t n_rules;
+};
+
+static unsigned hash_pan(const char *pan)
+{
+    unsigned h = 2166136261u;
+    for (; *pan; pan++) {
+        h = (h ^ (unsigned char)*pan) * 16777619u;
+    }
+    return h % CARD_BUCKETS;
+}
+
+static struct card *get_card(struct mem *m, const char *pan, size_t len,
+                             int create)
+{
+    char key[CARD_PAN_MAX + 1];
+    if (len > CARD_PAN_MAX) {
+        return NULL;
+    }
+    memcpy(key, pan, len);
+    key[len] = '\0';
+    unsigned b = hash_pan(key);
+    for (struct card *c = m->buckets[b]; c != NULL; c = c->next) {
+        if (strcmp(c->pan, key) == 0) {
+            return c;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    struct card *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    memcpy(c->pan, key, len + 1);
+    c->last = calloc(m->n_rules ? m->n_rules : 1, sizeof(*c->last));
+    if (c->last == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->next = m->buckets[b];
+    m->buckets[b] = c;
+    return c;
+}
+
+static void free_mem(struct mem *m)
+{
+    for (size_t b = 0; b < CARD_BUCKETS; b++) {
+        struct card *c = m->buckets[b];
+        while (c != NULL) {
+            struct card *n = c->next;
+            memset(c->pan, 0, sizeof(c->pan));
+            free(c->entries);
+            free(c->last);
+            free(c);
+            c = n;
+        }
+    }
+}
+
+static int add_exposed(void *arg, const struct list_row *row)
+{
+    struct card *c = get_card(arg, row->pan, row->len, 1);
+    if (c == NULL) {
+        return -1;
+    }
+    c->exposed = 1;
+    snprintf(c->expiry, sizeof(c->expiry), "%s", row->expiry);
+    return 0;
+}
+
+static int remember(struct card *c, const struct win_entry *e)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->entries[i].txn_id, e->txn_id) == 0) {
+            return 0; /* redelivery: counted once */
+        }
+    }
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 16;
+        struct win_entry *ne = realloc(c->entries, ncap * sizeof(*ne));
+        if (ne == NULL) {
+            return -1;
+        }
+        c->entries = ne;
+        c->cap = ncap;
+    }
+    c->entries[c->n++] = *e;
+    return 0;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t len)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int rules_tool_test(const struct rules_test_opts *o, FILE *out)
+{
+    char err[1024];
+    int status = 1;
+    struct mem *m = calloc(1, sizeof(*m));
+    struct ruleset *rs = NULL;
+    FILE *in = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    struct breach b;
+    memset(&b, 0, sizeof(b));
+    if (m == NULL) {
+        return 1;
+    }
+    rs = rules_load(o->rules_path, err, sizeof(err));
+    if (rs == NULL) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    m->n_rules = rules_count(rs);
+    snprintf(b.id, sizeof(b.id), "%s", o->breach_id ? o->breach_id : "test");
+    if (breach_date_parse(o->window_start ? o->window_start : "1970-01-01", 0,
+                          &b.window_start_ms) != 0 ||
+        breach_date_parse(o->window_end ? o->window_end : "9999-12-31", 1,
+                          &b.window_end_ms) != 0) {
+        fprintf(stderr, "cardwatch rules test: dates are YYYY-MM-DD\n");
+        goto out;
+    }
+    if (breach_elements_parse(o->elements ? o->elements : "pan,expiry",
+                              &b.elements, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch rules test: --elements: %s\n", err);
+        goto out;
+    }
+    struct list_stats ls;
+    if (o->exposed_csv != NULL &&
+        list_read(o->exposed_csv, 0, add_exposed, m, &ls) != 0) {
+        goto out;
+    }
+    in = strcmp(o->input, "-") == 0 ? stdin : fopen(o->input, "r");
+    if (in == NULL) {
+        fprintf(stderr, "cardwatch rules test: %s: %s\n", o->input,
+                strerror(errno));
+        goto out;
+    }
+    const int64_t *wins = NULL;
+    size_t nw = rules_windows(rs, &wins);
+    size_t nr = rules_count(rs);
+    unsigned long lineno = 0, n_txn = 0, n_exposed = 0, n_alerts = 0;
+    unsigned long *per_rule = calloc(nr ? nr : 1, sizeof(*per_rule));
+    int *fired = calloc(nr ? nr : 1, sizeof(int));
+    int *supp = calloc(nr ? nr : 1, sizeof(int));
+    if (per_rule == NULL || fired == NULL || supp == NULL) {
+        free(per_rule);
+        free(fired);
+        free(supp);
+        goto out;
+    }
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+            line[--len] = '\0';
+        }
+        if (len == 0) {
+            continue;
+        }
+        struct txn t;
+        enum txn_status st = txn_decode_json(line, (size_t)len, &t);
+        if (st != TXN_OK) {
+            fprintf(out, "%s:%lu: invalid transaction (%s); skipped\n",
+                    o->input, lineno, txn_status_name(st));
+            continue;
+        }
+        n_txn++;
+        struct card *c = get_card(m, t.pan, t.pan_len, 0);
+        const struct issuer *iss =
+            o->config ? config_route(o->config, t.bin, strlen(t.bin)) : NULL;
+        char when[32];
+        fmt_time(t.event_time_ms, when, sizeof(when));
+        if (c == NULL || !c->exposed) {
+            txn_forget_pan(&t);
+            if (o->all) {
+                fprintf(out, "%s %s %s not exposed: no rule work\n",
+                        t.txn_id, t.pan_masked, when);
+            }
+            continue;
+        }
+        n_exposed++;
+        struct rule_match match = {&b, c->expiry[0] != '\0',
+                                   strcmp(c->expiry, t.expiry) == 0};
+        txn_forget_pan(&t);
+        struct win_entry cur;
+        win_entry_from_txn(&cur, &t);
+        struct win_stats ws[WIN_MAX_WINDOWS];
+        if (win_aggregate(c->entries, c->n, &cur, wins, nw, ws) != 0 ||
+            remember(c, &cur) != 0) {
+            fprintf(stderr, "cardwatch rules test: out of memory\n");
+            free(per_rule);
+            free(fired);
+            free(supp);
+            goto out;
+        }
+        struct rule_facts f = {&t, iss, &match, 1, nw ? ws : NULL, c->last};
+        struct rule_hit hits[ALERT_MAX_HITS];
+        int active = 0;
+        size_t nh = rules_eval(rs, &f, hits, ALERT_MAX_HITS, fired, supp,
+                               &active);
+        int any = 0;
+        for (size_t i = 0; i < nr; i++) {
+            any |= fired[i];
+        }
+        if (nh == 0 && !any && !o->all) {
+            continue;
+        }
+        fprintf(out, "%s %s %s %s", t.txn_id, t.pan_masked, when,
+                nh ? "ALERT" : "no alert");
+        for (size_t i = 0; i < nh; i++) {
+            fprintf(out, "%s%s (%s)", i ? ", " : ": ", hits[i].rule_id,
+                    severity_name(hits[i].severity));
+        }
+        fputc('\n', out);
+        for (size_t i = 0; i < nr; i++) {
+            if (!fired[i] && !o->all) {
+                continue;
+            }
+            char why[1024];
+            rules_explain(rs, i, &f, why, sizeof(why));
+            fprintf(out, "    %s%s\n", why,
+                    supp[i] ? "  [suppressed: fired within its suppress "
+                              "span]"
+                            : "");
+            if (fired[i] && !supp[i]) {
+                per_rule[i]++;
+                if (rules_suppress_ms(rs, i) > 0) {
+                    c->last[i].last_ms = t.event_time_ms;
+                    snprintf(c->last[i].txn_id, sizeof(c->last[i].txn_id),
+                             "%s", t.txn_id);
+                }
+            }
+        }
+        n_alerts += nh > 0;
+    }
+    fprintf(out, "\n%lu transactions, %lu on exposed cards, %lu alerts "
+                 "(rules %s)\n", n_txn, n_exposed, n_alerts,
+            rules_version(rs));
+    for (size_t i = 0; i < nr; i++) {
+        fprintf(out, "  %-28s %-8s %lu\n", rules_id(rs, i),
+                severity_name(rules_severity(rs, i)), per_rule[i]);
+    }
+    free(per_rule);
+    free(fired);
+    free(supp);
+    status = 0;
+out:
+    free(line);
+    if (in != NULL && in != stdin) {
+        fclose(in);
+    }
+    rules_destroy(rs);
+    free_mem(m);
+    free(m);
+    return status;
+}

@@ -1,0 +1,83 @@
+/* state.h - per-card rule state in Redis: window entries and suppression.
+ *
+ * Kept only for exposed cards, keyed by card fingerprint, shared by every
+ * processor instance:
+ *   <p>:<ns>:win:<kid>:<fp>  hash  txn_id -> window entry (windows.h)
+ *   <p>:<ns>:sup:<kid>:<fp>  hash  rule id -> "<event ms>|<txn_id>"
+ * <ns> is "live" for the service (replays use their own namespace).
+ * Entries older than the newest event time minus the horizon (longest
+ * window + allowed lateness) are pruned; keys expire after the horizon.
+ *
+ * One card's events are serialized: state_observe() calls back for an
+ * event only after the previous event of the same card was released with
+ * state_release(), so its window sees every earlier event of the card and
+ * its suppression writes. Commands ride the exposure module's Redis
+ * connection (same ordering, same reconnect and re-send guarantees); all
+ * of them are idempotent, so a re-send after a reconnect is harmless.
+ */
+#ifndef CARDWATCH_STATE_H
+#define CARDWATCH_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "card.h"
+#include "exposure.h"
+#include "windows.h"
+
+struct state;
+
+/* Suppression record of one rule on the card. */
+struct state_sup {
+    const char *rule_id;  /* borrowed for the callback */
+    int64_t last_ms;
+    const char *txn_id;   /* borrowed for the callback */
+};
+
+/* What Redis holds for the card after this event was added. Borrowed for
+ * the duration of the callback. */
+struct state_view {
+    const struct win_entry *entries; /* every kept entry, this one included */
+    size_t n_entries;
+    const struct state_sup *sups;
+    size_t n_sups;
+    int64_t newest_ms; /* newest event time seen on the card */
+};
+
+/* status 0 with view, or -1 (view NULL) when the module is destroyed
+ * before Redis answered. The callee must call state_release(fp) once it
+ * wrote its suppressions (status 0 only). */
+typedef void (*state_cb)(void *arg, int status, const struct state_view *v);
+
+/* Called when a write is acknowledged (err 0) or failed for good. */
+typedef void (*state_ack_cb)(void *arg, int err);
+
+/* Creates the module on x's connection. ns: "live" or a replay namespace
+ * ([a-z0-9_-]{1,40}). Returns NULL on a bad argument or out of memory. */
+struct state *state_new(struct exposure *x, const char *prefix,
+                        const char *key_id, const char *ns);
+
+/* Frees; pending callbacks get status -1. NULL is a no-op. */
+void state_destroy(struct state *s);
+
+/* Adds entry e (idempotent by txn_id) to card fp's window, prunes it to
+ * horizon_ms, and calls cb with the card's state once it is this event's
+ * turn. Returns 0, or -1 on allocation failure (cb not called). */
+int state_observe(struct state *s, const char *fp, const struct win_entry *e,
+                  int64_t horizon_ms, state_cb cb, void *arg);
+
+/* Records that rule_id raised an alert at event_ms for txn_id on card fp
+ * (for suppress). Queued on the connection before any later event of the
+ * card. ack fires once. Returns 0, or -1 on allocation failure. */
+int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
+                        int64_t event_ms, const char *txn_id,
+                        state_ack_cb ack, void *arg);
+
+/* Releases card fp: its next queued event may be observed. Call once per
+ * successful observe callback, after its state_suppressed_by() calls. */
+void state_release(struct state *s, const char *fp);
+
+/* Events waiting for their card's turn or for Redis. */
+size_t state_pending(const struct state *s);
+
+#endif
