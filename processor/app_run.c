@@ -310,12 +310,45 @@ struct table_ctx {
     int rows;
 };
 
-static void print_hit(void *arg, const char *issuer, const char *rule,
-                      uint64_t n)
+struct hit_row {
+    char issuer[ISSUER_ID_MAX + 1];
+    char rule[RULE_ID_MAX + 1];
+    uint64_t n;
+};
+
+struct hit_rows {
+    struct hit_row *v;
+    size_t n, cap;
+};
+
+static void collect_hit(void *arg, const char *issuer, const char *rule,
+                        uint64_t n)
 {
-    struct table_ctx *t = arg;
-    fprintf(stdout, "  %-24s %-28s %12" PRIu64 "\n", issuer, rule, n);
-    t->rows++;
+    struct hit_rows *r = arg;
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 32;
+        struct hit_row *nv = realloc(r->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return;
+        }
+        r->v = nv;
+        r->cap = ncap;
+    }
+    struct hit_row *h = &r->v[r->n++];
+    snprintf(h->issuer, sizeof(h->issuer), "%s", issuer);
+    snprintf(h->rule, sizeof(h->rule), "%s", rule);
+    h->n = n;
+}
+
+/* By issuer, then most hits first. */
+static int cmp_hit(const void *a, const void *b)
+{
+    const struct hit_row *x = a, *y = b;
+    int c = strcmp(x->issuer, y->issuer);
+    if (c != 0) {
+        return c;
+    }
+    return x->n < y->n ? 1 : x->n > y->n ? -1 : strcmp(x->rule, y->rule);
 }
 
 static void print_issuer(void *arg, const char *issuer, uint64_t n)
@@ -382,7 +415,17 @@ static void print_summary(struct app *a)
     metrics_each_issuer(a->metrics, print_issuer, &t);
     fprintf(stdout, "\nRule hits by issuer and rule:\n  %-24s %-28s %12s\n",
             "issuer", "rule", "hits");
-    metrics_each_hit(a->metrics, print_hit, &t);
+    struct hit_rows rows = {0};
+    metrics_each_hit(a->metrics, collect_hit, &rows);
+    if (rows.n > 0) {
+        qsort(rows.v, rows.n, sizeof(rows.v[0]), cmp_hit);
+    }
+    for (size_t i = 0; i < rows.n; i++) {
+        fprintf(stdout, "  %-24s %-28s %12" PRIu64 "\n", rows.v[i].issuer,
+                rows.v[i].rule, rows.v[i].n);
+        t.rows++;
+    }
+    free(rows.v);
     if (t.rows == 0) {
         fprintf(stdout, "  (no alerts)\n");
     }

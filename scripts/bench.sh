@@ -31,7 +31,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-BUILD="$BUILD" STACK_TOPICS="$TOPIC:$PARTS" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
+RULE_EVENTS=${BENCH_RULE_EVENTS:-300000}
+XTOPIC=cardwatch.bench.exposed
+BUILD="$BUILD" STACK_TOPICS="$TOPIC:$PARTS $XTOPIC:16" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
 umask 077
@@ -87,3 +89,29 @@ mp, mc = statistics.median(p), statistics.median(c)
 print(f"\nmedian: plain consumer {mp:,.0f} msg/s, cardwatch run {mc:,.0f} events/s, "
       f"ratio {mc/mp:.2f}; target 500,000 events/s: {'met' if mc >= 500000 else 'NOT met'}")
 PY
+
+# Rule work: the default pack (windows and state in Redis) on the same
+# topic, then on a topic where most traffic is on exposed cards, and the
+# pure cost of aggregation + evaluation without Redis.
+cp "$DIR/cardwatch.ini" "$DIR/rules.ini"
+printf '\n[rules]\npath = %s/rules/default.rules\n' "$REPO" >>"$DIR/rules.ini"
+"$CW" gen txns --config "$DIR/cardwatch.ini" --count "$RULE_EVENTS" --seed 9 \
+  --exposed "$DIR/exposed.csv" --exposed-share 1.0 --topic "$XTOPIC" 2>/dev/null
+report() { # label summary.json
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[2]))
+exposed = d["alerted"] + d["exposed_no_alert"]
+print(f"{sys.argv[1]:<44} {d['rate']:>10,.0f} events/s  {exposed:>8,} on exposed cards "
+      f"({exposed / d['processing_seconds']:,.0f}/s with state in Redis), {d['alerts']:,} alerts")
+PY
+}
+echo
+"$CW" run --config "$DIR/rules.ini" --group bench-rules --exit-at-end --no-progress \
+  --summary-json "$DIR/rules1.json" >/dev/null 2>"$DIR/rules1.log"
+report "default pack, ~1% exposed ($EVENTS events)" "$DIR/rules1.json"
+sed "s/^transactions_topic = .*/transactions_topic = $XTOPIC/" "$DIR/rules.ini" >"$DIR/rules-x.ini"
+"$CW" run --config "$DIR/rules-x.ini" --group bench-rules-x --exit-at-end --no-progress \
+  --summary-json "$DIR/rules2.json" >/dev/null 2>"$DIR/rules2.log"
+report "default pack, mostly exposed ($RULE_EVENTS events)" "$DIR/rules2.json"
+echo "pure rule work (no Redis): $("$BUILD/bench_rules" "$REPO/rules/default.rules" 20)"

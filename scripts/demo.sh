@@ -6,8 +6,9 @@
 #      "demo-skimmer" (window 2021-04-13 .. 2024-07-26)
 #   4. publishes DEMO_EVENTS generated transactions (default 1,000,000,
 #      ~1% on exposed cards, with injected misuse and a few invalid events)
-#   5. runs `cardwatch run` with a live progress line until the topic is
-#      consumed, then prints the summary (alerts by issuer and rule)
+#   5. runs `cardwatch run` with the default rule pack (rules/default.rules)
+#      and a live progress line until the topic is consumed, then prints
+#      the summary (alerts by issuer and rule)
 # Ctrl-C at any point stops everything this script started.
 # Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), BUILD.
 set -euo pipefail
@@ -55,6 +56,9 @@ prefix = demo
 
 [card]
 key_file = $DIR/fingerprint.key
+
+[rules]
+path = $REPO/rules/default.rules
 
 [http]
 listen = 127.0.0.1:0
