@@ -234,3 +234,31 @@ def test_rules_check_and_test_offline():
     assert "txns.jsonl:5:" in out, out  # the bad line, by number
     assert card not in out and clean not in out, "a PAN in the output"
     assert cw.mask(card) in out
+
+
+def test_window_state_survives_a_redis_restart():
+    """Two small payments before Redis restarts, the third after it: the
+    window in Redis still holds the first two (persistence), the restarted
+    Redis has lost its script cache (NOSCRIPT, then EVAL), and card-testing
+    fires on the third."""
+    issuers = cw.three_issuers()
+    mk = CardMaker(606)
+    card = mk.card("400001")
+    breach = Breach("e2e-restart", "2024-01-01", "2024-03-31", ["pan"], [card])
+    s = cw.Stack(issuers, partitions=1,
+                 extra_ini=f"[rules]\npath = {DEFAULT_PACK}\n")
+    s.load(breach)
+    run = s.run(name="live")
+    h.wait_until(lambda: s.metrics().get("cardwatch_assigned_partitions") == 1, 30,
+                 "cardwatch assigned")
+    small = dict(amount_minor=100, merchant_country="GB")
+    s.send([_t("R1", card, BASE, **small), _t("R2", card, BASE + MIN, **small)])
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") >= 2, 30,
+                 "2 events processed")
+    s.redis.restart(keep_data=True)
+    h.wait_until(lambda: s.metrics().get("cardwatch_redis_up") == 1 and
+                 s.ready()[0] == 200, 30, "Redis back")
+    s.send([_t("R3", card, BASE + 2 * MIN, **small)])
+    h.wait_until(lambda: "R3" in _hits_by_txn(s.alerts()), 30, "R3 alerted")
+    assert _hits_by_txn(s.alerts()) == {"R3": ["card-testing"]}
+    s.terminate(run)
