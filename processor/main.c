@@ -21,6 +21,7 @@
 #include "loader.h"
 #include "log.h"
 #include "rules_tool.h"
+#include "text.h"
 #include "txn.h"
 
 #define MOD "cardwatch"
@@ -59,58 +60,104 @@ struct common {
     const char *log_level;
 };
 
-enum {
-    OPT_CONFIG = 1000,
-    OPT_BROKERS,
-    OPT_REDIS,
-    OPT_GROUP,
-    OPT_LOG_LEVEL,
-    OPT_HELP,
-    OPT_OWN, /* first command-specific option */
+/* One command-specific option. With required_argument its argument is
+ * stored through str (borrowed from argv); with no_argument val is
+ * stored through flag. A row with neither is --help. */
+struct optdef {
+    const char *name;
+    int has_arg; /* required_argument or no_argument */
+    const char **str;
+    int *flag;
+    int val;
 };
 
-#define COMMON_LONGOPTS                                                       \
-    {"config", required_argument, NULL, OPT_CONFIG},                          \
-        {"brokers", required_argument, NULL, OPT_BROKERS},                    \
-        {"redis", required_argument, NULL, OPT_REDIS},                        \
-        {"group", required_argument, NULL, OPT_GROUP},                        \
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},                \
-    {                                                                         \
-        "help", no_argument, NULL, OPT_HELP                                   \
-    }
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char common_help[] =
-    "  --config FILE      configuration (default $CARDWATCH_CONFIG or "
-    "./cardwatch.ini)\n"
-    "  --brokers LIST     Kafka bootstrap servers, overrides [kafka] "
-    "brokers\n"
-    "  --redis HOST:PORT  Redis, overrides [redis] address\n"
-    "  --group ID         consumer group, overrides [kafka] group\n"
-    "  --log-level L      debug|info|warn|error (default info)\n"
-    "  --help             this text\n";
+/* What parse_opts returns when the command goes on. */
+#define OPTS_GO (-1)
 
-/* Returns 1 when the option was a common one. */
-static int common_opt(struct common *co, int opt, const char *arg)
+enum {
+    N_COMMON_OPTS = 6, /* --config ... --help, ahead of a command's own */
+    MAX_OWN_OPTS = 16,
+    OPT_FIRST = 1000, /* getopt_long val of row 0; clear of characters */
+};
+
+#define COMMON_HELP                                                            \
+    "  --config FILE      configuration (default $CARDWATCH_CONFIG or "        \
+    "./cardwatch.ini)\n"                                                       \
+    "  --brokers LIST     Kafka bootstrap servers, overrides [kafka] "         \
+    "brokers\n"                                                                \
+    "  --redis HOST:PORT  Redis, overrides [redis] address\n"                  \
+    "  --group ID         consumer group, overrides [kafka] group\n"           \
+    "  --log-level L      debug|info|warn|error (default info)\n"              \
+    "  --help             this text\n"
+
+/* A command's help text followed by the common options. */
+#define WITH_COMMON_HELP(text) text "\ncommon options:\n" COMMON_HELP
+
+static int bad_usage(const char *cmd, const char *msg)
 {
-    switch (opt) {
-    case OPT_CONFIG:
-        co->config_path = arg;
+    fprintf(stderr, "cardwatch %s: %s (see cardwatch %s --help)\n", cmd, msg,
+            cmd);
+    return 2;
+}
+
+/* Parses the options of command cmd in argv[first..argc) with
+ * getopt_long: the common options into co, the command's own through
+ * defs[n_defs] (at most MAX_OWN_OPTS). Rows that store into the same
+ * place share one getopt value, so an abbreviation of their names is not
+ * ambiguous. --help prints help to stdout. getopt itself reports an
+ * unknown option or a missing argument, then bad_usage() names cmd.
+ * Returns OPTS_GO when the command goes on, its operands starting at
+ * argv[optind]; otherwise the exit status to return at once: 0 after
+ * --help, 2 after a usage error. */
+static int parse_opts(int argc, char **argv, int first, const char *cmd,
+                      const char *help, struct common *co,
+                      const struct optdef *defs, size_t n_defs)
+{
+    struct optdef all[N_COMMON_OPTS + MAX_OWN_OPTS] = {
+        {"config", required_argument, &co->config_path, NULL, 0},
+        {"brokers", required_argument, &co->brokers, NULL, 0},
+        {"redis", required_argument, &co->redis, NULL, 0},
+        {"group", required_argument, &co->group, NULL, 0},
+        {"log-level", required_argument, &co->log_level, NULL, 0},
+        {"help", no_argument, NULL, NULL, 0},
+    };
+    struct option lo[N_COMMON_OPTS + MAX_OWN_OPTS + 1];
+    if (n_defs > MAX_OWN_OPTS) {
+        fprintf(stderr, "cardwatch %s: too many options\n", cmd);
         return 1;
-    case OPT_BROKERS:
-        co->brokers = arg;
-        return 1;
-    case OPT_REDIS:
-        co->redis = arg;
-        return 1;
-    case OPT_GROUP:
-        co->group = arg;
-        return 1;
-    case OPT_LOG_LEVEL:
-        co->log_level = arg;
-        return 1;
-    default:
-        return 0;
     }
+    memcpy(all + N_COMMON_OPTS, defs, n_defs * sizeof(*defs));
+    size_t n = N_COMMON_OPTS + n_defs;
+    for (size_t i = 0; i < n; i++) {
+        size_t same = 0;
+        while (all[same].str != all[i].str || all[same].flag != all[i].flag ||
+               all[same].val != all[i].val ||
+               all[same].has_arg != all[i].has_arg) {
+            same++;
+        }
+        lo[i] = (struct option){all[i].name, all[i].has_arg, NULL,
+                                OPT_FIRST + (int)same};
+    }
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    optind = first;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt < OPT_FIRST || (size_t)(opt - OPT_FIRST) >= n) {
+            return bad_usage(cmd, "unknown option");
+        }
+        const struct optdef *d = &all[opt - OPT_FIRST];
+        if (d->str != NULL) {
+            *d->str = optarg;
+        } else if (d->flag != NULL) {
+            *d->flag = d->val;
+        } else {
+            fputs(help, stdout);
+            return 0;
+        }
+    }
+    return OPTS_GO;
 }
 
 /* Loads the configuration with the flag overrides; prints the error and
@@ -172,18 +219,11 @@ static int load_config(struct config *c, const struct common *co,
     return 0;
 }
 
-static int bad_usage(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "cardwatch %s: %s (see cardwatch %s --help)\n", cmd, msg,
-            cmd);
-    return 2;
-}
-
 /* ---- run ---- */
 
 static int cmd_run(int argc, char **argv)
 {
-    static const char help[] =
+    static const char help[] = WITH_COMMON_HELP(
         "usage: cardwatch run [OPTIONS]\n"
         "\n"
         "Consumes the transactions topic as a member of the consumer group, "
@@ -206,46 +246,25 @@ static int cmd_run(int argc, char **argv)
         "JSON\n"
         "\n"
         "HTTP (when [http] listen is set): /healthz, /readyz (503 while "
-        "Redis is down),\n/metrics (Prometheus text).\n";
+        "Redis is down),\n/metrics (Prometheus text).\n");
     struct common co = {0};
     struct run_opts ro = {0, isatty(2), 30, NULL};
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"exit-at-end", no_argument, NULL, OPT_OWN},
-        {"progress", no_argument, NULL, OPT_OWN + 1},
-        {"no-progress", no_argument, NULL, OPT_OWN + 2},
-        {"drain-timeout", required_argument, NULL, OPT_OWN + 3},
-        {"summary-json", required_argument, NULL, OPT_OWN + 4},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            printf("%s\ncommon options:\n%s", help, common_help);
-            return 0;
-        case OPT_OWN:
-            ro.exit_at_end = 1;
-            break;
-        case OPT_OWN + 1:
-            ro.progress = 1;
-            break;
-        case OPT_OWN + 2:
-            ro.progress = 0;
-            break;
-        case OPT_OWN + 3:
-            ro.drain_timeout_s = atoi(optarg);
-            if (ro.drain_timeout_s <= 0) {
-                return bad_usage("run", "--drain-timeout needs seconds > 0");
-            }
-            break;
-        case OPT_OWN + 4:
-            ro.summary_json = optarg;
-            break;
-        default:
-            return bad_usage("run", "unknown option");
+    const char *drain = NULL;
+    const struct optdef defs[] = {
+        {"exit-at-end", no_argument, NULL, &ro.exit_at_end, 1},
+        {"progress", no_argument, NULL, &ro.progress, 1},
+        {"no-progress", no_argument, NULL, &ro.progress, 0},
+        {"drain-timeout", required_argument, &drain, NULL, 0},
+        {"summary-json", required_argument, &ro.summary_json, NULL, 0},
+    };
+    int st = parse_opts(argc, argv, 1, "run", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
+    }
+    if (drain != NULL) {
+        ro.drain_timeout_s = atoi(drain);
+        if (ro.drain_timeout_s <= 0) {
+            return bad_usage("run", "--drain-timeout needs seconds > 0");
         }
     }
     if (optind < argc) {
@@ -265,7 +284,7 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_load(int argc, char **argv)
 {
-    static const char help[] =
+    static const char help[] = WITH_COMMON_HELP(
         "usage: cardwatch load --breach ID --window-start YYYY-MM-DD "
         "--window-end YYYY-MM-DD\n"
         "                      --elements pan,expiry,cvv2,name,address "
@@ -278,45 +297,20 @@ static int cmd_load(int argc, char **argv)
         "invalid PAN are reported by line with the PAN masked; the rest\n"
         "load. Loading the same list again changes nothing.\n"
         "\n"
-        "elements: pan, expiry, cvv2, name, address, phone, email\n";
+        "elements: pan, expiry, cvv2, name, address, phone, email\n");
     struct common co = {0};
     struct load_opts lo = {0};
     lo.progress = isatty(2);
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"breach", required_argument, NULL, OPT_OWN},
-        {"window-start", required_argument, NULL, OPT_OWN + 1},
-        {"window-end", required_argument, NULL, OPT_OWN + 2},
-        {"elements", required_argument, NULL, OPT_OWN + 3},
-        {"description", required_argument, NULL, OPT_OWN + 4},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            printf("%s\ncommon options:\n%s", help, common_help);
-            return 0;
-        case OPT_OWN:
-            lo.breach_id = optarg;
-            break;
-        case OPT_OWN + 1:
-            lo.window_start = optarg;
-            break;
-        case OPT_OWN + 2:
-            lo.window_end = optarg;
-            break;
-        case OPT_OWN + 3:
-            lo.elements = optarg;
-            break;
-        case OPT_OWN + 4:
-            lo.description = optarg;
-            break;
-        default:
-            return bad_usage("load", "unknown option");
-        }
+    const struct optdef defs[] = {
+        {"breach", required_argument, &lo.breach_id, NULL, 0},
+        {"window-start", required_argument, &lo.window_start, NULL, 0},
+        {"window-end", required_argument, &lo.window_end, NULL, 0},
+        {"elements", required_argument, &lo.elements, NULL, 0},
+        {"description", required_argument, &lo.description, NULL, 0},
+    };
+    int st = parse_opts(argc, argv, 1, "load", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
     if (optind != argc - 1) {
         return bad_usage("load", "give exactly one list file");
@@ -339,28 +333,18 @@ static int cmd_load(int argc, char **argv)
 
 static int cmd_breaches(int argc, char **argv)
 {
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch breaches [--json]\n\nLists the loaded breaches "
+        "with window, exposed elements and card count.\n");
     struct common co = {0};
     int json = 0;
-    static const struct option opts[] = {
-        COMMON_LONGOPTS, {"json", no_argument, NULL, OPT_OWN},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        if (opt == OPT_HELP) {
-            printf("usage: cardwatch breaches [--json]\n\nLists the loaded "
-                   "breaches with window, exposed elements and card "
-                   "count.\n\ncommon options:\n%s",
-                   common_help);
-            return 0;
-        }
-        if (opt == OPT_OWN) {
-            json = 1;
-            continue;
-        }
-        return bad_usage("breaches", "unknown option");
+    const struct optdef defs[] = {
+        {"json", no_argument, NULL, &json, 1},
+    };
+    int st =
+        parse_opts(argc, argv, 1, "breaches", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
     struct config c;
     if (load_config(&c, &co, 0) != 0) {
@@ -374,21 +358,14 @@ static int cmd_breaches(int argc, char **argv)
 
 static int cmd_unload(int argc, char **argv)
 {
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch unload BREACH_ID\n\nRemoves a breach and its card "
+        "records. Cards also listed by another\nbreach stay exposed through "
+        "it.\n");
     struct common co = {0};
-    static const struct option opts[] = {COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        if (opt == OPT_HELP) {
-            printf("usage: cardwatch unload BREACH_ID\n\nRemoves a breach "
-                   "and its card records. Cards also listed by another\n"
-                   "breach stay exposed through it.\n\ncommon options:\n%s",
-                   common_help);
-            return 0;
-        }
-        return bad_usage("unload", "unknown option");
+    int st = parse_opts(argc, argv, 1, "unload", help, &co, NULL, 0);
+    if (st != OPTS_GO) {
+        return st;
     }
     if (optind != argc - 1) {
         return bad_usage("unload", "give exactly one breach id");
@@ -494,7 +471,7 @@ static void free_prefixes(char **list, size_t n)
 
 static int cmd_gen(int argc, char **argv)
 {
-    static const char help[] =
+    static const char help[] = WITH_COMMON_HELP(
         "usage: cardwatch gen cards --count N --out FILE.csv [--seed S]\n"
         "       cardwatch gen txns --count N [--exposed LIST.csv] "
         "[--exposed-share F]\n"
@@ -509,9 +486,9 @@ static int cmd_gen(int argc, char **argv)
         "misuse (card testing, card-not-present bursts,\nhigh-risk merchant "
         "categories). --format protobuf writes length-delimited\n"
         "messages (varint length + Transaction). --topic publishes "
-        "protobuf to Kafka.\n";
+        "protobuf to Kafka.\n");
     if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-        printf("%s\ncommon options:\n%s", help, common_help);
+        fputs(help, stdout);
         return argc < 2 ? 2 : 0;
     }
     const char *what = argv[1];
@@ -520,73 +497,34 @@ static int cmd_gen(int argc, char **argv)
         return bad_usage("gen", "say 'cards' or 'txns'");
     }
     struct common co = {0};
-    long long count = -1;
-    uint64_t seed = 1;
+    const char *count_s = NULL, *seed_s = NULL, *share_s = NULL;
+    const char *invalid_s = NULL, *days_s = NULL, *rate_s = NULL;
     const char *out_path = NULL, *exposed = NULL, *topic = NULL;
     const char *start = "2024-08-01", *format = "json";
-    double share = 0.01, invalid = 0, rate = 0, days = 30;
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"count", required_argument, NULL, OPT_OWN},
-        {"out", required_argument, NULL, OPT_OWN + 1},
-        {"output", required_argument, NULL, OPT_OWN + 1},
-        {"seed", required_argument, NULL, OPT_OWN + 2},
-        {"exposed", required_argument, NULL, OPT_OWN + 3},
-        {"exposed-share", required_argument, NULL, OPT_OWN + 4},
-        {"invalid-share", required_argument, NULL, OPT_OWN + 5},
-        {"start", required_argument, NULL, OPT_OWN + 6},
-        {"days", required_argument, NULL, OPT_OWN + 7},
-        {"rate", required_argument, NULL, OPT_OWN + 8},
-        {"format", required_argument, NULL, OPT_OWN + 9},
-        {"topic", required_argument, NULL, OPT_OWN + 10},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    optind = 2;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            printf("%s\ncommon options:\n%s", help, common_help);
-            return 0;
-        case OPT_OWN:
-            count = atoll(optarg);
-            break;
-        case OPT_OWN + 1:
-            out_path = optarg;
-            break;
-        case OPT_OWN + 2:
-            seed = strtoull(optarg, NULL, 10);
-            break;
-        case OPT_OWN + 3:
-            exposed = optarg;
-            break;
-        case OPT_OWN + 4:
-            share = atof(optarg);
-            break;
-        case OPT_OWN + 5:
-            invalid = atof(optarg);
-            break;
-        case OPT_OWN + 6:
-            start = optarg;
-            break;
-        case OPT_OWN + 7:
-            days = atof(optarg);
-            break;
-        case OPT_OWN + 8:
-            rate = atof(optarg);
-            break;
-        case OPT_OWN + 9:
-            format = optarg;
-            break;
-        case OPT_OWN + 10:
-            topic = optarg;
-            break;
-        default:
-            return bad_usage("gen", "unknown option");
-        }
+    const struct optdef defs[] = {
+        {"count", required_argument, &count_s, NULL, 0},
+        {"out", required_argument, &out_path, NULL, 0},
+        {"output", required_argument, &out_path, NULL, 0},
+        {"seed", required_argument, &seed_s, NULL, 0},
+        {"exposed", required_argument, &exposed, NULL, 0},
+        {"exposed-share", required_argument, &share_s, NULL, 0},
+        {"invalid-share", required_argument, &invalid_s, NULL, 0},
+        {"start", required_argument, &start, NULL, 0},
+        {"days", required_argument, &days_s, NULL, 0},
+        {"rate", required_argument, &rate_s, NULL, 0},
+        {"format", required_argument, &format, NULL, 0},
+        {"topic", required_argument, &topic, NULL, 0},
+    };
+    int st = parse_opts(argc, argv, 2, "gen", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
+    long long count = count_s != NULL ? atoll(count_s) : -1;
+    uint64_t seed = seed_s != NULL ? strtoull(seed_s, NULL, 10) : 1;
+    double share = share_s != NULL ? atof(share_s) : 0.01;
+    double invalid = invalid_s != NULL ? atof(invalid_s) : 0;
+    double days = days_s != NULL ? atof(days_s) : 30;
+    double rate = rate_s != NULL ? atof(rate_s) : 0;
     if (count <= 0) {
         return bad_usage("gen", "--count N is required (N > 0)");
     }
@@ -763,40 +701,23 @@ out:
 
 static int cmd_send(int argc, char **argv)
 {
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch send --input TXNS.jsonl [--topic T]\n\nPublishes "
+        "JSON-lines transactions (the field names of "
+        "cardwatch.v1.Transaction)\nto Kafka as protobuf, keyed by txn_id, "
+        "with the event time as message timestamp.\nLines are not "
+        "validated, so invalid test data reaches the processor as it is;\n"
+        "a line that is not a JSON object is reported by line number and "
+        "skipped.\nThe topic defaults to [kafka] transactions_topic.\n");
     struct common co = {0};
     const char *input = NULL, *topic = NULL;
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"input", required_argument, NULL, OPT_OWN},
-        {"topic", required_argument, NULL, OPT_OWN + 1},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            printf("usage: cardwatch send --input TXNS.jsonl [--topic T]\n\n"
-                   "Publishes JSON-lines transactions (the field names of "
-                   "cardwatch.v1.Transaction)\nto Kafka as protobuf, keyed "
-                   "by txn_id, with the event time as message timestamp.\n"
-                   "Lines are not validated, so invalid test data reaches "
-                   "the processor as it is;\na line that is not a JSON "
-                   "object is reported by line number and skipped.\n"
-                   "The topic defaults to [kafka] transactions_topic.\n\n"
-                   "common options:\n%s",
-                   common_help);
-            return 0;
-        case OPT_OWN:
-            input = optarg;
-            break;
-        case OPT_OWN + 1:
-            topic = optarg;
-            break;
-        default:
-            return bad_usage("send", "unknown option");
-        }
+    const struct optdef defs[] = {
+        {"input", required_argument, &input, NULL, 0},
+        {"topic", required_argument, &topic, NULL, 0},
+    };
+    int st = parse_opts(argc, argv, 1, "send", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
     if (input == NULL) {
         return bad_usage("send", "--input FILE is required");
@@ -826,14 +747,7 @@ static int cmd_send(int argc, char **argv)
     }
     unsigned long lineno = 0, sent = 0, skipped = 0;
     ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
-            line[--len] = '\0';
-        }
-        if (len == 0) {
-            continue;
-        }
+    while ((len = text_next_line(f, &line, &cap, &lineno)) >= 0) {
         struct txn t;
         if (txn_parse_json(line, (size_t)len, &t) != TXN_OK) {
             fprintf(stderr, "%s:%lu: not a transaction JSON object; "
@@ -914,50 +828,18 @@ static int cmd_rules(int argc, char **argv)
     }
     struct common co = {0};
     struct rules_test_opts o = {0};
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"input", required_argument, NULL, OPT_OWN},
-        {"exposed", required_argument, NULL, OPT_OWN + 1},
-        {"breach", required_argument, NULL, OPT_OWN + 2},
-        {"window-start", required_argument, NULL, OPT_OWN + 3},
-        {"window-end", required_argument, NULL, OPT_OWN + 4},
-        {"elements", required_argument, NULL, OPT_OWN + 5},
-        {"all", no_argument, NULL, OPT_OWN + 6},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    optind = 2;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            fputs(help, stdout);
-            return 0;
-        case OPT_OWN:
-            o.input = optarg;
-            break;
-        case OPT_OWN + 1:
-            o.exposed_csv = optarg;
-            break;
-        case OPT_OWN + 2:
-            o.breach_id = optarg;
-            break;
-        case OPT_OWN + 3:
-            o.window_start = optarg;
-            break;
-        case OPT_OWN + 4:
-            o.window_end = optarg;
-            break;
-        case OPT_OWN + 5:
-            o.elements = optarg;
-            break;
-        case OPT_OWN + 6:
-            o.all = 1;
-            break;
-        default:
-            return bad_usage("rules", "unknown option");
-        }
+    const struct optdef defs[] = {
+        {"input", required_argument, &o.input, NULL, 0},
+        {"exposed", required_argument, &o.exposed_csv, NULL, 0},
+        {"breach", required_argument, &o.breach_id, NULL, 0},
+        {"window-start", required_argument, &o.window_start, NULL, 0},
+        {"window-end", required_argument, &o.window_end, NULL, 0},
+        {"elements", required_argument, &o.elements, NULL, 0},
+        {"all", no_argument, NULL, &o.all, 1},
+    };
+    int st = parse_opts(argc, argv, 2, "rules", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
     if (optind != argc - 1 || o.input == NULL) {
         return bad_usage("rules", "give one rule file and --input");
@@ -1000,36 +882,20 @@ static void print_alert(void *arg, int32_t partition, int64_t offset,
 
 static int cmd_tail(int argc, char **argv)
 {
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch tail TOPIC [--exit-at-end] [--from-end]\n\nPrints "
+        "the alerts of an alert topic as JSON lines, from the beginning\n(or "
+        "only new ones with --from-end). Reads every partition; commits "
+        "nothing.\n");
     struct common co = {0};
     int exit_at_end = 0, from_end = 0;
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"exit-at-end", no_argument, NULL, OPT_OWN},
-        {"from-end", no_argument, NULL, OPT_OWN + 1},
-        {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (common_opt(&co, opt, optarg)) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_HELP:
-            printf("usage: cardwatch tail TOPIC [--exit-at-end] "
-                   "[--from-end]\n\nPrints the alerts of an alert topic as "
-                   "JSON lines, from the beginning\n(or only new ones with "
-                   "--from-end). Reads every partition; commits nothing.\n\n"
-                   "common options:\n%s",
-                   common_help);
-            return 0;
-        case OPT_OWN:
-            exit_at_end = 1;
-            break;
-        case OPT_OWN + 1:
-            from_end = 1;
-            break;
-        default:
-            return bad_usage("tail", "unknown option");
-        }
+    const struct optdef defs[] = {
+        {"exit-at-end", no_argument, NULL, &exit_at_end, 1},
+        {"from-end", no_argument, NULL, &from_end, 1},
+    };
+    int st = parse_opts(argc, argv, 1, "tail", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
     }
     if (optind != argc - 1) {
         return bad_usage("tail", "give exactly one topic");

@@ -13,6 +13,7 @@
 #include "listcsv.h"
 #include "log.h"
 #include "rules.h"
+#include "text.h"
 #include "txn.h"
 #include "windows.h"
 
@@ -215,14 +216,7 @@ int rules_tool_test(const struct rules_test_opts *o, FILE *out)
         goto out;
     }
     ssize_t len;
-    while ((len = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
-            line[--len] = '\0';
-        }
-        if (len == 0) {
-            continue;
-        }
+    while ((len = text_next_line(in, &line, &cap, &lineno)) >= 0) {
         struct txn t;
         enum txn_status st = txn_decode_json(line, (size_t)len, &t);
         if (st != TXN_OK) {

@@ -46,6 +46,23 @@ size_t text_utf8_seq(const unsigned char *s, size_t n)
     return 4;
 }
 
+ssize_t text_next_line(FILE *f, char **line, size_t *cap, unsigned long *lineno)
+{
+    ssize_t len;
+
+    while ((len = getline(line, cap, f)) >= 0) {
+        (*lineno)++;
+        while (len > 0 &&
+               ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r')) {
+            (*line)[--len] = '\0';
+        }
+        if (len > 0) {
+            return len;
+        }
+    }
+    return -1;
+}
+
 /* ---- JSON writer ---- */
 
 void jsonw_init(struct jsonw *w, char *buf, size_t buflen)

@@ -1,15 +1,17 @@
 /* text.h - text helpers: error messages, UTF-8, a bounded JSON writer
- * (pure).
+ * (pure), and a line reader for JSON-lines input.
  *
- * Nothing here allocates, logs or does I/O: every function writes only
- * into memory the caller owns and passes in.
+ * Apart from text_next_line(), nothing here allocates, logs or does I/O:
+ * every function writes only into memory the caller owns and passes in.
  */
 #ifndef CARDWATCH_TEXT_H
 #define CARDWATCH_TEXT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* Formats a message into errbuf[errlen] like snprintf (cut to fit, always
  * NUL-terminated). errbuf NULL or errlen 0 is allowed: nothing is
@@ -22,6 +24,17 @@ void text_errf(char *errbuf, size_t errlen, const char *fmt, ...)
  * byte, an overlong form, a surrogate, a value above U+10FFFF, or a
  * sequence cut short by n). ASCII, NUL included, is 1. */
 size_t text_utf8_seq(const unsigned char *s, size_t n);
+
+/* Reads the next line of f that is not empty once its trailing CR/LF
+ * characters are cut off, and returns it NUL-terminated in *line with
+ * that length (> 0). *line and *cap are getline(3)'s: the caller starts
+ * with NULL and 0, the buffer grows as needed and the caller frees *line
+ * (also after -1). *lineno counts every line read, empty ones included,
+ * so after a return it is the 1-based number of the line returned.
+ * Returns -1 at end of file and on a read error (ferror(f) tells which).
+ * Lines are taken as they are: a NUL byte inside one is part of it. */
+ssize_t text_next_line(FILE *f, char **line, size_t *cap,
+                       unsigned long *lineno);
 
 /* A JSON writer into a buffer the caller owns. It never allocates and
  * never writes past the buffer: a write that does not fit sets overflow,
