@@ -26,8 +26,18 @@ DIR=$(cd "$DIR" && pwd)
 
 cleanup() {
   trap - EXIT INT TERM
-  [[ -n ${RUN_PID:-} ]] && kill "$RUN_PID" 2>/dev/null && wait "$RUN_PID" 2>/dev/null
-  BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null || true
+  set +e
+  if [[ -n ${RUN_PID:-} ]]; then
+    # Ctrl-C reached cardwatch too (same process group): let it drain and
+    # commit; only a run that is still there after its drain time is ended.
+    for _ in $(seq 1 350); do
+      kill -0 "$RUN_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$RUN_PID" 2>/dev/null && kill "$RUN_PID"
+    wait "$RUN_PID" 2>/dev/null
+  fi
+  BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null
   echo "demo: stopped Redis and the embedded Kafka"
 }
 trap cleanup EXIT
