@@ -128,7 +128,9 @@ static int parse_opts(int argc, char **argv, int first, const char *cmd,
         fprintf(stderr, "cardwatch %s: too many options\n", cmd);
         return 1;
     }
-    memcpy(all + N_COMMON_OPTS, defs, n_defs * sizeof(*defs));
+    if (n_defs > 0) { /* unload has no options of its own: defs is NULL */
+        memcpy(all + N_COMMON_OPTS, defs, n_defs * sizeof(*defs));
+    }
     size_t n = N_COMMON_OPTS + n_defs;
     for (size_t i = 0; i < n; i++) {
         size_t same = 0;
