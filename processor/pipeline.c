@@ -114,10 +114,10 @@ void pipeline_destroy(struct pipeline *p)
     free(p);
 }
 
-size_t pipeline_capacity(const struct pipeline *p)
+size_t pipeline_capacity(struct pipeline *p)
 {
     if (!p->redis_up || p->in_flight >= p->max_in_flight) {
-        ((struct pipeline *)p)->starved = 1;
+        p->starved = 1; /* the source waits for a kick */
         return 0;
     }
     return p->max_in_flight - p->in_flight;

@@ -87,8 +87,10 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts);
  * (they will be consumed again). NULL is a no-op. */
 void pipeline_destroy(struct pipeline *p);
 
-/* How many more records the pipeline takes now (0 when full). */
-size_t pipeline_capacity(const struct pipeline *p);
+/* How many more records the pipeline takes now. 0 when full or while
+ * Redis is down; the pipeline then calls the source's kick() once it has
+ * room again. */
+size_t pipeline_capacity(struct pipeline *p);
 
 /* Takes n records of one batch (n <= pipeline_capacity()). Records are
  * decoded before it returns; the caller may free them afterwards.
