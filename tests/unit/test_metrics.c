@@ -1,0 +1,121 @@
+/* Unit tests for metrics.c: counting and the Prometheus text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "metrics.h"
+
+static char *render(struct metrics *m, const char *extra)
+{
+    char *text = NULL;
+    long n = metrics_render(m, extra, &text);
+    assert_true(n > 0);
+    assert_non_null(text);
+    assert_int_equal((size_t)n, strlen(text));
+    return text;
+}
+
+static void has(const char *text, const char *line)
+{
+    char want[512];
+    snprintf(want, sizeof(want), "\n%s\n", line);
+    if (strstr(text, want) == NULL) {
+        fail_msg("missing line: %s", line);
+    }
+}
+
+static void test_counters_and_labels(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    metrics_event(m, METRICS_CLEAN, 98);
+    metrics_event(m, METRICS_ALERTED, 2);
+    metrics_dead_letter(m, TXN_ERR_LUHN);
+    metrics_alert_issuer(m, "acme");
+    metrics_alert_issuer(m, "acme");
+    metrics_alert(m, "acme", "cnp-use");
+    metrics_alert(m, "acme", "cnp-use");
+    metrics_alert(m, "acme", "velocity");
+    metrics_rule_suppressed(m, "velocity");
+    metrics_late_event(m);
+    metrics_rules_reload(m, 0);
+    metrics_rules_reload(m, 1);
+    metrics_gauge(m, METRICS_G_CONSUMER_LAG, 1234);
+    metrics_redis_rtt(m, 0.0003);
+    metrics_redis_rtt(m, 0.02);
+    assert_int_equal(metrics_events(m, METRICS_CLEAN), 98);
+    assert_int_equal(metrics_alerts_total(m), 2);
+    char *t = render(m, "cardwatch_extra 1\n");
+    has(t, "cardwatch_events_total{outcome=\"clean\"} 98");
+    has(t, "cardwatch_events_total{outcome=\"alerted\"} 2");
+    has(t, "cardwatch_dead_letters_total{reason=\"luhn\"} 1");
+    has(t, "cardwatch_dead_letters_total{reason=\"expiry\"} 0");
+    has(t, "cardwatch_alerts_total{issuer=\"acme\"} 2");
+    has(t, "cardwatch_rule_hits_total{rule=\"cnp-use\",issuer=\"acme\"} 2");
+    has(t, "cardwatch_rule_hits_total{rule=\"velocity\",issuer=\"acme\"} 1");
+    has(t, "cardwatch_suppressed_hits_total{rule=\"velocity\"} 1");
+    has(t, "cardwatch_late_events_total 1");
+    has(t, "cardwatch_rules_reloads_total{result=\"ok\"} 1");
+    has(t, "cardwatch_rules_reloads_total{result=\"refused\"} 1");
+    has(t, "cardwatch_consumer_lag 1234");
+    /* histogram buckets are cumulative */
+    has(t, "cardwatch_redis_rtt_seconds_bucket{le=\"0.00025\"} 0");
+    has(t, "cardwatch_redis_rtt_seconds_bucket{le=\"0.0005\"} 1");
+    has(t, "cardwatch_redis_rtt_seconds_bucket{le=\"0.025\"} 2");
+    has(t, "cardwatch_redis_rtt_seconds_bucket{le=\"+Inf\"} 2");
+    has(t, "cardwatch_redis_rtt_seconds_count 2");
+    assert_non_null(strstr(t, "cardwatch_extra 1\n"));
+    /* every sample line belongs to a family announced by # TYPE */
+    assert_non_null(strstr(t, "# TYPE cardwatch_events_total counter\n"));
+    assert_non_null(
+        strstr(t, "# TYPE cardwatch_redis_rtt_seconds histogram\n"));
+    free(t);
+    metrics_destroy(m);
+}
+
+struct seen {
+    int n;
+    uint64_t total;
+};
+
+static void each_hit(void *arg, const char *issuer, const char *rule,
+                     uint64_t n)
+{
+    struct seen *s = arg;
+    (void)issuer;
+    (void)rule;
+    s->n++;
+    s->total += n;
+}
+
+static void test_each_hit(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    for (int i = 0; i < 100; i++) {
+        char rule[16];
+        snprintf(rule, sizeof(rule), "r%d", i % 20);
+        metrics_alert(m, i % 2 ? "a" : "b", rule);
+    }
+    struct seen s = {0, 0};
+    metrics_each_hit(m, each_hit, &s);
+    assert_int_equal(s.n, 20); /* r0..r19, each with one issuer */
+    assert_int_equal(s.total, 100);
+    metrics_destroy(m);
+    metrics_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counters_and_labels),
+        cmocka_unit_test(test_each_hit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
