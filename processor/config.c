@@ -492,18 +492,16 @@ bad_port:
     return -1;
 }
 
-/* Checks a comma list of host:port and writes it to out without blanks.
- * Returns 0, or -1 with why. */
-static int parse_hostports(const char *v, char *out, size_t outsz, char *why,
-                           size_t whylen)
+/* Calls fn for each entry of a comma list, blanks trimmed. An empty entry
+ * is an error. Returns 0, or -1 with why (from fn or about the list). */
+static int each_entry(const char *v,
+                      int (*fn)(void *arg, const char *s, size_t n,
+                                char *why, size_t whylen),
+                      void *arg, char *why, size_t whylen)
 {
-    size_t used = 0;
-    char host[256];
-
     for (const char *s = v;;) {
         const char *e = strchr(s, ',');
         const char *end = e != NULL ? e : s + strlen(s);
-        size_t n;
 
         while (s < end && is_space(*s)) {
             s++;
@@ -511,30 +509,55 @@ static int parse_hostports(const char *v, char *out, size_t outsz, char *why,
         while (end > s && is_space(end[-1])) {
             end--;
         }
-        n = (size_t)(end - s);
-        if (n == 0) {
+        if (end == s) {
             text_errf(why, whylen, "empty entry in the list");
             return -1;
         }
-        if (parse_hostport(s, n, host, sizeof(host), NULL, why, whylen) != 0) {
+        if (fn(arg, s, (size_t)(end - s), why, whylen) != 0) {
             return -1;
         }
-        if (used + (used > 0) + n >= outsz) {
-            text_errf(why, whylen, "too long (max %zu characters)", outsz - 1);
-            return -1;
-        }
-        if (used > 0) {
-            out[used++] = ',';
-        }
-        memcpy(out + used, s, n);
-        used += n;
-        out[used] = '\0';
         if (e == NULL) {
-            break;
+            return 0;
         }
         s = e + 1;
     }
+}
+
+struct hostports {
+    char *out;
+    size_t outsz;
+    size_t used;
+};
+
+static int add_hostport(void *arg, const char *s, size_t n, char *why,
+                        size_t whylen)
+{
+    struct hostports *h = arg;
+    char host[256];
+
+    if (parse_hostport(s, n, host, sizeof(host), NULL, why, whylen) != 0) {
+        return -1;
+    }
+    if (h->used + (h->used > 0) + n >= h->outsz) {
+        text_errf(why, whylen, "too long (max %zu characters)", h->outsz - 1);
+        return -1;
+    }
+    if (h->used > 0) {
+        h->out[h->used++] = ',';
+    }
+    memcpy(h->out + h->used, s, n);
+    h->used += n;
+    h->out[h->used] = '\0';
     return 0;
+}
+
+/* Checks a comma list of host:port and writes it to out without blanks.
+ * Returns 0, or -1 with why. */
+static int parse_hostports(const char *v, char *out, size_t outsz, char *why,
+                           size_t whylen)
+{
+    struct hostports h = {out, outsz, 0};
+    return each_entry(v, add_hostport, &h, why, whylen);
 }
 
 static int parse_int(const char *v, long min, long max, int *out, char *why,
@@ -576,44 +599,33 @@ static int parse_bool(const char *v, int *out, char *why, size_t whylen)
     return -1;
 }
 
+struct bins {
+    struct route_table *rt;
+    int idx;
+};
+
+static int add_bin(void *arg, const char *s, size_t n, char *why,
+                   size_t whylen)
+{
+    struct bins *b = arg;
+    char one[40];
+
+    if (n >= sizeof(one)) {
+        text_errf(why, whylen, "entry of %zu characters is too long", n);
+        return -1;
+    }
+    memcpy(one, s, n);
+    one[n] = '\0';
+    return route_add(b->rt, one, b->idx, why, whylen);
+}
+
 /* Adds every entry of a comma list of BIN prefixes and ranges to the
  * route table for issuer idx. Returns 0, or -1 with why. */
 static int add_bins(struct route_table *rt, const char *v, int idx, char *why,
                     size_t whylen)
 {
-    char one[40];
-
-    for (const char *s = v;;) {
-        const char *e = strchr(s, ',');
-        const char *end = e != NULL ? e : s + strlen(s);
-        size_t n;
-
-        while (s < end && is_space(*s)) {
-            s++;
-        }
-        while (end > s && is_space(end[-1])) {
-            end--;
-        }
-        n = (size_t)(end - s);
-        if (n == 0) {
-            text_errf(why, whylen, "empty entry in the list");
-            return -1;
-        }
-        if (n >= sizeof(one)) {
-            text_errf(why, whylen, "entry of %zu characters is too long", n);
-            return -1;
-        }
-        memcpy(one, s, n);
-        one[n] = '\0';
-        if (route_add(rt, one, idx, why, whylen) != 0) {
-            return -1;
-        }
-        if (e == NULL) {
-            break;
-        }
-        s = e + 1;
-    }
-    return 0;
+    struct bins b = {rt, idx};
+    return each_entry(v, add_bin, &b, why, whylen);
 }
 
 /* ---- the table ---- */
