@@ -68,7 +68,7 @@ $(BUILD)/cardwatch: $(BUILD)/obj/main.o $(LIB_OBJ)
 # when the processor does not, so the harness can still run.
 STANDALONE_TOOLS := $(addprefix $(BUILD)/,embedded_kafka plain_consumer \
                       produce_file consume_all)
-$(STANDALONE_TOOLS): $(BUILD)/%: tools/%.c
+$(STANDALONE_TOOLS): $(BUILD)/%: tools/%.c tools/ktool.h
 	@mkdir -p $(BUILD)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $< $(LDLIBS) -o $@

@@ -29,6 +29,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ktool.h"
+
 #define NULL_LEN 0xFFFFFFFFu
 #define BATCH 1000
 
@@ -138,22 +140,19 @@ int main(int argc, char **argv)
     snprintf(group, sizeof(group), "consume_all-%ld-%ld", (long)getpid(),
              (long)time(NULL));
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    if (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr,
-                          sizeof(errstr)) ||
-        /* the end of a partition is seen one fetch wait after the last
-         * message: keep that short (default 500 ms) */
-        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", errstr,
-                          sizeof(errstr))) {
-        fprintf(stderr, "consume_all: %s\n", errstr);
+    /* the end of a partition is seen one fetch wait after the last
+     * message: keep that short (default 500 ms) */
+    const char *const props[] = {
+        "group.id", group,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof", "true",
+        "auto.offset.reset", "earliest",
+        "allow.auto.create.topics", "false",
+        "fetch.wait.max.ms", "50",
+        NULL};
+    if (ktool_conf_set(conf, props, "consume_all") != 0) {
+        rd_kafka_conf_destroy(conf);
         return 2;
     }
     for (i = 1; i < argc; i++) {
@@ -171,16 +170,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
             timeout_s = atof(argv[++i]);
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
-            char *kv = argv[++i];
-            char *eq = strchr(kv, '=');
-            if (!eq) {
-                fprintf(stderr, "consume_all: -X wants key=value\n");
-                rd_kafka_conf_destroy(conf);
-                return 2;
-            }
-            *eq = '\0';
-            if (rd_kafka_conf_set(conf, kv, eq + 1, errstr, sizeof(errstr))) {
-                fprintf(stderr, "consume_all: %s\n", errstr);
+            if (ktool_conf_x(conf, argv[++i], "consume_all") != 0) {
                 rd_kafka_conf_destroy(conf);
                 return 2;
             }

@@ -27,6 +27,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ktool.h"
+
 #define BATCH 1000
 
 static double now_s(void)
@@ -96,18 +98,16 @@ int main(int argc, char **argv)
              (long)time(NULL));
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    if (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr,
-                          sizeof(errstr))) {
-        fprintf(stderr, "plain_consumer: %s\n", errstr);
+    const char *const props[] = {
+        "group.id", group,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof", "true",
+        "auto.offset.reset", "earliest",
+        "allow.auto.create.topics", "false",
+        NULL};
+    if (ktool_conf_set(conf, props, "plain_consumer") != 0) {
+        rd_kafka_conf_destroy(conf);
         return 2;
     }
     for (i = 1; i < argc; i++) {
@@ -125,16 +125,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
             timeout_s = atof(argv[++i]);
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
-            char *kv = argv[++i];
-            char *eq = strchr(kv, '=');
-            if (!eq) {
-                fprintf(stderr, "plain_consumer: -X wants key=value\n");
-                rd_kafka_conf_destroy(conf);
-                return 2;
-            }
-            *eq = '\0';
-            if (rd_kafka_conf_set(conf, kv, eq + 1, errstr, sizeof(errstr))) {
-                fprintf(stderr, "plain_consumer: %s\n", errstr);
+            if (ktool_conf_x(conf, argv[++i], "plain_consumer") != 0) {
                 rd_kafka_conf_destroy(conf);
                 return 2;
             }

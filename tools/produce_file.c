@@ -27,6 +27,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ktool.h"
+
 #define NULL_LEN 0xFFFFFFFFu
 #define MAX_FIELD (256u * 1024u * 1024u)
 
@@ -129,18 +131,18 @@ int main(int argc, char **argv)
     int i;
 
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) ||
-        /* Messages without a key get a random partition each; the default
-         * sticky partitioner would put a fast bulk load (queued before the
-         * metadata arrives) almost entirely into one partition, where the
-         * mock's ~5 MiB per-partition retention then evicts it. */
-        rd_kafka_conf_set(conf, "sticky.partitioning.linger.ms", "0", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000",
-                          errstr, sizeof(errstr))) {
-        fprintf(stderr, "produce_file: %s\n", errstr);
+    /* Messages without a key get a random partition each; the default
+     * sticky partitioner would put a fast bulk load (queued before the
+     * metadata arrives) almost entirely into one partition, where the
+     * mock's ~5 MiB per-partition retention then evicts it. */
+    const char *const props[] = {
+        "enable.idempotence", "true",
+        "linger.ms", "5",
+        "sticky.partitioning.linger.ms", "0",
+        "queue.buffering.max.messages", "1000000",
+        NULL};
+    if (ktool_conf_set(conf, props, "produce_file") != 0) {
+        rd_kafka_conf_destroy(conf);
         return 2;
     }
     for (i = 1; i < argc; i++) {
@@ -160,16 +162,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--headers")) {
             with_headers = 1;
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
-            char *kv = argv[++i];
-            char *eq = strchr(kv, '=');
-            if (!eq) {
-                fprintf(stderr, "produce_file: -X wants key=value\n");
-                rd_kafka_conf_destroy(conf);
-                return 2;
-            }
-            *eq = '\0';
-            if (rd_kafka_conf_set(conf, kv, eq + 1, errstr, sizeof(errstr))) {
-                fprintf(stderr, "produce_file: %s\n", errstr);
+            if (ktool_conf_x(conf, argv[++i], "produce_file") != 0) {
                 rd_kafka_conf_destroy(conf);
                 return 2;
             }
