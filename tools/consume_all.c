@@ -140,8 +140,8 @@ int main(int argc, char **argv)
     snprintf(group, sizeof(group), "consume_all-%ld-%ld", (long)getpid(),
              (long)time(NULL));
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    /* the end of a partition is seen one fetch wait after the last
-     * message: keep that short (default 500 ms) */
+    /* fetch.wait.max.ms: the end of a partition is seen one fetch wait
+     * after the last message, so keep that short (default 500 ms) */
     const char *const props[] = {
         "group.id", group,
         "enable.auto.commit", "false",
