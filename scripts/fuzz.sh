@@ -25,7 +25,7 @@ fi
 cflags=(-std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=undefined -fno-omit-frame-pointer
         -Iprocessor -I"$gen")
-libs=(-lcrypto -lprotobuf-c -ljansson)
+libs=(-lcrypto -lprotobuf-c -ljansson -lz)
 
 declare -A srcs=(
   [fuzz_txn_protobuf]="processor/txn.c processor/card.c processor/text.c"
@@ -35,11 +35,14 @@ declare -A srcs=(
   [fuzz_rules_parse]="processor/rules.c processor/windows.c processor/text.c
                       processor/alert.c processor/txn.c processor/card.c
                       processor/breach.c"
+  # a tiny buffer, so records straddle refills
+  [fuzz_reader]="-DREADER_BUF_SIZE=64 -DREADER_IN_SIZE=16 processor/reader.c
+                 processor/text.c"
 )
 
 status=0
 for name in fuzz_txn_protobuf fuzz_txn_json fuzz_alert_protobuf \
-  fuzz_rules_parse; do
+  fuzz_rules_parse fuzz_reader; do
   # shellcheck disable=SC2086
   "$CC" "${cflags[@]}" "tests/fuzz/$name.c" ${srcs[$name]} \
     "$gen/cardwatch.pb-c.c" "${libs[@]}" -o "$out/$name"
