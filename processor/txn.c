@@ -42,6 +42,7 @@ static const char *const status_names[TXN_STATUS_COUNT] = {
     [TXN_ERR_ENTRY_MODE] = "entry_mode",
     [TXN_ERR_RESPONSE] = "response",
     [TXN_ERR_EVENT_TIME] = "event_time",
+    [TXN_ERR_TOO_LONG] = "too_long",
 };
 
 static const char *const channel_names[] = {
@@ -703,135 +704,340 @@ out:
 
 /* ---- JSON ---- */
 
-/* Reads an optional string member. Returns -1 on a wrong type; a missing
- * member marks the field bad. */
-static int json_str(json_t *root, const char *name, char *dst, size_t size,
-                    unsigned *bad, enum txn_status st)
-{
-    json_t *v = json_object_get(root, name);
+/* JSON members of a Transaction, as the decoders below see them. */
+enum jfield {
+    JF_TXN_ID,
+    JF_PAN,
+    JF_EXPIRY,
+    JF_AMOUNT,
+    JF_CURRENCY,
+    JF_MCC,
+    JF_MERCHANT_ID,
+    JF_MERCHANT_COUNTRY,
+    JF_CHANNEL,
+    JF_ENTRY_MODE,
+    JF_RESPONSE,
+    JF_EVENT_TIME,
+    JF_CVV2,
+    JF_COUNT
+};
 
-    if (v == NULL) {
+static const char *const jf_names[JF_COUNT] = {
+    "txn_id", "pan", "expiry", "amount_minor", "currency", "mcc",
+    "merchant_id", "merchant_country", "channel", "entry_mode", "response",
+    "event_time_ms", "cvv2_presented",
+};
+
+enum jkind { JK_MISSING = 0, JK_STRING, JK_INT, JK_TRUE, JK_FALSE, JK_OTHER };
+
+/* What each member holds: the kind, a string's bytes (borrowed from the
+ * input or the jansson tree) or an integer's value. */
+struct jval {
+    enum jkind kind;
+    const char *s;
+    size_t len;
+    int64_t i;
+};
+
+static enum jkind jf_kind(enum jfield f)
+{
+    switch (f) {
+    case JF_AMOUNT:
+    case JF_MCC:
+    case JF_EVENT_TIME:
+        return JK_INT;
+    case JF_CVV2:
+        return JK_TRUE; /* a boolean: JK_TRUE or JK_FALSE */
+    default:
+        return JK_STRING;
+    }
+}
+
+static int is_jws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The fast path: a flat object whose keys are known members, whose
+ * strings are printable ASCII without escapes and whose numbers are plain
+ * integers of at most 18 digits, each member at most once and of the
+ * right type - what producers write. Fills v and returns 0; returns -1
+ * for anything else, which jansson then decides on (same results, just
+ * slower): the fast path never judges input it does not fully know. */
+static int json_fast_scan(const char *buf, size_t len, struct jval v[JF_COUNT])
+{
+    const char *p = buf, *end = buf + len;
+#define SKIP_WS()                                                              \
+    while (p < end && is_jws(*p)) {                                            \
+        p++;                                                                   \
+    }
+    SKIP_WS();
+    if (p == end || *p++ != '{') {
+        return -1;
+    }
+    SKIP_WS();
+    if (p < end && *p == '}') {
+        p++;
+        goto tail;
+    }
+    for (;;) {
+        if (p == end || *p++ != '"') {
+            return -1;
+        }
+        const char *k = p;
+        while (p < end && *p != '"') {
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ||
+                *p == '\\') {
+                return -1;
+            }
+            p++;
+        }
+        if (p == end) {
+            return -1;
+        }
+        size_t klen = (size_t)(p - k);
+        p++;
+        int f = -1;
+        for (int i = 0; i < JF_COUNT; i++) {
+            if (strlen(jf_names[i]) == klen &&
+                memcmp(jf_names[i], k, klen) == 0) {
+                f = i;
+                break;
+            }
+        }
+        if (f < 0 || v[f].kind != JK_MISSING) {
+            return -1; /* unknown member, or a duplicate */
+        }
+        SKIP_WS();
+        if (p == end || *p++ != ':') {
+            return -1;
+        }
+        SKIP_WS();
+        if (p == end) {
+            return -1;
+        }
+        struct jval *jv = &v[f];
+        if (*p == '"') {
+            const char *s0 = ++p;
+            while (p < end && *p != '"') {
+                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ||
+                    *p == '\\') {
+                    return -1;
+                }
+                p++;
+            }
+            if (p == end) {
+                return -1;
+            }
+            jv->kind = JK_STRING;
+            jv->s = s0;
+            jv->len = (size_t)(p - s0);
+            p++;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            int neg = *p == '-';
+            if (neg) {
+                p++;
+            }
+            const char *d0 = p;
+            int64_t val = 0;
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (p - d0 == 18) {
+                    return -1; /* may not fit: jansson decides */
+                }
+                val = val * 10 + (*p - '0');
+                p++;
+            }
+            size_t nd = (size_t)(p - d0);
+            if (nd == 0 || (d0[0] == '0' && (nd > 1 || neg)) ||
+                (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
+                return -1;
+            }
+            jv->kind = JK_INT;
+            jv->i = neg ? -val : val;
+        } else if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+            jv->kind = JK_TRUE;
+            p += 4;
+        } else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+            jv->kind = JK_FALSE;
+            p += 5;
+        } else {
+            return -1;
+        }
+        enum jkind want = jf_kind((enum jfield)f);
+        if (want == JK_TRUE ? (jv->kind != JK_TRUE && jv->kind != JK_FALSE)
+                            : jv->kind != want) {
+            return -1;
+        }
+        SKIP_WS();
+        if (p == end) {
+            return -1;
+        }
+        if (*p == ',') {
+            p++;
+            SKIP_WS();
+            continue;
+        }
+        if (*p++ != '}') {
+            return -1;
+        }
+        break;
+    }
+tail:
+    SKIP_WS();
+#undef SKIP_WS
+    return p == end ? 0 : -1;
+}
+
+/* The general path: jansson's parse, read into the same form. Returns the
+ * tree (the caller frees it after use; strings point into it), or NULL
+ * when the input is not a JSON object. */
+static json_t *json_slow_scan(const char *buf, size_t len,
+                              struct jval v[JF_COUNT])
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        return NULL;
+    }
+    for (int f = 0; f < JF_COUNT; f++) {
+        json_t *m = json_object_get(root, jf_names[f]);
+        struct jval *jv = &v[f];
+        if (m == NULL) {
+            jv->kind = JK_MISSING;
+        } else if (json_is_string(m)) {
+            jv->kind = JK_STRING;
+            jv->s = json_string_value(m);
+            jv->len = json_string_length(m);
+        } else if (json_is_integer(m)) {
+            jv->kind = JK_INT;
+            jv->i = (int64_t)json_integer_value(m);
+        } else if (json_is_true(m)) {
+            jv->kind = JK_TRUE;
+        } else if (json_is_false(m)) {
+            jv->kind = JK_FALSE;
+        } else {
+            jv->kind = JK_OTHER;
+        }
+    }
+    return root;
+}
+
+/* An optional string member into dst; a missing one marks the field bad.
+ * Returns -1 on a wrong type. */
+static int jv_str(const struct jval *jv, char *dst, size_t size,
+                  unsigned *bad, enum txn_status st)
+{
+    if (jv->kind == JK_MISSING) {
         *bad |= BAD(st);
         return 0;
     }
-    if (!json_is_string(v)) {
+    if (jv->kind != JK_STRING) {
         return -1;
     }
-    copy_field(dst, size, json_string_value(v), json_string_length(v), bad, st);
+    copy_field(dst, size, jv->s, jv->len, bad, st);
     return 0;
 }
 
-static int json_int(json_t *root, const char *name, json_int_t *dst,
-                    unsigned *bad, enum txn_status st)
+static int jv_int(const struct jval *jv, int64_t *dst, unsigned *bad,
+                  enum txn_status st)
 {
-    json_t *v = json_object_get(root, name);
-
-    if (v == NULL) {
+    if (jv->kind == JK_MISSING) {
         *bad |= BAD(st);
         return 0;
     }
-    if (!json_is_integer(v)) {
+    if (jv->kind != JK_INT) {
         return -1;
     }
-    *dst = json_integer_value(v);
+    *dst = jv->i;
     return 0;
 }
 
-/* Reads an enum member by name; an unknown name gives 0 (UNSPECIFIED),
- * which validation rejects. */
-static int json_enum(json_t *root, const char *name, const char *const names[],
-                     size_t n, int *dst)
+/* An enum member by name; missing or unknown gives 0 (UNSPECIFIED), which
+ * validation rejects. */
+static int jv_enum(const struct jval *jv, const char *const names[], size_t n,
+                   int *dst)
 {
-    json_t *v = json_object_get(root, name);
-
-    if (v == NULL) {
-        *dst = 0;
+    char name[32];
+    *dst = 0;
+    if (jv->kind == JK_MISSING) {
         return 0;
     }
-    if (!json_is_string(v)) {
+    if (jv->kind != JK_STRING) {
         return -1;
     }
-    *dst = name_index(names, n, json_string_value(v));
-    return 0;
-}
-
-static int json_pan(json_t *root, struct txn *out, unsigned *bad)
-{
-    json_t *v = json_object_get(root, "pan");
-
-    if (v == NULL) {
-        *bad |= BAD(TXN_ERR_PAN);
-        return 0;
+    size_t l = strnlen(jv->s, jv->len); /* as strcmp would see it */
+    if (l < sizeof(name)) {
+        memcpy(name, jv->s, l);
+        name[l] = '\0';
+        *dst = name_index(names, n, name);
     }
-    if (!json_is_string(v)) {
-        return -1;
-    }
-    copy_pan(out, json_string_value(v), json_string_length(v), bad);
-    /* The tree is ours and about to be freed: wipe its copy of the PAN. */
-    OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
     return 0;
 }
 
 /* Parses a JSON transaction into out. validate_it = 0 only checks the
  * JSON shape (types, enum names) and leaves field values unchecked. */
 static enum txn_status parse_json(const char *buf, size_t len, struct txn *out,
-                                  int validate_it)
+                                  int validate_it, int general_only)
 {
     json_t *root = NULL;
-    json_error_t jerr;
     enum txn_status st = TXN_ERR_UNDECODABLE;
+    struct jval v[JF_COUNT];
     unsigned bad = 0;
-    json_int_t amount = 0;
-    json_int_t mcc = 0;
-    json_int_t event_time = 0;
-    int channel = 0;
-    int entry = 0;
-    int response = 0;
-    json_t *cvv2;
+    int64_t amount = 0, mcc = 0, event_time = 0;
+    int channel = 0, entry = 0, response = 0;
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
+    memset(v, 0, sizeof(v));
     if (buf == NULL) {
         goto out;
     }
-    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL || !json_is_object(root)) {
-        goto out;
+    if (general_only || json_fast_scan(buf, len, v) != 0) {
+        memset(v, 0, sizeof(v));
+        root = json_slow_scan(buf, len, v);
+        if (root == NULL) {
+            goto out;
+        }
     }
-    rc |= json_str(root, "txn_id", out->txn_id, sizeof(out->txn_id), &bad,
-                   TXN_ERR_TXN_ID);
-    rc |= json_pan(root, out, &bad);
-    rc |= json_str(root, "expiry", out->expiry, sizeof(out->expiry), &bad,
-                   TXN_ERR_EXPIRY);
-    rc |= json_int(root, "amount_minor", &amount, &bad, TXN_ERR_AMOUNT);
-    rc |= json_str(root, "currency", out->currency, sizeof(out->currency), &bad,
-                   TXN_ERR_CURRENCY);
-    rc |= json_int(root, "mcc", &mcc, &bad, TXN_ERR_MCC);
-    rc |= json_str(root, "merchant_id", out->merchant_id,
-                   sizeof(out->merchant_id), &bad, TXN_ERR_MERCHANT);
-    rc |= json_str(root, "merchant_country", out->merchant_country,
-                   sizeof(out->merchant_country), &bad, TXN_ERR_COUNTRY);
-    rc |= json_enum(root, "channel", channel_names, NELEM(channel_names),
-                    &channel);
-    rc |=
-        json_enum(root, "entry_mode", entry_names, NELEM(entry_names), &entry);
-    rc |= json_enum(root, "response", response_names, NELEM(response_names),
-                    &response);
-    rc |=
-        json_int(root, "event_time_ms", &event_time, &bad, TXN_ERR_EVENT_TIME);
-    cvv2 = json_object_get(root, "cvv2_presented");
-    if (cvv2 != NULL && !json_is_boolean(cvv2)) {
+    rc |= jv_str(&v[JF_TXN_ID], out->txn_id, sizeof(out->txn_id), &bad,
+                 TXN_ERR_TXN_ID);
+    if (v[JF_PAN].kind == JK_MISSING) {
+        bad |= BAD(TXN_ERR_PAN);
+    } else if (v[JF_PAN].kind != JK_STRING) {
+        rc = -1;
+    } else {
+        copy_pan(out, v[JF_PAN].s, v[JF_PAN].len, &bad);
+    }
+    rc |= jv_str(&v[JF_EXPIRY], out->expiry, sizeof(out->expiry), &bad,
+                 TXN_ERR_EXPIRY);
+    rc |= jv_int(&v[JF_AMOUNT], &amount, &bad, TXN_ERR_AMOUNT);
+    rc |= jv_str(&v[JF_CURRENCY], out->currency, sizeof(out->currency), &bad,
+                 TXN_ERR_CURRENCY);
+    rc |= jv_int(&v[JF_MCC], &mcc, &bad, TXN_ERR_MCC);
+    rc |= jv_str(&v[JF_MERCHANT_ID], out->merchant_id,
+                 sizeof(out->merchant_id), &bad, TXN_ERR_MERCHANT);
+    rc |= jv_str(&v[JF_MERCHANT_COUNTRY], out->merchant_country,
+                 sizeof(out->merchant_country), &bad, TXN_ERR_COUNTRY);
+    rc |= jv_enum(&v[JF_CHANNEL], channel_names, NELEM(channel_names),
+                  &channel);
+    rc |= jv_enum(&v[JF_ENTRY_MODE], entry_names, NELEM(entry_names), &entry);
+    rc |= jv_enum(&v[JF_RESPONSE], response_names, NELEM(response_names),
+                  &response);
+    rc |= jv_int(&v[JF_EVENT_TIME], &event_time, &bad, TXN_ERR_EVENT_TIME);
+    if (v[JF_CVV2].kind != JK_MISSING && v[JF_CVV2].kind != JK_TRUE &&
+        v[JF_CVV2].kind != JK_FALSE) {
         rc = -1;
     }
     if (rc != 0) {
         goto out;
     }
-    out->amount_minor = (int64_t)amount;
+    out->amount_minor = amount;
     if (mcc < 0 || mcc > 9999) {
         bad |= BAD(TXN_ERR_MCC);
         /* Unvalidated parsing keeps what fits the field, so that invalid
          * test data is published as it was written. */
-        if (!validate_it && mcc >= 0 && mcc <= (json_int_t)UINT32_MAX) {
+        if (!validate_it && mcc >= 0 && mcc <= (int64_t)UINT32_MAX) {
             out->mcc = (uint32_t)mcc;
         }
     } else {
@@ -840,27 +1046,34 @@ static enum txn_status parse_json(const char *buf, size_t len, struct txn *out,
     out->channel = (enum txn_channel)channel;
     out->entry_mode = (enum txn_entry_mode)entry;
     out->response = (enum txn_response)response;
-    out->cvv2_presented = cvv2 != NULL && json_is_true(cvv2);
-    out->event_time_ms = (int64_t)event_time;
-    if (!validate_it) {
-        json_decref(root);
-        return TXN_OK;
-    }
-    st = validate(out, bad);
+    out->cvv2_presented = v[JF_CVV2].kind == JK_TRUE;
+    out->event_time_ms = event_time;
+    st = validate_it ? validate(out, bad) : TXN_OK;
 
 out:
+    if (root != NULL && v[JF_PAN].kind == JK_STRING) {
+        /* The tree is ours and about to be freed: wipe its copy of the
+         * PAN. (The fast path made no copy: it read the caller's buffer.) */
+        OPENSSL_cleanse((char *)v[JF_PAN].s, v[JF_PAN].len);
+    }
     json_decref(root);
     return finish(out, st);
 }
 
 enum txn_status txn_decode_json(const char *buf, size_t len, struct txn *out)
 {
-    return parse_json(buf, len, out, 1);
+    return parse_json(buf, len, out, 1, 0);
+}
+
+enum txn_status txn_decode_json_general(const char *buf, size_t len,
+                                        struct txn *out)
+{
+    return parse_json(buf, len, out, 1, 1);
 }
 
 enum txn_status txn_parse_json(const char *buf, size_t len, struct txn *out)
 {
-    return parse_json(buf, len, out, 0);
+    return parse_json(buf, len, out, 0, 0);
 }
 
 /* ---- encoding ---- */

@@ -59,6 +59,8 @@ enum txn_status {
     TXN_ERR_ENTRY_MODE,
     TXN_ERR_RESPONSE,
     TXN_ERR_EVENT_TIME,      /* missing or <= 0 */
+    TXN_ERR_TOO_LONG,        /* longer than the input's record limit (set
+                                by the source, never by the decoders) */
     TXN_STATUS_COUNT
 };
 
@@ -96,6 +98,13 @@ enum txn_status txn_decode_protobuf(const uint8_t *buf, size_t len,
  * magstripe|keyed|on_file, approved|declined). Same contract as
  * txn_decode_protobuf. */
 enum txn_status txn_decode_json(const char *buf, size_t len, struct txn *out);
+
+/* txn_decode_json() decodes what producers write (flat objects, plain
+ * strings and integers) with a hand-written scanner and everything else
+ * with jansson; this is the jansson path alone, with the same contract,
+ * so tests can check that both paths give the same result. */
+enum txn_status txn_decode_json_general(const char *buf, size_t len,
+                                        struct txn *out);
 
 /* Parses one JSON transaction without validating the values (only the
  * JSON shape: an object, field types, enum names). For tools that publish

@@ -1,6 +1,8 @@
 /* fuzz_txn_json.c - libFuzzer target for txn_decode_json.
  * Invariants: no crash or sanitizer report; on any status but TXN_OK the
- * pan field is all zero; a valid transaction survives a JSON round trip. */
+ * pan field is all zero; a valid transaction survives a JSON round trip;
+ * the fast path and the general (jansson) path agree on status and on
+ * every byte of the result. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +19,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&t, 0xa5, sizeof(t));
     st = txn_decode_json((const char *)data, size, &t);
+    {
+        struct txn g;
+        memset(&g, 0xa5, sizeof(g));
+        if (txn_decode_json_general((const char *)data, size, &g) != st ||
+            memcmp(&g, &t, sizeof(t)) != 0) {
+            abort();
+        }
+    }
     if (st != TXN_OK) {
         for (size_t i = 0; i < sizeof(t.pan); i++) {
             if (t.pan[i] != 0) {
