@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "exposure.h"
 #include "http_admin.h"
+#include "ledger.h"
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -33,6 +34,7 @@ struct app {
     struct ruleset *rules;
     struct exposure *exposure;
     struct sink_kafka *sink;
+    struct ledger *ledger;
     struct source_kafka *source;
     struct pipeline *pipeline;
     struct http_admin *http;
@@ -75,6 +77,12 @@ static void cb_revoke(void *arg, int32_t partition)
 }
 
 static void cb_delivered(void *arg, void *opaque, int err)
+{
+    struct app *a = arg;
+    ledger_inner_delivered(a->ledger, opaque, err);
+}
+
+static void cb_ledger_delivered(void *arg, void *opaque, int err)
 {
     struct app *a = arg;
     pipeline_delivered(a->pipeline, opaque, err);
@@ -499,6 +507,21 @@ int app_run(const struct config *c, const struct run_opts *o)
         a.exit_code = 1;
         goto out;
     }
+    struct ledger_opts lo = {
+        .exposure = a.exposure,
+        .prefix = c->redis_prefix,
+        .ttl_days = c->delivered_ttl_days,
+        .check = 1,
+        .inner = {sink_kafka_produce, a.sink},
+        .delivered = cb_ledger_delivered,
+        .arg = &a,
+    };
+    a.ledger = ledger_new(&lo);
+    if (a.ledger == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        a.exit_code = 1;
+        goto out;
+    }
     struct source_kafka_opts so = {
         .config = c,
         .brokers = brokers,
@@ -526,9 +549,10 @@ int app_run(const struct config *c, const struct run_opts *o)
         .metrics = a.metrics,
         .source = {source_kafka_store, source_kafka_set_paused,
                    source_kafka_kick, a.source},
-        .sink = {sink_kafka_produce, a.sink},
+        .sink = {ledger_produce, a.ledger},
         .source_topic = c->transactions_topic,
         .format = PIPELINE_PROTOBUF,
+        .alert_format = PIPELINE_PROTOBUF,
         .mode = ALERT_MODE_LIVE,
     };
     a.pipeline = pipeline_new(&po);
@@ -606,6 +630,7 @@ out:
     sink_kafka_destroy(a.sink);
     exposure_destroy(a.exposure); /* answers the state's requests first */
     state_destroy(a.state);
+    ledger_destroy(a.ledger);
     pipeline_destroy(a.pipeline);
     struct event *evs[] = {a.sigint, a.sigterm, a.sighup, a.tick,
                            a.progress};

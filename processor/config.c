@@ -115,6 +115,7 @@ struct key {
 static int check_topic(const char *v, char *why, size_t whylen);
 static int check_topic_prefix(const char *v, char *why, size_t whylen);
 static int check_group(const char *v, char *why, size_t whylen);
+static int check_topic_suffix(const char *v, char *why, size_t whylen);
 static int check_redis_prefix(const char *v, char *why, size_t whylen);
 static int check_country(const char *v, char *why, size_t whylen);
 
@@ -137,6 +138,10 @@ static const struct key keys[] = {
     K_ADDRESS("redis", "address", redis_host, redis_port, "127.0.0.1:6379"),
     K_STR("redis", "prefix", redis_prefix, "cw", check_redis_prefix, 0),
     K_INT("redis", "timeout_ms", redis_timeout_ms, "2000", 10, 60000),
+    /* how long the record that an alert id was delivered is kept (so a
+     * re-processed or replayed transaction is not sent again) */
+    K_INT("redis", "delivered_ttl_days", delivered_ttl_days, "1100", 1,
+          3650),
 
     K_PATH("card", "key_file", key_file), /* required: config_check() */
 
@@ -148,6 +153,12 @@ static const struct key keys[] = {
 
     K_INT("pipeline", "batch_size", batch_size, "1000", 1, 100000),
     K_INT("pipeline", "max_in_flight", max_in_flight, "20000", 1, 1000000),
+
+    /* replay output when not delivering to the live topics */
+    K_STR("replay", "topic_suffix", replay_topic_suffix, ".replay",
+          check_topic_suffix, 0),
+    K_STR("replay", "dead_letter_topic", replay_dead_letter_topic,
+          "cardwatch.deadletter.replay", check_topic, 0),
 
     K_HOSTPORT("http", "listen", http_listen, "127.0.0.1:9180", F_EMPTY_OK),
 
@@ -164,7 +175,7 @@ static const struct key keys[] = {
 
 /* Plain sections: their keys are rows of keys[]. */
 static const char *const plain_sections[] = {
-    "kafka", "redis", "card", "rules", "pipeline", "http",
+    "kafka", "redis", "card", "rules", "pipeline", "replay", "http",
 };
 
 /* librdkafka properties that have their own key, or that cardwatch must
@@ -349,6 +360,17 @@ static int check_topic(const char *v, char *why, size_t whylen)
 
 static int check_topic_prefix(const char *v, char *why, size_t whylen)
 {
+    return check_topic_chars(v, why, whylen);
+}
+
+static int check_topic_suffix(const char *v, char *why, size_t whylen)
+{
+    if (v[0] == '\0') {
+        /* replay alerts would land on the live issuer topics */
+        text_errf(why, whylen, "must not be empty (--deliver is the way "
+                  "to send replay alerts to the live topics)");
+        return -1;
+    }
     return check_topic_chars(v, why, whylen);
 }
 

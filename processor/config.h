@@ -50,6 +50,7 @@ struct config {
     int redis_port;
     char redis_prefix[32]; /* key namespace, default "cw" */
     int redis_timeout_ms;  /* connect and command timeout */
+    int delivered_ttl_days; /* delivered-alert records kept this long */
 
     /* [card] */
     char key_file[CONFIG_STR_MAX];
@@ -63,6 +64,9 @@ struct config {
     int batch_size;     /* events taken from Kafka per batch */
     int max_in_flight;  /* events consumed but not yet acknowledged */
 
+    /* [replay] */
+    char replay_topic_suffix[32];        /* issuer topic + this */
+    char replay_dead_letter_topic[256];
     /* [http] */
     char http_listen[CONFIG_STR_MAX]; /* host:port; "" = off */
 

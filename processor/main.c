@@ -18,6 +18,8 @@
 #include "clock.h"
 #include "config.h"
 #include "gen.h"
+#include "app_replay.h"
+#include "timeparse.h"
 #include "loader.h"
 #include "log.h"
 #include "rules_tool.h"
@@ -40,6 +42,8 @@ static const char usage_main[] =
     "fingerprints\n"
     "  breaches   list the loaded breaches\n"
     "  unload     remove a loaded breach\n"
+    "  replay     run the monitoring over stored history (a topic time "
+    "range or a file)\n"
     "  gen        make synthetic cards or transactions (demo, tests, "
     "bench)\n"
     "  send       publish JSON-lines transactions to Kafka as protobuf\n"
@@ -278,6 +282,156 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     int rc = app_run(&c, &ro);
+    config_free(&c);
+    return rc;
+}
+
+/* ---- replay ---- */
+
+static int cmd_replay(int argc, char **argv)
+{
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch replay --from TIME [--to TIME] [--topic T] "
+        "[OUTPUT] [OPTIONS]\n"
+        "       cardwatch replay --input FILE [--format jsonl|protobuf] "
+        "[OUTPUT] [OPTIONS]\n"
+        "\n"
+        "Runs the monitoring pipeline over stored transactions: the same "
+        "decoding, exposed-\ncard set, rules and alert ids as the live "
+        "service, to find misuse that already\nhappened. It never changes "
+        "the live service: no consumer group is joined or\ncommitted, "
+        "window state lives in a namespace of its own (removed at the "
+        "end), and\nalerts go to replay topics unless --deliver says "
+        "otherwise.\n"
+        "\n"
+        "input (one of):\n"
+        "  --from TIME        replay the transactions topic from TIME "
+        "(YYYY-MM-DD, RFC 3339\n"
+        "                     such as 2024-08-01T12:00:00Z, or epoch "
+        "milliseconds), found per\n"
+        "                     partition by message timestamp\n"
+        "  --to TIME          ... up to (excluding) TIME (default: the "
+        "end of each partition)\n"
+        "  --topic T          topic to replay (default [kafka] "
+        "transactions_topic)\n"
+        "  --input FILE       JSON lines or length-delimited protobuf "
+        "(varint length +\n"
+        "                     Transaction), gzip or plain; '-' reads "
+        "stdin\n"
+        "  --format F         jsonl|protobuf (default: decided from the "
+        "first byte)\n"
+        "\n"
+        "output:\n"
+        "  --output FILE      alerts as JSON lines, in input order ('-' = "
+        "stdout); without\n"
+        "                     it alerts go to <issuer topic>[replay] "
+        "topic_suffix (.replay)\n"
+        "  --deliver          send alerts to the live issuer topics; an "
+        "alert the live\n"
+        "                     service (or an earlier replay) delivered is "
+        "not sent again\n"
+        "  --dead-letter FILE invalid events with position and reason, as "
+        "JSON lines\n"
+        "                     (default for topic input: [replay] "
+        "dead_letter_topic)\n"
+        "  --report FILE      the summary as JSON\n"
+        "\n"
+        "options:\n"
+        "  --breach ID        only cards of this breach can alert\n"
+        "  --rules FILE       replay with this rule file (default [rules] "
+        "path)\n"
+        "  --progress / --no-progress\n"
+        "                     progress bar on stderr (default: when stderr "
+        "is a terminal)\n"
+        "  --force-search     find --from/--to offsets by searching "
+        "message timestamps even\n"
+        "                     when the broker's time index answers\n"
+        "\n"
+        "Exit status: 0 when every event was processed and every output "
+        "written; 1 on\nfailure (a partial --output file is removed); 2 "
+        "on a usage error.\n");
+    struct common co = {0};
+    struct replay_opts ro = {0};
+    const char *from = NULL, *to = NULL, *format = NULL;
+    ro.progress = isatty(2);
+    const struct optdef defs[] = {
+        {"from", required_argument, &from, NULL, 0},
+        {"to", required_argument, &to, NULL, 0},
+        {"topic", required_argument, &ro.topic, NULL, 0},
+        {"input", required_argument, &ro.input, NULL, 0},
+        {"format", required_argument, &format, NULL, 0},
+        {"output", required_argument, &ro.output, NULL, 0},
+        {"deliver", no_argument, NULL, &ro.deliver, 1},
+        {"dead-letter", required_argument, &ro.dead_letter, NULL, 0},
+        {"report", required_argument, &ro.report, NULL, 0},
+        {"breach", required_argument, &ro.breach, NULL, 0},
+        {"rules", required_argument, &ro.rules, NULL, 0},
+        {"progress", no_argument, NULL, &ro.progress, 1},
+        {"no-progress", no_argument, NULL, &ro.progress, 0},
+        {"force-search", no_argument, NULL, &ro.force_search, 1},
+    };
+    int st =
+        parse_opts(argc, argv, 1, "replay", help, &co, defs, N_ELEMS(defs));
+    if (st != OPTS_GO) {
+        return st;
+    }
+    if (optind < argc) {
+        return bad_usage("replay", "unexpected argument");
+    }
+    char err[256];
+    if ((ro.input == NULL) == (from == NULL)) {
+        return bad_usage("replay", "give one of --from TIME (the topic) or "
+                                   "--input FILE");
+    }
+    if (ro.input != NULL && (to != NULL || ro.topic != NULL ||
+                             ro.force_search)) {
+        return bad_usage("replay", "--to, --topic and --force-search go "
+                                   "with --from, not --input");
+    }
+    if (ro.input == NULL && format != NULL) {
+        return bad_usage("replay", "--format goes with --input");
+    }
+    ro.to_ms = INT64_MAX;
+    if (from != NULL && timeparse_ms(from, &ro.from_ms, err,
+                                     sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch replay: --from: %s\n", err);
+        return 2;
+    }
+    if (to != NULL && timeparse_ms(to, &ro.to_ms, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cardwatch replay: --to: %s\n", err);
+        return 2;
+    }
+    if (ro.to_ms <= ro.from_ms) {
+        return bad_usage("replay", "--to must be later than --from");
+    }
+    ro.format = READER_AUTO;
+    if (format != NULL) {
+        if (strcmp(format, "jsonl") == 0 || strcmp(format, "json") == 0) {
+            ro.format = READER_JSONL;
+        } else if (strcmp(format, "protobuf") == 0) {
+            ro.format = READER_PROTOBUF;
+        } else {
+            return bad_usage("replay", "--format is jsonl or protobuf");
+        }
+    }
+    if (ro.deliver && ro.output != NULL) {
+        return bad_usage("replay", "--deliver sends to the live topics; "
+                                   "it does not go with --output");
+    }
+    if (ro.breach != NULL && !breach_id_valid(ro.breach)) {
+        return bad_usage("replay", "--breach: not a breach id");
+    }
+    if (ro.output != NULL && ro.dead_letter != NULL &&
+        strcmp(ro.output, ro.dead_letter) == 0) {
+        return bad_usage("replay", "--output and --dead-letter must be "
+                                   "different files");
+    }
+    struct config c;
+    if (load_config(&c, &co, 1) != 0) {
+        config_free(&c);
+        return 1;
+    }
+    int rc = app_replay(&c, &ro);
     config_free(&c);
     return rc;
 }
@@ -939,6 +1093,7 @@ int main(int argc, char **argv)
         {"breaches", cmd_breaches, 1}, {"unload", cmd_unload, 1},
         {"gen", cmd_gen, 1},         {"send", cmd_send, 1},
         {"tail", cmd_tail, 1},       {"rules", cmd_rules, 1},
+        {"replay", cmd_replay, 1},
     };
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {

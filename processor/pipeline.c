@@ -12,10 +12,17 @@
 #include "clock.h"
 #include "log.h"
 #include "offsets.h"
+#include "snapshot.h"
 #include "state.h"
 #include "windows.h"
 
 #define MOD "pipeline"
+/* Room for the JSON of any alert (32 hits, 16 breaches). */
+#define PIPELINE_ALERT_JSON_MAX 16384
+/* Live batches at most: a batch lives until its last event is done, so
+ * a few events waiting for Redis hold a whole batch; this bounds memory
+ * (64 x ~350 KB) besides the bound on events in flight. */
+#define PIPELINE_MAX_BATCHES 64
 
 struct pbatch;
 
@@ -34,6 +41,8 @@ struct pev {
     int failed;  /* a delivery failed for good: never acknowledged */
     int untracked; /* position could not be registered: never stored */
     enum txn_status status;
+    int32_t partition; /* input position */
+    int64_t offset;
     struct txn txn;
     char fp[CARD_FP_SIZE];
     char exptag[CARD_EXPTAG_SIZE];
@@ -42,6 +51,7 @@ struct pev {
 struct pbatch {
     struct pipeline *p;
     struct pbatch *prev, *next;
+    size_t cap; /* events it has room for */
     size_t n;
     size_t remaining; /* events not yet done */
     size_t n_valid;
@@ -61,6 +71,12 @@ struct pipeline {
     int redis_up;
     int starved; /* the source was told we were full */
     char source_topic[256];
+    /* Finished batches kept for reuse: a batch of 1,000 events is a few
+     * hundred KB, which malloc maps fresh from the kernel (and the kernel
+     * zeroes) every time; reusing them halved the cost of an event. */
+    struct pbatch *spare[PIPELINE_MAX_BATCHES];
+    size_t n_spare;
+    size_t n_batches; /* live; at most PIPELINE_MAX_BATCHES */
 };
 
 struct pipeline *pipeline_new(const struct pipeline_opts *opts)
@@ -98,8 +114,41 @@ static void free_batch(struct pipeline *p, struct pbatch *b)
     }
     /* Wipe transaction data (no PAN is left, but merchant data is). */
     memset(b->ev, 0, b->n * sizeof(b->ev[0]));
+    p->n_batches--;
+    if (p->n_spare < PIPELINE_MAX_BATCHES) {
+        b->prev = b->next = NULL;
+        b->n = b->remaining = b->n_valid = 0;
+        p->spare[p->n_spare++] = b;
+        return;
+    }
     free(b->valid);
     free(b);
+}
+
+/* A zeroed batch with room for n events: a spare one, or a new one. */
+static struct pbatch *get_batch(struct pipeline *p, size_t n)
+{
+    for (size_t i = p->n_spare; i-- > 0;) {
+        if (p->spare[i]->cap >= n) {
+            struct pbatch *b = p->spare[i];
+            p->spare[i] = p->spare[--p->n_spare];
+            return b;
+        }
+    }
+    size_t cap = n > (size_t)p->o.config->batch_size
+                     ? n
+                     : (size_t)p->o.config->batch_size;
+    struct pbatch *b = calloc(1, sizeof(*b) + cap * sizeof(struct pev));
+    if (b == NULL) {
+        return NULL;
+    }
+    b->valid = malloc(cap * sizeof(*b->valid));
+    if (b->valid == NULL) {
+        free(b);
+        return NULL;
+    }
+    b->cap = cap;
+    return b;
 }
 
 void pipeline_destroy(struct pipeline *p)
@@ -110,13 +159,18 @@ void pipeline_destroy(struct pipeline *p)
     while (p->batches != NULL) {
         free_batch(p, p->batches);
     }
+    for (size_t i = 0; i < p->n_spare; i++) {
+        free(p->spare[i]->valid);
+        free(p->spare[i]);
+    }
     offsets_destroy(p->offsets);
     free(p);
 }
 
 size_t pipeline_capacity(struct pipeline *p)
 {
-    if (!p->redis_up || p->in_flight >= p->max_in_flight) {
+    if (!p->redis_up || p->in_flight >= p->max_in_flight ||
+        p->n_batches >= PIPELINE_MAX_BATCHES) {
         p->starved = 1; /* the source waits for a kick */
         return 0;
     }
@@ -128,11 +182,25 @@ size_t pipeline_in_flight(const struct pipeline *p)
     return p->in_flight;
 }
 
+/* Tells a source that was told "full" that there is room again (half
+ * the window, so that it takes batches, not single events). */
+static void maybe_kick(struct pipeline *p)
+{
+    if (p->starved && p->redis_up && p->in_flight < p->max_in_flight / 2 &&
+        p->n_batches < PIPELINE_MAX_BATCHES / 2) {
+        p->starved = 0;
+        if (p->o.source.kick != NULL) {
+            p->o.source.kick(p->o.source.ctx);
+        }
+    }
+}
+
 /* Drops one reference (an unfinished event, or a caller's hold). */
 static void batch_unref(struct pipeline *p, struct pbatch *b)
 {
     if (--b->remaining == 0) {
         free_batch(p, b);
+        maybe_kick(p);
     }
 }
 
@@ -148,12 +216,7 @@ static void ev_done(struct pipeline *p, struct pev *ev)
     }
     p->in_flight--;
     batch_unref(p, b);
-    if (p->starved && p->redis_up && p->in_flight < p->max_in_flight / 2) {
-        p->starved = 0;
-        if (p->o.source.kick != NULL) {
-            p->o.source.kick(p->o.source.ctx);
-        }
-    }
+    maybe_kick(p);
 }
 
 static void send_dead_letter(struct pipeline *p, struct pev *ev,
@@ -166,11 +229,19 @@ static void send_dead_letter(struct pipeline *p, struct pev *ev,
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     }
     const char *reason = txn_status_name(ev->status);
+    json_t *src;
+    if (p->o.source_file != NULL) {
+        src = json_pack("{s:s, s:I}", "file", p->o.source_file,
+                        p->o.format == PIPELINE_JSON ? "line" : "record",
+                        (json_int_t)r->offset);
+    } else {
+        src = json_pack("{s:s, s:i, s:I}", "topic", p->source_topic,
+                        "partition", (int)r->partition, "offset",
+                        (json_int_t)r->offset);
+    }
     json_t *doc = json_pack(
-        "{s:s, s:{s:s, s:i, s:I}, s:s, s:s, s:I, s:I}", "reason", reason,
-        "source", "topic", p->source_topic, "partition",
-        (int)r->partition, "offset", (json_int_t)r->offset, "txn_id",
-        ev->txn.txn_id, "payload_sha256", hex, "payload_bytes",
+        "{s:s, s:o, s:s, s:s, s:I, s:I}", "reason", reason, "source", src,
+        "txn_id", ev->txn.txn_id, "payload_sha256", hex, "payload_bytes",
         (json_int_t)r->len, "detected_at_ms", (json_int_t)clock_wall_ms());
     char *val = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
@@ -195,9 +266,19 @@ static void send_dead_letter(struct pipeline *p, struct pev *ev,
     }
     ev->pending++;
     const char *key = ev->txn.txn_id;
-    if (p->o.sink.produce(p->o.sink.ctx, p->o.config->dead_letter_topic,
-                          key[0] ? key : NULL, strlen(key), val, strlen(val),
-                          hdrs, 4, ev) != 0) {
+    struct sink_msg msg = {
+        .kind = SINK_DEAD_LETTER,
+        .topic = p->o.config->dead_letter_topic,
+        .key = key[0] ? key : NULL,
+        .keylen = strlen(key),
+        .value = val,
+        .vallen = strlen(val),
+        .hdrs = hdrs,
+        .n_hdrs = 4,
+        .partition = r->partition,
+        .offset = r->offset,
+    };
+    if (p->o.sink.produce(p->o.sink.ctx, &msg, ev) != 0) {
         ev->pending--;
         ev->failed = 1;
     }
@@ -212,16 +293,20 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
     if (n == 0) {
         return 0;
     }
-    struct pbatch *b = calloc(1, sizeof(*b) + n * sizeof(struct pev));
+    struct pbatch *b = get_batch(p, n);
     const char **fps = malloc(n * sizeof(*fps));
-    if (b == NULL || fps == NULL || (b->valid = malloc(n * 4)) == NULL) {
-        free(b);
+    if (b == NULL || fps == NULL) {
+        if (b != NULL) {
+            free(b->valid);
+            free(b);
+        }
         free(fps);
         return -1;
     }
     b->p = p;
     b->n = n;
     b->remaining = n + 1; /* + the hold released at the end */
+    p->n_batches++;
     b->next = p->batches;
     if (p->batches != NULL) {
         p->batches->prev = b;
@@ -233,6 +318,8 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
         struct pev *ev = &b->ev[i];
         const struct pipeline_record *r = &recs[i];
         ev->batch = b;
+        ev->partition = r->partition;
+        ev->offset = r->offset;
         if (offsets_register(p->offsets, r->partition, r->offset,
                              &ev->ticket) != 0) {
             /* Out of order or re-delivered below what we hold: never
@@ -242,7 +329,9 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
                      " out of order; not tracked", p->source_topic,
                      r->partition, r->offset);
         }
-        if (p->o.format == PIPELINE_JSON) {
+        if (r->too_long) {
+            ev->status = TXN_ERR_TOO_LONG;
+        } else if (p->o.format == PIPELINE_JSON) {
             ev->status = txn_decode_json(r->payload, r->len, &ev->txn);
         } else {
             ev->status = txn_decode_protobuf(r->payload, r->len, &ev->txn);
@@ -264,26 +353,33 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
         b->n_valid++;
     }
 
-    if (b->n_valid > 0 &&
-        exposure_lookup(p->o.exposure, fps, b->n_valid, on_lookup, b) != 0) {
-        log_error(MOD, "out of memory queuing a lookup; %zu events will be "
-                  "consumed again", b->n_valid);
-        for (size_t k = 0; k < b->n_valid; k++) {
-            b->ev[b->valid[k]].failed = 1;
+    /* Finish what is not looked up first: a lookup may complete before
+     * it returns (snapshot). The hold taken above keeps the batch alive. */
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (k < b->n_valid && b->valid[k] == i) {
+            k++;
+        } else if (b->ev[i].pending == 0) {
+            ev_done(p, &b->ev[i]);
         }
-        b->n_valid = 0;
+    }
+    if (b->n_valid > 0) {
+        if (p->o.snapshot != NULL) {
+            struct exposure_result res;
+            if (snapshot_lookup(p->o.snapshot, fps, b->n_valid, &res) == 0) {
+                on_lookup(b, 0, &res);
+            } else {
+                log_error(MOD, "out of memory in a lookup; %zu events will "
+                          "be consumed again", b->n_valid);
+                on_lookup(b, -1, NULL);
+            }
+        } else if (exposure_lookup(p->o.exposure, fps, b->n_valid,
+                                   on_lookup, b) != 0) {
+            log_error(MOD, "out of memory queuing a lookup; %zu events "
+                      "will be consumed again", b->n_valid);
+            on_lookup(b, -1, NULL);
+        }
     }
     free(fps);
-    /* Finish what has nothing outstanding. The hold taken above keeps the
-     * batch alive until the loop is over. */
-    int valid_pending = b->n_valid > 0;
-    for (size_t i = 0; i < n; i++) {
-        struct pev *ev = &b->ev[i];
-        int looked_up = ev->status == TXN_OK && !ev->failed && valid_pending;
-        if (!looked_up && ev->pending == 0) {
-            ev_done(p, ev);
-        }
-    }
     batch_unref(p, b);
     return 0;
 }
@@ -379,21 +475,43 @@ static void evaluate(struct pipeline *p, struct pev *ev,
     struct alert *a = malloc(sizeof(*a));
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (a == NULL ||
-        alert_build(a, &ev->txn, iss ? iss->id : "", fp, rh, nh, ab, nab,
-                    p->o.mode, clock_wall_ms(), rules_version(rs)) != 0 ||
-        alert_encode_protobuf(a, &buf, &len) != 0) {
+    int bad = a == NULL ||
+              alert_build(a, &ev->txn, iss ? iss->id : "", fp, rh, nh, ab,
+                          nab, p->o.mode, clock_wall_ms(),
+                          rules_version(rs)) != 0;
+    if (!bad && p->o.alert_format == PIPELINE_JSON) {
+        buf = malloc(PIPELINE_ALERT_JSON_MAX);
+        int jl = buf ? alert_encode_json(a, (char *)buf,
+                                         PIPELINE_ALERT_JSON_MAX)
+                     : -1;
+        bad = jl < 0;
+        len = jl < 0 ? 0 : (size_t)jl;
+    } else if (!bad) {
+        bad = alert_encode_protobuf(a, &buf, &len) != 0;
+    }
+    if (bad) {
         log_error(MOD, "could not build alert for txn %s; it will be "
                   "processed again after a restart", ev->txn.txn_id);
         ev->failed = 1;
+        free(buf);
         free(a);
         return;
     }
-    const char *topic = iss ? iss->topic : c->fallback_topic;
     const char *label = iss ? iss->id : "unrouted";
+    struct sink_msg msg = {
+        .kind = SINK_ALERT,
+        .topic = iss ? iss->topic : c->fallback_topic,
+        .key = fp,
+        .keylen = strlen(fp),
+        .value = buf,
+        .vallen = len,
+        .alert = a,
+        .issuer = iss ? iss->id : "",
+        .partition = ev->partition,
+        .offset = ev->offset,
+    };
     ev->pending++;
-    if (p->o.sink.produce(p->o.sink.ctx, topic, fp, strlen(fp), buf, len,
-                          NULL, 0, ev) != 0) {
+    if (p->o.sink.produce(p->o.sink.ctx, &msg, ev) != 0) {
         ev->pending--;
         ev->failed = 1;
     } else {
@@ -537,6 +655,11 @@ void pipeline_redis_state(struct pipeline *p, int up)
 void pipeline_revoke(struct pipeline *p, int32_t partition)
 {
     offsets_revoke(p->offsets, partition);
+}
+
+void pipeline_set_format(struct pipeline *p, enum pipeline_format format)
+{
+    p->o.format = format;
 }
 
 void pipeline_detach_source(struct pipeline *p)

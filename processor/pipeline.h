@@ -22,7 +22,8 @@
 #include "metrics.h"
 #include "rules.h"
 #include "state.h"
-#include "state.h"
+
+struct snapshot;
 
 /* One input record; borrowed for the duration of pipeline_intake(). */
 struct pipeline_record {
@@ -30,6 +31,8 @@ struct pipeline_record {
     int64_t offset;
     const void *payload;
     size_t len;
+    int too_long; /* the source dropped a record over its size limit:
+                     a dead letter (reason too_long), payload empty */
 };
 
 enum pipeline_format {
@@ -53,14 +56,33 @@ struct sink_header {
     const char *value;
 };
 
+enum sink_kind {
+    SINK_ALERT = 0,
+    SINK_DEAD_LETTER = 1,
+};
+
+/* One message for the sink; everything is borrowed for the produce call. */
+struct sink_msg {
+    enum sink_kind kind;
+    const char *topic; /* issuer topic / fallback / dead-letter topic */
+    const void *key;
+    size_t keylen;
+    const void *value; /* encoded alert (protobuf or JSON) / dead letter */
+    size_t vallen;
+    const struct sink_header *hdrs;
+    size_t n_hdrs;
+    const struct alert *alert; /* SINK_ALERT: the alert value encodes */
+    const char *issuer;        /* SINK_ALERT: issuer id, "" unrouted */
+    int32_t partition;         /* input position that caused it */
+    int64_t offset;
+};
+
 /* What the pipeline needs from its sink. produce() queues one message and
- * later reports it through pipeline_delivered(opaque, err). Returns 0, or
- * -1 when it could not be queued (the event stays unacknowledged). */
+ * later reports it through pipeline_delivered(opaque, err) - never from
+ * inside produce(). Returns 0, or -1 when it could not be queued (the
+ * event stays unacknowledged). */
 struct pipeline_sink_ops {
-    int (*produce)(void *ctx, const char *topic, const void *key,
-                   size_t keylen, const void *value, size_t vallen,
-                   const struct sink_header *hdrs, size_t n_hdrs,
-                   void *opaque);
+    int (*produce)(void *ctx, const struct sink_msg *m, void *opaque);
     void *ctx;
 };
 
@@ -69,12 +91,19 @@ struct pipeline_opts {
     struct card_key *key;        /* borrowed */
     const struct ruleset *rules; /* borrowed; see pipeline_set_rules */
     struct exposure *exposure;   /* borrowed */
+    /* borrowed; when set, exposed cards are looked up in this in-memory
+     * copy of the exposed set (replay) instead of one MGET per batch */
+    struct snapshot *snapshot;
     struct state *state;         /* borrowed; NULL = no window state */
     struct metrics *metrics;     /* borrowed */
     struct pipeline_source_ops source;
     struct pipeline_sink_ops sink;
     const char *source_topic;    /* for dead-letter positions */
-    enum pipeline_format format;
+    /* Set for file input: dead letters name the file and the position
+     * as "line" (JSON lines) or "record" (protobuf) instead of a topic. */
+    const char *source_file;
+    enum pipeline_format format;       /* of the input records */
+    enum pipeline_format alert_format; /* of alerts handed to the sink */
     enum alert_mode mode;
 };
 
@@ -114,10 +143,9 @@ void pipeline_revoke(struct pipeline *p, int32_t partition);
  * comes, so the caller may free the old set right after this call. */
 void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs);
 
-/* Switches to another rule set (hot reload). rs is borrowed and must
- * outlive its use: events evaluate with the set current when their turn
- * comes, so the caller may free the old set right after this call. */
-void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs);
+/* Sets the format of the input records from now on (a file source knows
+ * it only once it read the first bytes). */
+void pipeline_set_format(struct pipeline *p, enum pipeline_format format);
 
 /* Forgets the source ops (before the source is destroyed at shutdown):
  * later completions acknowledge nothing. */

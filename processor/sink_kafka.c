@@ -158,20 +158,19 @@ err:
     return NULL;
 }
 
-int sink_kafka_produce(void *ctx, const char *topic, const void *key,
-                       size_t keylen, const void *value, size_t vallen,
-                       const struct sink_header *hdrs, size_t n_hdrs,
-                       void *opaque)
+int sink_kafka_produce(void *ctx, const struct sink_msg *m, void *opaque)
 {
     struct sink_kafka *s = ctx;
     rd_kafka_headers_t *h = NULL;
-    if (n_hdrs > 0) {
-        h = rd_kafka_headers_new(n_hdrs);
-        for (size_t i = 0; i < n_hdrs; i++) {
-            rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, -1);
+    if (m->n_hdrs > 0) {
+        h = rd_kafka_headers_new(m->n_hdrs);
+        for (size_t i = 0; i < m->n_hdrs; i++) {
+            rd_kafka_header_add(h, m->hdrs[i].name, -1, m->hdrs[i].value,
+                                -1);
         }
     }
-    return produce_raw(s, topic, key, keylen, value, vallen, h, opaque);
+    return produce_raw(s, m->topic, m->key, m->keylen, m->value, m->vallen,
+                       h, opaque);
 }
 
 int sink_kafka_fatal(const struct sink_kafka *s)

@@ -29,10 +29,7 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
 
 /* Matches pipeline_sink_ops.produce (ctx = the sink). Copies everything.
  * Returns 0, or -1 when the message could not be queued (logged). */
-int sink_kafka_produce(void *ctx, const char *topic, const void *key,
-                       size_t keylen, const void *value, size_t vallen,
-                       const struct sink_header *hdrs, size_t n_hdrs,
-                       void *opaque);
+int sink_kafka_produce(void *ctx, const struct sink_msg *m, void *opaque);
 
 /* 1 once the producer hit a fatal error (idempotence broken): the caller
  * must shut down. */

@@ -1,0 +1,1062 @@
+/* app_replay.c - see app_replay.h. */
+#include "app_replay.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "card.h"
+#include "clock.h"
+#include "exposure.h"
+#include "kafka_seek.h"
+#include "ledger.h"
+#include "log.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "rules.h"
+#include "sink_file.h"
+#include "sink_kafka.h"
+#include "snapshot.h"
+#include "source_file.h"
+#include "source_range.h"
+#include "state.h"
+#include "tally.h"
+
+#define MOD "replay"
+#define STARTUP_TIMEOUT_S 15
+#define SEEK_TIMEOUT_MS 60000
+#define DEAD_LETTERS_LOGGED 10
+
+enum phase { P_LOADING, P_RUNNING, P_CLEANING, P_DONE };
+
+struct rp {
+    const struct config *c;
+    const struct replay_opts *o;
+    struct event_base *base;
+    struct metrics *metrics;
+    struct card_key *key;
+    struct ruleset *rules;
+    struct exposure *exposure;
+    struct state *state;
+    struct snapshot *snapshot;
+    struct pipeline *pipeline;
+    struct source_file *sf;
+    struct source_range *sr;
+    struct sink_kafka *sk;
+    struct ledger *ledger;
+    struct sink_file *out, *dlf;
+    struct tally *tally;
+    struct event *tick, *progress, *sigint, *sigterm, *ack_ev;
+    void **acks;
+    size_t n_acks, cap_acks;
+    struct kseek_part *parts;
+    size_t n_parts;
+    size_t n_lanes;
+    char topic[256];
+    char ns[48];
+    enum phase phase;
+    int exit_code;
+    int interrupted;
+    int uses_state;
+    uint64_t dead_logged;
+    uint64_t started_ns, run_ns, end_ns;
+    uint64_t last_events, last_ns;
+    double rate;
+    uint64_t cleaned_keys;
+};
+
+static uint64_t events_total(const struct metrics *m)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
+        t += metrics_events(m, (enum metrics_outcome)i);
+    }
+    return t;
+}
+
+static void fail(struct rp *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Logs the reason once and stops: intake ends, in-flight work drains,
+ * the replay's state is cleaned up, the exit status is 1. */
+static void fail(struct rp *r, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->exit_code == 0) {
+        log_error(MOD, "%s", msg);
+    }
+    r->exit_code = 1;
+    if (r->sf != NULL) {
+        source_file_stop(r->sf);
+    }
+    if (r->sr != NULL) {
+        source_range_stop(r->sr);
+    }
+    if (r->phase == P_LOADING) {
+        r->phase = P_DONE;
+        event_base_loopexit(r->base, NULL);
+    }
+}
+
+/* ---- source side ---- */
+
+static size_t cb_capacity(void *arg)
+{
+    struct rp *r = arg;
+    return pipeline_capacity(r->pipeline);
+}
+
+static int cb_intake(void *arg, const struct pipeline_record *recs, size_t n)
+{
+    struct rp *r = arg;
+    if (r->sf != NULL) {
+        pipeline_set_format(r->pipeline,
+                            source_file_format(r->sf) == READER_JSONL
+                                ? PIPELINE_JSON
+                                : PIPELINE_PROTOBUF);
+    }
+    return pipeline_intake(r->pipeline, recs, n);
+}
+
+static void cb_store(void *ctx, int32_t partition, int64_t offset)
+{
+    struct rp *r = ctx;
+    size_t lane = r->sf != NULL ? 0 : (size_t)partition;
+    if (r->sf != NULL) {
+        source_file_store(r->sf, partition, offset);
+    } else {
+        source_range_store(r->sr, partition, offset);
+    }
+    if (r->out != NULL && sink_file_release(r->out, lane, offset) != 0) {
+        fail(r, "%s", sink_file_error(r->out));
+    }
+    if (r->dlf != NULL && sink_file_release(r->dlf, lane, offset) != 0) {
+        fail(r, "%s", sink_file_error(r->dlf));
+    }
+}
+
+static void cb_paused(void *ctx, int paused)
+{
+    struct rp *r = ctx;
+    if (r->sf != NULL) {
+        source_file_set_paused(r->sf, paused);
+    } else if (r->sr != NULL) {
+        source_range_set_paused(r->sr, paused);
+    }
+}
+
+static void cb_kick(void *ctx)
+{
+    struct rp *r = ctx;
+    if (r->sf != NULL) {
+        source_file_kick(r->sf);
+    } else if (r->sr != NULL) {
+        source_range_kick(r->sr);
+    }
+}
+
+static void cb_redis_state(void *arg, int up)
+{
+    struct rp *r = arg;
+    if (r->pipeline != NULL) {
+        pipeline_redis_state(r->pipeline, up);
+    }
+}
+
+/* ---- sink side ---- */
+
+/* A file output takes a line at once; its delivery report is given on
+ * the next loop turn (never inside produce). */
+static int defer_ack(struct rp *r, void *opaque)
+{
+    if (r->n_acks == r->cap_acks) {
+        size_t ncap = r->cap_acks ? r->cap_acks * 2 : 256;
+        void **na = realloc(r->acks, ncap * sizeof(*na));
+        if (na == NULL) {
+            return -1;
+        }
+        r->acks = na;
+        r->cap_acks = ncap;
+    }
+    r->acks[r->n_acks++] = opaque;
+    event_active(r->ack_ev, 0, 0);
+    return 0;
+}
+
+static void on_acks(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rp *r = arg;
+    /* Acks may queue more work; take the list as it is now. */
+    size_t n = r->n_acks;
+    void **list = r->acks;
+    r->acks = NULL;
+    r->n_acks = r->cap_acks = 0;
+    for (size_t i = 0; i < n; i++) {
+        pipeline_delivered(r->pipeline, list[i], 0);
+    }
+    free(list);
+}
+
+static void cb_kafka_delivered(void *arg, void *opaque, int err)
+{
+    struct rp *r = arg;
+    if (r->ledger != NULL) {
+        ledger_inner_delivered(r->ledger, opaque, err);
+    } else {
+        pipeline_delivered(r->pipeline, opaque, err);
+    }
+}
+
+static void cb_ledger_delivered(void *arg, void *opaque, int err)
+{
+    struct rp *r = arg;
+    pipeline_delivered(r->pipeline, opaque, err);
+}
+
+static int to_kafka(struct rp *r, const struct sink_msg *m, void *opaque)
+{
+    if (r->ledger != NULL) {
+        return ledger_produce(r->ledger, m, opaque);
+    }
+    return sink_kafka_produce(r->sk, m, opaque);
+}
+
+static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
+{
+    struct rp *r = ctx;
+    size_t lane = r->sf != NULL ? 0 : (size_t)m->partition;
+    if (m->kind == SINK_DEAD_LETTER) {
+        if (r->dlf != NULL) {
+            if (sink_file_put(r->dlf, lane, m->offset, m->value, m->vallen)) {
+                return -1;
+            }
+            return defer_ack(r, opaque);
+        }
+        if (r->sf == NULL) {
+            struct sink_msg dm = *m;
+            dm.topic = r->c->replay_dead_letter_topic;
+            return to_kafka(r, &dm, opaque);
+        }
+        /* File input without --dead-letter: say where, then count. */
+        if (r->dead_logged++ < DEAD_LETTERS_LOGGED) {
+            const char *reason = "";
+            for (size_t i = 0; i < m->n_hdrs; i++) {
+                if (strcmp(m->hdrs[i].name, "reason") == 0) {
+                    reason = m->hdrs[i].value;
+                }
+            }
+            log_warn(MOD, "%s: %s %" PRId64 ": invalid event (%s)%s",
+                     source_file_name(r->sf),
+                     source_file_format(r->sf) == READER_JSONL ? "line"
+                                                               : "record",
+                     m->offset, reason,
+                     r->dead_logged == DEAD_LETTERS_LOGGED
+                         ? "; further ones are only counted (--dead-letter "
+                           "FILE keeps them all)"
+                         : "");
+        }
+        return defer_ack(r, opaque);
+    }
+    if (m->alert != NULL && tally_alert(r->tally, m->alert) != 0) {
+        log_warn(MOD, "out of memory counting alerts; the summary will be "
+                 "short");
+    }
+    if (r->out != NULL) {
+        if (sink_file_put(r->out, lane, m->offset, m->value, m->vallen)) {
+            return -1;
+        }
+        return defer_ack(r, opaque);
+    }
+    if (r->o->deliver) {
+        return to_kafka(r, m, opaque);
+    }
+    char topic[512];
+    snprintf(topic, sizeof(topic), "%s%s", m->topic,
+             r->c->replay_topic_suffix);
+    struct sink_msg am = *m;
+    am.topic = topic;
+    return to_kafka(r, &am, opaque);
+}
+
+/* ---- progress ---- */
+
+static void fmt_count(uint64_t v, char *buf, size_t len)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        buf[o++] = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n) {
+            buf[o++] = ',';
+        }
+    }
+    buf[o] = '\0';
+}
+
+/* Share of the input done (0..1), or -1 when the size is not known. */
+static double done_share(const struct rp *r)
+{
+    if (r->sf != NULL) {
+        uint64_t done = 0, total = 0;
+        source_file_progress(r->sf, &done, &total);
+        return total > 0 ? (double)done / (double)total : -1;
+    }
+    if (r->sr != NULL) {
+        uint64_t total = source_range_total(r->sr);
+        return total > 0
+                   ? (double)source_range_taken(r->sr) / (double)total
+                   : 1.0;
+    }
+    return -1;
+}
+
+static void on_progress(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct rp *r = arg;
+    if (r->phase != P_RUNNING && fd != -1) {
+        return; /* fd -1: the final redraw at the end */
+    }
+    uint64_t now = clock_mono_ns();
+    uint64_t ev = events_total(r->metrics);
+    double dt = (double)(now - r->last_ns) / 1e9;
+    if (dt > 0) {
+        double inst = (double)(ev - r->last_events) / dt;
+        r->rate = r->rate > 0 ? 0.7 * r->rate + 0.3 * inst : inst;
+    }
+    r->last_events = ev;
+    r->last_ns = now;
+    char e[32], rt[32], al[32], dl[32], eta[32] = "--:--:--";
+    fmt_count(ev, e, sizeof(e));
+    fmt_count((uint64_t)r->rate, rt, sizeof(rt));
+    fmt_count(tally_alerts(r->tally), al, sizeof(al));
+    fmt_count(metrics_events(r->metrics, METRICS_DEAD_LETTER), dl,
+              sizeof(dl));
+    double share = done_share(r);
+    double el = (double)(now - r->run_ns) / 1e9;
+    if (share > 0.001 && share < 1.0 && el > 0) {
+        long left = (long)(el / share - el);
+        snprintf(eta, sizeof(eta), "%ld:%02ld:%02ld", left / 3600,
+                 left / 60 % 60, left % 60);
+    } else if (share >= 1.0) {
+        snprintf(eta, sizeof(eta), "0:00:00");
+    }
+    if (r->o->progress) {
+        char bar[32] = "";
+        if (share >= 0) {
+            int w = 24, fill = (int)(share * w + 0.5);
+            for (int i = 0; i < w; i++) {
+                bar[i] = i < fill ? '#' : '-';
+            }
+            bar[w] = '\0';
+            fprintf(stderr, "\r\033[K[%s] %5.1f%%  %s events  %s/s  ETA %s"
+                    "  alerts %s  dead letters %s", bar, share * 100, e, rt,
+                    eta, al, dl);
+        } else {
+            fprintf(stderr, "\r\033[K%s events  %s/s  alerts %s  dead "
+                    "letters %s", e, rt, al, dl);
+        }
+        fflush(stderr);
+    } else {
+        log_info(MOD, "%s events (%s/s)%s%.1f%%, alerts %s, dead letters %s",
+                 e, rt, share >= 0 ? ", done " : "",
+                 share >= 0 ? share * 100 : 0.0, al, dl);
+    }
+}
+
+/* ---- end: clean the replay's window state ---- */
+
+static void scan_next(struct rp *r, const char *cursor);
+
+static void on_unlinked(void *arg, const struct redisReply *reply)
+{
+    (void)arg;
+    (void)reply;
+}
+
+static void on_scan(void *arg, const struct redisReply *reply)
+{
+    struct rp *r = arg;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2) {
+        log_warn(MOD, "cleaning up replay state %s:%s:* failed; its keys "
+                 "expire on their own", r->c->redis_prefix, r->ns);
+        r->phase = P_DONE;
+        event_base_loopexit(r->base, NULL);
+        return;
+    }
+    const struct redisReply *keys = reply->element[1];
+    if (keys->elements > 0) {
+        const char **argv = malloc((keys->elements + 1) * sizeof(*argv));
+        size_t *lens = malloc((keys->elements + 1) * sizeof(*lens));
+        if (argv != NULL && lens != NULL) {
+            argv[0] = "UNLINK";
+            lens[0] = 6;
+            for (size_t i = 0; i < keys->elements; i++) {
+                argv[i + 1] = keys->element[i]->str;
+                lens[i + 1] = keys->element[i]->len;
+            }
+            if (exposure_command(r->exposure, (int)keys->elements + 1, argv,
+                                 lens, on_unlinked, r) == 0) {
+                r->cleaned_keys += keys->elements;
+            }
+        }
+        free(argv);
+        free(lens);
+    }
+    const char *cursor = reply->element[0]->str;
+    if (strcmp(cursor, "0") == 0) {
+        /* A PING after the UNLINKs: they are done when it answers. */
+        scan_next(r, NULL);
+    } else {
+        scan_next(r, cursor);
+    }
+}
+
+static void on_cleaned(void *arg, const struct redisReply *reply)
+{
+    struct rp *r = arg;
+    (void)reply;
+    log_info(MOD, "replay state %s:%s:* removed (%" PRIu64 " key(s))",
+             r->c->redis_prefix, r->ns, r->cleaned_keys);
+    r->phase = P_DONE;
+    event_base_loopexit(r->base, NULL);
+}
+
+static void scan_next(struct rp *r, const char *cursor)
+{
+    int rc;
+    char match[128];
+    snprintf(match, sizeof(match), "%s:%s:*", r->c->redis_prefix, r->ns);
+    if (cursor == NULL) {
+        const char *argv[] = {"PING"};
+        size_t lens[] = {4};
+        rc = exposure_command(r->exposure, 1, argv, lens, on_cleaned, r);
+    } else {
+        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT",
+                              "1000"};
+        size_t lens[6];
+        for (int i = 0; i < 6; i++) {
+            lens[i] = strlen(argv[i]);
+        }
+        rc = exposure_command(r->exposure, 6, argv, lens, on_scan, r);
+    }
+    if (rc != 0) {
+        r->phase = P_DONE;
+        event_base_loopexit(r->base, NULL);
+    }
+}
+
+static void begin_cleanup(struct rp *r)
+{
+    if (r->phase >= P_CLEANING) {
+        return;
+    }
+    r->end_ns = clock_mono_ns();
+    r->phase = P_CLEANING;
+    if (!r->uses_state) {
+        r->phase = P_DONE;
+        event_base_loopexit(r->base, NULL);
+        return;
+    }
+    scan_next(r, "0");
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rp *r = arg;
+    if (r->phase == P_LOADING &&
+        clock_mono_ns() - r->started_ns >
+            (uint64_t)STARTUP_TIMEOUT_S * 1000000000ull) {
+        fail(r, "Redis %s:%d did not answer within %d s (is it running? "
+             "'cardwatch load' puts the exposed cards there)",
+             r->c->redis_host, r->c->redis_port, STARTUP_TIMEOUT_S);
+        return;
+    }
+    if (r->phase != P_RUNNING) {
+        return;
+    }
+    if (r->sk != NULL && sink_kafka_fatal(r->sk)) {
+        fail(r, "Kafka producer failed");
+    }
+    int at_end = r->exit_code != 0 ||
+                 (r->sf != NULL ? source_file_at_end(r->sf)
+                                : source_range_at_end(r->sr));
+    if (r->sf != NULL && source_file_error(r->sf) != NULL &&
+        r->exit_code == 0) {
+        r->exit_code = 1; /* logged by the source */
+    }
+    if (at_end && pipeline_in_flight(r->pipeline) == 0 && r->n_acks == 0) {
+        begin_cleanup(r);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct rp *r = arg;
+    if (r->interrupted) {
+        log_warn(MOD, "second signal: exiting now");
+        r->exit_code = 1;
+        event_base_loopbreak(r->base);
+        return;
+    }
+    r->interrupted = 1;
+    fail(r, "%s: stopping; no output is kept", sig == SIGINT ? "SIGINT"
+                                                             : "SIGTERM");
+}
+
+/* ---- start: the exposed set is copied, then reading begins ---- */
+
+static int start_outputs(struct rp *r, char *err, size_t errlen)
+{
+    const struct config *c = r->c;
+    const struct replay_opts *o = r->o;
+    if (o->output != NULL) {
+        r->out = sink_file_new(o->output, r->n_lanes, err, errlen);
+        if (r->out == NULL) {
+            return -1;
+        }
+    }
+    if (o->dead_letter != NULL) {
+        r->dlf = sink_file_new(o->dead_letter, r->n_lanes, err, errlen);
+        if (r->dlf == NULL) {
+            return -1;
+        }
+    }
+    int need_kafka = o->output == NULL ||
+                     (o->input == NULL && o->dead_letter == NULL);
+    if (!need_kafka) {
+        return 0;
+    }
+    char brokers[CONFIG_STR_MAX];
+    if (config_brokers(c, brokers, sizeof(brokers), err, errlen) != 0) {
+        return -1;
+    }
+    r->sk = sink_kafka_new(r->base, c, brokers, r->metrics,
+                           cb_kafka_delivered, r, err, errlen);
+    if (r->sk == NULL) {
+        return -1;
+    }
+    if (o->deliver) {
+        struct ledger_opts lo = {
+            .exposure = r->exposure,
+            .prefix = c->redis_prefix,
+            .ttl_days = c->delivered_ttl_days,
+            .check = 1,
+            .inner = {sink_kafka_produce, r->sk},
+            .delivered = cb_ledger_delivered,
+            .arg = r,
+        };
+        r->ledger = ledger_new(&lo);
+        if (r->ledger == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_snapshot(void *arg, int status, const char *err)
+{
+    struct rp *r = arg;
+    char e[1024];
+    if (status != 0) {
+        fail(r, "copying the exposed set: %s", err);
+        return;
+    }
+    if (snapshot_cards(r->snapshot) == 0) {
+        log_warn(MOD, "no exposed cards are loaded%s%s: nothing can alert "
+                 "('cardwatch load' loads a breach list)",
+                 r->o->breach ? " for breach " : "",
+                 r->o->breach ? r->o->breach : "");
+    }
+    if (start_outputs(r, e, sizeof(e)) != 0) {
+        fail(r, "%s", e);
+        return;
+    }
+    struct pipeline_opts po = {
+        .config = r->c,
+        .key = r->key,
+        .rules = r->rules,
+        .exposure = r->exposure,
+        .snapshot = r->snapshot,
+        .state = r->state,
+        .metrics = r->metrics,
+        .source = {cb_store, cb_paused, cb_kick, r},
+        .sink = {replay_produce, r},
+        .source_topic = r->topic,
+        .source_file = r->o->input != NULL
+                           ? (strcmp(r->o->input, "-") == 0 ? "stdin"
+                                                             : r->o->input)
+                           : NULL,
+        .format = PIPELINE_PROTOBUF,
+        .alert_format = r->out != NULL ? PIPELINE_JSON : PIPELINE_PROTOBUF,
+        .mode = ALERT_MODE_REPLAY,
+    };
+    r->pipeline = pipeline_new(&po);
+    if (r->pipeline == NULL) {
+        fail(r, "out of memory at start-up");
+        return;
+    }
+    r->phase = P_RUNNING;
+    r->run_ns = r->last_ns = clock_mono_ns();
+    if (r->sf != NULL) {
+        source_file_kick(r->sf);
+    } else if (source_range_start(r->sr, r->parts, r->n_parts, e,
+                                  sizeof(e)) != 0) {
+        fail(r, "%s", e);
+        r->phase = P_DONE;
+        event_base_loopexit(r->base, NULL);
+    }
+}
+
+/* The file source must not read before the pipeline exists. */
+static size_t cb_capacity_gated(void *arg)
+{
+    struct rp *r = arg;
+    return r->pipeline != NULL ? cb_capacity(arg) : 0;
+}
+
+static int open_source(struct rp *r, char *err, size_t errlen)
+{
+    const struct config *c = r->c;
+    const struct replay_opts *o = r->o;
+    if (o->input != NULL) {
+        struct source_file_opts so = {
+            .path = o->input,
+            .format = o->format,
+            .batch_size = c->batch_size,
+            .capacity = cb_capacity_gated,
+            .intake = cb_intake,
+            .arg = r,
+        };
+        r->sf = source_file_new(r->base, &so, err, errlen);
+        r->n_lanes = 1;
+        return r->sf != NULL ? 0 : -1;
+    }
+    char brokers[CONFIG_STR_MAX];
+    if (config_brokers(c, brokers, sizeof(brokers), err, errlen) != 0) {
+        return -1;
+    }
+    struct source_range_opts so = {
+        .config = c,
+        .brokers = brokers,
+        .topic = r->topic,
+        .batch_size = c->batch_size,
+        .capacity = cb_capacity_gated,
+        .intake = cb_intake,
+        .arg = r,
+    };
+    r->sr = source_range_new(r->base, &so, err, errlen);
+    if (r->sr == NULL) {
+        return -1;
+    }
+    struct kseek_stats st = {0};
+    uint64_t t0 = clock_mono_ns();
+    /* Start-up, before the loop runs: blocking here holds up nothing. */
+    if (kafka_seek_range(source_range_handle(r->sr), r->topic, o->from_ms,
+                         o->to_ms, SEEK_TIMEOUT_MS, o->force_search,
+                         &r->parts, &r->n_parts, &st, err, errlen) != 0) {
+        return -1;
+    }
+    uint64_t total = 0;
+    int32_t maxp = 0;
+    for (size_t i = 0; i < r->n_parts; i++) {
+        if (r->parts[i].end > r->parts[i].start) {
+            total += (uint64_t)(r->parts[i].end - r->parts[i].start);
+        }
+        if (r->parts[i].partition > maxp) {
+            maxp = r->parts[i].partition;
+        }
+    }
+    r->n_lanes = (size_t)maxp + 1;
+    log_info(MOD, "%s: %zu partition(s), %" PRIu64 " message(s) in range "
+             "(offsets found in %.2f s: %d by the broker's time index, %d "
+             "by searching message timestamps, %d probes)", r->topic,
+             r->n_parts, total, (double)(clock_mono_ns() - t0) / 1e9,
+             st.broker_answered, st.searched, st.probes);
+    return 0;
+}
+
+/* ---- summary ---- */
+
+struct pr_ctx {
+    FILE *f;
+    json_t *obj;
+};
+
+static void print_named(void *arg, const char *name, uint64_t n)
+{
+    struct pr_ctx *p = arg;
+    char v[32];
+    fmt_count(n, v, sizeof(v));
+    fprintf(p->f, "  %-32s %14s\n", name, v);
+}
+
+static void json_named(void *arg, const char *name, uint64_t n)
+{
+    struct pr_ctx *p = arg;
+    json_object_set_new(p->obj, name, json_integer((json_int_t)n));
+}
+
+static double run_seconds(const struct rp *r)
+{
+    uint64_t end = r->end_ns ? r->end_ns : clock_mono_ns();
+    return r->run_ns ? (double)(end - r->run_ns) / 1e9 : 0.0;
+}
+
+static void print_summary(struct rp *r)
+{
+    /* Alerts on stdout (--output -) keep stdout JSON lines only. */
+    FILE *f = r->o->output != NULL && strcmp(r->o->output, "-") == 0
+                  ? stderr
+                  : stdout;
+    struct metrics *m = r->metrics;
+    uint64_t ev = events_total(m);
+    uint64_t exposed = metrics_events(m, METRICS_EXPOSED) +
+                       metrics_events(m, METRICS_ALERTED);
+    double secs = run_seconds(r);
+    char a[32], b[32], cc[32], d[32], e[32], g[32];
+    fmt_count(ev, a, sizeof(a));
+    fmt_count(exposed, b, sizeof(b));
+    fmt_count(tally_alerts(r->tally), cc, sizeof(cc));
+    fmt_count(metrics_events(m, METRICS_DEAD_LETTER), d, sizeof(d));
+    fmt_count(tally_cards(r->tally), e, sizeof(e));
+    fmt_count(secs > 0 ? (uint64_t)((double)ev / secs) : 0, g, sizeof(g));
+    fprintf(f, "\ncardwatch replay%s: %s\n",
+            r->exit_code ? " (FAILED: output removed)" : "",
+            r->sf != NULL ? source_file_name(r->sf) : r->topic);
+    fprintf(f, "  %-32s %14s\n", "events read", a);
+    fprintf(f, "  %-32s %14s\n", "exposed-card transactions", b);
+    fprintf(f, "  %-32s %14s\n", "alerts", cc);
+    fprintf(f, "  %-32s %14s\n", "dead letters", d);
+    fprintf(f, "  %-32s %14s\n", "exposed cards with an alert", e);
+    if (r->ledger != NULL) {
+        char s[32];
+        fmt_count(ledger_skipped(r->ledger), s, sizeof(s));
+        fprintf(f, "  %-32s %14s\n", "already delivered (not resent)", s);
+    }
+    fprintf(f, "  %-32s %14.2f  (%s events/s)\n", "seconds", secs, g);
+    struct pr_ctx p = {f, NULL};
+    fprintf(f, "\nAlerts by severity:\n");
+    for (int s = SEVERITY_CRITICAL; s >= SEVERITY_LOW; s--) {
+        print_named(&p, severity_name((enum severity)s),
+                    tally_severity(r->tally, (enum severity)s));
+    }
+    fprintf(f, "\nAlerts by rule (an alert counts under each rule it hit):\n");
+    tally_each_rule(r->tally, print_named, &p);
+    fprintf(f, "\nAlerts by issuer:\n");
+    tally_each_issuer(r->tally, print_named, &p);
+    if (tally_alerts(r->tally) == 0) {
+        fprintf(f, "  (no alerts)\n");
+    }
+    fflush(f);
+}
+
+static int write_report(struct rp *r)
+{
+    struct metrics *m = r->metrics;
+    json_t *doc = json_object();
+    json_t *in = json_object();
+    if (r->sf != NULL) {
+        json_object_set_new(in, "file", json_string(source_file_name(r->sf)));
+        json_object_set_new(in, "format",
+                            json_string(reader_format_name(
+                                source_file_format(r->sf))));
+    } else {
+        json_object_set_new(in, "topic", json_string(r->topic));
+        json_object_set_new(in, "from_ms", json_integer(r->o->from_ms));
+        json_object_set_new(in, "to_ms", r->o->to_ms == INT64_MAX
+                                             ? json_null()
+                                             : json_integer(r->o->to_ms));
+        json_t *parts = json_array();
+        for (size_t i = 0; i < r->n_parts; i++) {
+            json_array_append_new(
+                parts, json_pack("{s:i, s:I, s:I}", "partition",
+                                 (int)r->parts[i].partition, "start",
+                                 (json_int_t)r->parts[i].start, "end",
+                                 (json_int_t)r->parts[i].end));
+        }
+        json_object_set_new(in, "partitions", parts);
+    }
+    json_object_set_new(doc, "input", in);
+    json_object_set_new(doc, "rules", json_string(rules_version(r->rules)));
+    json_object_set_new(doc, "breach", r->o->breach
+                                           ? json_string(r->o->breach)
+                                           : json_null());
+    json_object_set_new(doc, "exposed_cards_loaded",
+                        json_integer((json_int_t)snapshot_cards(r->snapshot)));
+    uint64_t ev = events_total(m);
+    json_object_set_new(doc, "events", json_integer((json_int_t)ev));
+    json_object_set_new(doc, "clean", json_integer((json_int_t)metrics_events(
+                                          m, METRICS_CLEAN)));
+    json_object_set_new(
+        doc, "exposed_transactions",
+        json_integer((json_int_t)(metrics_events(m, METRICS_EXPOSED) +
+                                  metrics_events(m, METRICS_ALERTED))));
+    json_object_set_new(doc, "alerts",
+                        json_integer((json_int_t)tally_alerts(r->tally)));
+    json_object_set_new(doc, "dead_letters",
+                        json_integer((json_int_t)metrics_events(
+                            m, METRICS_DEAD_LETTER)));
+    json_object_set_new(doc, "misused_cards",
+                        json_integer((json_int_t)tally_cards(r->tally)));
+    json_t *sev = json_object();
+    for (int s = SEVERITY_LOW; s <= SEVERITY_CRITICAL; s++) {
+        json_object_set_new(sev, severity_name((enum severity)s),
+                            json_integer((json_int_t)tally_severity(
+                                r->tally, (enum severity)s)));
+    }
+    json_object_set_new(doc, "alerts_by_severity", sev);
+    struct pr_ctx p = {NULL, json_object()};
+    tally_each_rule(r->tally, json_named, &p);
+    json_object_set_new(doc, "alerts_by_rule", p.obj);
+    p.obj = json_object();
+    tally_each_issuer(r->tally, json_named, &p);
+    json_object_set_new(doc, "alerts_by_issuer", p.obj);
+    if (r->ledger != NULL) {
+        json_object_set_new(doc, "already_delivered",
+                            json_integer((json_int_t)ledger_skipped(
+                                r->ledger)));
+    }
+    json_object_set_new(doc, "output",
+                        r->o->output ? json_string(r->o->output)
+                        : r->o->deliver ? json_string("live issuer topics")
+                                        : json_string("replay topics"));
+    double secs = run_seconds(r);
+    json_object_set_new(doc, "seconds", json_real(secs));
+    json_object_set_new(doc, "events_per_second",
+                        json_real(secs > 0 ? (double)ev / secs : 0));
+    json_object_set_new(doc, "ok", json_boolean(r->exit_code == 0));
+    int rc = json_dump_file(doc, r->o->report, JSON_INDENT(2) |
+                                                   JSON_SORT_KEYS);
+    json_decref(doc);
+    if (rc != 0) {
+        log_error(MOD, "cannot write the report %s", r->o->report);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- main ---- */
+
+static void log_rule_warning(void *arg, const char *msg)
+{
+    (void)arg;
+    log_warn("rules", "%s", msg);
+}
+
+static void make_namespace(char *buf, size_t len)
+{
+    unsigned char rnd[6] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
+        uint64_t t = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+        memcpy(rnd, &t, sizeof(rnd));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    snprintf(buf, len, "rp-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
+}
+
+static int uses_state(const struct ruleset *rs)
+{
+    const int64_t *wins = NULL;
+    int need = rules_windows(rs, &wins) > 0;
+    for (size_t i = 0; i < rules_count(rs); i++) {
+        need |= rules_suppress_ms(rs, i) > 0;
+    }
+    return need;
+}
+
+int app_replay(const struct config *c, const struct replay_opts *o)
+{
+    struct rp r = {0};
+    char err[1024];
+    r.c = c;
+    r.o = o;
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(r.topic, sizeof(r.topic), "%s",
+             o->topic ? o->topic : c->transactions_topic);
+    const char *rules_path = o->rules ? o->rules : c->rules_path;
+
+    r.key = card_key_load(c->key_file, err, sizeof(err));
+    if (r.key == NULL) {
+        log_error(MOD, "%s", err);
+        return 1;
+    }
+    if (rules_path[0] != '\0') {
+        r.rules = rules_load(rules_path, err, sizeof(err));
+        if (r.rules == NULL) {
+            log_error(MOD, "%s", err);
+            card_key_destroy(r.key);
+            return 1;
+        }
+        rules_warnings(r.rules, log_rule_warning, NULL);
+    } else {
+        r.rules = rules_builtin();
+    }
+    r.base = event_base_new();
+    r.metrics = metrics_new();
+    r.tally = tally_new();
+    if (r.rules == NULL || r.base == NULL || r.metrics == NULL ||
+        r.tally == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        r.exit_code = 1;
+        goto out;
+    }
+    r.started_ns = clock_mono_ns();
+    if (open_source(&r, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+        goto out;
+    }
+    struct exposure_opts xo = {
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .prefix = c->redis_prefix,
+        .key_id = card_key_id(r.key),
+        .timeout_ms = c->redis_timeout_ms,
+        .metrics = r.metrics,
+        .on_state = cb_redis_state,
+        .state_arg = &r,
+    };
+    r.exposure = exposure_new(r.base, &xo, err, sizeof(err));
+    if (r.exposure == NULL) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+        goto out;
+    }
+    r.uses_state = uses_state(r.rules);
+    if (r.uses_state) {
+        make_namespace(r.ns, sizeof(r.ns));
+        r.state = state_new(r.exposure, c->redis_prefix, card_key_id(r.key),
+                            r.ns);
+        if (r.state == NULL) {
+            log_error(MOD, "out of memory at start-up");
+            r.exit_code = 1;
+            goto out;
+        }
+    }
+    r.snapshot = snapshot_load(r.exposure, c->redis_prefix,
+                               card_key_id(r.key), o->breach, on_snapshot,
+                               &r, err, sizeof(err));
+    if (r.snapshot == NULL) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+        goto out;
+    }
+    r.tick = event_new(r.base, -1, EV_PERSIST, on_tick, &r);
+    r.progress = event_new(r.base, -1, EV_PERSIST, on_progress, &r);
+    r.ack_ev = event_new(r.base, -1, 0, on_acks, &r);
+    r.sigint = evsignal_new(r.base, SIGINT, on_signal, &r);
+    r.sigterm = evsignal_new(r.base, SIGTERM, on_signal, &r);
+    if (r.tick == NULL || r.progress == NULL || r.ack_ev == NULL ||
+        r.sigint == NULL || r.sigterm == NULL) {
+        log_error(MOD, "out of memory at start-up");
+        r.exit_code = 1;
+        goto out;
+    }
+    struct timeval tick = {0, 20000};
+    event_add(r.tick, &tick);
+    struct timeval prog = {o->progress ? 0 : 10, o->progress ? 500000 : 0};
+    event_add(r.progress, &prog);
+    event_add(r.sigint, NULL);
+    event_add(r.sigterm, NULL);
+    if (o->progress) {
+        log_set_progress_active(1);
+    }
+    log_info(MOD, "replaying %s%s with rules %s%s%s; alerts to %s%s%s",
+             o->input ? "file " : "topic ",
+             o->input ? o->input : r.topic, rules_version(r.rules),
+             o->breach ? ", breach " : "", o->breach ? o->breach : "",
+             o->output ? o->output
+             : o->deliver ? "the live issuer topics (once)"
+                          : "the replay topics (issuer topic + ",
+             o->output || o->deliver ? "" : c->replay_topic_suffix,
+             o->output || o->deliver ? "" : ")");
+
+    event_base_dispatch(r.base);
+
+    if (o->progress) {
+        on_progress(-1, 0, &r);
+        fputc('\n', stderr);
+        log_set_progress_active(0);
+    }
+    if (r.pipeline != NULL && pipeline_in_flight(r.pipeline) != 0) {
+        r.exit_code = 1;
+    }
+    if (r.sk != NULL && sink_kafka_flush(r.sk, 10000) != 0) {
+        log_error(MOD, "producer flush timed out");
+        r.exit_code = 1;
+    }
+    if (r.exit_code == 0 && r.out != NULL &&
+        sink_file_finish(r.out, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+    }
+    if (r.exit_code == 0 && r.dlf != NULL &&
+        sink_file_finish(r.dlf, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+    }
+    if (r.pipeline != NULL) {
+        print_summary(&r);
+        if (o->report != NULL && write_report(&r) != 0) {
+            r.exit_code = 1;
+        }
+    }
+    log_info(MOD, "done%s", r.exit_code ? " with errors" : "");
+out:
+    if (r.pipeline != NULL) {
+        pipeline_detach_source(r.pipeline);
+    }
+    source_file_destroy(r.sf);
+    source_range_destroy(r.sr);
+    sink_kafka_destroy(r.sk);
+    snapshot_destroy(r.snapshot);
+    exposure_destroy(r.exposure);
+    state_destroy(r.state);
+    ledger_destroy(r.ledger);
+    pipeline_destroy(r.pipeline);
+    sink_file_destroy(r.out);
+    sink_file_destroy(r.dlf);
+    struct event *evs[] = {r.tick, r.progress, r.ack_ev, r.sigint,
+                           r.sigterm};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    free(r.acks);
+    kafka_seek_free(r.parts);
+    if (r.base != NULL) {
+        event_base_free(r.base);
+    }
+    tally_destroy(r.tally);
+    metrics_destroy(r.metrics);
+    rules_destroy(r.rules);
+    card_key_destroy(r.key);
+    return r.exit_code;
+}

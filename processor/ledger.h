@@ -1,0 +1,58 @@
+/* ledger.h - which alerts were delivered to the issuer topics, so that an
+ * alert is sent once: a wrapper around a sink.
+ *
+ * After the inner sink reports an alert delivered, its id is recorded in
+ * Redis (<p>:delivered:<alert_id> = issuer id, expiring after [redis]
+ * delivered_ttl_days), and only then is the delivery reported on. With
+ * check on, an alert whose id is already recorded is not produced again
+ * and is reported delivered at once (counted as skipped): a replay with
+ * --deliver does not resend what the live service delivered, and a
+ * restarted service does not resend what it delivered before the crash.
+ * Dead letters pass straight through. Commands ride the exposure module's
+ * connection (re-sent after reconnects; both are idempotent: EXISTS, SET).
+ *
+ * The record is written after the delivery: a crash between the two
+ * sends the alert again later (at least once, never lost).
+ */
+#ifndef CARDWATCH_LEDGER_H
+#define CARDWATCH_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exposure.h"
+#include "pipeline.h"
+
+struct ledger;
+
+struct ledger_opts {
+    struct exposure *exposure; /* borrowed */
+    const char *prefix;
+    int ttl_days;
+    int check; /* skip alerts already recorded */
+    struct pipeline_sink_ops inner;
+    /* where delivery reports go on (to the pipeline) */
+    void (*delivered)(void *arg, void *opaque, int err);
+    void *arg;
+};
+
+/* Returns NULL on allocation failure or a bad prefix. */
+struct ledger *ledger_new(const struct ledger_opts *o);
+
+/* pipeline_sink_ops.produce (ctx = the ledger). */
+int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque);
+
+/* The inner sink's delivery report for a message the ledger produced
+ * (opaque as the inner sink got it). */
+void ledger_inner_delivered(struct ledger *l, void *opaque, int err);
+
+/* Alerts not sent because they had been delivered before; alerts
+ * recorded. */
+uint64_t ledger_skipped(const struct ledger *l);
+uint64_t ledger_recorded(const struct ledger *l);
+
+/* Frees. Requests still waiting for Redis are answered by the exposure
+ * module's destroy; call this after it. NULL is a no-op. */
+void ledger_destroy(struct ledger *l);
+
+#endif

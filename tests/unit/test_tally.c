@@ -1,0 +1,106 @@
+/* Unit tests for tally.c: alerts by rule, severity and issuer; distinct
+ * cards. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tally.h"
+
+static void mk(struct alert *a, const char *issuer, const char *fp,
+               enum severity sev, const char *r1, const char *r2)
+{
+    memset(a, 0, sizeof(*a));
+    snprintf(a->issuer_id, sizeof(a->issuer_id), "%s", issuer);
+    snprintf(a->card_fingerprint, sizeof(a->card_fingerprint), "%s", fp);
+    a->severity = sev;
+    snprintf(a->hits[0].rule_id, sizeof(a->hits[0].rule_id), "%s", r1);
+    a->n_hits = 1;
+    if (r2 != NULL) {
+        snprintf(a->hits[1].rule_id, sizeof(a->hits[1].rule_id), "%s", r2);
+        a->n_hits = 2;
+    }
+}
+
+struct seen {
+    char names[8][32];
+    uint64_t n[8];
+    int count;
+};
+
+static void collect(void *arg, const char *name, uint64_t n)
+{
+    struct seen *s = arg;
+    snprintf(s->names[s->count], sizeof(s->names[0]), "%s", name);
+    s->n[s->count++] = n;
+}
+
+static void test_counts(void **state)
+{
+    (void)state;
+    struct tally *t = tally_new();
+    struct alert a;
+    mk(&a, "acme", "k:aa", SEVERITY_HIGH, "cnp-use", "velocity");
+    assert_int_equal(tally_alert(t, &a), 0);
+    mk(&a, "acme", "k:aa", SEVERITY_HIGH, "cnp-use", NULL);
+    assert_int_equal(tally_alert(t, &a), 0);
+    mk(&a, "", "k:bb", SEVERITY_CRITICAL, "velocity", NULL);
+    assert_int_equal(tally_alert(t, &a), 0);
+    mk(&a, "globex", "k:cc", SEVERITY_LOW, "zeta", NULL);
+    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alerts(t), 4);
+    assert_int_equal(tally_cards(t), 3);
+    assert_int_equal(tally_severity(t, SEVERITY_HIGH), 2);
+    assert_int_equal(tally_severity(t, SEVERITY_CRITICAL), 1);
+    assert_int_equal(tally_severity(t, SEVERITY_LOW), 1);
+    assert_int_equal(tally_severity(t, SEVERITY_MEDIUM), 0);
+    struct seen s = {0};
+    tally_each_rule(t, collect, &s);
+    /* most first, ties by name */
+    assert_int_equal(s.count, 3);
+    assert_string_equal(s.names[0], "cnp-use");
+    assert_int_equal(s.n[0], 2);
+    assert_string_equal(s.names[1], "velocity");
+    assert_int_equal(s.n[1], 2);
+    assert_string_equal(s.names[2], "zeta");
+    memset(&s, 0, sizeof(s));
+    tally_each_issuer(t, collect, &s);
+    assert_int_equal(s.count, 3);
+    assert_string_equal(s.names[0], "acme");
+    assert_int_equal(s.n[0], 2);
+    assert_string_equal(s.names[1], "globex");
+    assert_string_equal(s.names[2], "unrouted");
+    tally_destroy(t);
+}
+
+static void test_many_cards(void **state)
+{
+    (void)state;
+    struct tally *t = tally_new();
+    struct alert a;
+    char fp[64];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 50000; i++) {
+            snprintf(fp, sizeof(fp), "k:%032x", i);
+            mk(&a, "acme", fp, SEVERITY_MEDIUM, "r", NULL);
+            assert_int_equal(tally_alert(t, &a), 0);
+        }
+    }
+    assert_int_equal(tally_cards(t), 50000);
+    assert_int_equal(tally_alerts(t), 100000);
+    tally_destroy(t);
+    tally_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_many_cards),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
