@@ -3,9 +3,14 @@
  * (binary-safe; used by the end-to-end harness and scripts).
  *
  *   produce_file --brokers B --topic T [--partition N] [--headers]
- *                [--timeout S] [-X key=value]... < records
+ *                [--timestamps] [--timeout S] [-X key=value]... < records
  *
  * Record framing (all integers big-endian, NULL = length 0xFFFFFFFF):
+ *   with --timestamps first:
+ *   i64 timestamp_ms              the message timestamp (CreateTime) in ms
+ *                                 since the epoch; 0 = the current time
+ *                                 (librdkafka's "not set"); negative is an
+ *                                 input error
  *   u32 key_len,   key bytes      (NULL: no key)
  *   u32 value_len, value bytes    (NULL: tombstone)
  *   with --headers additionally:
@@ -58,10 +63,13 @@ static void usage(FILE *out)
     fputs(
         "usage: produce_file --brokers B --topic T [--partition N] "
         "[--headers]\n"
-        "                    [--timeout SECONDS] [-X key=value]... < records\n"
+        "                    [--timestamps] [--timeout SECONDS] "
+        "[-X key=value]... < records\n"
         "Records on stdin: u32be key_len, key, u32be value_len, value\n"
         "(0xFFFFFFFF = NULL); with --headers then u32be count and per header\n"
         "u32be name_len, name, u32be value_len (0xFFFFFFFF = NULL), value.\n"
+        "With --timestamps each record starts with i64be timestamp_ms, the\n"
+        "message timestamp (0 = the current time; negative is an error).\n"
         "Idempotent producer; prints the delivered count; exit 0 when all\n"
         "were delivered.\n",
         out);
@@ -84,6 +92,20 @@ static int read_u32(uint32_t *v)
         return r;
     *v = ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) |
          ((uint32_t)b[2] << 8) | b[3];
+    return 1;
+}
+
+/* 1 = ok, 0 = clean EOF before the first byte, -1 = truncated / error. */
+static int read_i64(int64_t *v)
+{
+    unsigned char b[8];
+    uint64_t u = 0;
+    int r = read_exact(b, 8);
+    if (r != 1)
+        return r;
+    for (int k = 0; k < 8; k++)
+        u = (u << 8) | b[k];
+    *v = (int64_t)u;
     return 1;
 }
 
@@ -121,6 +143,7 @@ int main(int argc, char **argv)
     const char *brokers = NULL, *topic = NULL;
     int32_t partition = RD_KAFKA_PARTITION_UA;
     int with_headers = 0;
+    int with_timestamps = 0;
     int timeout_s = 60;
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -161,6 +184,8 @@ int main(int argc, char **argv)
             timeout_s = atoi(argv[++i]);
         } else if (!strcmp(a, "--headers")) {
             with_headers = 1;
+        } else if (!strcmp(a, "--timestamps")) {
+            with_timestamps = 1;
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
             if (ktool_conf_x(conf, argv[++i], "produce_file") != 0) {
                 rd_kafka_conf_destroy(conf);
@@ -208,10 +233,33 @@ int main(int argc, char **argv)
         rd_kafka_headers_t *hdrs = NULL;
         rd_kafka_resp_err_t err;
         void *kptr, *vptr;
-        int r = read_field(&kb, &klen, &knull);
-        if (r == 0)
-            break; /* clean end of input */
-        if (r < 0 || read_field(&vb, &vlen, &vnull) != 1)
+        int64_t ts = 0;
+        int r;
+        if (with_timestamps) {
+            r = read_i64(&ts);
+            if (r == 0)
+                break; /* clean end of input */
+            if (r < 0)
+                goto truncated;
+            if (ts < 0) {
+                fprintf(stderr,
+                        "produce_file: record %lld: negative timestamp "
+                        "%lld\n",
+                        records + 1, (long long)ts);
+                rc = 2;
+                break;
+            }
+            r = read_field(&kb, &klen, &knull);
+            if (r != 1)
+                goto truncated;
+        } else {
+            r = read_field(&kb, &klen, &knull);
+            if (r == 0)
+                break; /* clean end of input */
+            if (r < 0)
+                goto truncated;
+        }
+        if (read_field(&vb, &vlen, &vnull) != 1)
             goto truncated;
         if (with_headers) {
             uint32_t n, h;
@@ -242,7 +290,8 @@ int main(int argc, char **argv)
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(kptr, klen), RD_KAFKA_V_VALUE(vptr, vlen),
-                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs),
+                RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(rk, 50);

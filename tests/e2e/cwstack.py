@@ -47,6 +47,8 @@ ELEMENTS = ["pan", "expiry", "cvv2", "name", "address", "phone", "email"]
 # Every dead-letter reason (txn_status_name in processor/txn.c).
 REASONS = ["undecodable", "txn_id", "pan", "luhn", "expiry", "amount", "currency", "mcc",
            "merchant", "country", "channel", "entry_mode", "response", "event_time"]
+# A dead-letter reason only a replay file can give (a line over the limit).
+REASON_TOO_LONG = "too_long"
 
 
 def day_ms(date, end_of_day=False):
