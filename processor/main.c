@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alert.h"
@@ -421,8 +422,11 @@ static int cmd_replay(int argc, char **argv)
     if (ro.breach != NULL && !breach_id_valid(ro.breach)) {
         return bad_usage("replay", "--breach: not a breach id");
     }
+    struct stat ost;
     if (ro.output != NULL && ro.dead_letter != NULL &&
-        strcmp(ro.output, ro.dead_letter) == 0) {
+        strcmp(ro.output, ro.dead_letter) == 0 &&
+        !(stat(ro.output, &ost) == 0 && !S_ISREG(ost.st_mode))) {
+        /* (the same device, such as /dev/null, is fine) */
         return bad_usage("replay", "--output and --dead-letter must be "
                                    "different files");
     }

@@ -115,3 +115,61 @@ sed "s/^transactions_topic = .*/transactions_topic = $XTOPIC/" "$DIR/rules.ini" 
   --summary-json "$DIR/rules2.json" >/dev/null 2>"$DIR/rules2.log"
 report "default pack, mostly exposed ($RULE_EVENTS events)" "$DIR/rules2.json"
 echo "pure rule work (no Redis): $("$BUILD/bench_rules" "$REPO/rules/default.rules" 20)"
+
+# Replay (issue 4): the same pipeline over stored history. Files: the
+# 2,000,000-event traffic (~1% exposed) as length-delimited protobuf and
+# as JSON lines, pinned to one core, beside bench_decode (the replay's own
+# reader + decoder and nothing else) on the same file. Kafka: the bench
+# topic replayed by time range, beside the plain consumer on that topic.
+# Alerts go to /dev/null (--output), with the built-in rule set.
+echo
+echo "replay: writing $EVENTS events as protobuf and JSON-lines files"
+for f in pb jsonl; do
+  fmt=$([[ $f == pb ]] && echo protobuf || echo json)
+  "$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 5 \
+    --exposed "$DIR/exposed.csv" --exposed-share 0.01 --format "$fmt" \
+    --output "$DIR/txns.$f" 2>/dev/null
+done
+PIN=()
+command -v taskset >/dev/null && PIN=(taskset -c 1)
+replay_rate() { # report.json -> events/s
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d["events_per_second"]))' "$1"
+}
+printf '\n%-28s %6s %16s %16s %8s\n' input round "baseline/s" "replay ev/s" ratio
+declare -A med_base med_rep
+for f in pb jsonl kafka; do
+  bases=(); reps=()
+  for r in $(seq 1 "$ROUNDS"); do
+    if [[ $f == kafka ]]; then
+      p=$("$BUILD/plain_consumer" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" --expect "$EVENTS")
+      base=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$p")
+      "$CW" replay --config "$DIR/cardwatch.ini" --from 1970-01-01 --output /dev/null \
+        --no-progress --report "$DIR/replay-$f-$r.json" \
+        >/dev/null 2>"$DIR/replay-$f-$r.log"
+      label="Kafka topic ($PARTS partitions)"
+    else
+      b=$("${PIN[@]}" "$BUILD/bench_decode" "$DIR/txns.$f")
+      base=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$b")
+      "${PIN[@]}" "$CW" replay --config "$DIR/cardwatch.ini" --input "$DIR/txns.$f" \
+        --output /dev/null --no-progress --report "$DIR/replay-$f-$r.json" \
+        >/dev/null 2>"$DIR/replay-$f-$r.log"
+      label=$([[ $f == pb ]] && echo "protobuf file (1 core)" || echo "JSON-lines file (1 core)")
+    fi
+    rate=$(replay_rate "$DIR/replay-$f-$r.json")
+    printf '%-28s %6s %16s %16s %8s\n' "$label" "$r" "$base" "$rate" \
+      "$(python3 -c "print(f'{$rate/$base:.2f}')")"
+    bases+=("$base"); reps+=("$rate")
+  done
+  med_base[$f]=$(printf '%s\n' "${bases[@]}" | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p")
+  med_rep[$f]=$(printf '%s\n' "${reps[@]}" | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p")
+done
+python3 - "${med_base[pb]}" "${med_rep[pb]}" "${med_base[jsonl]}" "${med_rep[jsonl]}" \
+  "${med_base[kafka]}" "${med_rep[kafka]}" <<'PY'
+import sys
+bp, rp, bj, rj, bk, rk = (int(x) for x in sys.argv[1:])
+print(f"\nmedian replay: protobuf file {rp:,} events/s (decode-only baseline {bp:,}; "
+      f"target 1,000,000: {'met' if rp >= 1000000 else 'NOT met'})")
+print(f"               JSON lines    {rj:,} events/s (decode-only baseline {bj:,}; "
+      f"target 300,000: {'met' if rj >= 300000 else 'NOT met'})")
+print(f"               Kafka topic   {rk:,} events/s (plain consumer {bk:,}; ratio {rk/bk:.2f})")
+PY
