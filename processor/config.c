@@ -118,6 +118,7 @@ static int check_group(const char *v, char *why, size_t whylen);
 static int check_topic_suffix(const char *v, char *why, size_t whylen);
 static int check_redis_prefix(const char *v, char *why, size_t whylen);
 static int check_country(const char *v, char *why, size_t whylen);
+static int check_token_hashes(const char *v, char *why, size_t whylen);
 
 /* clang-format off */
 static const struct key keys[] = {
@@ -162,12 +163,28 @@ static const struct key keys[] = {
 
     K_HOSTPORT("http", "listen", http_listen, "127.0.0.1:9180", F_EMPTY_OK),
 
+    /* issuer alert feed (cardwatch feed, or inside run when listen is
+     * set): each issuer's alerts in a Redis stream */
+    K_HOSTPORT("feed", "listen", feed_listen, "", F_EMPTY_OK),
+    K_INT("feed", "retention_days", feed_retention_days, "90", 1, 3650),
+    K_INT("feed", "max_alerts", feed_max_alerts, "1000000", 100, 100000000),
+    K_PATH("feed", "tls_cert", feed_tls_cert),
+    K_PATH("feed", "tls_key", feed_tls_key),
+    K_INT("feed", "max_body_bytes", feed_max_body, "16384", 256, 1048576),
+    K_INT("feed", "rate_per_s", feed_rate_per_s, "50", 1, 100000),
+    K_INT("feed", "burst", feed_burst, "100", 1, 100000),
+    K_INT("feed", "max_wait_s", feed_max_wait_s, "60", 1, 3600),
+    K_INT("feed", "max_clients", feed_max_clients, "10000", 1, 1000000),
+
     /* [issuer ID]; name defaults to the id, home_country is required */
     K_ISSUER("name", name, NULL, 0),
     K_ISSUER("home_country", home_country, check_country, 0),
     {.section = "issuer", .name = "bins", .type = KT_BINS},
     /* "" = alert_topic_prefix + id, resolved by config_check() */
     K_ISSUER("topic", topic, check_topic, F_EMPTY_OK),
+    /* feed tokens: SHA-256 hex of each valid bearer token, comma list
+     * (two during a rotation); `cardwatch token` makes a pair */
+    K_ISSUER("token_sha256", token_sha256, check_token_hashes, F_EMPTY_OK),
 };
 /* clang-format on */
 
@@ -175,7 +192,7 @@ static const struct key keys[] = {
 
 /* Plain sections: their keys are rows of keys[]. */
 static const char *const plain_sections[] = {
-    "kafka", "redis", "card", "rules", "pipeline", "replay", "http",
+    "kafka", "redis", "card", "rules", "pipeline", "replay", "http", "feed",
 };
 
 /* librdkafka properties that have their own key, or that cardwatch must
@@ -361,6 +378,31 @@ static int check_topic(const char *v, char *why, size_t whylen)
 static int check_topic_prefix(const char *v, char *why, size_t whylen)
 {
     return check_topic_chars(v, why, whylen);
+}
+
+static int check_token_hashes(const char *v, char *why, size_t whylen)
+{
+    size_t run = 0;
+    for (const char *s = v;; s++) {
+        if (*s == ',' || *s == '\0') {
+            if (run != 64) {
+                text_errf(why, whylen, "each token hash is 64 hex digits "
+                          "(SHA-256; `cardwatch token` prints one), comma "
+                          "separated");
+                return -1;
+            }
+            run = 0;
+            if (*s == '\0') {
+                return 0;
+            }
+        } else if (is_digit(*s) || (*s >= 'a' && *s <= 'f')) {
+            run++;
+        } else {
+            text_errf(why, whylen, "token hashes are lower-case hex (a "
+                      "hash, never the token itself)");
+            return -1;
+        }
+    }
 }
 
 static int check_topic_suffix(const char *v, char *why, size_t whylen)

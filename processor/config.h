@@ -21,6 +21,9 @@ struct issuer {
     char name[128];                    /* display name; defaults to id */
     char home_country[3];              /* ISO 3166-1 alpha-2 */
     char topic[CONFIG_STR_MAX];        /* alert topic; default prefix + id */
+    char token_sha256[CONFIG_STR_MAX]; /* feed: hex SHA-256 of each valid
+                                          bearer token, comma list; "" =
+                                          no feed access */
 };
 
 /* A librdkafka property passed through from [kafka.consumer] or
@@ -67,6 +70,17 @@ struct config {
     /* [replay] */
     char replay_topic_suffix[32];        /* issuer topic + this */
     char replay_dead_letter_topic[256];
+    /* [feed] */
+    char feed_listen[CONFIG_STR_MAX]; /* host:port; "" = no feed */
+    int feed_retention_days;          /* stream entries older are trimmed */
+    int feed_max_alerts;              /* per issuer stream, approximately */
+    char feed_tls_cert[CONFIG_STR_MAX]; /* both set = HTTPS */
+    char feed_tls_key[CONFIG_STR_MAX];
+    int feed_max_body;     /* request body limit, bytes */
+    int feed_rate_per_s;   /* requests per token, sustained */
+    int feed_burst;        /* ... and in a burst */
+    int feed_max_wait_s;   /* longest long poll */
+    int feed_max_clients;  /* open connections (long polls, SSE) */
     /* [http] */
     char http_listen[CONFIG_STR_MAX]; /* host:port; "" = off */
 

@@ -424,6 +424,7 @@ static void finish_req(struct exposure *x, struct xreq *r)
             }
             hits[nh].breach = &be->b;
             memcpy(hits[nh].exptag, r->ents[e].exptag, CARD_EXPTAG_SIZE);
+            hits[nh].retired = r->ents[e].retired;
             nh++;
         }
         count[i] = (uint16_t)(nh - f);

@@ -24,6 +24,7 @@ struct exposure;
 struct exposure_hit {
     const struct breach *breach; /* cached metadata; borrowed */
     char exptag[CARD_EXPTAG_SIZE]; /* "" when the list had no expiry */
+    int retired; /* the issuer reissued or blocked the card (outcome) */
 };
 
 /* Card i of a lookup has hits[first[i] .. first[i] + count[i]). A clean

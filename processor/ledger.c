@@ -7,15 +7,19 @@
 
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rmodel.h"
 
 #define MOD "ledger"
+#define LEDGER_ALERT_JSON_MAX 16384
 
 struct ledger {
     struct ledger_opts o;
     char prefix[32];
     char ttl[32];
+    char maxlen[32];
+    char channel[RMODEL_KEY_MAX];
     uint64_t skipped, recorded;
 };
 
@@ -26,6 +30,9 @@ struct lreq {
     int passthrough;
     char alert_id[ALERT_ID_SIZE];
     char issuer[ISSUER_ID_MAX + 1];
+    char severity[16];
+    char rules[ALERT_MAX_HITS * (RULE_ID_MAX + 1)]; /* comma list */
+    char *json; /* the alert as JSON, for the issuer's feed */
     /* copy of the message, kept while the check runs */
     char *topic;
     void *key, *value;
@@ -34,6 +41,7 @@ struct lreq {
 
 static void free_req(struct lreq *r)
 {
+    free(r->json);
     free(r->topic);
     free(r->key);
     free(r->value);
@@ -60,13 +68,17 @@ struct ledger *ledger_new(const struct ledger_opts *o)
     l->o = *o;
     snprintf(l->prefix, sizeof(l->prefix), "%s", o->prefix);
     snprintf(l->ttl, sizeof(l->ttl), "%lld", (long long)o->ttl_days * 86400);
+    snprintf(l->maxlen, sizeof(l->maxlen), "%d",
+             o->feed_max_alerts > 0 ? o->feed_max_alerts : 1000000);
+    rmodel_feed_channel(l->channel, l->prefix);
     return l;
 }
 
 static void delivered_key(const struct ledger *l, const char *id,
                           char *buf, size_t len)
 {
-    snprintf(buf, len, "%s:delivered:%s", l->prefix, id);
+    (void)len;
+    rmodel_delivered_key(buf, l->prefix, id);
 }
 
 static int produce_inner(struct lreq *r)
@@ -127,6 +139,21 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     }
     snprintf(r->alert_id, sizeof(r->alert_id), "%s", m->alert->alert_id);
     snprintf(r->issuer, sizeof(r->issuer), "%s", m->issuer ? m->issuer : "");
+    snprintf(r->severity, sizeof(r->severity), "%s",
+             severity_name(m->alert->severity));
+    size_t rl = 0;
+    for (size_t i = 0; i < m->alert->n_hits; i++) {
+        rl += (size_t)snprintf(r->rules + rl, sizeof(r->rules) - rl, "%s%s",
+                               i ? "," : "", m->alert->hits[i].rule_id);
+    }
+    r->json = malloc(LEDGER_ALERT_JSON_MAX);
+    int jl = r->json ? alert_encode_json(m->alert, r->json,
+                                         LEDGER_ALERT_JSON_MAX)
+                     : -1;
+    if (jl < 0) {
+        free_req(r);
+        return -1;
+    }
     if (!l->o.check) {
         struct sink_msg copy = *m;
         if (l->o.inner.produce(l->o.inner.ctx, &copy, r) != 0) {
@@ -182,12 +209,25 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
         report(r, err);
         return;
     }
-    char key[RMODEL_KEY_MAX];
-    delivered_key(l, r->alert_id, key, sizeof(key));
-    const char *issuer = r->issuer[0] ? r->issuer : "unrouted";
-    const char *argv[] = {"SET", key, issuer, "EX", l->ttl};
-    size_t lens[] = {3, strlen(key), strlen(issuer), 2, strlen(l->ttl)};
-    if (exposure_command(l->o.exposure, 5, argv, lens, on_recorded, r) != 0) {
+    char dkey[RMODEL_KEY_MAX], akey[RMODEL_KEY_MAX], fkey[RMODEL_KEY_MAX],
+        skey[RMODEL_KEY_MAX], minid[32];
+    const char *who = r->issuer[0] ? r->issuer : "unrouted";
+    delivered_key(l, r->alert_id, dkey, sizeof(dkey));
+    rmodel_alert_key(akey, l->prefix, r->alert_id);
+    rmodel_feed_key(fkey, l->prefix, who);
+    rmodel_feedstats_key(skey, l->prefix, who);
+    snprintf(minid, sizeof(minid), "%lld",
+             (long long)(clock_wall_ms() -
+                         (int64_t)l->o.feed_retention_days * 86400000));
+    const char *argv[] = {"EVAL", RMODEL_LUA_RECORD_DELIVERY, "4", dkey,
+                          akey, fkey, skey, r->issuer, r->alert_id, r->json,
+                          l->ttl, l->maxlen, minid, r->severity, r->rules,
+                          l->channel};
+    size_t lens[16];
+    for (int i = 0; i < 16; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    if (exposure_command(l->o.exposure, 16, argv, lens, on_recorded, r) != 0) {
         log_warn(MOD, "out of memory recording delivered alert %s",
                  r->alert_id);
         report(r, 0);

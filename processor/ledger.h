@@ -3,7 +3,10 @@
  *
  * After the inner sink reports an alert delivered, its id is recorded in
  * Redis (<p>:delivered:<alert_id> = issuer id, expiring after [redis]
- * delivered_ttl_days), and only then is the delivery reported on. With
+ * delivered_ttl_days) and, the first time only, the alert is appended to
+ * its issuer's feed (rmodel.h: stream, alert hash, counts, a PUBLISH) -
+ * one Lua script, so record and feed never disagree; only then is the
+ * delivery reported on. With
  * check on, an alert whose id is already recorded is not produced again
  * and is reported delivered at once (counted as skipped): a replay with
  * --deliver does not resend what the live service delivered, and a
@@ -30,6 +33,8 @@ struct ledger_opts {
     const char *prefix;
     int ttl_days;
     int check; /* skip alerts already recorded */
+    int feed_max_alerts;     /* [feed] max_alerts per issuer stream */
+    int feed_retention_days; /* [feed] retention_days */
     struct pipeline_sink_ops inner;
     /* where delivery reports go on (to the pipeline) */
     void (*delivered)(void *arg, void *opaque, int err);

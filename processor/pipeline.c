@@ -31,6 +31,8 @@ struct pbatch;
 struct pexp {
     struct rule_match m[ALERT_MAX_BREACHES];
     size_t n;
+    struct rule_match r[ALERT_MAX_BREACHES]; /* retired */
+    size_t nr;
 };
 
 struct pev {
@@ -398,23 +400,39 @@ void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs)
                     (int64_t)p->o.config->allowed_lateness_ms;
 }
 
-/* The breaches listing the card, with the expiry comparison. */
+/* The breaches listing the card, with the expiry comparison: those the
+ * rules see into m (returned count), those whose card the issuer retired
+ * into r (*nr). */
 static size_t make_matches(struct pipeline *p, struct pev *ev,
                            const struct exposure_hit *hits, size_t n_hits,
-                           struct rule_match *m)
+                           struct rule_match *m, struct rule_match *r,
+                           size_t *nr)
 {
-    size_t nm = n_hits < ALERT_MAX_BREACHES ? n_hits : ALERT_MAX_BREACHES;
+    size_t n = n_hits < ALERT_MAX_BREACHES ? n_hits : ALERT_MAX_BREACHES;
+    size_t nm = 0;
+    *nr = 0;
     /* Only exposed cards need the expiry tag. */
     if (card_expiry_tag(p->o.key, ev->fp, ev->txn.expiry, ev->exptag) != 0) {
         ev->exptag[0] = '\0';
     }
-    for (size_t i = 0; i < nm; i++) {
-        m[i].breach = hits[i].breach;
-        m[i].expiry_known = hits[i].exptag[0] != '\0';
-        m[i].expiry_match =
-            m[i].expiry_known && strcmp(hits[i].exptag, ev->exptag) == 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rule_match *x = hits[i].retired ? &r[(*nr)++] : &m[nm++];
+        x->breach = hits[i].breach;
+        x->expiry_known = hits[i].exptag[0] != '\0';
+        x->expiry_match =
+            x->expiry_known && strcmp(hits[i].exptag, ev->exptag) == 0;
     }
     return nm;
+}
+
+static void add_breach(struct alert_breach *ab, size_t *nab,
+                       const struct breach *br)
+{
+    snprintf(ab[*nab].breach_id, sizeof(ab[*nab].breach_id), "%s", br->id);
+    ab[*nab].window_start_ms = br->window_start_ms;
+    ab[*nab].window_end_ms = br->window_end_ms;
+    ab[*nab].elements = br->elements;
+    (*nab)++;
 }
 
 static void on_state_ack(void *arg, int err)
@@ -423,10 +441,12 @@ static void on_state_ack(void *arg, int err)
     pipeline_delivered(ev->batch->p, ev, err);
 }
 
-/* Evaluates the rules (windows and last may be NULL), records the
- * suppressions and produces the alert. */
+/* Evaluates the rules (windows and last may be NULL) on the breaches in
+ * m, adds retired-card-use when a retired breach's expiry matches (r),
+ * records the suppressions and produces the alert. */
 static void evaluate(struct pipeline *p, struct pev *ev,
                      const struct rule_match *m, size_t nm,
+                     const struct rule_match *r, size_t nr_ret,
                      const struct win_stats *ws, const struct rule_last *last)
 {
     const struct config *c = p->o.config;
@@ -438,7 +458,25 @@ static void evaluate(struct pipeline *p, struct pev *ev,
         config_route(c, ev->txn.bin, strlen(ev->txn.bin));
     struct rule_facts f = {&ev->txn, iss, m, nm, ws, last};
     struct rule_hit rh[ALERT_MAX_HITS];
-    size_t nh = rules_eval(rs, &f, rh, ALERT_MAX_HITS, fired, supp, active);
+    size_t nh = 0;
+    if (nm > 0) {
+        nh = rules_eval(rs, &f, rh, ALERT_MAX_HITS, fired, supp, active);
+    } else {
+        memset(fired, 0, sizeof(fired));
+        memset(supp, 0, sizeof(supp));
+    }
+    /* A retired card used with the exposed expiry: the issuer replaced
+     * it, so whoever holds the old details is testing them. */
+    int retired_use = 0;
+    for (size_t i = 0; i < nr_ret; i++) {
+        retired_use |= r[i].expiry_match;
+    }
+    if (retired_use && nh < ALERT_MAX_HITS) {
+        snprintf(rh[nh].rule_id, sizeof(rh[nh].rule_id), "%s",
+                 PIPELINE_RULE_RETIRED);
+        rh[nh].severity = SEVERITY_CRITICAL;
+        nh++;
+    }
     for (size_t i = 0; i < nr; i++) {
         if (supp[i]) {
             metrics_rule_suppressed(p->o.metrics, rules_id(rs, i));
@@ -459,16 +497,15 @@ static void evaluate(struct pipeline *p, struct pev *ev,
     }
     struct alert_breach ab[ALERT_MAX_BREACHES];
     size_t nab = 0;
-    for (size_t i = 0; i < nm; i++) {
-        if (!active[i]) {
-            continue;
+    for (size_t i = 0; i < nm && nh > (size_t)retired_use; i++) {
+        if (active[i]) {
+            add_breach(ab, &nab, m[i].breach);
         }
-        const struct breach *br = m[i].breach;
-        snprintf(ab[nab].breach_id, sizeof(ab[nab].breach_id), "%s", br->id);
-        ab[nab].window_start_ms = br->window_start_ms;
-        ab[nab].window_end_ms = br->window_end_ms;
-        ab[nab].elements = br->elements;
-        nab++;
+    }
+    for (size_t i = 0; i < nr_ret && retired_use; i++) {
+        if (r[i].expiry_match && nab < ALERT_MAX_BREACHES) {
+            add_breach(ab, &nab, r[i].breach);
+        }
     }
     char fp[ALERT_FP_SIZE];
     snprintf(fp, sizeof(fp), "%s:%s", card_key_id(p->o.key), ev->fp);
@@ -562,7 +599,7 @@ static void on_state(void *arg, int status, const struct state_view *v)
                       ev->txn.txn_id);
             ev->failed = 1;
         } else {
-            evaluate(p, ev, x->m, x->n, nw ? ws : NULL, last);
+            evaluate(p, ev, x->m, x->n, x->r, x->nr, nw ? ws : NULL, last);
         }
         state_release(p->o.state, ev->fp);
     }
@@ -574,10 +611,13 @@ static void on_state(void *arg, int status, const struct state_view *v)
 static void exposed_event(struct pipeline *p, struct pev *ev,
                           const struct exposure_hit *hits, size_t n_hits)
 {
-    struct rule_match m[ALERT_MAX_BREACHES];
-    size_t nm = make_matches(p, ev, hits, n_hits, m);
-    if (p->o.state == NULL || !p->rules_state) {
-        evaluate(p, ev, m, nm, NULL, NULL);
+    struct rule_match m[ALERT_MAX_BREACHES], r[ALERT_MAX_BREACHES];
+    size_t nr = 0;
+    size_t nm = make_matches(p, ev, hits, n_hits, m, r, &nr);
+    if (p->o.state == NULL || !p->rules_state || nm == 0) {
+        /* nm 0: every listing breach retired the card; the rules (and
+         * their window state) no longer watch it. */
+        evaluate(p, ev, m, nm, r, nr, NULL, NULL);
         return;
     }
     struct win_entry e;
@@ -586,6 +626,8 @@ static void exposed_event(struct pipeline *p, struct pev *ev,
     if (ev->exp != NULL) {
         memcpy(ev->exp->m, m, nm * sizeof(m[0]));
         ev->exp->n = nm;
+        memcpy(ev->exp->r, r, nr * sizeof(r[0]));
+        ev->exp->nr = nr;
         ev->pending++;
         if (state_observe(p->o.state, ev->fp, &e, p->horizon_ms, on_state,
                           ev) == 0) {

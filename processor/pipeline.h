@@ -25,6 +25,10 @@
 
 struct snapshot;
 
+/* The hit an alert gets when a card its issuer retired (reissued or
+ * blocked) is used with the exposed expiry; severity critical. */
+#define PIPELINE_RULE_RETIRED "retired-card-use"
+
 /* One input record; borrowed for the duration of pipeline_intake(). */
 struct pipeline_record {
     int32_t partition;

@@ -11,7 +11,9 @@ const char RMODEL_LUA_ADD[] =
     "if cur then\n"
     "  for e in string.gmatch(cur, '[^;]+') do\n"
     "    if string.match(e, '^([^=]*)=') == ARGV[1] then\n"
-    "      table.insert(out, ARGV[1] .. '=' .. ARGV[2]); found = true\n"
+    "      local keep = string.sub(e, -1) == '!' and '!' or ''\n"
+    "      table.insert(out, ARGV[1] .. '=' .. ARGV[2] .. keep)\n"
+    "      found = true\n"
     "    else table.insert(out, e) end\n"
     "  end\n"
     "end\n"
@@ -35,6 +37,56 @@ const char RMODEL_LUA_REMOVE[] =
     "  redis.call('SET', KEYS[1], table.concat(out, ';'))\n"
     "end\n"
     "return removed\n";
+
+const char RMODEL_LUA_RECORD_DELIVERY[] =
+    "local who = ARGV[1] == '' and 'unrouted' or ARGV[1]\n"
+    "if not redis.call('SET', KEYS[1], who, 'NX', 'EX', ARGV[4]) then\n"
+    "  return 0\n"
+    "end\n"
+    "if ARGV[1] == '' then return 1 end\n"
+    "local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',\n"
+    "  'alert_id', ARGV[2], 'alert', ARGV[3])\n"
+    "redis.call('XTRIM', KEYS[3], 'MINID', '~', ARGV[6])\n"
+    "redis.call('HSET', KEYS[2], 'issuer', ARGV[1], 'stream_id', sid,\n"
+    "  'alert', ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "redis.call('HINCRBY', KEYS[4], 'alerts', 1)\n"
+    "redis.call('HINCRBY', KEYS[4], 'severity:' .. ARGV[7], 1)\n"
+    "for r in string.gmatch(ARGV[8], '[^,]+') do\n"
+    "  redis.call('HINCRBY', KEYS[4], 'rule:' .. r, 1)\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[9], ARGV[1])\n"
+    "return 1\n";
+
+const char RMODEL_LUA_OUTCOME[] =
+    "local iss = redis.call('HGET', KEYS[1], 'issuer')\n"
+    "if iss ~= ARGV[1] then return {404, ''} end\n"
+    "local cur = redis.call('HGET', KEYS[1], 'outcome')\n"
+    "if cur then\n"
+    "  if cur == ARGV[2] then return {200, cur} end\n"
+    "  return {409, cur}\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'outcome', ARGV[2], 'note', ARGV[3],\n"
+    "  'outcome_at_ms', ARGV[4])\n"
+    "redis.call('HINCRBY', KEYS[2], 'outcome:' .. ARGV[2], 1)\n"
+    "for r in string.gmatch(ARGV[5], '[^,]+') do\n"
+    "  redis.call('HINCRBY', KEYS[2], 'rule_outcome:' .. r .. ':' .. ARGV[2], 1)\n"
+    "end\n"
+    "if ARGV[7] == '1' then\n"
+    "  local rec = redis.call('GET', KEYS[3])\n"
+    "  if rec then\n"
+    "    local out = {}\n"
+    "    for e in string.gmatch(rec, '[^;]+') do\n"
+    "      local b = string.match(e, '^([^=]*)=')\n"
+    "      for x in string.gmatch(ARGV[6], '[^,]+') do\n"
+    "        if x == b and string.sub(e, -1) ~= '!' then e = e .. '!' end\n"
+    "      end\n"
+    "      table.insert(out, e)\n"
+    "    end\n"
+    "    redis.call('SET', KEYS[3], table.concat(out, ';'))\n"
+    "  end\n"
+    "end\n"
+    "return {201, ARGV[2]}\n";
 
 static int fit(char *buf, int n)
 {
@@ -83,6 +135,34 @@ int rmodel_breaches_key(char *buf, const char *prefix)
     return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:breaches", prefix));
 }
 
+int rmodel_delivered_key(char *buf, const char *prefix, const char *id)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:delivered:%s", prefix,
+                             id));
+}
+
+int rmodel_alert_key(char *buf, const char *prefix, const char *id)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:alert:%s", prefix, id));
+}
+
+int rmodel_feed_key(char *buf, const char *prefix, const char *issuer)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:feed:%s", prefix,
+                             issuer));
+}
+
+int rmodel_feedstats_key(char *buf, const char *prefix, const char *issuer)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:feedstats:%s", prefix,
+                             issuer));
+}
+
+int rmodel_feed_channel(char *buf, const char *prefix)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:feed", prefix));
+}
+
 int rmodel_record_parse(const char *s, size_t len, struct rmodel_entry *out,
                         size_t cap)
 {
@@ -102,6 +182,8 @@ int rmodel_record_parse(const char *s, size_t len, struct rmodel_entry *out,
             }
             size_t idlen = (size_t)(eq - e);
             size_t taglen = elen - idlen - 1;
+            int retired = taglen > 0 && e[elen - 1] == '!';
+            taglen -= (size_t)retired;
             if (idlen == 0 || idlen > BREACH_ID_MAX ||
                 (taglen != 0 && taglen != CARD_EXPTAG_HEX_LEN)) {
                 return -1;
@@ -111,6 +193,7 @@ int rmodel_record_parse(const char *s, size_t len, struct rmodel_entry *out,
                 out[n].breach_id[idlen] = '\0';
                 memcpy(out[n].exptag, eq + 1, taglen);
                 out[n].exptag[taglen] = '\0';
+                out[n].retired = retired;
                 n++;
             }
         }

@@ -7,6 +7,17 @@
  *                                     loaded_at_ms, updated_at_ms
  *   <p>:breach:<id>:cards     set     "<kid>:<fp>" of the breach's cards
  *   <p>:breaches              set     breach ids
+ *   <p>:delivered:<alert_id>  string  issuer id: the alert was delivered
+ *   <p>:alert:<alert_id>      hash    issuer, stream_id, alert (JSON),
+ *                                     outcome, note, outcome_at_ms
+ *   <p>:feed:<issuer>         stream  alert_id, alert (JSON), per alert
+ *   <p>:feedstats:<issuer>    hash    alerts, severity:<s>, rule:<id>,
+ *                                     outcome:<o>, rule_outcome:<id>:<o>
+ *   channel <p>:feed                  PUBLISH <issuer> after each append
+ *
+ * A card record entry "breach=exptag!" (trailing '!') is retired: the
+ * issuer reissued or blocked the card (an outcome on its alert); the
+ * breach no longer exposes it to the rules, only to retired-card-use.
  *
  * <p> is the configured prefix, <kid> the fingerprint key id, <fp> the
  * 32-hex fingerprint, exptag the expiry tag ("" when the list had no
@@ -26,6 +37,7 @@
 struct rmodel_entry {
     char breach_id[BREACH_ID_MAX + 1];
     char exptag[CARD_EXPTAG_SIZE]; /* "" when unknown */
+    int retired; /* the entry ended in '!' */
 };
 
 /* Key builders: write the key with NUL into buf (RMODEL_KEY_MAX bytes)
@@ -36,6 +48,13 @@ int rmodel_breach_key(char *buf, const char *prefix, const char *id);
 int rmodel_breach_cards_key(char *buf, const char *prefix, const char *id);
 int rmodel_breaches_key(char *buf, const char *prefix);
 
+int rmodel_delivered_key(char *buf, const char *prefix, const char *id);
+int rmodel_alert_key(char *buf, const char *prefix, const char *id);
+int rmodel_feed_key(char *buf, const char *prefix, const char *issuer);
+int rmodel_feedstats_key(char *buf, const char *prefix, const char *issuer);
+/* The pub/sub channel that tells feed servers an issuer has news. */
+int rmodel_feed_channel(char *buf, const char *prefix);
+
 /* Parses a card record s[0..len) into out (at most cap entries; more are
  * ignored). Returns the number of entries, or -1 for a malformed record. */
 int rmodel_record_parse(const char *s, size_t len, struct rmodel_entry *out,
@@ -45,6 +64,25 @@ int rmodel_record_parse(const char *s, size_t len, struct rmodel_entry *out,
  * the breach's set. KEYS: card key, breach cards key. ARGV: breach id,
  * exptag, set member. Returns 1 when the card was new to the breach. */
 extern const char RMODEL_LUA_ADD[];
+
+/* Lua: record that an alert was delivered and append it to its issuer's
+ * feed, once. KEYS: delivered key, alert key, feed key, feedstats key.
+ * ARGV: issuer ("" = unrouted: only the delivered record), alert id, alert
+ * JSON, TTL seconds (delivered and alert keys), feed max length
+ * (approximate), oldest stream id to keep (ms), severity name, rule ids
+ * (comma list), channel. Returns 1 when recorded now, 0 when the id was
+ * recorded before (nothing changes). */
+extern const char RMODEL_LUA_RECORD_DELIVERY[];
+
+/* Lua: the first outcome of an alert is final. KEYS: alert key,
+ * feedstats key, card key. ARGV: issuer (of the caller), outcome, note,
+ * now ms, rule ids (comma list), breach ids (comma list), "1" to retire
+ * the card for those breaches (card_reissued, card_blocked) else "0".
+ * Returns {404, ""} when the alert is unknown or another issuer's (the
+ * same answer), {200, outcome} when this outcome was recorded before,
+ * {409, earlier outcome} when another one was, {201, outcome} when
+ * recorded now (and counted, and the card retired when asked). */
+extern const char RMODEL_LUA_OUTCOME[];
 
 /* Lua: remove one breach entry from a card record (DEL when empty).
  * KEYS: card key. ARGV: breach id. Returns 1 when an entry was removed. */

@@ -120,6 +120,10 @@ def test_no_card_number_anywhere():
         if typ == "hash":
             fields = dict(zip(value[::2], value[1::2]))
             timestamps |= {int(v) for f, v in fields.items() if f.endswith(b"_ms")}
+            if b"stream_id" in fields:   # an issuer feed entry id: "<ms>-<seq>"
+                timestamps.add(int(fields[b"stream_id"].split(b"-")[0]))
+        elif typ == "stream":            # issuer feeds: entry ids are "<ms>-<seq>"
+            timestamps |= {int(entry[0].split(b"-")[0]) for entry in value}
     for m in messages[cw.DEAD_LETTER_TOPIC]:
         timestamps.add(json.loads(m.value)["detected_at_ms"])
     for t in cw.alert_topics(issuers):   # `cardwatch tail` prints them as text

@@ -21,6 +21,16 @@ static void test_keys(void **state)
     assert_string_equal(k, "cw:breach:b-1:cards");
     assert_true(rmodel_breaches_key(k, "x") > 0);
     assert_string_equal(k, "x:breaches");
+    assert_true(rmodel_delivered_key(k, "cw", "ab12") > 0);
+    assert_string_equal(k, "cw:delivered:ab12");
+    assert_true(rmodel_alert_key(k, "cw", "ab12") > 0);
+    assert_string_equal(k, "cw:alert:ab12");
+    assert_true(rmodel_feed_key(k, "cw", "acme") > 0);
+    assert_string_equal(k, "cw:feed:acme");
+    assert_true(rmodel_feedstats_key(k, "cw", "acme") > 0);
+    assert_string_equal(k, "cw:feedstats:acme");
+    assert_true(rmodel_feed_channel(k, "cw") > 0);
+    assert_string_equal(k, "cw:feed");
     char big[RMODEL_KEY_MAX + 10];
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -44,6 +54,15 @@ static void test_record_parse(void **state)
     assert_int_equal(rmodel_record_parse("", 0, e, 4), 0);
     assert_int_equal(rmodel_record_parse(";;x=;", 5, e, 4), 1);
     assert_string_equal(e[0].breach_id, "x");
+    assert_int_equal(e[0].retired, 0);
+    /* A trailing '!' retires the entry (the issuer replaced the card). */
+    const char *ret = "a=0123456789abcdef!;b=!;c=0123456789abcdef";
+    assert_int_equal(rmodel_record_parse(ret, strlen(ret), e, 4), 3);
+    assert_string_equal(e[0].exptag, "0123456789abcdef");
+    assert_int_equal(e[0].retired, 1);
+    assert_string_equal(e[1].exptag, "");
+    assert_int_equal(e[1].retired, 1);
+    assert_int_equal(e[2].retired, 0);
 }
 
 static void test_record_malformed(void **state)
@@ -51,7 +70,8 @@ static void test_record_malformed(void **state)
     (void)state;
     struct rmodel_entry e[4];
     const char *bad[] = {"nobreach", "=0123456789abcdef", "a=123",
-                         "a=0123456789abcdef0"};
+                         "a=0123456789abcdef0", "a=123!",
+                         "a=0123456789abcdef!!"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(rmodel_record_parse(bad[i], strlen(bad[i]), e, 4),
                          -1);
