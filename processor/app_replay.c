@@ -30,6 +30,7 @@
 #include "source_range.h"
 #include "state.h"
 #include "tally.h"
+#include "text.h"
 
 #define MOD "replay"
 #define STARTUP_TIMEOUT_S 15
@@ -73,15 +74,6 @@ struct rp {
     double rate;
     uint64_t cleaned_keys;
 };
-
-static uint64_t events_total(const struct metrics *m)
-{
-    uint64_t t = 0;
-    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
-        t += metrics_events(m, (enum metrics_outcome)i);
-    }
-    return t;
-}
 
 static void fail(struct rp *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -295,20 +287,6 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
 
 /* ---- progress ---- */
 
-static void fmt_count(uint64_t v, char *buf, size_t len)
-{
-    char tmp[32];
-    snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-    size_t n = strlen(tmp), o = 0;
-    for (size_t i = 0; i < n && o + 2 < len; i++) {
-        buf[o++] = tmp[i];
-        if ((n - i - 1) % 3 == 0 && i + 1 < n) {
-            buf[o++] = ',';
-        }
-    }
-    buf[o] = '\0';
-}
-
 /* Share of the input done (0..1), or -1 when the size is not known. */
 static double done_share(const struct rp *r)
 {
@@ -334,7 +312,7 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
         return; /* fd -1: the final redraw at the end */
     }
     uint64_t now = clock_mono_ns();
-    uint64_t ev = events_total(r->metrics);
+    uint64_t ev = metrics_events_total(r->metrics);
     double dt = (double)(now - r->last_ns) / 1e9;
     if (dt > 0) {
         double inst = (double)(ev - r->last_events) / dt;
@@ -343,10 +321,10 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
     r->last_events = ev;
     r->last_ns = now;
     char e[32], rt[32], al[32], dl[32], eta[32] = "--:--:--";
-    fmt_count(ev, e, sizeof(e));
-    fmt_count((uint64_t)r->rate, rt, sizeof(rt));
-    fmt_count(tally_alerts(r->tally), al, sizeof(al));
-    fmt_count(metrics_events(r->metrics, METRICS_DEAD_LETTER), dl,
+    text_thousands(ev, e, sizeof(e));
+    text_thousands((uint64_t)r->rate, rt, sizeof(rt));
+    text_thousands(tally_alerts(r->tally), al, sizeof(al));
+    text_thousands(metrics_events(r->metrics, METRICS_DEAD_LETTER), dl,
               sizeof(dl));
     double share = done_share(r);
     double el = (double)(now - r->run_ns) / 1e9;
@@ -710,7 +688,7 @@ static void print_named(void *arg, const char *name, uint64_t n)
 {
     struct pr_ctx *p = arg;
     char v[32];
-    fmt_count(n, v, sizeof(v));
+    text_thousands(n, v, sizeof(v));
     fprintf(p->f, "  %-32s %14s\n", name, v);
 }
 
@@ -733,17 +711,17 @@ static void print_summary(struct rp *r)
                   ? stderr
                   : stdout;
     struct metrics *m = r->metrics;
-    uint64_t ev = events_total(m);
+    uint64_t ev = metrics_events_total(m);
     uint64_t exposed = metrics_events(m, METRICS_EXPOSED) +
                        metrics_events(m, METRICS_ALERTED);
     double secs = run_seconds(r);
     char a[32], b[32], cc[32], d[32], e[32], g[32];
-    fmt_count(ev, a, sizeof(a));
-    fmt_count(exposed, b, sizeof(b));
-    fmt_count(tally_alerts(r->tally), cc, sizeof(cc));
-    fmt_count(metrics_events(m, METRICS_DEAD_LETTER), d, sizeof(d));
-    fmt_count(tally_cards(r->tally), e, sizeof(e));
-    fmt_count(secs > 0 ? (uint64_t)((double)ev / secs) : 0, g, sizeof(g));
+    text_thousands(ev, a, sizeof(a));
+    text_thousands(exposed, b, sizeof(b));
+    text_thousands(tally_alerts(r->tally), cc, sizeof(cc));
+    text_thousands(metrics_events(m, METRICS_DEAD_LETTER), d, sizeof(d));
+    text_thousands(tally_cards(r->tally), e, sizeof(e));
+    text_thousands(secs > 0 ? (uint64_t)((double)ev / secs) : 0, g, sizeof(g));
     fprintf(f, "\ncardwatch replay%s: %s\n",
             r->exit_code ? " (FAILED: output removed)" : "",
             r->sf != NULL ? source_file_name(r->sf) : r->topic);
@@ -754,7 +732,7 @@ static void print_summary(struct rp *r)
     fprintf(f, "  %-32s %14s\n", "exposed cards with an alert", e);
     if (r->ledger != NULL) {
         char s[32];
-        fmt_count(ledger_skipped(r->ledger), s, sizeof(s));
+        text_thousands(ledger_skipped(r->ledger), s, sizeof(s));
         fprintf(f, "  %-32s %14s\n", "already delivered (not resent)", s);
     }
     fprintf(f, "  %-32s %14.2f  (%s events/s)\n", "seconds", secs, g);
@@ -807,7 +785,7 @@ static int write_report(struct rp *r)
                                            : json_null());
     json_object_set_new(doc, "exposed_cards_loaded",
                         json_integer((json_int_t)snapshot_cards(r->snapshot)));
-    uint64_t ev = events_total(m);
+    uint64_t ev = metrics_events_total(m);
     json_object_set_new(doc, "events", json_integer((json_int_t)ev));
     json_object_set_new(doc, "clean", json_integer((json_int_t)metrics_events(
                                           m, METRICS_CLEAN)));

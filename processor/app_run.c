@@ -21,6 +21,7 @@
 #include "rules.h"
 #include "sink_kafka.h"
 #include "state.h"
+#include "text.h"
 #include "source_kafka.h"
 
 #define MOD "run"
@@ -94,15 +95,6 @@ static void cb_redis_state(void *arg, int up)
     if (a->pipeline != NULL) {
         pipeline_redis_state(a->pipeline, up);
     }
-}
-
-static uint64_t events_total(const struct metrics *m)
-{
-    uint64_t t = 0;
-    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
-        t += metrics_events(m, (enum metrics_outcome)i);
-    }
-    return t;
 }
 
 static void update_gauges(struct app *a)
@@ -267,40 +259,26 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void fmt_count(uint64_t v, char *buf, size_t len)
-{
-    char tmp[32];
-    snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-    size_t n = strlen(tmp), o = 0;
-    for (size_t i = 0; i < n && o + 2 < len; i++) {
-        buf[o++] = tmp[i];
-        if ((n - i - 1) % 3 == 0 && i + 1 < n) {
-            buf[o++] = ',';
-        }
-    }
-    buf[o] = '\0';
-}
-
 static void on_progress(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct app *a = arg;
     uint64_t now = clock_mono_ns();
-    uint64_t ev = events_total(a->metrics);
+    uint64_t ev = metrics_events_total(a->metrics);
     double dt = (double)(now - a->last_ns) / 1e9;
     a->rate = dt > 0 ? (double)(ev - a->last_events) / dt : 0;
     a->last_events = ev;
     a->last_ns = now;
     char e[32], r[32], x[32], al[32], d[32], lag[32];
-    fmt_count(ev, e, sizeof(e));
-    fmt_count((uint64_t)a->rate, r, sizeof(r));
-    fmt_count(metrics_events(a->metrics, METRICS_EXPOSED) +
+    text_thousands(ev, e, sizeof(e));
+    text_thousands((uint64_t)a->rate, r, sizeof(r));
+    text_thousands(metrics_events(a->metrics, METRICS_EXPOSED) +
                   metrics_events(a->metrics, METRICS_ALERTED),
               x, sizeof(x));
-    fmt_count(metrics_alerts_total(a->metrics), al, sizeof(al));
-    fmt_count(metrics_events(a->metrics, METRICS_DEAD_LETTER), d, sizeof(d));
-    fmt_count((uint64_t)source_kafka_lag(a->source), lag, sizeof(lag));
+    text_thousands(metrics_alerts_total(a->metrics), al, sizeof(al));
+    text_thousands(metrics_events(a->metrics, METRICS_DEAD_LETTER), d, sizeof(d));
+    text_thousands((uint64_t)source_kafka_lag(a->source), lag, sizeof(lag));
     const char *redis = exposure_is_up(a->exposure) ? "up" : "DOWN";
     if (a->o->progress) {
         fprintf(stderr,
@@ -373,7 +351,7 @@ static void write_summary_json(struct app *a, double secs, double proc)
         log_error(MOD, "cannot write %s", a->o->summary_json);
         return;
     }
-    uint64_t ev = events_total(a->metrics);
+    uint64_t ev = metrics_events_total(a->metrics);
     fprintf(f,
             "{\"events\":%" PRIu64 ",\"clean\":%" PRIu64
             ",\"exposed_no_alert\":%" PRIu64 ",\"alerted\":%" PRIu64
@@ -392,7 +370,7 @@ static void write_summary_json(struct app *a, double secs, double proc)
 static void print_summary(struct app *a)
 {
     double secs = (double)(clock_mono_ns() - a->started_ns) / 1e9;
-    uint64_t ev = events_total(a->metrics);
+    uint64_t ev = metrics_events_total(a->metrics);
     /* Processing time: first record taken to end of input (or now); it
      * leaves out the consumer-group join, which the plain consumer of the
      * benchmark does not have either. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "text.h"
+#include "timeparse.h"
 
 #define MS_PER_DAY INT64_C(86400000)
 
@@ -119,22 +120,6 @@ int breach_elements_format(uint32_t mask, char *buf, size_t buflen)
     return (int)len;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    int64_t yoe;
-    int64_t doy;
-    int64_t doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
     int64_t era;
@@ -189,7 +174,7 @@ int breach_date_parse(const char *s, int end_of_day, int64_t *ms)
     if (y < 1 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m)) {
         return -1;
     }
-    *ms = days_from_civil(y, m, d) * MS_PER_DAY +
+    *ms = timeparse_days_from_civil(y, m, d) * MS_PER_DAY +
           (end_of_day ? MS_PER_DAY - 1 : 0);
     return 0;
 }

@@ -324,3 +324,12 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
     *out = b.p;
     return (long)b.len;
 }
+
+uint64_t metrics_events_total(const struct metrics *m)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < METRICS_OUTCOME_COUNT; i++) {
+        t += m->events[i];
+    }
+    return t;
+}

@@ -76,6 +76,8 @@ void metrics_gauge(struct metrics *m, enum metrics_gauge g, double v);
 /* Totals for progress lines and summaries. */
 uint64_t metrics_events(const struct metrics *m, enum metrics_outcome o);
 uint64_t metrics_alerts_total(const struct metrics *m);
+/* Events of every outcome: everything taken from the input. */
+uint64_t metrics_events_total(const struct metrics *m);
 
 /* Calls fn for each (issuer, rule, hits) pair, in insertion order. */
 void metrics_each_hit(const struct metrics *m,

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -173,4 +174,20 @@ int jsonw_end(struct jsonw *w)
     }
     w->buf[w->len] = '\0';
     return (int)w->len;
+}
+
+void text_thousands(uint64_t v, char *buf, size_t len)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        buf[o++] = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n) {
+            buf[o++] = ',';
+        }
+    }
+    if (len > 0) {
+        buf[o < len ? o : len - 1] = '\0';
+    }
 }

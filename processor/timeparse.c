@@ -22,8 +22,7 @@
     "expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.fff]Z (or +HH:MM / -HH:MM "     \
     "instead of Z), or milliseconds since 1970-01-01T00:00:00Z"
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+int64_t timeparse_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     int64_t era;
     int64_t yoe;
@@ -236,7 +235,7 @@ int timeparse_ms(const char *s, int64_t *out_ms, char *err, size_t errlen)
                   QUOTE_MAX, s, d, y, m);
         return -1;
     }
-    ms = days_from_civil(y, m, d) * MS_PER_DAY;
+    ms = timeparse_days_from_civil(y, m, d) * MS_PER_DAY;
     if (s[10] == '\0') {
         *out_ms = ms;
         return 0;

@@ -31,10 +31,10 @@ declare -A srcs=(
   [fuzz_txn_protobuf]="processor/txn.c processor/card.c processor/text.c"
   [fuzz_txn_json]="processor/txn.c processor/card.c processor/text.c"
   [fuzz_alert_protobuf]="processor/alert.c processor/txn.c processor/card.c processor/text.c
-                         processor/breach.c"
+                         processor/breach.c processor/timeparse.c"
   [fuzz_rules_parse]="processor/rules.c processor/windows.c processor/text.c
                       processor/alert.c processor/txn.c processor/card.c
-                      processor/breach.c"
+                      processor/breach.c processor/timeparse.c"
   # a tiny buffer, so records straddle refills
   [fuzz_reader]="-DREADER_BUF_SIZE=64 -DREADER_IN_SIZE=16 processor/reader.c
                  processor/text.c"
