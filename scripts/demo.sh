@@ -114,3 +114,13 @@ echo "demo: first alerts of issuer ${ISSUERS[0]} (cardwatch tail):"
   "cardwatch.alerts.${ISSUERS[0]}" >"$DIR/alerts.${ISSUERS[0]}.jsonl"
 head -3 "$DIR/alerts.${ISSUERS[0]}.jsonl"
 echo "demo: all of them: $DIR/alerts.${ISSUERS[0]}.jsonl"
+
+# Replay: the same history again, as an investigation would run it - which
+# exposed cards were already misused? Its alerts go to a file (the live
+# topics, state and group are not touched).
+echo
+echo "demo: cardwatch replay of the whole topic (the 'already misused' question)"
+"$CW" replay --config "$DIR/cardwatch.ini" --from 2024-08-01 --progress \
+  --output "$DIR/replay-alerts.jsonl" --report "$DIR/replay-report.json" \
+  --log-level warn
+echo "demo: replay alerts in $DIR/replay-alerts.jsonl, report in $DIR/replay-report.json"
