@@ -6,6 +6,7 @@
 #                 end-to-end tests against real processes, each with the
 #                 plain build and with an ASan+UBSan build
 #   make bench    throughput benchmark against a plain librdkafka consumer
+#   make bench-feed  the issuer feed under wrk with 1,000 long polls held
 #   make fuzz     libFuzzer targets for the pure decoders (clang)
 
 BUILD    ?= build
@@ -27,10 +28,12 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 GEN_C   := $(BUILD)/gen/cardwatch.pb-c.c
 GEN_H   := $(BUILD)/gen/cardwatch.pb-c.h
 GEN_O   := $(BUILD)/obj/cardwatch.pb-c.o
+PAGE_C  := $(BUILD)/gen/feed_page.c
+PAGE_O  := $(BUILD)/obj/feed_page.o
 
 SRC     := $(wildcard processor/*.c)
 OBJ     := $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(SRC))
-LIB_OBJ := $(filter-out $(BUILD)/obj/main.o,$(OBJ)) $(GEN_O)
+LIB_OBJ := $(filter-out $(BUILD)/obj/main.o,$(OBJ)) $(GEN_O) $(PAGE_O)
 
 TOOLS_SRC := $(wildcard tools/*.c)
 TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
@@ -38,7 +41,7 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit unit-asan e2e e2e-asan bench fuzz clean format
+.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz clean format
 
 all: $(BUILD)/cardwatch $(TOOLS)
 
@@ -54,6 +57,17 @@ $(GEN_O): $(GEN_C) $(GEN_H)
 	@mkdir -p $(BUILD)/obj
 	@echo "  CC    $<"
 	@$(CC) $(filter-out -Wshadow,$(CFLAGS)) -c $< -o $@
+
+# The triage page, as a C array (scripts/embed.py: no xxd needed).
+$(PAGE_C): web/triage.html scripts/embed.py
+	@mkdir -p $(BUILD)/gen
+	@echo "  EMBED $<"
+	@python3 scripts/embed.py $< feed_page > $@
+
+$(PAGE_O): $(PAGE_C)
+	@mkdir -p $(BUILD)/obj
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: processor/%.c $(GEN_H)
 	@mkdir -p $(BUILD)/obj
@@ -124,6 +138,12 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench.sh $(BUILD)
+
+# The issuer feed alone: wrk on GET /v1/alerts with 1,000 long polls held,
+# beside /healthz; fan-out of one alert to them (scripts/bench_feed.sh).
+bench-feed: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench_feed.sh $(BUILD)
 
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 \

@@ -13,6 +13,7 @@
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
+#include "feed.h"
 #include "http_admin.h"
 #include "ledger.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct app {
     struct source_kafka *source;
     struct pipeline *pipeline;
     struct http_admin *http;
+    struct feed *feed; /* [feed] listen set: the issuer feed */
     struct state *state;
     struct event *sigint, *sigterm, *sighup, *tick, *progress;
     int stopping;
@@ -134,13 +136,25 @@ static char *app_metrics(void *arg)
     metrics_gauge(a->metrics, METRICS_G_READY,
                   app_ready(a, why, sizeof(why)));
     char *text = NULL;
-    char extra[512];
-    snprintf(extra, sizeof(extra),
-             "# HELP cardwatch_ruleset_info Active rule set.\n"
-             "# TYPE cardwatch_ruleset_info gauge\n"
-             "cardwatch_ruleset_info{version=\"%s\"} 1\n",
-             rules_version(a->rules));
-    if (metrics_render(a->metrics, extra, &text) < 0) {
+    char *extra = NULL;
+    size_t extra_len = 0;
+    FILE *m = open_memstream(&extra, &extra_len);
+    if (m == NULL) {
+        return NULL;
+    }
+    fprintf(m,
+            "# HELP cardwatch_ruleset_info Active rule set.\n"
+            "# TYPE cardwatch_ruleset_info gauge\n"
+            "cardwatch_ruleset_info{version=\"%s\"} 1\n",
+            rules_version(a->rules));
+    feed_metrics(a->feed, m); /* nothing when no feed runs */
+    if (fclose(m) != 0) {
+        free(extra);
+        return NULL;
+    }
+    long n = metrics_render(a->metrics, extra, &text);
+    free(extra);
+    if (n < 0) {
         return NULL;
     }
     return text;
@@ -214,6 +228,7 @@ static void begin_stop(struct app *a, const char *why)
     log_info(MOD, "%s: stopping intake, draining %zu in-flight event(s)",
              why, pipeline_in_flight(a->pipeline));
     source_kafka_stop(a->source);
+    feed_stop(a->feed); /* answers waiting long polls, ends streams */
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -248,7 +263,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (!a->stopping) {
         return;
     }
-    if (pipeline_in_flight(a->pipeline) == 0) {
+    /* The feed's replies in progress get up to 2 s after the stop. */
+    uint64_t feed_until = a->stop_deadline_ns -
+                          (uint64_t)a->o->drain_timeout_s * 1000000000ull +
+                          2000000000ull;
+    if (pipeline_in_flight(a->pipeline) == 0 &&
+        (feed_busy(a->feed) == 0 || clock_mono_ns() > feed_until)) {
         event_base_loopexit(a->base, NULL);
     } else if (clock_mono_ns() > a->stop_deadline_ns) {
         log_error(MOD, "drain timed out with %zu event(s) unacknowledged; "
@@ -555,6 +575,14 @@ int app_run(const struct config *c, const struct run_opts *o)
             goto out;
         }
     }
+    if (c->feed_listen[0] != '\0') {
+        a.feed = feed_new(a.base, c, err, sizeof(err));
+        if (a.feed == NULL) {
+            log_error(MOD, "%s", err);
+            a.exit_code = 1;
+            goto out;
+        }
+    }
     a.sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
     a.sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
     a.sighup = evsignal_new(a.base, SIGHUP, on_sighup, &a);
@@ -603,6 +631,7 @@ int app_run(const struct config *c, const struct run_opts *o)
 out:
     /* Order: the sink and exposure call back into the pipeline. */
     http_admin_destroy(a.http);
+    feed_destroy(a.feed);
     if (a.pipeline != NULL) {
         pipeline_detach_source(a.pipeline);
     }

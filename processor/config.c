@@ -22,6 +22,7 @@
 #endif
 
 #include "config.h"
+#include "feed_auth.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -1331,6 +1332,11 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
                       uses[j].what, j < 3 ? "" : "] topic");
             goto out;
         }
+    }
+    /* [feed]: tls_cert and tls_key together, a listener needs a token,
+     * a token hash belongs to one issuer */
+    if (feed_config_check(c, errbuf, errlen) != 0) {
+        goto out;
     }
     rc = 0;
 out:

@@ -1,0 +1,1919 @@
+/* feed.c - see feed.h.
+ *
+ * One struct fctx per HTTP request, from the request callback to its one
+ * reply (ctx_done). A Redis command holds the fctx until its callback has
+ * run (the exposure module calls back exactly once), so a request that was
+ * answered meanwhile (a timeout, shutdown) is freed by that callback.
+ * Long polls and event streams wait in a list per issuer; a PUBLISH on the
+ * feed channel, a (re)subscription or the 1 s poll asks Redis for the
+ * issuer's newest stream id and queries again only the waiters behind it.
+ *
+ * evhttp does not read from a connection while the application holds its
+ * request, so it would not notice a client that goes away during a long
+ * poll: an EV_CLOSED watcher on the socket does (epoll's EPOLLRDHUP), and
+ * the waiter is answered at once. A held request stays valid until it is
+ * answered; only a failed write (event streams) detaches it from its
+ * connection, and then the connection's close callback frees it.
+ */
+#include "feed.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "clock.h"
+#include "exposure.h"
+#include "feed_auth.h"
+#include "feed_page.h"
+#include "log.h"
+#include "rmodel.h"
+
+#define MOD "feed"
+#define ACCESS "access"
+#define POLL_MS 1000      /* safety poll while clients wait */
+#define STATS_MS 5000     /* outcome counts for the metrics */
+#define KEEPALIVE_S 15    /* comment line on an idle event stream */
+#define SSE_BATCH 100     /* stream entries per query */
+#define HTTP_TIMEOUT_S 30 /* evhttp read/write timeout */
+#define GRACE_MS 5000     /* a long poll's last query after its wait */
+#define SUB_BACKOFF_MIN_MS 100
+#define SUB_BACKOFF_MAX_MS 2000
+#define MAX_STATUS 600
+
+enum ckind {
+    C_SIMPLE, /* one Redis round trip (or none), then the reply */
+    C_POLL,   /* GET /v1/alerts with wait */
+    C_SSE,    /* GET /v1/alerts/stream */
+};
+
+struct fctx;
+
+/* One client connection that has sent a request. */
+struct fconn {
+    struct fconn *hnext;
+    struct evhttp_connection *evcon;
+    struct fctx *cur; /* the request in progress, if any */
+    struct feed *f;
+};
+
+struct fctx {
+    struct feed *f;
+    struct fctx *aprev, *anext; /* all contexts */
+    struct fctx *wprev, *wnext; /* the issuer's waiters */
+    int in_list;
+    struct evhttp_request *req; /* NULL once answered */
+    struct fconn *conn;
+    enum ckind kind;
+    int issuer;        /* index into config issuers; -1 */
+    int redis_pending; /* a command's callback is due */
+    struct event *timer;
+    struct event *closed; /* EV_CLOSED watcher while waiting */
+    uint64_t start_ns;
+    int status;
+    size_t bytes;
+    char method[8];
+    char path[96];
+    char peer[64];
+    /* long poll and stream */
+    struct feed_cursor cursor;
+    int limit;
+    int querying, dirty, expired;
+    int gone;          /* the client closed its end */
+    int writing, more; /* stream: a chunk in the socket buffer */
+    uint64_t last_write_ns;
+    /* outcome */
+    enum feed_outcome outcome;
+    char *note;
+    char alert_id[ALERT_ID_SIZE];
+};
+
+struct issuer_state {
+    struct feed *f;
+    size_t idx;
+    char fkey[RMODEL_KEY_MAX];
+    char skey[RMODEL_KEY_MAX];
+    struct fctx *head; /* waiters */
+    int checking, again;
+    int stats_pending;
+    struct feed_stats stats; /* cached for the metrics */
+};
+
+struct feed {
+    struct event_base *base;
+    const struct config *c;
+    struct exposure *x;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    SSL_CTX *ssl;
+    int port;
+    struct feed_tokens *tokens;
+    struct feed_bucket *buckets;
+    struct issuer_state *iss;
+    char channel[RMODEL_KEY_MAX];
+    char *csp;
+    const char *page;
+    size_t page_len;
+    struct event *poll, *stats_ev, *sub_retry;
+    /* subscriber */
+    redisAsyncContext *sub;
+    int sub_up;
+    uint64_t sub_since_ns;
+    int sub_backoff_ms;
+    /* connections */
+    struct fconn **conns;
+    size_t n_buckets, n_conns;
+    /* requests */
+    struct fctx *all;
+    size_t n_active, n_polls, n_streams;
+    uint64_t status_count[MAX_STATUS];
+    int redis_wait_ms;
+    int stats_asked;
+    int stopping, destroying;
+};
+
+static void ctx_done(struct fctx *x);
+static void query_list(struct fctx *x);
+static void issuer_check(struct feed *f, size_t i);
+
+/* ---- connections ---- */
+
+static size_t conn_slot(const struct feed *f, const void *p)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p;
+    v ^= v >> 17;
+    v *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(v >> 24) & (f->n_buckets - 1);
+}
+
+static struct fconn *conn_find(struct feed *f, struct evhttp_connection *ev)
+{
+    for (struct fconn *c = f->conns[conn_slot(f, ev)]; c; c = c->hnext) {
+        if (c->evcon == ev) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void conn_remove(struct feed *f, struct fconn *fc)
+{
+    struct fconn **pp = &f->conns[conn_slot(f, fc->evcon)];
+    while (*pp != NULL && *pp != fc) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == fc) {
+        *pp = fc->hnext;
+        f->n_conns--;
+    }
+}
+
+static void conn_grow(struct feed *f)
+{
+    size_t nb = f->n_buckets * 2;
+    struct fconn **nt = calloc(nb, sizeof(*nt));
+    if (nt == NULL) {
+        return; /* longer chains, still correct */
+    }
+    struct fconn **old = f->conns;
+    size_t ob = f->n_buckets;
+    f->conns = nt;
+    f->n_buckets = nb;
+    for (size_t i = 0; i < ob; i++) {
+        while (old[i] != NULL) {
+            struct fconn *c = old[i];
+            old[i] = c->hnext;
+            size_t s = conn_slot(f, c->evcon);
+            c->hnext = nt[s];
+            nt[s] = c;
+        }
+    }
+    free(old);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg);
+
+/* The tracked connection of a request, created on its first request;
+ * NULL when the connection is new and max_clients are open (or out of
+ * memory). */
+static struct fconn *conn_get(struct feed *f, struct evhttp_connection *ev)
+{
+    struct fconn *fc = conn_find(f, ev);
+    if (fc != NULL) {
+        evhttp_connection_set_closecb(ev, on_conn_close, fc);
+        return fc;
+    }
+    if (f->n_conns >= (size_t)f->c->feed_max_clients) {
+        return NULL;
+    }
+    fc = calloc(1, sizeof(*fc));
+    if (fc == NULL) {
+        return NULL;
+    }
+    fc->evcon = ev;
+    fc->f = f;
+    if (f->n_conns >= f->n_buckets) {
+        conn_grow(f);
+    }
+    size_t s = conn_slot(f, ev);
+    fc->hnext = f->conns[s];
+    f->conns[s] = fc;
+    f->n_conns++;
+    evhttp_connection_set_closecb(ev, on_conn_close, fc);
+    return fc;
+}
+
+/* ---- request contexts ---- */
+
+static const char *method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    }
+    return "?";
+}
+
+/* Copies a path for the log: printable ASCII only, cut to fit. */
+static void safe_copy(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src != NULL && src[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+static struct fctx *ctx_new(struct feed *f, struct evhttp_request *req)
+{
+    struct fctx *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return NULL;
+    }
+    x->timer = evtimer_new(f->base, on_timer, x);
+    if (x->timer == NULL) {
+        free(x);
+        return NULL;
+    }
+    x->f = f;
+    x->req = req;
+    x->issuer = -1;
+    x->start_ns = clock_mono_ns();
+    snprintf(x->method, sizeof(x->method), "%s",
+             method_name(evhttp_request_get_command(req)));
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    safe_copy(x->path, sizeof(x->path), u ? evhttp_uri_get_path(u) : NULL);
+    struct evhttp_connection *ev = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (ev != NULL) {
+        evhttp_connection_get_peer(ev, &addr, &port);
+    }
+    if (addr != NULL && strchr(addr, ':') != NULL) {
+        snprintf(x->peer, sizeof(x->peer), "[%s]:%u", addr, port);
+    } else {
+        snprintf(x->peer, sizeof(x->peer), "%s:%u", addr ? addr : "-", port);
+    }
+    x->anext = f->all;
+    if (f->all != NULL) {
+        f->all->aprev = x;
+    }
+    f->all = x;
+    f->n_active++;
+    return x;
+}
+
+static void ctx_maybe_free(struct fctx *x)
+{
+    if (x->req != NULL || x->redis_pending) {
+        return;
+    }
+    struct feed *f = x->f;
+    if (x->aprev != NULL) {
+        x->aprev->anext = x->anext;
+    } else {
+        f->all = x->anext;
+    }
+    if (x->anext != NULL) {
+        x->anext->aprev = x->aprev;
+    }
+    event_free(x->timer);
+    if (x->closed != NULL) {
+        event_free(x->closed);
+    }
+    free(x->note);
+    free(x);
+}
+
+static void waiter_add(struct fctx *x)
+{
+    struct issuer_state *s = &x->f->iss[x->issuer];
+    if (x->in_list) {
+        return;
+    }
+    x->wprev = NULL;
+    x->wnext = s->head;
+    if (s->head != NULL) {
+        s->head->wprev = x;
+    }
+    s->head = x;
+    x->in_list = 1;
+    if (x->kind == C_POLL) {
+        x->f->n_polls++;
+    } else {
+        x->f->n_streams++;
+    }
+}
+
+static void waiter_remove(struct fctx *x)
+{
+    if (!x->in_list) {
+        return;
+    }
+    struct issuer_state *s = &x->f->iss[x->issuer];
+    if (x->wprev != NULL) {
+        x->wprev->wnext = x->wnext;
+    } else {
+        s->head = x->wnext;
+    }
+    if (x->wnext != NULL) {
+        x->wnext->wprev = x->wprev;
+    }
+    x->wprev = x->wnext = NULL;
+    x->in_list = 0;
+    if (x->kind == C_POLL) {
+        x->f->n_polls--;
+    } else {
+        x->f->n_streams--;
+    }
+}
+
+static void access_log(const struct fctx *x)
+{
+    double ms = (double)(clock_mono_ns() - x->start_ns) / 1e6;
+    const char *who = x->issuer >= 0 ? x->f->c->issuers[x->issuer].id : "-";
+    log_info(ACCESS, "%s %s %s %s %d %zu %.1fms", x->peer, who, x->method,
+             x->path, x->status, x->bytes, ms);
+}
+
+/* The request has had its reply (or its connection is gone): log it,
+ * forget it everywhere, free the context unless a Redis callback is due. */
+static void ctx_done(struct fctx *x)
+{
+    struct feed *f = x->f;
+    access_log(x);
+    if (x->status > 0 && x->status < MAX_STATUS) {
+        f->status_count[x->status]++;
+    }
+    if (x->conn != NULL && x->conn->cur == x) {
+        x->conn->cur = NULL;
+    }
+    x->conn = NULL;
+    x->req = NULL;
+    f->n_active--;
+    waiter_remove(x);
+    if (x->closed != NULL) {
+        event_free(x->closed);
+        x->closed = NULL;
+    }
+    evtimer_del(x->timer);
+    ctx_maybe_free(x);
+}
+
+/* ---- replies ---- */
+
+static const char *reason(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+static void add_common_headers(struct fctx *x, const char *ctype)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    if (evhttp_find_header(h, "Cache-Control") == NULL) {
+        evhttp_add_header(h, "Cache-Control", "no-store");
+    }
+    if (x->f->ssl != NULL) {
+        evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
+    }
+    if (x->f->stopping) {
+        evhttp_add_header(h, "Connection", "close");
+    }
+}
+
+/* Sends b (may be NULL) with status code; ends the request. */
+static void reply_buf(struct fctx *x, int code, const char *ctype,
+                      struct evbuffer *b)
+{
+    add_common_headers(x, ctype);
+    x->status = x->gone ? 499 : code; /* 499: logged as nginx does */
+    x->bytes = b ? evbuffer_get_length(b) : 0;
+    evhttp_send_reply(x->req, code, reason(code), b);
+    ctx_done(x);
+}
+
+static void reply_text(struct fctx *x, int code, const char *json)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        x->status = 500;
+        evhttp_send_error(x->req, 500, NULL);
+        ctx_done(x);
+        return;
+    }
+    evbuffer_add(b, json, strlen(json));
+    reply_buf(x, code, "application/json", b);
+    evbuffer_free(b);
+}
+
+/* Sends o (a reference is stolen) as JSON. */
+static void reply_json(struct fctx *x, int code, json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s == NULL) {
+        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    reply_text(x, code, s);
+    free(s);
+}
+
+static void reply_error(struct fctx *x, int code, const char *msg)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    reply_json(x, code, o);
+}
+
+static void reply_not_found(struct fctx *x)
+{
+    reply_text(x, 404, "{\"error\":\"not found\"}");
+}
+
+static void reply_unavailable(struct fctx *x, const char *msg)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(x->req), "Retry-After",
+                      "1");
+    reply_error(x, 503, msg);
+}
+
+static void reply_405(struct fctx *x, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(x->req), "Allow",
+                      allow);
+    reply_error(x, 405, "method not allowed");
+}
+
+/* ---- Redis commands ---- */
+
+static int redis_cmd(struct fctx *x, exposure_reply_cb cb, int argc,
+                     const char *const *argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    if (exposure_command(x->f->x, argc, argv, lens, cb, x) != 0) {
+        return -1;
+    }
+    x->redis_pending = 1;
+    if (x->kind == C_SIMPLE) {
+        struct timeval tv = {x->f->redis_wait_ms / 1000,
+                             (x->f->redis_wait_ms % 1000) * 1000};
+        evtimer_add(x->timer, &tv);
+    }
+    return 0;
+}
+
+/* The start of a Redis callback: 1 when the request still wants the
+ * answer, else the context is freed (answered meanwhile) or answered 503
+ * (the module is closing). */
+static int redis_answer(struct fctx *x, const redisReply *r)
+{
+    x->redis_pending = 0;
+    if (x->kind == C_SIMPLE) {
+        evtimer_del(x->timer);
+    }
+    if (x->req == NULL) {
+        ctx_maybe_free(x);
+        return 0;
+    }
+    if (r == NULL) {
+        if (x->kind == C_SSE) {
+            evhttp_send_reply_end(x->req);
+            ctx_done(x);
+        } else {
+            reply_unavailable(x, "redis unavailable");
+        }
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn(MOD, "Redis answered %s %s: %s", x->method, x->path, r->str);
+        if (x->kind == C_SSE) {
+            evhttp_send_reply_end(x->req);
+            ctx_done(x);
+        } else {
+            reply_error(x, 500, "internal error");
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- alert lists (long poll and stream) ---- */
+
+/* Reads one XRANGE entry: its id and its "alert" field (NULL when
+ * missing). Returns 0, or -1 for an entry of another shape. */
+static int entry_parse(const redisReply *e, struct feed_cursor *id,
+                       const char **json, size_t *jlen)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[1]->type != REDIS_REPLY_ARRAY ||
+        feed_cursor_parse(e->element[0]->str, e->element[0]->len, id) != 0) {
+        return -1;
+    }
+    const redisReply *fv = e->element[1];
+    *json = NULL;
+    *jlen = 0;
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        const redisReply *k = fv->element[i], *v = fv->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && k->len == 5 &&
+            memcmp(k->str, "alert", 5) == 0 && v->type == REDIS_REPLY_STRING &&
+            v->len >= 2 && v->str[0] == '{' && v->str[v->len - 1] == '}') {
+            *json = v->str;
+            *jlen = v->len;
+        }
+    }
+    return 0;
+}
+
+/* Answers a list request with the entries of r (NULL = none). */
+static void reply_list(struct fctx *x, const redisReply *r)
+{
+    struct evbuffer *b = evbuffer_new();
+    char cur[FEED_CURSOR_SIZE];
+    int first = 1;
+    if (b == NULL) {
+        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    evbuffer_add(b, "{\"alerts\":[", 11);
+    for (size_t i = 0; r != NULL && i < r->elements; i++) {
+        struct feed_cursor id;
+        const char *json;
+        size_t jl;
+        if (entry_parse(r->element[i], &id, &json, &jl) != 0) {
+            continue;
+        }
+        x->cursor = id;
+        feed_cursor_format(&id, cur, sizeof(cur));
+        evbuffer_add_printf(
+            b, "%s{\"cursor\":\"%s\",\"alert\":", first ? "" : ",", cur);
+        if (json != NULL) {
+            evbuffer_add(b, json, jl);
+        } else {
+            evbuffer_add(b, "null", 4);
+        }
+        evbuffer_add(b, "}", 1);
+        first = 0;
+    }
+    feed_cursor_format(&x->cursor, cur, sizeof(cur));
+    evbuffer_add_printf(b, "],\"next\":\"%s\"}", cur);
+    reply_buf(x, 200, "application/json", b);
+    evbuffer_free(b);
+}
+
+static void stream_end(struct fctx *x)
+{
+    evhttp_send_reply_end(x->req);
+    ctx_done(x);
+}
+
+static void on_written(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct fctx *x = arg;
+    x->writing = 0;
+    if ((x->more || x->dirty) && !x->querying && x->req != NULL) {
+        x->more = x->dirty = 0;
+        query_list(x);
+    }
+}
+
+static void stream_write(struct fctx *x, struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    if (n == 0) {
+        return;
+    }
+    x->bytes += n;
+    x->writing = 1;
+    x->last_write_ns = clock_mono_ns();
+    evhttp_send_reply_chunk_with_cb(x->req, b, on_written, x);
+}
+
+/* Appends one Server-Sent Event; data lines split at any line break. */
+static void sse_event(struct evbuffer *b, const char *id, const char *data,
+                      size_t len)
+{
+    evbuffer_add_printf(b, "id: %s\nevent: alert\n", id);
+    size_t s = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || data[i] == '\n' || data[i] == '\r') {
+            evbuffer_add(b, "data: ", 6);
+            evbuffer_add(b, data + s, i - s);
+            evbuffer_add(b, "\n", 1);
+            s = i + 1;
+        }
+    }
+    evbuffer_add(b, "\n", 1);
+}
+
+static void stream_got(struct fctx *x, const redisReply *r)
+{
+    struct evbuffer *b = evbuffer_new();
+    char cur[FEED_CURSOR_SIZE];
+    if (b == NULL) {
+        stream_end(x);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        struct feed_cursor id;
+        const char *json;
+        size_t jl;
+        if (entry_parse(r->element[i], &id, &json, &jl) != 0) {
+            continue;
+        }
+        x->cursor = id;
+        feed_cursor_format(&id, cur, sizeof(cur));
+        sse_event(b, cur, json ? json : "null", json ? jl : 4);
+    }
+    stream_write(x, b);
+    evbuffer_free(b);
+    x->more = r->elements == SSE_BATCH;
+    if (!x->writing && (x->more || x->dirty)) {
+        x->more = x->dirty = 0;
+        query_list(x);
+    }
+}
+
+static void on_list(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    x->querying = 0;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        log_warn(MOD, "XRANGE answered type %d", r->type);
+        if (x->kind == C_SSE) {
+            stream_end(x);
+        } else {
+            reply_error(x, 500, "internal error");
+        }
+        return;
+    }
+    if (x->kind == C_SSE) {
+        stream_got(x, r);
+        return;
+    }
+    if (r->elements > 0 || x->kind == C_SIMPLE || x->expired ||
+        x->f->stopping) {
+        reply_list(x, r);
+        return;
+    }
+    if (x->dirty) { /* news came while this query ran */
+        x->dirty = 0;
+        query_list(x);
+    }
+}
+
+static void query_list(struct fctx *x)
+{
+    struct issuer_state *s = &x->f->iss[x->issuer];
+    char start[FEED_CURSOR_SIZE + 1], count[16];
+    if (x->cursor.ms == 0 && x->cursor.seq == 0) {
+        snprintf(start, sizeof(start), "-");
+    } else {
+        start[0] = '(';
+        feed_cursor_format(&x->cursor, start + 1, sizeof(start) - 1);
+    }
+    snprintf(count, sizeof(count), "%d",
+             x->kind == C_SSE ? SSE_BATCH : x->limit);
+    const char *argv[] = {"XRANGE", s->fkey, start, "+", "COUNT", count};
+    x->querying = 1;
+    if (redis_cmd(x, on_list, 6, argv) != 0) {
+        x->querying = 0;
+        if (x->kind == C_SSE) {
+            stream_end(x);
+        } else {
+            reply_error(x, 500, "out of memory");
+        }
+    }
+}
+
+/* The client closed its end while waiting: answer now (what it has). */
+static void on_closed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fctx *x = arg;
+    if (x->req == NULL) {
+        return;
+    }
+    x->gone = 1;
+    if (x->kind == C_SSE) {
+        stream_end(x);
+    } else {
+        reply_list(x, NULL);
+    }
+}
+
+static void watch_close(struct fctx *x)
+{
+    struct evhttp_connection *ev = evhttp_request_get_connection(x->req);
+    struct bufferevent *bev = ev ? evhttp_connection_get_bufferevent(ev) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0 ||
+        !(event_base_get_features(x->f->base) & EV_FEATURE_EARLY_CLOSE)) {
+        return; /* noticed at the deadline or the next write instead */
+    }
+    x->closed = event_new(x->f->base, fd, EV_CLOSED, on_closed, x);
+    if (x->closed != NULL) {
+        event_add(x->closed, NULL);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fctx *x = arg;
+    if (x->req == NULL) {
+        return;
+    }
+    switch (x->kind) {
+    case C_SIMPLE:
+        reply_unavailable(x, "redis did not answer in time");
+        return;
+    case C_POLL:
+        if (x->expired) {
+            reply_unavailable(x, "redis did not answer in time");
+        } else if (x->querying) {
+            x->expired = 1; /* the running query answers */
+            struct timeval tv = {GRACE_MS / 1000, (GRACE_MS % 1000) * 1000};
+            evtimer_add(x->timer, &tv);
+        } else {
+            reply_list(x, NULL);
+        }
+        return;
+    case C_SSE: {
+        uint64_t ka = (uint64_t)KEEPALIVE_S * 1000000000ull;
+        uint64_t idle = clock_mono_ns() - x->last_write_ns;
+        if (!x->writing && idle >= ka) {
+            struct evbuffer *b = evbuffer_new();
+            if (b != NULL) {
+                evbuffer_add(b, ": keepalive\n\n", 13);
+                stream_write(x, b);
+                evbuffer_free(b);
+            }
+            idle = 0;
+        }
+        /* next check when the stream will have been quiet for
+         * KEEPALIVE_S (a stuck write is ended by evhttp's timeout) */
+        uint64_t left = idle < ka ? ka - idle : 1000000000ull;
+        struct timeval tv = {(time_t)(left / 1000000000ull),
+                             (suseconds_t)(left % 1000000000ull / 1000)};
+        evtimer_add(x->timer, &tv);
+        return;
+    }
+    }
+}
+
+/* ---- waking waiters ---- */
+
+static void on_check(void *arg, const redisReply *r)
+{
+    struct issuer_state *s = arg;
+    struct feed *f = s->f;
+    s->checking = 0;
+    if (r == NULL || f->destroying) {
+        return;
+    }
+    struct feed_cursor last;
+    const char *json;
+    size_t jl;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        entry_parse(r->element[0], &last, &json, &jl) == 0) {
+        struct fctx *next;
+        for (struct fctx *w = s->head; w != NULL; w = next) {
+            next = w->wnext;
+            if (feed_cursor_cmp(&w->cursor, &last) >= 0) {
+                continue;
+            }
+            if (w->querying || w->writing || w->expired) {
+                w->dirty = 1;
+            } else {
+                query_list(w); /* may answer w (out of memory) */
+            }
+        }
+    }
+    if (s->again) {
+        s->again = 0;
+        issuer_check(f, s->idx);
+    }
+}
+
+/* Asks Redis for the newest entry of issuer i's feed, then queries the
+ * waiters behind it. */
+static void issuer_check(struct feed *f, size_t i)
+{
+    struct issuer_state *s = &f->iss[i];
+    if (s->head == NULL) {
+        return;
+    }
+    if (s->checking) {
+        s->again = 1;
+        return;
+    }
+    const char *argv[] = {"XREVRANGE", s->fkey, "+", "-", "COUNT", "1"};
+    size_t lens[6];
+    for (int k = 0; k < 6; k++) {
+        lens[k] = strlen(argv[k]);
+    }
+    if (exposure_command(f->x, 6, argv, lens, on_check, s) == 0) {
+        s->checking = 1;
+    }
+}
+
+static void check_all(struct feed *f)
+{
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        issuer_check(f, i);
+    }
+}
+
+static void sub_watchdog(struct feed *f);
+static void stats_refresh(struct feed *f);
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct feed *f = arg;
+    check_all(f);
+    sub_watchdog(f);
+    if (!f->stats_asked) { /* the first counts as soon as Redis answers */
+        stats_refresh(f);
+    }
+}
+
+/* ---- the subscriber connection ---- */
+
+static void sub_connect(struct feed *f);
+
+static void sub_schedule(struct feed *f)
+{
+    if (f->destroying) {
+        return;
+    }
+    struct timeval tv = {f->sub_backoff_ms / 1000,
+                         (f->sub_backoff_ms % 1000) * 1000};
+    evtimer_add(f->sub_retry, &tv);
+    f->sub_backoff_ms *= 2;
+    if (f->sub_backoff_ms > SUB_BACKOFF_MAX_MS) {
+        f->sub_backoff_ms = SUB_BACKOFF_MAX_MS;
+    }
+}
+
+static void sub_lost(struct feed *f, const char *why)
+{
+    if (f->sub_up) {
+        log_warn(MOD,
+                 "subscription to %s lost (%s); polling every %d ms "
+                 "meanwhile",
+                 f->channel, why, POLL_MS);
+    }
+    f->sub = NULL;
+    f->sub_up = 0;
+    sub_schedule(f);
+}
+
+static void on_sub_msg(redisAsyncContext *ac, void *rp, void *priv)
+{
+    struct feed *f = priv;
+    redisReply *r = rp;
+    if (r == NULL || ac != f->sub || r->type != REDIS_REPLY_ARRAY ||
+        r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    const char *kind = r->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0) {
+        if (!f->sub_up) {
+            log_info(MOD, "subscribed to %s", f->channel);
+        }
+        f->sub_up = 1;
+        f->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
+        check_all(f); /* what came while the subscription was down */
+        return;
+    }
+    if (strcmp(kind, "message") != 0 ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    const redisReply *p = r->element[2];
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        const char *id = f->c->issuers[i].id;
+        if (strlen(id) == p->len && memcmp(id, p->str, p->len) == 0) {
+            issuer_check(f, i);
+            return;
+        }
+    }
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    struct feed *f = ac->data;
+    if (f == NULL || ac != f->sub) {
+        return;
+    }
+    if (status != REDIS_OK) {
+        sub_lost(f, ac->errstr[0] ? ac->errstr : "connect failed");
+    }
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct feed *f = ac->data;
+    if (f == NULL || ac != f->sub) {
+        return;
+    }
+    sub_lost(f, status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static void sub_connect(struct feed *f)
+{
+    if (f->sub != NULL || f->destroying) {
+        return;
+    }
+    redisAsyncContext *ac =
+        redisAsyncConnect(f->c->redis_host, f->c->redis_port);
+    if (ac == NULL || ac->err) {
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+        sub_schedule(f);
+        return;
+    }
+    ac->data = f;
+    f->sub = ac;
+    f->sub_since_ns = clock_mono_ns();
+    redisLibeventAttach(ac, f->base);
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    redisAsyncCommand(ac, on_sub_msg, f, "SUBSCRIBE %b", f->channel,
+                      strlen(f->channel));
+}
+
+static void on_sub_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sub_connect(arg);
+}
+
+/* A subscriber that neither connected nor subscribed within the Redis
+ * timeout is dropped and tried again (hiredis 0.14 has no async
+ * timeouts). */
+static void sub_watchdog(struct feed *f)
+{
+    uint64_t limit = (uint64_t)f->c->redis_timeout_ms * 1000000ull;
+    if (f->sub != NULL && !f->sub_up &&
+        clock_mono_ns() - f->sub_since_ns > limit) {
+        redisAsyncContext *ac = f->sub;
+        f->sub = NULL;
+        redisAsyncFree(ac);
+        sub_lost(f, "no answer in time");
+    }
+}
+
+/* ---- statistics for the metrics ---- */
+
+static void on_stats(void *arg, const redisReply *r)
+{
+    struct issuer_state *s = arg;
+    s->stats_pending = 0;
+    if (r == NULL || s->f->destroying || r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    struct feed_stats st = {0};
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            feed_stats_add(&st, k->str, k->len, v->str, v->len) != 0) {
+            feed_stats_free(&st);
+            return; /* keep the last good counts */
+        }
+    }
+    feed_stats_finish(&st);
+    feed_stats_free(&s->stats);
+    s->stats = st;
+}
+
+static void stats_refresh(struct feed *f)
+{
+    if (!exposure_is_up(f->x)) {
+        return;
+    }
+    f->stats_asked = 1;
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        struct issuer_state *s = &f->iss[i];
+        if (s->stats_pending) {
+            continue;
+        }
+        const char *argv[] = {"HGETALL", s->skey};
+        size_t lens[] = {7, strlen(s->skey)};
+        if (exposure_command(f->x, 2, argv, lens, on_stats, s) == 0) {
+            s->stats_pending = 1;
+        }
+    }
+}
+
+static void on_stats_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stats_refresh(arg);
+}
+
+/* ---- handlers ---- */
+
+static void handle_page(struct fctx *x)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    evhttp_add_header(h, "Content-Security-Policy", x->f->csp);
+    evhttp_add_header(h, "X-Frame-Options", "DENY");
+    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evbuffer_add_reference(b, x->f->page, x->f->page_len, NULL, NULL);
+    reply_buf(x, 200, "text/html; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
+static void handle_list(struct fctx *x, const char *query)
+{
+    struct feed_params p;
+    char err[160];
+    if (feed_params_parse(query, x->f->c->feed_max_wait_s, 0, &p, err,
+                          sizeof(err)) != 0) {
+        reply_error(x, 400, err);
+        return;
+    }
+    x->cursor = p.after;
+    x->limit = p.limit;
+    if (p.wait_s > 0) {
+        x->kind = C_POLL;
+        struct timeval tv = {p.wait_s, 0};
+        evtimer_add(x->timer, &tv);
+        waiter_add(x); /* before the first query: no news is missed */
+        watch_close(x);
+    }
+    query_list(x);
+}
+
+static void handle_stream(struct fctx *x, const char *query)
+{
+    struct feed_params p;
+    char err[160];
+    if (feed_params_parse(query, 0, 1, &p, err, sizeof(err)) != 0) {
+        reply_error(x, 400, err);
+        return;
+    }
+    x->cursor = p.after;
+    const char *last = evhttp_find_header(
+        evhttp_request_get_input_headers(x->req), "Last-Event-ID");
+    if (last != NULL && last[0] != '\0' &&
+        feed_cursor_parse(last, strlen(last), &x->cursor) != 0) {
+        reply_error(x, 400,
+                    "Last-Event-ID must be a cursor \"<ms>-<seq>\" "
+                    "as the stream sent it");
+        return;
+    }
+    x->kind = C_SSE;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+    add_common_headers(x, "text/event-stream");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    x->status = 200;
+    evhttp_send_reply_start(x->req, 200, "OK");
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        stream_end(x);
+        return;
+    }
+    evbuffer_add(b, "retry: 2000\n\n", 13);
+    stream_write(x, b);
+    evbuffer_free(b);
+    struct timeval tv = {KEEPALIVE_S, 0};
+    evtimer_add(x->timer, &tv);
+    waiter_add(x);
+    watch_close(x);
+    x->more = 1; /* the first query runs once the preamble is written */
+}
+
+static void on_get_alert(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    const char *me = x->f->c->issuers[x->issuer].id;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(r->element[0]->str, me) != 0) {
+        reply_not_found(x);
+        return;
+    }
+    const redisReply *sid = r->element[1], *al = r->element[2],
+                     *oc = r->element[3], *note = r->element[4],
+                     *at = r->element[5];
+    json_t *alert = al->type == REDIS_REPLY_STRING
+                        ? json_loadb(al->str, al->len, 0, NULL)
+                        : NULL;
+    if (alert == NULL) {
+        log_warn(MOD, "alert %s: stored JSON unreadable", x->alert_id);
+        reply_error(x, 500, "internal error");
+        return;
+    }
+    json_t *o = json_object();
+    if (o == NULL) {
+        json_decref(alert);
+        reply_error(x, 500, "out of memory");
+        return;
+    }
+    json_object_set_new(o, "cursor",
+                        sid->type == REDIS_REPLY_STRING
+                            ? json_stringn(sid->str, sid->len)
+                            : json_null());
+    json_object_set_new(o, "alert", alert);
+    json_object_set_new(o, "outcome",
+                        oc->type == REDIS_REPLY_STRING
+                            ? json_stringn(oc->str, oc->len)
+                            : json_null());
+    json_object_set_new(o, "note",
+                        note->type == REDIS_REPLY_STRING
+                            ? json_stringn(note->str, note->len)
+                            : json_null());
+    json_object_set_new(o, "outcome_at_ms",
+                        at->type == REDIS_REPLY_STRING
+                            ? json_integer(strtoll(at->str, NULL, 10))
+                            : json_null());
+    reply_json(x, 200, o);
+}
+
+static void handle_get_alert(struct fctx *x, const char *id, size_t idlen)
+{
+    char key[RMODEL_KEY_MAX];
+    if (!feed_alert_id_valid(id, idlen)) {
+        reply_not_found(x);
+        return;
+    }
+    memcpy(x->alert_id, id, idlen);
+    x->alert_id[idlen] = '\0';
+    rmodel_alert_key(key, x->f->c->redis_prefix, x->alert_id);
+    const char *argv[] = {"HMGET", key,       "issuer", "stream_id",
+                          "alert", "outcome", "note",   "outcome_at_ms"};
+    if (redis_cmd(x, on_get_alert, 8, argv) != 0) {
+        reply_error(x, 500, "out of memory");
+    }
+}
+
+static void on_outcome_done(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        log_warn(MOD, "outcome script answered type %d", r->type);
+        reply_error(x, 500, "internal error");
+        return;
+    }
+    long long code = r->element[0]->integer;
+    const char *was = r->element[1]->str;
+    switch (code) {
+    case 200:
+    case 201:
+        log_info(MOD, "alert %s: outcome %s from %s%s", x->alert_id,
+                 feed_outcome_name(x->outcome), x->f->c->issuers[x->issuer].id,
+                 code == 200 ? " (again)" : "");
+        reply_json(
+            x, (int)code,
+            json_pack("{s:s,s:s}", "alert_id", x->alert_id, "outcome", was));
+        return;
+    case 409:
+        reply_json(x, 409,
+                   json_pack("{s:s,s:s}", "error", "conflict", "outcome", was));
+        return;
+    default:
+        reply_not_found(x);
+        return;
+    }
+}
+
+static void on_outcome_alert(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    struct feed *f = x->f;
+    const char *me = f->c->issuers[x->issuer].id;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(r->element[0]->str, me) != 0) {
+        reply_not_found(x);
+        return;
+    }
+    struct feed_alert_facts facts;
+    const redisReply *al = r->element[1];
+    if (al->type != REDIS_REPLY_STRING ||
+        feed_alert_facts_parse(al->str, al->len, &facts) != 0) {
+        log_warn(MOD, "alert %s: stored JSON unreadable", x->alert_id);
+        reply_error(x, 500, "internal error");
+        return;
+    }
+    char akey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX], now[32];
+    rmodel_alert_key(akey, f->c->redis_prefix, x->alert_id);
+    if (rmodel_card_key(ckey, f->c->redis_prefix, facts.kid, facts.fp) < 0) {
+        reply_error(x, 500, "internal error");
+        return;
+    }
+    snprintf(now, sizeof(now), "%" PRId64, clock_wall_ms());
+    const char *argv[] = {"EVAL",
+                          RMODEL_LUA_OUTCOME,
+                          "3",
+                          akey,
+                          f->iss[x->issuer].skey,
+                          ckey,
+                          me,
+                          feed_outcome_name(x->outcome),
+                          x->note,
+                          now,
+                          facts.rules,
+                          facts.breaches,
+                          feed_outcome_retires(x->outcome) ? "1" : "0"};
+    if (redis_cmd(x, on_outcome_done, 13, argv) != 0) {
+        reply_error(x, 500, "out of memory");
+    }
+}
+
+static void handle_outcome(struct fctx *x, const char *id, size_t idlen)
+{
+    struct feed *f = x->f;
+    struct evbuffer *in = evhttp_request_get_input_buffer(x->req);
+    size_t len = evbuffer_get_length(in);
+    char err[200], key[RMODEL_KEY_MAX];
+    if (len > (size_t)f->c->feed_max_body) {
+        reply_error(x, 413, "body too large");
+        return;
+    }
+    x->note = malloc(FEED_NOTE_BYTES);
+    if (x->note == NULL) {
+        reply_error(x, 500, "out of memory");
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    if (body == NULL || feed_outcome_body(body, len, &x->outcome, x->note, err,
+                                          sizeof(err)) != 0) {
+        reply_error(x, 400, body ? err : "out of memory");
+        return;
+    }
+    if (!feed_alert_id_valid(id, idlen)) {
+        reply_not_found(x);
+        return;
+    }
+    memcpy(x->alert_id, id, idlen);
+    x->alert_id[idlen] = '\0';
+    rmodel_alert_key(key, f->c->redis_prefix, x->alert_id);
+    const char *argv[] = {"HMGET", key, "issuer", "alert"};
+    if (redis_cmd(x, on_outcome_alert, 4, argv) != 0) {
+        reply_error(x, 500, "out of memory");
+    }
+}
+
+static void on_stats_reply(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    struct feed_stats st = {0};
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            feed_stats_add(&st, k->str, k->len, v->str, v->len) != 0) {
+            feed_stats_free(&st);
+            reply_error(x, 500, "out of memory");
+            return;
+        }
+    }
+    feed_stats_finish(&st);
+    char *s = feed_stats_json(&st, x->f->c->issuers[x->issuer].id);
+    feed_stats_free(&st);
+    if (s == NULL) {
+        reply_error(x, 500, "out of memory");
+        return;
+    }
+    reply_text(x, 200, s);
+    free(s);
+}
+
+static void handle_stats(struct fctx *x)
+{
+    const char *argv[] = {"HGETALL", x->f->iss[x->issuer].skey};
+    if (redis_cmd(x, on_stats_reply, 2, argv) != 0) {
+        reply_error(x, 500, "out of memory");
+    }
+}
+
+/* Checks the bearer token and the token's rate. Returns 0 when the request
+ * may go on (x->issuer set), else it has been answered. */
+static int authenticate(struct fctx *x)
+{
+    struct feed *f = x->f;
+    const char *hdr = evhttp_find_header(
+        evhttp_request_get_input_headers(x->req), "Authorization");
+    const char *tok = NULL;
+    size_t len = 0;
+    long e = -1;
+    if (feed_bearer(hdr, &tok, &len) == 0) {
+        e = feed_tokens_match(f->tokens, tok, len);
+    }
+    if (e < 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(x->req),
+                          "WWW-Authenticate", "Bearer realm=\"cardwatch\"");
+        reply_text(x, 401, "{\"error\":\"unauthorized\"}");
+        return -1;
+    }
+    x->issuer = (int)feed_tokens_issuer(f->tokens, (size_t)e);
+    int wait = feed_bucket_take(&f->buckets[e], clock_mono_ns(),
+                                (double)f->c->feed_rate_per_s,
+                                (double)f->c->feed_burst);
+    if (wait > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", wait);
+        evhttp_add_header(evhttp_request_get_output_headers(x->req),
+                          "Retry-After", ra);
+        reply_error(x, 429, "rate limit exceeded");
+        return -1;
+    }
+    return 0;
+}
+
+/* Routes a request whose path starts with /v1. */
+static void route_v1(struct fctx *x, const char *path, const char *query)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(x->req);
+    if (authenticate(x) != 0) {
+        return;
+    }
+    const char *id = NULL;
+    size_t idlen = 0;
+    int outcome = 0;
+    if (strncmp(path, "/v1/alerts/", 11) == 0 && path[11] != '\0' &&
+        strcmp(path + 11, "stream") != 0) {
+        id = path + 11;
+        const char *slash = strchr(id, '/');
+        idlen = slash ? (size_t)(slash - id) : strlen(id);
+        if (slash != NULL) {
+            if (strcmp(slash, "/outcome") != 0 || idlen == 0) {
+                reply_not_found(x);
+                return;
+            }
+            outcome = 1;
+        }
+    } else if (strcmp(path, "/v1/alerts") != 0 &&
+               strcmp(path, "/v1/alerts/stream") != 0 &&
+               strcmp(path, "/v1/stats") != 0) {
+        reply_not_found(x);
+        return;
+    }
+    if (outcome ? m != EVHTTP_REQ_POST : m != EVHTTP_REQ_GET) {
+        reply_405(x, outcome ? "POST" : "GET");
+        return;
+    }
+    if (!exposure_is_up(x->f->x)) {
+        reply_unavailable(x, "redis unavailable");
+        return;
+    }
+    if (outcome) {
+        handle_outcome(x, id, idlen);
+    } else if (id != NULL) {
+        handle_get_alert(x, id, idlen);
+    } else if (strcmp(path, "/v1/alerts") == 0) {
+        handle_list(x, query);
+    } else if (strcmp(path, "/v1/alerts/stream") == 0) {
+        handle_stream(x, query);
+    } else {
+        handle_stats(x);
+    }
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct feed *f = arg;
+    struct fctx *x = ctx_new(f, req);
+    if (x == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    struct evhttp_connection *ev = evhttp_request_get_connection(req);
+    x->conn = ev ? conn_get(f, ev) : NULL;
+    if (x->conn == NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                          "close");
+        reply_unavailable(x, "too many connections");
+        return;
+    }
+    x->conn->cur = x;
+    if (f->stopping) {
+        reply_unavailable(x, "shutting down");
+        return;
+    }
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    const char *query = u ? evhttp_uri_get_query(u) : NULL;
+    if (path == NULL) {
+        path = "";
+    }
+    if (strcmp(path, "/") == 0) {
+        enum evhttp_cmd_type m = evhttp_request_get_command(req);
+        if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+            reply_405(x, "GET, HEAD");
+            return;
+        }
+        handle_page(x);
+    } else if (strcmp(path, "/v1") == 0 || strncmp(path, "/v1/", 4) == 0) {
+        route_v1(x, path, query);
+    } else {
+        reply_not_found(x);
+    }
+}
+
+/* The connection is gone. A request still in progress was detached from it
+ * by evhttp (a failed write): free it here. */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct fconn *fc = arg;
+    struct feed *f = fc->f;
+    struct fctx *x = fc->cur;
+    conn_remove(f, fc);
+    if (x != NULL && x->req != NULL) {
+        if (evhttp_request_get_connection(x->req) == NULL) {
+            evhttp_request_free(x->req);
+        }
+        x->conn = NULL;
+        if (x->status == 0) {
+            x->status = 499; /* client closed, as nginx logs it */
+        }
+        ctx_done(x);
+    }
+    free(fc);
+}
+
+/* ---- TLS ---- */
+
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+    struct feed *f = arg;
+    SSL *ssl = SSL_new(f->ssl);
+    if (ssl == NULL) {
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static int tls_setup(struct feed *f, char *errbuf, size_t errlen)
+{
+    const char *what = "";
+    f->ssl = SSL_CTX_new(TLS_server_method());
+    if (f->ssl == NULL) {
+        what = "cannot create a TLS context";
+        goto err;
+    }
+    SSL_CTX_set_min_proto_version(f->ssl, TLS1_2_VERSION);
+    SSL_CTX_set_options(f->ssl, SSL_OP_NO_RENEGOTIATION |
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(f->ssl, f->c->feed_tls_cert) != 1) {
+        what = "cannot load [feed] tls_cert";
+        goto err;
+    }
+    if (SSL_CTX_use_PrivateKey_file(f->ssl, f->c->feed_tls_key,
+                                    SSL_FILETYPE_PEM) != 1) {
+        what = "cannot load [feed] tls_key";
+        goto err;
+    }
+    if (SSL_CTX_check_private_key(f->ssl) != 1) {
+        what = "[feed] tls_key does not match tls_cert";
+        goto err;
+    }
+    evhttp_set_bevcb(f->http, tls_bevcb, f);
+    return 0;
+err : {
+    char e[256];
+    ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+    snprintf(errbuf, errlen, "feed: %s (%s)", what, e);
+    ERR_clear_error();
+    return -1;
+}
+}
+
+/* ---- life cycle ---- */
+
+static int bind_listen(struct feed *f, char *errbuf, size_t errlen)
+{
+    const char *listen = f->c->feed_listen;
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
+        snprintf(errbuf, errlen, "feed: bad listen address '%s'", listen);
+        return -1;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host) - 2);
+        host[strlen(host) - 2] = '\0';
+    }
+    f->sock = evhttp_bind_socket_with_handle(f->http, host,
+                                             (ev_uint16_t)atoi(colon + 1));
+    if (f->sock == NULL) {
+        snprintf(errbuf, errlen,
+                 "feed: cannot listen on %s (in use or not "
+                 "a local address)",
+                 listen);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    ev_socklen_t sl = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(f->sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            f->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            f->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    return 0;
+}
+
+struct feed *feed_new(struct event_base *base, const struct config *c,
+                      char *errbuf, size_t errlen)
+{
+    struct feed *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        snprintf(errbuf, errlen, "feed: out of memory");
+        return NULL;
+    }
+    f->base = base;
+    f->c = c;
+    f->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
+    f->redis_wait_ms = 2 * c->redis_timeout_ms + 1000;
+    if (c->feed_listen[0] == '\0') {
+        snprintf(errbuf, errlen, "feed: [feed] listen is not set");
+        goto err;
+    }
+    if (feed_config_check(c, errbuf, errlen) != 0) {
+        goto err;
+    }
+    f->tokens = feed_tokens_new(c, errbuf, errlen);
+    if (f->tokens == NULL) {
+        goto err;
+    }
+    size_t nt = feed_tokens_count(f->tokens);
+    f->buckets = calloc(nt ? nt : 1, sizeof(*f->buckets));
+    f->iss = calloc(c->n_issuers ? c->n_issuers : 1, sizeof(*f->iss));
+    f->n_buckets = 64;
+    f->conns = calloc(f->n_buckets, sizeof(*f->conns));
+    f->page = feed_page(&f->page_len);
+    f->csp = feed_csp(f->page, f->page_len);
+    if (f->buckets == NULL || f->iss == NULL || f->conns == NULL ||
+        f->csp == NULL) {
+        snprintf(errbuf, errlen, "feed: out of memory");
+        goto err;
+    }
+    for (size_t i = 0; i < c->n_issuers; i++) {
+        f->iss[i].f = f;
+        f->iss[i].idx = i;
+        if (rmodel_feed_key(f->iss[i].fkey, c->redis_prefix, c->issuers[i].id) <
+                0 ||
+            rmodel_feedstats_key(f->iss[i].skey, c->redis_prefix,
+                                 c->issuers[i].id) < 0) {
+            snprintf(errbuf, errlen, "feed: key too long");
+            goto err;
+        }
+    }
+    rmodel_feed_channel(f->channel, c->redis_prefix);
+    struct exposure_opts xo = {
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .prefix = c->redis_prefix,
+        .key_id = "",
+        .timeout_ms = c->redis_timeout_ms,
+    };
+    f->x = exposure_new(base, &xo, errbuf, errlen);
+    if (f->x == NULL) {
+        goto err;
+    }
+    f->http = evhttp_new(base);
+    f->poll = event_new(base, -1, EV_PERSIST, on_poll, f);
+    f->stats_ev = event_new(base, -1, EV_PERSIST, on_stats_timer, f);
+    f->sub_retry = evtimer_new(base, on_sub_retry, f);
+    if (f->http == NULL || f->poll == NULL || f->stats_ev == NULL ||
+        f->sub_retry == NULL) {
+        snprintf(errbuf, errlen, "feed: out of memory");
+        goto err;
+    }
+    evhttp_set_max_headers_size(f->http, 8192);
+    evhttp_set_max_body_size(f->http, c->feed_max_body);
+    evhttp_set_timeout(f->http, HTTP_TIMEOUT_S);
+    evhttp_set_allowed_methods(
+        f->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(f->http, on_request, f);
+    if (c->feed_tls_cert[0] != '\0' && tls_setup(f, errbuf, errlen) != 0) {
+        goto err;
+    }
+    if (bind_listen(f, errbuf, errlen) != 0) {
+        goto err;
+    }
+    struct timeval pt = {POLL_MS / 1000, (POLL_MS % 1000) * 1000};
+    event_add(f->poll, &pt);
+    struct timeval st = {STATS_MS / 1000, (STATS_MS % 1000) * 1000};
+    event_add(f->stats_ev, &st);
+    sub_connect(f);
+    log_info(MOD,
+             "issuer feed listening on %s (%s, port %d; %zu token(s) "
+             "of %zu issuer(s)); Redis %s:%d",
+             c->feed_listen, f->ssl ? "https" : "http", f->port, nt,
+             c->n_issuers, c->redis_host, c->redis_port);
+    return f;
+err:
+    feed_destroy(f);
+    return NULL;
+}
+
+int feed_port(const struct feed *f)
+{
+    return f->port;
+}
+
+int feed_ready(const struct feed *f, char *why, size_t whylen)
+{
+    if (f->stopping) {
+        snprintf(why, whylen, "shutting down");
+        return 0;
+    }
+    if (!exposure_is_up(f->x)) {
+        snprintf(why, whylen, "Redis %s:%d unavailable", f->c->redis_host,
+                 f->c->redis_port);
+        return 0;
+    }
+    return 1;
+}
+
+void feed_stop(struct feed *f)
+{
+    if (f == NULL || f->stopping) {
+        return;
+    }
+    f->stopping = 1;
+    if (f->sock != NULL) {
+        evhttp_del_accept_socket(f->http, f->sock);
+        f->sock = NULL;
+    }
+    size_t polls = f->n_polls, streams = f->n_streams;
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        while (f->iss[i].head != NULL) {
+            struct fctx *x = f->iss[i].head;
+            if (x->kind == C_SSE) {
+                stream_end(x);
+            } else {
+                reply_list(x, NULL);
+            }
+        }
+    }
+    log_info(MOD,
+             "stopped accepting; answered %zu long poll(s), ended %zu "
+             "stream(s)",
+             polls, streams);
+}
+
+size_t feed_busy(const struct feed *f)
+{
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = f->n_active;
+    for (size_t i = 0; i < f->n_buckets; i++) {
+        for (struct fconn *c = f->conns[i]; c != NULL; c = c->hnext) {
+            struct bufferevent *bev =
+                evhttp_connection_get_bufferevent(c->evcon);
+            if (bev != NULL &&
+                evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+void feed_metrics(const struct feed *f, FILE *out)
+{
+    if (f == NULL) {
+        return;
+    }
+    fputs("# HELP cardwatch_feed_requests_total Issuer feed requests "
+          "answered, by HTTP status.\n"
+          "# TYPE cardwatch_feed_requests_total counter\n",
+          out);
+    for (int s = 0; s < MAX_STATUS; s++) {
+        if (f->status_count[s] > 0) {
+            fprintf(out,
+                    "cardwatch_feed_requests_total{status=\"%d\"} %" PRIu64
+                    "\n",
+                    s, f->status_count[s]);
+        }
+    }
+    fprintf(out,
+            "# HELP cardwatch_feed_waiting_clients Long polls and event "
+            "streams open.\n"
+            "# TYPE cardwatch_feed_waiting_clients gauge\n"
+            "cardwatch_feed_waiting_clients{kind=\"long_poll\"} %zu\n"
+            "cardwatch_feed_waiting_clients{kind=\"stream\"} %zu\n"
+            "# HELP cardwatch_feed_connections Client connections open (that "
+            "sent a request).\n"
+            "# TYPE cardwatch_feed_connections gauge\n"
+            "cardwatch_feed_connections %zu\n"
+            "# HELP cardwatch_feed_redis_up 1 when the feed's Redis "
+            "connection answers.\n"
+            "# TYPE cardwatch_feed_redis_up gauge\n"
+            "cardwatch_feed_redis_up %d\n"
+            "# HELP cardwatch_feed_subscribed 1 when the feed is subscribed "
+            "to new-alert notices.\n"
+            "# TYPE cardwatch_feed_subscribed gauge\n"
+            "cardwatch_feed_subscribed %d\n",
+            f->n_polls, f->n_streams, f->n_conns, exposure_is_up(f->x),
+            f->sub_up);
+    fputs("# HELP cardwatch_rule_outcomes_total Outcomes issuers reported "
+          "on alerts, by issuer, rule and outcome.\n"
+          "# TYPE cardwatch_rule_outcomes_total counter\n",
+          out);
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        feed_stats_prom(out, &f->iss[i].stats, f->c->issuers[i].id, 0);
+    }
+    fputs("# HELP cardwatch_rule_precision confirmed_fraud / "
+          "(confirmed_fraud + legitimate) per issuer and rule.\n"
+          "# TYPE cardwatch_rule_precision gauge\n",
+          out);
+    for (size_t i = 0; i < f->c->n_issuers; i++) {
+        feed_stats_prom(out, &f->iss[i].stats, f->c->issuers[i].id, 1);
+    }
+}
+
+void feed_destroy(struct feed *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    /* Answer what is still open while the connections exist. */
+    f->stopping = 1;
+    for (struct fctx *x = f->all, *next; x != NULL; x = next) {
+        next = x->anext;
+        if (x->req == NULL) {
+            continue;
+        }
+        if (x->kind == C_SSE) {
+            stream_end(x);
+        } else {
+            reply_unavailable(x, "shutting down");
+        }
+    }
+    f->destroying = 1;
+    exposure_destroy(f->x); /* pending callbacks free their contexts */
+    if (f->sub != NULL) {
+        redisAsyncContext *ac = f->sub;
+        f->sub = NULL;
+        redisAsyncFree(ac);
+    }
+    if (f->http != NULL) {
+        evhttp_free(f->http); /* close callbacks free the fconns */
+    }
+    for (size_t i = 0; f->conns != NULL && i < f->n_buckets; i++) {
+        while (f->conns[i] != NULL) {
+            struct fconn *c = f->conns[i];
+            f->conns[i] = c->hnext;
+            free(c);
+        }
+    }
+    while (f->all != NULL) { /* none expected */
+        struct fctx *x = f->all;
+        x->req = NULL;
+        x->redis_pending = 0;
+        ctx_maybe_free(x);
+    }
+    struct event *evs[] = {f->poll, f->stats_ev, f->sub_retry};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    for (size_t i = 0; f->iss != NULL && i < f->c->n_issuers; i++) {
+        feed_stats_free(&f->iss[i].stats);
+    }
+    if (f->ssl != NULL) {
+        SSL_CTX_free(f->ssl);
+    }
+    free(f->conns);
+    free(f->iss);
+    free(f->buckets);
+    free(f->csp);
+    feed_tokens_destroy(f->tokens);
+    free(f);
+}

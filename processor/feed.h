@@ -1,0 +1,73 @@
+/* feed.h - the issuer alert feed: an HTTP(S) JSON API on evhttp, on the
+ * one event loop, over the Redis feed model of rmodel.h.
+ *
+ * Every /v1 request carries "Authorization: Bearer <token>"; the token
+ * alone says which issuer is asking ([issuer ID] token_sha256 holds the
+ * SHA-256 of each valid token). An issuer sees its own alerts only:
+ *
+ *   GET  /v1/alerts?after=C&limit=N&wait=S  alerts after cursor C, oldest
+ *                                           first; with wait, a long poll
+ *   GET  /v1/alerts/stream                  Server-Sent Events (resumes
+ *                                           after Last-Event-ID or ?after=)
+ *   GET  /v1/alerts/{id}                    one alert and its outcome
+ *   POST /v1/alerts/{id}/outcome            report what the alert was
+ *   GET  /v1/stats                          the issuer's counts
+ *   GET  /                                  the triage page (no token)
+ *
+ * Redis: commands ride an exposure module connection of the feed's own
+ * (re-sent after reconnects, so only idempotent ones); a second hiredis
+ * connection SUBSCRIBEs to the feed channel so that waiting clients are
+ * answered as soon as the ledger appends an alert, and a 1 s poll covers
+ * the times that connection is down. Every request ends in exactly one
+ * reply (or, for a stream, one end); a request whose Redis answer does not
+ * come in time gets 503. Per-token rate limit (token bucket), a cap on
+ * open connections, an access log line per request (module "access"; no
+ * token, no query string).
+ */
+#ifndef CARDWATCH_FEED_H
+#define CARDWATCH_FEED_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+
+struct event_base;
+struct feed;
+
+/* Starts the feed on base: listens on c->feed_listen (HTTPS when
+ * feed_tls_cert and feed_tls_key are set), connects to Redis
+ * (c->redis_*). c is borrowed and must outlive the feed. Returns NULL with
+ * a message in errbuf when the address cannot be bound, the certificate
+ * or key cannot be loaded, or no issuer has a token; a Redis that is not
+ * reachable yet is not an error (the feed answers 503 meanwhile). */
+struct feed *feed_new(struct event_base *base, const struct config *c,
+                      char *errbuf, size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+int feed_port(const struct feed *f);
+
+/* 1 when Redis answers and the feed is not stopping; else 0 with the
+ * reason in why. */
+int feed_ready(const struct feed *f, char *why, size_t whylen);
+
+/* Stops accepting connections; answers every waiting long poll with what
+ * it has (an empty list and its cursor) and ends every event stream;
+ * later requests on connections still open get 503. Idempotent. */
+void feed_stop(struct feed *f);
+
+/* Requests in progress (waiting for Redis, or replies not yet written
+ * out): after feed_stop, the loop may end when this is 0. */
+size_t feed_busy(const struct feed *f);
+
+/* Writes the feed's metrics (Prometheus text with HELP/TYPE) to out:
+ * requests by status, waiting clients, open connections, Redis state, and
+ * per issuer and rule the outcome counts and precision (read from Redis
+ * every few seconds, not per scrape). */
+void feed_metrics(const struct feed *f, FILE *out);
+
+/* Closes everything; requests still open are answered 503 first. NULL is
+ * a no-op. Call from outside the feed's callbacks (after the loop). */
+void feed_destroy(struct feed *f);
+
+#endif

@@ -1,0 +1,569 @@
+/* test_feed_auth.c - the pure parts of the issuer feed: token hashing and
+ * constant-time matching, the Authorization header, [feed] checks, cursors
+ * and query parameters, the rate limiter, outcome bodies and notes, what
+ * an outcome reads from an alert, statistics and the page's CSP.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "feed_auth.h"
+
+/* SHA-256 of "abc", "token-b" and "token-b2" (hashlib...hexdigest()). */
+#define H_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define H_TOKB                                                                 \
+    "49e2bb7eab54cf09b409ffafd3fa8a8a955a60eb972faacaefbed3dbd3207132"
+#define H_TOKB_ALT                                                             \
+    "1a02af42de2714a6e8cd41cd71cd19c46224dd4cad20247685bf57a6b7e88a99"
+
+/* Loads text as a config file into c (config_init'ed here). */
+static void load(struct config *c, const char *text)
+{
+    char path[] = "/tmp/cw-feed-auth-XXXXXX";
+    char err[512];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(config_init(c), 0);
+    int rc = config_load(c, path, err, sizeof(err));
+    unlink(path);
+    if (rc != 0) {
+        fail_msg("config_load: %s", err);
+    }
+}
+
+static void test_hash_and_encode(void **state)
+{
+    (void)state;
+    char hex[FEED_HASH_HEX + 1];
+    assert_int_equal(feed_token_hash_hex("abc", 3, hex), 0);
+    assert_string_equal(hex, H_ABC);
+
+    uint8_t z[32] = {0};
+    char out[64];
+    assert_int_equal(feed_token_encode(z, 32, out, sizeof(out)), 43);
+    assert_int_equal(strspn(out, "A"), 43);
+    const uint8_t b[] = {0xfb, 0xff, 0xbf};
+    assert_int_equal(feed_token_encode(b, 3, out, sizeof(out)), 4);
+    assert_string_equal(out, "-_-_");
+    assert_int_equal(feed_token_encode(b, 2, out, sizeof(out)), 3);
+    assert_string_equal(out, "-_8");
+    assert_int_equal(feed_token_encode(b, 1, out, sizeof(out)), 2);
+    assert_string_equal(out, "-w");
+    assert_int_equal(feed_token_encode(z, 32, out, 43), -1); /* no NUL room */
+}
+
+static void test_tokens_match(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512];
+    char tokb_hex[FEED_HASH_HEX + 1];
+    assert_int_equal(feed_token_hash_hex("token-b", 7, tokb_hex), 0);
+    assert_string_equal(tokb_hex, H_TOKB);
+    load(&c, "[issuer acme]\nhome_country = DE\nbins = 400000\n"
+             "token_sha256 = " H_ABC "\n"
+             "[issuer none]\nhome_country = DE\nbins = 400001\n"
+             "[issuer beta]\nhome_country = GB\nbins = 510000\n"
+             "token_sha256 = " H_TOKB "," H_TOKB_ALT "\n");
+    struct feed_tokens *t = feed_tokens_new(&c, err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(feed_tokens_count(t), 3);
+    long e = feed_tokens_match(t, "abc", 3);
+    assert_int_equal(e, 0);
+    assert_string_equal(c.issuers[feed_tokens_issuer(t, (size_t)e)].id, "acme");
+    e = feed_tokens_match(t, "token-b", 7);
+    assert_true(e >= 1);
+    assert_string_equal(c.issuers[feed_tokens_issuer(t, (size_t)e)].id, "beta");
+    /* A trailing byte, a missing byte, another case: another token. */
+    assert_int_equal(feed_tokens_match(t, "abcx", 4), -1);
+    assert_int_equal(feed_tokens_match(t, "ab", 2), -1);
+    assert_int_equal(feed_tokens_match(t, "ABC", 3), -1);
+    assert_int_equal(feed_tokens_match(t, "", 0), -1);
+    char big[FEED_TOKEN_MAX + 2];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(feed_tokens_match(t, big, sizeof(big)), -1);
+    feed_tokens_destroy(t);
+    feed_tokens_destroy(NULL);
+    config_free(&c);
+}
+
+static void test_tokens_errors(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512];
+    /* The same hash for two issuers is refused. */
+    load(&c, "[issuer acme]\nhome_country = DE\nbins = 400000\n"
+             "token_sha256 = " H_ABC "\n"
+             "[issuer beta]\nhome_country = GB\nbins = 510000\n"
+             "token_sha256 = " H_TOKB "," H_ABC "\n");
+    assert_null(feed_tokens_new(&c, err, sizeof(err)));
+    assert_non_null(strstr(err, "[issuer acme] and [issuer beta] have the "
+                                "same token hash"));
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), -1);
+    config_free(&c);
+    /* ... and twice for one. */
+    load(&c, "[issuer acme]\nhome_country = DE\nbins = 400000\n"
+             "token_sha256 = " H_ABC "," H_ABC "\n");
+    assert_null(feed_tokens_new(&c, err, sizeof(err)));
+    assert_non_null(strstr(err, "same hash twice"));
+    config_free(&c);
+}
+
+static void test_config_check(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512];
+    load(&c, "[issuer acme]\nhome_country = DE\nbins = 400000\n");
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), 0);
+    /* A listener without any token. */
+    snprintf(c.feed_listen, sizeof(c.feed_listen), "127.0.0.1:8443");
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no [issuer ID] has a token_sha256"));
+    snprintf(c.issuers[0].token_sha256, sizeof(c.issuers[0].token_sha256), "%s",
+             H_ABC);
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), 0);
+    /* tls_cert and tls_key: both or neither. */
+    snprintf(c.feed_tls_cert, sizeof(c.feed_tls_cert), "/x/cert.pem");
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "tls_cert and tls_key go together"));
+    snprintf(c.feed_tls_key, sizeof(c.feed_tls_key), "/x/key.pem");
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), 0);
+    c.feed_tls_cert[0] = '\0';
+    assert_int_equal(feed_config_check(&c, err, sizeof(err)), -1);
+    config_free(&c);
+}
+
+static void test_bearer(void **state)
+{
+    (void)state;
+    const char *t;
+    size_t n;
+    assert_int_equal(feed_bearer("Bearer abc", &t, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(t, "abc", 3);
+    assert_int_equal(feed_bearer("bearer   a b", &t, &n), 0);
+    assert_int_equal(n, 3); /* taken as it is: "a b" */
+    assert_int_equal(feed_bearer("BEARER x", &t, &n), 0);
+    assert_int_equal(feed_bearer("Basic abc", &t, &n), -1);
+    assert_int_equal(feed_bearer("Bearerabc", &t, &n), -1);
+    assert_int_equal(feed_bearer("Bearer", &t, &n), -1);
+    assert_int_equal(feed_bearer("Bearer   ", &t, &n), -1);
+    assert_int_equal(feed_bearer(NULL, &t, &n), -1);
+}
+
+static void test_cursor(void **state)
+{
+    (void)state;
+    struct feed_cursor c, d;
+    char buf[FEED_CURSOR_SIZE];
+    assert_int_equal(feed_cursor_parse("0-0", 3, &c), 0);
+    assert_true(c.ms == 0 && c.seq == 0);
+    assert_int_equal(feed_cursor_parse("1722470400000-17", 16, &c), 0);
+    assert_true(c.ms == 1722470400000ull && c.seq == 17);
+    assert_int_equal(feed_cursor_format(&c, buf, sizeof(buf)), 16);
+    assert_string_equal(buf, "1722470400000-17");
+    const char *bad[] = {"",
+                         "-",
+                         "1",
+                         "1-",
+                         "-1",
+                         "1--2",
+                         "+1-2",
+                         " 1-2",
+                         "1-2 ",
+                         "a-1",
+                         "1-b",
+                         "1-2-3",
+                         "18446744073709551616-0",
+                         "18446744073709551615-18446744073709551615"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_cursor_parse(bad[i], strlen(bad[i]), &c) == 0) {
+            fail_msg("cursor '%s' accepted", bad[i]);
+        }
+    }
+    assert_int_equal(feed_cursor_parse("18446744073709551615-0", 22, &c), 0);
+    assert_true(c.ms == UINT64_MAX);
+    assert_int_equal(feed_cursor_parse("5-1", 3, &c), 0);
+    assert_int_equal(feed_cursor_parse("5-2", 3, &d), 0);
+    assert_true(feed_cursor_cmp(&c, &d) < 0);
+    assert_true(feed_cursor_cmp(&d, &c) > 0);
+    assert_int_equal(feed_cursor_cmp(&c, &c), 0);
+    assert_int_equal(feed_cursor_parse("4-9", 3, &d), 0);
+    assert_true(feed_cursor_cmp(&c, &d) > 0);
+}
+
+static void test_params(void **state)
+{
+    (void)state;
+    struct feed_params p;
+    char err[160];
+    assert_int_equal(feed_params_parse(NULL, 60, 0, &p, err, sizeof(err)), 0);
+    assert_int_equal(p.has_after, 0);
+    assert_int_equal(p.limit, FEED_LIMIT_DEFAULT);
+    assert_int_equal(p.wait_s, 0);
+    assert_int_equal(feed_params_parse("", 60, 0, &p, err, sizeof(err)), 0);
+    assert_int_equal(feed_params_parse("after=5-1&limit=1000&wait=60", 60, 0,
+                                       &p, err, sizeof(err)),
+                     0);
+    assert_true(p.has_after && p.after.ms == 5 && p.after.seq == 1);
+    assert_int_equal(p.limit, 1000);
+    assert_int_equal(p.wait_s, 60);
+    /* percent-encoding, empty pairs */
+    assert_int_equal(feed_params_parse("after=7%2D3&&limit=%31", 60, 0, &p, err,
+                                       sizeof(err)),
+                     0);
+    assert_true(p.after.ms == 7 && p.after.seq == 3 && p.limit == 1);
+    assert_int_equal(feed_params_parse("wait=0", 60, 0, &p, err, sizeof(err)),
+                     0);
+
+    struct {
+        const char *q;
+        int stream;
+        const char *msg;
+    } bad[] = {
+        {"limit=0", 0, "limit must be 1 to 1000"},
+        {"limit=1001", 0, "limit must be 1 to 1000"},
+        {"limit=-1", 0, "limit must be 1 to 1000"},
+        {"limit=", 0, "limit must be 1 to 1000"},
+        {"limit=1x", 0, "limit must be 1 to 1000"},
+        {"wait=61", 0, "wait must be 0 to 60 seconds"},
+        {"wait=1.5", 0, "wait must be 0 to 60 seconds"},
+        {"after=", 0, "after must be a cursor"},
+        {"after", 0, "after must be a cursor"},
+        {"after=x", 0, "after must be a cursor"},
+        {"after=1-1&after=2-2", 0, "'after' given twice"},
+        {"cursor=1-1", 0, "unknown query parameter 'cursor'"},
+        {"limit=5", 1, "unknown query parameter 'limit'"},
+        {"x%0a=1", 0, "unknown query parameter 'x?'"},
+        {"after=%zz", 0, "after must be a cursor"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_params_parse(bad[i].q, 60, bad[i].stream, &p, err,
+                              sizeof(err)) == 0) {
+            fail_msg("query '%s' accepted", bad[i].q);
+        }
+        if (strstr(err, bad[i].msg) == NULL) {
+            fail_msg("query '%s': '%s' lacks '%s'", bad[i].q, err, bad[i].msg);
+        }
+    }
+    assert_int_equal(
+        feed_params_parse("after=3-4", 60, 1, &p, err, sizeof(err)), 0);
+    assert_true(p.has_after && p.after.ms == 3);
+}
+
+static void test_alert_id(void **state)
+{
+    (void)state;
+    const char *ok = "0123456789abcdef0123456789abcdef";
+    assert_int_equal(feed_alert_id_valid(ok, 32), 1);
+    assert_int_equal(feed_alert_id_valid(ok, 31), 0);
+    assert_int_equal(
+        feed_alert_id_valid("0123456789ABCDEF0123456789abcdef", 32), 0);
+    assert_int_equal(
+        feed_alert_id_valid("0123456789abcdef0123456789abcdeg", 32), 0);
+    assert_int_equal(feed_alert_id_valid("stream", 6), 0);
+}
+
+static void test_bucket(void **state)
+{
+    (void)state;
+    struct feed_bucket b = {0};
+    uint64_t t = 1000000000ull;
+    /* burst 3, 1 per second: three at once, then wait a second */
+    assert_int_equal(feed_bucket_take(&b, t, 1, 3), 0);
+    assert_int_equal(feed_bucket_take(&b, t, 1, 3), 0);
+    assert_int_equal(feed_bucket_take(&b, t, 1, 3), 0);
+    assert_int_equal(feed_bucket_take(&b, t, 1, 3), 1);
+    assert_int_equal(feed_bucket_take(&b, t + 500000000ull, 1, 3), 1);
+    assert_int_equal(feed_bucket_take(&b, t + 1000000000ull, 1, 3), 0);
+    assert_int_equal(feed_bucket_take(&b, t + 1000000000ull, 1, 3), 1);
+    /* refills to the burst, not beyond */
+    t += 100000000000ull;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(feed_bucket_take(&b, t, 1, 3), 0);
+    }
+    assert_int_equal(feed_bucket_take(&b, t, 1, 3), 1);
+    /* a slow rate: Retry-After rounds up */
+    struct feed_bucket s = {0};
+    assert_int_equal(feed_bucket_take(&s, t, 0.25, 1), 0);
+    assert_int_equal(feed_bucket_take(&s, t, 0.25, 1), 4);
+    /* a clock that goes back does not add requests */
+    assert_int_equal(feed_bucket_take(&s, t - 50000000000ull, 0.25, 1), 4);
+}
+
+static void test_outcomes(void **state)
+{
+    (void)state;
+    enum feed_outcome o;
+    assert_int_equal(feed_outcome_parse("card_blocked", 12, &o), 0);
+    assert_int_equal(o, FEED_CARD_BLOCKED);
+    assert_string_equal(feed_outcome_name(o), "card_blocked");
+    assert_int_equal(feed_outcome_parse("legit", 5, &o), -1);
+    assert_int_equal(feed_outcome_parse("legitimatex", 11, &o), -1);
+    assert_int_equal(feed_outcome_retires(FEED_CARD_REISSUED), 1);
+    assert_int_equal(feed_outcome_retires(FEED_CARD_BLOCKED), 1);
+    assert_int_equal(feed_outcome_retires(FEED_CONFIRMED_FRAUD), 0);
+    assert_int_equal(feed_outcome_retires(FEED_LEGITIMATE), 0);
+}
+
+static void test_note(void **state)
+{
+    (void)state;
+    char buf[2100];
+    assert_int_equal(feed_note_valid("", 0), 1);
+    assert_int_equal(feed_note_valid("called, confirmed", 17), 1);
+    memset(buf, 'x', 501);
+    assert_int_equal(feed_note_valid(buf, 500), 1);
+    assert_int_equal(feed_note_valid(buf, 501), 0);
+    /* 500 characters of two bytes each are fine */
+    for (int i = 0; i < 501; i++) {
+        memcpy(buf + 2 * i, "\xc3\xa9", 2); /* e acute */
+    }
+    assert_int_equal(feed_note_valid(buf, 1000), 1);
+    assert_int_equal(feed_note_valid(buf, 1002), 0);
+    const char *bad[] = {"a\nb",         "a\tb",         "a\rb",
+                         "\x7f",         "\xc2\x85",     "\xe2\x80\xa8",
+                         "\xe2\x80\xae", "\xe2\x81\xa6", "\xff",
+                         "\xc3",         "\xed\xa0\x80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_note_valid(bad[i], strlen(bad[i]))) {
+            fail_msg("note %zu accepted", i);
+        }
+    }
+    assert_int_equal(feed_note_valid("a\0b", 3), 0);
+}
+
+static void test_outcome_body(void **state)
+{
+    (void)state;
+    enum feed_outcome o;
+    char note[FEED_NOTE_BYTES], err[200];
+    const char *b = "{\"outcome\":\"legitimate\",\"note\":\"cardholder ok\"}";
+    assert_int_equal(
+        feed_outcome_body(b, strlen(b), &o, note, err, sizeof(err)), 0);
+    assert_int_equal(o, FEED_LEGITIMATE);
+    assert_string_equal(note, "cardholder ok");
+    b = "{\"note\":null,\"outcome\":\"card_reissued\"}";
+    assert_int_equal(
+        feed_outcome_body(b, strlen(b), &o, note, err, sizeof(err)), 0);
+    assert_int_equal(o, FEED_CARD_REISSUED);
+    assert_string_equal(note, "");
+
+    struct {
+        const char *body;
+        const char *msg;
+    } bad[] = {
+        {"", "not valid JSON"},
+        {"[]", "must be a JSON object"},
+        {"{\"outcome\":", "not valid JSON"},
+        {"{}", "outcome is required"},
+        {"{\"note\":\"x\"}", "outcome is required"},
+        {"{\"outcome\":\"fraud\"}", "outcome must be one of"},
+        {"{\"outcome\":1}", "outcome must be one of"},
+        {"{\"outcome\":\"legitimate\",\"note\":5}", "note must be"},
+        {"{\"outcome\":\"legitimate\",\"note\":\"a\\nb\"}", "note must be"},
+        {"{\"outcome\":\"legitimate\",\"note\":\"a\\u0000b\"}",
+         "not valid JSON"},
+        {"{\"outcome\":\"legitimate\",\"x\":1}", "unknown member 'x'"},
+        {"{\"outcome\":\"legitimate\",\"outcome\":\"legitimate\"}",
+         "duplicate object key"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_outcome_body(bad[i].body, strlen(bad[i].body), &o, note, err,
+                              sizeof(err)) == 0) {
+            fail_msg("body '%s' accepted", bad[i].body);
+        }
+        if (strstr(err, bad[i].msg) == NULL) {
+            fail_msg("body '%s': '%s' lacks '%s'", bad[i].body, err,
+                     bad[i].msg);
+        }
+    }
+    /* a note of 501 characters */
+    char big[700];
+    int n =
+        snprintf(big, sizeof(big), "{\"outcome\":\"legitimate\",\"note\":\"");
+    memset(big + n, 'y', 501);
+    snprintf(big + n + 501, sizeof(big) - (size_t)n - 501, "\"}");
+    assert_int_equal(
+        feed_outcome_body(big, strlen(big), &o, note, err, sizeof(err)), -1);
+}
+
+static const char ALERT[] =
+    "{\"alert_id\":\"2562efeec6e1dab2aa668964a2840386\",\"issuer_id\":"
+    "\"acme_bank\",\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6"
+    "\",\"pan_masked\":\"400008******2619\",\"severity\":\"high\",\"hits\":["
+    "{\"rule_id\":\"cnp-use\",\"severity\":\"high\"},{\"rule_id\":"
+    "\"cross-border-cnp\",\"severity\":\"medium\"}],\"breaches\":[{"
+    "\"breach_id\":\"shop-2024\"},{\"breach_id\":\"b.2\"}],\"mode\":\"live\"}";
+
+static void test_alert_facts(void **state)
+{
+    (void)state;
+    struct feed_alert_facts f;
+    assert_int_equal(feed_alert_facts_parse(ALERT, strlen(ALERT), &f), 0);
+    assert_string_equal(f.rules, "cnp-use,cross-border-cnp");
+    assert_string_equal(f.breaches, "shop-2024,b.2");
+    assert_string_equal(f.kid, "k1");
+    assert_string_equal(f.fp, "aefbc535089aa3e345a140a391ceacc6");
+
+    const char *bad[] = {
+        "not json",
+        "{\"hits\":[],\"breaches\":[]}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":\"k1:abc\"}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"aefbc535089aa3e345a140a391ceacc6\"}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"k 1:aefbc535089aa3e345a140a391ceacc6\"}",
+        "{\"hits\":[{\"rule_id\":\"a,b\"}],\"breaches\":[],"
+        "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+        "{\"hits\":[{}],\"breaches\":[],"
+        "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+        "{\"hits\":[],\"breaches\":[{\"breach_id\":\"x;y\"}],"
+        "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_alert_facts_parse(bad[i], strlen(bad[i]), &f) == 0) {
+            fail_msg("alert %zu accepted", i);
+        }
+    }
+}
+
+static void add(struct feed_stats *s, const char *f, const char *v)
+{
+    assert_int_equal(feed_stats_add(s, f, strlen(f), v, strlen(v)), 0);
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    struct feed_stats s = {0};
+    add(&s, "alerts", "10");
+    add(&s, "severity:high", "7");
+    add(&s, "severity:critical", "3");
+    add(&s, "rule:velocity", "4");
+    add(&s, "rule:cnp-use", "9");
+    add(&s, "outcome:confirmed_fraud", "3");
+    add(&s, "outcome:legitimate", "1");
+    add(&s, "rule_outcome:cnp-use:confirmed_fraud", "2");
+    add(&s, "rule_outcome:cnp-use:legitimate", "1");
+    add(&s, "rule_outcome:velocity:card_blocked", "1");
+    add(&s, "rule_outcome:velocity:bogus", "1"); /* ignored */
+    add(&s, "something:else", "1");              /* ignored */
+    add(&s, "rule:x", "not a number");           /* ignored */
+    feed_stats_finish(&s);
+    assert_int_equal(s.n_rules, 2);
+    assert_string_equal(s.rules[0].rule, "cnp-use");
+    assert_true(feed_rule_precision(&s.rules[0]) > 0.666 &&
+                feed_rule_precision(&s.rules[0]) < 0.667);
+    assert_true(feed_rule_precision(&s.rules[1]) < 0);
+
+    char *j = feed_stats_json(&s, "acme");
+    assert_non_null(j);
+    assert_string_equal(
+        j, "{\"issuer\":\"acme\",\"alerts\":10,\"by_severity\":{\"high\":7,"
+           "\"critical\":3},\"by_outcome\":{\"confirmed_fraud\":3,"
+           "\"legitimate\":1,\"card_reissued\":0,\"card_blocked\":0},"
+           "\"by_rule\":{\"cnp-use\":{\"alerts\":9,\"confirmed_fraud\":2,"
+           "\"legitimate\":1,\"card_reissued\":0,\"card_blocked\":0,"
+           "\"precision\":0.666667},\"velocity\":{\"alerts\":4,"
+           "\"confirmed_fraud\":0,\"legitimate\":0,\"card_reissued\":0,"
+           "\"card_blocked\":1,\"precision\":null}}}");
+    free(j);
+
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    feed_stats_prom(m, &s, "acme", 0);
+    feed_stats_prom(m, &s, "acme", 1);
+    fclose(m);
+    assert_non_null(strstr(buf, "cardwatch_rule_outcomes_total{issuer="
+                                "\"acme\",rule=\"cnp-use\",outcome="
+                                "\"confirmed_fraud\"} 2\n"));
+    assert_non_null(strstr(buf, "cardwatch_rule_outcomes_total{issuer="
+                                "\"acme\",rule=\"velocity\",outcome="
+                                "\"card_blocked\"} 1\n"));
+    assert_non_null(strstr(buf, "cardwatch_rule_precision{issuer=\"acme\","
+                                "rule=\"cnp-use\"} 0.666667\n"));
+    assert_null(strstr(buf, "cardwatch_rule_precision{issuer=\"acme\","
+                            "rule=\"velocity\"}"));
+    free(buf);
+    feed_stats_free(&s);
+    assert_int_equal(s.n_rules, 0);
+
+    /* empty stats */
+    j = feed_stats_json(&s, "none");
+    assert_string_equal(j, "{\"issuer\":\"none\",\"alerts\":0,"
+                           "\"by_severity\":{},\"by_outcome\":{"
+                           "\"confirmed_fraud\":0,\"legitimate\":0,"
+                           "\"card_reissued\":0,\"card_blocked\":0},"
+                           "\"by_rule\":{}}");
+    free(j);
+}
+
+static void test_csp(void **state)
+{
+    (void)state;
+    /* sha256("alert(1)") and sha256("b{}") in base64 */
+    const char page[] = "<html><head><style>b{}</style>"
+                        "<script src=\"/x.js\"></script>"
+                        "<SCRIPT type=\"module\">alert(1)</SCRIPT>"
+                        "</head></html>";
+    char *csp = feed_csp(page, strlen(page));
+    assert_non_null(csp);
+    assert_non_null(strstr(csp, "default-src 'self'"));
+    assert_non_null(strstr(csp,
+                           "script-src 'self' 'sha256-"
+                           "bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='"));
+    assert_non_null(strstr(csp, "style-src 'self' 'sha256-"));
+    assert_non_null(strstr(csp, "frame-ancestors 'none'"));
+    assert_null(strstr(csp, "unsafe-inline"));
+    /* the external script is not hashed: exactly one script hash */
+    const char *s = strstr(csp, "script-src");
+    const char *e = strchr(s, ';');
+    int hashes = 0;
+    for (const char *p = s; p < e; p++) {
+        hashes += strncmp(p, "'sha256-", 8) == 0;
+    }
+    assert_int_equal(hashes, 1);
+    free(csp);
+    csp = feed_csp("", 0);
+    assert_string_equal(
+        csp, "default-src 'self'; script-src 'self'; style-src 'self'; "
+             "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+    free(csp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hash_and_encode),
+        cmocka_unit_test(test_tokens_match),
+        cmocka_unit_test(test_tokens_errors),
+        cmocka_unit_test(test_config_check),
+        cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_cursor),
+        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_alert_id),
+        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_outcomes),
+        cmocka_unit_test(test_note),
+        cmocka_unit_test(test_outcome_body),
+        cmocka_unit_test(test_alert_facts),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_csp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
