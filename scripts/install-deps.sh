@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cardwatch needs, only those missing.
-# Idempotent; a no-op (one dpkg query) when everything is present.
+# Installs the Debian packages cardwatch needs, only those missing, and the
+# npm packages of tests/browser (npm ci). Idempotent; a no-op (one dpkg
+# query, one node check) when everything is present.
 set -euo pipefail
 
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools
-      python3)
+      python3 chromium)
+# The triage page's browser test (tests/e2e/test_triage_page.py) drives
+# Debian's chromium with Node.js; Debian's nodejs/npm only where there is
+# no node or npm at all (a Node.js from elsewhere is kept).
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -15,12 +21,24 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-deps: done"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "install-deps: done"
+fi
+
+# playwright-core for tests/browser, exactly as its package-lock.json says:
+# `npm ci` only when it is missing or another version.
+BROWSER_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if ! (cd "$BROWSER_DIR" && node -e '
+    const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
+    process.exit(require("./node_modules/playwright-core/package.json").version === want ? 0 : 1);
+  ' 2>/dev/null); then
+  echo "install-deps: npm ci in tests/browser"
+  (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

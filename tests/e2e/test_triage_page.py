@@ -1,0 +1,290 @@
+"""The issuer triage page (web/triage.html, built into cardwatch and served
+by `cardwatch feed` at /) in a real browser against the real feed: Debian's
+headless Chromium, driven by tests/browser/triage.mjs (playwright-core).
+
+Alerts come from the whole pipeline (breach list in Redis, transactions
+through the embedded Kafka, `cardwatch run` with a rule file that gives
+every severity); the page signs in with a bearer token, lists them, filters,
+records an outcome (and meets a 409), survives an outage and shows an alert
+sent while it is open. The page's HTML and the rendered DOM hold no card
+number. The screenshot is kept in build/artifacts/triage.png.
+
+Needs Node.js, Chromium (/usr/bin/chromium) and tests/browser/node_modules:
+`make deps` installs them. Without them the test fails, saying so."""
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import harness as h
+import cwstack as cw
+from cwstack import Breach, CardMaker
+
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_DIR = REPO / "tests" / "browser"
+SCRIPT = BROWSER_DIR / "triage.mjs"
+PAGE = REPO / "web" / "triage.html"
+ARTIFACTS = REPO / "build" / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+PAGE_BUDGET = 30_000  # bytes
+T0 = cw.day_ms("2024-06-03") + 9 * 3_600_000
+
+RULES = """\
+# test_triage_page.py: one rule per severity, so every badge shows up
+rule big-spend
+  severity: critical
+  description: 5,000.00 or more in one payment on an exposed card
+  when: exposed and amount_minor >= 500000
+rule cnp-use
+  severity: high
+  description: Card not present on an exposed card
+  when: exposed and cnp
+rule abroad
+  severity: medium
+  description: Exposed card used outside the issuer's country
+  when: exposed and merchant_country != issuer_country
+rule any-use
+  severity: low
+  description: Any use of an exposed card
+  when: exposed
+"""
+SEV_ORDER = ["low", "medium", "high", "critical"]
+
+
+class TokenIssuer(cw.Issuer):
+    """An issuer whose feed token hash is in the config."""
+
+    def __init__(self, *args, token, **kw):
+        super().__init__(*args, **kw)
+        self.token = token
+
+    def ini(self):
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
+        return super().ini() + f"token_sha256 = {digest}\n"
+
+
+def _need_browser():
+    missing = []
+    if not shutil.which("node"):
+        missing.append("Node.js (`node`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"Chromium ({CHROMIUM}, Debian package chromium)")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
+        missing.append("tests/browser/node_modules (npm ci in tests/browser)")
+    if missing:
+        raise AssertionError("the triage page test cannot run: missing " + "; ".join(missing)
+                             + ". Run `make deps` (scripts/install-deps.sh installs them).")
+
+
+def _txn(txn_id, pan, at, **kw):
+    t = {"txn_id": txn_id, "pan": pan, "expiry": "2612", "amount_minor": 4_250,
+         "currency": "GBP", "mcc": 5411, "merchant_id": "m-shop", "merchant_country": "GB",
+         "channel": "card_present", "entry_mode": "chip", "cvv2_presented": False,
+         "response": "approved", "event_time_ms": at}
+    t.update(kw)
+    return t
+
+
+def _hits(t, home):
+    """Rule ids the test rules give transaction t of an exposed card."""
+    hits = []
+    if t["amount_minor"] >= 500_000:
+        hits.append(("big-spend", "critical"))
+    if t["channel"] in ("ecommerce", "moto"):
+        hits.append(("cnp-use", "high"))
+    if t["merchant_country"] != home:
+        hits.append(("abroad", "medium"))
+    hits.append(("any-use", "low"))
+    return hits
+
+
+def _get(url, token=None, timeout=10):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, dict(e.headers), e.read()
+
+
+def _inline_hash(html, tag):
+    import base64
+    body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.S).group(1)
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+
+
+def test_triage_page_in_chromium():
+    _need_browser()
+    t_start = time.monotonic()
+    token = secrets.token_urlsafe(32)
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], name="Alpha Bank (test)", token=token)
+    beta = cw.Issuer("beta", "US", ["510000"])
+    mk = CardMaker(8080)
+    cards = mk.cards(["400001", "400042", "400077"], 6)
+    beta_card = mk.card("510000")
+    clean = mk.card("400055")
+    breach = Breach("e2e-triage", "2024-01-01", "2024-12-31", ["pan", "expiry", "cvv2"],
+                    cards + [beta_card], description="triage page test")
+    minute = 60_000
+    shapes = [  # (channel, country, amount, currency): severities low..critical
+        ("card_present", "GB", 4_250, "GBP"),        # low
+        ("card_present", "FR", 12_999, "EUR"),       # medium
+        ("ecommerce", "GB", 1_234_567, "JPY"),       # critical (big-spend): JPY has no minor unit
+        ("moto", "GB", 8_800, "GBP"),                # high
+        ("card_present", "DE", 305_125, "KWD"),      # medium: KWD has 3 decimals
+        ("ecommerce", "US", 19_995, "USD"),          # high (+ abroad)
+        ("card_present", "GB", 700_000, "GBP"),      # critical
+        ("card_present", "GB", 99, "GBP"),           # low
+        ("ecommerce", "GB", 45_000, "EUR"),          # high
+        ("card_present", "NL", 2_500, "EUR"),        # medium
+        ("card_present", "GB", 60_000, "GBP"),       # low
+        ("moto", "IE", 15_000, "EUR"),               # high
+    ]
+    txns = [_txn(f"tp-{i:03d}", cards[i % len(cards)], T0 + i * minute, channel=ch,
+                 merchant_country=cc, amount_minor=amt, currency=cur,
+                 merchant_id=f"m-{i:03d}", mcc=5999 + i,
+                 entry_mode="keyed" if ch != "card_present" else "chip")
+            for i, (ch, cc, amt, cur) in enumerate(shapes)]
+    txns.append(_txn("tp-clean", clean, T0 + 30 * minute))                 # no alert
+    txns.append(_txn("tp-beta", beta_card, T0 + 31 * minute, merchant_country="US"))  # beta's
+    live_txn = _txn("tp-live", cards[1], T0 + 90 * minute, channel="ecommerce",
+                    merchant_country="ES", amount_minor=77_700, currency="EUR",
+                    merchant_id="m-live")
+    expected = {t["txn_id"]: _hits(t, "GB") for t in txns[:len(shapes)]}
+    severity = {}
+    for hits in expected.values():
+        sev = max((s for _, s in hits), key=SEV_ORDER.index)
+        severity[sev] = severity.get(sev, 0) + 1
+    assert sorted(severity) == sorted(SEV_ORDER), severity  # every badge is exercised
+    abroad = sum(1 for hits in expected.values() if ("abroad", "medium") in hits)
+
+    d = h.tmpdir("triage")
+    rules = d / "triage.rules"
+    rules.write_text(RULES)
+    s = cw.Stack([alpha, beta], partitions=1, extra_ini=f"[rules]\npath = {rules}\n")
+    s.load(breach)
+    s.send(txns)
+    run = s.run()  # the live service: it also has to pick up the live alert
+
+    feed_port = h.free_port()
+    feed_ini = d / "feed.ini"
+    feed_ini.write_text(s.config.read_text()
+                        + f"\n[feed]\nlisten = 127.0.0.1:{feed_port}\n"
+                        # its own admin port: `cardwatch run` has [http] listen
+                        + f"\n[http]\nlisten = 127.0.0.1:{h.free_port()}\n")
+    feed = h.spawn([h.tool("cardwatch"), "feed", "--config", feed_ini], name="cardwatch-feed")
+    url = f"http://127.0.0.1:{feed_port}/"
+
+    def stats():
+        st, _, body = _get(url + "v1/stats", token, timeout=5)
+        return json.loads(body) if st == 200 else None
+    h.wait_until(lambda: (stats() or {}).get("alerts") == len(shapes), timeout=60,
+                 what=f"{len(shapes)} alerts in alpha's feed (feed log: {feed.log})")
+    t_feed_ready = time.monotonic()
+
+    # ---- the page as served: the embedded file, its CSP, its size, no card
+    st, headers, body = _get(url)
+    assert st == 200, st
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert body == PAGE.read_bytes(), "the feed serves another page than web/triage.html"
+    assert headers.get("content-type", "").startswith("text/html"), headers
+    assert len(body) < PAGE_BUDGET, f"web/triage.html is {len(body)} bytes, over {PAGE_BUDGET}"
+    csp = headers.get("content-security-policy", "")
+    html = body.decode()
+    for tag in ("script", "style"):
+        assert _inline_hash(html, tag) in csp, f"CSP does not allow the page's <{tag}>: {csp}"
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, csp
+    assert not h.luhn_scan(body), "the page's HTML holds a card-number-like digit run"
+    assert _get(url + "v1/alerts")[0] == 401 and _get(url + "v1/stats", "wrong")[0] == 401
+
+    # ---- the browser run
+    out = d / "browser"
+    spec = {"count": len(shapes),
+            "pans": sorted({cw.mask(t["pan"]) for t in txns[:len(shapes)]}),
+            "severity": severity, "rule": ["abroad", abroad],
+            "live_alert_id": cw.alert_id(live_txn["txn_id"]), "live_pan": cw.mask(live_txn["pan"])}
+    spec_path = d / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    node = h.spawn(["node", SCRIPT, url, token, out, spec_path], name="triage-browser",
+                   cwd=BROWSER_DIR, stdout=subprocess.PIPE,
+                   extra_env={"CHROMIUM": CHROMIUM, "TRIAGE_LIVE_TIMEOUT_MS": "60000"})
+    lines, result, sent_live = [], None, None
+    for raw in node.popen.stdout:
+        line = raw.decode(errors="replace").rstrip("\n")
+        lines.append(line)
+        if line == "STEP live-alert":
+            sent_live = time.monotonic()
+            s.send([live_txn], name="live")
+        elif line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+    rc = node.wait(30)
+    if rc != 0 or result is None:
+        raise AssertionError(f"the browser run failed (exit {rc}): "
+                             f"{node.log_text(40).strip() or '(no stderr)'}\n"
+                             f"stdout: {lines[-10:]}\nscreenshot and DOM: {out}")
+    assert sent_live is not None, "the browser script never asked for the live alert"
+
+    # ---- keep the screenshot
+    shot = out / "triage.png"
+    assert shot.is_file() and shot.stat().st_size > 10_000, "no screenshot"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / "triage.png")
+    shutil.copyfile(shot, d / "triage.png")
+
+    # ---- what the page recorded is what the API and Redis say
+    # (the feed's order is the order the pipeline finished the alerts in)
+    listed = json.loads(_get(url + "v1/alerts?limit=100", token)[2])["alerts"]
+    order = [x["alert"]["alert_id"] for x in listed]
+    assert sorted(order) == sorted(cw.alert_id(t["txn_id"]) for t in txns[:len(shapes)]
+                                   + [live_txn]), order
+    newest, second = order[-2], order[-3]  # before the live alert
+    assert result["outcomes"] == {newest: "confirmed_fraud", second: "legitimate"}, \
+        (result["outcomes"], order)
+    st, _, b = _get(url + f"v1/alerts/{newest}", token)
+    rec = json.loads(b)
+    assert st == 200 and rec["outcome"] == "confirmed_fraud", rec
+    assert "<script>" in rec["note"], "the note was not stored as typed"
+    rec2 = json.loads(_get(url + f"v1/alerts/{second}", token)[2])
+    assert rec2["outcome"] == "legitimate", rec2
+    final = stats()
+    assert final["alerts"] == len(shapes) + 1, final
+    assert final["by_outcome"].get("confirmed_fraud") == 1, final
+    assert final["by_outcome"].get("legitimate") == 1, final
+    assert _get(url + f"v1/alerts/{cw.alert_id('tp-beta')}", token)[0] == 404, \
+        "alpha's token reads beta's alert"
+
+    # ---- no card number in the page, the DOM or the console
+    hexes = {cw.alert_id(t["txn_id"]) for t in txns + [live_txn]}
+    hexes |= {cw.fingerprint(t["pan"]).split(":")[1] for t in txns + [live_txn]}
+    texts = {n: (out / n).read_text(errors="replace") for n in ("dom.html", "dom.txt", "console.log")}
+    version = re.search(r"triage\.rules@([0-9a-f]+)", texts["dom.txt"])
+    assert version, "the rule-set version is not shown"
+    hexes.add(version.group(1))
+    for name, text in texts.items():
+        for pan in mk.made:
+            assert pan not in text, f"{name} holds test card number {cw.mask(pan)}"
+        for x in sorted(hexes, key=len, reverse=True):
+            text = text.replace(x, " ")
+        found = h.luhn_scan(text)
+        assert not found, f"{name} holds card-number-like digit runs: {[cw.mask(f) for f in found]}"
+    for pan in spec["pans"] + [spec["live_pan"]]:
+        assert pan in texts["dom.txt"], f"masked PAN {pan} is not on the page"
+
+    # ---- both services stop cleanly
+    s.terminate(run)
+    rc = feed.stop(timeout=20)
+    assert rc == 0, f"cardwatch feed exited {rc} after SIGTERM:\n{feed.log_text(30)}"
+
+    timings = dict(result["timings"], feed_ready_s=round(t_feed_ready - t_start, 2),
+                   test_s=round(time.monotonic() - t_start, 2))
+    (ARTIFACTS / "triage-result.json").write_text(json.dumps(
+        dict(result, timings=timings, page_bytes=len(body), csp=csp), indent=2) + "\n")
