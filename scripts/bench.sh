@@ -173,3 +173,6 @@ print(f"               JSON lines    {rj:,} events/s (decode-only baseline {bj:,
       f"target 300,000: {'met' if rj >= 300000 else 'NOT met'})")
 print(f"               Kafka topic   {rk:,} events/s (plain consumer {bk:,}; ratio {rk/bk:.2f})")
 PY
+
+# The issuer alert feed: GET /v1/alerts under wrk with 1,000 long polls held, fan-out.
+"$REPO/scripts/bench_feed.sh" "$BUILD"
