@@ -43,19 +43,10 @@ struct cli_producer *cli_producer_new(const struct config *c,
         snprintf(errbuf, errlen, "out of memory");
         return NULL;
     }
-    rd_kafka_conf_t *conf =
-        kconf_build(c, brokers, "producer", props, errbuf, errlen);
-    if (conf == NULL) {
-        free(p);
-        return NULL;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
-    rd_kafka_conf_set_opaque(conf, p);
-    char kerr[512];
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    const struct kconf_hooks hooks = {.dr_msg_cb = on_dr, .opaque = p};
+    p->rk = kconf_new(c, brokers, RD_KAFKA_PRODUCER, props, &hooks, errbuf,
+                      errlen);
     if (p->rk == NULL) {
-        snprintf(errbuf, errlen, "producer: %s", kerr);
-        rd_kafka_conf_destroy(conf);
         free(p);
         return NULL;
     }
@@ -115,17 +106,10 @@ int cli_consume(const struct config *c, const char *brokers,
                                  "enable.partition.eof", "true",
                                  "client.id", "cardwatch-cli",
                                  NULL};
-    rd_kafka_conf_t *conf =
-        kconf_build(c, brokers, "consumer", props, errbuf, sizeof(errbuf));
-    if (conf == NULL) {
-        log_error(MOD, "%s", errbuf);
-        return -1;
-    }
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, sizeof(errbuf));
+    rd_kafka_t *rk = kconf_new(c, brokers, RD_KAFKA_CONSUMER, props, NULL,
+                               errbuf, sizeof(errbuf));
     if (rk == NULL) {
-        log_error(MOD, "consumer: %s", errbuf);
-        rd_kafka_conf_destroy(conf);
+        log_error(MOD, "%s", errbuf);
         return -1;
     }
     int rc = -1;

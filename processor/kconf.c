@@ -40,3 +40,31 @@ err:
     rd_kafka_conf_destroy(conf);
     return NULL;
 }
+
+rd_kafka_t *kconf_new(const struct config *c, const char *brokers,
+                      rd_kafka_type_t type, const char *const *base,
+                      const struct kconf_hooks *hooks, char *errbuf,
+                      size_t errlen)
+{
+    const char *what = type == RD_KAFKA_PRODUCER ? "producer" : "consumer";
+    rd_kafka_conf_t *conf = kconf_build(c, brokers, what, base, errbuf, errlen);
+    if (conf == NULL) {
+        return NULL;
+    }
+    if (hooks != NULL && hooks->dr_msg_cb != NULL) {
+        rd_kafka_conf_set_dr_msg_cb(conf, hooks->dr_msg_cb);
+    }
+    if (hooks != NULL && hooks->rebalance_cb != NULL) {
+        rd_kafka_conf_set_rebalance_cb(conf, hooks->rebalance_cb);
+    }
+    if (hooks != NULL && hooks->opaque != NULL) {
+        rd_kafka_conf_set_opaque(conf, hooks->opaque);
+    }
+    char kerr[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, kerr, sizeof(kerr));
+    if (rk == NULL) {
+        snprintf(errbuf, errlen, "%s: %s", what, kerr);
+        rd_kafka_conf_destroy(conf); /* still ours on failure */
+    }
+    return rk;
+}

@@ -19,4 +19,24 @@ rd_kafka_conf_t *kconf_build(const struct config *c, const char *brokers,
                              const char *scope, const char *const *base,
                              char *errbuf, size_t errlen);
 
+/* Callbacks and opaque to set before the handle is created; NULL members
+ * are left unset. */
+struct kconf_hooks {
+    void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque);
+    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque);
+    void *opaque;
+};
+
+/* kconf_build() for a producer or consumer, the hooks (may be NULL), then
+ * rd_kafka_new(). Returns the handle (the caller destroys it), or NULL
+ * with kconf_build's message or "producer: ..."/"consumer: ..." in
+ * errbuf; the configuration never leaks. */
+rd_kafka_t *kconf_new(const struct config *c, const char *brokers,
+                      rd_kafka_type_t type, const char *const *base,
+                      const struct kconf_hooks *hooks, char *errbuf,
+                      size_t errlen);
+
 #endif

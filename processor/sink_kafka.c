@@ -115,7 +115,6 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
         "client.id", "cardwatch-sink",
         NULL};
     struct sink_kafka *s = calloc(1, sizeof(*s));
-    rd_kafka_conf_t *conf = NULL;
     char kerr[512];
     if (s == NULL) {
         snprintf(errbuf, errlen, "sink: out of memory");
@@ -124,18 +123,12 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
     s->metrics = metrics;
     s->cb = cb;
     s->cb_arg = cb_arg;
-    conf = kconf_build(c, brokers, "producer", base_props, errbuf, errlen);
-    if (conf == NULL) {
+    const struct kconf_hooks hooks = {.dr_msg_cb = on_delivery, .opaque = s};
+    s->rk = kconf_new(c, brokers, RD_KAFKA_PRODUCER, base_props, &hooks,
+                      errbuf, errlen);
+    if (s->rk == NULL) {
         goto err;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, s);
-    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
-    if (s->rk == NULL) {
-        snprintf(errbuf, errlen, "producer: %s", kerr);
-        goto err; /* conf is still ours on failure */
-    }
-    conf = NULL; /* rd_kafka_new took it */
     s->mainq = rd_kafka_queue_get_main(s->rk);
     s->watch = kafka_loop_watch(base, s->mainq, serve, s, kerr, sizeof(kerr));
     if (s->watch == NULL) {
@@ -151,9 +144,6 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
     event_add(s->tick, &tv);
     return s;
 err:
-    if (conf != NULL) {
-        rd_kafka_conf_destroy(conf);
-    }
     sink_kafka_destroy(s);
     return NULL;
 }

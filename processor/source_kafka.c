@@ -363,7 +363,6 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         "queued.min.messages", "1000000",
         NULL};
     struct source_kafka *s = calloc(1, sizeof(*s));
-    rd_kafka_conf_t *conf = NULL;
     rd_kafka_topic_partition_list_t *sub = NULL;
     char kerr[512];
     if (s == NULL) {
@@ -378,19 +377,13 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
-    conf = kconf_build(o->config, o->brokers, "consumer", props, errbuf,
-                       errlen);
-    if (conf == NULL) {
-        goto err;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, s);
-    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    const struct kconf_hooks hooks = {.rebalance_cb = on_rebalance,
+                                      .opaque = s};
+    s->rk = kconf_new(o->config, o->brokers, RD_KAFKA_CONSUMER, props, &hooks,
+                      errbuf, errlen);
     if (s->rk == NULL) {
-        snprintf(errbuf, errlen, "consumer: %s", kerr);
         goto err;
     }
-    conf = NULL; /* rd_kafka_new took it */
     rd_kafka_poll_set_consumer(s->rk);
     s->q = rd_kafka_queue_get_consumer(s->rk);
     s->watch = kafka_loop_watch(base, s->q, on_queue, s, kerr, sizeof(kerr));
@@ -418,9 +411,6 @@ struct source_kafka *source_kafka_new(struct event_base *base,
     event_add(s->tick, &tv);
     return s;
 err:
-    if (conf != NULL) {
-        rd_kafka_conf_destroy(conf);
-    }
     source_kafka_destroy(s);
     return NULL;
 }

@@ -187,7 +187,6 @@ struct source_range *source_range_new(struct event_base *base,
         "fetch.wait.max.ms", "10",
         NULL};
     struct source_range *s = calloc(1, sizeof(*s));
-    rd_kafka_conf_t *conf = NULL;
     char kerr[512];
     if (s == NULL) {
         snprintf(errbuf, errlen, "source: out of memory");
@@ -201,17 +200,11 @@ struct source_range *source_range_new(struct event_base *base,
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
-    conf = kconf_build(o->config, o->brokers, "consumer", props, errbuf,
-                       errlen);
-    if (conf == NULL) {
-        goto err;
-    }
-    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    s->rk = kconf_new(o->config, o->brokers, RD_KAFKA_CONSUMER, props, NULL,
+                      errbuf, errlen);
     if (s->rk == NULL) {
-        snprintf(errbuf, errlen, "consumer: %s", kerr);
         goto err;
     }
-    conf = NULL; /* rd_kafka_new took it */
     rd_kafka_poll_set_consumer(s->rk);
     s->q = rd_kafka_queue_get_consumer(s->rk);
     s->tick = event_new(base, -1, EV_PERSIST, on_event, s);
@@ -227,9 +220,6 @@ struct source_range *source_range_new(struct event_base *base,
     }
     return s;
 err:
-    if (conf != NULL) {
-        rd_kafka_conf_destroy(conf);
-    }
     source_range_destroy(s);
     return NULL;
 }
