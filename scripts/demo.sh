@@ -45,7 +45,11 @@ trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
 
 topics="cardwatch.alerts.unrouted:4"
 for i in "${ISSUERS[@]}"; do topics+=" cardwatch.alerts.$i:4"; done
-BUILD="$BUILD" STACK_TOPICS="$topics" "$REPO/scripts/stack.sh" up "$DIR/stack"
+# The embedded Kafka keeps ~5 MiB per partition and evicts the oldest:
+# 1,000,000 events of ~100 bytes need more than 16 partitions to stay whole.
+parts=$(( (EVENTS / 40000) + 1 )); (( parts < 16 )) && parts=16
+BUILD="$BUILD" STACK_TOPICS="$topics" STACK_TXN_PARTITIONS=$parts \
+  "$REPO/scripts/stack.sh" up "$DIR/stack"
 
 umask 077
 [[ -s $DIR/fingerprint.key ]] ||

@@ -10,7 +10,8 @@
 # DIR holds pid files, logs, Redis's working dir and DIR/env, a shell file:
 #   REDIS_HOST=127.0.0.1 REDIS_PORT=... REDIS_URL=redis://127.0.0.1:...
 #   KAFKA_BOOTSTRAPS=127.0.0.1:...
-# Topics: cardwatch.transactions:16 and cardwatch.deadletter:4, plus
+# Topics: cardwatch.transactions:16 (STACK_TXN_PARTITIONS) and
+# cardwatch.deadletter:4, plus
 # STACK_TOPICS="name:partitions ...". Other topics are auto-created with 4
 # partitions on first use. The embedded Kafka keeps everything in memory and
 # picks new ports on every start (librdkafka 2.0.2).
@@ -23,7 +24,7 @@ BUILD=${BUILD:-build}
 [[ $BUILD == /* ]] || BUILD="$REPO/$BUILD"
 EMBEDDED_KAFKA=${EMBEDDED_KAFKA:-$BUILD/embedded_kafka}
 TIMEOUT=${STACK_TIMEOUT:-15}
-TOPICS=(cardwatch.transactions:16 cardwatch.deadletter:4)
+TOPICS=("cardwatch.transactions:${STACK_TXN_PARTITIONS:-16}" cardwatch.deadletter:4)
 # shellcheck disable=SC2206 # word splitting intended
 TOPICS+=(${STACK_TOPICS:-})
 
