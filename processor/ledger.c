@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "clock.h"
 #include "log.h"
@@ -19,6 +20,7 @@ struct ledger {
     char prefix[32];
     char ttl[32];
     char maxlen[32];
+    char sha[41]; /* of RMODEL_LUA_RECORD_DELIVERY, for EVALSHA */
     char channel[RMODEL_KEY_MAX];
     uint64_t skipped, recorded;
 };
@@ -33,6 +35,7 @@ struct lreq {
     char severity[16];
     char rules[ALERT_MAX_HITS * (RULE_ID_MAX + 1)]; /* comma list */
     char *json; /* the alert as JSON, for the issuer's feed */
+    int evaled; /* the script was sent in full (after NOSCRIPT) */
     /* copy of the message, kept while the check runs */
     char *topic;
     void *key, *value;
@@ -71,6 +74,18 @@ struct ledger *ledger_new(const struct ledger_opts *o)
     snprintf(l->maxlen, sizeof(l->maxlen), "%d",
              o->feed_max_alerts > 0 ? o->feed_max_alerts : 1000000);
     rmodel_feed_channel(l->channel, l->prefix);
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl = 0;
+    if (!EVP_Digest(RMODEL_LUA_RECORD_DELIVERY,
+                    strlen(RMODEL_LUA_RECORD_DELIVERY), d, &dl, EVP_sha1(),
+                    NULL) ||
+        dl != 20) {
+        free(l);
+        return NULL;
+    }
+    for (unsigned int i = 0; i < dl; i++) {
+        snprintf(l->sha + 2 * i, 3, "%02x", d[i]);
+    }
     return l;
 }
 
@@ -184,11 +199,19 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     return 0;
 }
 
+static void record(struct ledger *l, struct lreq *r);
+
 static void on_recorded(void *arg, const struct redisReply *reply)
 {
     struct lreq *r = arg;
     if (reply == NULL) {
         report(r, -1);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && !r->evaled &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        r->evaled = 1; /* Redis lost its script cache: send it whole */
+        record(r->l, r);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -202,13 +225,12 @@ static void on_recorded(void *arg, const struct redisReply *reply)
     report(r, 0);
 }
 
-void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
+/* Runs the delivery script for r: EVALSHA, or the whole script with EVAL
+ * once Redis said NOSCRIPT (a restart emptied its script cache). One
+ * alert's worth of keys and arguments; the script is ~1.2 KB that need
+ * not travel (nor be hashed by Redis) with every alert. */
+static void record(struct ledger *l, struct lreq *r)
 {
-    struct lreq *r = opaque;
-    if (err != 0 || r->passthrough) {
-        report(r, err);
-        return;
-    }
     char dkey[RMODEL_KEY_MAX], akey[RMODEL_KEY_MAX], fkey[RMODEL_KEY_MAX],
         skey[RMODEL_KEY_MAX], minid[32];
     const char *who = r->issuer[0] ? r->issuer : "unrouted";
@@ -219,10 +241,11 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
     snprintf(minid, sizeof(minid), "%lld",
              (long long)(clock_wall_ms() -
                          (int64_t)l->o.feed_retention_days * 86400000));
-    const char *argv[] = {"EVAL", RMODEL_LUA_RECORD_DELIVERY, "4", dkey,
-                          akey, fkey, skey, r->issuer, r->alert_id, r->json,
-                          l->ttl, l->maxlen, minid, r->severity, r->rules,
-                          l->channel};
+    const char *argv[] = {r->evaled ? "EVAL" : "EVALSHA",
+                          r->evaled ? RMODEL_LUA_RECORD_DELIVERY : l->sha,
+                          "4", dkey, akey, fkey, skey, r->issuer,
+                          r->alert_id, r->json, l->ttl, l->maxlen, minid,
+                          r->severity, r->rules, l->channel};
     size_t lens[16];
     for (int i = 0; i < 16; i++) {
         lens[i] = strlen(argv[i]);
@@ -232,6 +255,16 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
                  r->alert_id);
         report(r, 0);
     }
+}
+
+void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
+{
+    struct lreq *r = opaque;
+    if (err != 0 || r->passthrough) {
+        report(r, err);
+        return;
+    }
+    record(l, r);
 }
 
 uint64_t ledger_skipped(const struct ledger *l)
