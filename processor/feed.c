@@ -94,6 +94,9 @@ struct fctx {
     /* long poll and stream */
     struct feed_cursor cursor;
     int limit;
+    int newest; /* order=newest: XREVRANGE below before (or the end) */
+    int has_before;
+    struct feed_cursor before;
     int querying, dirty, expired;
     int gone;          /* the client closed its end */
     int writing, more; /* stream: a chunk in the socket buffer */
@@ -619,7 +622,9 @@ static int entry_parse(const redisReply *e, struct feed_cursor *id,
     return 0;
 }
 
-/* Answers a list request with the entries of r (NULL = none). */
+/* Answers a list request with the entries of r (NULL = none). "next"
+ * is the cursor to go on from: the last entry's (after= for the oldest
+ * order, before= for the newest), else where the request started. */
 static void reply_list(struct fctx *x, const redisReply *r)
 {
     struct evbuffer *b = evbuffer_new();
@@ -648,6 +653,9 @@ static void reply_list(struct fctx *x, const redisReply *r)
         }
         evbuffer_add(b, "}", 1);
         first = 0;
+    }
+    if (x->newest && first) { /* nothing older: page back from before */
+        x->cursor = x->before;
     }
     feed_cursor_format(&x->cursor, cur, sizeof(cur));
     evbuffer_add_printf(b, "],\"next\":\"%s\"}", cur);
@@ -773,6 +781,17 @@ static void query_list(struct fctx *x)
     snprintf(count, sizeof(count), "%d",
              x->kind == C_SSE ? SSE_BATCH : x->limit);
     const char *argv[] = {"XRANGE", s->fkey, start, "+", "COUNT", count};
+    char end[FEED_CURSOR_SIZE + 1];
+    if (x->newest) { /* XREVRANGE key end start: newest first */
+        snprintf(end, sizeof(end), "+");
+        if (x->has_before) {
+            end[0] = '(';
+            feed_cursor_format(&x->before, end + 1, sizeof(end) - 1);
+        }
+        argv[0] = "XREVRANGE";
+        argv[2] = end;
+        argv[3] = start;
+    }
     x->querying = 1;
     if (redis_cmd(x, on_list, 6, argv) != 0) {
         x->querying = 0;
@@ -1148,6 +1167,14 @@ static void handle_list(struct fctx *x, const char *query)
     }
     x->cursor = p.after;
     x->limit = p.limit;
+    x->newest = p.newest;
+    x->has_before = p.has_before;
+    x->before = p.before;
+    if (x->newest && x->has_before && x->before.ms == 0 &&
+        x->before.seq == 0) {
+        reply_list(x, NULL); /* nothing is before 0-0 (Redis refuses "(0-0") */
+        return;
+    }
     if (p.wait_s > 0) {
         x->kind = C_POLL;
         struct timeval tv = {p.wait_s, 0};
@@ -1708,6 +1735,7 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
         .prefix = c->redis_prefix,
         .key_id = "",
         .timeout_ms = c->redis_timeout_ms,
+        .while_down = "the feed answers 503",
     };
     f->x = exposure_new(base, &xo, errbuf, errlen);
     if (f->x == NULL) {

@@ -387,7 +387,8 @@ static long url_decode(const char *s, size_t n, char *out, size_t cap)
 int feed_params_parse(const char *q, int max_wait_s, int stream,
                       struct feed_params *p, char *err, size_t errlen)
 {
-    int seen_after = 0, seen_limit = 0, seen_wait = 0;
+    int seen_after = 0, seen_limit = 0, seen_wait = 0, seen_order = 0,
+        seen_before = 0;
     memset(p, 0, sizeof(*p));
     p->limit = FEED_LIMIT_DEFAULT;
     if (q == NULL) {
@@ -419,11 +420,15 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
             seen = &seen_limit;
         } else if (!stream && strcmp(key, "wait") == 0) {
             seen = &seen_wait;
+        } else if (!stream && strcmp(key, "order") == 0) {
+            seen = &seen_order;
+        } else if (!stream && strcmp(key, "before") == 0) {
+            seen = &seen_before;
         } else {
             ascii_only(key);
             text_errf(err, errlen, "unknown query parameter '%s' (%s)", key,
                       stream ? "the stream takes after"
-                             : "use after, limit, wait");
+                             : "use after, limit, wait, order, before");
             return -1;
         }
         if (*seen) {
@@ -439,6 +444,21 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
                 return -1;
             }
             p->has_after = 1;
+        } else if (seen == &seen_before) {
+            if (vl <= 0 || feed_cursor_parse(val, (size_t)vl, &p->before) != 0) {
+                text_errf(err, errlen,
+                          "before must be a cursor \"<ms>-<seq>\" "
+                          "as the feed returned it");
+                return -1;
+            }
+            p->has_before = 1;
+        } else if (seen == &seen_order) {
+            if (vl == 6 && memcmp(val, "newest", 6) == 0) {
+                p->newest = 1;
+            } else if (vl != 6 || memcmp(val, "oldest", 6) != 0) {
+                text_errf(err, errlen, "order must be oldest or newest");
+                return -1;
+            }
         } else {
             uint64_t v = 0;
             int lo = seen == &seen_limit ? 1 : 0;
@@ -462,6 +482,16 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
         if (*s == '&') {
             s++;
         }
+    }
+    if (p->has_before && !p->newest) {
+        text_errf(err, errlen, "before pages back: use it with order=newest");
+        return -1;
+    }
+    if (p->newest && p->wait_s > 0) {
+        text_errf(err, errlen,
+                  "order=newest answers at once: wait follows new alerts "
+                  "with after (the oldest order)");
+        return -1;
     }
     return 0;
 }

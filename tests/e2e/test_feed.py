@@ -1070,6 +1070,88 @@ def test_stream_resumes_without_loss_or_repeat():
     print(f"    {total} alerts over {reconnects} stream connections")
 
 
+def test_newest_first_pages_back_and_then_follows():
+    """GET /v1/alerts?order=newest: the newest alerts first, paged back with
+    before= to the oldest, bounded below by after=, each issuer its own;
+    the first page's newest cursor then follows new alerts with after=."""
+    r = h.Redis()
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
+    beta = TokenIssuer("beta", "FR", ["510000-510099"], token=_token())
+    gamma = TokenIssuer("gamma", "DE", ["520000-520099"], token=_token())
+    feed = Feed(_redis_only_ini(r, [alpha, beta, gamma]))
+    store = Store(r)
+    mk = CardMaker(17)
+    apans, bpans = mk.cards("400002", 3), mk.cards("510002", 2)
+    for i in range(250):
+        store.record("alpha", store.synthetic("alpha", apans[i % 3]))
+        if i % 8 == 0:
+            store.record("beta", store.synthetic("beta", bpans[i % 2]))
+    want = {iss: [(sid, aid) for sid, aid, _a in _stream(r, iss)][::-1]
+            for iss in ("alpha", "beta")}
+    assert len(want["alpha"]) == 250 and len(want["beta"]) == 32
+
+    def page(tok, q):
+        body = feed.json("GET", "/v1/alerts?order=newest" + q, tok)
+        assert set(body) == {"alerts", "next"}, body.keys()
+        return [(g["cursor"], g["alert"]["alert_id"]) for g in body["alerts"]], body["next"]
+
+    # one page holds all; its next is the oldest cursor
+    got, nxt = page(alpha.token, "&limit=1000")
+    assert got == want["alpha"], "order=newest is not the feed newest first"
+    assert nxt == want["alpha"][-1][0]
+    # the default limit (100), then paging back with before= to the start
+    for tok, iss, limit in ((alpha.token, "alpha", 37), (alpha.token, "alpha", 1),
+                            (beta.token, "beta", 100)):
+        got, before, pages = [], None, 0
+        while True:
+            q = f"&limit={limit}" + (f"&before={before}" if before else "")
+            items, nxt = page(tok, q)
+            pages += 1
+            if not items:
+                assert nxt == before, (nxt, before)
+                break
+            assert len(items) <= limit
+            assert nxt == items[-1][0]
+            got.extend(items)
+            before = nxt
+        assert got == want[iss], f"{iss}: paging back lost, repeated or reordered alerts"
+        assert pages == -(-len(want[iss]) // limit) + 1, (iss, limit, pages)
+    items, _n = page(alpha.token, "")
+    assert items == want["alpha"][:100]
+    # after bounds it below; before and after together give a range
+    mid = want["alpha"][100][0]
+    items, _n = page(alpha.token, f"&after={mid}&limit=1000")
+    assert items == want["alpha"][:100]
+    items, _n = page(alpha.token, f"&before={want['alpha'][10][0]}&after={mid}&limit=1000")
+    assert items == want["alpha"][11:100]
+    # edges: nothing before 0-0, everything before the largest cursor,
+    # an issuer without alerts, a range that is empty
+    assert page(alpha.token, "&before=0-0") == ([], "0-0")
+    assert page(alpha.token, "&before=18446744073709551615-0&limit=3")[0] == want["alpha"][:3]
+    assert page(gamma.token, "") == ([], "0-0")
+    assert page(alpha.token, f"&before={mid}&after={mid}")[0] == []
+    # order=oldest is the default order
+    assert feed.json("GET", "/v1/alerts?order=oldest&limit=1000", alpha.token)["alerts"] == \
+        feed.json("GET", "/v1/alerts?limit=1000", alpha.token)["alerts"]
+    # what cannot be asked
+    for q in ("order=newest&wait=1", "before=5-0", "order=oldest&before=5-0", "order=new",
+              "order=newest&before=abc", "order=newest&order=oldest"):
+        st, _hd, data = feed.request("GET", f"/v1/alerts?{q}", alpha.token)
+        assert st == 400 and "error" in json.loads(data), (q, st, data)
+    st, _hd, _d = feed.request("GET", "/v1/alerts/stream?order=newest", alpha.token)
+    assert st == 400
+    # the newest cursor follows: a long poll from it gets the next alert only
+    newest = page(alpha.token, "&limit=1")[0][0][0]
+    poll = LongPoll(feed, alpha.token, newest, wait=20)
+    h.wait_until(lambda: feed.waiting("long_poll") == 1, 10, "the long poll waiting")
+    doc = store.synthetic("alpha", apans[0])
+    store.record("alpha", doc)
+    st, body = poll.get(15)
+    assert st == 200, body
+    assert [g["alert"]["alert_id"] for g in body["alerts"]] == [doc["alert_id"]]
+    feed.stop()
+
+
 def test_outcomes_and_retired_cards_through_kafka():
     """Outcomes round trip (201, 200 for the same again, 409 for another),
     feed the statistics and per-rule precision (/v1/stats and /metrics),

@@ -288,3 +288,60 @@ def test_triage_page_in_chromium():
                    test_s=round(time.monotonic() - t_start, 2))
     (ARTIFACTS / "triage-result.json").write_text(json.dumps(
         dict(result, timings=timings, page_bytes=len(body), csp=csp), indent=2) + "\n")
+
+
+def _list_in_browser(url, token):
+    """Signs in with tests/browser/triage_list.mjs: (row ids top to bottom,
+    the page's /v1/alerts requests, ms from sign-in to the loaded list)."""
+    node = h.spawn(["node", BROWSER_DIR / "triage_list.mjs", url, token], name="triage-list",
+                   cwd=BROWSER_DIR, stdout=subprocess.PIPE, extra_env={"CHROMIUM": CHROMIUM})
+    out = node.popen.stdout.read().decode(errors="replace").splitlines()
+    rc = node.wait(60)
+    res = [json.loads(x[len("RESULT "):]) for x in out if x.startswith("RESULT ")]
+    assert rc == 0 and res, f"triage_list.mjs failed (exit {rc}): {node.log_text(20)}"
+    return res[0]["rows"], res[0]["requests"], res[0]["ms"]
+
+
+def test_triage_page_loads_a_large_feed_newest_first():
+    """An issuer with thousands of alerts: the page asks for the newest
+    first (order=newest, paging back with before=) and stops at 30 days
+    or 5,000 alerts, instead of reading the feed from its start; then it
+    follows new alerts from the newest cursor."""
+    _need_browser()
+    from test_feed import PREFIX, Feed, Store, _redis_only_ini, _stream
+    from test_feed import TokenIssuer as FeedIssuer
+    r = h.Redis()
+    alpha = FeedIssuer("alpha", "GB", ["400000-400099"], token=secrets.token_urlsafe(32))
+    feed = Feed(_redis_only_ini(r, [alpha]))
+    url = f"http://127.0.0.1:{feed.port}/"
+    store = Store(r)
+    pans = CardMaker(4242).cards("400003", 4)
+    # 40 alerts stored 40 days ago (stream ids are storage times), then 1,200 now
+    old_ms = cw.wall_ms() - 40 * 86_400_000
+    key = f"{PREFIX}:feed:alpha"
+    for i in range(40):
+        doc = store.synthetic("alpha", pans[i % 4])
+        r.call("XADD", key, f"{old_ms}-{i}", "alert_id", doc["alert_id"],
+               "alert", json.dumps(doc, separators=(",", ":")))
+    for i in range(1200):
+        store.record("alpha", store.synthetic("alpha", pans[i % 4]))
+    want = [aid for _sid, aid, _a in _stream(r, "alpha")][::-1]
+    rows, reqs, ms = _list_in_browser(url, alpha.token)
+    assert rows == want[:1200], f"the page shows {len(rows)} rows, not the 1,200 of the last 30 days"
+    loads = [q for q in reqs if "wait=" not in q]
+    assert loads and all("order=newest" in q for q in loads), loads
+    assert len(loads) == 2, loads   # 1,000 + the 240 that reach back past 30 days
+    print(f"    1,200 recent + 40 old alerts: {len(loads)} requests, {ms} ms to the list")
+    # over 5,000 recent alerts: the newest 5,000, and nothing older is read
+    for i in range(4800):
+        store.record("alpha", store.synthetic("alpha", pans[i % 4]))
+    want = [aid for _sid, aid, _a in _stream(r, "alpha")][::-1]
+    rows, reqs, ms = _list_in_browser(url, alpha.token)
+    assert rows == want[:5000], f"the page shows {len(rows)} rows, not the newest 5,000"
+    loads = [q for q in reqs if "wait=" not in q]
+    assert len(loads) == 5 and all("order=newest" in q for q in loads), loads
+    newest = _stream(r, "alpha")[-1][0]
+    polls = [q for q in reqs if "wait=" in q]
+    assert polls and f"after={newest}&" in polls[0] + "&", (polls, newest)
+    print(f"    6,040 alerts: the newest 5,000 in {len(loads)} requests, {ms} ms to the list")
+    feed.stop()

@@ -227,6 +227,21 @@ static void test_params(void **state)
     assert_true(p.after.ms == 7 && p.after.seq == 3 && p.limit == 1);
     assert_int_equal(feed_params_parse("wait=0", 60, 0, &p, err, sizeof(err)),
                      0);
+    assert_int_equal(p.newest, 0);
+    /* newest first, paging back with before, bounded below by after */
+    assert_int_equal(feed_params_parse("order=newest&before=9-2&after=3-0", 60,
+                                       0, &p, err, sizeof(err)),
+                     0);
+    assert_true(p.newest && p.has_before && p.before.ms == 9 &&
+                p.before.seq == 2 && p.has_after && p.after.ms == 3);
+    assert_int_equal(feed_params_parse("order=newest&wait=0", 60, 0, &p, err,
+                                       sizeof(err)),
+                     0);
+    assert_true(p.newest && !p.has_before);
+    assert_int_equal(feed_params_parse("order=oldest&wait=5", 60, 0, &p, err,
+                                       sizeof(err)),
+                     0);
+    assert_true(!p.newest && p.wait_s == 5);
 
     struct {
         const char *q;
@@ -248,6 +263,17 @@ static void test_params(void **state)
         {"limit=5", 1, "unknown query parameter 'limit'"},
         {"x%0a=1", 0, "unknown query parameter 'x?'"},
         {"after=%zz", 0, "after must be a cursor"},
+        {"order=", 0, "order must be oldest or newest"},
+        {"order=NEWEST", 0, "order must be oldest or newest"},
+        {"order=newest1", 0, "order must be oldest or newest"},
+        {"order=newest&order=newest", 0, "'order' given twice"},
+        {"before=5-0", 0, "use it with order=newest"},
+        {"before=5-0&order=oldest", 0, "use it with order=newest"},
+        {"order=newest&before=x", 0, "before must be a cursor"},
+        {"order=newest&before=", 0, "before must be a cursor"},
+        {"order=newest&wait=1", 0, "order=newest answers at once"},
+        {"order=newest", 1, "unknown query parameter 'order'"},
+        {"before=1-0", 1, "unknown query parameter 'before'"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (feed_params_parse(bad[i].q, 60, bad[i].stream, &p, err,
