@@ -921,6 +921,7 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         .metrics = r.metrics,
         .on_state = cb_redis_state,
         .state_arg = &r,
+        .while_down = "the replay pauses",
     };
     r.exposure = exposure_new(r.base, &xo, err, sizeof(err));
     if (r.exposure == NULL) {

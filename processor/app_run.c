@@ -484,6 +484,7 @@ int app_run(const struct config *c, const struct run_opts *o)
         .metrics = a.metrics,
         .on_state = cb_redis_state,
         .state_arg = &a,
+        .while_down = "intake pauses",
     };
     a.exposure = exposure_new(a.base, &xo, err, sizeof(err));
     if (a.exposure == NULL) {

@@ -71,6 +71,7 @@ struct exposure {
     struct metrics *metrics;
     exposure_state_cb on_state;
     void *state_arg;
+    const char *while_down;
     int reported_up;
     struct xreq *head, *tail; /* all pending, in issue order */
     size_t n_pending;
@@ -114,8 +115,9 @@ static void schedule_reconnect(struct exposure *x)
 static void conn_lost(struct exposure *x, const char *why)
 {
     if (x->state == CONN_UP) {
-        log_warn(MOD, "Redis %s:%d lost (%s); intake pauses, lookups will "
-                 "be re-sent", x->host, x->port, why);
+        log_warn(MOD, "Redis %s:%d lost (%s); %s, commands will be "
+                 "re-sent after the reconnect", x->host, x->port, why,
+                 x->while_down);
     } else {
         log_debug(MOD, "Redis %s:%d not reachable (%s)", x->host, x->port,
                   why);
@@ -645,6 +647,7 @@ struct exposure *exposure_new(struct event_base *base,
     snprintf(x->prefix, sizeof(x->prefix), "%s", o->prefix);
     snprintf(x->kid, sizeof(x->kid), "%s", o->key_id);
     x->timeout_ms = o->timeout_ms;
+    x->while_down = o->while_down ? o->while_down : "commands wait";
     x->metrics = o->metrics;
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;

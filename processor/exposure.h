@@ -51,6 +51,9 @@ struct exposure_opts {
     const char *prefix; /* key namespace */
     const char *key_id; /* fingerprint key id */
     int timeout_ms;     /* connect and answer timeout */
+    /* What a lost connection means to the user, for the log line (e.g.
+     * "intake pauses"); NULL = "commands wait". Not copied: a literal. */
+    const char *while_down;
     struct metrics *metrics;  /* may be NULL */
     exposure_state_cb on_state;
     void *state_arg;
