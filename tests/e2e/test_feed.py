@@ -245,6 +245,10 @@ class SSE:
         self.closed = False
         self.everything = b""  # all body bytes, for the card-number scan
         feed.seen.append((self.status, self.headers, self))
+        # events that came in the same read as the headers (a slow client
+        # gets the headers, the preamble and the first events at once)
+        self._dechunk()
+        self._parse(time.monotonic())
 
     def _dechunk(self):
         if not self.chunked:
