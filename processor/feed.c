@@ -97,6 +97,12 @@ struct fctx {
     int newest; /* order=newest: XREVRANGE below before (or the end) */
     int has_before;
     struct feed_cursor before;
+    /* include=outcome: the items collected while their outcomes are read */
+    int outcomes;
+    struct evbuffer *items; /* each item without its closing brace */
+    size_t n_items;
+    size_t *ends;               /* end offset of each item in items */
+    char (*ids)[ALERT_ID_SIZE]; /* alert id of each item ("" unknown) */
     int querying, dirty, expired;
     int gone;          /* the client closed its end */
     int writing, more; /* stream: a chunk in the socket buffer */
@@ -331,6 +337,19 @@ static struct fctx *ctx_new(struct feed *f, struct evhttp_request *req)
     return x;
 }
 
+static void list_free(struct fctx *x)
+{
+    if (x->items != NULL) {
+        evbuffer_free(x->items);
+    }
+    free(x->ends);
+    free(x->ids);
+    x->items = NULL;
+    x->ends = NULL;
+    x->ids = NULL;
+    x->n_items = 0;
+}
+
 static void ctx_maybe_free(struct fctx *x)
 {
     if (x->req != NULL || x->redis_pending) {
@@ -349,6 +368,7 @@ static void ctx_maybe_free(struct fctx *x)
     if (x->closed != NULL) {
         event_free(x->closed);
     }
+    list_free(x);
     free(x->note);
     free(x);
 }
@@ -540,13 +560,10 @@ static void reply_405(struct fctx *x, const char *allow)
 
 /* ---- Redis commands ---- */
 
-static int redis_cmd(struct fctx *x, exposure_reply_cb cb, int argc,
-                     const char *const *argv)
+/* Sends argv (lens: the argument lengths) for x; cb answers it. */
+static int redis_cmd_lens(struct fctx *x, exposure_reply_cb cb, int argc,
+                          const char *const *argv, const size_t *lens)
 {
-    size_t lens[16];
-    for (int i = 0; i < argc; i++) {
-        lens[i] = strlen(argv[i]);
-    }
     if (exposure_command(x->f->x, argc, argv, lens, cb, x) != 0) {
         return -1;
     }
@@ -557,6 +574,17 @@ static int redis_cmd(struct fctx *x, exposure_reply_cb cb, int argc,
         evtimer_add(x->timer, &tv);
     }
     return 0;
+}
+
+/* redis_cmd_lens for at most 16 NUL-terminated arguments. */
+static int redis_cmd(struct fctx *x, exposure_reply_cb cb, int argc,
+                     const char *const *argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    return redis_cmd_lens(x, cb, argc, argv, lens);
 }
 
 /* The start of a Redis callback: 1 when the request still wants the
@@ -596,10 +624,11 @@ static int redis_answer(struct fctx *x, const redisReply *r)
 
 /* ---- alert lists (long poll and stream) ---- */
 
-/* Reads one XRANGE entry: its id and its "alert" field (NULL when
- * missing). Returns 0, or -1 for an entry of another shape. */
+/* Reads one XRANGE entry: its id, its "alert" field (NULL when missing)
+ * and, when aid is not NULL, its "alert_id" field (NULL when missing or
+ * not an alert id). Returns 0, or -1 for an entry of another shape. */
 static int entry_parse(const redisReply *e, struct feed_cursor *id,
-                       const char **json, size_t *jlen)
+                       const char **json, size_t *jlen, const char **aid)
 {
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
@@ -610,8 +639,17 @@ static int entry_parse(const redisReply *e, struct feed_cursor *id,
     const redisReply *fv = e->element[1];
     *json = NULL;
     *jlen = 0;
+    if (aid != NULL) {
+        *aid = NULL;
+    }
     for (size_t i = 0; i + 1 < fv->elements; i += 2) {
         const redisReply *k = fv->element[i], *v = fv->element[i + 1];
+        if (aid != NULL && k->type == REDIS_REPLY_STRING && k->len == 8 &&
+            memcmp(k->str, "alert_id", 8) == 0 &&
+            v->type == REDIS_REPLY_STRING &&
+            feed_alert_id_valid(v->str, v->len)) {
+            *aid = v->str;
+        }
         if (k->type == REDIS_REPLY_STRING && k->len == 5 &&
             memcmp(k->str, "alert", 5) == 0 && v->type == REDIS_REPLY_STRING &&
             v->len >= 2 && v->str[0] == '{' && v->str[v->len - 1] == '}') {
@@ -622,45 +660,170 @@ static int entry_parse(const redisReply *e, struct feed_cursor *id,
     return 0;
 }
 
-/* Answers a list request with the entries of r (NULL = none). "next"
- * is the cursor to go on from: the last entry's (after= for the oldest
- * order, before= for the newest), else where the request started. */
-static void reply_list(struct fctx *x, const redisReply *r)
+/* Collects the entries of r (NULL = none) into x->items, each item
+ * '{"cursor":"..","alert":{..}' without its closing brace, with its end
+ * offset and alert id; x->cursor becomes the last entry's id. Returns 0,
+ * or -1 when out of memory. */
+static int list_collect(struct fctx *x, const redisReply *r)
 {
-    struct evbuffer *b = evbuffer_new();
+    size_t cap = r != NULL && r->elements > 0 ? r->elements : 1;
     char cur[FEED_CURSOR_SIZE];
-    int first = 1;
-    if (b == NULL) {
-        reply_text(x, 500, "{\"error\":\"out of memory\"}");
-        return;
+    x->items = evbuffer_new();
+    x->ends = calloc(cap, sizeof(*x->ends));
+    x->ids = calloc(cap, sizeof(*x->ids));
+    x->n_items = 0;
+    if (x->items == NULL || x->ends == NULL || x->ids == NULL) {
+        return -1;
     }
-    evbuffer_add(b, "{\"alerts\":[", 11);
     for (size_t i = 0; r != NULL && i < r->elements; i++) {
         struct feed_cursor id;
-        const char *json;
+        const char *json, *aid;
         size_t jl;
-        if (entry_parse(r->element[i], &id, &json, &jl) != 0) {
+        if (entry_parse(r->element[i], &id, &json, &jl, &aid) != 0) {
             continue;
         }
         x->cursor = id;
         feed_cursor_format(&id, cur, sizeof(cur));
-        evbuffer_add_printf(
-            b, "%s{\"cursor\":\"%s\",\"alert\":", first ? "" : ",", cur);
+        evbuffer_add_printf(x->items, "{\"cursor\":\"%s\",\"alert\":", cur);
         if (json != NULL) {
-            evbuffer_add(b, json, jl);
+            evbuffer_add(x->items, json, jl);
         } else {
-            evbuffer_add(b, "null", 4);
+            evbuffer_add(x->items, "null", 4);
+        }
+        x->ends[x->n_items] = evbuffer_get_length(x->items);
+        if (aid != NULL) {
+            memcpy(x->ids[x->n_items], aid, ALERT_ID_SIZE - 1);
+        }
+        x->n_items++;
+    }
+    return 0;
+}
+
+/* Answers with the collected items; with include=outcome each gets its
+ * outcome from o (RMODEL_LUA_OUTCOMES' answer; NULL or a missing or
+ * unknown value = null). "next" is the cursor to go on from: the last
+ * item's (after= for the oldest order, before= for the newest), else
+ * where the request started. */
+static void list_send(struct fctx *x, const redisReply *o)
+{
+    struct evbuffer *b = evbuffer_new();
+    char cur[FEED_CURSOR_SIZE];
+    if (b == NULL) {
+        list_free(x);
+        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    evbuffer_add(b, "{\"alerts\":[", 11);
+    size_t at = 0;
+    for (size_t i = 0; i < x->n_items; i++) {
+        if (i > 0) {
+            evbuffer_add(b, ",", 1);
+        }
+        evbuffer_remove_buffer(x->items, b, x->ends[i] - at);
+        at = x->ends[i];
+        if (x->outcomes) {
+            enum feed_outcome oc;
+            const redisReply *e =
+                o != NULL && i < o->elements ? o->element[i] : NULL;
+            if (e != NULL && e->type == REDIS_REPLY_STRING &&
+                feed_outcome_parse(e->str, e->len, &oc) == 0) {
+                evbuffer_add_printf(b, ",\"outcome\":\"%s\"",
+                                    feed_outcome_name(oc));
+            } else {
+                evbuffer_add(b, ",\"outcome\":null", 15);
+            }
         }
         evbuffer_add(b, "}", 1);
-        first = 0;
     }
-    if (x->newest && first) { /* nothing older: page back from before */
+    if (x->newest && x->n_items == 0) { /* nothing older: from before */
         x->cursor = x->before;
     }
+    list_free(x);
     feed_cursor_format(&x->cursor, cur, sizeof(cur));
     evbuffer_add_printf(b, "],\"next\":\"%s\"}", cur);
     reply_buf(x, 200, "application/json", b);
     evbuffer_free(b);
+}
+
+static void on_outcomes(void *arg, const redisReply *r)
+{
+    struct fctx *x = arg;
+    x->querying = 0;
+    if (!redis_answer(x, r)) {
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        log_warn(MOD, "the outcomes script answered type %d", r->type);
+        list_free(x);
+        reply_error(x, 500, "internal error");
+        return;
+    }
+    list_send(x, r);
+}
+
+/* Reads the outcomes of the collected items (one script call). Returns
+ * 0 (on_outcomes answers), or -1 when out of memory. */
+static int outcomes_query(struct fctx *x)
+{
+    size_t n = x->n_items, argc = 3 + n;
+    const char **argv = calloc(argc, sizeof(*argv));
+    size_t *lens = calloc(argc, sizeof(*lens));
+    char *keys = malloc(n * RMODEL_KEY_MAX);
+    char nk[24];
+    int rc = -1;
+    if (argv == NULL || lens == NULL || keys == NULL) {
+        goto out;
+    }
+    snprintf(nk, sizeof(nk), "%zu", n);
+    argv[0] = "EVAL";
+    argv[1] = RMODEL_LUA_OUTCOMES;
+    argv[2] = nk;
+    for (size_t i = 0; i < n; i++) {
+        char *k = keys + i * RMODEL_KEY_MAX;
+        int kl = rmodel_alert_key(k, x->f->c->redis_prefix, x->ids[i]);
+        if (kl < 0) {
+            goto out;
+        }
+        argv[3 + i] = k;
+        lens[3 + i] = (size_t)kl;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    x->querying = 1; /* a long poll's deadline waits for it */
+    rc = redis_cmd_lens(x, on_outcomes, (int)argc, argv, lens);
+    if (rc != 0) {
+        x->querying = 0;
+    }
+out:
+    free(argv);
+    free(lens);
+    free(keys);
+    return rc;
+}
+
+/* Answers a list request with the entries of r (NULL = none), with their
+ * outcomes when asked (after one more Redis call). While that call runs
+ * the items are collected already: an answer forced meanwhile (the client
+ * left, shutdown) sends them without outcomes. */
+static void reply_list(struct fctx *x, const redisReply *r)
+{
+    if (x->items == NULL) {
+        if (list_collect(x, r) != 0) {
+            list_free(x);
+            reply_text(x, 500, "{\"error\":\"out of memory\"}");
+            return;
+        }
+        if (x->outcomes && x->n_items > 0 && !x->gone && !x->f->stopping) {
+            if (outcomes_query(x) == 0) {
+                return;
+            }
+            list_free(x);
+            reply_text(x, 500, "{\"error\":\"out of memory\"}");
+            return;
+        }
+    }
+    list_send(x, NULL);
 }
 
 static void stream_end(struct fctx *x)
@@ -721,7 +884,7 @@ static void stream_got(struct fctx *x, const redisReply *r)
         struct feed_cursor id;
         const char *json;
         size_t jl;
-        if (entry_parse(r->element[i], &id, &json, &jl) != 0) {
+        if (entry_parse(r->element[i], &id, &json, &jl, NULL) != 0) {
             continue;
         }
         x->cursor = id;
@@ -895,7 +1058,7 @@ static void on_check(void *arg, const redisReply *r)
     const char *json;
     size_t jl;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        entry_parse(r->element[0], &last, &json, &jl) == 0) {
+        entry_parse(r->element[0], &last, &json, &jl, NULL) == 0) {
         struct fctx *next;
         for (struct fctx *w = s->head; w != NULL; w = next) {
             next = w->wnext;
@@ -1170,6 +1333,7 @@ static void handle_list(struct fctx *x, const char *query)
     x->newest = p.newest;
     x->has_before = p.has_before;
     x->before = p.before;
+    x->outcomes = p.outcomes;
     if (x->newest && x->has_before && x->before.ms == 0 &&
         x->before.seq == 0) {
         reply_list(x, NULL); /* nothing is before 0-0 (Redis refuses "(0-0") */

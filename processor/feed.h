@@ -8,6 +8,8 @@
  *   GET  /v1/alerts?after=C&limit=N&wait=S  alerts after cursor C, oldest
  *                                           first; with wait, a long poll
  *   GET  /v1/alerts?order=newest&before=C   newest first, paging back
+ *                                           (include=outcome: with each
+ *                                           alert's outcome, both orders)
  *   GET  /v1/alerts/stream                  Server-Sent Events (resumes
  *                                           after Last-Event-ID or ?after=)
  *   GET  /v1/alerts/{id}                    one alert and its outcome

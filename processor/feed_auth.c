@@ -388,7 +388,7 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
                       struct feed_params *p, char *err, size_t errlen)
 {
     int seen_after = 0, seen_limit = 0, seen_wait = 0, seen_order = 0,
-        seen_before = 0;
+        seen_before = 0, seen_include = 0;
     memset(p, 0, sizeof(*p));
     p->limit = FEED_LIMIT_DEFAULT;
     if (q == NULL) {
@@ -424,11 +424,14 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
             seen = &seen_order;
         } else if (!stream && strcmp(key, "before") == 0) {
             seen = &seen_before;
+        } else if (!stream && strcmp(key, "include") == 0) {
+            seen = &seen_include;
         } else {
             ascii_only(key);
             text_errf(err, errlen, "unknown query parameter '%s' (%s)", key,
                       stream ? "the stream takes after"
-                             : "use after, limit, wait, order, before");
+                             : "use after, limit, wait, order, before, "
+                               "include");
             return -1;
         }
         if (*seen) {
@@ -452,6 +455,12 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
                 return -1;
             }
             p->has_before = 1;
+        } else if (seen == &seen_include) {
+            if (vl != 7 || memcmp(val, "outcome", 7) != 0) {
+                text_errf(err, errlen, "include must be outcome");
+                return -1;
+            }
+            p->outcomes = 1;
         } else if (seen == &seen_order) {
             if (vl == 6 && memcmp(val, "newest", 6) == 0) {
                 p->newest = 1;

@@ -112,12 +112,13 @@ struct feed_params {
     int newest; /* order=newest: newest first (never with wait) */
     struct feed_cursor before; /* with newest: only entries before it */
     int has_before;
+    int outcomes; /* include=outcome: each item carries its outcome */
 };
 
 /* Parses the raw query string q (NULL or "" = none; %XX and '+' decoded)
- * into p. Accepted keys: after, limit, wait, order (oldest | newest) and
- * before (only with order=newest, which cannot wait); the stream takes
- * after only; each key at most once. Returns 0, or -1 with a message for
+ * into p. Accepted keys: after, limit, wait, order (oldest | newest),
+ * before (only with order=newest, which cannot wait) and include
+ * (outcome); the stream takes after only; each key at most once. Returns 0, or -1 with a message for
  * the client in err (e.g. "limit must be 1 to 1000"). */
 int feed_params_parse(const char *q, int max_wait_s, int stream,
                       struct feed_params *p, char *err, size_t errlen);

@@ -58,6 +58,13 @@ const char RMODEL_LUA_RECORD_DELIVERY[] =
     "redis.call('PUBLISH', ARGV[9], ARGV[1])\n"
     "return 1\n";
 
+const char RMODEL_LUA_OUTCOMES[] =
+    "local out = {}\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  out[i] = redis.call('HGET', k, 'outcome') or ''\n"
+    "end\n"
+    "return out\n";
+
 const char RMODEL_LUA_OUTCOME[] =
     "local iss = redis.call('HGET', KEYS[1], 'issuer')\n"
     "if iss ~= ARGV[1] then return {404, ''} end\n"

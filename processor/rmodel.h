@@ -84,6 +84,10 @@ extern const char RMODEL_LUA_RECORD_DELIVERY[];
  * recorded now (and counted, and the card retired when asked). */
 extern const char RMODEL_LUA_OUTCOME[];
 
+/* Lua: the outcomes of alerts. KEYS: alert keys. Returns one string per
+ * key: its outcome, or "" when it has none (or the key is gone). */
+extern const char RMODEL_LUA_OUTCOMES[];
+
 /* Lua: remove one breach entry from a card record (DEL when empty).
  * KEYS: card key. ARGV: breach id. Returns 1 when an entry was removed. */
 extern const char RMODEL_LUA_REMOVE[];

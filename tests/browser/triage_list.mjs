@@ -4,9 +4,10 @@
 //
 //   node tests/browser/triage_list.mjs URL TOKEN
 //
-// The last stdout line is "RESULT {"rows": [alert ids, top to bottom],
-// "requests": ["/v1/alerts?...", ...], "ms": load time}". Exit status 0,
-// or 1 with "FAIL: why" on stderr.
+// The last stdout line is "RESULT {"rows": [[alert id, outcome cell
+// text], ... top to bottom], "unreviewed": [alert ids listed with the
+// outcome filter on Unreviewed], "requests": ["/v1/alerts?...", ...],
+// "ms": load time}". Exit status 0, or 1 with "FAIL: why" on stderr.
 
 import { chromium } from "playwright-core";
 
@@ -37,10 +38,14 @@ try {
   await page.locator('[data-testid="token-input"]').press("Enter");
   await page.locator("body[data-ready]").waitFor();
   const ms = Date.now() - t0;
-  const rows = await page.locator('[data-testid="alert-row"]').evaluateAll(
-    (rs) => rs.map((r) => r.getAttribute("data-alert-id")));
+  const list = () => page.locator('[data-testid="alert-row"]').evaluateAll(
+    (rs) => rs.map((r) => [r.getAttribute("data-alert-id"),
+      r.querySelector('[data-testid="alert-outcome"]').textContent]));
+  const rows = await list();
+  await page.locator('[data-testid="filter-outcome"]').selectOption({ label: "Unreviewed" });
+  const unreviewed = (await list()).map((r) => r[0]);
   if (problems.length) throw new Error(problems.join("; "));
-  console.log("RESULT " + JSON.stringify({ rows, requests, ms }));
+  console.log("RESULT " + JSON.stringify({ rows, unreviewed, requests, ms }));
 } catch (e) {
   console.error(`FAIL: ${e.message}`);
   process.exitCode = 1;

@@ -340,10 +340,10 @@ class LongPoll(threading.Thread):
     """GET /v1/alerts?after=CURSOR&wait=S in a thread; .result = (status,
     body dict), .t_done = monotonic time the whole answer was read."""
 
-    def __init__(self, feed, token, after, wait=30, limit=None):
+    def __init__(self, feed, token, after, wait=30, limit=None, extra=""):
         super().__init__(daemon=True)
         self.feed, self.token = feed, token
-        q = f"after={after}&wait={wait}" + (f"&limit={limit}" if limit else "")
+        q = f"after={after}&wait={wait}" + (f"&limit={limit}" if limit else "") + extra
         self.path = f"/v1/alerts?{q}"
         self.result = self.t_done = self.error = None
         self.start()
@@ -1153,6 +1153,75 @@ def test_newest_first_pages_back_and_then_follows():
     st, body = poll.get(15)
     assert st == 200, body
     assert [g["alert"]["alert_id"] for g in body["alerts"]] == [doc["alert_id"]]
+    feed.stop()
+
+
+def test_list_items_carry_outcomes_when_asked():
+    """include=outcome: every list item carries its alert's outcome (null
+    until one is reported), in both orders and in long polls; without it
+    the items are as before. One issuer's outcomes never show in another's
+    list."""
+    r = h.Redis()
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
+    beta = TokenIssuer("beta", "FR", ["510000-510099"], token=_token())
+    feed = Feed(_redis_only_ini(r, [alpha, beta]))
+    store = Store(r)
+    mk = CardMaker(23)
+    apan, bpan = mk.card("400004"), mk.card("510004")
+    adocs = [store.synthetic("alpha", apan) for _ in range(30)]
+    bdocs = [store.synthetic("beta", bpan) for _ in range(5)]
+    for d in adocs:
+        store.record("alpha", d)
+    for d in bdocs:
+        store.record("beta", d)
+    kinds = ["confirmed_fraud", "legitimate", "card_reissued", "card_blocked"]
+    want = {}
+    for i in range(0, 30, 3):
+        o = kinds[(i // 3) % 4]
+        st, _hd, data = feed.request("POST", f"/v1/alerts/{adocs[i]['alert_id']}/outcome",
+                                     alpha.token, {"outcome": o, "note": f"n{i}"})
+        assert st == 201, (st, data)
+        want[adocs[i]["alert_id"]] = o
+    feed.request("POST", f"/v1/alerts/{bdocs[0]['alert_id']}/outcome", beta.token,
+                 {"outcome": "legitimate"})
+    # an alert whose record expired (its TTL): null, the item still listed
+    gone = adocs[1]["alert_id"]
+    r.call("DEL", f"{PREFIX}:alert:{gone}")
+
+    def outcomes(q, tok=alpha.token):
+        body = feed.json("GET", "/v1/alerts?" + q, tok)
+        return [(g["alert"]["alert_id"], g["outcome"]) for g in body["alerts"]], body
+
+    ids = [d["alert_id"] for d in adocs]
+    expect = [(a, want.get(a)) for a in ids]
+    got, body = outcomes("include=outcome&limit=1000")
+    assert got == expect, "include=outcome: outcomes differ from what was recorded"
+    assert all(set(g) == {"cursor", "alert", "outcome"} for g in body["alerts"])
+    got, _b = outcomes("include=outcome&order=newest&limit=7")
+    assert got == expect[::-1][:7]
+    got, _b = outcomes(f"include=outcome&after={body['alerts'][11]['cursor']}&limit=5")
+    assert got == expect[12:17]
+    got, _b = outcomes("include=outcome", beta.token)
+    assert got == [(bdocs[0]["alert_id"], "legitimate")] + \
+        [(d["alert_id"], None) for d in bdocs[1:]], got
+    # without include=outcome: no outcome member at all
+    plain = feed.json("GET", "/v1/alerts?limit=1000", alpha.token)
+    assert all(set(g) == {"cursor", "alert"} for g in plain["alerts"])
+    assert [g["alert"] for g in plain["alerts"]] == [g["alert"] for g in body["alerts"]]
+    # an empty page, and a long poll answered by a new alert
+    last = body["alerts"][-1]["cursor"]
+    assert feed.json("GET", f"/v1/alerts?include=outcome&after={last}", alpha.token) == \
+        {"alerts": [], "next": last}
+    poll = LongPoll(feed, alpha.token, last, wait=20, extra="&include=outcome")
+    h.wait_until(lambda: feed.waiting("long_poll") == 1, 10, "the long poll waiting")
+    doc = store.synthetic("alpha", apan)
+    store.record("alpha", doc)
+    st, got = poll.get(15)
+    assert st == 200 and [(g["alert"]["alert_id"], g["outcome"]) for g in got["alerts"]] == \
+        [(doc["alert_id"], None)], got
+    for q in ("include=outcomes", "include=", "include=outcome&include=outcome"):
+        assert feed.request("GET", f"/v1/alerts?{q}", alpha.token)[0] == 400, q
+    assert feed.request("GET", "/v1/alerts/stream?include=outcome", alpha.token)[0] == 400
     feed.stop()
 
 

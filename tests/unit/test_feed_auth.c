@@ -241,7 +241,11 @@ static void test_params(void **state)
     assert_int_equal(feed_params_parse("order=oldest&wait=5", 60, 0, &p, err,
                                        sizeof(err)),
                      0);
-    assert_true(!p.newest && p.wait_s == 5);
+    assert_true(!p.newest && p.wait_s == 5 && !p.outcomes);
+    assert_int_equal(feed_params_parse("include=outcome&order=newest", 60, 0,
+                                       &p, err, sizeof(err)),
+                     0);
+    assert_true(p.outcomes && p.newest);
 
     struct {
         const char *q;
@@ -274,6 +278,10 @@ static void test_params(void **state)
         {"order=newest&wait=1", 0, "order=newest answers at once"},
         {"order=newest", 1, "unknown query parameter 'order'"},
         {"before=1-0", 1, "unknown query parameter 'before'"},
+        {"include=", 0, "include must be outcome"},
+        {"include=outcomes", 0, "include must be outcome"},
+        {"include=outcome&include=outcome", 0, "'include' given twice"},
+        {"include=outcome", 1, "unknown query parameter 'include'"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (feed_params_parse(bad[i].q, 60, bad[i].stream, &p, err,
