@@ -18,8 +18,9 @@
 #     (RMODEL_LUA_RECORD_DELIVERY from processor/rmodel.c); time from the
 #     moment it is stored (Redis keyspace notice) until each held long
 #     poll has its answer: p50/p99/max over all of them
-#   - the same wrk on GET /v1/alerts?limit=10 (answers under 16 KiB), and
-#     on ?limit=100 again with no client held
+#   - the same wrk on GET /v1/alerts?limit=10 (answers under 16 KiB), on
+#     the triage page's ?limit=100&order=newest&include=outcome, and on
+#     ?limit=100 again with no client held
 # Everything is stopped at the end (trap). The machine is noisy and wrk
 # shares its 2 cores with the server: compare within one run.
 set -euo pipefail
@@ -295,6 +296,9 @@ wrk_run alerts-held "$URL_ALERTS" "$TOK_ACME"
 # the same with answers under 16 KiB (one write each): shows what the
 # answer size alone costs
 wrk_run small-held "${URL_ALERTS%=100}=10" "$TOK_ACME"
+# the triage page's request: newest first, each item with its outcome
+# (one more Redis call per answer)
+wrk_run outcome-held "$URL_ALERTS&order=newest&include=outcome" "$TOK_ACME"
 touch "$DIR/ctl.go"
 wait "$HOLDERS_PID" || die "fan-out failed: $(tail -5 "$DIR/holders.log")"
 say "wrk on GET /v1/alerts?limit=100 again, nothing held"
@@ -305,6 +309,7 @@ read -r b_rps b_p50 b_p99 b_bad b_err < <(wrk_stats base-held)
 read -r a_rps a_p50 a_p99 a_bad a_err < <(wrk_stats alerts-held)
 read -r f_rps f_p50 f_p99 f_bad f_err < <(wrk_stats alerts-free)
 read -r s_rps s_p50 s_p99 s_bad s_err < <(wrk_stats small-held)
+read -r o_rps o_p50 o_p99 o_bad o_err < <(wrk_stats outcome-held)
 body=$(curl -fs -H "Authorization: Bearer $TOK_ACME" "$URL_ALERTS" | wc -c)
 printf '\n%-44s %12s %10s %10s %8s\n' "endpoint (wrk -t2 -c$CONNS, ${SECS}s)" "requests/s" "p50 ms" \
   "p99 ms" "non-2xx"
@@ -315,6 +320,8 @@ printf '%-44s %12s %10s %10s %8s\n' "GET /v1/alerts?limit=100 (nothing held)" "$
   "$f_p99" "$f_bad"
 printf '%-44s %12s %10s %10s %8s\n' "GET /v1/alerts?limit=10 ($HOLD polls held)" "$s_rps" "$s_p50" \
   "$s_p99" "$s_bad"
+printf '%-44s %12s %10s %10s %8s\n' "  limit=100&order=newest&include=outcome" "$o_rps" "$o_p50" \
+  "$o_p99" "$o_bad"
 python3 - "$a_rps" "$b_rps" "$f_rps" "$body" "$DIR/fanout.json" <<'PY'
 import json, sys
 a, b, f, body = (float(x) for x in sys.argv[1:5])
@@ -326,7 +333,7 @@ print(f"fan-out: one alert stored -> all {d['held']} held long polls answered: "
       f"{d['with_the_alert']} got it; p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, "
       f"max {d['max_ms']} ms after it was stored (EVAL sent -> stored {d['eval_to_stored_ms']} ms)")
 PY
-if [[ $a_bad != 0 || $b_bad != 0 || $f_bad != 0 || $s_bad != 0 || $a_err != ok ||
-      $b_err != ok || $f_err != ok || $s_err != ok ]]; then
+if [[ $a_bad != 0 || $b_bad != 0 || $f_bad != 0 || $s_bad != 0 || $o_bad != 0 ||
+      $a_err != ok || $b_err != ok || $f_err != ok || $s_err != ok || $o_err != ok ]]; then
   die "wrk saw non-2xx answers or socket errors (see above)"
 fi
