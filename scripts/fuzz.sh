@@ -38,11 +38,13 @@ declare -A srcs=(
   # a tiny buffer, so records straddle refills
   [fuzz_reader]="-DREADER_BUF_SIZE=64 -DREADER_IN_SIZE=16 processor/reader.c
                  processor/text.c"
+  [fuzz_feed_request]="processor/feed_auth.c processor/text.c processor/breach.c
+                       processor/timeparse.c processor/card.c"
 )
 
 status=0
 for name in fuzz_txn_protobuf fuzz_txn_json fuzz_alert_protobuf \
-  fuzz_rules_parse fuzz_reader; do
+  fuzz_rules_parse fuzz_reader fuzz_feed_request; do
   # shellcheck disable=SC2086
   "$CC" "${cflags[@]}" "tests/fuzz/$name.c" ${srcs[$name]} \
     "$gen/cardwatch.pb-c.c" "${libs[@]}" -o "$out/$name"
