@@ -33,7 +33,6 @@
 #include "text.h"
 
 #define MOD "replay"
-#define STARTUP_TIMEOUT_S 15
 #define SEEK_TIMEOUT_MS 60000
 #define DEAD_LETTERS_LOGGED 10
 
@@ -463,10 +462,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct rp *r = arg;
     if (r->phase == P_LOADING &&
         clock_mono_ns() - r->started_ns >
-            (uint64_t)STARTUP_TIMEOUT_S * 1000000000ull) {
-        fail(r, "Redis %s:%d did not answer within %d s (is it running? "
-             "'cardwatch load' puts the exposed cards there)",
-             r->c->redis_host, r->c->redis_port, STARTUP_TIMEOUT_S);
+            (uint64_t)r->c->replay_redis_wait_s * 1000000000ull) {
+        fail(r, "Redis %s:%d did not answer within %d s ([replay] "
+             "redis_wait_s; is it running? 'cardwatch load' puts the "
+             "exposed cards there)",
+             r->c->redis_host, r->c->redis_port, r->c->replay_redis_wait_s);
         return;
     }
     if (r->phase != P_RUNNING) {

@@ -161,6 +161,7 @@ static const struct key keys[] = {
           check_topic_suffix, 0),
     K_STR("replay", "dead_letter_topic", replay_dead_letter_topic,
           "cardwatch.deadletter.replay", check_topic, 0),
+    K_INT("replay", "redis_wait_s", replay_redis_wait_s, "15", 1, 3600),
 
     K_HOSTPORT("http", "listen", http_listen, "127.0.0.1:9180", F_EMPTY_OK),
 

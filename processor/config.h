@@ -70,6 +70,7 @@ struct config {
     /* [replay] */
     char replay_topic_suffix[32];        /* issuer topic + this */
     char replay_dead_letter_topic[256];
+    int replay_redis_wait_s; /* start-up: how long Redis may not answer */
     /* [feed] */
     char feed_listen[CONFIG_STR_MAX]; /* host:port; "" = no feed */
     int feed_retention_days;          /* stream entries older are trimmed */

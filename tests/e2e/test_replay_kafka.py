@@ -117,8 +117,8 @@ def stream(seed, tag, n_exposed=18, n_clean=8, per_card=10):
     return issuers, [b1, b2], txns
 
 
-def stack_with(issuers, breaches, rules=DEFAULT_PACK, partitions=4, **kw):
-    extra = f"[rules]\npath = {rules}\n" if rules else ""
+def stack_with(issuers, breaches, rules=DEFAULT_PACK, partitions=4, extra_ini="", **kw):
+    extra = (f"[rules]\npath = {rules}\n" if rules else "") + extra_ini
     s = cw.Stack(issuers, partitions=partitions, extra_ini=extra, **kw)
     for b in breaches:
         s.load(b)
@@ -770,7 +770,9 @@ def test_replay_without_redis_fails_fast():
     issuers = cw.three_issuers()
     mk = CardMaker(808)
     cards = mk.cards(["400001"], 3)
-    s = stack_with(issuers, [Breach("e8", "2024-01-01", "2024-12-31", ["pan"], cards)])
+    # [replay] redis_wait_s (default 15) bounds the wait
+    s = stack_with(issuers, [Breach("e8", "2024-01-01", "2024-12-31", ["pan"], cards)],
+                   extra_ini="[replay]\nredis_wait_s = 2\n")
     publish(s, [txn(f"e8-{i}", cards[i % 3], cw.day_ms("2024-02-01") + i * MIN)
                 for i in range(12)])
     s.redis.stop()
@@ -781,6 +783,6 @@ def test_replay_without_redis_fails_fast():
     secs = time.monotonic() - t0
     err = _no_crash(res)
     assert res.returncode == 1, f"exit {res.returncode}:\n{err}"
-    assert secs <= 20, f"took {secs:.1f} s"
-    assert "Redis" in err and str(s.redis.port) in err, err
+    assert 2 <= secs <= 10, f"took {secs:.1f} s with redis_wait_s = 2"
+    assert "Redis" in err and str(s.redis.port) in err and "within 2 s" in err, err
     assert not out.exists(), "an output file was left behind"
