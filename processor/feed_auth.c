@@ -439,22 +439,15 @@ int feed_params_parse(const char *q, int max_wait_s, int stream,
             return -1;
         }
         *seen = 1;
-        if (seen == &seen_after) {
-            if (vl <= 0 || feed_cursor_parse(val, (size_t)vl, &p->after) != 0) {
+        if (seen == &seen_after || seen == &seen_before) {
+            struct feed_cursor *c = seen == &seen_after ? &p->after : &p->before;
+            if (vl <= 0 || feed_cursor_parse(val, (size_t)vl, c) != 0) {
                 text_errf(err, errlen,
-                          "after must be a cursor \"<ms>-<seq>\" "
-                          "as the feed returned it");
+                          "%s must be a cursor \"<ms>-<seq>\" "
+                          "as the feed returned it", key);
                 return -1;
             }
-            p->has_after = 1;
-        } else if (seen == &seen_before) {
-            if (vl <= 0 || feed_cursor_parse(val, (size_t)vl, &p->before) != 0) {
-                text_errf(err, errlen,
-                          "before must be a cursor \"<ms>-<seq>\" "
-                          "as the feed returned it");
-                return -1;
-            }
-            p->has_before = 1;
+            *(seen == &seen_after ? &p->has_after : &p->has_before) = 1;
         } else if (seen == &seen_include) {
             if (vl != 7 || memcmp(val, "outcome", 7) != 0) {
                 text_errf(err, errlen, "include must be outcome");
