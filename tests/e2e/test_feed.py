@@ -1225,6 +1225,54 @@ def test_list_items_carry_outcomes_when_asked():
     feed.stop()
 
 
+def test_redis_outage_answers_503_and_waiters_resume():
+    """Redis stops while a long poll and a stream wait: requests get 503
+    with Retry-After: 1, /readyz says why, the gauge says down; the held
+    poll and stream are kept (not failed), and once Redis is back they get
+    the next alert, and the feed serves everything again."""
+    r = h.Redis()
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
+    feed = Feed(_redis_only_ini(r, [alpha]))
+    store = Store(r)
+    pan = CardMaker(31).card("400005")
+    docs = [store.synthetic("alpha", pan) for _ in range(3)]
+    for d in docs:
+        store.record("alpha", d)
+    newest = _stream(r, "alpha")[-1][0]
+    poll = LongPoll(feed, alpha.token, newest, wait=60)
+    sse = SSE(feed, alpha.token, last_event_id=newest)
+    h.wait_until(lambda: feed.waiting("long_poll") == 1 and feed.waiting("stream") == 1, 10,
+                 "the poll and the stream waiting")
+    r.stop(save=True)
+    h.wait_until(lambda: feed.request("GET", "/v1/alerts", alpha.token)[0] == 503, 15,
+                 "503 while Redis is down")
+    for method, path, body in (("GET", "/v1/alerts", None), ("GET", "/v1/stats", None),
+                               ("GET", f"/v1/alerts/{docs[0]['alert_id']}", None),
+                               ("POST", f"/v1/alerts/{docs[0]['alert_id']}/outcome",
+                                {"outcome": "legitimate"}),
+                               ("GET", "/v1/alerts/stream", None)):
+        st, hd, data = feed.request(method, path, alpha.token, body)
+        assert st == 503 and hd.get("retry-after") == "1", (path, st, hd, data[:200])
+        assert set(json.loads(data)) == {"error"}, data
+    st, why = h.http_get(feed.admin + "/readyz")
+    assert st == 503 and str(r.port) in why, (st, why)
+    assert feed.metrics().get("cardwatch_feed_redis_up") == 0
+    # a wrong token is still 401 (no Redis needed to say so)
+    assert feed.request("GET", "/v1/alerts", "wrong")[0] == 401
+    assert poll.is_alive() and not sse.closed, "a waiting client was dropped"
+    r.start()
+    h.wait_until(feed._ready, 30, "the feed reconnected and subscribed again")
+    doc = store.synthetic("alpha", pan)
+    store.record("alpha", doc)
+    st, body = poll.get(20)
+    assert st == 200 and [g["alert"] for g in body["alerts"]] == [doc], body
+    evs = sse.read_events(1, timeout=20)
+    assert [json.loads(e[2]) for e in evs] == [doc]
+    sse.close()
+    assert [g["alert"] for g in feed.list_all(alpha.token)] == docs + [doc]
+    feed.stop()
+
+
 def test_outcomes_and_retired_cards_through_kafka():
     """Outcomes round trip (201, 200 for the same again, 409 for another),
     feed the statistics and per-rule precision (/v1/stats and /metrics),
