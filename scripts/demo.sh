@@ -9,8 +9,11 @@
 #   5. runs `cardwatch run` with the default rule pack (rules/default.rules)
 #      and a live progress line until the topic is consumed, then prints
 #      the summary (alerts by issuer and rule)
+#   6. replays the topic to a file (the "already misused" count)
+#   7. with DEMO_FEED=1: serves Acme Bank's alert feed and triage page
+#      (`cardwatch feed`, a fresh token printed) until Ctrl-C
 # Ctrl-C at any point stops everything this script started.
-# Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), BUILD.
+# Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), DEMO_FEED, BUILD.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +30,10 @@ DIR=$(cd "$DIR" && pwd)
 cleanup() {
   trap - EXIT INT TERM
   set +e
+  if [[ -n ${FEED_PID:-} ]]; then
+    kill "$FEED_PID" 2>/dev/null
+    wait "$FEED_PID" 2>/dev/null
+  fi
   if [[ -n ${RUN_PID:-} ]]; then
     # Ctrl-C reached cardwatch too (same process group): let it drain and
     # commit; only a run that is still there after its drain time is ended.
@@ -128,3 +135,31 @@ echo "demo: cardwatch replay of the whole topic (the 'already misused' question)
   --output "$DIR/replay-alerts.jsonl" --report "$DIR/replay-report.json" \
   --log-level warn
 echo "demo: replay alerts in $DIR/replay-alerts.jsonl, report in $DIR/replay-report.json"
+
+# The issuer's side: Acme Bank's feed (what the run delivered, from Redis)
+# and its triage page, with a token made now (only its hash is configured).
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+if [[ ${DEMO_FEED:-0} == 1 ]]; then
+  { read -r TOKEN; read -r HASHLINE; } < <("$CW" token 2>/dev/null)
+  FEED_PORT=$(free_port)
+  sed -e "/^\[issuer ${ISSUERS[0]}\]\$/a $HASHLINE" \
+      -e "s/^listen = .*/listen = 127.0.0.1:$(free_port)/" \
+      "$DIR/cardwatch.ini" >"$DIR/feed.ini"
+  printf '\n[feed]\nlisten = 127.0.0.1:%s\n' "$FEED_PORT" >>"$DIR/feed.ini"
+  "$CW" feed --config "$DIR/feed.ini" --log-level warn &
+  FEED_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fso /dev/null "http://127.0.0.1:$FEED_PORT/" && break
+    kill -0 "$FEED_PID" 2>/dev/null || { echo "demo: cardwatch feed did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo
+  echo "demo: Acme Bank's triage page: http://127.0.0.1:$FEED_PORT/"
+  echo "demo: sign in with this token (shown once): $TOKEN"
+  echo "demo: or: curl -H 'Authorization: Bearer $TOKEN' 'http://127.0.0.1:$FEED_PORT/v1/alerts?order=newest&limit=5'"
+  echo "demo: Ctrl-C stops the feed, Redis and the embedded Kafka"
+  wait "$FEED_PID"
+else
+  echo
+  echo "demo: DEMO_FEED=1 make run also serves Acme Bank's alert feed and triage page"
+fi
