@@ -13,6 +13,7 @@
 
 #include "alert.h"
 #include "app_feed.h"
+#include "app_replay.h"
 #include "app_run.h"
 #include "breach.h"
 #include "card.h"
@@ -21,12 +22,12 @@
 #include "config.h"
 #include "feed_auth.h"
 #include "gen.h"
-#include "app_replay.h"
-#include "timeparse.h"
+#include "harden.h"
 #include "loader.h"
 #include "log.h"
 #include "rules_tool.h"
 #include "text.h"
+#include "timeparse.h"
 #include "txn.h"
 
 #define MOD "cardwatch"
@@ -1193,6 +1194,12 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmd, cmds[i].name) == 0) {
+            /* every command may hold card numbers: no core dumps */
+            char err[160];
+            if (harden_no_core_dumps(NULL, err, sizeof(err)) != 0) {
+                fprintf(stderr, "cardwatch: %s\n", err);
+                return 1;
+            }
             return cmds[i].fn(argc - 1, argv + 1);
         }
     }

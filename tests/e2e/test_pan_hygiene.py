@@ -1,12 +1,14 @@
 """No card number anywhere: after a run with alerts and dead letters, every
 log of every process, every message of the alert and dead-letter topics and
 everything in Redis is searched for the test card numbers and for any
-13-19 digit Luhn-valid number."""
+13-19 digit Luhn-valid number; and no process can write a core dump."""
 
 import hashlib
 import hmac
 import json
 import random
+import resource
+from pathlib import Path
 
 import harness as h
 import cwstack as cw
@@ -145,3 +147,26 @@ def test_no_card_number_anywhere():
     print(f"    hygiene: {len(sources)} sources, {sum(map(len, sources.values()))} bytes; "
           f"Luhn-valid runs explained as timestamps {explained['timestamp']}, inside hex "
           f"digests {explained['digest']}")
+
+
+def test_no_core_dumps():
+    """Card numbers pass through the process's memory, so cardwatch writes
+    no core dump (DESIGN.md: "not in a core dump we write"): a running
+    service has a core size limit of 0, soft and hard, even when started
+    with an unlimited one. (The dumpable flag is checked by test_harden.)"""
+    from test_feed import Feed, TokenIssuer, _redis_only_ini, _token
+    r = h.Redis()
+    old = resource.getrlimit(resource.RLIMIT_CORE)
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, unlimited)   # inherited by the child
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (old[1], old[1]))  # not root: up to the hard limit
+    try:
+        feed = Feed(_redis_only_ini(r, [TokenIssuer("alpha", "GB", ["400000"], token=_token())]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, old)
+    limits = Path(f"/proc/{feed.proc.pid}/limits").read_text()
+    line = next(ln for ln in limits.splitlines() if ln.startswith("Max core file size"))
+    assert line.split()[4:6] == ["0", "0"], line
+    feed.stop()
