@@ -35,7 +35,6 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "clock.h"
@@ -1774,37 +1773,13 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
 
 static int tls_setup(struct feed *f, char *errbuf, size_t errlen)
 {
-    const char *what = "";
-    f->ssl = SSL_CTX_new(TLS_server_method());
+    f->ssl = feed_tls_context(f->c->feed_tls_cert, f->c->feed_tls_key, errbuf,
+                              errlen);
     if (f->ssl == NULL) {
-        what = "cannot create a TLS context";
-        goto err;
-    }
-    SSL_CTX_set_min_proto_version(f->ssl, TLS1_2_VERSION);
-    SSL_CTX_set_options(f->ssl, SSL_OP_NO_RENEGOTIATION |
-                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(f->ssl, f->c->feed_tls_cert) != 1) {
-        what = "cannot load [feed] tls_cert";
-        goto err;
-    }
-    if (SSL_CTX_use_PrivateKey_file(f->ssl, f->c->feed_tls_key,
-                                    SSL_FILETYPE_PEM) != 1) {
-        what = "cannot load [feed] tls_key";
-        goto err;
-    }
-    if (SSL_CTX_check_private_key(f->ssl) != 1) {
-        what = "[feed] tls_key does not match tls_cert";
-        goto err;
+        return -1;
     }
     evhttp_set_bevcb(f->http, tls_bevcb, f);
     return 0;
-err : {
-    char e[256];
-    ERR_error_string_n(ERR_get_error(), e, sizeof(e));
-    snprintf(errbuf, errlen, "feed: %s (%s)", what, e);
-    ERR_clear_error();
-    return -1;
-}
 }
 
 /* ---- life cycle ---- */

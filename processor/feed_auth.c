@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "text.h"
@@ -311,6 +312,41 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+SSL_CTX *feed_tls_context(const char *cert, const char *key, char *errbuf,
+                          size_t errlen)
+{
+    const char *what = "";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        what = "cannot create a TLS context";
+        goto err;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        what = "cannot load [feed] tls_cert";
+        goto err;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        what = "cannot load [feed] tls_key";
+        goto err;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        what = "[feed] tls_key does not match tls_cert";
+        goto err;
+    }
+    return ctx;
+err : {
+    char e[256];
+    ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+    snprintf(errbuf, errlen, "feed: %s (%s)", what, e);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
 }
 
 int feed_cursor_parse(const char *s, size_t len, struct feed_cursor *out)

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <openssl/ssl.h>
+
 #include "alert.h"
 #include "breach.h"
 #include "card.h"
@@ -81,6 +83,13 @@ int feed_bearer(const char *hdr, const char **tok, size_t *len);
  * issuer token and another address than [http] listen; a token hash may
  * belong to one issuer only. Returns 0, or -1 with a message. */
 int feed_config_check(const struct config *c, char *errbuf, size_t errlen);
+
+/* A TLS server context for [feed] tls_cert (PEM chain) and tls_key (PEM):
+ * TLS 1.2 or newer, no renegotiation, the server's cipher order; the key
+ * must match the certificate. The caller owns it (SSL_CTX_free). Returns
+ * NULL with a message naming the setting and OpenSSL's reason in errbuf. */
+SSL_CTX *feed_tls_context(const char *cert, const char *key, char *errbuf,
+                          size_t errlen);
 
 /* ---- cursors and query parameters ---- */
 

@@ -101,3 +101,65 @@ def test_key_file_must_be_private():
     path, _ = _config(d, "", name="missing.ini", key_file=d / "nope.key")
     err = _run(path)
     assert f"{d / 'nope.key'}" in err and "No such file" in err, err
+
+
+def _check(path):
+    res = h.run_tool([h.tool("cardwatch"), "check", "--config", path], timeout=20, check=False)
+    out, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
+    for bad in ("AddressSanitizer", "Segmentation", "core dumped", "Aborted"):
+        assert bad not in out + err, out + err
+    return res.returncode, out, err
+
+
+def _tls_pair(d, name):
+    cert, key = d / f"{name}.crt", d / f"{name}.key"
+    h.run_tool(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                "-days", "2", "-subj", "/CN=127.0.0.1"])
+    return cert, key
+
+
+def test_check_command_offline():
+    """`cardwatch check` says whether a config, its key file, its rule file
+    and its TLS files are usable, without Kafka or Redis (none runs here):
+    exit 0 with a summary, or 1 with every problem on stderr."""
+    d = h.tmpdir("check")
+    rules = d / "ok.rules"
+    rules.write_text("rule big\n  severity: high\n  description: d\n"
+                     "  when: exposed and amount_minor >= 100000\n"
+                     "rule never\n  severity: low\n  description: d\n"
+                     "  when: exposed and amount_minor < 0\n")
+    cert, key = _tls_pair(d, "a")
+    # the body continues _config's last section, [issuer alpha]
+    path, _ = _config(d, "token_sha256 = " + "ab" * 32 + "\n"
+                      f"[rules]\npath = {rules}\n"
+                      f"[feed]\nlisten = 127.0.0.1:8443\ntls_cert = {cert}\ntls_key = {key}\n")
+    text = path.read_text()
+    rc, out, err = _check(path)
+    assert rc == 0, (out, err)
+    assert out.rstrip().endswith("OK"), out
+    assert f"key id {cw.KEY_ID}" in out and "ok.rules@" in out and "(2 rules)" in out, out
+    assert "rule 'never' can never fire" in out, out
+    assert "https://127.0.0.1:8443" in out and "1 (1 with feed tokens)" in out, out
+    assert cw.KEY_HEX not in out + err
+
+    # every problem at once: a rule file that does not parse, a key readable
+    # by others, a TLS key of another certificate
+    bad_rules = d / "bad.rules"
+    bad_rules.write_text("rule x\n  severity: hgh\n")
+    _other_cert, other_key = _tls_pair(d, "b")
+    os.chmod(d / "fingerprint.key", 0o644)
+    path.write_text(text.replace(str(rules), str(bad_rules)).replace(str(key), str(other_key)))
+    rc, out, err = _check(path)
+    assert rc == 1, (out, err)
+    assert out.rstrip().endswith("NOT USABLE (see the errors above)"), out
+    assert f"{bad_rules}:2:13: unknown severity 'hgh'" in err, err
+    assert "chmod 600" in err, err
+    assert "[feed] tls_key" in err and "mismatch" in err, err
+    assert cw.KEY_HEX not in out + err
+    os.chmod(d / "fingerprint.key", 0o600)
+
+    # a config error stops it with file:line, as `run` would
+    bad, lines = _config(d, "[pipeline]\nbatch_size = 0 ;@B\n", name="bad.ini")
+    rc, out, err = _check(bad)
+    assert rc == 1 and f"bad.ini:{lines['B']}:" in err, err

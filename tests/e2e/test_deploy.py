@@ -39,3 +39,19 @@ def test_systemd_units_verify():
                              capture_output=True, text=True, timeout=60)
         noise = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
         assert res.returncode == 0 and not noise, (unit.name, res.returncode, noise)
+
+
+def test_sample_config_checks():
+    """deploy/cardwatch.ini, with a key file of its own, is a configuration
+    `cardwatch check` accepts: the sample stays true to the code."""
+    d = h.tmpdir("sample")
+    key = d / "fingerprint.key"
+    key.write_text("k1 " + "ab" * 32 + "\n")
+    key.chmod(0o600)
+    text = (REPO / "deploy" / "cardwatch.ini").read_text()
+    assert re.search(r"^key_file = /etc/cardwatch/fingerprint.key$", text, re.M)
+    cfg = d / "cardwatch.ini"
+    cfg.write_text(text.replace("key_file = /etc/cardwatch/fingerprint.key", f"key_file = {key}"))
+    res = subprocess.run([h.tool("cardwatch"), "check", "--config", cfg], capture_output=True,
+                         text=True, timeout=20)
+    assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), (res.stdout, res.stderr)
