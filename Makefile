@@ -80,7 +80,7 @@ $(BUILD)/cardwatch: $(BUILD)/obj/main.o $(LIB_OBJ)
 
 # Test and bench tools that only need librdkafka: they must build even
 # when the processor does not, so the harness can still run.
-STANDALONE_TOOLS := $(addprefix $(BUILD)/,embedded_kafka plain_consumer \
+STANDALONE_TOOLS := $(addprefix $(BUILD)/,embedded_kafka kafka_admin plain_consumer \
                       produce_file consume_all)
 $(STANDALONE_TOOLS): $(BUILD)/%: tools/%.c tools/ktool.h
 	@mkdir -p $(BUILD)

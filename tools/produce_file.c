@@ -217,14 +217,28 @@ int main(int argc, char **argv)
     }
 
     {
-        /* Learn the partition count before the first message (auto-creates
-         * an unknown topic, as producing would). */
+        /* Learn the partition count before the first message (the mock
+         * auto-creates an unknown topic here, as producing would). Apache
+         * Kafka, with auto-creation off, answers "unknown topic": say so
+         * now rather than after every message timed out. */
         const rd_kafka_metadata_t *md;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        int unknown = 0;
         if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            unknown = md->topic_cnt == 1 &&
+                      md->topics[0].err ==
+                          RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
             rd_kafka_metadata_destroy(md);
+        }
         rd_kafka_topic_destroy(rkt);
+        if (unknown) {
+            fprintf(stderr, "produce_file: topic %s does not exist (create "
+                            "it first)\n",
+                    topic);
+            rd_kafka_destroy(rk);
+            return 1;
+        }
     }
 
     for (;;) {
