@@ -140,19 +140,48 @@ def fetch(quiet=False):
     return lib
 
 
-def java():
-    """Path of a java 17+ (JAVA_HOME first, then PATH)."""
-    jh = os.environ.get("JAVA_HOME")
-    exe = Path(jh) / "bin" / "java" if jh else shutil.which("java")
-    if not exe or not os.access(exe, os.X_OK):
-        raise KafkaError("Apache Kafka 4 needs Java 17 or newer and no java was found "
-                         "(set JAVA_HOME, or STACK_KAFKA=embedded for the mock broker)")
+def _java_version(exe):
     out = subprocess.run([str(exe), "-version"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True).stdout
     m = re.search(r'version "(\d+)', out)
-    if not m or int(m.group(1)) < 17:
-        raise KafkaError(f"{exe} is not Java 17 or newer: {out.splitlines()[0] if out else '?'}")
-    return str(exe)
+    return int(m.group(1)) if m else 0
+
+
+_JAVA = None
+
+
+def java():
+    """(path, major version) of the java that runs the brokers (found
+    once per process): KAFKA_JAVA
+    if set; else the newest JDK 25+ under /usr/lib/jvm (its ahead-of-time
+    cache starts a broker in ~2.1 s instead of ~3.2 s here); else
+    JAVA_HOME's or the one on PATH, which must be 17 or newer."""
+    global _JAVA
+    if _JAVA is not None:
+        return _JAVA
+    env = os.environ.get("KAFKA_JAVA")
+    if env:
+        cands = [Path(env)]
+    else:
+        cands = sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)
+        jh = os.environ.get("JAVA_HOME")
+        cands.append(Path(jh) / "bin" / "java" if jh else shutil.which("java"))
+    best = None
+    for exe in cands:
+        if not exe or not os.access(exe, os.X_OK):
+            continue
+        v = _java_version(exe)
+        if env or v >= 25:
+            best = (str(exe), v)
+            break
+        if v >= 17 and best is None:
+            best = (str(exe), v)
+    if best is None or best[1] < 17:
+        raise KafkaError("Apache Kafka 4 needs Java 17 or newer and none was found "
+                         "(set KAFKA_JAVA or JAVA_HOME, or STACK_KAFKA=embedded for the "
+                         "mock broker)")
+    _JAVA = best
+    return best
 
 
 def free_port():
@@ -243,6 +272,7 @@ class Cluster:
         self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
         self.lib = None
         self.java = None
+        self.aot = None
         self.started_s = None
 
     # ---- addresses -----------------------------------------------------
@@ -326,10 +356,10 @@ class Cluster:
             "# written by scripts/kafka_cluster.py\n" + _props_text(self._props(n)))
         (n.dir / "log4j2.xml").write_text(LOG4J2)
 
-    def _jvm(self, confdir, main, *args, heap=None):
+    def _jvm(self, confdir, main, *args, heap=None, aot=()):
         """java ... main args, logging to confdir/server.log."""
         heap = heap or self.heap
-        return [self.java, f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
+        return [self.java, *aot, f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent",
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={confdir / 'log4j2.xml'}",
@@ -402,7 +432,8 @@ class Cluster:
         them are in the cluster's metadata. Raises KafkaError."""
         t0 = time.monotonic()
         self.lib = fetch()
-        self.java = java()
+        self.java, version = java()
+        self.aot = _aot_cache(self, version)
         for n in self.nodes:
             self._write_config(n)
         self._format()
@@ -414,7 +445,9 @@ class Cluster:
 
     def _spawn(self, n):
         # a fresh server.log per start makes "the log of this run" easy to read
-        n.proc = self.spawn(self._jvm(n.dir, "kafka.Kafka", str(n.dir / "server.properties")),
+        aot = [f"-XX:AOTCache={self.aot}"] if self.aot else []
+        n.proc = self.spawn(self._jvm(n.dir, "kafka.Kafka", str(n.dir / "server.properties"),
+                                      aot=aot),
                             f"kafka-{n.id}", n.dir / "java.out")
 
     def start_node(self, node_id, timeout=60.0):
@@ -506,6 +539,52 @@ class Cluster:
             for p in t["partitions"]:
                 out[p["partition"]] = sorted(r["id"] for r in p.get("isrs", []))
         return out
+
+
+def _aot_cache(cluster, version):
+    """The JVM's ahead-of-time cache for a broker's start (JDK 25+; None
+    before): classes loaded and linked once, recorded by starting and
+    stopping one training broker the first time (~10 s, once per JDK and
+    release). A stale cache is ignored by the JVM, never an error."""
+    if version < 25 or os.environ.get("KAFKA_AOT", "1") == "0":
+        return None
+    digest = hashlib.sha256(cluster.java.encode()).hexdigest()[:8]
+    path = home() / "aot" / f"jdk{version}-{digest}.aot"
+    if path.exists():
+        return path
+    with _lock(home() / ".aot.lock"):
+        if path.exists():
+            return path
+        _say(f"recording a JVM start-up cache for the broker ({path.name}; once, ~10 s)")
+        work = Path(tempfile.mkdtemp(prefix="aot.", dir=home()))
+        try:
+            trainer = Cluster(work, nodes=1, heap=cluster.heap)
+            trainer.lib, trainer.java, trainer.aot = cluster.lib, cluster.java, None
+            n = trainer.nodes[0]
+            trainer._write_config(n)
+            trainer._format()
+            tmp = work / "cache.aot"
+            n.proc = _default_spawn(trainer._jvm(n.dir, "kafka.Kafka",
+                                                 str(n.dir / "server.properties"),
+                                                 aot=[f"-XX:AOTCacheOutput={tmp}"]),
+                                    "kafka-aot", n.dir / "java.out")
+            try:
+                trainer.wait_ready(90)
+                trainer.stop(timeout=120)   # the cache is written at exit
+            finally:
+                trainer.stop(kill=True)
+            if tmp.exists() and tmp.stat().st_size > 0:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, path)
+            else:
+                _say("the JVM wrote no start-up cache; brokers start without one")
+                return None
+        except KafkaError as e:
+            _say(f"no start-up cache ({e}); brokers start without one")
+            return None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return path
 
 
 def _kafka_uuid():
