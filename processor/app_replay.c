@@ -17,6 +17,7 @@
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
+#include "kafka_check.h"
 #include "kafka_seek.h"
 #include "ledger.h"
 #include "log.h"
@@ -504,6 +505,50 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* ---- start: the exposed set is copied, then reading begins ---- */
 
+/* Whether alerts and dead letters go to Kafka (see replay_produce). */
+static int outputs_to_kafka(const struct replay_opts *o)
+{
+    return o->output == NULL || (o->input == NULL && o->dead_letter == NULL);
+}
+
+/* Before anything starts: the brokers let us in and the topics this
+ * replay reads and writes exist. A file replay into files uses no Kafka. */
+static int check_kafka(struct rp *r, char *err, size_t errlen)
+{
+    const struct config *c = r->c;
+    const struct replay_opts *o = r->o;
+    if (o->input != NULL && !outputs_to_kafka(o)) {
+        return 0;
+    }
+    char brokers[CONFIG_STR_MAX];
+    if (config_brokers(c, brokers, sizeof(brokers), err, errlen) != 0) {
+        return -1;
+    }
+    size_t max = c->n_issuers + 5, n = 0;
+    struct kafka_check_topic *t = calloc(max, sizeof(*t));
+    if (t == NULL) {
+        text_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (o->input == NULL) {
+        snprintf(t[n].name, sizeof(t[n].name), "%s", r->topic);
+        snprintf(t[n].what, sizeof(t[n].what), "the replayed topic");
+        n++;
+    }
+    unsigned flags = (o->output == NULL ? KCHECK_T_ALERTS : 0) |
+                     (o->input == NULL && o->dead_letter == NULL
+                          ? KCHECK_T_REPLAY_DL
+                          : 0);
+    n += kafka_check_topics(c, flags, o->deliver ? "" : c->replay_topic_suffix,
+                            t + n, max - n);
+    int rc = kafka_check(c, brokers, t, n, c->connect_timeout_s * 1000, err,
+                         errlen) == KCHECK_OK
+                 ? 0
+                 : -1;
+    free(t);
+    return rc;
+}
+
 static int start_outputs(struct rp *r, char *err, size_t errlen)
 {
     const struct config *c = r->c;
@@ -520,16 +565,14 @@ static int start_outputs(struct rp *r, char *err, size_t errlen)
             return -1;
         }
     }
-    int need_kafka = o->output == NULL ||
-                     (o->input == NULL && o->dead_letter == NULL);
-    if (!need_kafka) {
+    if (!outputs_to_kafka(o)) {
         return 0;
     }
     char brokers[CONFIG_STR_MAX];
     if (config_brokers(c, brokers, sizeof(brokers), err, errlen) != 0) {
         return -1;
     }
-    r->sk = sink_kafka_new(r->base, c, brokers, r->metrics,
+    r->sk = sink_kafka_new(r->base, c, brokers, r->metrics, NULL,
                            cb_kafka_delivered, r, err, errlen);
     if (r->sk == NULL) {
         return -1;
@@ -907,6 +950,11 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         goto out;
     }
     r.started_ns = clock_mono_ns();
+    if (check_kafka(&r, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+        goto out;
+    }
     if (open_source(&r, err, sizeof(err)) != 0) {
         log_error(MOD, "%s", err);
         r.exit_code = 1;

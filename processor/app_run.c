@@ -15,6 +15,8 @@
 #include "exposure.h"
 #include "feed.h"
 #include "http_admin.h"
+#include "kafka_check.h"
+#include "kafka_health.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +38,7 @@ struct app {
     struct ruleset *rules;
     struct exposure *exposure;
     struct sink_kafka *sink;
+    struct kafka_health *kafka; /* connections of source and sink */
     struct ledger *ledger;
     struct source_kafka *source;
     struct pipeline *pipeline;
@@ -120,6 +123,9 @@ static int app_ready(void *arg, char *why, size_t whylen)
         snprintf(why, whylen, "Kafka producer failed");
         return 0;
     }
+    if (!kafka_health_ok(a->kafka, why, whylen)) {
+        return 0;
+    }
     if (!exposure_is_up(a->exposure)) {
         snprintf(why, whylen, "Redis %s:%d unavailable; intake paused",
                  a->c->redis_host, a->c->redis_port);
@@ -147,6 +153,7 @@ static char *app_metrics(void *arg)
             "# TYPE cardwatch_ruleset_info gauge\n"
             "cardwatch_ruleset_info{version=\"%s\"} 1\n",
             rules_version(a->rules));
+    kafka_health_metrics(a->kafka, m);
     feed_metrics(a->feed, m); /* nothing when no feed runs */
     if (fclose(m) != 0) {
         free(extra);
@@ -438,6 +445,29 @@ static void print_summary(struct app *a)
     fflush(stdout);
 }
 
+/* The brokers let us in, and the topics the service reads and writes
+ * exist: a missing alert topic would otherwise surface minutes later as
+ * failed deliveries, a missing transactions topic as an idle service. */
+static int check_kafka(const struct config *c, const char *brokers,
+                       char *err, size_t errlen)
+{
+    size_t max = c->n_issuers + 4;
+    struct kafka_check_topic *t = calloc(max, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t n = kafka_check_topics(
+        c, KCHECK_T_INPUT | KCHECK_T_DEAD_LETTER | KCHECK_T_ALERTS, "", t,
+        max);
+    int rc = kafka_check(c, brokers, t, n, c->connect_timeout_s * 1000, err,
+                         errlen) == KCHECK_OK
+                 ? 0
+                 : -1;
+    free(t);
+    return rc;
+}
+
 int app_run(const struct config *c, const struct run_opts *o)
 {
     struct app a = {0};
@@ -470,8 +500,16 @@ int app_run(const struct config *c, const struct run_opts *o)
     }
     a.base = event_base_new();
     a.metrics = metrics_new();
-    if (a.rules == NULL || a.base == NULL || a.metrics == NULL) {
+    a.kafka = kafka_health_new();
+    if (a.rules == NULL || a.base == NULL || a.metrics == NULL ||
+        a.kafka == NULL) {
         log_error(MOD, "out of memory at start-up");
+        a.exit_code = 1;
+        goto out;
+    }
+    /* after the local checks (key, rules): they need no network */
+    if (check_kafka(c, brokers, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
         a.exit_code = 1;
         goto out;
     }
@@ -499,8 +537,8 @@ int app_run(const struct config *c, const struct run_opts *o)
         a.exit_code = 1;
         goto out;
     }
-    a.sink = sink_kafka_new(a.base, c, brokers, a.metrics, cb_delivered, &a,
-                            err, sizeof(err));
+    a.sink = sink_kafka_new(a.base, c, brokers, a.metrics, a.kafka,
+                            cb_delivered, &a, err, sizeof(err));
     if (a.sink == NULL) {
         log_error(MOD, "%s", err);
         a.exit_code = 1;
@@ -530,6 +568,7 @@ int app_run(const struct config *c, const struct run_opts *o)
         .topic = c->transactions_topic,
         .batch_size = c->batch_size,
         .metrics = a.metrics,
+        .health = a.kafka,
         .capacity = cb_capacity,
         .intake = cb_intake,
         .revoke = cb_revoke,
@@ -653,6 +692,7 @@ out:
         event_base_free(a.base);
     }
     metrics_destroy(a.metrics);
+    kafka_health_destroy(a.kafka);
     rules_destroy(a.rules);
     card_key_destroy(a.key);
     return a.exit_code;

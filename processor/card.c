@@ -28,6 +28,7 @@
 #include <openssl/params.h>
 #include <openssl/sha.h>
 
+#include "secret_file.h"
 #include "text.h"
 
 #define CARD_KEY_MIN 16
@@ -297,8 +298,6 @@ static int parse_key_text(const char *path, const char *text, size_t len,
 struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
 {
     struct card_key *k = NULL;
-    struct stat st;
-    int fd = -1;
     char *text = NULL;
     size_t len = 0;
     uint8_t key[CARD_KEY_MAX];
@@ -309,58 +308,13 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
         text_errf(errbuf, errlen, "key file: no path");
         return NULL;
     }
-    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
-    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &st) != 0) {
-        text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        text_errf(errbuf, errlen, "key file %s: not a regular file", path);
-        goto out;
-    }
-    if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
-        text_errf(errbuf, errlen,
-                  "key file %s: mode %04o is readable or writable by group or "
-                  "others; chmod 600 it",
-                  path, (unsigned)(st.st_mode & 07777));
-        goto out;
-    }
-    if (st.st_size > CARD_KEY_FILE_MAX) {
-        text_errf(errbuf, errlen, "key file %s: larger than %d bytes", path,
-                  CARD_KEY_FILE_MAX);
-        goto out;
-    }
     text = calloc(1, CARD_KEY_FILE_MAX + 1);
     if (text == NULL) {
         text_errf(errbuf, errlen, "key file %s: out of memory", path);
         goto out;
     }
-    for (;;) {
-        ssize_t n = read(fd, text + len, CARD_KEY_FILE_MAX + 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            text_errf(errbuf, errlen, "key file %s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len > CARD_KEY_FILE_MAX) {
-            text_errf(errbuf, errlen, "key file %s: larger than %d bytes", path,
-                      CARD_KEY_FILE_MAX);
-            goto out;
-        }
-    }
-    if (memchr(text, '\0', len) != NULL) {
-        text_errf(errbuf, errlen, "key file %s: contains NUL bytes", path);
+    if (secret_file_read(path, "key file", text, CARD_KEY_FILE_MAX, &len,
+                         errbuf, errlen) != 0) {
         goto out;
     }
     if (parse_key_text(path, text, len, id, key, &keylen, errbuf, errlen) !=
@@ -379,9 +333,6 @@ out:
         free(text);
     }
     OPENSSL_cleanse(key, sizeof(key));
-    if (fd >= 0) {
-        close(fd);
-    }
     return k;
 }
 

@@ -136,6 +136,12 @@ static const struct key keys[] = {
           "cardwatch.alerts.unrouted", check_topic, 0),
     K_INT("kafka", "session_timeout_ms", session_timeout_ms,
           "45000", 1000, 300000),
+    /* start-up: how long the brokers may take to answer before the
+     * command gives up (an authentication or TLS failure fails at once) */
+    K_INT("kafka", "connect_timeout_s", connect_timeout_s, "30", 1, 600),
+    /* SASL password from a private file (mode 0600), so that the config
+     * holds no secret; instead of [kafka.common] sasl.password */
+    K_PATH("kafka", "sasl_password_file", kafka_sasl_password_file),
 
     K_ADDRESS("redis", "address", redis_host, redis_port, "127.0.0.1:6379"),
     K_STR("redis", "prefix", redis_prefix, "cw", check_redis_prefix, 0),
@@ -1273,6 +1279,17 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
     if (c->key_file[0] == '\0') {
         text_errf(errbuf, errlen, "[card] key_file is required");
         goto out;
+    }
+    for (size_t i = 0; i < c->n_kafka_props; i++) {
+        if (c->kafka_sasl_password_file[0] != '\0' &&
+            strcmp(c->kafka_props[i].name, "sasl.password") == 0) {
+            text_errf(errbuf, errlen,
+                      "%s:%d: [kafka.%s] sasl.password and [kafka] "
+                      "sasl_password_file are both set: keep one",
+                      c->path[0] ? c->path : "(flags)",
+                      c->kafka_props[i].line, c->kafka_props[i].scope);
+            goto out;
+        }
     }
     if (c->max_in_flight < c->batch_size) {
         text_errf(errbuf, errlen,

@@ -47,6 +47,8 @@ struct config {
     char alert_topic_prefix[200];
     char fallback_topic[256];          /* alerts of unknown BINs */
     int session_timeout_ms;
+    int connect_timeout_s; /* start-up wait for the brokers */
+    char kafka_sasl_password_file[CONFIG_STR_MAX]; /* -> sasl.password */
 
     /* [redis] */
     char redis_host[256];

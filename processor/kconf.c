@@ -4,6 +4,37 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "secret_file.h"
+
+#define KCONF_PASSWORD_MAX 1024
+
+/* sasl.password from [kafka] sasl_password_file: its first line. */
+static int set_password(rd_kafka_conf_t *conf, const char *path, char *errbuf,
+                        size_t errlen)
+{
+    char pw[KCONF_PASSWORD_MAX + 1];
+    char kerr[512];
+    size_t len = 0;
+    int rc = -1;
+    if (secret_file_read(path, "[kafka] sasl_password_file", pw,
+                         KCONF_PASSWORD_MAX, &len, errbuf, errlen) != 0) {
+        return -1;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    if (pw[0] == '\0') {
+        snprintf(errbuf, errlen, "[kafka] sasl_password_file %s: empty", path);
+    } else if (rd_kafka_conf_set(conf, "sasl.password", pw, kerr,
+                                 sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+        snprintf(errbuf, errlen, "[kafka] sasl_password_file: %s", kerr);
+    } else {
+        rc = 0;
+    }
+    OPENSSL_cleanse(pw, sizeof(pw));
+    return rc;
+}
+
 rd_kafka_conf_t *kconf_build(const struct config *c, const char *brokers,
                              const char *scope, const char *const *base,
                              char *errbuf, size_t errlen)
@@ -35,6 +66,11 @@ rd_kafka_conf_t *kconf_build(const struct config *c, const char *brokers,
             goto err;
         }
     }
+    if (c->kafka_sasl_password_file[0] != '\0' &&
+        set_password(conf, c->kafka_sasl_password_file, errbuf, errlen) !=
+            0) {
+        goto err;
+    }
     return conf;
 err:
     rd_kafka_conf_destroy(conf);
@@ -56,6 +92,12 @@ rd_kafka_t *kconf_new(const struct config *c, const char *brokers,
     }
     if (hooks != NULL && hooks->rebalance_cb != NULL) {
         rd_kafka_conf_set_rebalance_cb(conf, hooks->rebalance_cb);
+    }
+    if (hooks != NULL && hooks->error_cb != NULL) {
+        rd_kafka_conf_set_error_cb(conf, hooks->error_cb);
+    }
+    if (hooks != NULL && hooks->stats_cb != NULL) {
+        rd_kafka_conf_set_stats_cb(conf, hooks->stats_cb);
     }
     if (hooks != NULL && hooks->opaque != NULL) {
         rd_kafka_conf_set_opaque(conf, hooks->opaque);

@@ -23,6 +23,8 @@
 #include "feed_auth.h"
 #include "gen.h"
 #include "harden.h"
+#include "kafka_check.h"
+#include "kconf.h"
 #include "loader.h"
 #include "log.h"
 #include "rules.h"
@@ -571,6 +573,25 @@ static int cmd_check(int argc, char **argv)
            brokers[0] ? brokers : "(unreadable)",
            c.brokers_file[0] ? " from " : "", c.brokers_file, c.group,
            c.transactions_topic);
+    /* every librdkafka property and the SASL password file, as the
+     * clients will be built (offline: nothing connects) */
+    const char *const scopes[] = {"consumer", "producer"};
+    char proto[64] = "plaintext";
+    for (size_t i = 0; i < 2; i++) {
+        rd_kafka_conf_t *kc = kconf_build(&c, brokers[0] ? brokers : "-",
+                                          scopes[i], NULL, err, sizeof(err));
+        if (kc == NULL) {
+            fprintf(stderr, "cardwatch check: %s\n", err);
+            printf("  kafka      %s settings: NOT USABLE\n", scopes[i]);
+            bad = 1;
+            continue;
+        }
+        size_t pl = sizeof(proto);
+        rd_kafka_conf_get(kc, "security.protocol", proto, &pl);
+        rd_kafka_conf_destroy(kc);
+    }
+    printf("  kafka      security.protocol %s%s\n", proto,
+           c.kafka_sasl_password_file[0] ? ", SASL password from file" : "");
     printf("  redis      %s:%d, prefix %s\n", c.redis_host, c.redis_port,
            c.redis_prefix);
     struct card_key *key = card_key_load(c.key_file, err, sizeof(err));
@@ -876,6 +897,8 @@ static int cmd_gen(int argc, char **argv)
     if (topic != NULL) {
         if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) !=
                 0 ||
+            kafka_check_one(&c, brokers, topic, "--topic", err,
+                            sizeof(err)) != KCHECK_OK ||
             (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
             fprintf(stderr, "cardwatch gen: %s\n", err);
             goto out;
@@ -1008,6 +1031,8 @@ static int cmd_send(int argc, char **argv)
     }
     char brokers[CONFIG_STR_MAX], err[512];
     if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
+        kafka_check_one(&c, brokers, topic, "--topic", err, sizeof(err)) !=
+            KCHECK_OK ||
         (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
         fprintf(stderr, "cardwatch send: %s\n", err);
         goto out;
@@ -1178,7 +1203,9 @@ static int cmd_tail(int argc, char **argv)
         return 1;
     }
     char brokers[CONFIG_STR_MAX], err[512];
-    if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0) {
+    if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
+        kafka_check_one(&c, brokers, argv[optind], "the tailed topic", err,
+                        sizeof(err)) != KCHECK_OK) {
         fprintf(stderr, "cardwatch tail: %s\n", err);
         config_free(&c);
         return 1;

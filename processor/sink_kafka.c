@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
@@ -20,10 +21,28 @@ struct sink_kafka {
     struct kafka_loop_watch *watch; /* mainq signals the loop */
     struct event *tick;
     struct metrics *metrics;
+    struct kafka_health *health; /* borrowed; may be NULL */
     sink_kafka_cb cb;
     void *cb_arg;
     int fatal;
 };
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque)
+{
+    (void)rk;
+    struct sink_kafka *s = opaque;
+    kafka_health_error(s->health, KH_PRODUCER, err, reason,
+                       clock_mono_ns() / 1000000u);
+}
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    struct sink_kafka *s = opaque;
+    kafka_health_stats(s->health, KH_PRODUCER, json, len);
+    return 0; /* librdkafka frees json */
+}
 
 static void serve(void *arg)
 {
@@ -99,8 +118,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
 
 struct sink_kafka *sink_kafka_new(struct event_base *base,
                                   const struct config *c, const char *brokers,
-                                  struct metrics *metrics, sink_kafka_cb cb,
-                                  void *cb_arg, char *errbuf, size_t errlen)
+                                  struct metrics *metrics,
+                                  struct kafka_health *health,
+                                  sink_kafka_cb cb, void *cb_arg, char *errbuf,
+                                  size_t errlen)
 {
     char qmax[32];
     snprintf(qmax, sizeof(qmax), "%d",
@@ -113,6 +134,9 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
         "queue.buffering.max.messages", qmax,
         "message.timeout.ms", "300000",
         "client.id", "cardwatch-sink",
+        /* the list ends here without a health tracker */
+        health != NULL ? "statistics.interval.ms" : NULL,
+        KAFKA_HEALTH_STATS_MS,
         NULL};
     struct sink_kafka *s = calloc(1, sizeof(*s));
     char kerr[512];
@@ -121,9 +145,14 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
         return NULL;
     }
     s->metrics = metrics;
+    s->health = health;
     s->cb = cb;
     s->cb_arg = cb_arg;
-    const struct kconf_hooks hooks = {.dr_msg_cb = on_delivery, .opaque = s};
+    const struct kconf_hooks hooks = {
+        .dr_msg_cb = on_delivery,
+        .error_cb = health != NULL ? on_error : NULL,
+        .stats_cb = health != NULL ? on_stats : NULL,
+        .opaque = s};
     s->rk = kconf_new(c, brokers, RD_KAFKA_PRODUCER, base_props, &hooks,
                       errbuf, errlen);
     if (s->rk == NULL) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "kafka_health.h"
 #include "metrics.h"
 #include "pipeline.h"
 
@@ -20,12 +21,15 @@ struct sink_kafka;
 /* Called once per produced message: err 0 = delivered. */
 typedef void (*sink_kafka_cb)(void *arg, void *opaque, int err);
 
-/* Creates the producer. Returns NULL with a message in errbuf on a bad
+/* Creates the producer. health (borrowed, may be NULL) hears its error
+ * events and statistics. Returns NULL with a message in errbuf on a bad
  * configuration. */
 struct sink_kafka *sink_kafka_new(struct event_base *base,
                                   const struct config *c, const char *brokers,
-                                  struct metrics *metrics, sink_kafka_cb cb,
-                                  void *cb_arg, char *errbuf, size_t errlen);
+                                  struct metrics *metrics,
+                                  struct kafka_health *health,
+                                  sink_kafka_cb cb, void *cb_arg, char *errbuf,
+                                  size_t errlen);
 
 /* Matches pipeline_sink_ops.produce (ctx = the sink). Copies everything.
  * Returns 0, or -1 when the message could not be queued (logged). */

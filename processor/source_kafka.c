@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
@@ -230,6 +231,23 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque)
+{
+    (void)rk;
+    struct source_kafka *s = opaque;
+    kafka_health_error(s->o.health, KH_CONSUMER, err, reason,
+                       clock_mono_ns() / 1000000u);
+}
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    struct source_kafka *s = opaque;
+    kafka_health_stats(s->o.health, KH_CONSUMER, json, len);
+    return 0; /* librdkafka frees json */
+}
+
 static void drain(struct source_kafka *s)
 {
     if (s->stopped || s->closed) {
@@ -361,6 +379,9 @@ struct source_kafka *source_kafka_new(struct event_base *base,
          * (100000) the fetch pauses whenever the application is slower
          * than the broker, halving throughput (measured; see README). */
         "queued.min.messages", "1000000",
+        /* the list ends here without a health tracker */
+        o->health != NULL ? "statistics.interval.ms" : NULL,
+        KAFKA_HEALTH_STATS_MS,
         NULL};
     struct source_kafka *s = calloc(1, sizeof(*s));
     rd_kafka_topic_partition_list_t *sub = NULL;
@@ -377,8 +398,11 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
-    const struct kconf_hooks hooks = {.rebalance_cb = on_rebalance,
-                                      .opaque = s};
+    const struct kconf_hooks hooks = {
+        .rebalance_cb = on_rebalance,
+        .error_cb = o->health != NULL ? on_error : NULL,
+        .stats_cb = o->health != NULL ? on_stats : NULL,
+        .opaque = s};
     s->rk = kconf_new(o->config, o->brokers, RD_KAFKA_CONSUMER, props, &hooks,
                       errbuf, errlen);
     if (s->rk == NULL) {

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "kafka_health.h"
 #include "metrics.h"
 #include "pipeline.h"
 
@@ -33,6 +34,7 @@ struct source_kafka_opts {
     const char *topic;
     int batch_size;
     struct metrics *metrics; /* may be NULL */
+    struct kafka_health *health; /* error events, statistics; may be NULL */
     /* Into the pipeline: how many records it takes now, take them, and a
      * partition was revoked. */
     size_t (*capacity)(void *arg);
