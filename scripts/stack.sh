@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The local stack: redis-server and the embedded Kafka (librdkafka mock
-# cluster, build/embedded_kafka) on free loopback ports, in the background.
+# The local stack: redis-server and Kafka on free loopback ports, in the
+# background. Kafka is Apache Kafka by default (scripts/kafka_cluster.py:
+# KRaft nodes from the jars scripts/kafka/pom.xml pins, fetched once from
+# Maven Central); STACK_KAFKA=embedded starts librdkafka's mock cluster
+# (build/embedded_kafka) instead, for machines without Java.
 #
 #   scripts/stack.sh up DIR       start both (no-op if already up), wait until
 #                                 both answer, write DIR/env
@@ -9,14 +12,19 @@
 #
 # DIR holds pid files, logs, Redis's working dir and DIR/env, a shell file:
 #   REDIS_HOST=127.0.0.1 REDIS_PORT=... REDIS_URL=redis://127.0.0.1:...
-#   KAFKA_BOOTSTRAPS=127.0.0.1:...
+#   KAFKA_BOOTSTRAPS=127.0.0.1:...  KAFKA_KIND=apache|embedded
+# and DIR/kafka.bootstraps (the broker list alone).
 # Topics: cardwatch.transactions:16 (STACK_TXN_PARTITIONS) and
-# cardwatch.deadletter:4, plus
-# STACK_TOPICS="name:partitions ...". Other topics are auto-created with 4
-# partitions on first use. The embedded Kafka keeps everything in memory and
-# picks new ports on every start (librdkafka 2.0.2).
-# Environment: BUILD (default build) or EMBEDDED_KAFKA (path of the binary),
-# STACK_TIMEOUT (seconds to wait for start and for stop, default 15).
+# cardwatch.deadletter:4, plus STACK_TOPICS="name:partitions ...". Apache
+# Kafka creates no other topic (auto-creation is off, as in production);
+# the embedded one auto-creates unknown topics with 4 partitions and keeps
+# only ~5 MiB per partition.
+# Environment: STACK_KAFKA (apache|embedded), STACK_KAFKA_NODES (Apache
+# Kafka nodes, default 1; 3 gives replication factor 3 and
+# min.insync.replicas 2), BUILD (default build; build/kafka_admin creates the
+# topics) or EMBEDDED_KAFKA (path of the mock's binary), STACK_TIMEOUT
+# (seconds to wait for start and for stop, default 15; Apache Kafka gets
+# at least 90 to start).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +32,11 @@ BUILD=${BUILD:-build}
 [[ $BUILD == /* ]] || BUILD="$REPO/$BUILD"
 EMBEDDED_KAFKA=${EMBEDDED_KAFKA:-$BUILD/embedded_kafka}
 TIMEOUT=${STACK_TIMEOUT:-15}
+KIND=${STACK_KAFKA:-apache}
+NODES=${STACK_KAFKA_NODES:-1}
+[[ $KIND == apache || $KIND == embedded ]] ||
+  { echo "stack: STACK_KAFKA=$KIND: want apache or embedded" >&2; exit 2; }
+KCLUSTER=(python3 "$REPO/scripts/kafka_cluster.py")
 TOPICS=("cardwatch.transactions:${STACK_TXN_PARTITIONS:-16}" cardwatch.deadletter:4)
 # shellcheck disable=SC2206 # word splitting intended
 TOPICS+=(${STACK_TOPICS:-})
@@ -85,9 +98,21 @@ stop_one() {
   say "stopped $name (pid $pid)"
 }
 
+# kafka_up DIR: whichever Kafka runs in DIR answers
+kafka_up() {
+  if compgen -G "$1/kafka-*.pid" >/dev/null; then
+    "${KCLUSTER[@]}" status "$1" >/dev/null
+  else
+    alive "$1/kafka.pid" embedded_kafka
+  fi
+}
+
 do_down() {
   local dir=$1
   stop_one "embedded Kafka" "$dir/kafka.pid" embedded_kafka
+  if compgen -G "$dir/kafka-*.pid" >/dev/null; then
+    BUILD="$BUILD" "${KCLUSTER[@]}" down "$dir" --timeout "$TIMEOUT" 2>&1 | sed 's/^kafka: /stack: /'
+  fi
   stop_one "redis-server" "$dir/redis.pid" redis-server
   rm -f "$dir/env" "$dir/kafka.bootstraps"
 }
@@ -126,7 +151,20 @@ start_redis() {
   return 1
 }
 
+start_apache_kafka() {
+  local dir=$1 args=() t
+  for t in "${TOPICS[@]}"; do args+=(--topic "$t"); done
+  [[ -x $BUILD/kafka_admin ]] || {
+    echo "stack: $BUILD/kafka_admin not found: build it first (make $BUILD/kafka_admin)" >&2
+    return 1
+  }
+  KAFKA_BOOTSTRAPS=$(BUILD="$BUILD" "${KCLUSTER[@]}" up "$dir" --nodes "$NODES" \
+    --timeout $(( TIMEOUT > 90 ? TIMEOUT : 90 )) "${args[@]}" 2> >(sed 's/^kafka: /stack: /' >&2)) ||
+    return 1
+}
+
 start_kafka() {
+  [[ $KIND == apache ]] && { start_apache_kafka "$@"; return; }
   local dir=$1 args=() t
   [[ -x $EMBEDDED_KAFKA ]] || {
     echo "stack: $EMBEDDED_KAFKA not found: build it first (make $EMBEDDED_KAFKA)" >&2
@@ -161,14 +199,14 @@ start_kafka() {
 
 do_up() {
   local dir=$1
-  if alive "$dir/redis.pid" redis-server && alive "$dir/kafka.pid" embedded_kafka &&
-     [[ -s $dir/env ]]; then
+  if alive "$dir/redis.pid" redis-server && kafka_up "$dir" && [[ -s $dir/env ]] &&
+     grep -q "^KAFKA_KIND=$KIND\$" "$dir/env"; then
     say "already up in $dir"
     cat "$dir/env"
     return 0
   fi
-  if alive "$dir/redis.pid" redis-server || alive "$dir/kafka.pid" embedded_kafka; then
-    say "partially up in $dir: restarting both"
+  if alive "$dir/redis.pid" redis-server || kafka_up "$dir"; then
+    say "partially up (or another Kafka) in $dir: restarting both"
     do_down "$dir"
   fi
   rm -f "$dir/env"
@@ -179,10 +217,17 @@ REDIS_HOST=127.0.0.1
 REDIS_PORT=$REDIS_PORT
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 KAFKA_BOOTSTRAPS=$KAFKA_BOOTSTRAPS
+KAFKA_KIND=$KIND
 EOF
   mv "$dir/env.tmp" "$dir/env"
+  local what
+  if [[ $KIND == apache ]]; then
+    what="Apache Kafka ($NODES node(s))"
+  else
+    what="embedded Kafka pid $(cat "$dir/kafka.pid")"
+  fi
   say "up in $dir: redis-server pid $(cat "$dir/redis.pid") on 127.0.0.1:$REDIS_PORT," \
-      "embedded Kafka pid $(cat "$dir/kafka.pid") at $KAFKA_BOOTSTRAPS (topics: ${TOPICS[*]})"
+      "$what at $KAFKA_BOOTSTRAPS (topics: ${TOPICS[*]})"
   cat "$dir/env"
 }
 
@@ -193,10 +238,12 @@ do_status() {
   else
     say "redis-server down"; rc=3
   fi
-  if alive "$dir/kafka.pid" embedded_kafka; then
+  if compgen -G "$dir/kafka-*.pid" >/dev/null; then
+    "${KCLUSTER[@]}" status "$dir" | sed 's/^/stack: Apache Kafka /' || rc=3
+  elif alive "$dir/kafka.pid" embedded_kafka; then
     say "embedded Kafka up (pid $(cat "$dir/kafka.pid"))"
   else
-    say "embedded Kafka down"; rc=3
+    say "Kafka down"; rc=3
   fi
   [[ -s $dir/env ]] && cat "$dir/env"
   return $rc
@@ -209,7 +256,8 @@ DIR=$(cd "$2" && pwd)
 case $cmd in
   up) do_up "$DIR" ;;
   down)
-    if [[ ! -e $DIR/redis.pid && ! -e $DIR/kafka.pid ]]; then
+    if [[ ! -e $DIR/redis.pid && ! -e $DIR/kafka.pid ]] &&
+       ! compgen -G "$DIR/kafka-*.pid" >/dev/null; then
       say "nothing running in $DIR"
       rm -f "$DIR/env"
     else

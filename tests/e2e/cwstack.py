@@ -47,6 +47,8 @@ ELEMENTS = ["pan", "expiry", "cvv2", "name", "address", "phone", "email"]
 # Every dead-letter reason (txn_status_name in processor/txn.c).
 REASONS = ["undecodable", "txn_id", "pan", "luhn", "expiry", "amount", "currency", "mcc",
            "merchant", "country", "channel", "entry_mode", "response", "event_time"]
+# [replay] topic_suffix default: a replay without --output writes here.
+REPLAY_SUFFIX = ".replay"
 # A dead-letter reason only a replay file can give (a line over the limit).
 REASON_TOO_LONG = "too_long"
 
@@ -200,6 +202,22 @@ def txn(txn_id, pan, event_time_ms, rnd=None, **fields):
         else:
             t[k] = v
     return t
+
+
+# Commands that never talk to Kafka (anything else starts the broker).
+_NO_KAFKA = {"load", "unload", "breaches", "check", "rules", "token", "feed"}
+
+
+def needs_kafka(args):
+    """Whether `cardwatch ARGS` talks to Kafka: a file replay with file
+    outputs does not (as app_replay.c decides)."""
+    if args[0] in _NO_KAFKA:
+        return False
+    if args[0] == "gen":
+        return "--topic" in args
+    if args[0] == "replay":
+        return "--output" not in args or ("--input" not in args and "--dead-letter" not in args)
+    return True
 
 
 def expected_alerts(txns, breaches, issuers):
@@ -374,14 +392,24 @@ class Stack:
     """
 
     def __init__(self, issuers, partitions=4, session_timeout_ms=6000, extra_ini="",
-                 kafka_topics=None):
+                 kafka_topics=None, kafka_brokers=1, kafka_kind=None, kafka_sasl=None):
         self.issuers = list(issuers)
         self.schema = h.ProtoSchema()
         self.dir = h.tmpdir("stack")
         self.redis = h.Redis()
-        topics = {TXN_TOPIC: partitions}
+        # Every topic the config names, as an operator creates them (the
+        # broker creates none on first use): live, replay and dead letters.
+        topics = {TXN_TOPIC: partitions, DEAD_LETTER_TOPIC: 4,
+                  DEAD_LETTER_TOPIC + REPLAY_SUFFIX: 4}
+        for t in alert_topics(self.issuers):
+            topics[t] = 4
+            topics[t + REPLAY_SUFFIX] = 4
         topics.update(kafka_topics or {})
-        self.kafka = h.Kafka(topics)
+        # Started on first use (self.kafka): a file replay needs no broker.
+        self._kafka = h.Kafka(topics, brokers=kafka_brokers, kind=kafka_kind, start=False,
+                              sasl=kafka_sasl)
+        # cardwatch talks to the SASL_SSL listeners when there are any
+        boot = self._kafka.sasl_bootstraps if kafka_sasl else self._kafka.bootstraps
         self.key_file = self.dir / "fingerprint.key"
         fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -392,7 +420,7 @@ class Stack:
         self.config.write_text(
             "; written by tests/e2e/cwstack.py\n"
             "[kafka]\n"
-            f"brokers = {self.kafka.bootstraps}\n"
+            f"brokers = {boot}\n"
             "group = cardwatch-e2e\n"
             f"transactions_topic = {TXN_TOPIC}\n"
             f"dead_letter_topic = {DEAD_LETTER_TOPIC}\n"
@@ -411,6 +439,17 @@ class Stack:
         self._n = 0
 
     @property
+    def kafka(self):
+        """The Kafka cluster, started on first use."""
+        return self._kafka.start()
+
+    def prepare(self, args):
+        """Start Kafka if `cardwatch ARGS` (ARGS[0] the command) will use it:
+        for tests that run cardwatch on this stack's config themselves."""
+        if needs_kafka([str(a) for a in args]):
+            self.kafka
+
+    @property
     def url(self):
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -419,6 +458,7 @@ class Stack:
         stdout+stderr are kept in a log file. Returns CompletedProcess."""
         self._n += 1
         args = [str(a) for a in args]
+        self.prepare(args)
         res = h.run_tool([h.tool("cardwatch"), args[0], "--config", self.config, *args[1:]],
                          timeout=timeout, check=False)
         log = self.dir / f"cmd-{self._n:02d}-{args[0]}.log"
@@ -463,6 +503,7 @@ class Stack:
 
     def send_async(self, txns, name="txns"):
         """Like send(), in the background: returns the spawned Proc."""
+        self.kafka
         path = self._jsonl(txns, name)
         self._n += 1
         log = self.dir / f"cmd-{self._n:02d}-send.log"
@@ -473,6 +514,7 @@ class Stack:
     def run(self, *args, name="cardwatch-run"):
         """Spawn `cardwatch run --config ... --no-progress ARGS`; stdout goes
         to proc.stdout_path, stderr (the log) to proc.log."""
+        self.kafka
         self._n += 1
         out = self.dir / f"{name}-{self._n:02d}.stdout"
         with open(out, "wb") as f:

@@ -40,6 +40,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -670,22 +671,49 @@ class Redis:
 
 
 # --------------------------------------------------------------------------
-# Kafka (librdkafka mock cluster via build/embedded_kafka)
+# Kafka: Apache Kafka (KRaft, scripts/kafka_cluster.py) by default; the
+# embedded one (librdkafka's mock cluster, build/embedded_kafka) where only
+# it can do what a test needs, or for the whole suite with
+# CARDWATCH_E2E_KAFKA=embedded (machines without Java).
+
+sys.path.insert(0, str(REPO / "scripts"))
+import kafka_cluster  # noqa: E402
+
+
+def kafka_kind():
+    """"apache" (default) or "embedded" (CARDWATCH_E2E_KAFKA)."""
+    kind = os.environ.get("CARDWATCH_E2E_KAFKA", "apache")
+    if kind not in ("apache", "embedded"):
+        raise HarnessError(f"CARDWATCH_E2E_KAFKA={kind}: want apache or embedded")
+    return kind
+
+
+def _spawn_node(args, name, log, env=None):
+    return spawn(args, name=name, log=log, env=env)
+
 
 class Kafka:
-    """The embedded Kafka cluster.
+    """A Kafka cluster for one test.
 
         k = Kafka({"cardwatch.transactions": 16, "cardwatch.deadletter": 4})
         produce(k.bootstraps, "cardwatch.transactions", [(b"key", b"value")])
 
     topics: dict name -> partitions, or iterable of "name:partitions" /
-    (name, partitions). Unknown topics are auto-created with 4 partitions
-    by any producer or metadata request (fixed in the 2.0.2 mock).
-    The cluster cannot be restarted on the same ports (2.0.2 picks random
-    ports): to simulate an outage use pause()/resume() (SIGSTOP/SIGCONT).
+    (name, partitions), created before start() returns.
+    kind: "apache" (the default, see kafka_kind()): Apache Kafka from the
+    pinned jars, `brokers` KRaft nodes on free loopback ports, topics never
+    auto-created (create more with create_topics()), replication factor
+    min(3, brokers), min.insync.replicas 2 from 3 brokers. props: extra
+    broker properties; sasl: see kafka_cluster.Cluster.
+    kind "embedded": librdkafka's mock cluster (build/embedded_kafka), for
+    in-process fault injection only: unknown topics are auto-created (4
+    partitions), ~5 MiB per partition is kept, no time index, and it
+    cannot be restarted on the same ports.
+    start=False allocates the ports (bootstraps is known) without starting.
     """
 
-    def __init__(self, topics=None, brokers=1, build=None, start=True):
+    def __init__(self, topics=None, brokers=1, build=None, start=True, kind=None,
+                 props=None, sasl=None):
         if topics is None:
             topics = {}
         if isinstance(topics, dict):
@@ -698,14 +726,43 @@ class Kafka:
             self.topics.append((t[0], int(t[1])))
         self.brokers = brokers
         self.build = build
+        self.kind = kind or kafka_kind()
         self.dir = tmpdir("kafka")
-        self.bootstraps_file = self.dir / "bootstraps"
-        self.bootstraps = None
         self.proc = None
+        self.cluster = None
+        self.started = False
+        if self.kind == "embedded":
+            self.bootstraps_file = self.dir / "bootstraps"
+            self.bootstraps = None
+        else:
+            self.cluster = kafka_cluster.Cluster(self.dir, nodes=brokers, props=props,
+                                                 sasl=sasl, spawn=_spawn_node,
+                                                 heap=os.environ.get("KAFKA_HEAP", "512m"))
+            self.bootstraps = self.cluster.bootstraps
         if start:
             self.start()
 
-    def start(self, timeout=15.0):
+    @property
+    def apache(self):
+        return self.kind == "apache"
+
+    @property
+    def sasl_bootstraps(self):
+        """The SASL_SSL listeners (sasl= given): for the client under test;
+        the test tools keep using the PLAINTEXT .bootstraps."""
+        return self.cluster.sasl_bootstraps
+
+    def start(self, timeout=90.0):
+        if self.started:
+            return self
+        if self.apache:
+            try:
+                self.cluster.start(timeout=timeout)
+            except kafka_cluster.KafkaError as e:
+                raise HarnessError(str(e)) from None
+            self.started = True
+            self.create_topics(dict(self.topics))
+            return self
         if self.bootstraps_file.exists():
             self.bootstraps_file.unlink()
         args = [tool("embedded_kafka", self.build), "--brokers", str(self.brokers),
@@ -727,19 +784,73 @@ class Kafka:
                                    + self.proc.log_text(20)) from None
             raise
         self.bootstraps = self.bootstraps_file.read_text().strip()
+        self.started = True
         return self
 
+    def create_topics(self, topics, configs=()):
+        """topics: {name: partitions} (or [(name, partitions)]); existing
+        ones with the same count are fine. configs: "key=value" topic
+        configs. The embedded Kafka creates them on first use instead."""
+        items = list(topics.items()) if isinstance(topics, dict) else list(topics)
+        if not self.apache or not items:
+            return
+        args = [tool("kafka_admin", self.build), "--brokers", self.bootstraps, "create"]
+        args += [f"{n}:{p}" for n, p in items]
+        for c in configs:
+            args += ["--config", c]
+        run_tool(args, timeout=60)
+
     def stop(self, timeout=10.0):
-        """SIGTERM and wait; returns the exit status (0 = clean)."""
+        """Stop the whole cluster; returns the exit status of the (last)
+        process (0 = clean). Apache Kafka is killed: its data is thrown
+        away with the test directory, a controlled shutdown only costs time."""
+        if self.apache:
+            if not self.started:
+                return None
+            rc = None
+            for n in self.cluster.nodes:
+                rc = self.cluster.stop_node(n.id, kill=True, timeout=timeout)
+            return rc
         if self.proc:
             return self.proc.stop(timeout)
         return None
 
     def pause(self):
-        self.proc.send_signal(signal.SIGSTOP)
+        """SIGSTOP every broker (a hang, not a close)."""
+        if self.apache:
+            for n in self.cluster.nodes:
+                self.cluster.pause_node(n.id)
+        else:
+            self.proc.send_signal(signal.SIGSTOP)
 
     def resume(self):
-        self.proc.send_signal(signal.SIGCONT)
+        if self.apache:
+            for n in self.cluster.nodes:
+                self.cluster.resume_node(n.id)
+        else:
+            self.proc.send_signal(signal.SIGCONT)
+
+    # Apache Kafka only: one node at a time (ids 1..brokers).
+    def kill_node(self, node_id):
+        """kill -9 one broker."""
+        return self.cluster.stop_node(node_id, kill=True)
+
+    def stop_node(self, node_id, timeout=60.0):
+        """SIGTERM one broker: a controlled shutdown."""
+        return self.cluster.stop_node(node_id, timeout=timeout)
+
+    def start_node(self, node_id, timeout=60.0):
+        """Start a stopped broker again (same ports, same data)."""
+        self.cluster.start_node(node_id, timeout)
+
+    def leader(self, topic, partition):
+        return self.cluster.leader(topic, partition)
+
+    def controller(self):
+        return self.cluster.controller()
+
+    def node_log(self, node_id):
+        return self.cluster.node(node_id).log
 
     def produce(self, topic, messages, **kw):
         return produce(self.bootstraps, topic, messages, **kw)

@@ -150,20 +150,39 @@ def test_kafka_binary_round_trip_4_partitions():
     assert len(again) == 2003
     assert [m.partition for m in again if m.value == b"p3"] == [3, 3, 3]
 
-    # clean shutdown: exit 0, bootstraps file removed
-    assert k.stop() == 0, k.proc.log_text()
-    assert not k.bootstraps_file.exists()
+    if k.apache:
+        # stopped: every node gone
+        k.stop()
+        assert not any(n.alive for n in k.cluster.nodes)
+    else:
+        # clean shutdown: exit 0, bootstraps file removed
+        assert k.stop() == 0, k.proc.log_text()
+        assert not k.bootstraps_file.exists()
 
 
-def test_kafka_auto_create_and_empty_topics():
+def test_kafka_topics_are_created_explicitly():
+    """Apache Kafka as production runs it: no topic appears on first use."""
     k = h.Kafka({"present": 2})
+    if not k.apache:
+        raise h.Skip("CARDWATCH_E2E_KAFKA=embedded: the mock auto-creates topics")
     assert h.consume(k.bootstraps, "present") == []
-    # producing to an unknown topic auto-creates it with 4 partitions
-    h.produce(k.bootstraps, "auto.created", [(None, b"v%d" % i) for i in range(50)])
-    assert k.partitions("auto.created") == 4
-    assert len(k.consume("auto.created", expect_count=50)) == 50
-    # reading an unknown topic creates it too, and it reads as empty
-    assert k.consume("never.produced") == []
+    # producing to an unknown topic fails at once, naming it; nothing is created
+    try:
+        h.produce(k.bootstraps, "never.created", [(None, b"v")], timeout=20)
+    except AssertionError as e:
+        assert "never.created does not exist" in str(e), e
+    else:
+        raise AssertionError("produced to a topic that does not exist")
+    md = k.cluster.metadata()
+    assert "never.created" not in [t["topic"] for t in md["topics"]], md
+    # reading an unknown topic reads as empty and creates nothing either
+    assert k.consume("never.created") == []
+    # created explicitly (idempotent), it works
+    k.create_topics({"made": 3})
+    k.create_topics({"made": 3})
+    assert k.partitions("made") == 3
+    h.produce(k.bootstraps, "made", [(None, b"v%d" % i) for i in range(50)])
+    assert len(k.consume("made", expect_count=50)) == 50
     # expect_count that never arrives: AssertionError naming the count
     t0 = time.monotonic()
     try:
@@ -173,6 +192,18 @@ def test_kafka_auto_create_and_empty_topics():
     else:
         raise AssertionError("consume did not time out")
     assert time.monotonic() - t0 < 10
+
+
+def test_embedded_kafka_auto_creates_topics():
+    """The mock (kept for in-process fault injection) differs: it creates
+    unknown topics with 4 partitions on first use."""
+    k = h.Kafka({"present": 2}, kind="embedded")
+    assert h.consume(k.bootstraps, "present") == []
+    h.produce(k.bootstraps, "auto.created", [(None, b"v%d" % i) for i in range(50)])
+    assert k.partitions("auto.created") == 4
+    assert len(k.consume("auto.created", expect_count=50)) == 50
+    assert k.consume("never.produced") == []
+    assert k.stop() == 0, k.proc.log_text()
 
 
 def test_kafka_multiple_brokers():
@@ -209,7 +240,9 @@ def test_processes_are_cleaned_up():
 def test_stack_script_up_down():
     import subprocess
     d = h.tmpdir("stack")
-    env = dict(os.environ, BUILD=str(h.config.build), STACK_TOPICS="extra.topic:3")
+    kind = h.kafka_kind()
+    env = dict(os.environ, BUILD=str(h.config.build), STACK_TOPICS="extra.topic:3",
+               STACK_KAFKA=kind)
     script = str(h.REPO / "scripts" / "stack.sh")
 
     def stack(cmd, check=True):
@@ -227,11 +260,14 @@ def test_stack_script_up_down():
         again = stack("up").stdout
         assert "already up" in again and f"REDIS_PORT={port}" in again, again
         assert stack("status").returncode == 0
-        pids = [int((d / f).read_text()) for f in ("redis.pid", "kafka.pid")]
+        assert e["KAFKA_KIND"] == kind, e
+        kpids = ["kafka-1.pid"] if kind == "apache" else ["kafka.pid"]
+        pids = [int((d / f).read_text()) for f in ["redis.pid", *kpids]]
     finally:
         down = stack("down", check=False)
     assert down.returncode == 0, down.stderr
-    assert "stopped embedded Kafka" in down.stdout and "stopped redis-server" in down.stdout
+    word = "stopped Apache Kafka node" if kind == "apache" else "stopped embedded Kafka"
+    assert word in down.stdout and "stopped redis-server" in down.stdout, down.stdout
     for pid in pids:
         assert _pid_gone(pid), pid
     assert not (d / "env").exists()

@@ -64,6 +64,7 @@ def _replay(s, *args, rc=0, stdin=None, timeout=180):
     exit status (rc=None: any) and that no sanitizer spoke. The output is
     kept in s.logs for the card-number scans."""
     args = [str(a) for a in args]
+    s.prepare(["replay", *args])
     res = h.run_tool([h.tool("cardwatch"), "replay", "--config", s.config, *args],
                      input=stdin, timeout=timeout, check=False)
     _log_cmd(s, "replay", ["replay", *args], res.stdout, res.stderr)
@@ -79,6 +80,7 @@ def _replay(s, *args, rc=0, stdin=None, timeout=180):
 def _spawn_replay(s, *args, name="replay"):
     """`cardwatch replay` in the background (stdout to .stdout, stderr to
     .log, both in s.logs)."""
+    s.prepare(["replay", *args])
     s._n += 1
     base = s.dir / f"{name}-{s._n:02d}"
     out = Path(f"{base}.stdout")
