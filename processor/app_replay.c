@@ -524,29 +524,17 @@ static int check_kafka(struct rp *r, char *err, size_t errlen)
     if (config_brokers(c, brokers, sizeof(brokers), err, errlen) != 0) {
         return -1;
     }
-    size_t max = c->n_issuers + 5, n = 0;
-    struct kafka_check_topic *t = calloc(max, sizeof(*t));
-    if (t == NULL) {
-        text_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (o->input == NULL) {
-        snprintf(t[n].name, sizeof(t[n].name), "%s", r->topic);
-        snprintf(t[n].what, sizeof(t[n].what), "the replayed topic");
-        n++;
-    }
     unsigned flags = (o->output == NULL ? KCHECK_T_ALERTS : 0) |
                      (o->input == NULL && o->dead_letter == NULL
                           ? KCHECK_T_REPLAY_DL
                           : 0);
-    n += kafka_check_topics(c, flags, o->deliver ? "" : c->replay_topic_suffix,
-                            t + n, max - n);
-    int rc = kafka_check(c, brokers, t, n, c->connect_timeout_s * 1000, err,
-                         errlen) == KCHECK_OK
-                 ? 0
-                 : -1;
-    free(t);
-    return rc;
+    return kafka_check_config(c, brokers, flags,
+                              o->deliver ? "" : c->replay_topic_suffix,
+                              o->input == NULL ? r->topic : NULL,
+                              "the replayed topic", err,
+                              errlen) == KCHECK_OK
+               ? 0
+               : -1;
 }
 
 static int start_outputs(struct rp *r, char *err, size_t errlen)

@@ -445,29 +445,6 @@ static void print_summary(struct app *a)
     fflush(stdout);
 }
 
-/* The brokers let us in, and the topics the service reads and writes
- * exist: a missing alert topic would otherwise surface minutes later as
- * failed deliveries, a missing transactions topic as an idle service. */
-static int check_kafka(const struct config *c, const char *brokers,
-                       char *err, size_t errlen)
-{
-    size_t max = c->n_issuers + 4;
-    struct kafka_check_topic *t = calloc(max, sizeof(*t));
-    if (t == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t n = kafka_check_topics(
-        c, KCHECK_T_INPUT | KCHECK_T_DEAD_LETTER | KCHECK_T_ALERTS, "", t,
-        max);
-    int rc = kafka_check(c, brokers, t, n, c->connect_timeout_s * 1000, err,
-                         errlen) == KCHECK_OK
-                 ? 0
-                 : -1;
-    free(t);
-    return rc;
-}
-
 int app_run(const struct config *c, const struct run_opts *o)
 {
     struct app a = {0};
@@ -508,7 +485,13 @@ int app_run(const struct config *c, const struct run_opts *o)
         goto out;
     }
     /* after the local checks (key, rules): they need no network */
-    if (check_kafka(c, brokers, err, sizeof(err)) != 0) {
+    /* the brokers let us in and the topics exist: a missing alert topic
+     * would surface minutes later as failed deliveries, a missing
+     * transactions topic as an idle service */
+    if (kafka_check_config(c, brokers,
+                           KCHECK_T_INPUT | KCHECK_T_DEAD_LETTER |
+                               KCHECK_T_ALERTS,
+                           "", NULL, NULL, err, sizeof(err)) != KCHECK_OK) {
         log_error(MOD, "%s", err);
         a.exit_code = 1;
         goto out;

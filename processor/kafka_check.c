@@ -2,6 +2,7 @@
 #include "kafka_check.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,7 +18,7 @@
 /* A topic created a moment ago may not be in every broker's metadata
  * yet (KRaft brokers apply the controller's records asynchronously):
  * "missing" is believed after this long. */
-#define MISSING_GRACE_MS 3000
+#define MISSING_GRACE_MS 1500
 
 struct seen {
     rd_kafka_resp_err_t fatal; /* __AUTHENTICATION or __SSL, else 0 */
@@ -175,18 +176,6 @@ enum kafka_check_status kafka_check(const struct config *c,
     return st;
 }
 
-enum kafka_check_status kafka_check_one(const struct config *c,
-                                        const char *brokers,
-                                        const char *topic, const char *what,
-                                        char *errbuf, size_t errlen)
-{
-    struct kafka_check_topic t;
-    snprintf(t.name, sizeof(t.name), "%s", topic);
-    snprintf(t.what, sizeof(t.what), "%s", what);
-    return kafka_check(c, brokers, &t, 1, c->connect_timeout_s * 1000,
-                       errbuf, errlen);
-}
-
 static size_t add(struct kafka_check_topic *out, size_t n, size_t max,
                   const char *name, const char *suffix, const char *what,
                   const char *id)
@@ -225,4 +214,27 @@ size_t kafka_check_topics(const struct config *c, unsigned flags,
         }
     }
     return n;
+}
+
+enum kafka_check_status kafka_check_config(const struct config *c,
+                                           const char *brokers,
+                                           unsigned flags, const char *suffix,
+                                           const char *extra,
+                                           const char *extra_what,
+                                           char *errbuf, size_t errlen)
+{
+    size_t max = c->n_issuers + 5, n = 0;
+    struct kafka_check_topic *t = calloc(max, sizeof(*t));
+    if (t == NULL) {
+        text_errf(errbuf, errlen, "out of memory");
+        return KCHECK_ERROR;
+    }
+    if (extra != NULL) {
+        n = add(t, n, max, extra, "", extra_what, "");
+    }
+    n += kafka_check_topics(c, flags, suffix, t + n, max - n);
+    enum kafka_check_status st = kafka_check(
+        c, brokers, t, n, c->connect_timeout_s * 1000, errbuf, errlen);
+    free(t);
+    return st;
 }

@@ -54,12 +54,6 @@ enum kafka_check_status kafka_check(const struct config *c,
                                     size_t n, int timeout_ms, char *errbuf,
                                     size_t errlen);
 
-/* kafka_check() of one topic, waiting [kafka] connect_timeout_s. */
-enum kafka_check_status kafka_check_one(const struct config *c,
-                                        const char *brokers,
-                                        const char *topic, const char *what,
-                                        char *errbuf, size_t errlen);
-
 /* Which of the config's topics kafka_check_topics() lists. */
 enum {
     KCHECK_T_INPUT = 1,        /* [kafka] transactions_topic */
@@ -67,6 +61,17 @@ enum {
     KCHECK_T_REPLAY_DL = 4,    /* [replay] dead_letter_topic */
     KCHECK_T_ALERTS = 8,       /* fallback topic + every issuer's topic */
 };
+
+/* kafka_check() of the config's topics chosen by flags (KCHECK_T_*,
+ * alert topics with `suffix`), plus `extra` (NULL: none) described as
+ * extra_what, waiting [kafka] connect_timeout_s. One topic alone:
+ * flags 0 and extra. */
+enum kafka_check_status kafka_check_config(const struct config *c,
+                                           const char *brokers,
+                                           unsigned flags, const char *suffix,
+                                           const char *extra,
+                                           const char *extra_what,
+                                           char *errbuf, size_t errlen);
 
 /* Fills out (room for max entries; c->n_issuers + 4 always suffices) with
  * the config's topics chosen by flags (KCHECK_T_*), alert topics with

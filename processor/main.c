@@ -897,8 +897,8 @@ static int cmd_gen(int argc, char **argv)
     if (topic != NULL) {
         if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) !=
                 0 ||
-            kafka_check_one(&c, brokers, topic, "--topic", err,
-                            sizeof(err)) != KCHECK_OK ||
+            kafka_check_config(&c, brokers, 0, "", topic, "--topic", err,
+                               sizeof(err)) != KCHECK_OK ||
             (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
             fprintf(stderr, "cardwatch gen: %s\n", err);
             goto out;
@@ -1031,8 +1031,8 @@ static int cmd_send(int argc, char **argv)
     }
     char brokers[CONFIG_STR_MAX], err[512];
     if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
-        kafka_check_one(&c, brokers, topic, "--topic", err, sizeof(err)) !=
-            KCHECK_OK ||
+        kafka_check_config(&c, brokers, 0, "", topic, "--topic", err,
+                           sizeof(err)) != KCHECK_OK ||
         (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
         fprintf(stderr, "cardwatch send: %s\n", err);
         goto out;
@@ -1204,8 +1204,8 @@ static int cmd_tail(int argc, char **argv)
     }
     char brokers[CONFIG_STR_MAX], err[512];
     if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
-        kafka_check_one(&c, brokers, argv[optind], "the tailed topic", err,
-                        sizeof(err)) != KCHECK_OK) {
+        kafka_check_config(&c, brokers, 0, "", argv[optind],
+                           "the tailed topic", err, sizeof(err)) != KCHECK_OK) {
         fprintf(stderr, "cardwatch tail: %s\n", err);
         config_free(&c);
         return 1;
