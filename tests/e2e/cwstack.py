@@ -408,6 +408,8 @@ class Stack:
         # Started on first use (self.kafka): a file replay needs no broker.
         self._kafka = h.Kafka(topics, brokers=kafka_brokers, kind=kafka_kind, start=False,
                               sasl=kafka_sasl)
+        if not self._kafka.apache:
+            self._kafka.start()     # the mock picks its ports when it starts
         # cardwatch talks to the SASL_SSL listeners when there are any
         boot = self._kafka.sasl_bootstraps if kafka_sasl else self._kafka.bootstraps
         self.key_file = self.dir / "fingerprint.key"

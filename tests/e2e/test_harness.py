@@ -206,13 +206,6 @@ def test_embedded_kafka_auto_creates_topics():
     assert k.stop() == 0, k.proc.log_text()
 
 
-def test_kafka_multiple_brokers():
-    k = h.Kafka({"t": 6}, brokers=3)
-    assert len(k.bootstraps.split(",")) == 3
-    h.produce(k.bootstraps, "t", [(b"%d" % i, b"v") for i in range(300)])
-    assert len(h.consume(k.bootstraps, "t", expect_count=300)) == 300
-
-
 def test_plain_consumer_counts():
     k = h.Kafka({"bench": 4})
     msgs = [(None, b"x" * 100)] * 20000

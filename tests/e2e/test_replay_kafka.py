@@ -486,7 +486,23 @@ def _range_layout():
     return [p0, p1, p2, p3, p4]
 
 
+_SEEK_LOG = re.compile(r"offsets found in [\d.]+ s: (\d+) by the broker's time index, "
+                       r"(\d+) by searching message timestamps")
+
+
 def test_replay_time_range():
+    """On Apache Kafka: the broker's time index (offsetsForTimes) answers
+    every lookup; --force-search takes the fallback."""
+    _replay_time_range(None)
+
+
+def test_replay_time_range_on_the_mock_searches():
+    """librdkafka's mock answers offsetsForTimes with -1: the binary search
+    over message timestamps finds the same offsets."""
+    _replay_time_range("embedded")
+
+
+def _replay_time_range(kind):
     layout = _range_layout()
     mk = CardMaker(404)
     cards = mk.cards(["400001", "510000", "4000501", "999999"], 8)
@@ -494,7 +510,9 @@ def test_replay_time_range():
     issuers = cw.three_issuers()
     # builtin rule set: every transaction on an exposed card after the
     # window start alerts, so the alerts name exactly what was processed
-    s = stack_with(issuers, [breach], rules=None, kafka_topics={RANGE_TOPIC: 5})
+    s = stack_with(issuers, [breach], rules=None, kafka_topics={RANGE_TOPIC: 5},
+                   kafka_kind=kind)
+    apache = s.kafka.apache
     ts_of = {}   # txn_id -> (partition, offset, message timestamp)
     for p, stamps in enumerate(layout):
         recs = []
@@ -524,11 +542,23 @@ def test_replay_time_range():
         out, rep = d / f"alerts-{n}.jsonl", d / f"report-{n}.json"
         args = ["--from", frm] + (["--to", to] if to else []) + \
             ["--topic", RANGE_TOPIC, "--output", out, "--report", rep, *extra]
-        replay(s, *args)
+        res = replay(s, *args)
         want = {tid for tid, (_, _, ts) in ts_of.items()
                 if ts >= lo and (hi is None or ts < hi)}
         r = read_report(rep)
         where = f"case {n} {args}"
+        seek = _SEEK_LOG.search(res.stderr.decode(errors="replace"))
+        assert seek, f"{where}: no 'offsets found' line:\n{res.stderr.decode()[-1500:]}"
+        by_broker, searched = map(int, seek.groups())
+        # 5 partitions, --from and --to: 10 lookups (an empty partition
+        # needs none)
+        lookups = 2 * sum(1 for st in layout if st)
+        if apache and "--force-search" not in extra:
+            assert (by_broker, searched) == (lookups, 0), \
+                f"{where}: {by_broker} answered by the broker, {searched} searched"
+        else:
+            assert searched > 0 and by_broker + searched == lookups, \
+                f"{where}: {by_broker} answered by the broker, {searched} searched"
         assert r["input"]["topic"] == RANGE_TOPIC, (where, r["input"])
         assert (r["input"]["from_ms"], r["input"]["to_ms"]) == (lo, hi), (where, r["input"])
         want_parts = [{"partition": p,
