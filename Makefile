@@ -1,11 +1,13 @@
 # cardwatch - one Makefile for build, run, test and bench.
 #   make          build the processor and tools into build/
-#   make run      install missing packages, start Redis + embedded Kafka,
-#                 run the demo (scripts/demo.sh)
+#   make run      install missing packages, start Redis + Apache Kafka
+#                 (KAFKA=embedded: librdkafka's mock), run the demo
+#                 (scripts/demo.sh)
 #   make test     install missing packages, build, unit tests and
 #                 end-to-end tests against real processes, each with the
 #                 plain build and with an ASan+UBSan build
-#   make bench    throughput benchmark against a plain librdkafka consumer
+#   make bench    throughput benchmark against a plain librdkafka consumer,
+#                 on Apache Kafka and on the mock side by side
 #   make bench-feed  the issuer feed under wrk with 1,000 long polls held
 #   make fuzz     libFuzzer targets for the pure decoders (clang)
 
@@ -13,6 +15,7 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2
 SAN      ?=
+KAFKA    ?= apache
 PKGS     := rdkafka hiredis libevent libevent_openssl libprotobuf-c \
             libcrypto libssl inih jansson zlib
 
@@ -133,7 +136,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@scripts/demo.sh $(BUILD)
+	@KAFKA=$(KAFKA) scripts/demo.sh $(BUILD)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: cardwatch run against a plain librdkafka consumer on the
-# same pre-filled topic, side by side, in one run.
+# same pre-filled topic, side by side, in one run - on Apache Kafka (the
+# broker production runs) and then on the embedded mock, for comparison.
 #
-#   - embedded Kafka + redis-server on free loopback ports
+#   - Kafka + redis-server on free loopback ports (scripts/stack.sh)
 #   - 7,455 exposed cards loaded; BENCH_EVENTS transactions (default
 #     2,000,000, ~1% on exposed cards) on a 64-partition topic
 #   - BENCH_ROUNDS rounds (default 3), each: build/plain_consumer (batch API,
@@ -11,6 +12,9 @@
 #   - prints each round and the medians; cardwatch's rate is its processing
 #     rate (first event taken to end of input: the group join is left out,
 #     as the plain consumer has none)
+#   - then, on Apache Kafka: the default rule pack, replay from files and
+#     from the topic, and the issuer feed (scripts/bench_feed.sh)
+# BENCH_KAFKA=apache (or embedded) runs the throughput rounds on one only.
 # The machine is noisy: compare the ratio within one run, not across runs.
 set -euo pipefail
 
@@ -20,12 +24,15 @@ BUILD=${1:-${BUILD:-build}}
 EVENTS=${BENCH_EVENTS:-2000000}
 ROUNDS=${BENCH_ROUNDS:-3}
 PARTS=${BENCH_PARTITIONS:-64}
+KINDS=${BENCH_KAFKA:-apache embedded}
 CW="$BUILD/cardwatch"
 DIR=$(mktemp -d /tmp/cardwatch-bench.XXXXXX)
 TOPIC=cardwatch.bench
 
 cleanup() {
-  BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null 2>&1 || true
+  for k in apache embedded; do
+    BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack-$k" >/dev/null 2>&1 || true
+  done
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -33,15 +40,23 @@ trap 'exit 130' INT TERM
 
 RULE_EVENTS=${BENCH_RULE_EVENTS:-300000}
 XTOPIC=cardwatch.bench.exposed
-BUILD="$BUILD" STACK_TOPICS="$TOPIC:$PARTS $XTOPIC:16" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
-# shellcheck disable=SC1091
-. "$DIR/stack/env"
 umask 077
 echo "bench1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/key"
 umask 022
-cat >"$DIR/cardwatch.ini" <<INI
+
+# stack_up KIND: Redis + Kafka of that kind, every topic the bench writes,
+# and $DIR/cardwatch.ini pointing at them.
+stack_up() {
+  local kind=$1 topics="$TOPIC:$PARTS $XTOPIC:16 cardwatch.deadletter.replay:4"
+  topics+=" cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4"
+  topics+=" cardwatch.alerts.unrouted:4"
+  BUILD="$BUILD" STACK_KAFKA=$kind STACK_TOPICS="$topics" \
+    "$REPO/scripts/stack.sh" up "$DIR/stack-$kind" >/dev/null
+  # shellcheck disable=SC1090
+  . "$DIR/stack-$kind/env"
+  cat >"$DIR/cardwatch.ini" <<INI
 [kafka]
-brokers_file = $DIR/stack/kafka.bootstraps
+brokers_file = $DIR/stack-$kind/kafka.bootstraps
 transactions_topic = $TOPIC
 session_timeout_ms = 6000
 [redis]
@@ -57,38 +72,70 @@ bins = 400000-400099
 home_country = FR
 bins = 510000-510049
 INI
+  "$CW" gen cards --config "$DIR/cardwatch.ini" --count 7455 --seed 3 --out "$DIR/exposed.csv"
+  "$CW" load --config "$DIR/cardwatch.ini" --breach bench --window-start 2021-04-13 \
+    --window-end 2024-07-26 --elements pan,expiry,cvv2 "$DIR/exposed.csv" >/dev/null
+  "$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 5 \
+    --exposed "$DIR/exposed.csv" --exposed-share 0.01 --topic "$TOPIC" 2>/dev/null
+}
 
-echo "bench: loading 7,455 exposed cards, publishing $EVENTS events to $TOPIC ($PARTS partitions)"
-"$CW" gen cards --config "$DIR/cardwatch.ini" --count 7455 --seed 3 --out "$DIR/exposed.csv"
-"$CW" load --config "$DIR/cardwatch.ini" --breach bench --window-start 2021-04-13 \
-  --window-end 2024-07-26 --elements pan,expiry,cvv2 "$DIR/exposed.csv" >/dev/null
-"$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 5 \
-  --exposed "$DIR/exposed.csv" --exposed-share 0.01 --topic "$TOPIC" 2>/dev/null
-
-printf '\n%-6s %16s %16s %8s %10s\n' round "plain msg/s" "cardwatch ev/s" ratio alerts
-plain_rates=(); cw_rates=()
-for r in $(seq 1 "$ROUNDS"); do
-  p=$("$BUILD/plain_consumer" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" --expect "$EVENTS")
-  prate=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$p")
-  "$CW" run --config "$DIR/cardwatch.ini" --group "bench-$r" --exit-at-end \
-    --no-progress --summary-json "$DIR/run$r.json" >"$DIR/run$r.out" 2>"$DIR/run$r.log"
-  read -r crate alerts events < <(python3 -c '
-import json,sys; d=json.load(open(sys.argv[1])); print(int(d["rate"]), d["alerts"], d["events"])' "$DIR/run$r.json")
-  if [[ $events -ne $EVENTS ]]; then
-    echo "bench: round $r processed $events of $EVENTS events" >&2; exit 1
-  fi
-  printf '%-6s %16s %16s %8s %10s\n' "$r" "$prate" "$crate" \
-    "$(python3 -c "print(f'{$crate/$prate:.2f}')")" "$alerts"
-  plain_rates+=("$prate"); cw_rates+=("$crate")
-done
-python3 - "${plain_rates[*]}" "${cw_rates[*]}" <<'PY'
+# rounds KIND: plain consumer vs cardwatch run; medians into $DIR/median-KIND
+rounds() {
+  local kind=$1 r p prate crate alerts events
+  printf '\n%-9s %-6s %16s %16s %8s %10s\n' broker round "plain msg/s" "cardwatch ev/s" \
+    ratio alerts
+  local plain_rates=() cw_rates=()
+  for r in $(seq 1 "$ROUNDS"); do
+    p=$("$BUILD/plain_consumer" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" --expect "$EVENTS")
+    prate=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$p")
+    "$CW" run --config "$DIR/cardwatch.ini" --group "bench-$kind-$r" --exit-at-end \
+      --no-progress --summary-json "$DIR/run-$kind-$r.json" >"$DIR/run$r.out" 2>"$DIR/run$r.log"
+    read -r crate alerts events < <(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); print(int(d["rate"]), d["alerts"], d["events"])' \
+      "$DIR/run-$kind-$r.json")
+    if [[ $events -ne $EVENTS ]]; then
+      echo "bench: $kind round $r processed $events of $EVENTS events" >&2; exit 1
+    fi
+    printf '%-9s %-6s %16s %16s %8s %10s\n' "$kind" "$r" "$prate" "$crate" \
+      "$(python3 -c "print(f'{$crate/$prate:.2f}')")" "$alerts"
+    plain_rates+=("$prate"); cw_rates+=("$crate")
+  done
+  python3 - "${plain_rates[*]}" "${cw_rates[*]}" >"$DIR/median-$kind" <<'PY'
 import statistics, sys
 p = [int(x) for x in sys.argv[1].split()]
 c = [int(x) for x in sys.argv[2].split()]
-mp, mc = statistics.median(p), statistics.median(c)
-print(f"\nmedian: plain consumer {mp:,.0f} msg/s, cardwatch run {mc:,.0f} events/s, "
-      f"ratio {mc/mp:.2f}; target 500,000 events/s: {'met' if mc >= 500000 else 'NOT met'}")
+print(int(statistics.median(p)), int(statistics.median(c)))
 PY
+}
+
+echo "bench: $EVENTS events (~1% on 7,455 exposed cards) on $TOPIC ($PARTS partitions)," \
+  "$ROUNDS rounds per broker: $KINDS"
+# The mock first (if asked), so that Apache Kafka's stack stays up for the
+# rest of the benchmark.
+for kind in embedded apache; do
+  [[ " $KINDS " == *" $kind "* ]] || continue
+  stack_up "$kind"
+  rounds "$kind"
+  if [[ $kind == embedded ]]; then
+    BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack-$kind" >/dev/null
+  fi
+done
+python3 - "$DIR" "$KINDS" <<'PY'
+import os, sys
+d, kinds = sys.argv[1], sys.argv[2].split()
+print()
+for k in ("apache", "embedded"):
+    if k not in kinds:
+        continue
+    mp, mc = map(int, open(os.path.join(d, f"median-{k}")).read().split())
+    name = "Apache Kafka" if k == "apache" else "embedded mock"
+    print(f"median on {name:<14} plain consumer {mp:>10,} msg/s, cardwatch run {mc:>10,} "
+          f"events/s, ratio {mc/mp:.2f}; target 500,000 events/s: "
+          f"{'met' if mc >= 500000 else 'NOT met'}")
+PY
+if [[ " $KINDS " != *" apache "* ]]; then
+  exit 0
+fi
 
 # Rule work: the default pack (windows and state in Redis) on the same
 # topic, then on a topic where most traffic is on exposed cards, and the

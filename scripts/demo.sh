@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the whole local stack on demo data.
-#   1. starts redis-server and the embedded Kafka on free loopback ports
+#   1. starts redis-server and Apache Kafka (a single KRaft node; the jars
+#      are fetched from Maven Central on the first run) on free loopback
+#      ports; KAFKA=embedded uses librdkafka's mock cluster instead (no
+#      Java needed)
 #   2. writes a demo config and a fingerprint key (mode 0600)
 #   3. makes 7,455 synthetic exposed cards and loads them as breach
 #      "demo-skimmer" (window 2021-04-13 .. 2024-07-26)
@@ -13,7 +16,8 @@
 #   7. with DEMO_FEED=1: serves Acme Bank's alert feed and triage page
 #      (`cardwatch feed`, a fresh token printed) until Ctrl-C
 # Ctrl-C at any point stops everything this script started.
-# Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), DEMO_FEED, BUILD.
+# Environment: DEMO_EVENTS, DEMO_DIR (default build/demo), DEMO_FEED, BUILD,
+# KAFKA (apache, the default, or embedded).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,17 +49,22 @@ cleanup() {
     wait "$RUN_PID" 2>/dev/null
   fi
   BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack" >/dev/null
-  echo "demo: stopped Redis and the embedded Kafka"
+  echo "demo: stopped Redis and Kafka"
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
 
-topics="cardwatch.alerts.unrouted:4"
+KIND=${KAFKA:-${STACK_KAFKA:-apache}}
+# Every topic the demo writes: the brokers create none on first use.
+topics="cardwatch.alerts.unrouted:4 cardwatch.deadletter.replay:4"
 for i in "${ISSUERS[@]}"; do topics+=" cardwatch.alerts.$i:4"; done
-# The embedded Kafka keeps ~5 MiB per partition and evicts the oldest:
-# 1,000,000 events of ~100 bytes need more than 16 partitions to stay whole.
-parts=$(( (EVENTS / 40000) + 1 )); (( parts < 16 )) && parts=16
-BUILD="$BUILD" STACK_TOPICS="$topics" STACK_TXN_PARTITIONS=$parts \
+parts=16
+if [[ $KIND == embedded ]]; then
+  # The embedded Kafka keeps ~5 MiB per partition and evicts the oldest:
+  # 1,000,000 events of ~100 bytes need more than 16 partitions to stay whole.
+  parts=$(( (EVENTS / 40000) + 1 )); (( parts < 16 )) && parts=16
+fi
+BUILD="$BUILD" STACK_KAFKA="$KIND" STACK_TOPICS="$topics" STACK_TXN_PARTITIONS=$parts \
   "$REPO/scripts/stack.sh" up "$DIR/stack"
 
 umask 077
@@ -157,7 +166,7 @@ if [[ ${DEMO_FEED:-0} == 1 ]]; then
   echo "demo: Acme Bank's triage page: http://127.0.0.1:$FEED_PORT/"
   echo "demo: sign in with this token (shown once): $TOKEN"
   echo "demo: or: curl -H 'Authorization: Bearer $TOKEN' 'http://127.0.0.1:$FEED_PORT/v1/alerts?order=newest&limit=5'"
-  echo "demo: Ctrl-C stops the feed, Redis and the embedded Kafka"
+  echo "demo: Ctrl-C stops the feed, Redis and Kafka"
   wait "$FEED_PID"
 else
   echo

@@ -12,6 +12,11 @@ PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is
 # no node or npm at all (a Node.js from elsewhere is kept).
+# Apache Kafka (the local stack's and the tests' broker) runs on Java 17+
+# from jars that Maven fetches: a JDK and Maven only where there are none.
+command -v java >/dev/null 2>&1 || PKGS+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || PKGS+=(maven)
+command -v openssl >/dev/null 2>&1 || PKGS+=(openssl)
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
