@@ -14,7 +14,8 @@
 #     as the plain consumer has none)
 #   - then, on Apache Kafka: the default rule pack, replay from files and
 #     from the topic, and the issuer feed (scripts/bench_feed.sh)
-# BENCH_KAFKA=apache (or embedded) runs the throughput rounds on one only.
+# BENCH_KAFKA=apache (or embedded) runs the throughput rounds on one only;
+# BENCH_KEEP=1 keeps the working directory (configs, logs, summaries).
 # The machine is noisy: compare the ratio within one run, not across runs.
 set -euo pipefail
 
@@ -33,7 +34,11 @@ cleanup() {
   for k in apache embedded; do
     BUILD="$BUILD" "$REPO/scripts/stack.sh" down "$DIR/stack-$k" >/dev/null 2>&1 || true
   done
-  rm -rf "$DIR"
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+    echo "bench: kept $DIR" >&2
+  else
+    rm -rf "$DIR"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -2,7 +2,7 @@
 # `make bench-feed` (also run at the end of `make bench`): the issuer alert
 # feed (`cardwatch feed`) under load, on loopback.
 #
-#   - embedded Kafka + redis-server (scripts/stack.sh), 2 issuers with
+#   - Apache Kafka + redis-server (scripts/stack.sh), 2 issuers with
 #     tokens (`cardwatch token`), 2,000 exposed cards loaded, traffic with a
 #     few thousand alerts through `cardwatch run --exit-at-end` (so the feeds
 #     in Redis are filled by the real ledger)
@@ -75,7 +75,8 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > HOLD + CONNS + 100 )) || die "open files limit $(ulimit -n) too low"
 
-BUILD="$BUILD" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
+BUILD="$BUILD" STACK_TOPICS="cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4
+  cardwatch.alerts.unrouted:4" "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
 umask 077
@@ -120,7 +121,8 @@ say "loading 2,000 exposed cards; $EVENTS transactions (3% on exposed cards) thr
 "$CW" gen txns --config "$DIR/cardwatch.ini" --count "$EVENTS" --seed 5 \
   --exposed "$DIR/exposed.csv" --exposed-share 0.03 --topic cardwatch.transactions 2>/dev/null
 "$CW" run --config "$DIR/cardwatch.ini" --group benchfeed --exit-at-end --no-progress \
-  --summary-json "$DIR/run.json" >"$DIR/run.out" 2>"$DIR/run.log"
+  --summary-json "$DIR/run.json" >"$DIR/run.out" 2>"$DIR/run.log" ||
+  die "cardwatch run failed: $(tail -5 "$DIR/run.log")"
 N_ACME=$(redis-cli -p "$REDIS_PORT" --raw XLEN cw:feed:acme_bank)
 N_GLOBEX=$(redis-cli -p "$REDIS_PORT" --raw XLEN cw:feed:globex_bank)
 say "feeds in Redis: acme_bank $N_ACME alerts, globex_bank $N_GLOBEX alerts"

@@ -1,4 +1,4 @@
-"""Live monitoring, end to end: real redis-server, the embedded Kafka and real
+"""Live monitoring, end to end: real redis-server, Apache Kafka and real
 `cardwatch` processes (load, send, run). Expectations are computed in Python
 from the test inputs (cwstack.expected_alerts), never by the C code."""
 
@@ -130,6 +130,36 @@ def test_send_publishes_lines_as_they_are():
             problems.append(f"{t['txn_id']}: message timestamp {m.timestamp}, event time "
                             f"{t['event_time_ms']}")
     assert not problems, "\n".join(problems)
+
+
+def test_missing_topics_stop_start_up():
+    """The brokers create no topic on first use: `cardwatch run` names every
+    topic it lacks and where it is configured, instead of idling (no
+    transactions topic) or failing deliveries minutes later (no alert
+    topic); `send` and `tail` likewise."""
+    s = cw.Stack(cw.three_issuers(), partitions=2)
+    k = s.kafka
+    if not k.apache:
+        raise h.Skip("the embedded mock creates topics on first use")
+    h.run_tool([h.tool("kafka_admin"), "--brokers", k.bootstraps, "delete",
+                "cardwatch.alerts.beta", cw.TXN_TOPIC], timeout=60)
+    h.wait_until(lambda: not {"cardwatch.alerts.beta", cw.TXN_TOPIC} &
+                 {t["topic"] for t in k.cluster.metadata()["topics"]}, 30, "topics deleted")
+    res = s.cardwatch("run", "--no-progress", "--exit-at-end", check=False, timeout=60)
+    err = res.stderr.decode(errors="replace")
+    assert res.returncode == 1, f"exit {res.returncode}:\n{err}"
+    assert "2 topic(s) missing" in err, err
+    assert f"{cw.TXN_TOPIC} ([kafka] transactions_topic)" in err, err
+    assert "cardwatch.alerts.beta (issuer beta)" in err, err
+    assert "cardwatch.alerts.alpha" not in err, err
+    for cmd, topic in (("send", cw.TXN_TOPIC), ("tail", "cardwatch.alerts.beta")):
+        args = ["send", "--input", "/dev/null"] if cmd == "send" else ["tail", topic]
+        res = s.cardwatch(*args, check=False, timeout=60)
+        err = res.stderr.decode(errors="replace")
+        assert res.returncode == 1 and f"missing: {topic}" in err, f"{cmd}: {err}"
+    # nothing was created on the way
+    assert not {"cardwatch.alerts.beta", cw.TXN_TOPIC} & \
+        {t["topic"] for t in k.cluster.metadata()["topics"]}
 
 
 def test_dead_letters_and_the_stream_goes_on():
