@@ -146,6 +146,8 @@ def wait_isr_full(k, topics, timeout=90):
 
 
 def test_broker_failures_lose_no_alert():
+    if h.kafka_kind() != "apache":
+        raise h.Skip("broker failover needs Apache Kafka (CARDWATCH_E2E_KAFKA=embedded)")
     issuers = cw.three_issuers()
     mk = CardMaker(9090)
     exposed = mk.cards(["400001", "510000", "40005012"], 30)
@@ -154,7 +156,6 @@ def test_broker_failures_lose_no_alert():
     s = cw.Stack(issuers, partitions=PARTITIONS, kafka_brokers=3)
     s.load(b)
     k = s.kafka
-    assert k.apache, "this scenario needs Apache Kafka"
     topics = [cw.TXN_TOPIC] + cw.alert_topics(issuers)
     run = s.run()
     h.wait_until(lambda: s.ready()[0] == 200, 60, "cardwatch ready")
@@ -241,7 +242,9 @@ def test_broker_failures_lose_no_alert():
         lo, hi = wall0 - (mono0 - t0) * 1000, wall0 - (mono0 - t1) * 1000
         ids = [t["txn_id"] for t in txns if lo <= stream.sent_ms[t["txn_id"]] <= hi]
         exp = [cw.alert_id(i) for i in ids if cw.alert_id(i) in expected]
-        waits = [first_ms[a] - stream.sent_ms[expected[a]["alert"]["txn_id"]] for a in exp]
+        # detection may precede the acknowledgement of its batch: 0 then
+        waits = [max(0, first_ms[a] - stream.sent_ms[expected[a]["alert"]["txn_id"]])
+                 for a in exp]
         stall = longest_stall([x for x in w.samples if t0 <= x[0] <= t1], stream.produced)
         samples = [x for x in w.samples if t0 <= x[0] <= t1]
         print(f"    {name}: {t1 - t0:.1f} s, {len(ids)} events, {len(exp)} alerts expected, "
