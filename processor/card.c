@@ -2,19 +2,16 @@
  *
  * Key material lives in two places only: the file buffer while the key file
  * is parsed (wiped right after) and the precomputed HMAC pad states inside
- * struct card_key (wiped by card_key_destroy). The key file is read with
- * read(2), not stdio, so no unwiped stdio buffer ever holds it.
+ * struct card_key (wiped by card_key_destroy). The key file is read by
+ * secret_file_read with read(2), not stdio, so no unwiped stdio buffer
+ * ever holds it.
  */
 #include "card.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but are the only
  * way to copy a precomputed HMAC pad state as a plain struct; that copy is

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -19,6 +18,12 @@
  * yet (KRaft brokers apply the controller's records asynchronously):
  * "missing" is believed after this long. */
 #define MISSING_GRACE_MS 1500
+
+/* One topic to check, and where it comes from (for the message). */
+struct kafka_check_topic {
+    char name[CONFIG_STR_MAX + 40];
+    char what[64]; /* e.g. "[kafka] transactions_topic", "issuer acme" */
+};
 
 struct seen {
     rd_kafka_resp_err_t fatal; /* __AUTHENTICATION or __SSL, else 0 */
@@ -60,7 +65,8 @@ static int find_topic(const struct rd_kafka_metadata *md, const char *name)
     return 0;
 }
 
-/* Appends "name (what); " for each missing topic; returns how many. */
+/* Writes "name (what), ..." of the missing topics into buf; returns how
+ * many are missing. */
 static size_t list_missing(const struct rd_kafka_metadata *md,
                            const struct kafka_check_topic *topics, size_t n,
                            char *buf, size_t buflen)
@@ -82,11 +88,13 @@ static size_t list_missing(const struct rd_kafka_metadata *md,
     return missing;
 }
 
-enum kafka_check_status kafka_check(const struct config *c,
-                                    const char *brokers,
-                                    const struct kafka_check_topic *topics,
-                                    size_t n, int timeout_ms, char *errbuf,
-                                    size_t errlen)
+/* Waits up to timeout_ms for metadata and the n topics (see
+ * kafka_check_config in the header). */
+static enum kafka_check_status check(const struct config *c,
+                                     const char *brokers,
+                                     const struct kafka_check_topic *topics,
+                                     size_t n, int timeout_ms, char *errbuf,
+                                     size_t errlen)
 {
     static const char *const base[] = {"client.id", "cardwatch-check",
                                        NULL};
@@ -188,9 +196,11 @@ static size_t add(struct kafka_check_topic *out, size_t n, size_t max,
     return n + 1;
 }
 
-size_t kafka_check_topics(const struct config *c, unsigned flags,
-                          const char *suffix, struct kafka_check_topic *out,
-                          size_t max)
+/* Fills out (room for max entries) with the config's topics chosen by
+ * flags; returns how many were written. */
+static size_t config_topics(const struct config *c, unsigned flags,
+                            const char *suffix, struct kafka_check_topic *out,
+                            size_t max)
 {
     size_t n = 0;
     if (flags & KCHECK_T_INPUT) {
@@ -232,8 +242,8 @@ enum kafka_check_status kafka_check_config(const struct config *c,
     if (extra != NULL) {
         n = add(t, n, max, extra, "", extra_what, "");
     }
-    n += kafka_check_topics(c, flags, suffix, t + n, max - n);
-    enum kafka_check_status st = kafka_check(
+    n += config_topics(c, flags, suffix, t + n, max - n);
+    enum kafka_check_status st = check(
         c, brokers, t, n, c->connect_timeout_s * 1000, errbuf, errlen);
     free(t);
     return st;

@@ -3,7 +3,8 @@
  *
  * The rules are the same for every secret: a regular file (a FIFO or a
  * device is refused, and opening one never blocks), not readable or
- * writable by group or others (mode 0600 or stricter), and small. The
+ * writable by group or others (mode 0600 or stricter), and small. It is
+ * read with read(2), not stdio, so no unwiped stdio buffer holds it. The
  * content never appears in a message.
  */
 #ifndef CARDWATCH_SECRET_FILE_H
