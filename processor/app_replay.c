@@ -461,9 +461,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct rp *r = arg;
+    char bad[768];
+    if (r->phase == P_LOADING && exposure_set_bad(r->exposure) &&
+        !exposure_health(r->exposure, bad, sizeof(bad))) {
+        fail(r, "%s", bad); /* a replay needs the whole set: no waiting */
+        return;
+    }
     if (r->phase == P_LOADING &&
         clock_mono_ns() - r->started_ns >
             (uint64_t)r->c->replay_redis_wait_s * 1000000000ull) {
+        char why[768];
+        if (exposure_link_up(r->exposure) &&
+            !exposure_health(r->exposure, why, sizeof(why))) {
+            fail(r, "%s (waited %d s, [replay] redis_wait_s)", why,
+                 r->c->replay_redis_wait_s);
+            return;
+        }
         fail(r, "Redis %s:%d did not answer within %d s ([replay] "
              "redis_wait_s; is it running? 'cardwatch load' puts the "
              "exposed cards there)",

@@ -126,9 +126,9 @@ static int app_ready(void *arg, char *why, size_t whylen)
     if (!kafka_health_ok(a->kafka, why, whylen)) {
         return 0;
     }
-    if (!exposure_is_up(a->exposure)) {
-        snprintf(why, whylen, "Redis %s:%d unavailable; intake paused",
-                 a->c->redis_host, a->c->redis_port);
+    if (!exposure_health(a->exposure, why, whylen)) {
+        size_t len = strlen(why);
+        snprintf(why + len, whylen - len, "; intake paused");
         return 0;
     }
     return 1;

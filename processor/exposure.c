@@ -19,10 +19,30 @@
 #define MOD "exposure"
 #define TICK_MS 100
 #define REFRESH_MS 30000
+#define MARKER_MS 1000 /* how often an idle instance looks at the marker */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
+
+/* The exposed-card set guard. A lookup is answered only from a Redis whose
+ * set passed the full check under the marker value the lookup's MGET saw
+ * (the marker is read in the same MGET, atomically with the cards), so a
+ * set that vanished (FLUSHALL, a restart without persistence, a failover
+ * to an empty replica) or shrank never answers "clean". */
+enum guard { G_UNCHECKED, G_OK, G_BAD };
+
+/* One answer of the check script: per breach id, status, recorded count,
+ * cards present. */
+static const char CHECK_LUA[] =
+    "local out = {redis.call('GET', KEYS[1]) or false}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  local h = ARGV[1] .. id\n"
+    "  local v = redis.call('HMGET', h, 'status', 'cards')\n"
+    "  out[#out + 1] = {id, v[1] or '', v[2] or '',\n"
+    "    redis.call('SCARD', h .. ':cards')}\n"
+    "end\n"
+    "return out\n";
 enum bstate { B_UNKNOWN, B_FETCHING, B_KNOWN, B_MISSING };
 
 struct bentry {
@@ -33,7 +53,8 @@ struct bentry {
 struct xreq {
     struct xreq *prev, *next;
     struct exposure *x;
-    size_t n;
+    size_t n;    /* cards of a lookup (its MGET also reads the marker) */
+    int argc;    /* words of the command */
     char *keybuf;
     const char **argv;
     size_t *argvlen;
@@ -79,25 +100,50 @@ struct exposure {
     size_t n_breaches, cap_breaches;
     uint64_t last_refresh_ns;
     int destroying;
+    /* exposed-card set guard */
+    char xkey[RMODEL_KEY_MAX]; /* <p>:exposed, the marker */
+    size_t xkey_len;
+    enum guard guard;
+    int checking;          /* a check is in flight */
+    int marker_asked;      /* an idle marker GET is in flight */
+    char gen[72];          /* marker value of the last good check */
+    char why[768];         /* why the set is not trusted (G_BAD) */
+    uint64_t last_check_ns, last_marker_ns;
+    int warned_persistence, want_save_config;
+    char policy[32]; /* maxmemory-policy from INFO */
 };
 
 static void connect_now(struct exposure *x);
 static void send_pending(struct exposure *x);
+static void start_check(struct exposure *x);
+static void on_info(void *arg, const redisReply *r);
 
-static void set_state(struct exposure *x, enum conn_state s)
+/* Tells the user when lookups can (1) or cannot (0) be answered: the link
+ * is up and the exposed-card set passed its check. */
+static void report_state(struct exposure *x)
 {
-    x->state = s;
-    x->state_since_ns = clock_mono_ns();
-    int up = s == CONN_UP;
-    if (x->metrics != NULL) {
-        metrics_gauge(x->metrics, METRICS_G_REDIS_UP, up);
-    }
+    int up = x->state == CONN_UP && x->guard == G_OK;
     if (up != x->reported_up) {
         x->reported_up = up;
         if (x->on_state != NULL && !x->destroying) {
             x->on_state(x->state_arg, up);
         }
     }
+}
+
+static void set_state(struct exposure *x, enum conn_state s)
+{
+    x->state = s;
+    x->state_since_ns = clock_mono_ns();
+    if (s != CONN_UP) {
+        x->guard = G_UNCHECKED; /* checked again after the reconnect */
+        x->checking = 0;
+        x->marker_asked = 0;
+    }
+    if (x->metrics != NULL) {
+        metrics_gauge(x->metrics, METRICS_G_REDIS_UP, s == CONN_UP);
+    }
+    report_state(x);
 }
 
 static void schedule_reconnect(struct exposure *x)
@@ -158,6 +204,7 @@ static void on_ping(redisAsyncContext *ac, void *r, void *privdata)
         metrics_redis_reconnect(x->metrics);
     }
     set_state(x, CONN_UP);
+    start_check(x);
     send_pending(x);
 }
 
@@ -289,7 +336,7 @@ static void on_meta(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     struct breach nb = e->b;
-    int have_start = 0, have_end = 0;
+    int have_start = 0, have_end = 0, staged = 0;
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         const char *k = reply->element[i]->str;
         const char *v = reply->element[i + 1]->str;
@@ -312,9 +359,16 @@ static void on_meta(redisAsyncContext *ac, void *r, void *privdata)
             snprintf(nb.description, sizeof(nb.description), "%s", v);
         } else if (strcmp(k, "loaded_at_ms") == 0) {
             nb.loaded_at_ms = strtoll(v, NULL, 10);
+        } else if (strcmp(k, "status") == 0 &&
+                   rmodel_breach_status(v) != RMODEL_B_COMMITTED) {
+            staged = 1; /* staged or being removed: not visible */
         }
     }
-    if (!have_start || !have_end) {
+    if (staged) {
+        log_debug(MOD, "breach '%s' is not committed; its cards are "
+                  "ignored until its load completes", e->b.id);
+        e->state = B_MISSING;
+    } else if (!have_start || !have_end) {
         log_warn(MOD, "breach '%s' has no window in Redis; its cards are "
                  "ignored until it is loaded again", e->b.id);
         e->state = B_MISSING;
@@ -506,13 +560,26 @@ static void on_mget(redisAsyncContext *ac, void *rp, void *privdata)
         metrics_redis_rtt(x->metrics,
                           (double)(clock_mono_ns() - r->sent_ns) / 1e9);
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n + 1) {
         log_warn(MOD, "exposure lookup answered %s; retrying",
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpectedly");
         r->sent = 0;
         struct timeval tv = {0, 200000};
         evtimer_add(x->retry, &tv);
+        return;
+    }
+    const redisReply *mk = reply->element[r->n];
+    if (x->guard != G_OK || mk->type != REDIS_REPLY_STRING ||
+        mk->len != strlen(x->gen) || memcmp(mk->str, x->gen, mk->len) != 0) {
+        /* Not the set the last check approved: hold the lookup (re-sent
+         * once a check passes) and check now. */
+        r->sent = 0;
+        if (x->guard == G_OK) {
+            x->guard = G_UNCHECKED;
+            report_state(x);
+        }
+        start_check(x);
         return;
     }
     if (parse_reply(r, reply) != 0) {
@@ -551,8 +618,7 @@ static void on_raw(redisAsyncContext *ac, void *rp, void *privdata)
 static void send_req(struct exposure *x, struct xreq *r)
 {
     if (redisAsyncCommandArgv(x->ac, r->raw_cb ? on_raw : on_mget, r,
-                              (int)(r->n + 1), r->argv,
-                              r->argvlen) != REDIS_OK) {
+                              r->argc, r->argv, r->argvlen) != REDIS_OK) {
         return; /* stays unsent; the connection is going down */
     }
     r->sent = 1;
@@ -567,7 +633,7 @@ static void send_pending(struct exposure *x)
     for (struct xreq *r = x->head; r != NULL; r = r->next) {
         if (r->answered) {
             (void)resolved(x, r); /* re-fetch metadata lost with the link */
-        } else if (!r->sent) {
+        } else if (!r->sent && (r->raw_cb != NULL || x->guard == G_OK)) {
             send_req(x, r);
         }
     }
@@ -592,6 +658,222 @@ static void refresh_breaches(struct exposure *x)
             if (x->breaches[i]->state == B_UNKNOWN) {
                 x->breaches[i]->state = old; /* not sent; keep */
             }
+        }
+    }
+}
+
+
+/* ---- the exposed-card set guard ---- */
+
+static void guard_bad(struct exposure *x, const char *why)
+{
+    if (x->guard != G_BAD || strcmp(x->why, why) != 0) {
+        log_error(MOD, "%s; %s until it is back", why, x->while_down);
+    }
+    snprintf(x->why, sizeof(x->why), "%s", why);
+    x->guard = G_BAD;
+    if (x->metrics != NULL) {
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 0);
+    }
+    report_state(x);
+}
+
+/* INFO on every connect: a Redis that may evict can drop exposed cards
+ * one by one, which no count would notice in time; no persistence means
+ * a restart empties it (the guard then pauses intake: said once). */
+static void on_info(void *arg, const redisReply *r)
+{
+    struct exposure *x = arg;
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        return; /* destroyed, or INFO not allowed: nothing to say */
+    }
+    const char *p = strstr(r->str, "\nmaxmemory_policy:");
+    if (p != NULL) {
+        p += strlen("\nmaxmemory_policy:");
+        size_t len = strcspn(p, "\r\n");
+        snprintf(x->policy, sizeof(x->policy), "%.*s", (int)len, p);
+    }
+    if (strstr(r->str, "\naof_enabled:0") != NULL &&
+        !x->warned_persistence) {
+        x->warned_persistence = 1;
+        x->want_save_config = 1;
+    }
+}
+
+/* CONFIG GET save, asked when AOF is off: empty = no persistence at all.
+ * Refused by an ACL that does not grant CONFIG GET: then nothing is said. */
+static void on_save_config(void *arg, const redisReply *r)
+{
+    struct exposure *x = arg;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[1]->len == 0) {
+        log_warn(MOD, "Redis %s:%d has no persistence (appendonly no, save "
+                 "\"\"): a restart empties it, and cardwatch then pauses "
+                 "until the breaches are loaded again", x->host, x->port);
+    }
+}
+
+static void on_check(void *arg, const redisReply *r)
+{
+    struct exposure *x = arg;
+    if (r == NULL) {
+        return; /* destroyed */
+    }
+    x->checking = 0;
+    x->last_check_ns = clock_mono_ns();
+    char why[sizeof(x->why)];
+    if (x->want_save_config) {
+        x->want_save_config = 0;
+        const char *argv[] = {"CONFIG", "GET", "save"};
+        size_t lens[] = {6, 3, 4};
+        (void)exposure_command(x, 3, argv, lens, on_save_config, x);
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof(why), "cannot check the exposed-card set in "
+                 "Redis %s:%d: %s", x->host, x->port, r->str);
+        guard_bad(x, why);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        guard_bad(x, "the exposed-card set check got an unexpected reply");
+        return;
+    }
+    if (x->policy[0] != '\0' && strcmp(x->policy, "noeviction") != 0) {
+        snprintf(why, sizeof(why), "Redis %s:%d has maxmemory-policy %s: "
+                 "it may evict exposed cards; set maxmemory-policy "
+                 "noeviction", x->host, x->port, x->policy);
+        guard_bad(x, why);
+        return;
+    }
+    const redisReply *mk = r->element[0];
+    if (mk->type != REDIS_REPLY_STRING) {
+        snprintf(why, sizeof(why), "the exposed-card set is gone from Redis "
+                 "%s:%d (no marker %s%s%s): Redis was emptied (restart "
+                 "without persistence, FLUSHALL, failover to an empty "
+                 "replica) or nothing was ever loaded; run `cardwatch load` "
+                 "for every breach (or `cardwatch breaches --confirm`)",
+                 x->host, x->port, x->xkey, x->gen[0] ? ", last seen " : "",
+                 x->gen);
+        guard_bad(x, why);
+        return;
+    }
+    long long cards = 0;
+    size_t n_breaches = 0;
+    for (size_t i = 1; i < r->elements; i++) {
+        const redisReply *b = r->element[i];
+        if (b->type != REDIS_REPLY_ARRAY || b->elements != 4 ||
+            b->element[0]->type != REDIS_REPLY_STRING ||
+            b->element[3]->type != REDIS_REPLY_INTEGER) {
+            continue;
+        }
+        const char *st = b->element[1]->str;
+        if (rmodel_breach_status(st && st[0] ? st : NULL) !=
+            RMODEL_B_COMMITTED) {
+            continue; /* staged: not part of the set yet */
+        }
+        const char *rec = b->element[2]->str;
+        if (!rmodel_breach_intact(b->element[0]->str,
+                                  rec && rec[0] ? rec : NULL,
+                                  b->element[3]->integer, why, sizeof(why))) {
+            size_t len = strlen(why);
+            snprintf(why + len, sizeof(why) - len, " (recorded by `cardwatch "
+                     "load`; the set is incomplete): load it again");
+            guard_bad(x, why);
+            return;
+        }
+        cards += b->element[3]->integer;
+        n_breaches++;
+    }
+    int changed = mk->len != strlen(x->gen) ||
+                  memcmp(mk->str, x->gen, mk->len) != 0;
+    if (x->guard == G_BAD || changed) {
+        log_info(MOD, "exposed-card set in Redis %s:%d checked: %zu "
+                 "breaches, %lld cards (generation %.*s)", x->host, x->port,
+                 n_breaches, cards, (int)mk->len, mk->str);
+    }
+    if (changed) {
+        snprintf(x->gen, sizeof(x->gen), "%.*s", (int)mk->len, mk->str);
+        /* Loads or unloads happened: breach metadata is fetched again. */
+        for (size_t i = 0; i < x->n_breaches; i++) {
+            if (x->breaches[i]->state != B_FETCHING) {
+                x->breaches[i]->state = B_UNKNOWN;
+            }
+        }
+    }
+    x->guard = G_OK;
+    x->why[0] = '\0';
+    if (x->metrics != NULL) {
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 1);
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS, (double)cards);
+    }
+    report_state(x);
+    send_pending(x);
+}
+
+/* Runs the full check unless one is in flight: INFO (eviction policy,
+ * persistence), then one script (marker, every breach's status, recorded
+ * count and present count); the answers come in that order. */
+static void start_check(struct exposure *x)
+{
+    if (x->checking || x->state != CONN_UP) {
+        return;
+    }
+    char bkey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
+    int blen = rmodel_breach_key(bkey, x->prefix, "");
+    int llen = rmodel_breaches_key(lkey, x->prefix);
+    if (blen < 0 || llen < 0) {
+        return;
+    }
+    const char *info[] = {"INFO"};
+    size_t info_len[] = {4};
+    (void)exposure_command(x, 1, info, info_len, on_info, x);
+    const char *argv[] = {"EVAL", CHECK_LUA, "2", x->xkey, lkey, bkey};
+    size_t lens[] = {4, sizeof(CHECK_LUA) - 1, 1, x->xkey_len,
+                     (size_t)llen, (size_t)blen};
+    if (exposure_command(x, 6, argv, lens, on_check, x) == 0) {
+        x->checking = 1;
+    }
+}
+
+/* Between full checks an instance reads the marker alone (a lookup reads
+ * it in every MGET; this is for an idle instance and the feed). */
+static void on_marker(void *arg, const redisReply *r)
+{
+    struct exposure *x = arg;
+    if (r == NULL) {
+        return;
+    }
+    x->marker_asked = 0;
+    if (x->guard != G_OK) {
+        return;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len != strlen(x->gen) ||
+        memcmp(r->str, x->gen, r->len) != 0) {
+        x->guard = G_UNCHECKED;
+        report_state(x);
+        start_check(x);
+    }
+}
+
+static void guard_tick(struct exposure *x, uint64_t now)
+{
+    if (x->checking) {
+        return;
+    }
+    uint64_t since = now - x->last_check_ns;
+    if (since > (uint64_t)REFRESH_MS * 1000000ull ||
+        (x->guard != G_OK && since > (uint64_t)MARKER_MS * 1000000ull)) {
+        start_check(x);
+        return;
+    }
+    if (x->guard == G_OK && !x->marker_asked &&
+        now - x->last_marker_ns > (uint64_t)MARKER_MS * 1000000ull) {
+        const char *argv[] = {"GET", x->xkey};
+        size_t lens[] = {3, x->xkey_len};
+        x->last_marker_ns = now;
+        if (exposure_command(x, 2, argv, lens, on_marker, x) == 0) {
+            x->marker_asked = 1;
         }
     }
 }
@@ -623,6 +905,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         x->last_refresh_ns = now;
         refresh_breaches(x);
     }
+    guard_tick(x, now);
 }
 
 struct exposure *exposure_new(struct event_base *base,
@@ -647,6 +930,8 @@ struct exposure *exposure_new(struct event_base *base,
     snprintf(x->prefix, sizeof(x->prefix), "%s", o->prefix);
     snprintf(x->kid, sizeof(x->kid), "%s", o->key_id);
     x->timeout_ms = o->timeout_ms;
+    int xl = rmodel_exposed_key(x->xkey, x->prefix);
+    x->xkey_len = xl > 0 ? (size_t)xl : 0;
     x->while_down = o->while_down ? o->while_down : "commands wait";
     x->metrics = o->metrics;
     x->on_state = o->on_state;
@@ -680,7 +965,8 @@ static void enqueue(struct exposure *x, struct xreq *r)
     }
     x->tail = r;
     x->n_pending++;
-    if (x->state == CONN_UP && x->ac != NULL) {
+    if (x->state == CONN_UP && x->ac != NULL &&
+        (r->raw_cb != NULL || x->guard == G_OK)) {
         send_req(x, r);
     }
 }
@@ -696,8 +982,9 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
     r->n = n;
     r->cb = cb;
     r->arg = arg;
-    r->argv = malloc((n + 1) * sizeof(*r->argv));
-    r->argvlen = malloc((n + 1) * sizeof(*r->argvlen));
+    r->argc = (int)n + 2;
+    r->argv = malloc((n + 2) * sizeof(*r->argv));
+    r->argvlen = malloc((n + 2) * sizeof(*r->argvlen));
     r->keybuf = malloc(n * RMODEL_KEY_MAX + 1);
     if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL) {
         free_req(r);
@@ -716,6 +1003,8 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
         r->argvlen[i + 1] = (size_t)len;
         p += len + 1;
     }
+    r->argv[n + 1] = x->xkey;
+    r->argvlen[n + 1] = x->xkey_len;
     enqueue(x, r);
     return 0;
 }
@@ -733,6 +1022,7 @@ int exposure_command(struct exposure *x, int argc, const char *const *argv,
     }
     r->x = x;
     r->n = (size_t)argc - 1;
+    r->argc = argc;
     r->raw_cb = cb;
     r->arg = arg;
     r->argv = malloc((size_t)argc * sizeof(*r->argv));
@@ -756,7 +1046,35 @@ int exposure_command(struct exposure *x, int argc, const char *const *argv,
 
 int exposure_is_up(const struct exposure *x)
 {
+    return x->state == CONN_UP && x->guard == G_OK;
+}
+
+int exposure_set_bad(const struct exposure *x)
+{
+    return x->state == CONN_UP && x->guard == G_BAD;
+}
+
+int exposure_link_up(const struct exposure *x)
+{
     return x->state == CONN_UP;
+}
+
+int exposure_health(const struct exposure *x, char *why, size_t whylen)
+{
+    if (x->state != CONN_UP) {
+        snprintf(why, whylen, "Redis %s:%d unavailable", x->host, x->port);
+        return 0;
+    }
+    if (x->guard == G_BAD) {
+        snprintf(why, whylen, "%s", x->why);
+        return 0;
+    }
+    if (x->guard != G_OK) {
+        snprintf(why, whylen, "checking the exposed-card set in Redis "
+                 "%s:%d", x->host, x->port);
+        return 0;
+    }
+    return 1;
 }
 
 size_t exposure_pending(const struct exposure *x)

@@ -7,6 +7,13 @@
  * (disconnect or no answer within timeout_ms), reconnects with back-off and
  * re-sends every unanswered lookup, so a lookup is never lost; its state
  * callback tells the pipeline to pause intake while Redis is down.
+ *
+ * It also guards against an exposed-card set that is gone or incomplete
+ * (Redis restarted empty, flushed, failed over to an empty replica): every
+ * MGET reads the generation marker that `cardwatch load` sets with the
+ * cards, and a lookup is answered only when the marker is the one whose
+ * set passed the full check (see exposure_is_up). Otherwise the lookup is
+ * held, the state callback reports down, and an ERROR line says why.
  */
 #ifndef CARDWATCH_EXPOSURE_H
 #define CARDWATCH_EXPOSURE_H
@@ -87,8 +94,23 @@ typedef void (*exposure_reply_cb)(void *arg, const struct redisReply *reply);
 int exposure_command(struct exposure *x, int argc, const char *const *argv,
                      const size_t *argvlen, exposure_reply_cb cb, void *arg);
 
-/* 1 when the connection is up. */
+/* 1 when lookups can be answered: the connection is up and the
+ * exposed-card set passed its check (marker present and unchanged since
+ * the check, every committed breach holding at least the cards its load
+ * recorded, maxmemory-policy noeviction). The state callback follows
+ * this value. */
 int exposure_is_up(const struct exposure *x);
+
+/* 1 when the connection is up (commands flow), whatever the set's state. */
+int exposure_link_up(const struct exposure *x);
+
+/* 1 when Redis answers and its exposed-card set failed the check (gone,
+ * incomplete, or an evicting Redis): a verdict, not a transient state. */
+int exposure_set_bad(const struct exposure *x);
+
+/* exposure_is_up() with the reason when 0, e.g. "Redis 127.0.0.1:6379
+ * unavailable" or "the exposed-card set is gone from Redis ...". */
+int exposure_health(const struct exposure *x, char *why, size_t whylen);
 
 /* Lookups issued and not yet answered. */
 size_t exposure_pending(const struct exposure *x);

@@ -1275,7 +1275,7 @@ static void on_stats(void *arg, const redisReply *r)
 
 static void stats_refresh(struct feed *f)
 {
-    if (!exposure_is_up(f->x)) {
+    if (!exposure_link_up(f->x)) {
         return;
     }
     f->stats_asked = 1;
@@ -1672,7 +1672,7 @@ static void route_v1(struct fctx *x, const char *path, const char *query)
         reply_405(x, outcome ? "POST" : "GET");
         return;
     }
-    if (!exposure_is_up(x->f->x)) {
+    if (!exposure_link_up(x->f->x)) {
         reply_unavailable(x, "redis unavailable");
         return;
     }
@@ -1930,9 +1930,7 @@ int feed_ready(const struct feed *f, char *why, size_t whylen)
         snprintf(why, whylen, "shutting down");
         return 0;
     }
-    if (!exposure_is_up(f->x)) {
-        snprintf(why, whylen, "Redis %s:%d unavailable", f->c->redis_host,
-                 f->c->redis_port);
+    if (!exposure_health(f->x, why, whylen)) {
         return 0;
     }
     return 1;
@@ -2019,7 +2017,7 @@ void feed_metrics(const struct feed *f, FILE *out)
             "to new-alert notices.\n"
             "# TYPE cardwatch_feed_subscribed gauge\n"
             "cardwatch_feed_subscribed %d\n",
-            f->n_polls, f->n_streams, f->n_conns, exposure_is_up(f->x),
+            f->n_polls, f->n_streams, f->n_conns, exposure_link_up(f->x),
             f->sub_up);
     fputs("# HELP cardwatch_rule_outcomes_total Outcomes issuers reported "
           "on alerts, by issuer, rule and outcome.\n"

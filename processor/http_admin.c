@@ -85,11 +85,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/healthz") == 0) {
         reply_text(req, 200, "OK", "text/plain", "ok\n");
     } else if (strcmp(path, "/readyz") == 0) {
-        char why[256] = "";
+        char why[1024] = "";
         if (h->ops.ready(h->ops.arg, why, sizeof(why))) {
             reply_text(req, 200, "OK", "text/plain", "ready\n");
         } else {
-            char body[300];
+            char body[1100];
             snprintf(body, sizeof(body), "not ready: %s\n", why);
             reply_text(req, 503, "Service Unavailable", "text/plain", body);
         }

@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/rand.h>
 
 #include "breach.h"
 #include "card.h"
@@ -19,6 +21,40 @@
 
 #define MOD "load"
 #define CHUNK 1000
+
+/* The signal that interrupted a load or unload (0 = none). */
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+}
+
+/* SIGTERM and SIGINT set g_signal instead of killing the process, so a
+ * load stops between two chunks and says what state it left. */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* A fresh generation marker value (32 hex from the CSPRNG). */
+static int new_generation(char out[33])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        log_error(MOD, "no random bytes for the generation marker");
+        return -1;
+    }
+    for (int i = 0; i < 16; i++) {
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    }
+    return 0;
+}
 
 static redisContext *connect_redis(const struct config *c)
 {
@@ -84,6 +120,7 @@ struct load_ctx {
     const char *ckey;
     struct load_stats st;
     int pending;
+    int interrupted; /* stopped by SIGTERM / SIGINT */
     uint64_t t0, last;
 };
 
@@ -109,6 +146,10 @@ static int load_row(void *arg, const struct list_row *row)
                        cardkey, lc->ckey, lc->o->breach_id, tag, member);
     if (++lc->pending < CHUNK) {
         return 0;
+    }
+    if (g_signal != 0) {
+        lc->interrupted = 1;
+        return -1;
     }
     if (flush_chunk(lc->rc, lc->pending, &lc->st) != 0) {
         return -1;
@@ -231,6 +272,28 @@ int loader_load(const struct config *c, const struct load_opts *o)
     if (r == NULL) {
         goto out;
     }
+    /* Staged: a first load stays invisible to lookups until its commit;
+     * a reload of a committed breach keeps it visible (its cards only
+     * grow). */
+    r = cmd(rc, "HSETNX", "HSETNX %s status loading", bkey);
+    if (r == NULL) {
+        goto out;
+    }
+    int reload = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    freeReplyObject(r);
+    r = cmd(rc, "HGET", "HGET %s status", bkey);
+    if (r == NULL) {
+        goto out;
+    }
+    reload = reload && r->type == REDIS_REPLY_STRING &&
+             rmodel_breach_status(r->str) == RMODEL_B_COMMITTED;
+    freeReplyObject(r);
+    char gen[33], xkey[RMODEL_KEY_MAX];
+    rmodel_exposed_key(xkey, c->redis_prefix);
+    if (new_generation(gen) != 0) {
+        goto out;
+    }
+    catch_signals();
     r = cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
     freeReplyObject(r);
     if (r == NULL) {
@@ -243,13 +306,49 @@ int loader_load(const struct config *c, const struct load_opts *o)
     };
     lc.last = lc.t0;
     struct list_stats ls;
-    if (list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0, load_row,
-                  &lc, &ls) != 0) {
+    int read_rc = list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0,
+                            load_row, &lc, &ls);
+    if (read_rc == 0 && g_signal != 0) {
+        lc.interrupted = 1;
+        read_rc = -1;
+    }
+    if (read_rc == 0 && lc.pending > 0 &&
+        flush_chunk(rc, lc.pending, &lc.st) != 0) {
+        read_rc = -1;
+    }
+    if (read_rc != 0) {
+        if (o->progress) {
+            fprintf(stderr, "\r\033[K");
+        }
+        const char *state =
+            reload ? "it stays visible as committed before, with the cards "
+                     "added so far"
+                   : "none of it is visible to lookups (staged, not "
+                     "committed); `cardwatch breaches` lists it as loading";
+        if (lc.interrupted) {
+            log_error(MOD, "load of breach %s interrupted by %s after %" PRIu64
+                      " cards: %s; run the same load again to finish it",
+                      o->breach_id, g_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                      lc.st.loaded, state);
+            rc_exit = 128 + (int)g_signal;
+        } else {
+            log_error(MOD, "load of breach %s stopped after %" PRIu64
+                      " cards: %s; fix the cause and run the load again (or "
+                      "`cardwatch unload %s`)", o->breach_id, lc.st.loaded,
+                      state, o->breach_id);
+        }
         goto out;
     }
-    if (lc.pending > 0 && flush_chunk(rc, lc.pending, &lc.st) != 0) {
+    /* Commit: status, recorded count, listed, new marker - one step. */
+    r = cmd(rc, "commit", "EVAL %s 4 %s %s %s %s %s %s %s", RMODEL_LUA_COMMIT,
+            bkey, ckey, lkey, xkey, o->breach_id, gen, s_now);
+    if (r == NULL) {
+        log_error(MOD, "breach %s was not committed: %s", o->breach_id,
+                  reload ? "it stays as committed before"
+                         : "it stays invisible; run the load again");
         goto out;
     }
+    freeReplyObject(r);
     struct load_stats st = lc.st;
     st.rows = ls.rows;
     st.rejected = ls.rejected;
@@ -313,9 +412,10 @@ int loader_list(const struct config *c, int json)
         return 1;
     }
     if (!json) {
-        printf("%-24s %-10s %-10s %10s  %-32s %s\n", "breach", "from", "to",
-               "cards", "elements", "description");
+        printf("%-24s %-10s %-10s %10s  %-22s %-32s %s\n", "breach", "from",
+               "to", "cards", "status", "elements", "description");
     }
+    int bad = 0;
     for (size_t i = 0; i < ids->elements; i++) {
         const char *id = ids->element[i]->str;
         char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX];
@@ -328,6 +428,23 @@ int loader_list(const struct config *c, int json)
             freeReplyObject(n);
             continue;
         }
+        char status[64];
+        const char *st = field(h, "status");
+        const char *rec = field(h, "cards");
+        enum rmodel_bstatus bs = rmodel_breach_status(st[0] ? st : NULL);
+        char why[256];
+        if (bs == RMODEL_B_LOADING) {
+            snprintf(status, sizeof(status), "LOADING (not monitored)");
+            bad = 1;
+        } else if (bs == RMODEL_B_UNLOADING) {
+            snprintf(status, sizeof(status), "UNLOADING");
+        } else if (!rmodel_breach_intact(id, rec[0] ? rec : NULL, n->integer,
+                                         why, sizeof(why))) {
+            snprintf(status, sizeof(status), "INCOMPLETE (of %s)", rec);
+            bad = 1;
+        } else {
+            snprintf(status, sizeof(status), "committed");
+        }
         char from[16], to[16], loaded[16];
         breach_date_format(strtoll(field(h, "window_start_ms"), NULL, 10),
                            from, sizeof(from));
@@ -339,8 +456,13 @@ int loader_list(const struct config *c, int json)
             printf("{\"breach_id\":");
             json_str(stdout, id);
             printf(",\"window_start\":\"%s\",\"window_end\":\"%s\","
-                   "\"cards\":%lld,\"elements\":",
-                   from, to, n->integer);
+                   "\"cards\":%lld,\"recorded_cards\":%lld,"
+                   "\"status\":\"%s\",\"elements\":",
+                   from, to, n->integer, strtoll(rec, NULL, 10),
+                   bs == RMODEL_B_LOADING     ? "loading"
+                   : bs == RMODEL_B_UNLOADING ? "unloading"
+                   : status[0] == 'I'         ? "incomplete"
+                                              : "committed");
             json_str(stdout, field(h, "elements"));
             printf(",\"key_id\":");
             json_str(stdout, field(h, "key_id"));
@@ -348,8 +470,8 @@ int loader_list(const struct config *c, int json)
             json_str(stdout, field(h, "description"));
             printf("}\n");
         } else {
-            printf("%-24s %-10s %-10s %10lld  %-32s %s\n", id, from, to,
-                   n->integer, field(h, "elements"),
+            printf("%-24s %-10s %-10s %10lld  %-22s %-32s %s\n", id, from,
+                   to, n->integer, status, field(h, "elements"),
                    field(h, "description"));
         }
         freeReplyObject(h);
@@ -358,9 +480,87 @@ int loader_list(const struct config *c, int json)
     if (!json && ids->elements == 0) {
         printf("(no breaches loaded)\n");
     }
+    char xkey[RMODEL_KEY_MAX];
+    rmodel_exposed_key(xkey, c->redis_prefix);
+    redisReply *mk = cmd(rc, "GET", "GET %s", xkey);
+    if (mk != NULL && mk->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, "WARNING: no exposed-card set marker (%s): Redis "
+                "was emptied or nothing was loaded with this version; "
+                "`cardwatch run` pauses intake until `cardwatch load` "
+                "puts every breach back (or `cardwatch breaches "
+                "--confirm`)\n", xkey);
+        bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "WARNING: the exposed-card set is not complete (see "
+                "the status column)\n");
+    }
+    freeReplyObject(mk);
     freeReplyObject(ids);
     redisFree(rc);
     return 0;
+}
+
+int loader_confirm(const struct config *c)
+{
+    redisContext *rc = connect_redis(c);
+    if (rc == NULL) {
+        return 1;
+    }
+    int exit_code = 1;
+    char lkey[RMODEL_KEY_MAX], xkey[RMODEL_KEY_MAX], gen[33];
+    rmodel_breaches_key(lkey, c->redis_prefix);
+    rmodel_exposed_key(xkey, c->redis_prefix);
+    redisReply *ids = cmd(rc, "SMEMBERS", "SMEMBERS %s", lkey);
+    if (ids == NULL || new_generation(gen) != 0) {
+        goto out;
+    }
+    long long cards = 0;
+    size_t n_committed = 0;
+    for (size_t i = 0; i < ids->elements; i++) {
+        const char *id = ids->element[i]->str;
+        char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX];
+        rmodel_breach_key(bkey, c->redis_prefix, id);
+        rmodel_breach_cards_key(ckey, c->redis_prefix, id);
+        redisReply *st = cmd(rc, "HGET", "HGET %s status", bkey);
+        if (st == NULL) {
+            goto out;
+        }
+        enum rmodel_bstatus bs = rmodel_breach_status(
+            st->type == REDIS_REPLY_STRING ? st->str : NULL);
+        freeReplyObject(st);
+        if (bs != RMODEL_B_COMMITTED) {
+            printf("breach %s is not committed; left out (load it again "
+                   "to finish it)\n", id);
+            continue;
+        }
+        redisReply *n = cmd(rc, "SCARD", "SCARD %s", ckey);
+        if (n == NULL) {
+            goto out;
+        }
+        long long k = n->integer;
+        freeReplyObject(n);
+        redisReply *w = cmd(rc, "HSET", "HSET %s status committed cards %lld",
+                            bkey, k);
+        freeReplyObject(w);
+        if (w == NULL) {
+            goto out;
+        }
+        cards += k;
+        n_committed++;
+    }
+    redisReply *w = cmd(rc, "SET", "SET %s %s", xkey, gen);
+    freeReplyObject(w);
+    if (w == NULL) {
+        goto out;
+    }
+    printf("exposed-card set confirmed as it is now: %zu breaches, %lld "
+           "cards (generation %s)\n", n_committed, cards, gen);
+    exit_code = 0;
+out:
+    freeReplyObject(ids);
+    redisFree(rc);
+    return exit_code;
 }
 
 int loader_unload(const struct config *c, const char *id, int progress)
@@ -391,6 +591,12 @@ int loader_unload(const struct config *c, const char *id, int progress)
     }
     char sha[41];
     if (load_script(rc, RMODEL_LUA_REMOVE, sha) != 0) {
+        goto out;
+    }
+    /* Invisible to lookups at once, not card by card. */
+    r = cmd(rc, "HSET", "HSET %s status unloading", bkey);
+    freeReplyObject(r);
+    if (r == NULL) {
         goto out;
     }
     char cursor[32] = "0";
@@ -445,6 +651,16 @@ int loader_unload(const struct config *c, const char *id, int progress)
     freeReplyObject(r);
     r = cmd(rc, "SREM", "SREM %s %s", lkey, id);
     freeReplyObject(r);
+    char xkey[RMODEL_KEY_MAX], gen[33];
+    rmodel_exposed_key(xkey, c->redis_prefix);
+    if (new_generation(gen) != 0) {
+        goto out;
+    }
+    r = cmd(rc, "SET", "SET %s %s", xkey, gen);
+    freeReplyObject(r);
+    if (r == NULL) {
+        goto out;
+    }
     printf("breach %s unloaded: %" PRIu64 " cards removed\n", id, removed);
     exit_code = 0;
 out:

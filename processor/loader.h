@@ -3,7 +3,11 @@
  *
  * Only keyed fingerprints and expiry tags are written (see rmodel.h).
  * Loading is pipelined and idempotent: loading the same list twice
- * changes nothing.
+ * changes nothing. A load is staged: the breach is "loading" (invisible
+ * to lookups) until its last card is in, then committed in one step with
+ * its card count and a new generation marker (what `cardwatch run` checks
+ * the set against). SIGTERM/SIGINT stop a load between chunks with a
+ * message; running the same load again finishes it.
  */
 #ifndef CARDWATCH_LOADER_H
 #define CARDWATCH_LOADER_H
@@ -29,6 +33,13 @@ int loader_load(const struct config *c, const struct load_opts *o);
 /* Prints the loaded breaches (table, or JSON lines when json is 1).
  * Returns the exit status. */
 int loader_list(const struct config *c, int json);
+
+/* `breaches --confirm`: records the breaches now committed in Redis as the
+ * exposed-card set (their counts now, a new marker), after an operator
+ * checked that what Redis holds is what must be monitored (e.g. nothing,
+ * on a fresh install, or after a deliberate FLUSH). Returns the exit
+ * status. */
+int loader_confirm(const struct config *c);
 
 /* Removes a breach and its cards (cards listed by other breaches stay
  * exposed through those). Returns the exit status (1 when unknown). */

@@ -505,12 +505,24 @@ static int cmd_load(int argc, char **argv)
 static int cmd_breaches(int argc, char **argv)
 {
     static const char help[] = WITH_COMMON_HELP(
-        "usage: cardwatch breaches [--json]\n\nLists the loaded breaches "
-        "with window, exposed elements and card count.\n");
+        "usage: cardwatch breaches [--json] [--confirm]\n\nLists the "
+        "loaded breaches with window, card count, status (committed,\n"
+        "LOADING: an interrupted or running load, not monitored yet;\n"
+        "INCOMPLETE: fewer cards than the load recorded) and exposed "
+        "elements.\n\n"
+        "  --json     one JSON object per breach\n"
+        "  --confirm  record what Redis holds now as the exposed-card set "
+        "(new\n"
+        "             marker, counts as they are): after a deliberate FLUSH, "
+        "or\n"
+        "             to run with no breach loaded. `cardwatch run` pauses "
+        "intake\n"
+        "             while the set is missing or incomplete.\n");
     struct common co = {0};
-    int json = 0;
+    int json = 0, confirm = 0;
     const struct optdef defs[] = {
         {"json", no_argument, NULL, &json, 1},
+        {"confirm", no_argument, NULL, &confirm, 1},
     };
     int st =
         parse_opts(argc, argv, 1, "breaches", help, &co, defs, N_ELEMS(defs));
@@ -522,7 +534,7 @@ static int cmd_breaches(int argc, char **argv)
         config_free(&c);
         return 1;
     }
-    int rc = loader_list(&c, json);
+    int rc = confirm ? loader_confirm(&c) : loader_list(&c, json);
     config_free(&c);
     return rc;
 }

@@ -229,6 +229,10 @@ static const struct {
     {"cardwatch_redis_up", "1 when the Redis connection is up."},
     {"cardwatch_consumption_paused", "1 while intake is paused."},
     {"cardwatch_ready", "1 when the processor is ready."},
+    {"cardwatch_exposed_set_ok",
+     "1 when the exposed-card set in Redis is present and complete."},
+    {"cardwatch_exposed_cards",
+     "Cards of committed breaches in Redis, at the last check."},
 };
 
 long metrics_render(const struct metrics *m, const char *extra, char **out)

@@ -29,6 +29,8 @@ enum metrics_gauge {
     METRICS_G_REDIS_UP,
     METRICS_G_PAUSED,
     METRICS_G_READY,
+    METRICS_G_EXPOSED_SET_OK, /* the exposed-card set passed its check */
+    METRICS_G_EXPOSED_CARDS,  /* cards of committed breaches in Redis */
     METRICS_GAUGE_COUNT
 };
 

@@ -2,6 +2,7 @@
 #include "rmodel.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char RMODEL_LUA_ADD[] =
@@ -22,6 +23,14 @@ const char RMODEL_LUA_ADD[] =
     "local rec = table.concat(out, ';')\n"
     "if rec ~= cur then redis.call('SET', KEYS[1], rec) end\n"
     "return redis.call('SADD', KEYS[2], ARGV[3])\n";
+
+const char RMODEL_LUA_COMMIT[] =
+    "local n = redis.call('SCARD', KEYS[2])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'committed', 'cards', n,\n"
+    "  'committed_at_ms', ARGV[3])\n"
+    "redis.call('SADD', KEYS[3], ARGV[1])\n"
+    "redis.call('SET', KEYS[4], ARGV[2])\n"
+    "return n\n";
 
 const char RMODEL_LUA_REMOVE[] =
     "local cur = redis.call('GET', KEYS[1])\n"
@@ -140,6 +149,39 @@ int rmodel_breach_cards_key(char *buf, const char *prefix, const char *id)
 int rmodel_breaches_key(char *buf, const char *prefix)
 {
     return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:breaches", prefix));
+}
+
+int rmodel_exposed_key(char *buf, const char *prefix)
+{
+    return fit(buf, snprintf(buf, RMODEL_KEY_MAX, "%s:exposed", prefix));
+}
+
+enum rmodel_bstatus rmodel_breach_status(const char *status)
+{
+    if (status == NULL || strcmp(status, "committed") == 0) {
+        return RMODEL_B_COMMITTED;
+    }
+    if (strcmp(status, "unloading") == 0) {
+        return RMODEL_B_UNLOADING;
+    }
+    /* "loading", and anything unknown: never visible by mistake. */
+    return RMODEL_B_LOADING;
+}
+
+int rmodel_breach_intact(const char *id, const char *recorded,
+                         long long present, char *why, size_t whylen)
+{
+    char *end = NULL;
+    long long want = recorded ? strtoll(recorded, &end, 10) : 0;
+    if (recorded == NULL || end == recorded || *end != '\0' || want < 0) {
+        want = 0; /* no count recorded (older data): nothing to compare */
+    }
+    if (present >= want) {
+        return 1;
+    }
+    snprintf(why, whylen, "breach %s has %lld of %lld cards in Redis", id,
+             present < 0 ? 0 : present, want);
+    return 0;
 }
 
 int rmodel_delivered_key(char *buf, const char *prefix, const char *id)

@@ -4,9 +4,16 @@
  *   <p>:card:<kid>:<fp>       string  "breach=exptag;breach=exptag" sorted
  *   <p>:breach:<id>           hash    description, window_start_ms,
  *                                     window_end_ms, elements, key_id,
- *                                     loaded_at_ms, updated_at_ms
+ *                                     loaded_at_ms, updated_at_ms,
+ *                                     status (loading | committed |
+ *                                     unloading), cards (count when
+ *                                     committed), committed_at_ms
  *   <p>:breach:<id>:cards     set     "<kid>:<fp>" of the breach's cards
  *   <p>:breaches              set     breach ids
+ *   <p>:exposed               string  generation marker: a random id that
+ *                                     `load`, `unload` and `breaches
+ *                                     --confirm` set when they commit; its
+ *                                     absence means the set is gone
  *   <p>:delivered:<alert_id>  string  issuer id: the alert was delivered
  *   <p>:alert:<alert_id>      hash    issuer, stream_id, alert (JSON),
  *                                     outcome, note, outcome_at_ms
@@ -47,6 +54,23 @@ int rmodel_card_key(char *buf, const char *prefix, const char *kid,
 int rmodel_breach_key(char *buf, const char *prefix, const char *id);
 int rmodel_breach_cards_key(char *buf, const char *prefix, const char *id);
 int rmodel_breaches_key(char *buf, const char *prefix);
+int rmodel_exposed_key(char *buf, const char *prefix);
+
+/* A breach's load, from the hash's status field (NULL when absent: data
+ * written before loads were staged, taken as committed). */
+enum rmodel_bstatus {
+    RMODEL_B_COMMITTED = 0,
+    RMODEL_B_LOADING,   /* staged: invisible to lookups until committed */
+    RMODEL_B_UNLOADING, /* being removed: invisible already */
+};
+enum rmodel_bstatus rmodel_breach_status(const char *status);
+
+/* The verdict on one committed breach: recorded is the hash's "cards"
+ * field (NULL when absent), present the SCARD of its cards set. Returns 1
+ * when the set holds at least the recorded count; 0 with "breach <id> has
+ * <present> of <recorded> cards in Redis" in why. */
+int rmodel_breach_intact(const char *id, const char *recorded,
+                         long long present, char *why, size_t whylen);
 
 int rmodel_delivered_key(char *buf, const char *prefix, const char *id);
 int rmodel_alert_key(char *buf, const char *prefix, const char *id);
@@ -87,6 +111,12 @@ extern const char RMODEL_LUA_OUTCOME[];
 /* Lua: the outcomes of alerts. KEYS: alert keys. Returns one string per
  * key: its outcome, or "" when it has none (or the key is gone). */
 extern const char RMODEL_LUA_OUTCOMES[];
+
+/* Lua: commit a staged load. KEYS: breach key, breach cards key,
+ * breaches key, exposed key. ARGV: breach id, generation marker, now ms.
+ * Marks the breach committed with its card count, lists it and sets the
+ * marker, in one step. Returns the card count. */
+extern const char RMODEL_LUA_COMMIT[];
 
 /* Lua: remove one breach entry from a card record (DEL when empty).
  * KEYS: card key. ARGV: breach id. Returns 1 when an entry was removed. */

@@ -136,8 +136,10 @@ void source_kafka_set_paused(void *ctx, int paused)
         }
         rd_kafka_topic_partition_list_destroy(l);
     }
-    log_info(MOD, "intake %s", paused ? "paused until Redis answers"
-                                      : "resumed");
+    log_info(MOD, "intake %s",
+             paused ? "paused until Redis answers with an intact "
+                      "exposed-card set"
+                    : "resumed");
     if (s->o.metrics != NULL) {
         metrics_gauge(s->o.metrics, METRICS_G_PAUSED, paused);
     }

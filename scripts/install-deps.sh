@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
-      libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools
+      libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel
       python3 chromium systemd)
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is

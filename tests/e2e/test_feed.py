@@ -121,6 +121,10 @@ class Feed:
         self.config = self.dir / "feed.ini"
         self.config.write_text(text)
         self.seen = []
+        # The feed is ready only over an intact exposed-card set; these
+        # tests load no breach, so the operator confirms the (empty) set.
+        h.run_tool([h.tool("cardwatch", build), "breaches", "--confirm",
+                    "--config", self.config])
         self.proc = h.spawn([h.tool("cardwatch", build), "feed", "--config", self.config],
                             name=name, log=self.dir / f"{name}.log")
         h.wait_until(lambda: self._ready() or not self.proc.alive, 20,

@@ -9,15 +9,24 @@ from cwstack import Breach, CardMaker
 
 def _content(s):
     """Every key with its type and value, order-free (DUMP bytes and set
-    or hash iteration order may differ without a change of content)."""
+    or hash iteration order may differ without a change of content). Each
+    commit writes a new generation marker and commit time by design: those
+    two are left out here and checked on their own."""
     out = {}
     for k, typ, value, _ in s.redis.dump():
+        if k == b"cw:exposed":
+            continue
         if typ == "set":
             value = sorted(value)
         elif typ == "hash":
-            value = sorted(zip(value[::2], value[1::2]))
+            value = sorted((f, v) for f, v in zip(value[::2], value[1::2])
+                           if f != b"committed_at_ms")
         out[k] = (typ, value)
     return out
+
+
+def _marker(s):
+    return s.redis.client().call("GET", "cw:exposed")
 
 
 def _keys(s, pattern):
@@ -47,10 +56,14 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
     assert "list.csv:9: expiry of " + cw.mask(only1[0]) in out1, out1
     assert "column 'cvv' is ignored" in out1, out1
     dump1 = _content(s)
+    marker1 = _marker(s)
+    hash1 = dict(zip(*[iter(s.redis.client().call("HGETALL", "cw:breach:b1"))] * 2))
+    assert hash1[b"status"] == b"committed" and hash1[b"cards"] == b"5", hash1
     second = s.cardwatch(*args)
     out2 = second.stdout.decode() + second.stderr.decode()
     assert "(0 new)" in out2 and "5 cards in the breach" in out2, out2
     assert _content(s) == dump1, "loading the same list again changed Redis"
+    assert _marker(s) not in (None, marker1), "a commit sets a new marker"
 
     b2 = Breach("b2", "2024-02-01", "2024-02-29", ["pan"], [shared] + only2)
     s.load(b2)
@@ -71,6 +84,7 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
     rec = s.redis.client().call("GET", [k for k in card_keys if k.endswith(fp_shared)][0])
     assert rec.decode().startswith("b2=") and "b1=" not in rec.decode(), rec
     assert _keys(s, "cw:breach:b1*") == []
+    assert _marker(s) is not None, "unload keeps a marker (a new one)"
     gone = s.cardwatch("unload", "b1", check=False)
     assert gone.returncode == 1 and b"no breach 'b1'" in gone.stderr, gone.stderr
     # nothing card-like anywhere in what these commands printed

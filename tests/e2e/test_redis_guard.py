@@ -1,0 +1,205 @@
+"""The exposed-card set is never silently empty, and a load is all or
+nothing - against a real redis-server and Apache Kafka.
+
+A Redis that lost its data (FLUSHALL, a restart without persistence) must
+not make exposed cards look clean: intake pauses with the reason on /readyz,
+a metric and an ERROR line; nothing past the last correct event is taken
+as done; once the breach is loaded again every alert of the paused events
+is delivered. A load that is interrupted (SIGTERM) or refused (Redis out of
+memory) leaves its breach invisible and says so; running it again finishes
+it."""
+
+import json
+import random
+
+import harness as h
+import cwstack as cw
+from cwstack import Breach, CardMaker, txn
+
+
+def _stream(seed, n, prefix, exposed, clean, base_day="2024-03-10", share=0.06):
+    rnd = random.Random(seed)
+    base = cw.day_ms(base_day)
+    return [txn(f"{prefix}-{i:06d}",
+                rnd.choice(exposed) if rnd.random() < share else rnd.choice(clean),
+                base + rnd.randrange(0, 20 * 86_400_000), rnd)
+            for i in range(n)]
+
+
+def _paused_with(s, words):
+    """/readyz 503 whose body has every word; returns the body."""
+    def check():
+        st, body = s.ready()
+        return st == 503 and all(w in body for w in words) and body
+    return h.wait_until(check, 30, f"/readyz 503 naming {words}")
+
+
+def _phase(s, proc, name, empty_redis, txns, all_txns, b1, issuers, mid_stream):
+    """Empty Redis (how: empty_redis()) - in the middle of sending txns when
+    mid_stream, else before - check the pause, reload, check every alert.
+    Returns (readyz body, events not done when paused, alerts of txns)."""
+    done0 = s.metrics().sum("cardwatch_events_total")
+    if mid_stream:
+        sender = s.send_async(txns, name=name)
+        h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") > done0 + 200, 60,
+                     "the stream flowing", interval=0.005)
+        empty_redis()
+    else:
+        empty_redis()
+    body = _paused_with(s, ["exposed-card set is gone", "intake paused"])
+    if mid_stream:
+        h.wait_until(lambda: not sender.alive, 60, "cardwatch send done")
+        assert sender.returncode == 0, sender.log_text(20)
+    else:
+        s.send(txns, name=name)
+
+    def waiting():
+        m = s.metrics()
+        return (m.get("cardwatch_consumer_lag") + m.get("cardwatch_in_flight_events") > 0
+                and m)
+    m = h.wait_until(waiting, 30, "events waiting (lag or in flight)")
+    assert m.get("cardwatch_exposed_set_ok") == 0
+    assert m.get("cardwatch_consumption_paused") == 1
+    assert m.get("cardwatch_ready") == 0
+    done_paused = m.sum("cardwatch_events_total") - done0
+    assert done_paused < len(txns), "every event finished while the set was gone"
+    assert proc.alive
+    s.load(b1)
+
+    def resumed():
+        mm = s.metrics()
+        return (s.ready()[0] == 200 and
+                mm.sum("cardwatch_events_total") == done0 + len(txns)) and mm
+    m = h.wait_until(resumed, 60, f"/readyz 200 and {len(txns)} more events processed")
+    assert m.get("cardwatch_exposed_set_ok") == 1
+    expected = cw.expected_alerts(all_txns, [b1], issuers)
+    assert m.sum("cardwatch_alerts_total") == len(expected), \
+        (m.sum("cardwatch_alerts_total"), len(expected))
+    return body, int(len(txns) - done_paused), len(cw.expected_alerts(txns, [b1], issuers))
+
+
+def test_emptied_redis_pauses_intake_until_the_set_is_back():
+    issuers = cw.three_issuers()
+    mk = CardMaker(1010)
+    exposed = mk.cards(["400001", "400077", "510000", "52000042"], 120)
+    clean = mk.cards(["400002", "400090", "510000", "52000007"], 1500)
+    b1 = Breach("guard-b1", "2024-03-01", "2024-05-31", ["pan", "expiry", "cvv2"], exposed)
+    part_a = _stream(1, 3000, "ga", exposed, clean)
+    part_b = _stream(2, 3000, "gb", exposed, clean)
+    part_c = _stream(3, 3000, "gc", exposed, clean)
+
+    s = cw.Stack(issuers, partitions=4)
+    # no set yet: intake waits, and says what to do
+    proc = s.run()
+    body = _paused_with(s, ["exposed-card set is gone", "cardwatch load"])
+    assert "Redis 127.0.0.1:%d" % s.redis.port in body, body
+    s.load(b1)
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200 after the load")
+    s.send(part_a, name="part-a")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") == len(part_a), 60,
+                 "part A processed")
+    assert s.metrics().get("cardwatch_exposed_cards") == len(exposed)
+
+    # FLUSHALL: what an eviction, a wrong script or an operator's slip does
+    body1, paused1, alerts1 = _phase(
+        s, proc, "part-b", lambda: s.redis.call("FLUSHALL"), part_b,
+        part_a + part_b, b1, issuers, mid_stream=True)
+    # a restart without persistence
+    body2, paused2, alerts2 = _phase(
+        s, proc, "part-c", lambda: s.redis.restart(keep_data=False), part_c,
+        part_a + part_b + part_c, b1, issuers, mid_stream=False)
+    print(f"figure: FLUSHALL mid-stream: {paused1} events held, {alerts1} alerts of that "
+          f"paused stream delivered after the reload; restart without data: {paused2} "
+          f"paused, {alerts2} delivered")
+
+    # an evicting Redis is refused too (it could drop exposed cards one by one)
+    s.redis.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    # a marker change makes every instance check at once (a config change
+    # alone is seen at the next periodic check, within 30 s)
+    s.redis.call("DEL", "cw:exposed")
+    _paused_with(s, ["maxmemory-policy allkeys-lru", "noeviction"])
+    s.redis.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    out = s.cardwatch("breaches", "--confirm").stdout.decode()
+    assert "1 breaches, %d cards" % len(exposed) in out, out
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200 after --confirm")
+
+    s.terminate(proc)
+    log = open(proc.log, errors="replace").read()
+    assert "ERROR" in log and "exposed-card set is gone" in log, log[-3000:]
+    expected = cw.expected_alerts(part_a + part_b + part_c, [b1], issuers)
+    cw.check_alerts(s.alerts(), expected, exact_once=True)
+
+
+def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
+    issuers = cw.three_issuers()
+    mk = CardMaker(2020)
+    small = mk.cards(["400001", "510000"], 40)
+    b1 = Breach("small", "2024-03-01", "2024-05-31", ["pan"], small)
+    big_cards = mk.cards(["400077", "52000042"], 150_000)
+    big = Breach("big", "2024-03-01", "2024-05-31", ["pan"], big_cards)
+    clean = mk.cards(["400002", "510000"], 500)
+
+    s = cw.Stack(issuers, partitions=2)
+    s.load(b1)
+    proc = s.run()
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200")
+
+    # SIGTERM in the middle of a load
+    csv = s.dir / "big.csv"
+    csv.write_text("pan\n" + "".join(p + "\n" for p in big_cards))
+    load = h.spawn([h.tool("cardwatch"), "load", "--config", s.config, "--breach", "big",
+                    "--window-start", "2024-03-01", "--window-end", "2024-05-31",
+                    "--elements", "pan", csv], name="load-big")
+    h.wait_until(lambda: s.redis.call("SCARD", "cw:breach:big:cards") > 0, 30,
+                 "the load under way")
+    rc = load.stop(sig=__import__("signal").SIGTERM)
+    out = open(load.log, errors="replace").read()
+    assert rc == 143, (rc, out[-2000:])
+    assert "load of breach big interrupted by SIGTERM after" in out, out[-2000:]
+    assert "none of it is visible" in out and "run the same load again" in out, out[-2000:]
+    staged = s.redis.call("SCARD", "cw:breach:big:cards")
+    assert 0 < staged < len(big_cards), staged
+    res = s.cardwatch("breaches", "--json")
+    rows = {r["breach_id"]: r for r in map(json.loads, res.stdout.decode().splitlines())}
+    assert rows["big"]["status"] == "loading" and rows["small"]["status"] == "committed", rows
+    assert b"not complete" in res.stderr, res.stderr
+    table = s.cardwatch("breaches").stdout.decode()
+    assert "LOADING (not monitored)" in table, table
+
+    # a staged card is not exposed yet: only the committed breach alerts
+    staged_cards = [p for p in big_cards[:2000]
+                    if s.redis.call("EXISTS", "cw:card:" + cw.fingerprint(p))]
+    assert staged_cards, "the first cards of the list were staged"
+    first = [txn(f"st-{i:04d}", p, cw.day_ms("2024-04-02") + i, random.Random(i))
+             for i, p in enumerate(staged_cards[:50] + small[:10] + clean[:40])]
+    s.send(first, name="while-staged")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") == len(first), 60,
+                 "events during the staged load processed")
+    assert s.metrics().sum("cardwatch_alerts_total") == \
+        len(cw.expected_alerts(first, [b1], issuers))
+
+    # Redis out of memory in the middle of the rerun: refused, still invisible
+    used = int(s.redis.call("INFO", "memory").decode().split("used_memory:")[1].split()[0])
+    s.redis.call("CONFIG", "SET", "maxmemory", str(used + 2_000_000))
+    res = s.cardwatch("load", "--breach", "big", "--window-start", "2024-03-01",
+                      "--window-end", "2024-05-31", "--elements", "pan", csv, check=False)
+    err = res.stderr.decode()
+    assert res.returncode == 1, err[-2000:]
+    assert "OOM" in err and "load of breach big stopped after" in err, err[-2000:]
+    assert "none of it is visible" in err, err[-2000:]
+    assert s.redis.call("HGET", "cw:breach:big", "status") == b"loading"
+
+    # room again: the rerun finishes and commits; the cards alert at once
+    s.redis.call("CONFIG", "SET", "maxmemory", "0")
+    s.load(big)
+    assert s.redis.call("HGET", "cw:breach:big", "status") == b"committed"
+    assert int(s.redis.call("HGET", "cw:breach:big", "cards")) == len(big_cards)
+    second = [txn(f"nd-{i:04d}", p, cw.day_ms("2024-04-03") + i, random.Random(i))
+              for i, p in enumerate(big_cards[-30:] + small[:5])]
+    s.send(second, name="after-commit")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") ==
+                 len(first) + len(second), 60, "events after the commit processed")
+    s.terminate(proc)
+    expected = {**cw.expected_alerts(first, [b1], issuers),
+                **cw.expected_alerts(second, [b1, big], issuers)}
+    cw.check_alerts(s.alerts(), expected, exact_once=True)
