@@ -386,3 +386,116 @@ def test_redis_dump_every_type():
     assert d[b"stream"] == ("stream", [[b"1-1", [b"f", b"v"]]])
     assert all(isinstance(dump, bytes) and dump for _, _, _, dump in r.dump())
     r.stop()
+
+
+def test_redis_tls():
+    import ssl
+    t = h.make_tls()
+    assert h.make_tls() is t                       # made once per session
+    for key in (t.ca_key, t.server_key, t.client_key, t.other_ca_key):
+        assert os.stat(key).st_mode & 0o777 == 0o600, key
+    with h.Redis(tls=t) as r:
+        assert r.url.startswith("rediss://") and r.ping()
+        assert r.call("SET", "k", b"\x00tls") == "OK" and r.call("GET", "k") == b"\x00tls"
+        assert r.cli("STRLEN", "k") == "4"          # redis-cli over TLS too
+        # TLS only: plain text on the port gets no answer
+        try:
+            h.RespConnection(r.port, timeout=2).call("PING")
+        except (OSError, ConnectionError):
+            pass
+        else:
+            raise AssertionError("plain-text PING answered on the TLS port")
+        # an unrelated CA and a wrong host name are refused by the client
+        try:
+            h.RespConnection(r.port, ssl_context=t.context(ca=t.other_ca)).call("PING")
+        except ssl.SSLCertVerificationError as e:
+            assert "certificate verify failed" in str(e), e
+        else:
+            raise AssertionError("server certificate accepted with other_ca")
+        try:
+            h.RespConnection(r.port, ssl_context=t.context(), server_hostname="wrong.example")
+        except ssl.SSLCertVerificationError as e:
+            assert "wrong.example" in str(e), e
+        else:
+            raise AssertionError("server certificate accepted for wrong.example")
+        c = h.RespConnection(r.port, ssl_context=t.context(), server_hostname="localhost")
+        assert c.call("PING") == "PONG"
+        c.close()
+    # mutual TLS: the harness presents the client certificate, others fail
+    with h.Redis(tls=t, tls_auth_clients="yes") as m:
+        assert m.ping() and m.cli("PING") == "PONG"
+        c = h.RespConnection(m.port, ssl_context=t.context(client_cert=True))
+        assert c.call("PING") == "PONG"
+        c.close()
+        try:
+            h.RespConnection(m.port, ssl_context=t.context(), timeout=2).call("PING")
+        except (OSError, ConnectionError):
+            pass
+        else:
+            raise AssertionError("answered a client without a certificate")
+
+
+def test_redis_acl_users():
+    users = {"cw": ("cw-test-pass", "~cw:* &cw:* +@all")}
+    with h.Redis(users=users) as r:
+        assert r.ping() and r.cli("ACL", "WHOAMI") == "admin"
+        assert r.call("ACL", "WHOAMI") == b"admin"
+        assert os.stat(r.aclfile).st_mode & 0o777 == 0o600
+        cw = r.client(auth=("cw", "cw-test-pass"))
+        assert cw.call("SET", "cw:x", "1") == "OK"
+        try:
+            cw.call("SET", "other:x", "1")
+        except h.RespError as e:
+            assert str(e).startswith("NOPERM"), e
+        else:
+            raise AssertionError("cw wrote outside cw:*")
+        cw.close()
+        assert r.call("EXISTS", "other:x") == 0 and r.call("GET", "cw:x") == b"1"
+        for auth, word in ((("cw", "not-the-password"), "WRONGPASS"), ((), "NOAUTH")):
+            try:
+                r.client(auth=auth).call("PING")
+            except h.RespError as e:
+                assert str(e).startswith(word), e
+            else:
+                raise AssertionError(f"{auth or 'no AUTH'} accepted")
+    with h.Redis(requirepass="simple-test-pass") as r:
+        assert r.ping() and r.cli("PING") == "PONG"
+        try:
+            r.client(auth=()).call("GET", "k")
+        except h.RespError as e:
+            assert str(e).startswith("NOAUTH"), e
+        else:
+            raise AssertionError("no AUTH accepted with requirepass")
+
+
+def test_redis_ha_failover():
+    t0 = time.monotonic()
+    ha = h.RedisHA("cw-master", users={"cw": ("cw-test-pass", "~cw:* &cw:* +@all")})
+    first, second = ha.nodes
+    assert ha.name == "cw-master" and len(ha.sentinels.split(",")) == 3
+    assert all(a.startswith("127.0.0.1:") for a in ha.sentinels.split(","))
+    assert ha.wait_ready() is first and ha.master() is first
+    assert ha.replicas() == [second] and second.role() == "slave"
+    first.call("SET", "cw:k", "v1")
+    h.wait_until(lambda: second.call("GET", "cw:k") == b"v1", 5, "the write to replicate")
+    ready = time.monotonic() - t0
+
+    old = ha.kill_master()
+    t1 = time.monotonic()
+    assert old is first and not old.proc.alive
+    new = ha.wait_failover(old, timeout=30)
+    failover = time.monotonic() - t1
+    assert new is second and new.role() == "master" and ha.master() is second
+    assert new.call("GET", "cw:k") == b"v1"
+    new.call("SET", "cw:k", "v2")
+
+    ha.restart(old)
+    assert ha.wait_ready() is second
+    assert old.role() == "slave" and ha.replicas() == [old]
+    assert int(old.info()["master_port"]) == second.port
+    h.wait_until(lambda: old.call("GET", "cw:k") == b"v2", 5, "the old master to catch up")
+    ha.stop()
+    assert not any(n.proc.alive for n in ha.nodes)
+    assert not any(s.proc.alive for s in ha.sentinel_nodes)
+    print(f"figure: RedisHA ready {ready:.1f}s, failover {failover:.1f}s, "
+          f"whole test {time.monotonic() - t0:.1f}s")
