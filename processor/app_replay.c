@@ -17,6 +17,7 @@
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
+#include "redis_cfg.h"
 #include "kafka_check.h"
 #include "kafka_seek.h"
 #include "ledger.h"
@@ -46,6 +47,7 @@ struct rp {
     struct metrics *metrics;
     struct card_key *key;
     struct ruleset *rules;
+    struct rconn *redis;
     struct exposure *exposure;
     struct state *state;
     struct snapshot *snapshot;
@@ -160,11 +162,33 @@ static void cb_kick(void *ctx)
     }
 }
 
+static void cb_redis_link(void *arg, int up)
+{
+    struct rp *r = arg;
+    if (r->exposure != NULL) {
+        exposure_link_state(r->exposure, up);
+    }
+}
+
+static void on_snapshot(void *arg, int status, const char *err);
+
+/* Lookups can be answered: the exposed-card set passed its check. The
+ * snapshot is copied only then, so a replay never starts from a set that
+ * is gone or incomplete (it fails instead: on_tick). */
 static void cb_redis_state(void *arg, int up)
 {
     struct rp *r = arg;
     if (r->pipeline != NULL) {
         pipeline_redis_state(r->pipeline, up);
+    }
+    if (up && r->snapshot == NULL && r->phase == P_LOADING) {
+        char err[512];
+        r->snapshot = snapshot_load(r->exposure, r->redis, r->c->redis_prefix,
+                                    card_key_id(r->key), r->o->breach,
+                                    on_snapshot, r, err, sizeof(err));
+        if (r->snapshot == NULL) {
+            fail(r, "%s", err);
+        }
     }
 }
 
@@ -390,7 +414,7 @@ static void on_scan(void *arg, const struct redisReply *reply)
                 argv[i + 1] = keys->element[i]->str;
                 lens[i + 1] = keys->element[i]->len;
             }
-            if (exposure_command(r->exposure, (int)keys->elements + 1, argv,
+            if (rconn_command(r->redis, (int)keys->elements + 1, argv,
                                  lens, on_unlinked, r) == 0) {
                 r->cleaned_keys += keys->elements;
             }
@@ -425,7 +449,7 @@ static void scan_next(struct rp *r, const char *cursor)
     if (cursor == NULL) {
         const char *argv[] = {"PING"};
         size_t lens[] = {4};
-        rc = exposure_command(r->exposure, 1, argv, lens, on_cleaned, r);
+        rc = rconn_command(r->redis, 1, argv, lens, on_cleaned, r);
     } else {
         const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT",
                               "1000"};
@@ -433,7 +457,7 @@ static void scan_next(struct rp *r, const char *cursor)
         for (int i = 0; i < 6; i++) {
             lens[i] = strlen(argv[i]);
         }
-        rc = exposure_command(r->exposure, 6, argv, lens, on_scan, r);
+        rc = rconn_command(r->redis, 6, argv, lens, on_scan, r);
     }
     if (rc != 0) {
         r->phase = P_DONE;
@@ -471,16 +495,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         clock_mono_ns() - r->started_ns >
             (uint64_t)r->c->replay_redis_wait_s * 1000000000ull) {
         char why[768];
-        if (exposure_link_up(r->exposure) &&
+        if (rconn_is_up(r->redis) &&
             !exposure_health(r->exposure, why, sizeof(why))) {
             fail(r, "%s (waited %d s, [replay] redis_wait_s)", why,
                  r->c->replay_redis_wait_s);
             return;
         }
-        fail(r, "Redis %s:%d did not answer within %d s ([replay] "
+        const char *msg = NULL;
+        (void)rconn_error(r->redis, &msg);
+        fail(r, "Redis %s did not answer within %d s ([replay] "
              "redis_wait_s; is it running? 'cardwatch load' puts the "
-             "exposed cards there)",
-             r->c->redis_host, r->c->redis_port, r->c->replay_redis_wait_s);
+             "exposed cards there)%s%s", rconn_address(r->redis),
+             r->c->replay_redis_wait_s, msg && msg[0] ? ": " : "",
+             msg ? msg : "");
         return;
     }
     if (r->phase != P_RUNNING) {
@@ -580,7 +607,7 @@ static int start_outputs(struct rp *r, char *err, size_t errlen)
     }
     if (o->deliver) {
         struct ledger_opts lo = {
-            .exposure = r->exposure,
+            .redis = r->redis,
             .prefix = c->redis_prefix,
             .ttl_days = c->delivered_ttl_days,
             .feed_max_alerts = c->feed_max_alerts,
@@ -961,18 +988,29 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         r.exit_code = 1;
         goto out;
     }
+    struct redis_cfg_use ru = {
+        .name = "redis",
+        .while_down = "the replay pauses",
+        .metrics = r.metrics,
+        .on_state = cb_redis_link,
+        .state_arg = &r,
+    };
+    r.redis = redis_cfg_connect(r.base, c, &ru, err, sizeof(err));
+    if (r.redis == NULL ||
+        redis_cfg_startup_check(r.redis, c, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
+        goto out;
+    }
     struct exposure_opts xo = {
-        .host = c->redis_host,
-        .port = c->redis_port,
         .prefix = c->redis_prefix,
         .key_id = card_key_id(r.key),
-        .timeout_ms = c->redis_timeout_ms,
         .metrics = r.metrics,
         .on_state = cb_redis_state,
         .state_arg = &r,
-        .while_down = "the replay pauses",
+        .while_down = "the replay cannot start",
     };
-    r.exposure = exposure_new(r.base, &xo, err, sizeof(err));
+    r.exposure = exposure_new(r.base, r.redis, &xo, err, sizeof(err));
     if (r.exposure == NULL) {
         log_error(MOD, "%s", err);
         r.exit_code = 1;
@@ -981,7 +1019,7 @@ int app_replay(const struct config *c, const struct replay_opts *o)
     r.uses_state = uses_state(r.rules);
     if (r.uses_state) {
         make_namespace(r.ns, sizeof(r.ns));
-        r.state = state_new(r.exposure, c->redis_prefix, card_key_id(r.key),
+        r.state = state_new(r.redis, c->redis_prefix, card_key_id(r.key),
                             r.ns);
         if (r.state == NULL) {
             log_error(MOD, "out of memory at start-up");
@@ -989,14 +1027,7 @@ int app_replay(const struct config *c, const struct replay_opts *o)
             goto out;
         }
     }
-    r.snapshot = snapshot_load(r.exposure, c->redis_prefix,
-                               card_key_id(r.key), o->breach, on_snapshot,
-                               &r, err, sizeof(err));
-    if (r.snapshot == NULL) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
-        goto out;
-    }
+    /* the snapshot starts once the set passed its check: cb_redis_state */
     r.tick = event_new(r.base, -1, EV_PERSIST, on_tick, &r);
     r.progress = event_new(r.base, -1, EV_PERSIST, on_progress, &r);
     r.ack_ev = event_new(r.base, -1, 0, on_acks, &r);
@@ -1066,6 +1097,7 @@ out:
     source_range_destroy(r.sr);
     sink_kafka_destroy(r.sk);
     snapshot_destroy(r.snapshot);
+    rconn_destroy(r.redis); /* answers every pending command first */
     exposure_destroy(r.exposure);
     state_destroy(r.state);
     ledger_destroy(r.ledger);

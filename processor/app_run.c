@@ -13,6 +13,7 @@
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
+#include "redis_cfg.h"
 #include "feed.h"
 #include "http_admin.h"
 #include "kafka_check.h"
@@ -36,6 +37,7 @@ struct app {
     struct metrics *metrics;
     struct card_key *key;
     struct ruleset *rules;
+    struct rconn *redis;
     struct exposure *exposure;
     struct sink_kafka *sink;
     struct kafka_health *kafka; /* connections of source and sink */
@@ -94,6 +96,16 @@ static void cb_ledger_delivered(void *arg, void *opaque, int err)
     pipeline_delivered(a->pipeline, opaque, err);
 }
 
+/* The connection's state: the exposure module checks the set again. */
+static void cb_redis_link(void *arg, int up)
+{
+    struct app *a = arg;
+    if (a->exposure != NULL) {
+        exposure_link_state(a->exposure, up);
+    }
+}
+
+/* Whether lookups can be answered: intake follows. */
 static void cb_redis_state(void *arg, int up)
 {
     struct app *a = arg;
@@ -496,24 +508,35 @@ int app_run(const struct config *c, const struct run_opts *o)
         a.exit_code = 1;
         goto out;
     }
+    struct redis_cfg_use ru = {
+        .name = "redis",
+        .while_down = "intake pauses",
+        .metrics = a.metrics,
+        .on_state = cb_redis_link,
+        .state_arg = &a,
+    };
+    a.redis = redis_cfg_connect(a.base, c, &ru, err, sizeof(err));
+    if (a.redis == NULL ||
+        redis_cfg_startup_check(a.redis, c, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        a.exit_code = 1;
+        goto out;
+    }
     struct exposure_opts xo = {
-        .host = c->redis_host,
-        .port = c->redis_port,
         .prefix = c->redis_prefix,
         .key_id = card_key_id(a.key),
-        .timeout_ms = c->redis_timeout_ms,
         .metrics = a.metrics,
         .on_state = cb_redis_state,
         .state_arg = &a,
         .while_down = "intake pauses",
     };
-    a.exposure = exposure_new(a.base, &xo, err, sizeof(err));
+    a.exposure = exposure_new(a.base, a.redis, &xo, err, sizeof(err));
     if (a.exposure == NULL) {
         log_error(MOD, "%s", err);
         a.exit_code = 1;
         goto out;
     }
-    a.state = state_new(a.exposure, c->redis_prefix, card_key_id(a.key),
+    a.state = state_new(a.redis, c->redis_prefix, card_key_id(a.key),
                         "live");
     if (a.state == NULL) {
         log_error(MOD, "out of memory at start-up");
@@ -528,7 +551,7 @@ int app_run(const struct config *c, const struct run_opts *o)
         goto out;
     }
     struct ledger_opts lo = {
-        .exposure = a.exposure,
+        .redis = a.redis,
         .prefix = c->redis_prefix,
         .ttl_days = c->delivered_ttl_days,
         .feed_max_alerts = c->feed_max_alerts,
@@ -630,10 +653,11 @@ int app_run(const struct config *c, const struct run_opts *o)
         log_set_progress_active(1);
     }
     a.started_ns = a.last_ns = clock_mono_ns();
-    log_info(MOD, "consuming %s as group '%s' from %s; Redis %s:%d; key id "
-             "%s; rules %s", c->transactions_topic, c->group, brokers,
-             c->redis_host, c->redis_port, card_key_id(a.key),
-             rules_version(a.rules));
+    char rdesc[CONFIG_STR_MAX + 300];
+    redis_cfg_describe(c, rdesc, sizeof(rdesc));
+    log_info(MOD, "consuming %s as group '%s' from %s; Redis %s; key id "
+             "%s; rules %s", c->transactions_topic, c->group, brokers, rdesc,
+             card_key_id(a.key), rules_version(a.rules));
 
     event_base_dispatch(a.base);
 
@@ -660,7 +684,8 @@ out:
     }
     source_kafka_destroy(a.source);
     sink_kafka_destroy(a.sink);
-    exposure_destroy(a.exposure); /* answers the state's requests first */
+    rconn_destroy(a.redis); /* answers every pending command first */
+    exposure_destroy(a.exposure);
     state_destroy(a.state);
     ledger_destroy(a.ledger);
     pipeline_destroy(a.pipeline);

@@ -46,7 +46,7 @@ enum key_type {
     KT_STRING,    /* text; the row's validator checks it */
     KT_PATH,      /* file name; checked for length only, not opened */
     KT_INT,       /* decimal integer in [min, max] */
-    KT_BOOL,      /* yes/no, true/false, on/off, 1/0 (no key uses it yet) */
+    KT_BOOL,      /* yes/no, true/false, on/off, 1/0 */
     KT_HOSTPORT,  /* host:port, or [v6addr]:port */
     KT_HOSTPORTS, /* host:port[,host:port...] */
     KT_BINS,      /* BIN prefixes and ranges, added to the route table */
@@ -81,6 +81,11 @@ struct key {
     {                                                                          \
         .section = sec_, .name = name_, .type = KT_STRING, CFG(field_),        \
         .def = def_, .check = check_, .flags = flags_                          \
+    }
+#define K_BOOL(sec_, name_, field_, def_)                                       \
+    {                                                                          \
+        .section = sec_, .name = name_, .type = KT_BOOL, CFG(field_),          \
+        .def = def_                                                            \
     }
 #define K_PATH(sec_, name_, field_)                                            \
     {                                                                          \
@@ -118,6 +123,7 @@ static int check_topic_prefix(const char *v, char *why, size_t whylen);
 static int check_group(const char *v, char *why, size_t whylen);
 static int check_topic_suffix(const char *v, char *why, size_t whylen);
 static int check_redis_prefix(const char *v, char *why, size_t whylen);
+static int check_redis_user(const char *v, char *why, size_t whylen);
 static int check_country(const char *v, char *why, size_t whylen);
 static int check_token_hashes(const char *v, char *why, size_t whylen);
 
@@ -150,6 +156,24 @@ static const struct key keys[] = {
      * re-processed or replayed transaction is not sent again) */
     K_INT("redis", "delivered_ttl_days", delivered_ttl_days, "1100", 1,
           3650),
+    /* ACL user and its password from a private file (mode 0600); AUTH on
+     * every (re)connect before any other command */
+    K_STR("redis", "username", redis_username, "", check_redis_user,
+          F_EMPTY_OK),
+    K_PATH("redis", "password_file", redis_password_file),
+    /* TLS to Redis (and to the sentinels): the CA that signed the server's
+     * certificate; a client certificate for mutual TLS; the name verified
+     * in the server's certificate ("" = the host of address) */
+    K_BOOL("redis", "tls", redis_tls, "off"),
+    K_PATH("redis", "tls_ca_file", redis_tls_ca_file),
+    K_PATH("redis", "tls_cert_file", redis_tls_cert_file),
+    K_PATH("redis", "tls_key_file", redis_tls_key_file),
+    K_STR("redis", "tls_server_name", redis_tls_server_name, "", NULL,
+          F_EMPTY_OK),
+    /* Redis Sentinel: ask these for the master of master_name (then
+     * address is not used) */
+    K_HOSTPORTS("redis", "sentinels", redis_sentinels),
+    K_STR("redis", "master_name", redis_master_name, "", NULL, F_EMPTY_OK),
 
     K_PATH("card", "key_file", key_file), /* required: config_check() */
 
@@ -429,6 +453,20 @@ static int check_group(const char *v, char *why, size_t whylen)
     for (const char *s = v; *s != '\0'; s++) {
         if (is_space(*s)) {
             text_errf(why, whylen, "must not contain white space");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An ACL user name: printable, no spaces (Redis allows more; a name
+ * that needs quoting is a mistake here). */
+static int check_redis_user(const char *v, char *why, size_t whylen)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p <= ' ' || *p > '~') {
+            text_errf(why, whylen, "a user name without spaces or control "
+                      "characters");
             return -1;
         }
     }
@@ -1290,6 +1328,33 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
                       c->kafka_props[i].line, c->kafka_props[i].scope);
             goto out;
         }
+    }
+    if (c->redis_tls && c->redis_tls_ca_file[0] == '\0') {
+        text_errf(errbuf, errlen, "[redis] tls = on needs tls_ca_file (the "
+                  "CA that signed the server's certificate)");
+        goto out;
+    }
+    if (!c->redis_tls &&
+        (c->redis_tls_ca_file[0] || c->redis_tls_cert_file[0] ||
+         c->redis_tls_key_file[0] || c->redis_tls_server_name[0])) {
+        text_errf(errbuf, errlen, "[redis] tls_* settings are given but tls "
+                  "is off: set tls = on (or remove them)");
+        goto out;
+    }
+    if ((c->redis_tls_cert_file[0] == '\0') !=
+        (c->redis_tls_key_file[0] == '\0')) {
+        text_errf(errbuf, errlen, "[redis] tls_cert_file and tls_key_file "
+                  "go together (mutual TLS)");
+        goto out;
+    }
+    if ((c->redis_sentinels[0] == '\0') != (c->redis_master_name[0] == '\0')) {
+        text_errf(errbuf, errlen, "[redis] sentinels and master_name go "
+                  "together");
+        goto out;
+    }
+    if (c->redis_username[0] != '\0' && c->redis_password_file[0] == '\0') {
+        text_errf(errbuf, errlen, "[redis] username needs password_file");
+        goto out;
     }
     if (c->max_in_flight < c->batch_size) {
         text_errf(errbuf, errlen,

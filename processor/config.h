@@ -56,6 +56,15 @@ struct config {
     char redis_prefix[32]; /* key namespace, default "cw" */
     int redis_timeout_ms;  /* connect and command timeout */
     int delivered_ttl_days; /* delivered-alert records kept this long */
+    char redis_username[128];                 /* ACL user; "" = default */
+    char redis_password_file[CONFIG_STR_MAX]; /* "" = no AUTH */
+    int redis_tls;                            /* 1 = TLS */
+    char redis_tls_ca_file[CONFIG_STR_MAX];
+    char redis_tls_cert_file[CONFIG_STR_MAX]; /* mutual TLS, with key */
+    char redis_tls_key_file[CONFIG_STR_MAX];
+    char redis_tls_server_name[256]; /* "" = host of address */
+    char redis_sentinels[CONFIG_STR_MAX]; /* host:port,...; "" = none */
+    char redis_master_name[128];
 
     /* [card] */
     char key_file[CONFIG_STR_MAX];

@@ -1,29 +1,25 @@
 /* exposure.c - see exposure.h. */
 #include "exposure.h"
 
-#include <errno.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "alert.h"
 #include "clock.h"
 #include "log.h"
+#include "redis_conn.h"
 #include "rmodel.h"
 
 #define MOD "exposure"
 #define TICK_MS 100
 #define REFRESH_MS 30000
 #define MARKER_MS 1000 /* how often an idle instance looks at the marker */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-
-enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
+#define RETRY_MS 200   /* after an error reply to a lookup */
 
 /* The exposed-card set guard. A lookup is answered only from a Redis whose
  * set passed the full check under the marker value the lookup's MGET saw
@@ -32,8 +28,8 @@ enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
  * to an empty replica) or shrank never answers "clean". */
 enum guard { G_UNCHECKED, G_OK, G_BAD };
 
-/* One answer of the check script: per breach id, status, recorded count,
- * cards present. */
+/* The check: the marker, then per breach id its status, recorded count
+ * and cards present, read in one atomic step. */
 static const char CHECK_LUA[] =
     "local out = {redis.call('GET', KEYS[1]) or false}\n"
     "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
@@ -43,6 +39,7 @@ static const char CHECK_LUA[] =
     "    redis.call('SCARD', h .. ':cards')}\n"
     "end\n"
     "return out\n";
+
 enum bstate { B_UNKNOWN, B_FETCHING, B_KNOWN, B_MISSING };
 
 struct bentry {
@@ -50,56 +47,56 @@ struct bentry {
     enum bstate state;
 };
 
+/* A lookup: held until the guard allows it, issued on the connection,
+ * then answered (parsed, perhaps waiting for breach metadata). */
+enum rstate { R_HELD, R_ISSUED, R_ANSWERED };
+
 struct xreq {
     struct xreq *prev, *next;
-    struct exposure *x;
-    size_t n;    /* cards of a lookup (its MGET also reads the marker) */
-    int argc;    /* words of the command */
+    size_t n; /* cards; the MGET also reads the marker */
     char *keybuf;
     const char **argv;
     size_t *argvlen;
     exposure_cb cb;
-    exposure_reply_cb raw_cb; /* set for exposure_command() requests */
     void *arg;
-    int sent;       /* command written to the current connection */
-    int answered;   /* entries parsed; maybe waiting for metadata */
-    uint64_t sent_ns;
+    enum rstate state;
     struct rmodel_entry *ents;
     size_t n_ents;
     uint32_t *first;
     uint16_t *count;
 };
 
-struct mfetch {
+struct exposure;
+
+/* One command on the connection. The connection answers every command
+ * exactly once, possibly after this module is gone: then x is NULL and
+ * the answer only frees the context. */
+struct xctx {
+    struct xctx *prev, *next;
     struct exposure *x;
-    size_t bidx;
+    void (*fn)(struct exposure *x, const redisReply *r, void *arg);
+    void *arg;
 };
 
 struct exposure {
     struct event_base *base;
-    redisAsyncContext *ac;
-    enum conn_state state;
-    uint64_t state_since_ns;
-    int backoff_ms;
+    struct rconn *rc; /* borrowed */
+    int link_up;
     struct event *tick;
-    struct event *reconnect;
     struct event *retry;
-    char *host;
-    int port;
     char prefix[32];
     char kid[CARD_KEY_ID_MAX + 1];
-    int timeout_ms;
     struct metrics *metrics;
     exposure_state_cb on_state;
     void *state_arg;
     const char *while_down;
     int reported_up;
-    struct xreq *head, *tail; /* all pending, in issue order */
+    struct xreq *head, *tail; /* all pending lookups, in issue order */
     size_t n_pending;
+    struct xctx *ctxs; /* commands the connection still owes us */
     struct bentry **breaches;
     size_t n_breaches, cap_breaches;
     uint64_t last_refresh_ns;
-    int destroying;
     /* exposed-card set guard */
     char xkey[RMODEL_KEY_MAX]; /* <p>:exposed, the marker */
     size_t xkey_len;
@@ -113,166 +110,71 @@ struct exposure {
     char policy[32]; /* maxmemory-policy from INFO */
 };
 
-static void connect_now(struct exposure *x);
-static void send_pending(struct exposure *x);
 static void start_check(struct exposure *x);
-static void on_info(void *arg, const redisReply *r);
+static void issue_held(struct exposure *x);
+
+/* ---- commands ---- */
+
+static void on_ctx_reply(void *arg, const redisReply *r)
+{
+    struct xctx *c = arg;
+    struct exposure *x = c->x;
+    if (x != NULL) {
+        if (c->prev != NULL) {
+            c->prev->next = c->next;
+        } else {
+            x->ctxs = c->next;
+        }
+        if (c->next != NULL) {
+            c->next->prev = c->prev;
+        }
+        if (r != NULL) {
+            c->fn(x, r, c->arg);
+        } else {
+            c->fn(x, NULL, c->arg); /* the connection is going away */
+        }
+    }
+    free(c);
+}
+
+/* Sends one command; fn(x, reply, arg) runs when it is answered (reply
+ * NULL: the connection was destroyed first). Returns 0, or -1 on
+ * allocation failure (fn is then not called). */
+static int xcmd(struct exposure *x, int argc, const char *const *argv,
+                const size_t *lens,
+                void (*fn)(struct exposure *, const redisReply *, void *),
+                void *arg)
+{
+    struct xctx *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return -1;
+    }
+    c->x = x;
+    c->fn = fn;
+    c->arg = arg;
+    if (rconn_command(x->rc, argc, argv, lens, on_ctx_reply, c) != 0) {
+        free(c);
+        return -1;
+    }
+    c->next = x->ctxs;
+    if (x->ctxs != NULL) {
+        x->ctxs->prev = c;
+    }
+    x->ctxs = c;
+    return 0;
+}
 
 /* Tells the user when lookups can (1) or cannot (0) be answered: the link
  * is up and the exposed-card set passed its check. */
 static void report_state(struct exposure *x)
 {
-    int up = x->state == CONN_UP && x->guard == G_OK;
+    int up = x->link_up && x->guard == G_OK;
     if (up != x->reported_up) {
         x->reported_up = up;
-        if (x->on_state != NULL && !x->destroying) {
+        if (x->on_state != NULL) {
             x->on_state(x->state_arg, up);
         }
     }
-}
-
-static void set_state(struct exposure *x, enum conn_state s)
-{
-    x->state = s;
-    x->state_since_ns = clock_mono_ns();
-    if (s != CONN_UP) {
-        x->guard = G_UNCHECKED; /* checked again after the reconnect */
-        x->checking = 0;
-        x->marker_asked = 0;
-    }
-    if (x->metrics != NULL) {
-        metrics_gauge(x->metrics, METRICS_G_REDIS_UP, s == CONN_UP);
-    }
-    report_state(x);
-}
-
-static void schedule_reconnect(struct exposure *x)
-{
-    struct timeval tv = {x->backoff_ms / 1000, (x->backoff_ms % 1000) * 1000};
-    evtimer_add(x->reconnect, &tv);
-    x->backoff_ms *= 2;
-    if (x->backoff_ms > BACKOFF_MAX_MS) {
-        x->backoff_ms = BACKOFF_MAX_MS;
-    }
-}
-
-/* The connection is gone (already freed or being freed by hiredis): mark
- * every request unsent and every in-flight metadata fetch unknown. */
-static void conn_lost(struct exposure *x, const char *why)
-{
-    if (x->state == CONN_UP) {
-        log_warn(MOD, "Redis %s:%d lost (%s); %s, commands will be "
-                 "re-sent after the reconnect", x->host, x->port, why,
-                 x->while_down);
-    } else {
-        log_debug(MOD, "Redis %s:%d not reachable (%s)", x->host, x->port,
-                  why);
-    }
-    x->ac = NULL;
-    for (struct xreq *r = x->head; r != NULL; r = r->next) {
-        r->sent = 0;
-    }
-    for (size_t i = 0; i < x->n_breaches; i++) {
-        if (x->breaches[i]->state == B_FETCHING) {
-            x->breaches[i]->state = B_UNKNOWN;
-        }
-    }
-    set_state(x, CONN_DOWN);
-    if (!x->destroying) {
-        schedule_reconnect(x);
-    }
-}
-
-static void on_ping(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct exposure *x = privdata;
-    redisReply *reply = r;
-    if (reply == NULL || ac != x->ac) {
-        return; /* the connection went away; conn_lost handles it */
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* e.g. LOADING after a restart: not ready yet, ask again. */
-        log_info(MOD, "Redis %s:%d answered '%s'; waiting", x->host, x->port,
-                 reply->str);
-        x->state_since_ns = clock_mono_ns();
-        redisAsyncCommand(ac, on_ping, x, "PING");
-        return;
-    }
-    log_info(MOD, "Redis %s:%d connected", x->host, x->port);
-    x->backoff_ms = BACKOFF_MIN_MS;
-    if (x->metrics != NULL) {
-        metrics_redis_reconnect(x->metrics);
-    }
-    set_state(x, CONN_UP);
-    start_check(x);
-    send_pending(x);
-}
-
-/* A TCP connection is not an answering Redis (a stopped server's kernel
- * still accepts): the link counts as up only once PING is answered. */
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    struct exposure *x = ac->data;
-    if (x == NULL || ac != x->ac) {
-        return;
-    }
-    if (status != REDIS_OK) {
-        conn_lost(x, ac->errstr[0] ? ac->errstr : "connect failed");
-        return;
-    }
-    redisAsyncCommand((redisAsyncContext *)ac, on_ping, x, "PING");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct exposure *x = ac->data;
-    if (x == NULL || ac != x->ac) {
-        return; /* we freed it ourselves and already handled it */
-    }
-    conn_lost(x, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-static void connect_now(struct exposure *x)
-{
-    if (x->ac != NULL || x->destroying) {
-        return;
-    }
-    redisAsyncContext *ac = redisAsyncConnect(x->host, x->port);
-    if (ac == NULL) {
-        conn_lost(x, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
-        conn_lost(x, why);
-        return;
-    }
-    ac->data = x;
-    x->ac = ac;
-    redisLibeventAttach(ac, x->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    set_state(x, CONN_CONNECTING);
-}
-
-/* Drops the current connection from outside hiredis callbacks. */
-static void drop_connection(struct exposure *x, const char *why)
-{
-    redisAsyncContext *ac = x->ac;
-    x->ac = NULL; /* callbacks from the free see a stale context */
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-    conn_lost(x, why);
-}
-
-static void on_reconnect(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    connect_now(arg);
 }
 
 /* ---- breach metadata cache ---- */
@@ -314,20 +216,16 @@ static struct bentry *add_breach(struct exposure *x, const char *id)
 
 static void complete_waiting(struct exposure *x);
 
-static void on_meta(redisAsyncContext *ac, void *r, void *privdata)
+static void on_meta(struct exposure *x, const redisReply *reply, void *arg)
 {
-    (void)ac;
-    struct mfetch *mf = privdata;
-    struct exposure *x = mf->x;
-    redisReply *reply = r;
-    struct bentry *e = x->breaches[mf->bidx];
-    free(mf);
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        if (reply != NULL) {
-            log_warn(MOD, "breach metadata for '%s': unexpected reply",
-                     e->b.id);
-        }
-        e->state = B_UNKNOWN; /* fetched again on reconnect / retry */
+    struct bentry *e = x->breaches[(size_t)(uintptr_t)arg];
+    if (reply == NULL) {
+        e->state = B_UNKNOWN;
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        log_warn(MOD, "breach metadata for '%s': unexpected reply", e->b.id);
+        e->state = B_UNKNOWN; /* fetched again on the next tick */
         return;
     }
     if (reply->elements == 0) {
@@ -382,26 +280,20 @@ static void on_meta(redisAsyncContext *ac, void *r, void *privdata)
 static void fetch_breach(struct exposure *x, size_t idx)
 {
     struct bentry *e = x->breaches[idx];
-    if (x->state != CONN_UP || e->state == B_FETCHING) {
+    if (e->state == B_FETCHING) {
         return;
     }
     char key[RMODEL_KEY_MAX];
-    if (rmodel_breach_key(key, x->prefix, e->b.id) < 0) {
+    int len = rmodel_breach_key(key, x->prefix, e->b.id);
+    if (len < 0) {
         e->state = B_MISSING;
         return;
     }
-    struct mfetch *mf = malloc(sizeof(*mf));
-    if (mf == NULL) {
-        return;
+    const char *argv[] = {"HGETALL", key};
+    size_t lens[] = {7, (size_t)len};
+    if (xcmd(x, 2, argv, lens, on_meta, (void *)(uintptr_t)idx) == 0) {
+        e->state = B_FETCHING;
     }
-    mf->x = x;
-    mf->bidx = idx;
-    if (redisAsyncCommand(x->ac, on_meta, mf, "HGETALL %s", key) !=
-        REDIS_OK) {
-        free(mf);
-        return;
-    }
-    e->state = B_FETCHING;
 }
 
 /* ---- lookups ---- */
@@ -418,17 +310,27 @@ static void unlink_req(struct exposure *x, struct xreq *r)
     } else {
         x->tail = r->prev;
     }
+    assert(x->n_pending > 0);
     x->n_pending--;
+}
+
+static void reset_answer(struct xreq *r)
+{
+    free(r->ents);
+    free(r->first);
+    free(r->count);
+    r->ents = NULL;
+    r->first = NULL;
+    r->count = NULL;
+    r->n_ents = 0;
 }
 
 static void free_req(struct xreq *r)
 {
+    reset_answer(r);
     free(r->keybuf);
     free(r->argv);
     free(r->argvlen);
-    free(r->ents);
-    free(r->first);
-    free(r->count);
     free(r);
 }
 
@@ -498,14 +400,14 @@ static void complete_waiting(struct exposure *x)
     struct xreq *r = x->head;
     while (r != NULL) {
         struct xreq *next = r->next;
-        if (r->answered && resolved(x, r)) {
+        if (r->state == R_ANSWERED && resolved(x, r)) {
             finish_req(x, r);
         }
         r = next;
     }
 }
 
-static int parse_reply(struct xreq *r, redisReply *reply)
+static int parse_reply(struct xreq *r, const redisReply *reply)
 {
     r->first = calloc(r->n, sizeof(*r->first));
     r->count = calloc(r->n, sizeof(*r->count));
@@ -514,7 +416,7 @@ static int parse_reply(struct xreq *r, redisReply *reply)
     }
     size_t cap = 0;
     for (size_t i = 0; i < r->n; i++) {
-        redisReply *el = reply->element[i];
+        const redisReply *el = reply->element[i];
         r->first[i] = (uint32_t)r->n_ents;
         if (el->type != REDIS_REPLY_STRING) {
             continue;
@@ -546,35 +448,38 @@ static int parse_reply(struct xreq *r, redisReply *reply)
     return 0;
 }
 
-static void on_mget(redisAsyncContext *ac, void *rp, void *privdata)
+static void retry_later(struct exposure *x)
 {
-    (void)ac;
-    struct xreq *r = privdata;
-    struct exposure *x = r->x;
-    redisReply *reply = rp;
+    struct timeval tv = {0, RETRY_MS * 1000};
+    evtimer_add(x->retry, &tv);
+}
+
+/* 1 when reply element el is the marker value the last check approved. */
+static int marker_ok(const struct exposure *x, const redisReply *el)
+{
+    return x->guard == G_OK && el->type == REDIS_REPLY_STRING &&
+           el->len == strlen(x->gen) && memcmp(el->str, x->gen, el->len) == 0;
+}
+
+static void on_mget(struct exposure *x, const redisReply *reply, void *arg)
+{
+    struct xreq *r = arg;
     if (reply == NULL) {
-        r->sent = 0; /* connection gone: re-sent after reconnect */
+        r->state = R_HELD; /* the connection is going away */
         return;
-    }
-    if (x->metrics != NULL) {
-        metrics_redis_rtt(x->metrics,
-                          (double)(clock_mono_ns() - r->sent_ns) / 1e9);
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n + 1) {
         log_warn(MOD, "exposure lookup answered %s; retrying",
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpectedly");
-        r->sent = 0;
-        struct timeval tv = {0, 200000};
-        evtimer_add(x->retry, &tv);
+        r->state = R_HELD;
+        retry_later(x);
         return;
     }
-    const redisReply *mk = reply->element[r->n];
-    if (x->guard != G_OK || mk->type != REDIS_REPLY_STRING ||
-        mk->len != strlen(x->gen) || memcmp(mk->str, x->gen, mk->len) != 0) {
-        /* Not the set the last check approved: hold the lookup (re-sent
-         * once a check passes) and check now. */
-        r->sent = 0;
+    if (!marker_ok(x, reply->element[r->n])) {
+        /* Not the set the last check approved: hold the lookup (issued
+         * again once a check passes) and check now. */
+        r->state = R_HELD;
         if (x->guard == G_OK) {
             x->guard = G_UNCHECKED;
             report_state(x);
@@ -584,57 +489,35 @@ static void on_mget(redisAsyncContext *ac, void *rp, void *privdata)
     }
     if (parse_reply(r, reply) != 0) {
         log_error(MOD, "out of memory parsing a lookup; retrying");
-        free(r->ents);
-        free(r->first);
-        free(r->count);
-        r->ents = NULL;
-        r->first = NULL;
-        r->count = NULL;
-        r->n_ents = 0;
-        r->sent = 0;
-        struct timeval tv = {0, 200000};
-        evtimer_add(x->retry, &tv);
+        reset_answer(r);
+        r->state = R_HELD;
+        retry_later(x);
         return;
     }
-    r->answered = 1;
+    r->state = R_ANSWERED;
     if (resolved(x, r)) {
         finish_req(x, r);
     }
 }
 
-static void on_raw(redisAsyncContext *ac, void *rp, void *privdata)
+static void issue(struct exposure *x, struct xreq *r)
 {
-    (void)ac;
-    struct xreq *r = privdata;
-    if (rp == NULL) {
-        r->sent = 0; /* connection gone: re-sent after reconnect */
-        return;
+    if (xcmd(x, (int)r->n + 2, r->argv, r->argvlen, on_mget, r) == 0) {
+        r->state = R_ISSUED;
+    } else {
+        retry_later(x);
     }
-    unlink_req(r->x, r);
-    r->raw_cb(r->arg, rp);
-    free_req(r);
 }
 
-static void send_req(struct exposure *x, struct xreq *r)
+/* Issues every held lookup, in order, when the guard allows it. */
+static void issue_held(struct exposure *x)
 {
-    if (redisAsyncCommandArgv(x->ac, r->raw_cb ? on_raw : on_mget, r,
-                              r->argc, r->argv, r->argvlen) != REDIS_OK) {
-        return; /* stays unsent; the connection is going down */
-    }
-    r->sent = 1;
-    r->sent_ns = clock_mono_ns();
-}
-
-static void send_pending(struct exposure *x)
-{
-    if (x->state != CONN_UP || x->ac == NULL) {
+    if (x->guard != G_OK) {
         return;
     }
     for (struct xreq *r = x->head; r != NULL; r = r->next) {
-        if (r->answered) {
-            (void)resolved(x, r); /* re-fetch metadata lost with the link */
-        } else if (!r->sent && (r->raw_cb != NULL || x->guard == G_OK)) {
-            send_req(x, r);
+        if (r->state == R_HELD) {
+            issue(x, r);
         }
     }
 }
@@ -644,24 +527,9 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exposure *x = arg;
-    send_pending(x);
+    issue_held(x);
     complete_waiting(x);
 }
-
-static void refresh_breaches(struct exposure *x)
-{
-    for (size_t i = 0; i < x->n_breaches; i++) {
-        enum bstate old = x->breaches[i]->state;
-        if (old == B_KNOWN || old == B_MISSING) {
-            x->breaches[i]->state = B_UNKNOWN;
-            fetch_breach(x, i);
-            if (x->breaches[i]->state == B_UNKNOWN) {
-                x->breaches[i]->state = old; /* not sent; keep */
-            }
-        }
-    }
-}
-
 
 /* ---- the exposed-card set guard ---- */
 
@@ -678,12 +546,12 @@ static void guard_bad(struct exposure *x, const char *why)
     report_state(x);
 }
 
-/* INFO on every connect: a Redis that may evict can drop exposed cards
+/* INFO with every check: a Redis that may evict can drop exposed cards
  * one by one, which no count would notice in time; no persistence means
  * a restart empties it (the guard then pauses intake: said once). */
-static void on_info(void *arg, const redisReply *r)
+static void on_info(struct exposure *x, const redisReply *r, void *arg)
 {
-    struct exposure *x = arg;
+    (void)arg;
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         return; /* destroyed, or INFO not allowed: nothing to say */
     }
@@ -702,36 +570,38 @@ static void on_info(void *arg, const redisReply *r)
 
 /* CONFIG GET save, asked when AOF is off: empty = no persistence at all.
  * Refused by an ACL that does not grant CONFIG GET: then nothing is said. */
-static void on_save_config(void *arg, const redisReply *r)
+static void on_save_config(struct exposure *x, const redisReply *r,
+                           void *arg)
 {
-    struct exposure *x = arg;
+    (void)arg;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[1]->type == REDIS_REPLY_STRING &&
         r->element[1]->len == 0) {
-        log_warn(MOD, "Redis %s:%d has no persistence (appendonly no, save "
+        log_warn(MOD, "Redis %s has no persistence (appendonly no, save "
                  "\"\"): a restart empties it, and cardwatch then pauses "
-                 "until the breaches are loaded again", x->host, x->port);
+                 "until the breaches are loaded again", rconn_address(x->rc));
     }
 }
 
-static void on_check(void *arg, const redisReply *r)
+static void on_check(struct exposure *x, const redisReply *r, void *arg)
 {
-    struct exposure *x = arg;
-    if (r == NULL) {
-        return; /* destroyed */
-    }
+    (void)arg;
     x->checking = 0;
+    if (r == NULL) {
+        return; /* the connection is going away */
+    }
     x->last_check_ns = clock_mono_ns();
+    const char *addr = rconn_address(x->rc);
     char why[sizeof(x->why)];
     if (x->want_save_config) {
         x->want_save_config = 0;
         const char *argv[] = {"CONFIG", "GET", "save"};
         size_t lens[] = {6, 3, 4};
-        (void)exposure_command(x, 3, argv, lens, on_save_config, x);
+        (void)xcmd(x, 3, argv, lens, on_save_config, NULL);
     }
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(why, sizeof(why), "cannot check the exposed-card set in "
-                 "Redis %s:%d: %s", x->host, x->port, r->str);
+                 "Redis %s: %s", addr, r->str);
         guard_bad(x, why);
         return;
     }
@@ -740,21 +610,20 @@ static void on_check(void *arg, const redisReply *r)
         return;
     }
     if (x->policy[0] != '\0' && strcmp(x->policy, "noeviction") != 0) {
-        snprintf(why, sizeof(why), "Redis %s:%d has maxmemory-policy %s: "
-                 "it may evict exposed cards; set maxmemory-policy "
-                 "noeviction", x->host, x->port, x->policy);
+        snprintf(why, sizeof(why), "Redis %s has maxmemory-policy %s: it "
+                 "may evict exposed cards; set maxmemory-policy noeviction",
+                 addr, x->policy);
         guard_bad(x, why);
         return;
     }
     const redisReply *mk = r->element[0];
     if (mk->type != REDIS_REPLY_STRING) {
         snprintf(why, sizeof(why), "the exposed-card set is gone from Redis "
-                 "%s:%d (no marker %s%s%s): Redis was emptied (restart "
-                 "without persistence, FLUSHALL, failover to an empty "
-                 "replica) or nothing was ever loaded; run `cardwatch load` "
-                 "for every breach (or `cardwatch breaches --confirm`)",
-                 x->host, x->port, x->xkey, x->gen[0] ? ", last seen " : "",
-                 x->gen);
+                 "%s (no marker %s%s%s): Redis was emptied (restart without "
+                 "persistence, FLUSHALL, failover to an empty replica) or "
+                 "nothing was ever loaded; run `cardwatch load` for every "
+                 "breach (or `cardwatch breaches --confirm`)",
+                 addr, x->xkey, x->gen[0] ? ", last seen " : "", x->gen);
         guard_bad(x, why);
         return;
     }
@@ -788,9 +657,9 @@ static void on_check(void *arg, const redisReply *r)
     int changed = mk->len != strlen(x->gen) ||
                   memcmp(mk->str, x->gen, mk->len) != 0;
     if (x->guard == G_BAD || changed) {
-        log_info(MOD, "exposed-card set in Redis %s:%d checked: %zu "
-                 "breaches, %lld cards (generation %.*s)", x->host, x->port,
-                 n_breaches, cards, (int)mk->len, mk->str);
+        log_info(MOD, "exposed-card set in Redis %s checked: %zu breaches, "
+                 "%lld cards (generation %.*s)", addr, n_breaches, cards,
+                 (int)mk->len, mk->str);
     }
     if (changed) {
         snprintf(x->gen, sizeof(x->gen), "%.*s", (int)mk->len, mk->str);
@@ -808,7 +677,7 @@ static void on_check(void *arg, const redisReply *r)
         metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS, (double)cards);
     }
     report_state(x);
-    send_pending(x);
+    issue_held(x);
 }
 
 /* Runs the full check unless one is in flight: INFO (eviction policy,
@@ -816,7 +685,7 @@ static void on_check(void *arg, const redisReply *r)
  * count and present count); the answers come in that order. */
 static void start_check(struct exposure *x)
 {
-    if (x->checking || x->state != CONN_UP) {
+    if (x->checking || !x->link_up) {
         return;
     }
     char bkey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
@@ -827,29 +696,25 @@ static void start_check(struct exposure *x)
     }
     const char *info[] = {"INFO"};
     size_t info_len[] = {4};
-    (void)exposure_command(x, 1, info, info_len, on_info, x);
+    (void)xcmd(x, 1, info, info_len, on_info, NULL);
     const char *argv[] = {"EVAL", CHECK_LUA, "2", x->xkey, lkey, bkey};
     size_t lens[] = {4, sizeof(CHECK_LUA) - 1, 1, x->xkey_len,
                      (size_t)llen, (size_t)blen};
-    if (exposure_command(x, 6, argv, lens, on_check, x) == 0) {
+    if (xcmd(x, 6, argv, lens, on_check, NULL) == 0) {
         x->checking = 1;
     }
 }
 
 /* Between full checks an instance reads the marker alone (a lookup reads
  * it in every MGET; this is for an idle instance and the feed). */
-static void on_marker(void *arg, const redisReply *r)
+static void on_marker(struct exposure *x, const redisReply *r, void *arg)
 {
-    struct exposure *x = arg;
-    if (r == NULL) {
-        return;
-    }
+    (void)arg;
     x->marker_asked = 0;
-    if (x->guard != G_OK) {
+    if (r == NULL || x->guard != G_OK) {
         return;
     }
-    if (r->type != REDIS_REPLY_STRING || r->len != strlen(x->gen) ||
-        memcmp(r->str, x->gen, r->len) != 0) {
+    if (!marker_ok(x, r)) {
         x->guard = G_UNCHECKED;
         report_state(x);
         start_check(x);
@@ -858,7 +723,7 @@ static void on_marker(void *arg, const redisReply *r)
 
 static void guard_tick(struct exposure *x, uint64_t now)
 {
-    if (x->checking) {
+    if (x->checking || !x->link_up) {
         return;
     }
     uint64_t since = now - x->last_check_ns;
@@ -872,8 +737,22 @@ static void guard_tick(struct exposure *x, uint64_t now)
         const char *argv[] = {"GET", x->xkey};
         size_t lens[] = {3, x->xkey_len};
         x->last_marker_ns = now;
-        if (exposure_command(x, 2, argv, lens, on_marker, x) == 0) {
+        if (xcmd(x, 2, argv, lens, on_marker, NULL) == 0) {
             x->marker_asked = 1;
+        }
+    }
+}
+
+static void refresh_breaches(struct exposure *x)
+{
+    for (size_t i = 0; i < x->n_breaches; i++) {
+        enum bstate old = x->breaches[i]->state;
+        if (old == B_KNOWN || old == B_MISSING) {
+            x->breaches[i]->state = B_UNKNOWN;
+            fetch_breach(x, i);
+            if (x->breaches[i]->state == B_UNKNOWN) {
+                x->breaches[i]->state = old; /* not sent; keep */
+            }
         }
     }
 }
@@ -883,41 +762,29 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exposure *x = arg;
+    if (!x->link_up) {
+        return;
+    }
     uint64_t now = clock_mono_ns();
-    uint64_t limit = (uint64_t)x->timeout_ms * 1000000ull;
-    if (x->state == CONN_CONNECTING && now - x->state_since_ns > limit) {
-        drop_connection(x, "connect timed out");
-        return;
-    }
-    if (x->state != CONN_UP) {
-        return;
-    }
-    for (struct xreq *r = x->head; r != NULL; r = r->next) {
-        if (r->sent && !r->answered && now - r->sent_ns > limit) {
-            char why[96];
-            snprintf(why, sizeof(why), "no answer within %d ms",
-                     x->timeout_ms);
-            drop_connection(x, why);
-            return;
-        }
-    }
     if (now - x->last_refresh_ns > (uint64_t)REFRESH_MS * 1000000ull) {
         x->last_refresh_ns = now;
         refresh_breaches(x);
     }
     guard_tick(x, now);
+    complete_waiting(x); /* metadata that failed to fetch: again */
 }
 
-struct exposure *exposure_new(struct event_base *base,
+/* ---- public ---- */
+
+struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
                               const struct exposure_opts *o, char *errbuf,
                               size_t errlen)
 {
     struct exposure *x = NULL;
-    if (o->host == NULL || o->host[0] == '\0' || o->port <= 0 ||
-        o->port > 65535 || o->prefix == NULL ||
+    if (rc == NULL || o->prefix == NULL ||
         strlen(o->prefix) >= sizeof(x->prefix) || o->key_id == NULL ||
-        strlen(o->key_id) > CARD_KEY_ID_MAX || o->timeout_ms <= 0) {
-        snprintf(errbuf, errlen, "exposure: bad Redis options");
+        strlen(o->key_id) > CARD_KEY_ID_MAX) {
+        snprintf(errbuf, errlen, "exposure: bad options");
         return NULL;
     }
     x = calloc(1, sizeof(*x));
@@ -925,34 +792,47 @@ struct exposure *exposure_new(struct event_base *base,
         goto oom;
     }
     x->base = base;
-    x->host = strdup(o->host);
-    x->port = o->port;
+    x->rc = rc;
     snprintf(x->prefix, sizeof(x->prefix), "%s", o->prefix);
     snprintf(x->kid, sizeof(x->kid), "%s", o->key_id);
-    x->timeout_ms = o->timeout_ms;
     int xl = rmodel_exposed_key(x->xkey, x->prefix);
     x->xkey_len = xl > 0 ? (size_t)xl : 0;
-    x->while_down = o->while_down ? o->while_down : "commands wait";
+    x->while_down = o->while_down ? o->while_down : "lookups wait";
     x->metrics = o->metrics;
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;
-    x->backoff_ms = BACKOFF_MIN_MS;
     x->last_refresh_ns = clock_mono_ns();
     x->tick = event_new(base, -1, EV_PERSIST, on_tick, x);
-    x->reconnect = evtimer_new(base, on_reconnect, x);
     x->retry = evtimer_new(base, on_retry, x);
-    if (x->host == NULL || x->tick == NULL || x->reconnect == NULL ||
-        x->retry == NULL) {
+    if (x->tick == NULL || x->retry == NULL) {
         goto oom;
     }
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(x->tick, &tv);
-    connect_now(x);
+    if (x->metrics != NULL) {
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 0);
+    }
+    exposure_link_state(x, rconn_is_up(rc));
     return x;
 oom:
     snprintf(errbuf, errlen, "exposure: out of memory");
     exposure_destroy(x);
     return NULL;
+}
+
+void exposure_link_state(struct exposure *x, int up)
+{
+    x->link_up = up;
+    if (!up) {
+        /* Whatever Redis answers after the reconnect (a restarted, flushed
+         * or promoted server) is checked again before any lookup counts. */
+        x->guard = G_UNCHECKED;
+        x->checking = 0;
+        x->marker_asked = 0;
+    } else {
+        start_check(x);
+    }
+    report_state(x);
 }
 
 static void enqueue(struct exposure *x, struct xreq *r)
@@ -965,9 +845,9 @@ static void enqueue(struct exposure *x, struct xreq *r)
     }
     x->tail = r;
     x->n_pending++;
-    if (x->state == CONN_UP && x->ac != NULL &&
-        (r->raw_cb != NULL || x->guard == G_OK)) {
-        send_req(x, r);
+    r->state = R_HELD;
+    if (x->guard == G_OK) {
+        issue(x, r);
     }
 }
 
@@ -978,11 +858,9 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
     if (r == NULL) {
         return -1;
     }
-    r->x = x;
     r->n = n;
     r->cb = cb;
     r->arg = arg;
-    r->argc = (int)n + 2;
     r->argv = malloc((n + 2) * sizeof(*r->argv));
     r->argvlen = malloc((n + 2) * sizeof(*r->argvlen));
     r->keybuf = malloc(n * RMODEL_KEY_MAX + 1);
@@ -1009,60 +887,24 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
     return 0;
 }
 
-int exposure_command(struct exposure *x, int argc, const char *const *argv,
-                     const size_t *argvlen, exposure_reply_cb cb, void *arg)
-{
-    size_t total = 0;
-    for (int i = 0; i < argc; i++) {
-        total += argvlen[i] + 1;
-    }
-    struct xreq *r = argc > 0 ? calloc(1, sizeof(*r)) : NULL;
-    if (r == NULL) {
-        return -1;
-    }
-    r->x = x;
-    r->n = (size_t)argc - 1;
-    r->argc = argc;
-    r->raw_cb = cb;
-    r->arg = arg;
-    r->argv = malloc((size_t)argc * sizeof(*r->argv));
-    r->argvlen = malloc((size_t)argc * sizeof(*r->argvlen));
-    r->keybuf = malloc(total);
-    if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL) {
-        free_req(r);
-        return -1;
-    }
-    char *p = r->keybuf;
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], argvlen[i]);
-        p[argvlen[i]] = '\0';
-        r->argv[i] = p;
-        r->argvlen[i] = argvlen[i];
-        p += argvlen[i] + 1;
-    }
-    enqueue(x, r);
-    return 0;
-}
-
 int exposure_is_up(const struct exposure *x)
 {
-    return x->state == CONN_UP && x->guard == G_OK;
+    return x->link_up && x->guard == G_OK;
 }
 
 int exposure_set_bad(const struct exposure *x)
 {
-    return x->state == CONN_UP && x->guard == G_BAD;
-}
-
-int exposure_link_up(const struct exposure *x)
-{
-    return x->state == CONN_UP;
+    return x->link_up && x->guard == G_BAD;
 }
 
 int exposure_health(const struct exposure *x, char *why, size_t whylen)
 {
-    if (x->state != CONN_UP) {
-        snprintf(why, whylen, "Redis %s:%d unavailable", x->host, x->port);
+    if (!x->link_up) {
+        const char *msg = NULL;
+        (void)rconn_error(x->rc, &msg);
+        snprintf(why, whylen, "Redis %s unavailable%s%s",
+                 rconn_address(x->rc), msg && msg[0] ? ": " : "",
+                 msg ? msg : "");
         return 0;
     }
     if (x->guard == G_BAD) {
@@ -1070,8 +912,8 @@ int exposure_health(const struct exposure *x, char *why, size_t whylen)
         return 0;
     }
     if (x->guard != G_OK) {
-        snprintf(why, whylen, "checking the exposed-card set in Redis "
-                 "%s:%d", x->host, x->port);
+        snprintf(why, whylen, "checking the exposed-card set in Redis %s",
+                 rconn_address(x->rc));
         return 0;
     }
     return 1;
@@ -1087,27 +929,18 @@ void exposure_destroy(struct exposure *x)
     if (x == NULL) {
         return;
     }
-    x->destroying = 1;
-    if (x->ac != NULL) {
-        redisAsyncContext *ac = x->ac;
-        x->ac = NULL;
-        redisAsyncFree(ac);
+    /* Commands the connection still owes us are answered into nothing. */
+    for (struct xctx *c = x->ctxs; c != NULL; c = c->next) {
+        c->x = NULL;
     }
     while (x->head != NULL) {
         struct xreq *r = x->head;
         unlink_req(x, r);
-        if (r->raw_cb != NULL) {
-            r->raw_cb(r->arg, NULL);
-        } else {
-            r->cb(r->arg, -1, NULL);
-        }
+        r->cb(r->arg, -1, NULL);
         free_req(r);
     }
     if (x->tick != NULL) {
         event_free(x->tick);
-    }
-    if (x->reconnect != NULL) {
-        event_free(x->reconnect);
     }
     if (x->retry != NULL) {
         event_free(x->retry);
@@ -1116,6 +949,5 @@ void exposure_destroy(struct exposure *x)
         free(x->breaches[i]);
     }
     free(x->breaches);
-    free(x->host);
     free(x);
 }

@@ -1,12 +1,11 @@
-/* exposure.h - asynchronous exposed-card lookup in Redis (hiredis on the
- * libevent loop).
+/* exposure.h - asynchronous exposed-card lookup in Redis.
  *
  * One MGET per batch of fingerprints: one round trip per batch, never per
  * event. Breach metadata is cached and fetched on first sight of a breach
- * id. The module owns the Redis connection: it connects, detects an outage
- * (disconnect or no answer within timeout_ms), reconnects with back-off and
- * re-sends every unanswered lookup, so a lookup is never lost; its state
- * callback tells the pipeline to pause intake while Redis is down.
+ * id. Commands ride a Redis connection (redis_conn.h) the caller owns:
+ * it re-sends every unanswered command after a reconnect, so a lookup is
+ * never lost; this module's state callback tells the pipeline to pause
+ * intake while lookups cannot be answered.
  *
  * It also guards against an exposed-card set that is gone or incomplete
  * (Redis restarted empty, flushed, failed over to an empty replica): every
@@ -27,6 +26,7 @@
 
 struct event_base;
 struct exposure;
+struct rconn;
 
 struct exposure_hit {
     const struct breach *breach; /* cached metadata; borrowed */
@@ -53,26 +53,26 @@ typedef void (*exposure_cb)(void *arg, int status,
 typedef void (*exposure_state_cb)(void *arg, int up);
 
 struct exposure_opts {
-    const char *host;
-    int port;
     const char *prefix; /* key namespace */
     const char *key_id; /* fingerprint key id */
-    int timeout_ms;     /* connect and answer timeout */
-    /* What a lost connection means to the user, for the log line (e.g.
-     * "intake pauses"); NULL = "commands wait". Not copied: a literal. */
+    /* What a missing set means to the user, for the ERROR line (e.g.
+     * "intake pauses"); NULL = "lookups wait". Not copied: a literal. */
     const char *while_down;
     struct metrics *metrics;  /* may be NULL */
     exposure_state_cb on_state;
     void *state_arg;
 };
 
-/* Creates the module and starts connecting on base. Strings in opts are
- * copied. Returns NULL with a message in errbuf on a bad option or
- * allocation failure; a Redis that is not reachable yet is not an error
- * (the module keeps trying). */
-struct exposure *exposure_new(struct event_base *base,
+/* Creates the module on the connection rc (borrowed; destroy rc first, or
+ * after: either order is safe). Strings in opts are copied. Returns NULL
+ * with a message in errbuf on a bad option or allocation failure. */
+struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
                               const struct exposure_opts *opts, char *errbuf,
                               size_t errlen);
+
+/* The connection's state callback must forward here (up = 1 / 0): after
+ * every reconnect the set is checked again before a lookup is answered. */
+void exposure_link_state(struct exposure *x, int up);
 
 /* Looks up n fingerprints (32-hex strings, copied). cb fires once, when
  * Redis answered (after any reconnects). Returns 0, or -1 on allocation
@@ -80,29 +80,12 @@ struct exposure *exposure_new(struct event_base *base,
 int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
                     exposure_cb cb, void *arg);
 
-struct redisReply;
-
-/* Called exactly once per exposure_command(): with the reply (borrowed
- * for the call; an error reply is passed through), or NULL when the
- * module is destroyed first. */
-typedef void (*exposure_reply_cb)(void *arg, const struct redisReply *reply);
-
-/* Runs one command on the same connection, in order with the lookups and
- * with the same guarantee: re-sent after every reconnect until Redis
- * answered (so it must be idempotent). argv is copied. Returns 0, or -1 on
- * allocation failure (cb is then not called). */
-int exposure_command(struct exposure *x, int argc, const char *const *argv,
-                     const size_t *argvlen, exposure_reply_cb cb, void *arg);
-
 /* 1 when lookups can be answered: the connection is up and the
  * exposed-card set passed its check (marker present and unchanged since
  * the check, every committed breach holding at least the cards its load
  * recorded, maxmemory-policy noeviction). The state callback follows
  * this value. */
 int exposure_is_up(const struct exposure *x);
-
-/* 1 when the connection is up (commands flow), whatever the set's state. */
-int exposure_link_up(const struct exposure *x);
 
 /* 1 when Redis answers and its exposed-card set failed the check (gone,
  * incomplete, or an evicting Redis): a verdict, not a transient state. */
@@ -115,8 +98,8 @@ int exposure_health(const struct exposure *x, char *why, size_t whylen);
 /* Lookups issued and not yet answered. */
 size_t exposure_pending(const struct exposure *x);
 
-/* Closes the connection; pending lookups get status -1. NULL is a no-op.
- * Must not be called from inside an exposure callback. */
+/* Frees; pending lookups get status -1. NULL is a no-op. Must not be
+ * called from inside an exposure callback. */
 void exposure_destroy(struct exposure *x);
 
 #endif

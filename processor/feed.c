@@ -31,14 +31,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "clock.h"
 #include "exposure.h"
+#include "redis_cfg.h"
 #include "feed_auth.h"
 #include "feed_page.h"
 #include "log.h"
@@ -52,8 +51,6 @@
 #define SSE_BATCH 100     /* stream entries per query */
 #define HTTP_TIMEOUT_S 30 /* evhttp read/write timeout */
 #define GRACE_MS 5000     /* a long poll's last query after its wait */
-#define SUB_BACKOFF_MIN_MS 100
-#define SUB_BACKOFF_MAX_MS 2000
 #define MAX_STATUS 600
 
 enum ckind {
@@ -126,7 +123,8 @@ struct issuer_state {
 struct feed {
     struct event_base *base;
     const struct config *c;
-    struct exposure *x;
+    struct rconn *rc;   /* commands */
+    struct exposure *x; /* the exposed-card set guard, on rc */
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
     SSL_CTX *ssl;
@@ -138,12 +136,9 @@ struct feed {
     char *csp;
     const char *page;
     size_t page_len;
-    struct event *poll, *stats_ev, *sub_retry;
-    /* subscriber */
-    redisAsyncContext *sub;
+    struct event *poll, *stats_ev;
+    struct rconn *sub; /* subscriber: PUBLISH <issuer> wakes waiters */
     int sub_up;
-    uint64_t sub_since_ns;
-    int sub_backoff_ms;
     /* connections */
     struct fconn **conns;
     size_t n_buckets, n_conns;
@@ -560,10 +555,10 @@ static void reply_405(struct fctx *x, const char *allow)
 /* ---- Redis commands ---- */
 
 /* Sends argv (lens: the argument lengths) for x; cb answers it. */
-static int redis_cmd_lens(struct fctx *x, exposure_reply_cb cb, int argc,
+static int redis_cmd_lens(struct fctx *x, rconn_cb cb, int argc,
                           const char *const *argv, const size_t *lens)
 {
-    if (exposure_command(x->f->x, argc, argv, lens, cb, x) != 0) {
+    if (rconn_command(x->f->rc, argc, argv, lens, cb, x) != 0) {
         return -1;
     }
     x->redis_pending = 1;
@@ -576,7 +571,7 @@ static int redis_cmd_lens(struct fctx *x, exposure_reply_cb cb, int argc,
 }
 
 /* redis_cmd_lens for at most 16 NUL-terminated arguments. */
-static int redis_cmd(struct fctx *x, exposure_reply_cb cb, int argc,
+static int redis_cmd(struct fctx *x, rconn_cb cb, int argc,
                      const char *const *argv)
 {
     size_t lens[16];
@@ -1094,7 +1089,7 @@ static void issuer_check(struct feed *f, size_t i)
     for (int k = 0; k < 6; k++) {
         lens[k] = strlen(argv[k]);
     }
-    if (exposure_command(f->x, 6, argv, lens, on_check, s) == 0) {
+    if (rconn_command(f->rc, 6, argv, lens, on_check, s) == 0) {
         s->checking = 1;
     }
 }
@@ -1106,7 +1101,6 @@ static void check_all(struct feed *f)
     }
 }
 
-static void sub_watchdog(struct feed *f);
 static void stats_refresh(struct feed *f);
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -1115,7 +1109,6 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct feed *f = arg;
     check_all(f);
-    sub_watchdog(f);
     if (!f->stats_asked) { /* the first counts as soon as Redis answers */
         stats_refresh(f);
     }
@@ -1123,130 +1116,42 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the subscriber connection ---- */
 
-static void sub_connect(struct feed *f);
-
-static void sub_schedule(struct feed *f)
+/* The subscriber's state: while it is down, the poll timer finds news. */
+static void on_sub_state(void *arg, int up)
 {
-    if (f->destroying) {
-        return;
-    }
-    struct timeval tv = {f->sub_backoff_ms / 1000,
-                         (f->sub_backoff_ms % 1000) * 1000};
-    evtimer_add(f->sub_retry, &tv);
-    f->sub_backoff_ms *= 2;
-    if (f->sub_backoff_ms > SUB_BACKOFF_MAX_MS) {
-        f->sub_backoff_ms = SUB_BACKOFF_MAX_MS;
-    }
-}
-
-static void sub_lost(struct feed *f, const char *why)
-{
-    if (f->sub_up) {
-        log_warn(MOD,
-                 "subscription to %s lost (%s); polling every %d ms "
-                 "meanwhile",
-                 f->channel, why, POLL_MS);
-    }
-    f->sub = NULL;
-    f->sub_up = 0;
-    sub_schedule(f);
-}
-
-static void on_sub_msg(redisAsyncContext *ac, void *rp, void *priv)
-{
-    struct feed *f = priv;
-    redisReply *r = rp;
-    if (r == NULL || ac != f->sub || r->type != REDIS_REPLY_ARRAY ||
-        r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING) {
-        return;
-    }
-    const char *kind = r->element[0]->str;
-    if (strcmp(kind, "subscribe") == 0) {
-        if (!f->sub_up) {
-            log_info(MOD, "subscribed to %s", f->channel);
-        }
+    struct feed *f = arg;
+    if (up) {
+        log_info(MOD, "subscribed to %s", f->channel);
         f->sub_up = 1;
-        f->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
         check_all(f); /* what came while the subscription was down */
-        return;
+    } else {
+        if (f->sub_up) {
+            log_warn(MOD, "subscription to %s lost; polling every %d ms "
+                     "meanwhile", f->channel, POLL_MS);
+        }
+        f->sub_up = 0;
     }
-    if (strcmp(kind, "message") != 0 ||
-        r->element[2]->type != REDIS_REPLY_STRING) {
-        return;
-    }
-    const redisReply *p = r->element[2];
+}
+
+/* A PUBLISH names the issuer that has news. */
+static void on_sub_message(void *arg, const char *payload, size_t len)
+{
+    struct feed *f = arg;
     for (size_t i = 0; i < f->c->n_issuers; i++) {
         const char *id = f->c->issuers[i].id;
-        if (strlen(id) == p->len && memcmp(id, p->str, p->len) == 0) {
+        if (strlen(id) == len && memcmp(id, payload, len) == 0) {
             issuer_check(f, i);
             return;
         }
     }
 }
 
-static void on_sub_connect(const redisAsyncContext *ac, int status)
+/* The main connection's state: the set guard checks again. */
+static void on_redis_state(void *arg, int up)
 {
-    struct feed *f = ac->data;
-    if (f == NULL || ac != f->sub) {
-        return;
-    }
-    if (status != REDIS_OK) {
-        sub_lost(f, ac->errstr[0] ? ac->errstr : "connect failed");
-    }
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct feed *f = ac->data;
-    if (f == NULL || ac != f->sub) {
-        return;
-    }
-    sub_lost(f, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-static void sub_connect(struct feed *f)
-{
-    if (f->sub != NULL || f->destroying) {
-        return;
-    }
-    redisAsyncContext *ac =
-        redisAsyncConnect(f->c->redis_host, f->c->redis_port);
-    if (ac == NULL || ac->err) {
-        if (ac != NULL) {
-            redisAsyncFree(ac);
-        }
-        sub_schedule(f);
-        return;
-    }
-    ac->data = f;
-    f->sub = ac;
-    f->sub_since_ns = clock_mono_ns();
-    redisLibeventAttach(ac, f->base);
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    redisAsyncCommand(ac, on_sub_msg, f, "SUBSCRIBE %b", f->channel,
-                      strlen(f->channel));
-}
-
-static void on_sub_retry(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    sub_connect(arg);
-}
-
-/* A subscriber that neither connected nor subscribed within the Redis
- * timeout is dropped and tried again (hiredis 0.14 has no async
- * timeouts). */
-static void sub_watchdog(struct feed *f)
-{
-    uint64_t limit = (uint64_t)f->c->redis_timeout_ms * 1000000ull;
-    if (f->sub != NULL && !f->sub_up &&
-        clock_mono_ns() - f->sub_since_ns > limit) {
-        redisAsyncContext *ac = f->sub;
-        f->sub = NULL;
-        redisAsyncFree(ac);
-        sub_lost(f, "no answer in time");
+    struct feed *f = arg;
+    if (f->x != NULL) {
+        exposure_link_state(f->x, up);
     }
 }
 
@@ -1275,7 +1180,7 @@ static void on_stats(void *arg, const redisReply *r)
 
 static void stats_refresh(struct feed *f)
 {
-    if (!exposure_link_up(f->x)) {
+    if (!rconn_is_up(f->rc)) {
         return;
     }
     f->stats_asked = 1;
@@ -1286,7 +1191,7 @@ static void stats_refresh(struct feed *f)
         }
         const char *argv[] = {"HGETALL", s->skey};
         size_t lens[] = {7, strlen(s->skey)};
-        if (exposure_command(f->x, 2, argv, lens, on_stats, s) == 0) {
+        if (rconn_command(f->rc, 2, argv, lens, on_stats, s) == 0) {
             s->stats_pending = 1;
         }
     }
@@ -1672,7 +1577,7 @@ static void route_v1(struct fctx *x, const char *path, const char *query)
         reply_405(x, outcome ? "POST" : "GET");
         return;
     }
-    if (!exposure_link_up(x->f->x)) {
+    if (!rconn_is_up(x->f->rc)) {
         reply_unavailable(x, "redis unavailable");
         return;
     }
@@ -1831,7 +1736,6 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
     }
     f->base = base;
     f->c = c;
-    f->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
     f->redis_wait_ms = 2 * c->redis_timeout_ms + 1000;
     if (c->feed_listen[0] == '\0') {
         snprintf(errbuf, errlen, "feed: [feed] listen is not set");
@@ -1868,24 +1772,42 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
         }
     }
     rmodel_feed_channel(f->channel, c->redis_prefix);
+    struct redis_cfg_use ru = {
+        .name = "feed",
+        .while_down = "the feed answers 503",
+        .on_state = on_redis_state,
+        .state_arg = f,
+    };
+    f->rc = redis_cfg_connect(base, c, &ru, errbuf, errlen);
+    if (f->rc == NULL) {
+        goto err;
+    }
+    struct redis_cfg_use su = {
+        .name = "feed subscriber",
+        .while_down = "the feed polls",
+        .on_state = on_sub_state,
+        .state_arg = f,
+        .subscribe = f->channel,
+        .on_message = on_sub_message,
+        .message_arg = f,
+    };
+    f->sub = redis_cfg_connect(base, c, &su, errbuf, errlen);
+    if (f->sub == NULL) {
+        goto err;
+    }
     struct exposure_opts xo = {
-        .host = c->redis_host,
-        .port = c->redis_port,
         .prefix = c->redis_prefix,
         .key_id = "",
-        .timeout_ms = c->redis_timeout_ms,
-        .while_down = "the feed answers 503",
+        .while_down = "the feed is not ready",
     };
-    f->x = exposure_new(base, &xo, errbuf, errlen);
+    f->x = exposure_new(base, f->rc, &xo, errbuf, errlen);
     if (f->x == NULL) {
         goto err;
     }
     f->http = evhttp_new(base);
     f->poll = event_new(base, -1, EV_PERSIST, on_poll, f);
     f->stats_ev = event_new(base, -1, EV_PERSIST, on_stats_timer, f);
-    f->sub_retry = evtimer_new(base, on_sub_retry, f);
-    if (f->http == NULL || f->poll == NULL || f->stats_ev == NULL ||
-        f->sub_retry == NULL) {
+    if (f->http == NULL || f->poll == NULL || f->stats_ev == NULL) {
         snprintf(errbuf, errlen, "feed: out of memory");
         goto err;
     }
@@ -1907,12 +1829,13 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
     event_add(f->poll, &pt);
     struct timeval st = {STATS_MS / 1000, (STATS_MS % 1000) * 1000};
     event_add(f->stats_ev, &st);
-    sub_connect(f);
+    char rdesc[CONFIG_STR_MAX + 300];
+    redis_cfg_describe(c, rdesc, sizeof(rdesc));
     log_info(MOD,
              "issuer feed listening on %s (%s, port %d; %zu token(s) "
-             "of %zu issuer(s)); Redis %s:%d",
+             "of %zu issuer(s)); Redis %s",
              c->feed_listen, f->ssl ? "https" : "http", f->port, nt,
-             c->n_issuers, c->redis_host, c->redis_port);
+             c->n_issuers, rdesc);
     return f;
 err:
     feed_destroy(f);
@@ -2017,7 +1940,7 @@ void feed_metrics(const struct feed *f, FILE *out)
             "to new-alert notices.\n"
             "# TYPE cardwatch_feed_subscribed gauge\n"
             "cardwatch_feed_subscribed %d\n",
-            f->n_polls, f->n_streams, f->n_conns, exposure_link_up(f->x),
+            f->n_polls, f->n_streams, f->n_conns, rconn_is_up(f->rc),
             f->sub_up);
     fputs("# HELP cardwatch_rule_outcomes_total Outcomes issuers reported "
           "on alerts, by issuer, rule and outcome.\n"
@@ -2054,12 +1977,9 @@ void feed_destroy(struct feed *f)
         }
     }
     f->destroying = 1;
-    exposure_destroy(f->x); /* pending callbacks free their contexts */
-    if (f->sub != NULL) {
-        redisAsyncContext *ac = f->sub;
-        f->sub = NULL;
-        redisAsyncFree(ac);
-    }
+    rconn_destroy(f->rc); /* pending callbacks free their contexts */
+    exposure_destroy(f->x);
+    rconn_destroy(f->sub);
     if (f->http != NULL) {
         evhttp_free(f->http); /* close callbacks free the fconns */
     }
@@ -2076,7 +1996,7 @@ void feed_destroy(struct feed *f)
         x->redis_pending = 0;
         ctx_maybe_free(x);
     }
-    struct event *evs[] = {f->poll, f->stats_ev, f->sub_retry};
+    struct event *evs[] = {f->poll, f->stats_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);

@@ -192,7 +192,7 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     delivered_key(l, r->alert_id, key, sizeof(key));
     const char *argv[] = {"EXISTS", key};
     size_t lens[] = {6, strlen(key)};
-    if (exposure_command(l->o.exposure, 2, argv, lens, on_exists, r) != 0) {
+    if (rconn_command(l->o.redis, 2, argv, lens, on_exists, r) != 0) {
         free_req(r);
         return -1;
     }
@@ -250,7 +250,7 @@ static void record(struct ledger *l, struct lreq *r)
     for (int i = 0; i < 16; i++) {
         lens[i] = strlen(argv[i]);
     }
-    if (exposure_command(l->o.exposure, 16, argv, lens, on_recorded, r) != 0) {
+    if (rconn_command(l->o.redis, 16, argv, lens, on_recorded, r) != 0) {
         log_warn(MOD, "out of memory recording delivered alert %s",
                  r->alert_id);
         report(r, 0);

@@ -11,7 +11,7 @@
  * and is reported delivered at once (counted as skipped): a replay with
  * --deliver does not resend what the live service delivered, and a
  * restarted service does not resend what it delivered before the crash.
- * Dead letters pass straight through. Commands ride the exposure module's
+ * Dead letters pass straight through. Commands ride the Redis
  * connection (re-sent after reconnects; both are idempotent: EXISTS, SET).
  *
  * The record is written after the delivery: a crash between the two
@@ -23,13 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "exposure.h"
+#include "redis_conn.h"
 #include "pipeline.h"
 
 struct ledger;
 
 struct ledger_opts {
-    struct exposure *exposure; /* borrowed */
+    struct rconn *redis; /* borrowed */
     const char *prefix;
     int ttl_days;
     int check; /* skip alerts already recorded */
@@ -56,8 +56,8 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err);
 uint64_t ledger_skipped(const struct ledger *l);
 uint64_t ledger_recorded(const struct ledger *l);
 
-/* Frees. Requests still waiting for Redis are answered by the exposure
- * module's destroy; call this after it. NULL is a no-op. */
+/* Frees. Requests still waiting for Redis are answered by
+ * rconn_destroy(); call this after it. NULL is a no-op. */
 void ledger_destroy(struct ledger *l);
 
 #endif

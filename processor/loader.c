@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
@@ -17,6 +18,7 @@
 #include "clock.h"
 #include "listcsv.h"
 #include "log.h"
+#include "redis_cfg.h"
 #include "rmodel.h"
 
 #define MOD "load"
@@ -56,65 +58,270 @@ static int new_generation(char out[33])
     return 0;
 }
 
-static redisContext *connect_redis(const struct config *c)
+/* ---- a blocking face on the Redis connection ----
+ * These are command-line tools: each call runs the connection's loop until
+ * Redis answered. Commands are written with hiredis's format strings
+ * (binary safe: %s, %b, %lld), turned into an argv for redis_conn. */
+
+#define WAIT_MS 30000 /* for an answer, reconnects included */
+
+struct lconn {
+    struct event_base *base;
+    struct rconn *rc;
+};
+
+static int lopen(struct lconn *L, const struct config *c)
 {
-    struct timeval tv = {c->redis_timeout_ms / 1000,
-                         (c->redis_timeout_ms % 1000) * 1000};
-    redisContext *rc = redisConnectWithTimeout(c->redis_host, c->redis_port,
-                                               tv);
-    if (rc == NULL || rc->err) {
-        log_error(MOD, "cannot connect to Redis %s:%d: %s", c->redis_host,
-                  c->redis_port, rc ? rc->errstr : "out of memory");
-        redisFree(rc);
-        return NULL;
+    char err[512];
+    L->rc = NULL;
+    L->base = event_base_new();
+    if (L->base == NULL) {
+        log_error(MOD, "out of memory");
+        return -1;
     }
-    redisSetTimeout(rc, (struct timeval){10, 0});
+    struct redis_cfg_use use = {.name = "redis", .while_down = "the "
+                                "command waits"};
+    L->rc = redis_cfg_connect(L->base, c, &use, err, sizeof(err));
+    if (L->rc == NULL) {
+        log_error(MOD, "%s", err);
+        event_base_free(L->base);
+        L->base = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void lclose(struct lconn *L)
+{
+    rconn_destroy(L->rc);
+    if (L->base != NULL) {
+        event_base_free(L->base);
+    }
+    L->rc = NULL;
+    L->base = NULL;
+}
+
+/* Waits until every command sent was answered. */
+static int lwait(struct lconn *L)
+{
+    char err[512];
+    if (rconn_wait(L->rc, WAIT_MS, err, sizeof(err)) != 0) {
+        log_error(MOD, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Splits a RESP request ("*N\r\n$len\r\nbytes\r\n"...) as hiredis's
+ * formatter writes it into argv pointing into buf. Returns argc, -1 when
+ * it is not one (it always is). */
+static int resp_split(const char *buf, size_t len, const char **argv,
+                      size_t *lens, int max)
+{
+    const char *p = buf, *end = buf + len;
+    if (p >= end || *p != '*') {
+        return -1;
+    }
+    long n = strtol(p + 1, (char **)&p, 10);
+    if (n <= 0 || n > max || end - p < 2) {
+        return -1;
+    }
+    p += 2;
+    for (long i = 0; i < n; i++) {
+        if (p >= end || *p != '$') {
+            return -1;
+        }
+        long l = strtol(p + 1, (char **)&p, 10);
+        if (l < 0 || end - p < l + 4) {
+            return -1;
+        }
+        argv[i] = p + 2;
+        lens[i] = (size_t)l;
+        p += 2 + l + 2;
+    }
+    return (int)n;
+}
+
+typedef void (*lreply_cb)(void *arg, const redisReply *r);
+
+/* Queues one command (format as for redisCommand). cb gets the reply
+ * (borrowed; NULL when the connection is destroyed first). */
+static int lsendv(struct lconn *L, lreply_cb cb, void *arg, const char *fmt,
+                  va_list ap)
+{
+    if (L->rc == NULL) {
+        return -1; /* closed after a failure */
+    }
+    char *buf = NULL;
+    int len = redisvFormatCommand(&buf, fmt, ap);
+    if (len < 0) {
+        log_error(MOD, "out of memory");
+        return -1;
+    }
+    const char *argv[16];
+    size_t lens[16];
+    int argc = resp_split(buf, (size_t)len, argv, lens, 16);
+    int rc = argc > 0 ? rconn_command(L->rc, argc, argv, lens, cb, arg) : -1;
+    free(buf);
+    if (rc != 0) {
+        log_error(MOD, "out of memory");
+    }
     return rc;
 }
 
-/* Runs one command; returns the reply (caller frees) or NULL after
- * logging the failure. */
-static redisReply *cmd(redisContext *rc, const char *what, const char *fmt,
-                       ...)
+static int lsend(struct lconn *L, lreply_cb cb, void *arg, const char *fmt,
+                 ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
+    int rc = lsendv(L, cb, arg, fmt, ap);
     va_end(ap);
+    return rc;
+}
+
+/* A deep copy of a reply, freed with reply_free(). */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        c->str = malloc(r->len + 1);
+        if (c->str == NULL) {
+            free(c);
+            return NULL;
+        }
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->elements > 0) {
+        c->element = calloc(r->elements, sizeof(*c->element));
+        if (c->element == NULL) {
+            free(c->str);
+            free(c);
+            return NULL;
+        }
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++) {
+            c->element[i] = reply_copy(r->element[i]);
+            if (c->element[i] == NULL) {
+                c->type = REDIS_REPLY_NIL; /* a failed copy: not a reply */
+            }
+        }
+    }
+    return c;
+}
+
+static void reply_free(redisReply *r)
+{
     if (r == NULL) {
-        log_error(MOD, "Redis %s failed: %s", what, rc->errstr);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        reply_free(r->element[i]);
+    }
+    free(r->element);
+    free(r->str);
+    free(r);
+}
+
+struct lanswer {
+    redisReply *r;
+    int done;
+};
+
+static void on_answer(void *arg, const redisReply *r)
+{
+    struct lanswer *a = arg;
+    a->done = 1;
+    a->r = r != NULL ? reply_copy(r) : NULL;
+}
+
+/* Runs one command to its answer; returns the reply (caller frees with
+ * reply_free) or NULL after logging the failure. */
+static redisReply *cmd(struct lconn *L, const char *what, const char *fmt,
+                       ...)
+{
+    struct lanswer *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        log_error(MOD, "out of memory");
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lsendv(L, on_answer, a, fmt, ap);
+    va_end(ap);
+    if (rc != 0) {
+        free(a);
+        return NULL;
+    }
+    if (lwait(L) != 0) {
+        /* still queued: its late answer must find a live context */
+        lclose(L);
+        reply_free(a->r);
+        free(a);
+        return NULL;
+    }
+    redisReply *r = a->r;
+    free(a);
+    if (r == NULL) {
+        log_error(MOD, "Redis %s failed: out of memory", what);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         log_error(MOD, "Redis %s failed: %s", what, r->str);
-        freeReplyObject(r);
+        reply_free(r);
         return NULL;
     }
     return r;
 }
 
-static int load_script(redisContext *rc, const char *src, char sha[41])
+static int load_script(struct lconn *L, const char *src, char sha[41])
 {
-    redisReply *r = cmd(rc, "SCRIPT LOAD", "SCRIPT LOAD %s", src);
+    redisReply *r = cmd(L, "SCRIPT LOAD", "SCRIPT LOAD %s", src);
     if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
-        freeReplyObject(r);
+        reply_free(r);
         return -1;
     }
     memcpy(sha, r->str, 41);
-    freeReplyObject(r);
+    reply_free(r);
     return 0;
 }
 
 struct load_stats {
     uint64_t rows, loaded, added, rejected, no_expiry;
+    char refused[256]; /* Redis's first error reply to a card */
 };
 
-static int flush_chunk(redisContext *rc, int pending, struct load_stats *st);
+/* One card's answer: counted, or its refusal kept. */
+static void on_card(void *arg, const redisReply *r)
+{
+    struct load_stats *st = arg;
+    if (r == NULL) {
+        return; /* the connection was closed: the wait says why */
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (st->refused[0] == '\0') {
+            snprintf(st->refused, sizeof(st->refused), "%s", r->str);
+        }
+        return;
+    }
+    st->loaded++;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        st->added++;
+    }
+}
+
+static int flush_chunk(struct lconn *L, struct load_stats *st);
 
 struct load_ctx {
     const struct config *c;
     const struct load_opts *o;
-    redisContext *rc;
+    struct lconn *L;
     struct card_key *key;
     const char *sha;
     const char *ckey;
@@ -142,8 +349,11 @@ static int load_row(void *arg, const struct list_row *row)
     const char *kid = card_key_id(lc->key);
     rmodel_card_key(cardkey, lc->c->redis_prefix, kid, fp);
     snprintf(member, sizeof(member), "%s:%s", kid, fp);
-    redisAppendCommand(lc->rc, "EVALSHA %s 2 %s %s %s %s %s", lc->sha,
-                       cardkey, lc->ckey, lc->o->breach_id, tag, member);
+    if (lsend(lc->L, on_card, &lc->st, "EVALSHA %s 2 %s %s %s %s %s",
+              lc->sha, cardkey, lc->ckey, lc->o->breach_id, tag,
+              member) != 0) {
+        return -1;
+    }
     if (++lc->pending < CHUNK) {
         return 0;
     }
@@ -151,7 +361,7 @@ static int load_row(void *arg, const struct list_row *row)
         lc->interrupted = 1;
         return -1;
     }
-    if (flush_chunk(lc->rc, lc->pending, &lc->st) != 0) {
+    if (flush_chunk(lc->L, &lc->st) != 0) {
         return -1;
     }
     lc->pending = 0;
@@ -165,24 +375,15 @@ static int load_row(void *arg, const struct list_row *row)
     return 0;
 }
 
-static int flush_chunk(redisContext *rc, int pending, struct load_stats *st)
+/* Waits for every card sent; the first refusal (e.g. OOM) is reported. */
+static int flush_chunk(struct lconn *L, struct load_stats *st)
 {
-    for (int i = 0; i < pending; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
-            log_error(MOD, "Redis failed while loading: %s", rc->errstr);
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-            log_error(MOD, "Redis refused a card: %s", r->str);
-            freeReplyObject(r);
-            return -1;
-        }
-        st->loaded++;
-        if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
-            st->added++;
-        }
-        freeReplyObject(r);
+    if (lwait(L) != 0) {
+        return -1;
+    }
+    if (st->refused[0] != '\0') {
+        log_error(MOD, "Redis refused a card: %s", st->refused);
+        return -1;
     }
     return 0;
 }
@@ -193,7 +394,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     int64_t ws, we;
     uint32_t elements;
     int rc_exit = 1;
-    redisContext *rc = NULL;
+    struct lconn conn = {0}, *rc = &conn;
     struct card_key *key = NULL;
 
     if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
@@ -240,8 +441,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
         log_error(MOD, "%s", err);
         return 1;
     }
-    rc = connect_redis(c);
-    if (rc == NULL) {
+    if (lopen(rc, c) != 0) {
         goto out;
     }
     char sha_add[41];
@@ -263,12 +463,12 @@ int loader_load(const struct config *c, const struct load_opts *o)
                         "description %s", bkey, s_ws, s_we, elems,
                         card_key_id(key), o->description ? o->description
                                                          : "");
-    freeReplyObject(r);
+    reply_free(r);
     if (r == NULL) {
         goto out;
     }
     r = cmd(rc, "HSETNX", "HSETNX %s loaded_at_ms %s", bkey, s_now);
-    freeReplyObject(r);
+    reply_free(r);
     if (r == NULL) {
         goto out;
     }
@@ -280,14 +480,14 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
     int reload = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-    freeReplyObject(r);
+    reply_free(r);
     r = cmd(rc, "HGET", "HGET %s status", bkey);
     if (r == NULL) {
         goto out;
     }
     reload = reload && r->type == REDIS_REPLY_STRING &&
              rmodel_breach_status(r->str) == RMODEL_B_COMMITTED;
-    freeReplyObject(r);
+    reply_free(r);
     char gen[33], xkey[RMODEL_KEY_MAX];
     rmodel_exposed_key(xkey, c->redis_prefix);
     if (new_generation(gen) != 0) {
@@ -295,13 +495,13 @@ int loader_load(const struct config *c, const struct load_opts *o)
     }
     catch_signals();
     r = cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
-    freeReplyObject(r);
+    reply_free(r);
     if (r == NULL) {
         goto out;
     }
 
     struct load_ctx lc = {
-        .c = c, .o = o, .rc = rc, .key = key, .sha = sha_add, .ckey = ckey,
+        .c = c, .o = o, .L = rc, .key = key, .sha = sha_add, .ckey = ckey,
         .t0 = clock_mono_ns(),
     };
     lc.last = lc.t0;
@@ -313,7 +513,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
         read_rc = -1;
     }
     if (read_rc == 0 && lc.pending > 0 &&
-        flush_chunk(rc, lc.pending, &lc.st) != 0) {
+        flush_chunk(rc, &lc.st) != 0) {
         read_rc = -1;
     }
     if (read_rc != 0) {
@@ -348,7 +548,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
                          : "it stays invisible; run the load again");
         goto out;
     }
-    freeReplyObject(r);
+    reply_free(r);
     struct load_stats st = lc.st;
     st.rows = ls.rows;
     st.rejected = ls.rejected;
@@ -358,7 +558,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     }
     r = cmd(rc, "SCARD", "SCARD %s", ckey);
     long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
+    reply_free(r);
     double secs = (double)(clock_mono_ns() - t0) / 1e9;
     printf("breach %s: %" PRIu64 " rows, %" PRIu64 " cards loaded (%" PRIu64
            " new), %" PRIu64 " rejected, %lld cards in the breach; %.2f s "
@@ -367,7 +567,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
            secs, secs > 0 ? (double)st.loaded / secs : 0.0);
     rc_exit = 0;
 out:
-    redisFree(rc);
+    lclose(rc);
     card_key_destroy(key);
     return rc_exit;
 }
@@ -400,15 +600,15 @@ static void json_str(FILE *out, const char *s)
 
 int loader_list(const struct config *c, int json)
 {
-    redisContext *rc = connect_redis(c);
-    if (rc == NULL) {
+    struct lconn conn, *rc = &conn;
+    if (lopen(rc, c) != 0) {
         return 1;
     }
     char lkey[RMODEL_KEY_MAX];
     rmodel_breaches_key(lkey, c->redis_prefix);
     redisReply *ids = cmd(rc, "SMEMBERS", "SMEMBERS %s", lkey);
     if (ids == NULL) {
-        redisFree(rc);
+        lclose(rc);
         return 1;
     }
     if (!json) {
@@ -424,8 +624,8 @@ int loader_list(const struct config *c, int json)
         redisReply *h = cmd(rc, "HGETALL", "HGETALL %s", bkey);
         redisReply *n = cmd(rc, "SCARD", "SCARD %s", ckey);
         if (h == NULL || n == NULL) {
-            freeReplyObject(h);
-            freeReplyObject(n);
+            reply_free(h);
+            reply_free(n);
             continue;
         }
         char status[64];
@@ -474,8 +674,8 @@ int loader_list(const struct config *c, int json)
                    to, n->integer, status, field(h, "elements"),
                    field(h, "description"));
         }
-        freeReplyObject(h);
-        freeReplyObject(n);
+        reply_free(h);
+        reply_free(n);
     }
     if (!json && ids->elements == 0) {
         printf("(no breaches loaded)\n");
@@ -495,16 +695,16 @@ int loader_list(const struct config *c, int json)
         fprintf(stderr, "WARNING: the exposed-card set is not complete (see "
                 "the status column)\n");
     }
-    freeReplyObject(mk);
-    freeReplyObject(ids);
-    redisFree(rc);
+    reply_free(mk);
+    reply_free(ids);
+    lclose(rc);
     return 0;
 }
 
 int loader_confirm(const struct config *c)
 {
-    redisContext *rc = connect_redis(c);
-    if (rc == NULL) {
+    struct lconn conn, *rc = &conn;
+    if (lopen(rc, c) != 0) {
         return 1;
     }
     int exit_code = 1;
@@ -528,7 +728,7 @@ int loader_confirm(const struct config *c)
         }
         enum rmodel_bstatus bs = rmodel_breach_status(
             st->type == REDIS_REPLY_STRING ? st->str : NULL);
-        freeReplyObject(st);
+        reply_free(st);
         if (bs != RMODEL_B_COMMITTED) {
             printf("breach %s is not committed; left out (load it again "
                    "to finish it)\n", id);
@@ -539,10 +739,10 @@ int loader_confirm(const struct config *c)
             goto out;
         }
         long long k = n->integer;
-        freeReplyObject(n);
+        reply_free(n);
         redisReply *w = cmd(rc, "HSET", "HSET %s status committed cards %lld",
                             bkey, k);
-        freeReplyObject(w);
+        reply_free(w);
         if (w == NULL) {
             goto out;
         }
@@ -550,7 +750,7 @@ int loader_confirm(const struct config *c)
         n_committed++;
     }
     redisReply *w = cmd(rc, "SET", "SET %s %s", xkey, gen);
-    freeReplyObject(w);
+    reply_free(w);
     if (w == NULL) {
         goto out;
     }
@@ -558,9 +758,18 @@ int loader_confirm(const struct config *c)
            "cards (generation %s)\n", n_committed, cards, gen);
     exit_code = 0;
 out:
-    freeReplyObject(ids);
-    redisFree(rc);
+    reply_free(ids);
+    lclose(rc);
     return exit_code;
+}
+
+/* One card entry removed (or already gone: the script is idempotent). */
+static void on_removed(void *arg, const redisReply *r)
+{
+    uint64_t *removed = arg;
+    if (r != NULL && r->type != REDIS_REPLY_ERROR) {
+        (*removed)++;
+    }
 }
 
 int loader_unload(const struct config *c, const char *id, int progress)
@@ -569,8 +778,8 @@ int loader_unload(const struct config *c, const char *id, int progress)
         log_error(MOD, "unload: give a breach id");
         return 1;
     }
-    redisContext *rc = connect_redis(c);
-    if (rc == NULL) {
+    struct lconn conn, *rc = &conn;
+    if (lopen(rc, c) != 0) {
         return 1;
     }
     int exit_code = 1;
@@ -583,7 +792,7 @@ int loader_unload(const struct config *c, const char *id, int progress)
         goto out;
     }
     int known = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
+    reply_free(r);
     if (!known) {
         log_error(MOD, "unload: no breach '%s' is loaded (see `cardwatch "
                   "breaches`)", id);
@@ -595,7 +804,7 @@ int loader_unload(const struct config *c, const char *id, int progress)
     }
     /* Invisible to lookups at once, not card by card. */
     r = cmd(rc, "HSET", "HSET %s status unloading", bkey);
-    freeReplyObject(r);
+    reply_free(r);
     if (r == NULL) {
         goto out;
     }
@@ -605,7 +814,7 @@ int loader_unload(const struct config *c, const char *id, int progress)
         redisReply *s = cmd(rc, "SSCAN", "SSCAN %s %s COUNT 1000", ckey,
                             cursor);
         if (s == NULL || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
-            freeReplyObject(s);
+            reply_free(s);
             goto out;
         }
         snprintf(cursor, sizeof(cursor), "%s", s->element[0]->str);
@@ -625,20 +834,17 @@ int loader_unload(const struct config *c, const char *id, int progress)
             kid[kl] = '\0';
             char cardkey[RMODEL_KEY_MAX];
             rmodel_card_key(cardkey, c->redis_prefix, kid, colon + 1);
-            redisAppendCommand(rc, "EVALSHA %s 1 %s %s", sha, cardkey, id);
-        }
-        for (size_t i = 0; i < members->elements; i++) {
-            redisReply *x = NULL;
-            if (redisGetReply(rc, (void **)&x) != REDIS_OK || x == NULL) {
-                log_error(MOD, "Redis failed while unloading: %s",
-                          rc->errstr);
-                freeReplyObject(s);
+            if (lsend(rc, on_removed, &removed, "EVALSHA %s 1 %s %s", sha,
+                      cardkey, id) != 0) {
+                reply_free(s);
                 goto out;
             }
-            freeReplyObject(x);
-            removed++;
         }
-        freeReplyObject(s);
+        reply_free(s);
+        if (lwait(rc) != 0) {
+            log_error(MOD, "Redis failed while unloading %s", id);
+            goto out;
+        }
         if (progress) {
             fprintf(stderr, "\r\033[Kunloading %s: %" PRIu64 " cards", id,
                     removed);
@@ -648,22 +854,22 @@ int loader_unload(const struct config *c, const char *id, int progress)
         fprintf(stderr, "\r\033[K");
     }
     r = cmd(rc, "DEL", "DEL %s %s", ckey, bkey);
-    freeReplyObject(r);
+    reply_free(r);
     r = cmd(rc, "SREM", "SREM %s %s", lkey, id);
-    freeReplyObject(r);
+    reply_free(r);
     char xkey[RMODEL_KEY_MAX], gen[33];
     rmodel_exposed_key(xkey, c->redis_prefix);
     if (new_generation(gen) != 0) {
         goto out;
     }
     r = cmd(rc, "SET", "SET %s %s", xkey, gen);
-    freeReplyObject(r);
+    reply_free(r);
     if (r == NULL) {
         goto out;
     }
     printf("breach %s unloaded: %" PRIu64 " cards removed\n", id, removed);
     exit_code = 0;
 out:
-    redisFree(rc);
+    lclose(rc);
     return exit_code;
 }

@@ -1,5 +1,6 @@
 /* loader.h - `cardwatch load | breaches | unload`: the exposed-card lists
- * in Redis (synchronous hiredis; a command-line tool, not the loop).
+ * in Redis (command-line tools: each call waits for its answer on a
+ * redis_conn connection, so AUTH, TLS and Sentinel work here too).
  *
  * Only keyed fingerprints and expiry tags are written (see rmodel.h).
  * Loading is pipelined and idempotent: loading the same list twice

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "alert.h"
 #include "app_feed.h"
 #include "app_replay.h"
@@ -27,6 +29,7 @@
 #include "kconf.h"
 #include "loader.h"
 #include "log.h"
+#include "redis_cfg.h"
 #include "rules.h"
 #include "rules_tool.h"
 #include "text.h"
@@ -554,9 +557,10 @@ static int cmd_check(int argc, char **argv)
         "\n"
         "Checks a configuration without connecting to Kafka or Redis: every "
         "key and the\ncross checks `run` makes at start, the fingerprint "
-        "key file (present, private,\nwell formed), the rule file ([rules] "
-        "path; its warnings are shown) and, with\n[feed] tls_cert and "
-        "tls_key, that they load and match. Prints what it found.\n"
+        "key file (present, private,\nwell formed), the Redis connection "
+        "settings (password file, TLS files,\nsentinel list), the rule file "
+        "([rules] path; its warnings are shown) and,\nwith [feed] tls_cert "
+        "and tls_key, that they load and match. Prints what it\nfound.\n"
         "Exit status 0 when all of it is usable, 1 otherwise (each problem "
         "on stderr).\n");
     struct common co = {0};
@@ -604,8 +608,31 @@ static int cmd_check(int argc, char **argv)
     }
     printf("  kafka      security.protocol %s%s\n", proto,
            c.kafka_sasl_password_file[0] ? ", SASL password from file" : "");
-    printf("  redis      %s:%d, prefix %s\n", c.redis_host, c.redis_port,
-           c.redis_prefix);
+    /* the Redis connection as the commands build it (password file, TLS
+     * files, sentinel list); it is not run, so nothing connects */
+    char rdesc[CONFIG_STR_MAX + 300];
+    redis_cfg_describe(&c, rdesc, sizeof(rdesc));
+    struct event_base *rbase = event_base_new();
+    struct redis_cfg_use ru = {.name = "check"};
+    struct rconn *rconn =
+        rbase ? redis_cfg_connect(rbase, &c, &ru, err, sizeof(err)) : NULL;
+    if (rconn == NULL) {
+        fprintf(stderr, "cardwatch check: %s\n",
+                rbase ? err : "out of memory");
+        printf("  redis      %s: NOT USABLE\n", rdesc);
+        bad = 1;
+    } else {
+        printf("  redis      %s, prefix %s%s%s%s\n", rdesc, c.redis_prefix,
+               c.redis_password_file[0] ? ", AUTH as " : "",
+               c.redis_password_file[0]
+                   ? (c.redis_username[0] ? c.redis_username : "default")
+                   : "",
+               c.redis_password_file[0] ? " (password from file)" : "");
+    }
+    rconn_destroy(rconn);
+    if (rbase != NULL) {
+        event_base_free(rbase);
+    }
     struct card_key *key = card_key_load(c.key_file, err, sizeof(err));
     if (key == NULL) {
         fprintf(stderr, "cardwatch check: %s\n", err);

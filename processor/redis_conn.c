@@ -1425,7 +1425,13 @@ struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
     if (c->metrics != NULL) {
         metrics_gauge(c->metrics, METRICS_G_REDIS_UP, 0);
     }
-    start_connect(c);
+    /* The first connect runs from the loop: creating a connection does no
+     * network I/O (`cardwatch check` builds one to validate the settings). */
+    struct timeval now = {0, 0};
+    if (evtimer_add(c->reconnect, &now) != 0) {
+        oom = 1;
+        goto err;
+    }
     return c;
 err:
     if (oom) {

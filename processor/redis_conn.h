@@ -73,8 +73,9 @@ struct rconn_opts {
     void *message_arg;
 };
 
-/* Creates the connection and starts connecting on base. Strings in opts
- * are copied. Returns NULL with a message in err on a bad option (e.g. tls
+/* Creates the connection; it starts connecting when base runs (no network
+ * I/O happens here, so a connection can be built just to validate the
+ * settings). Strings in opts are copied. Returns NULL with a message in err on a bad option (e.g. tls
  * without a CA file, an unreadable CA/cert/key, a bad sentinel list) or
  * allocation failure; a Redis that is not reachable yet is not an error
  * (the module keeps trying). */

@@ -30,6 +30,7 @@ struct loader {
 
 struct snapshot {
     struct exposure *x;
+    struct rconn *rc;
     struct loader *ld;
     char prefix[32];
     char kid[CARD_KEY_ID_MAX + 1];
@@ -128,14 +129,14 @@ static struct snapshot *reply_owner(struct loader *ld)
 }
 
 static int command(struct snapshot *s, int argc, const char **argv,
-                   exposure_reply_cb cb)
+                   rconn_cb cb)
 {
     size_t lens[8];
     for (int i = 0; i < argc; i++) {
         lens[i] = strlen(argv[i]);
     }
     s->ld->pending++;
-    if (exposure_command(s->x, argc, argv, lens, cb, s->ld) != 0) {
+    if (rconn_command(s->rc, argc, argv, lens, cb, s->ld) != 0) {
         s->ld->pending--;
         return -1;
     }
@@ -367,7 +368,8 @@ static void on_ismember(void *arg, const struct redisReply *r)
     next_step(s, NULL);
 }
 
-struct snapshot *snapshot_load(struct exposure *x, const char *prefix,
+struct snapshot *snapshot_load(struct exposure *x, struct rconn *rc,
+                               const char *prefix,
                                const char *key_id, const char *breach,
                                snapshot_done_cb cb, void *arg, char *errbuf,
                                size_t errlen)
@@ -388,6 +390,7 @@ struct snapshot *snapshot_load(struct exposure *x, const char *prefix,
     }
     s->ld->s = s;
     s->x = x;
+    s->rc = rc;
     s->cb = cb;
     s->cb_arg = arg;
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
@@ -395,15 +398,15 @@ struct snapshot *snapshot_load(struct exposure *x, const char *prefix,
     snprintf(s->breach, sizeof(s->breach), "%s", breach ? breach : "");
     char key[RMODEL_KEY_MAX];
     rmodel_breaches_key(key, s->prefix);
-    int rc;
+    int st;
     if (breach != NULL) {
         const char *argv[] = {"SISMEMBER", key, breach};
-        rc = command(s, 3, argv, on_ismember);
+        st = command(s, 3, argv, on_ismember);
     } else {
         const char *argv[] = {"SMEMBERS", key};
-        rc = command(s, 2, argv, on_breaches);
+        st = command(s, 2, argv, on_breaches);
     }
-    if (rc != 0) {
+    if (st != 0) {
         snprintf(errbuf, errlen, "snapshot: out of memory");
         goto err;
     }

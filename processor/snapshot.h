@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "exposure.h"
+#include "redis_conn.h"
 
 struct snapshot;
 
@@ -27,12 +28,14 @@ struct snapshot;
 typedef void (*snapshot_done_cb)(void *arg, int status, const char *err);
 
 /* Starts copying the exposed set through x (borrowed; it must outlive the
- * snapshot, which points at its cached breach metadata). breach: one
+ * snapshot, which points at its cached breach metadata), listing cards on
+ * the connection rc (borrowed; x's connection). breach: one
  * breach id, or NULL for every loaded breach; with a breach id only that
  * breach's entries are kept (a card also listed by another breach is
  * exposed through this one alone). Returns the snapshot (not usable
  * before cb reported 0), or NULL with a message in errbuf. */
-struct snapshot *snapshot_load(struct exposure *x, const char *prefix,
+struct snapshot *snapshot_load(struct exposure *x, struct rconn *rc,
+                               const char *prefix,
                                const char *key_id, const char *breach,
                                snapshot_done_cb cb, void *arg, char *errbuf,
                                size_t errlen);

@@ -70,7 +70,7 @@ struct ack {
 };
 
 struct state {
-    struct exposure *x;
+    struct rconn *rc;
     char prefix[32];
     char kid[CARD_KEY_ID_MAX + 1];
     char ns[48];
@@ -131,10 +131,10 @@ static int key_of(char *buf, size_t len, const struct state *s,
     return n > 0 && (size_t)n < len ? n : -1;
 }
 
-struct state *state_new(struct exposure *x, const char *prefix,
+struct state *state_new(struct rconn *rc, const char *prefix,
                         const char *key_id, const char *ns)
 {
-    if (x == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
+    if (rc == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
         strlen(prefix) >= 32 || strlen(key_id) > CARD_KEY_ID_MAX ||
         strlen(ns) == 0 || strlen(ns) > 40 ||
         strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(ns)) {
@@ -144,7 +144,7 @@ struct state *state_new(struct exposure *x, const char *prefix,
     if (s == NULL) {
         return NULL;
     }
-    s->x = x;
+    s->rc = rc;
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     snprintf(s->kid, sizeof(s->kid), "%s", key_id);
     snprintf(s->ns, sizeof(s->ns), "%s", ns);
@@ -297,7 +297,7 @@ static void issue(struct state *s, struct sreq *r, int use_eval)
     }
     lens[6] = r->value_len;
     r->cq->busy = 1;
-    if (exposure_command(s->x, 10, argv, lens, on_observe, r) != 0) {
+    if (rconn_command(s->rc, 10, argv, lens, on_observe, r) != 0) {
         log_error(MOD, "out of memory queuing a window update");
     }
 }
@@ -368,7 +368,7 @@ int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
     snprintf(val, sizeof(val), "%" PRId64 "|%s", event_ms, txn_id);
     const char *argv[] = {"HSET", sup, rule_id, val};
     size_t lens[] = {4, strlen(sup), strlen(rule_id), strlen(val)};
-    if (exposure_command(s->x, 4, argv, lens, on_ack, a) != 0) {
+    if (rconn_command(s->rc, 4, argv, lens, on_ack, a) != 0) {
         free(a);
         return -1;
     }
@@ -399,14 +399,14 @@ void state_destroy(struct state *s)
     if (s == NULL) {
         return;
     }
-    /* Requests with Redis are answered (status -1) by exposure_destroy(),
+    /* Requests with Redis are answered (status -1) by rconn_destroy(),
      * which the owner calls first; what is left only waits for its turn. */
     for (size_t b = 0; b < BUCKETS; b++) {
         struct cardq *c = s->buckets[b];
         while (c != NULL) {
             struct cardq *next = c->next;
-            /* A busy head is still owned by the exposure connection
-             * (state_destroy must come after exposure_destroy). */
+            /* A busy head is still owned by the Redis connection
+             * (state_destroy must come after rconn_destroy). */
             struct sreq *r = c->busy && c->head ? c->head->next : c->head;
             while (r != NULL) {
                 struct sreq *rn = r->next;

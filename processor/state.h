@@ -11,8 +11,8 @@
  * One card's events are serialized: state_observe() calls back for an
  * event only after the previous event of the same card was released with
  * state_release(), so its window sees every earlier event of the card and
- * its suppression writes. Commands ride the exposure module's Redis
- * connection (same ordering, same reconnect and re-send guarantees); all
+ * its suppression writes. Commands ride the service's Redis connection
+ * (redis_conn.h: in order, re-sent after a reconnect until answered); all
  * of them are idempotent, so a re-send after a reconnect is harmless.
  */
 #ifndef CARDWATCH_STATE_H
@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #include "card.h"
-#include "exposure.h"
+#include "redis_conn.h"
 #include "windows.h"
 
 struct state;
@@ -52,9 +52,10 @@ typedef void (*state_cb)(void *arg, int status, const struct state_view *v);
 /* Called when a write is acknowledged (err 0) or failed for good. */
 typedef void (*state_ack_cb)(void *arg, int err);
 
-/* Creates the module on x's connection. ns: "live" or a replay namespace
- * ([a-z0-9_-]{1,40}). Returns NULL on a bad argument or out of memory. */
-struct state *state_new(struct exposure *x, const char *prefix,
+/* Creates the module on the connection rc (borrowed; destroy rc before
+ * the state). ns: "live" or a replay namespace ([a-z0-9_-]{1,40}).
+ * Returns NULL on a bad argument or out of memory. */
+struct state *state_new(struct rconn *rc, const char *prefix,
                         const char *key_id, const char *ns);
 
 /* Frees; pending callbacks get status -1. NULL is a no-op. */

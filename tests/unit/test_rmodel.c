@@ -82,12 +82,40 @@ static void test_record_malformed(void **state)
     assert_int_equal(rmodel_record_parse(longid, strlen(longid), e, 4), -1);
 }
 
+static void test_breach_status_and_counts(void **state)
+{
+    (void)state;
+    char key[RMODEL_KEY_MAX], why[128];
+    assert_int_equal(rmodel_exposed_key(key, "cw"), 10);
+    assert_string_equal(key, "cw:exposed");
+    /* No status field: data from before staged loads counts as committed;
+     * anything unknown is never visible by mistake. */
+    assert_int_equal(rmodel_breach_status(NULL), RMODEL_B_COMMITTED);
+    assert_int_equal(rmodel_breach_status("committed"), RMODEL_B_COMMITTED);
+    assert_int_equal(rmodel_breach_status("loading"), RMODEL_B_LOADING);
+    assert_int_equal(rmodel_breach_status("unloading"), RMODEL_B_UNLOADING);
+    assert_int_equal(rmodel_breach_status("Committed"), RMODEL_B_LOADING);
+    assert_int_equal(rmodel_breach_status(""), RMODEL_B_LOADING);
+    /* Present >= recorded is intact; fewer names the breach and counts. */
+    assert_int_equal(rmodel_breach_intact("b1", "1000", 1000, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "1000", 1200, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "1000", 999, why, 128), 0);
+    assert_string_equal(why, "breach b1 has 999 of 1000 cards in Redis");
+    assert_int_equal(rmodel_breach_intact("b1", "1000", 0, why, 128), 0);
+    assert_string_equal(why, "breach b1 has 0 of 1000 cards in Redis");
+    /* Nothing (or nonsense) recorded: nothing to compare against. */
+    assert_int_equal(rmodel_breach_intact("b1", NULL, 0, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "12x", 0, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "-5", 0, why, 128), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_record_parse),
         cmocka_unit_test(test_record_malformed),
+        cmocka_unit_test(test_breach_status_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
