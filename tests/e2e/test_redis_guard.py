@@ -201,3 +201,27 @@ def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
     expected = {**cw.expected_alerts(first, [b1], issuers),
                 **cw.expected_alerts(second, [b1, big], issuers)}
     cw.check_alerts(s.alerts(), expected, exact_once=True)
+
+
+def test_feed_is_not_ready_over_an_emptied_redis():
+    """The issuer feed serves what Redis holds: over an emptied Redis it
+    would answer "no alerts" with every light green. It is not ready
+    while the set is gone, and says why."""
+    class TokenIssuer(cw.Issuer):       # the feed wants a token to serve
+        def ini(self):
+            return super().ini() + "token_sha256 = %s\n" % ("ab" * 32)
+    issuers = [TokenIssuer("alpha", "GB", ["400000-400099"])]
+    s = cw.Stack(issuers,
+                 extra_ini=f"\n[feed]\nlisten = 127.0.0.1:{h.free_port()}\n")
+    feed = h.spawn([h.tool("cardwatch"), "feed", "--config", s.config],
+                   name="cardwatch-feed")
+    body = _paused_with(s, ["exposed-card set is gone", "cardwatch load"])
+    assert "intake" not in body, body   # the feed has no intake to pause
+    out = s.cardwatch("breaches", "--confirm").stdout.decode()
+    assert "0 breaches, 0 cards" in out, out
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "feed ready after --confirm")
+    s.redis.call("FLUSHALL")
+    _paused_with(s, ["exposed-card set is gone", "last seen"])
+    assert h.scrape(s.url + "/metrics").get("cardwatch_feed_redis_up") == 1, \
+        "Redis itself is up: only the set is gone"
+    assert feed.stop() == 0

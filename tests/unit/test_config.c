@@ -636,6 +636,54 @@ static void test_check_failures(void **state)
                            "[issuer acme] topic and [issuer beta] topic");
 }
 
+static void test_redis_security_keys(void **state)
+{
+    struct fixture *fx = *state;
+    struct config *c = &fx->c;
+    set_minimum(fx);
+    /* off by default; on/yes/1 turn TLS on */
+    assert_int_equal(c->redis_tls, 0);
+    set_ok(fx, "redis", "tls", "yes");
+    assert_int_equal(c->redis_tls, 1);
+    expect_check_error(fx, "[redis] tls = on needs tls_ca_file (the CA that "
+                           "signed the server's certificate)");
+    set_ok(fx, "redis", "tls_ca_file", "/etc/cardwatch/redis-ca.crt");
+    check_ok(fx);
+    set_ok(fx, "redis", "tls_cert_file", "/etc/cardwatch/client.crt");
+    expect_check_error(fx, "[redis] tls_cert_file and tls_key_file go "
+                           "together (mutual TLS)");
+    set_ok(fx, "redis", "tls_key_file", "/etc/cardwatch/client.key");
+    check_ok(fx);
+    set_ok(fx, "redis", "tls", "off");
+    expect_check_error(fx, "[redis] tls_* settings are given but tls is off: "
+                           "set tls = on (or remove them)");
+    set_ok(fx, "redis", "tls", "on");
+    fx->err[0] = '\0';
+    assert_int_equal(config_set(c, "redis", "tls", "maybe", fx->err,
+                                sizeof(fx->err)),
+                     -1);
+    assert_non_null(strstr(fx->err, "maybe"));
+
+    set_ok(fx, "redis", "username", "cardwatch");
+    expect_check_error(fx, "[redis] username needs password_file");
+    set_ok(fx, "redis", "password_file", "/etc/cardwatch/redis.password");
+    check_ok(fx);
+    fx->err[0] = '\0';
+    assert_int_equal(config_set(c, "redis", "username", "card watch",
+                                fx->err, sizeof(fx->err)),
+                     -1);
+
+    set_ok(fx, "redis", "sentinels", "10.0.0.1:26379,10.0.0.2:26379");
+    expect_check_error(fx, "[redis] sentinels and master_name go together");
+    set_ok(fx, "redis", "master_name", "cardwatch");
+    check_ok(fx);
+    assert_string_equal(c->redis_sentinels, "10.0.0.1:26379,10.0.0.2:26379");
+    fx->err[0] = '\0';
+    assert_int_equal(config_set(c, "redis", "sentinels", "10.0.0.1", fx->err,
+                                sizeof(fx->err)),
+                     -1);
+}
+
 static void test_check_resolves_topic_after_prefix_change(void **state)
 {
     struct fixture *fx = *state;
@@ -850,6 +898,7 @@ int main(void)
         T(test_err_continuation_and_long_line),
         T(test_config_set),
         T(test_check_failures),
+        T(test_redis_security_keys),
         T(test_check_resolves_topic_after_prefix_change),
         T(test_brokers_file),
         T(test_kafka_props),
