@@ -125,7 +125,7 @@ e2e-asan:
 	@echo "== e2e (ASan+UBSan build) =="
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  python3 tests/e2e/run.py --build build/asan
+	  python3 tests/e2e/run.py --build build/asan --skip test_harness
 
 test: deps
 	@$(MAKE) --no-print-directory all

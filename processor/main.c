@@ -613,7 +613,7 @@ static int cmd_check(int argc, char **argv)
     char rdesc[CONFIG_STR_MAX + 300];
     redis_cfg_describe(&c, rdesc, sizeof(rdesc));
     struct event_base *rbase = event_base_new();
-    struct redis_cfg_use ru = {.name = "check"};
+    struct redis_cfg_use ru = {.name = "redis"};
     struct rconn *rconn =
         rbase ? redis_cfg_connect(rbase, &c, &ru, err, sizeof(err)) : NULL;
     if (rconn == NULL) {

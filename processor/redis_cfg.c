@@ -81,7 +81,9 @@ int redis_cfg_startup_check(struct rconn *rc, const struct config *c,
         return -1;
     }
     char why[512];
-    if (rconn_wait(rc, c->redis_timeout_ms, why, sizeof(why)) == 0) {
+    /* timeout_ms bounds the connect and the handshake; the connection's
+     * timer (100 ms ticks) must get to say why before this wait ends */
+    if (rconn_wait(rc, c->redis_timeout_ms + 500, why, sizeof(why)) == 0) {
         return 0;
     }
     const char *msg = NULL;

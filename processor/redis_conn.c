@@ -1088,8 +1088,9 @@ static int not_tls_reason(int reason)
  * a verification failure says why (SSL_get_verify_result). libevent
  * records up to three codes, popped newest first; next to OpenSSL's own
  * it records the SSL_get_error() value (library 0), used only when there
- * is nothing better: SSL_ERROR_SYSCALL means the socket error serr. */
-static void tls_reason(struct rconn *c, int serr, char *buf, size_t len)
+ * is nothing better: SSL_ERROR_SYSCALL means the socket error serr.
+ * Returns 1 when the reason is that socket error, 0 otherwise. */
+static int tls_reason(struct rconn *c, int serr, char *buf, size_t len)
 {
     unsigned long e, first = 0, verify = 0, pseudo = 0;
     buf[0] = '\0';
@@ -1109,11 +1110,13 @@ static void tls_reason(struct rconn *c, int serr, char *buf, size_t len)
     if (e == 0) {
         if (pseudo == SSL_ERROR_SYSCALL && serr != 0) {
             snprintf(buf, len, "%s", evutil_socket_error_to_string(serr));
-        } else if (pseudo != 0) {
+            return 1;
+        }
+        if (pseudo != 0) {
             snprintf(buf, len, "TLS protocol error (SSL_get_error %lu)",
                      pseudo);
         }
-        return;
+        return 0;
     }
     const char *r = ERR_reason_error_string(e);
     char code[64];
@@ -1129,6 +1132,16 @@ static void tls_reason(struct rconn *c, int serr, char *buf, size_t len)
     } else {
         snprintf(buf, len, "%s", r);
     }
+    return 0;
+}
+
+/* 1 for the socket errors of a TCP connect that never got through: the
+ * server is down or unreachable, whatever TLS would have said. */
+static int connect_error(int serr)
+{
+    return serr == ECONNREFUSED || serr == ENETUNREACH ||
+           serr == EHOSTUNREACH || serr == ETIMEDOUT ||
+           serr == EADDRNOTAVAIL;
 }
 
 /* The link was closed or failed: says why and moves on. */
@@ -1150,9 +1163,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     why[0] = '\0';
     if (c->ssl != NULL) {
-        tls_reason(c, serr, why, sizeof(why));
+        int from_socket = tls_reason(c, serr, why, sizeof(why));
         if (why[0] != '\0') {
-            kind = RCONN_E_TLS;
+            kind = from_socket && connect_error(serr) ? RCONN_E_NET
+                                                      : RCONN_E_TLS;
         } else if ((what & BEV_EVENT_EOF) && !c->tls_done) {
             snprintf(why, sizeof(why),
                      "closed during the handshake; is it a TLS port?");

@@ -376,6 +376,20 @@ def parse_summary(text):
 # --------------------------------------------------------------------------
 # the stack
 
+class HAMaster:
+    """Stack.redis for a RedisHA: every attribute (call, port, dump, ...)
+    is the one of the node the sentinels name as master at that moment."""
+
+    def __init__(self, ha):
+        self.ha = ha
+
+    def __getattr__(self, name):
+        return getattr(self.ha.master(), name)
+
+    def __repr__(self):
+        return f"<HAMaster of {self.ha!r}>"
+
+
 class Stack:
     """Redis, the embedded Kafka, a fingerprint key file (mode 0600) and a
     cardwatch config with the given issuers.
@@ -387,16 +401,32 @@ class Stack:
         s.metrics().get(...), s.ready() -> (status, body)
         s.alerts() -> [(topic, Message, decoded Alert)]
 
+    A test's own Redis: Stack(issuers, redis=h.Redis(users=...) or
+    h.RedisHA(...), redis_ini="username = cw\\npassword_file = ...\\n").
+
     Output of every short-lived cardwatch command is kept in a .log file
     in the test directory (self.logs) so that it can be scanned later.
     """
 
     def __init__(self, issuers, partitions=4, session_timeout_ms=6000, extra_ini="",
-                 kafka_topics=None, kafka_brokers=1, kafka_kind=None, kafka_sasl=None):
+                 kafka_topics=None, kafka_brokers=1, kafka_kind=None, kafka_sasl=None,
+                 redis=None, redis_ini=""):
         self.issuers = list(issuers)
         self.schema = h.ProtoSchema()
         self.dir = h.tmpdir("stack")
-        self.redis = h.Redis()
+        # redis: a started h.Redis or h.RedisHA of the test's own (default: a
+        # plain h.Redis). With a RedisHA the config names its sentinels and
+        # master, self.ha is it and self.redis the current master (HAMaster).
+        # redis_ini: more [redis] lines (username, password_file, tls...).
+        self.ha = redis if isinstance(redis, h.RedisHA) else None
+        if self.ha is not None:
+            self.redis = HAMaster(self.ha)
+            redis_lines = f"sentinels = {self.ha.sentinels}\nmaster_name = {self.ha.name}\n"
+        else:
+            self.redis = redis if redis is not None else h.Redis()
+            redis_lines = f"address = 127.0.0.1:{self.redis.port}\n"
+        if redis_ini and not redis_ini.endswith("\n"):
+            redis_ini += "\n"
         # Every topic the config names, as an operator creates them (the
         # broker creates none on first use): live, replay and dead letters.
         topics = {TXN_TOPIC: partitions, DEAD_LETTER_TOPIC: 4,
@@ -430,7 +460,7 @@ class Stack:
             f"fallback_topic = {FALLBACK_TOPIC}\n"
             f"session_timeout_ms = {session_timeout_ms}\n"
             "\n[redis]\n"
-            f"address = 127.0.0.1:{self.redis.port}\n"
+            + redis_lines + redis_ini +
             "\n[card]\n"
             f"key_file = {self.key_file}\n"
             "\n[http]\n"

@@ -271,32 +271,6 @@ def test_probe_finds_master_via_sentinels():
         assert "no-such-master" in _last_error(err), err
 
 
-def test_probe_sentinel_failover_under_stream():
-    n = 300
-    with h.RedisHA("cw-master") as ha:
-        old = ha.master()
-        p = _Stream("--sentinels", ha.sentinels, "--master", ha.name, "--timeout-ms", 1000,
-                    "--wait-ms", 30000, "--repeat", n, "--interval-ms", 20, "SET", "k", "v")
-        h.wait_until(lambda: p.count() >= 50, 20, "50 answers before the kill")
-        ha.kill_master()
-        t_kill = time.monotonic()
-        at_kill = p.count()
-        assert at_kill < n, "the stream was over before the kill"
-        h.wait_until(lambda: p.count() > at_kill, 30, "the first answer after the kill",
-                     interval=0.005)
-        stall = time.monotonic() - t_kill
-        new = ha.wait_failover(old)
-        rc = p.wait(60)
-        out, err = p.lines(), p.err()
-        assert rc == 0, (rc, len(out), err)
-        assert out == ["OK"] * n, (len(out), [x for x in out if x != "OK"][:5], err)
-        assert new is not old and new.call("GET", "k") == b"v"
-        assert f"is now {new.address}" in err, err        # it followed the sentinels
-        print(f"figure: sentinel failover stall {stall:.2f}s (kill -9 of the master to the "
-              f"first answer after it; down-after {ha.down_after_ms} ms); {at_kill} of {n} "
-              f"answered before the kill, all {n} answered")
-
-
 def test_probe_sentinels_with_tls_and_acl():
     """The production shape: sentinels and data nodes TLS only, an ACL user."""
     t = h.make_tls()
