@@ -104,6 +104,7 @@ struct exposure {
     int checking;          /* a check is in flight */
     int marker_asked;      /* an idle marker GET is in flight */
     char gen[72];          /* marker value of the last good check */
+    char seen[200];        /* what it held: "b1 7455 cards, b2 12 cards" */
     char why[768];         /* why the set is not trusted (G_BAD) */
     uint64_t last_check_ns, last_marker_ns;
     int warned_persistence, want_save_config;
@@ -619,16 +620,19 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
     const redisReply *mk = r->element[0];
     if (mk->type != REDIS_REPLY_STRING) {
         snprintf(why, sizeof(why), "the exposed-card set is gone from Redis "
-                 "%s (no marker %s%s%s): Redis was emptied (restart without "
-                 "persistence, FLUSHALL, failover to an empty replica) or "
-                 "nothing was ever loaded; run `cardwatch load` for every "
-                 "breach (or `cardwatch breaches --confirm`)",
-                 addr, x->xkey, x->gen[0] ? ", last seen " : "", x->gen);
+                 "%s (no marker %s%s%s%s%s%s): Redis was emptied (restart "
+                 "without persistence, FLUSHALL, failover to an empty "
+                 "replica) or nothing was ever loaded; run `cardwatch load` "
+                 "for every breach (or `cardwatch breaches --confirm`)",
+                 addr, x->xkey, x->gen[0] ? ", last seen " : "", x->gen,
+                 x->gen[0] ? " holding " : "", x->gen[0] ? x->seen : "",
+                 x->gen[0] && x->seen[0] == '\0' ? "no breach" : "");
         guard_bad(x, why);
         return;
     }
     long long cards = 0;
     size_t n_breaches = 0;
+    char seen[sizeof(x->seen)] = "";
     for (size_t i = 1; i < r->elements; i++) {
         const redisReply *b = r->element[i];
         if (b->type != REDIS_REPLY_ARRAY || b->elements != 4 ||
@@ -653,6 +657,12 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
         }
         cards += b->element[3]->integer;
         n_breaches++;
+        size_t sl = strlen(seen);
+        if (sl + 1 < sizeof(seen)) {
+            snprintf(seen + sl, sizeof(seen) - sl, "%s%s %lld cards",
+                     sl ? ", " : "", b->element[0]->str,
+                     b->element[3]->integer);
+        }
     }
     int changed = mk->len != strlen(x->gen) ||
                   memcmp(mk->str, x->gen, mk->len) != 0;
@@ -661,6 +671,7 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
                  "%lld cards (generation %.*s)", addr, n_breaches, cards,
                  (int)mk->len, mk->str);
     }
+    snprintf(x->seen, sizeof(x->seen), "%s", seen);
     if (changed) {
         snprintf(x->gen, sizeof(x->gen), "%.*s", (int)mk->len, mk->str);
         /* Loads or unloads happened: breach metadata is fetched again. */

@@ -110,6 +110,15 @@ def test_emptied_redis_pauses_intake_until_the_set_is_back():
           f"paused stream delivered after the reload; restart without data: {paused2} "
           f"paused, {alerts2} delivered")
 
+    # a set that lost some cards (a partial copy): named, with the counts
+    lost = s.redis.call("SRANDMEMBER", "cw:breach:guard-b1:cards", 5)
+    s.redis.call("SREM", "cw:breach:guard-b1:cards", *lost)
+    s.redis.call("SET", "cw:exposed", "moved-by-the-test")  # checked at once
+    _paused_with(s, [f"breach guard-b1 has {len(exposed) - 5} of {len(exposed)} cards",
+                     "load it again", "intake paused"])
+    s.load(b1)
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200 after the reload")
+
     # an evicting Redis is refused too (it could drop exposed cards one by one)
     s.redis.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
     # a marker change makes every instance check at once (a config change
@@ -124,6 +133,8 @@ def test_emptied_redis_pauses_intake_until_the_set_is_back():
     s.terminate(proc)
     log = open(proc.log, errors="replace").read()
     assert "ERROR" in log and "exposed-card set is gone" in log, log[-3000:]
+    # the ERROR line names what was lost: the breach and its card count
+    assert f"holding guard-b1 {len(exposed)} cards" in log, log[-3000:]
     expected = cw.expected_alerts(part_a + part_b + part_c, [b1], issuers)
     cw.check_alerts(s.alerts(), expected, exact_once=True)
 
