@@ -118,6 +118,14 @@ e2e: all
 	@echo "== e2e (build) =="
 	@python3 tests/e2e/run.py --build $(BUILD)
 
+# Left out of the ASan run (ASAN_SKIP= runs everything): the harness's
+# own tests (Python only), the triage page in Chromium (the feed's
+# endpoints run under ASan in test_feed) and the 90-second broker failover
+# (the consumer and producer reconnect paths run under ASan in the kill -9,
+# rebalance and Kafka security scenarios) - they keep make test under 20
+# minutes on 2 cores.
+ASAN_SKIP ?= test_harness test_triage_page test_broker_failures_lose_no_alert
+
 e2e-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
@@ -125,7 +133,7 @@ e2e-asan:
 	@echo "== e2e (ASan+UBSan build) =="
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  python3 tests/e2e/run.py --build build/asan --skip test_harness
+	  python3 tests/e2e/run.py --build build/asan $(foreach t,$(ASAN_SKIP),--skip $(t))
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -39,19 +39,22 @@ def _phase(s, proc, name, empty_redis, txns, all_txns, b1, issuers, mid_stream):
     mid_stream, else before - check the pause, reload, check every alert.
     Returns (readyz body, events not done when paused, alerts of txns)."""
     done0 = s.metrics().sum("cardwatch_events_total")
-    if mid_stream:
-        sender = s.send_async(txns, name=name)
+    # Mid-stream: the first two thirds are flowing when Redis is emptied
+    # (lookups in flight meet the missing marker: how many depends on the
+    # timing); the last third is sent once the pause is visible, so some
+    # events always wait.
+    first, rest = (txns[:2 * len(txns) // 3], txns[2 * len(txns) // 3:]) \
+        if mid_stream else ([], txns)
+    if first:
+        sender = s.send_async(first, name=name + "-1")
         h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") > done0 + 200, 60,
                      "the stream flowing", interval=0.005)
-        empty_redis()
-    else:
-        empty_redis()
+    empty_redis()
     body = _paused_with(s, ["exposed-card set is gone", "intake paused"])
-    if mid_stream:
+    if first:
         h.wait_until(lambda: not sender.alive, 60, "cardwatch send done")
         assert sender.returncode == 0, sender.log_text(20)
-    else:
-        s.send(txns, name=name)
+    s.send(rest, name=name + "-2")
 
     # (A paused consumer's lag is not refreshed: the proof that nothing was
     # taken as clean is the alert count after the reload, below.)
@@ -60,7 +63,7 @@ def _phase(s, proc, name, empty_redis, txns, all_txns, b1, issuers, mid_stream):
     assert m.get("cardwatch_consumption_paused") == 1
     assert m.get("cardwatch_ready") == 0
     done_paused = m.sum("cardwatch_events_total") - done0
-    assert done_paused < len(txns), "every event finished while the set was gone"
+    assert done_paused <= len(first), "an event sent after the pause finished"
     assert proc.alive
     s.load(b1)
 
@@ -144,7 +147,7 @@ def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
     mk = CardMaker(2020)
     small = mk.cards(["400001", "510000"], 40)
     b1 = Breach("small", "2024-03-01", "2024-05-31", ["pan"], small)
-    big_cards = mk.cards(["400077", "52000042"], 150_000)
+    big_cards = mk.cards(["400077", "52000042"], 60_000)
     big = Breach("big", "2024-03-01", "2024-05-31", ["pan"], big_cards)
     clean = mk.cards(["400002", "510000"], 500)
 
