@@ -17,11 +17,13 @@
  *   GET  /v1/stats                          the issuer's counts
  *   GET  /                                  the triage page (no token)
  *
- * Redis: commands ride an exposure module connection of the feed's own
- * (re-sent after reconnects, so only idempotent ones); a second hiredis
- * connection SUBSCRIBEs to the feed channel so that waiting clients are
- * answered as soon as the ledger appends an alert, and a 1 s poll covers
- * the times that connection is down. Every request ends in exactly one
+ * Redis: commands ride a redis_conn connection of the feed's own (re-sent
+ * after reconnects, so only idempotent ones), on which the exposure
+ * module's set guard also runs: the feed is not ready while the
+ * exposed-card set is gone. A second connection, in subscriber mode,
+ * SUBSCRIBEs to the feed channel so that waiting clients are answered as
+ * soon as the ledger appends an alert, and a 1 s poll covers the times
+ * that connection is down. Every request ends in exactly one
  * reply (or, for a stream, one end); a request whose Redis answer does not
  * come in time gets 503. Per-token rate limit (token bucket), a cap on
  * open connections, an access log line per request (module "access"; no
