@@ -24,6 +24,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,6 +485,13 @@ static int link_open(struct rconn *c, const struct hostport *hp, char *why,
         snprintf(why, whylen, "%s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto done;
+    }
+    /* Small commands answered one by one (a card's window script waits
+     * for the previous one): no Nagle delay, as hiredis does. */
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd >= 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     c->last_read_ns = clock_mono_ns();
     rc = 0;
