@@ -994,10 +994,10 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         .metrics = r.metrics,
         .on_state = cb_redis_link,
         .state_arg = &r,
+        .startup_check = 1,
     };
     r.redis = redis_cfg_connect(r.base, c, &ru, err, sizeof(err));
-    if (r.redis == NULL ||
-        redis_cfg_startup_check(r.redis, c, err, sizeof(err)) != 0) {
+    if (r.redis == NULL) {
         log_error(MOD, "%s", err);
         r.exit_code = 1;
         goto out;

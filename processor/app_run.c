@@ -514,10 +514,10 @@ int app_run(const struct config *c, const struct run_opts *o)
         .metrics = a.metrics,
         .on_state = cb_redis_link,
         .state_arg = &a,
+        .startup_check = 1,
     };
     a.redis = redis_cfg_connect(a.base, c, &ru, err, sizeof(err));
-    if (a.redis == NULL ||
-        redis_cfg_startup_check(a.redis, c, err, sizeof(err)) != 0) {
+    if (a.redis == NULL) {
         log_error(MOD, "%s", err);
         a.exit_code = 1;
         goto out;

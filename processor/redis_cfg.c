@@ -8,6 +8,9 @@
 
 #include "secret_file.h"
 
+static int startup_check(struct rconn *rc, const struct config *c,
+                         char *err, size_t errlen);
+
 /* Longest password we read (Redis allows more; ours are generated). */
 #define PASSWORD_MAX 512
 
@@ -62,6 +65,11 @@ struct rconn *redis_cfg_connect(struct event_base *base,
     };
     struct rconn *rc = rconn_new(base, &o, err, errlen);
     OPENSSL_cleanse(pw, sizeof(pw));
+    if (rc != NULL && use->startup_check &&
+        startup_check(rc, c, err, errlen) != 0) {
+        rconn_destroy(rc);
+        return NULL;
+    }
     return rc;
 }
 
@@ -71,8 +79,10 @@ static void on_ping(void *arg, const struct redisReply *r)
     (void)r; /* the answer only shows the connection works */
 }
 
-int redis_cfg_startup_check(struct rconn *rc, const struct config *c,
-                            char *err, size_t errlen)
+/* Waits for the first answer to a PING; -1 only for a refused
+ * configuration (see redis_cfg_use.startup_check). */
+static int startup_check(struct rconn *rc, const struct config *c,
+                         char *err, size_t errlen)
 {
     const char *argv[] = {"PING"};
     size_t lens[] = {4};

@@ -20,10 +20,18 @@ struct redis_cfg_use {
     const char *subscribe; /* subscriber mode: the channel; else NULL */
     void (*on_message)(void *arg, const char *payload, size_t len);
     void *message_arg;
+    /* 1: wait (up to timeout_ms, running base) for the first answer and
+     * fail when Redis refused the configuration - credentials, TLS, a
+     * replica, not a Redis - so that a command does not start on those.
+     * A Redis that is merely unreachable is not a failure (the service
+     * starts with intake paused and keeps trying). Before anything else
+     * is on base: the wait runs its loop. */
+    int startup_check;
 };
 
 /* Opens a connection as [redis] says (address or sentinels, AUTH with
- * username and the password read from password_file, TLS, timeout_ms).
+ * username and the password read from password_file, TLS, timeout_ms),
+ * and with use->startup_check waits for it as described there.
  * The password is read with secret_file_read (a group- or world-readable
  * file is refused), handed to rconn_new and wiped here. Returns the
  * connection (owned by the caller: rconn_destroy), or NULL with a message
@@ -32,14 +40,6 @@ struct rconn *redis_cfg_connect(struct event_base *base,
                                 const struct config *c,
                                 const struct redis_cfg_use *use, char *err,
                                 size_t errlen);
-
-/* At start-up: waits (up to [redis] timeout_ms) for the connection's
- * first answer. Returns -1 with the reason in err only when Redis refused
- * the configuration (credentials, TLS, a replica, not a Redis): a
- * command must not start on those. A Redis that is merely not reachable
- * returns 0 (the service starts with intake paused and keeps trying). */
-int redis_cfg_startup_check(struct rconn *rc, const struct config *c,
-                            char *err, size_t errlen);
 
 /* "127.0.0.1:6379", or "master 'cw' via sentinels a:1,b:2", for messages. */
 void redis_cfg_describe(const struct config *c, char *buf, size_t len);
