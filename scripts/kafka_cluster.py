@@ -591,8 +591,14 @@ def _aot_cache(cluster, version):
 
 
 def _kafka_uuid():
+    """A Kafka Uuid string (base64url of 16 random bytes). Like Kafka's own
+    Uuid.randomUuid(), never one that starts with '-': `kafka-storage
+    format -t -xyz...` takes it for an option (1 format in 64 failed)."""
     import base64
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        u = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not u.startswith("-"):
+            return u
 
 
 def _tail(path, n):
