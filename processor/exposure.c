@@ -17,7 +17,9 @@
 
 #define MOD "exposure"
 #define TICK_MS 100
-#define REFRESH_MS 30000
+#define REFRESH_MS 30000 /* full check of the set; breach metadata is
+                          * fetched again when the marker changed (every
+                          * load and unload sets a new one) */
 #define MARKER_MS 1000 /* how often an idle instance looks at the marker */
 #define RETRY_MS 200   /* after an error reply to a lookup */
 
@@ -96,7 +98,6 @@ struct exposure {
     struct xctx *ctxs; /* commands the connection still owes us */
     struct bentry **breaches;
     size_t n_breaches, cap_breaches;
-    uint64_t last_refresh_ns;
     /* exposed-card set guard */
     char xkey[RMODEL_KEY_MAX]; /* <p>:exposed, the marker */
     size_t xkey_len;
@@ -129,11 +130,7 @@ static void on_ctx_reply(void *arg, const redisReply *r)
         if (c->next != NULL) {
             c->next->prev = c->prev;
         }
-        if (r != NULL) {
-            c->fn(x, r, c->arg);
-        } else {
-            c->fn(x, NULL, c->arg); /* the connection is going away */
-        }
+        c->fn(x, r, c->arg); /* r NULL: the connection is going away */
     }
     free(c);
 }
@@ -754,20 +751,6 @@ static void guard_tick(struct exposure *x, uint64_t now)
     }
 }
 
-static void refresh_breaches(struct exposure *x)
-{
-    for (size_t i = 0; i < x->n_breaches; i++) {
-        enum bstate old = x->breaches[i]->state;
-        if (old == B_KNOWN || old == B_MISSING) {
-            x->breaches[i]->state = B_UNKNOWN;
-            fetch_breach(x, i);
-            if (x->breaches[i]->state == B_UNKNOWN) {
-                x->breaches[i]->state = old; /* not sent; keep */
-            }
-        }
-    }
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -777,10 +760,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     uint64_t now = clock_mono_ns();
-    if (now - x->last_refresh_ns > (uint64_t)REFRESH_MS * 1000000ull) {
-        x->last_refresh_ns = now;
-        refresh_breaches(x);
-    }
     guard_tick(x, now);
     complete_waiting(x); /* metadata that failed to fetch: again */
 }
@@ -812,7 +791,6 @@ struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
     x->metrics = o->metrics;
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;
-    x->last_refresh_ns = clock_mono_ns();
     x->tick = event_new(base, -1, EV_PERSIST, on_tick, x);
     x->retry = evtimer_new(base, on_retry, x);
     if (x->tick == NULL || x->retry == NULL) {
