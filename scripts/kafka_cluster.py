@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -184,10 +185,55 @@ def java():
     return best
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+_PORTS_GIVEN = set()     # ports this process handed out (never twice)
+_PORT_LOCKS = []         # lock files held until this process exits
+
+
+def _ephemeral_range():
+    """The kernel's range for the local port of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host=HOST):
+    """A TCP port on host for a server to listen on later.
+
+    A port the kernel picks (bind to 0) comes from the ephemeral range, so
+    between this call and the server's bind any outgoing connection of any
+    process (a broker's, a client's) can take it: a test then fails with
+    "address in use" for no fault of the code under test. This picks a port
+    outside that range instead, that nothing listens on or holds now, that
+    this process has not handed out before, and that no other process using
+    this function holds (a lock on $TMPDIR/cardwatch-ports/PORT, kept until
+    this process exits). Raises KafkaError when no such port is found."""
+    lo, hi = _ephemeral_range()
+    spans = [(a, b) for a, b in ((10000, lo - 1), (hi + 1, 65535)) if b - a > 1000]
+    if not spans:
+        spans = [(1024, 65535)]
+    lock_dir = Path(tempfile.gettempdir()) / "cardwatch-ports"
+    lock_dir.mkdir(mode=0o1777, exist_ok=True)
+    rng = random.SystemRandom()
+    for _ in range(500):
+        a, b = rng.choice(spans)
+        port = rng.randint(a, b)
+        if port in _PORTS_GIVEN:
+            continue
+        fd = os.open(lock_dir / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, port))  # no SO_REUSEADDR: TIME_WAIT counts as taken
+        except OSError:
+            os.close(fd)
+            continue
+        _PORTS_GIVEN.add(port)
+        _PORT_LOCKS.append(fd)
+        return port
+    raise KafkaError(f"no free TCP port found on {host} outside the ephemeral range {lo}-{hi}")
 
 
 def _props_text(props):

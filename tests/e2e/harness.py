@@ -52,6 +52,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import kafka_cluster  # noqa: E402  (Apache Kafka, and the port picker)
 
 
 class HarnessError(RuntimeError):
@@ -264,10 +266,10 @@ def run_tool(args, input=None, timeout=60, check=True):
 # small utilities
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 for a server to listen on: free now, outside
+    the kernel's ephemeral range and never handed out twice (see
+    kafka_cluster.free_port, the one implementation)."""
+    return kafka_cluster.free_port()
 
 
 def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
@@ -1222,8 +1224,6 @@ class RedisHA:
 # it can do what a test needs, or for the whole suite with
 # CARDWATCH_E2E_KAFKA=embedded (machines without Java).
 
-sys.path.insert(0, str(REPO / "scripts"))
-import kafka_cluster  # noqa: E402
 
 
 def kafka_kind():

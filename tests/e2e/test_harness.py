@@ -7,6 +7,8 @@ import random
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -30,6 +32,31 @@ def test_free_port_is_bindable():
     p = h.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", p))
+
+
+def test_free_port_is_outside_the_ephemeral_range_and_never_given_twice():
+    # An ephemeral port can be taken by any outgoing connection before the
+    # server binds it (CI once failed so: "cannot listen on 127.0.0.1:33207").
+    lo, hi = (int(x) for x in
+              open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    ports = [h.free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports), ports
+    assert not [p for p in ports if lo <= p <= hi], (lo, hi, ports)
+    # Two processes never get the same port while both live: 800 ports each
+    # from ~26,000 would overlap ~25 times without the lock files.
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import kafka_cluster as k\n"
+            "print(' '.join(str(k.free_port()) for _ in range(800)), flush=True)\n"
+            "sys.stdin.read()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(h.REPO / "scripts")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        got = [set(int(x) for x in p.stdout.readline().split()) for p in procs]
+    finally:
+        for p in procs:
+            p.communicate("", timeout=30)
+    assert [len(g) for g in got] == [800, 800], [len(g) for g in got]
+    assert not got[0] & got[1], sorted(got[0] & got[1])
 
 
 def test_wait_until():
