@@ -1019,8 +1019,9 @@ int app_replay(const struct config *c, const struct replay_opts *o)
     r.uses_state = uses_state(r.rules);
     if (r.uses_state) {
         make_namespace(r.ns, sizeof(r.ns));
+        /* one pass, never re-processed: no grace */
         r.state = state_new(r.redis, c->redis_prefix, card_key_id(r.key),
-                            r.ns);
+                            r.ns, 0);
         if (r.state == NULL) {
             log_error(MOD, "out of memory at start-up");
             r.exit_code = 1;

@@ -537,7 +537,7 @@ int app_run(const struct config *c, const struct run_opts *o)
         goto out;
     }
     a.state = state_new(a.redis, c->redis_prefix, card_key_id(a.key),
-                        "live");
+                        "live", c->reprocess_grace_ms);
     if (a.state == NULL) {
         log_error(MOD, "out of memory at start-up");
         a.exit_code = 1;

@@ -182,6 +182,16 @@ static const struct key keys[] = {
      * state: state is kept for the longest window plus this */
     K_INT("rules", "allowed_lateness_ms", allowed_lateness_ms, "3600000", 0,
           604800000),
+    /* an event dated further ahead of the wall clock is a dead letter
+     * (reason event_time_future): one such event would otherwise move the
+     * card's newest time and prune what its other events need */
+    K_INT("rules", "max_future_skew_ms", max_future_skew_ms, "300000", 0,
+          604800000),
+    /* window entries an event saw stay this long (wall clock) after it
+     * was first evaluated, so a re-evaluation after a crash or a
+     * rebalance sees exactly the same window */
+    K_INT("rules", "reprocess_grace_ms", reprocess_grace_ms, "3600000", 0,
+          604800000),
 
     K_INT("pipeline", "batch_size", batch_size, "1000", 1, 100000),
     K_INT("pipeline", "max_in_flight", max_in_flight, "20000", 1, 1000000),
@@ -1354,6 +1364,15 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
     }
     if (c->redis_username[0] != '\0' && c->redis_password_file[0] == '\0') {
         text_errf(errbuf, errlen, "[redis] username needs password_file");
+        goto out;
+    }
+    if (c->max_future_skew_ms > c->allowed_lateness_ms) {
+        text_errf(errbuf, errlen,
+                  "[rules] max_future_skew_ms (%d) must not exceed "
+                  "allowed_lateness_ms (%d): an event accepted that far "
+                  "ahead would prune window state the card's other events "
+                  "still need",
+                  c->max_future_skew_ms, c->allowed_lateness_ms);
         goto out;
     }
     if (c->max_in_flight < c->batch_size) {

@@ -73,6 +73,11 @@ struct config {
     char rules_path[CONFIG_STR_MAX]; /* "" = built-in exposure rule */
     int allowed_lateness_ms;         /* window state kept beyond the
                                         longest window; default 1 h */
+    int max_future_skew_ms;          /* events dated further ahead of the
+                                        wall clock are dead letters;
+                                        <= allowed_lateness_ms; 5 min */
+    int reprocess_grace_ms;          /* window entries kept (wall clock)
+                                        for a re-evaluation; 1 h */
 
     /* [pipeline] */
     int batch_size;     /* events taken from Kafka per batch */

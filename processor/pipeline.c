@@ -46,6 +46,7 @@ struct pev {
     int32_t partition; /* input position */
     int64_t offset;
     struct txn txn;
+    int64_t state_seq; /* arrival number on the card (state_view) */
     char fp[CARD_FP_SIZE];
     char exptag[CARD_EXPTAG_SIZE];
 };
@@ -66,6 +67,7 @@ struct pipeline {
     const struct ruleset *rules; /* current set (hot reload swaps it) */
     int rules_state;             /* it uses windows or suppress */
     int64_t horizon_ms;          /* longest window + allowed lateness */
+    int64_t sup_horizon_ms;      /* longest suppress + lateness; 0: none */
     struct offsets *offsets;
     struct pbatch *batches; /* every live batch, for destroy */
     size_t in_flight;
@@ -316,6 +318,7 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
     p->batches = b;
     p->in_flight += n;
 
+    int64_t now_ms = clock_wall_ms(); /* bound on event times */
     for (size_t i = 0; i < n; i++) {
         struct pev *ev = &b->ev[i];
         const struct pipeline_record *r = &recs[i];
@@ -337,6 +340,13 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
             ev->status = txn_decode_json(r->payload, r->len, &ev->txn);
         } else {
             ev->status = txn_decode_protobuf(r->payload, r->len, &ev->txn);
+        }
+        if (ev->status == TXN_OK) {
+            ev->status = txn_check_time(&ev->txn, now_ms,
+                                        p->o.config->max_future_skew_ms);
+            if (ev->status != TXN_OK) {
+                txn_forget_pan(&ev->txn);
+            }
         }
         if (ev->status != TXN_OK) {
             send_dead_letter(p, ev, r);
@@ -391,13 +401,18 @@ void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs)
     const int64_t *wins = NULL;
     size_t nw = rules_windows(rs, &wins);
     int need = nw > 0;
+    int64_t sup = 0;
     for (size_t i = 0; i < rules_count(rs); i++) {
-        need |= rules_suppress_ms(rs, i) > 0;
+        int64_t ms = rules_suppress_ms(rs, i);
+        need |= ms > 0;
+        sup = ms > sup ? ms : sup;
     }
     p->rules = rs;
     p->rules_state = need;
     p->horizon_ms = (nw > 0 ? wins[nw - 1] : 0) +
                     (int64_t)p->o.config->allowed_lateness_ms;
+    p->sup_horizon_ms =
+        sup > 0 ? sup + (int64_t)p->o.config->allowed_lateness_ms : 0;
 }
 
 /* The breaches listing the card, with the expiry comparison: those the
@@ -485,7 +500,7 @@ static void evaluate(struct pipeline *p, struct pev *ev,
             ev->pending++;
             if (state_suppressed_by(p->o.state, ev->fp, rules_id(rs, i),
                                     ev->txn.event_time_ms, ev->txn.txn_id,
-                                    on_state_ack, ev) != 0) {
+                                    ev->state_seq, on_state_ack, ev) != 0) {
                 ev->pending--;
                 ev->failed = 1;
             }
@@ -593,6 +608,7 @@ static void on_state(void *arg, int status, const struct state_view *v)
             (int64_t)p->o.config->allowed_lateness_ms) {
             metrics_late_event(p->o.metrics);
         }
+        ev->state_seq = v->seq;
         win_entry_from_txn(&cur, &ev->txn);
         if (win_aggregate(v->entries, v->n_entries, &cur, wins, nw, ws) != 0) {
             log_error(MOD, "out of memory aggregating windows for txn %s",
@@ -629,8 +645,8 @@ static void exposed_event(struct pipeline *p, struct pev *ev,
         memcpy(ev->exp->r, r, nr * sizeof(r[0]));
         ev->exp->nr = nr;
         ev->pending++;
-        if (state_observe(p->o.state, ev->fp, &e, p->horizon_ms, on_state,
-                          ev) == 0) {
+        if (state_observe(p->o.state, ev->fp, &e, p->horizon_ms,
+                          p->sup_horizon_ms, on_state, ev) == 0) {
             return;
         }
         ev->pending--;

@@ -9,6 +9,8 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
+#include "alert.h"
+#include "clock.h"
 #include "log.h"
 #include "rmodel.h"
 
@@ -16,30 +18,101 @@
 #define BUCKETS 4096
 #define MAX_TRIES 3
 
-/* Adds the entry (HSETNX: a redelivered txn id counts once), prunes what
- * is older than the newest event time minus the horizon, refreshes the
- * TTLs and returns {entries, suppression hash, newest event time}.
- * Stored values are "<event ms>:<win_entry record>".
- * KEYS: win, sup. ARGV: txn_id, value, event ms, horizon ms, ttl ms. */
+/* One call per exposed event, atomic in Redis. Window entries are
+ *   win hash: txn_id -> "<event ms>:<seq>:<newest ms>:<seen ms>:<record>"
+ * seq: the card's arrival order (1 + the highest seq held) given when the
+ * txn id is first added; newest: the card's newest event time at that
+ * moment; seen: the caller's wall clock then. Values written before
+ * sequence numbers ("<event ms>:<record>") count as seq 0, before all.
+ * Suppression records are
+ *   sup hash: "<rule id>|<txn_id>" -> "<event ms>|<seq>"
+ * (older "<rule id>" -> "<event ms>|<txn_id>" count as seq 0).
+ *
+ * The answer for the event is a function of its first arrival only, so a
+ * re-processed event (crash, rebalance, redelivery) gets the same view:
+ * the entries of seq lower than its own with event time at or above its
+ * floor (its newest minus the horizon), and per rule the latest earlier
+ * suppression record at or before its event time. Entries below the
+ * card's current floor are deleted unless an entry seen within the grace
+ * may still be re-evaluated and needs them (its own floor is lower).
+ * KEYS: win, sup. ARGV: txn_id, record, event ms, horizon ms, ttl ms,
+ * now ms, grace ms, suppression horizon ms (0: no rule suppresses).
+ * Returns {records, {rule, "<ms>|<txn_id>", ...}, newest, seq}. */
 static const char LUA_OBSERVE[] =
-    "redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
+    "local function num(x) return string.format('%d', x) end\n"
+    "local txn, ev = ARGV[1], tonumber(ARGV[3])\n"
+    "local hz, now = tonumber(ARGV[4]), tonumber(ARGV[6])\n"
+    "local grace, suph = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local newest = tonumber(ARGV[3])\n"
-    "for i = 2, #all, 2 do\n"
-    "  local t = tonumber(string.match(all[i], '^(%-?%d+):'))\n"
-    "  if t and t > newest then newest = t end\n"
-    "end\n"
-    "local cut = newest - tonumber(ARGV[4])\n"
-    "local out = {}\n"
+    "local E, maxq, newest, mine = {}, 0, ev, nil\n"
     "for i = 1, #all, 2 do\n"
-    "  local t = tonumber(string.match(all[i + 1], '^(%-?%d+):'))\n"
-    "  if t == nil or t < cut then redis.call('HDEL', KEYS[1], all[i])\n"
-    "  else out[#out + 1] = all[i + 1] end\n"
+    "  local v = all[i + 1]\n"
+    "  local t, q, nw, seen, rec =\n"
+    "    string.match(v, '^(%-?%d+):(%d+):(%-?%d+):(%d+):(.*)$')\n"
+    "  if t == nil then\n"
+    "    t, rec = string.match(v, '^(%-?%d+):(.*)$'); q = 0; seen = 0\n"
+    "  end\n"
+    "  if t == nil then redis.call('HDEL', KEYS[1], all[i]) else\n"
+    "    local e = {f = all[i], t = tonumber(t), q = tonumber(q),\n"
+    "               nw = tonumber(nw), seen = tonumber(seen), rec = rec}\n"
+    "    E[#E + 1] = e\n"
+    "    if e.q > maxq then maxq = e.q end\n"
+    "    if e.t > newest then newest = e.t end\n"
+    "    if e.f == txn then mine = e end\n"
+    "  end\n"
+    "end\n"
+    "if mine == nil then\n"
+    "  mine = {f = txn, t = ev, q = maxq + 1, nw = newest, seen = now,\n"
+    "          rec = ARGV[2]}\n"
+    "  E[#E + 1] = mine\n"
+    "  redis.call('HSET', KEYS[1], txn, ARGV[3] .. ':' .. num(mine.q) ..\n"
+    "             ':' .. num(newest) .. ':' .. ARGV[6] .. ':' .. ARGV[2])\n"
+    "end\n"
+    /* an entry from before sequence numbers sees what was there (old view) */
+    "local qv, nwv = mine.q, mine.nw or newest\n"
+    "if mine.nw == nil then qv = math.huge end\n"
+    "local floor, lim, slim = nwv - hz, newest - hz, newest - suph\n"
+    "local out = {}\n"
+    "for _, e in ipairs(E) do\n"
+    "  if e ~= mine and e.q < qv and e.t >= floor then\n"
+    "    out[#out + 1] = e.rec\n"
+    "  end\n"
+    "  if e.seen > now - grace then\n"
+    "    local f = (e.nw or newest) - hz\n"
+    "    if f < lim then lim = f end\n"
+    "    if e.t - suph < slim then slim = e.t - suph end\n"
+    "  end\n"
+    "end\n"
+    "if mine.t >= floor then out[#out + 1] = mine.rec end\n"
+    "for _, e in ipairs(E) do\n"
+    "  if e.t < lim then redis.call('HDEL', KEYS[1], e.f) end\n"
     "end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
     "local sup = redis.call('HGETALL', KEYS[2])\n"
+    "local best, order = {}, {}\n"
+    "for i = 1, #sup, 2 do\n"
+    "  local f, v = sup[i], sup[i + 1]\n"
+    "  local rule, stxn = string.match(f, '^([^|]*)|(.*)$')\n"
+    "  local ms, q\n"
+    "  if rule then ms, q = string.match(v, '^(%-?%d+)|(%d+)$') else\n"
+    "    rule = f; ms, stxn = string.match(v, '^(%-?%d+)|(.*)$'); q = 0\n"
+    "  end\n"
+    "  ms, q = tonumber(ms), tonumber(q)\n"
+    "  if ms == nil or (suph > 0 and ms < slim) then\n"
+    "    redis.call('HDEL', KEYS[2], f)\n"
+    "  elseif q < qv and stxn ~= txn and ms <= ev then\n"
+    "    if best[rule] == nil then order[#order + 1] = rule end\n"
+    "    if best[rule] == nil or ms > best[rule][1] then\n"
+    "      best[rule] = {ms, stxn}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
     "if #sup > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end\n"
-    "return {out, sup, newest}\n";
+    "local sv = {}\n"
+    "for _, r in ipairs(order) do\n"
+    "  sv[#sv + 1] = r; sv[#sv + 1] = num(best[r][1]) .. '|' .. best[r][2]\n"
+    "end\n"
+    "return {out, sv, nwv, mine.q}\n";
 
 struct sreq {
     struct state *s;
@@ -51,6 +124,8 @@ struct sreq {
     char event_ms[24];
     char horizon[24];
     char ttl[24];
+    char now[24];
+    char sup_horizon[24];
     state_cb cb;
     void *arg;
     int tries;
@@ -75,6 +150,7 @@ struct state {
     char kid[CARD_KEY_ID_MAX + 1];
     char ns[48];
     char sha[41];
+    int64_t grace_ms;
     struct cardq *buckets[BUCKETS];
     size_t pending;
     int destroying;
@@ -132,9 +208,10 @@ static int key_of(char *buf, size_t len, const struct state *s,
 }
 
 struct state *state_new(struct rconn *rc, const char *prefix,
-                        const char *key_id, const char *ns)
+                        const char *key_id, const char *ns, int64_t grace_ms)
 {
     if (rc == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
+        grace_ms < 0 ||
         strlen(prefix) >= 32 || strlen(key_id) > CARD_KEY_ID_MAX ||
         strlen(ns) == 0 || strlen(ns) > 40 ||
         strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(ns)) {
@@ -148,6 +225,7 @@ struct state *state_new(struct rconn *rc, const char *prefix,
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     snprintf(s->kid, sizeof(s->kid), "%s", key_id);
     snprintf(s->ns, sizeof(s->ns), "%s", ns);
+    s->grace_ms = grace_ms;
     /* SHA-1 of the script, for EVALSHA; EVAL loads it when Redis lost
      * its script cache (NOSCRIPT after a restart). */
     unsigned char d[20];
@@ -166,14 +244,16 @@ struct state *state_new(struct rconn *rc, const char *prefix,
 
 static void issue(struct state *s, struct sreq *r, int use_eval);
 
-static int parse_view(struct sreq *r, const redisReply *rep,
-                      struct win_entry **entries, size_t *n,
-                      struct state_sup **sups, size_t *ns, int64_t *newest)
+static int parse_view(const redisReply *rep, struct win_entry **entries,
+                      size_t *n, struct state_sup **sups, size_t *ns,
+                      int64_t *newest, int64_t *seq)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
         rep->element[0]->type != REDIS_REPLY_ARRAY ||
         rep->element[1]->type != REDIS_REPLY_ARRAY ||
-        rep->element[2]->type != REDIS_REPLY_INTEGER) {
+        rep->element[2]->type != REDIS_REPLY_INTEGER ||
+        rep->element[3]->type != REDIS_REPLY_INTEGER ||
+        rep->element[3]->integer < 0) {
         return -1;
     }
     const redisReply *ents = rep->element[0];
@@ -186,11 +266,8 @@ static int parse_view(struct sreq *r, const redisReply *rep,
     *n = 0;
     for (size_t i = 0; i < ents->elements; i++) {
         const redisReply *e = ents->element[i];
-        const char *colon =
-            e->type == REDIS_REPLY_STRING ? memchr(e->str, ':', e->len) : NULL;
-        if (colon == NULL ||
-            win_entry_decode(colon + 1, e->len - (size_t)(colon + 1 - e->str),
-                             &(*entries)[*n]) != 0) {
+        if (e->type != REDIS_REPLY_STRING ||
+            win_entry_decode(e->str, e->len, &(*entries)[*n]) != 0) {
             log_warn(MOD, "skipping a malformed window entry");
             continue;
         }
@@ -213,7 +290,7 @@ static int parse_view(struct sreq *r, const redisReply *rep,
         (*ns)++;
     }
     *newest = (int64_t)rep->element[2]->integer;
-    (void)r;
+    *seq = (int64_t)rep->element[3]->integer;
     return 0;
 }
 
@@ -247,22 +324,21 @@ static void on_observe(void *arg, const redisReply *rep)
     struct state_sup *sups = NULL;
     size_t n = 0, ns = 0;
     int64_t newest = strtoll(r->event_ms, NULL, 10);
+    int64_t seq = 0;
     struct win_entry self;
     if (rep->type == REDIS_REPLY_ERROR ||
-        parse_view(r, rep, &entries, &n, &sups, &ns, &newest) != 0) {
+        parse_view(rep, &entries, &n, &sups, &ns, &newest, &seq) != 0) {
         free(entries);
         free(sups);
         entries = NULL;
         sups = NULL;
         n = ns = 0;
-        if (win_entry_decode(r->value + strcspn(r->value, ":") + 1,
-                             r->value_len - strcspn(r->value, ":") - 1,
-                             &self) == 0) {
+        if (win_entry_decode(r->value, r->value_len, &self) == 0) {
             entries = &self;
             n = 1;
         }
     }
-    struct state_view v = {entries, n, sups, ns, newest};
+    struct state_view v = {entries, n, sups, ns, newest, seq};
     c->head = r->next;
     if (c->head == NULL) {
         c->tail = NULL;
@@ -278,7 +354,11 @@ static void on_observe(void *arg, const redisReply *rep)
 
 static void issue(struct state *s, struct sreq *r, int use_eval)
 {
-    char win[RMODEL_KEY_MAX], sup[RMODEL_KEY_MAX];
+    char win[RMODEL_KEY_MAX], sup[RMODEL_KEY_MAX], grace[24];
+    snprintf(grace, sizeof(grace), "%" PRId64, s->grace_ms);
+    /* "seen" of a first arrival: when it went to Redis (a re-send after a
+     * reconnect is a new first arrival only if the first never ran) */
+    snprintf(r->now, sizeof(r->now), "%" PRId64, clock_wall_ms());
     key_of(win, sizeof(win), s, "win", r->cq->fp);
     key_of(sup, sizeof(sup), s, "sup", r->cq->fp);
     const char *argv[] = {use_eval ? "EVAL" : "EVALSHA",
@@ -290,34 +370,37 @@ static void issue(struct state *s, struct sreq *r, int use_eval)
                           r->value,
                           r->event_ms,
                           r->horizon,
-                          r->ttl};
-    size_t lens[10];
-    for (int i = 0; i < 10; i++) {
+                          r->ttl,
+                          r->now,
+                          grace,
+                          r->sup_horizon};
+    enum { ARGC = sizeof(argv) / sizeof(argv[0]) };
+    size_t lens[ARGC];
+    for (int i = 0; i < ARGC; i++) {
         lens[i] = strlen(argv[i]);
     }
     lens[6] = r->value_len;
     r->cq->busy = 1;
-    if (rconn_command(s->rc, 10, argv, lens, on_observe, r) != 0) {
+    if (rconn_command(s->rc, ARGC, argv, lens, on_observe, r) != 0) {
         log_error(MOD, "out of memory queuing a window update");
     }
 }
 
 int state_observe(struct state *s, const char *fp, const struct win_entry *e,
-                  int64_t horizon_ms, state_cb cb, void *arg)
+                  int64_t horizon_ms, int64_t sup_horizon_ms, state_cb cb,
+                  void *arg)
 {
     struct sreq *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return -1;
     }
-    int off = snprintf(r->value, sizeof(r->value), "%" PRId64 ":",
-                       e->event_time_ms);
-    int len = win_entry_encode(e, r->value + off, sizeof(r->value) - (size_t)off);
+    int len = win_entry_encode(e, r->value, sizeof(r->value));
     struct cardq *c = len < 0 ? NULL : find_card(s, fp, 1);
     if (c == NULL) {
         free(r);
         return -1;
     }
-    r->value_len = (size_t)(off + len);
+    r->value_len = (size_t)len;
     r->s = s;
     r->cq = c;
     r->cb = cb;
@@ -325,9 +408,14 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
     snprintf(r->txn_id, sizeof(r->txn_id), "%s", e->txn_id);
     snprintf(r->event_ms, sizeof(r->event_ms), "%" PRId64, e->event_time_ms);
     snprintf(r->horizon, sizeof(r->horizon), "%" PRId64, horizon_ms);
-    /* Wall-clock TTL as a safety net; pruning is by event time. */
-    snprintf(r->ttl, sizeof(r->ttl), "%" PRId64,
-             horizon_ms > 3600000 ? horizon_ms : 3600000);
+    snprintf(r->sup_horizon, sizeof(r->sup_horizon), "%" PRId64,
+             sup_horizon_ms);
+    /* Wall-clock TTL as a safety net (an idle card's state goes);
+     * pruning is by event time. */
+    int64_t ttl = horizon_ms > 3600000 ? horizon_ms : 3600000;
+    ttl = sup_horizon_ms > ttl ? sup_horizon_ms : ttl;
+    ttl = s->grace_ms > ttl ? s->grace_ms : ttl;
+    snprintf(r->ttl, sizeof(r->ttl), "%" PRId64, ttl);
     if (c->tail != NULL) {
         c->tail->next = r;
     } else {
@@ -353,21 +441,23 @@ static void on_ack(void *arg, const redisReply *rep)
 }
 
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
-                        int64_t event_ms, const char *txn_id,
+                        int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb cb, void *arg)
 {
-    char sup[RMODEL_KEY_MAX], val[128];
+    char sup[RMODEL_KEY_MAX], val[48], field[RULE_ID_MAX + TXN_ID_MAX + 2];
+    int fl = snprintf(field, sizeof(field), "%s|%s", rule_id, txn_id);
     struct ack *a = malloc(sizeof(*a));
-    if (a == NULL || key_of(sup, sizeof(sup), s, "sup", fp) < 0) {
+    if (a == NULL || key_of(sup, sizeof(sup), s, "sup", fp) < 0 || fl < 0 ||
+        (size_t)fl >= sizeof(field) || strchr(rule_id, '|') != NULL) {
         free(a);
         return -1;
     }
     a->s = s;
     a->cb = cb;
     a->arg = arg;
-    snprintf(val, sizeof(val), "%" PRId64 "|%s", event_ms, txn_id);
-    const char *argv[] = {"HSET", sup, rule_id, val};
-    size_t lens[] = {4, strlen(sup), strlen(rule_id), strlen(val)};
+    snprintf(val, sizeof(val), "%" PRId64 "|%" PRId64, event_ms, seq);
+    const char *argv[] = {"HSET", sup, field, val};
+    size_t lens[] = {4, strlen(sup), (size_t)fl, strlen(val)};
     if (rconn_command(s->rc, 4, argv, lens, on_ack, a) != 0) {
         free(a);
         return -1;

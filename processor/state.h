@@ -2,11 +2,27 @@
  *
  * Kept only for exposed cards, keyed by card fingerprint, shared by every
  * processor instance:
- *   <p>:<ns>:win:<kid>:<fp>  hash  txn_id -> window entry (windows.h)
- *   <p>:<ns>:sup:<kid>:<fp>  hash  rule id -> "<event ms>|<txn_id>"
+ *   <p>:<ns>:win:<kid>:<fp>  hash  txn_id ->
+ *                            "<event ms>:<seq>:<newest ms>:<seen ms>:<entry>"
+ *   <p>:<ns>:sup:<kid>:<fp>  hash  "<rule id>|<txn_id>" -> "<event ms>|<seq>"
  * <ns> is "live" for the service (replays use their own namespace).
- * Entries older than the newest event time minus the horizon (longest
- * window + allowed lateness) are pruned; keys expire after the horizon.
+ *
+ * Same event, same answer: seq is the card's arrival order, given the
+ * first time a txn id is observed; a window sees only entries that
+ * arrived before the event (lower seq) and that were not yet below its
+ * floor (the card's newest event time at its first arrival minus the
+ * horizon: longest window + allowed lateness); suppression sees only
+ * records of earlier arrivals. A re-processed event (crash, rebalance,
+ * redelivery) therefore gets the view it got the first time, whatever
+ * arrived after it. Entries below the card's current floor are deleted,
+ * except those an entry first seen within the grace (wall clock) may
+ * still need when it is evaluated again; keys expire after the longest of
+ * horizon, suppression horizon, grace and 1 h without an event.
+ *
+ * Across instances, arrival order is the order of the Lua calls in Redis:
+ * when one card's events are spread over partitions that different
+ * instances own, the first arrival decides (keying the input by card
+ * keeps it the input order).
  *
  * One card's events are serialized: state_observe() calls back for an
  * event only after the previous event of the same card was released with
@@ -41,7 +57,10 @@ struct state_view {
     size_t n_entries;
     const struct state_sup *sups;
     size_t n_sups;
-    int64_t newest_ms; /* newest event time seen on the card */
+    int64_t newest_ms; /* newest event time on the card at this event's
+                          first arrival */
+    int64_t seq;       /* this event's arrival number on the card (for
+                          state_suppressed_by) */
 };
 
 /* status 0 with view, or -1 (view NULL) when the module is destroyed
@@ -54,24 +73,32 @@ typedef void (*state_ack_cb)(void *arg, int err);
 
 /* Creates the module on the connection rc (borrowed; destroy rc before
  * the state). ns: "live" or a replay namespace ([a-z0-9_-]{1,40}).
- * Returns NULL on a bad argument or out of memory. */
+ * grace_ms: how long (wall clock) after its first arrival an event may be
+ * evaluated again and must find its window intact (the service: [rules]
+ * reprocess_grace_ms; a replay, which never re-processes: 0). Returns
+ * NULL on a bad argument or out of memory. */
 struct state *state_new(struct rconn *rc, const char *prefix,
-                        const char *key_id, const char *ns);
+                        const char *key_id, const char *ns, int64_t grace_ms);
 
 /* Frees; pending callbacks get status -1. NULL is a no-op. */
 void state_destroy(struct state *s);
 
-/* Adds entry e (idempotent by txn_id) to card fp's window, prunes it to
- * horizon_ms, and calls cb with the card's state once it is this event's
- * turn. Returns 0, or -1 on allocation failure (cb not called). */
+/* Adds entry e (idempotent by txn_id: the first arrival counts) to card
+ * fp's window, prunes it (horizon_ms: longest window + allowed lateness;
+ * sup_horizon_ms: longest suppression + allowed lateness, 0 when no rule
+ * suppresses), and calls cb with the view of this event (see above) once
+ * it is this event's turn. Returns 0, or -1 on allocation failure (cb not
+ * called). */
 int state_observe(struct state *s, const char *fp, const struct win_entry *e,
-                  int64_t horizon_ms, state_cb cb, void *arg);
+                  int64_t horizon_ms, int64_t sup_horizon_ms, state_cb cb,
+                  void *arg);
 
 /* Records that rule_id raised an alert at event_ms for txn_id on card fp
- * (for suppress). Queued on the connection before any later event of the
- * card. ack fires once. Returns 0, or -1 on allocation failure. */
+ * (for suppress); seq is the event's state_view seq. Queued on the
+ * connection before any later event of the card. ack fires once. Returns
+ * 0, or -1 on allocation failure or a rule id with '|'. */
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
-                        int64_t event_ms, const char *txn_id,
+                        int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb ack, void *arg);
 
 /* Releases card fp: its next queued event may be observed. Call once per

@@ -43,6 +43,7 @@ static const char *const status_names[TXN_STATUS_COUNT] = {
     [TXN_ERR_RESPONSE] = "response",
     [TXN_ERR_EVENT_TIME] = "event_time",
     [TXN_ERR_TOO_LONG] = "too_long",
+    [TXN_ERR_EVENT_TIME_FUTURE] = "event_time_future",
 };
 
 static const char *const channel_names[] = {
@@ -247,6 +248,17 @@ static enum txn_status validate(struct txn *t, unsigned bad)
 enum txn_status txn_validate(struct txn *t)
 {
     return validate(t, 0);
+}
+
+enum txn_status txn_check_time(const struct txn *t, int64_t now_ms,
+                               int64_t max_future_ms)
+{
+    int64_t limit;
+
+    if (__builtin_add_overflow(now_ms, max_future_ms, &limit)) {
+        limit = INT64_MAX;
+    }
+    return t->event_time_ms > limit ? TXN_ERR_EVENT_TIME_FUTURE : TXN_OK;
 }
 
 void txn_forget_pan(struct txn *t)

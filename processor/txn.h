@@ -61,6 +61,8 @@ enum txn_status {
     TXN_ERR_EVENT_TIME,      /* missing or <= 0 */
     TXN_ERR_TOO_LONG,        /* longer than the input's record limit (set
                                 by the source, never by the decoders) */
+    TXN_ERR_EVENT_TIME_FUTURE, /* dated too far ahead of the wall clock
+                                  (txn_check_time, never by the decoders) */
     TXN_STATUS_COUNT
 };
 
@@ -115,6 +117,14 @@ enum txn_status txn_parse_json(const char *buf, size_t len, struct txn *out);
 /* Validates a filled struct (fields set, pan/pan_len set) and fills
  * pan_masked and bin. Returns TXN_OK or the first failing rule. */
 enum txn_status txn_validate(struct txn *t);
+
+/* Checks t's event time against the wall clock now_ms: an event dated
+ * more than max_future_ms ahead is TXN_ERR_EVENT_TIME_FUTURE (a clock or
+ * data error upstream; accepted, it would become the card's newest event
+ * and prune the window state of every other). Pure; returns TXN_OK
+ * otherwise. */
+enum txn_status txn_check_time(const struct txn *t, int64_t now_ms,
+                               int64_t max_future_ms);
 
 /* Encodes t as a protobuf Transaction into a malloc'd buffer (*out, *outlen).
  * Used by the generator and by tests. Returns 0, or -1 on allocation

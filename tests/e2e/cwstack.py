@@ -51,6 +51,8 @@ REASONS = ["undecodable", "txn_id", "pan", "luhn", "expiry", "amount", "currency
 REPLAY_SUFFIX = ".replay"
 # A dead-letter reason only a replay file can give (a line over the limit).
 REASON_TOO_LONG = "too_long"
+# Dated too far ahead of the wall clock ([rules] max_future_skew_ms).
+REASON_FUTURE = "event_time_future"
 
 
 def day_ms(date, end_of_day=False):

@@ -157,6 +157,9 @@ static void test_defaults(void **state)
     assert_string_equal(c->rules_path, "");
     assert_int_equal(c->batch_size, 1000);
     assert_int_equal(c->max_in_flight, 20000);
+    assert_int_equal(c->allowed_lateness_ms, 3600000);
+    assert_int_equal(c->max_future_skew_ms, 300000);
+    assert_int_equal(c->reprocess_grace_ms, 3600000);
     assert_string_equal(c->http_listen, "127.0.0.1:9180");
     assert_int_equal(c->n_issuers, 0);
     assert_non_null(c->routes);
@@ -611,6 +614,15 @@ static void test_check_failures(void **state)
     expect_check_error(fx, "[pipeline] max_in_flight (4999) must be >= "
                            "batch_size (5000)");
     set_ok(fx, "pipeline", "max_in_flight", "5000");
+    check_ok(fx);
+
+    /* an event accepted further ahead than the lateness would prune */
+    set_ok(fx, "rules", "allowed_lateness_ms", "60000");
+    expect_check_error(fx, "[rules] max_future_skew_ms (300000) must not "
+                           "exceed allowed_lateness_ms (60000): an event "
+                           "accepted that far ahead would prune window "
+                           "state the card's other events still need");
+    set_ok(fx, "rules", "max_future_skew_ms", "60000");
     check_ok(fx);
 
     set_ok(fx, "kafka", "dead_letter_topic", "cardwatch.transactions");

@@ -1079,6 +1079,29 @@ static void test_forget_pan(void **state)
     assert_string_equal(t.bin, bin);
 }
 
+static void test_check_time(void **state)
+{
+    struct txn t;
+    const int64_t now = 1733300000000LL;
+    (void)state;
+
+    fill_valid(&t);
+    t.event_time_ms = now + 300000;
+    assert_int_equal(txn_check_time(&t, now, 300000), TXN_OK);
+    t.event_time_ms = now + 300001;
+    assert_int_equal(txn_check_time(&t, now, 300000),
+                     TXN_ERR_EVENT_TIME_FUTURE);
+    t.event_time_ms = 1; /* the past is never refused here */
+    assert_int_equal(txn_check_time(&t, now, 0), TXN_OK);
+    t.event_time_ms = INT64_MAX;
+    assert_int_equal(txn_check_time(&t, now, 300000),
+                     TXN_ERR_EVENT_TIME_FUTURE);
+    /* a bound past INT64_MAX saturates instead of wrapping */
+    assert_int_equal(txn_check_time(&t, INT64_MAX - 10, 300000), TXN_OK);
+    assert_string_equal(txn_status_name(TXN_ERR_EVENT_TIME_FUTURE),
+                        "event_time_future");
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -1125,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_forget_pan),
+        cmocka_unit_test(test_check_time),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
