@@ -2,7 +2,13 @@
  * benchmarks (pure; main.c writes them out).
  *
  * Deterministic for a seed. Cards are Luhn-valid numbers under the
- * configured BIN prefixes. Traffic on exposed cards carries injected
+ * configured BIN prefixes, each made at most once by a generator: card
+ * numbers are a keyed permutation of each prefix's numbers (a card under
+ * a longer configured prefix is made under that one only), so a run has
+ * as many distinct cards as the prefixes hold - 10^(15 - prefix length)
+ * 16-digit ones (10^9 under a 6-digit prefix, 10^7 under an 8-digit one),
+ * 10^(14 - prefix length) under a 34/37 prefix (15 digits) - less the
+ * clean pool. Traffic on exposed cards carries injected
  * misuse: card testing (small amounts in minutes), card-not-present
  * bursts across borders, and high-risk merchant categories.
  */
@@ -36,16 +42,26 @@ struct gen_opts {
     size_t clean_pool;    /* distinct clean cards (0 = 50,000) */
 };
 
-/* Makes a generator. Returns NULL on bad options (no prefixes, a prefix
- * not 6-8 digits) or allocation failure. */
+/* Makes a generator, with its pool of clean cards (taken from the other
+ * end of each prefix's permutation than gen_card's, so that the cards of
+ * `gen cards` and the clean cards of `gen txns` made with the same seed
+ * are never the same). Returns NULL on bad options (no prefixes, a prefix
+ * not 6-8 digits, fewer cards under the prefixes than the pool needs) or
+ * allocation failure. */
 struct gen *gen_new(const struct gen_opts *o);
 
 /* Frees. NULL is a no-op. */
 void gen_destroy(struct gen *g);
 
-/* Makes a synthetic card under a random configured prefix (16 digits,
- * or 15 for a 34/37 prefix) with an expiry 2025-2031. */
-void gen_card(struct gen *g, struct gen_card *out);
+/* Makes a synthetic card, distinct from every other this generator made
+ * (its clean pool included), under a random configured prefix (16
+ * digits, or 15 for a 34/37 prefix) with an expiry 2025-2031. Returns 0,
+ * or -1 when no card is left under the prefixes (see gen_cards_left; out
+ * is then zeroed). */
+int gen_card(struct gen *g, struct gen_card *out);
+
+/* How many more cards gen_card can make. */
+uint64_t gen_cards_left(const struct gen *g);
 
 /* Next transaction in event-time order. *card_key gets a key that names
  * the card without its number ("c<index>" or "x<index>" for exposed

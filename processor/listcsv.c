@@ -13,54 +13,274 @@
 
 #define MOD "list"
 
-/* ---- CSV ---- */
+/* ---- CSV (RFC 4180) ---- */
 
-/* Splits line into at most max fields at commas; strips spaces and one
- * pair of double quotes around each field. Modifies line. */
-static int split_csv(char *line, char **fields, int max)
+#define IN_SIZE 65536
+
+/* A CSV reader: one record at a time into fields, counting lines. */
+struct csv {
+    FILE *f;
+    const char *fname;
+    unsigned char *in; /* read buffer (IN_SIZE) */
+    size_t ipos, ilen;
+    int ieof;
+    int ierr;            /* errno of a read error, 0 = none */
+    unsigned long line;  /* the line the next byte is on (1-based) */
+    char *buf;           /* the record's fields, each NUL-terminated */
+    size_t len, cap;
+    size_t *off;         /* where each field starts in buf */
+    size_t nf, capf;
+    unsigned long row_line; /* the line the record starts on */
+    int first_quoted;       /* field 0 was quoted */
+    int has_nul;            /* a NUL byte in the record */
+    size_t bad_quote;       /* 1 + column of text after a closing quote */
+};
+
+static int fill(struct csv *c)
 {
-    int n = 0;
-    char *p = line;
-    while (n < max) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
+    if (c->ipos < c->ilen) {
+        return 1;
+    }
+    if (c->ieof) {
+        return 0;
+    }
+    c->ipos = 0;
+    errno = 0;
+    c->ilen = fread(c->in, 1, IN_SIZE, c->f);
+    if (c->ilen == 0) {
+        c->ieof = 1;
+        if (ferror(c->f)) {
+            c->ierr = errno != 0 ? errno : EIO;
+            log_error(MOD, "%s:%lu: read error: %s", c->fname, c->line,
+                      strerror(c->ierr));
         }
-        char *start = p;
-        int quoted = *p == '"';
-        if (quoted) {
-            start = ++p;
-            while (*p && *p != '"') {
-                p++;
-            }
-            char *end = p;
-            if (*p == '"') {
-                p++;
-            }
-            *end = '\0';
-            while (*p && *p != ',') {
-                p++;
-            }
-        } else {
-            while (*p && *p != ',') {
-                p++;
-            }
+        return 0;
+    }
+    return 1;
+}
+
+static int nextc(struct csv *c)
+{
+    return fill(c) ? c->in[c->ipos++] : EOF;
+}
+
+static int peekc(struct csv *c)
+{
+    return fill(c) ? c->in[c->ipos] : EOF;
+}
+
+/* After a CR: a following LF belongs to the same line end. */
+static void eat_lf(struct csv *c)
+{
+    if (peekc(c) == '\n') {
+        c->ipos++;
+    }
+}
+
+/* Appends one byte to the record. Returns 0, or -1 (logged) when the
+ * record grows past LIST_ROW_MAX or memory runs out. */
+static int put(struct csv *c, char ch)
+{
+    if (c->len == c->cap) {
+        if (c->cap >= LIST_ROW_MAX) {
+            log_error(MOD, "%s:%lu: row longer than %d bytes (a quoted "
+                      "field that is never closed?)", c->fname, c->row_line,
+                      LIST_ROW_MAX);
+            return -1;
         }
-        char *next = *p ? p + 1 : NULL;
-        if (*p == ',') {
-            *p = '\0';
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        if (ncap > LIST_ROW_MAX) {
+            ncap = LIST_ROW_MAX;
         }
-        /* trim the tail */
-        size_t len = strlen(start);
-        while (len > 0 && isspace((unsigned char)start[len - 1])) {
-            start[--len] = '\0';
+        char *nb = malloc(ncap);
+        if (nb == NULL) {
+            log_error(MOD, "%s: out of memory", c->fname);
+            return -1;
         }
-        fields[n++] = start;
-        if (next == NULL) {
+        if (c->len > 0) {
+            memcpy(nb, c->buf, c->len);
+            memset(c->buf, 0, c->len); /* it may hold a PAN */
+        }
+        free(c->buf);
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    c->buf[c->len++] = ch;
+    return 0;
+}
+
+static int new_field(struct csv *c)
+{
+    if (c->nf == c->capf) {
+        size_t ncap = c->capf ? c->capf * 2 : 16;
+        size_t *no = realloc(c->off, ncap * sizeof(*no));
+        if (no == NULL) {
+            log_error(MOD, "%s: out of memory", c->fname);
+            return -1;
+        }
+        c->off = no;
+        c->capf = ncap;
+    }
+    c->off[c->nf++] = c->len;
+    return 0;
+}
+
+static const char *fieldv(const struct csv *c, size_t i)
+{
+    return c->buf + c->off[i];
+}
+
+/* Wipes the record (it may hold a PAN). */
+static void wipe(struct csv *c)
+{
+    if (c->buf != NULL) {
+        memset(c->buf, 0, c->len);
+    }
+    c->len = 0;
+    c->nf = 0;
+}
+
+/* Skips a line (a comment) up to and including its end. */
+static void skip_line(struct csv *c)
+{
+    for (;;) {
+        int ch = nextc(c);
+        if (ch == EOF) {
+            return;
+        }
+        if (ch == '\n' || ch == '\r') {
+            if (ch == '\r') {
+                eat_lf(c);
+            }
+            c->line++;
+            return;
+        }
+    }
+}
+
+/* Reads one record: fields separated by commas, ended by CRLF, LF, a bare
+ * CR or the end of the file. A field that starts with a double quote
+ * (spaces before it allowed) runs to the next lone quote and may hold
+ * commas, line breaks and doubled quotes (one quote each); text between
+ * its closing quote and the next comma marks the record (bad_quote).
+ * Unquoted fields are taken as they are (a quote inside is a character),
+ * with spaces and tabs around them trimmed. Lines that start with '#' are
+ * comments and skipped. Returns 1 with a record, 0 at the end of the file,
+ * -1 after logging an error (a quoted field never closed, a record over
+ * LIST_ROW_MAX bytes, a read error, no memory). */
+static int csv_record(struct csv *c)
+{
+    int ch;
+    wipe(c);
+    c->has_nul = 0;
+    c->bad_quote = 0;
+    c->first_quoted = 0;
+    for (;;) {
+        ch = nextc(c);
+        if (ch != '#') {
             break;
         }
-        p = next;
+        skip_line(c);
     }
-    return n;
+    if (ch == EOF) {
+        return c->ierr != 0 ? -1 : 0;
+    }
+    c->row_line = c->line;
+    for (;;) {
+        /* one field; ch is its first byte */
+        if (new_field(c) != 0) {
+            return -1;
+        }
+        while (ch == ' ' || ch == '\t') {
+            ch = nextc(c);
+        }
+        if (ch == '"') {
+            if (c->nf == 1) {
+                c->first_quoted = 1;
+            }
+            for (;;) {
+                ch = nextc(c);
+                if (ch == EOF) {
+                    if (c->ierr != 0) {
+                        return -1;
+                    }
+                    log_error(MOD, "%s:%lu: a quoted field is never closed "
+                              "(the rest of the file would be one field); "
+                              "nothing after this line was read", c->fname,
+                              c->row_line);
+                    return -1;
+                }
+                if (ch == '"') {
+                    if (peekc(c) != '"') {
+                        break;
+                    }
+                    c->ipos++;
+                } else if (ch == '\r' || ch == '\n') {
+                    c->line++;
+                    if (ch == '\r' && peekc(c) == '\n') {
+                        if (put(c, '\r') != 0) {
+                            return -1;
+                        }
+                        ch = nextc(c);
+                    }
+                } else if (ch == '\0') {
+                    c->has_nul = 1;
+                    continue;
+                }
+                if (put(c, (char)ch) != 0) {
+                    return -1;
+                }
+            }
+            ch = nextc(c);
+            while (ch == ' ' || ch == '\t') {
+                ch = nextc(c);
+            }
+            if (ch != ',' && ch != '\r' && ch != '\n' && ch != EOF) {
+                if (c->bad_quote == 0) {
+                    c->bad_quote = c->nf;
+                }
+                while (ch != ',' && ch != '\r' && ch != '\n' && ch != EOF) {
+                    ch = nextc(c);
+                }
+            }
+        } else {
+            size_t start = c->len;
+            while (ch != ',' && ch != '\r' && ch != '\n' && ch != EOF) {
+                if (ch == '\0') {
+                    c->has_nul = 1;
+                } else if (put(c, (char)ch) != 0) {
+                    return -1;
+                }
+                ch = nextc(c);
+            }
+            while (c->len > start &&
+                   (c->buf[c->len - 1] == ' ' || c->buf[c->len - 1] == '\t')) {
+                c->len--;
+            }
+        }
+        if (put(c, '\0') != 0) {
+            return -1;
+        }
+        if (ch == ',') {
+            ch = nextc(c);
+            continue;
+        }
+        if (ch == '\r') {
+            eat_lf(c);
+        }
+        if (ch != EOF) {
+            c->line++;
+        } else if (c->ierr != 0) {
+            return -1;
+        }
+        return 1;
+    }
+}
+
+/* A record that is one empty unquoted field: a blank line. */
+static int blank(const struct csv *c)
+{
+    return c->nf == 1 && !c->first_quoted && fieldv(c, 0)[0] == '\0';
 }
 
 /* Keeps the digits of a PAN field, dropping spaces and dashes. Returns the
@@ -96,101 +316,205 @@ static int expiry_ok(const char *e)
     return mm >= 1 && mm <= 12;
 }
 
+/* Header names are printed in errors; one that looks like card data (the
+ * file has no header and starts with a card) is named by its column. */
+static void name_for_log(const char *name, size_t col, char *out,
+                         size_t outlen)
+{
+    size_t digits = 0;
+    for (const char *p = name; *p; p++) {
+        digits += isdigit((unsigned char)*p) != 0;
+    }
+    if (digits >= 6) {
+        snprintf(out, outlen, "column %zu", col + 1);
+    } else {
+        snprintf(out, outlen, "column '%.64s'", name);
+    }
+}
+
+/* Trims spaces and tabs around a header name in place. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+/* Reads the header: finds 'pan' and 'expiry', refuses a name given twice.
+ * Returns 0, or -1 after logging why. */
+static int read_header(struct csv *c, int warn_no_expiry, size_t *ncols,
+                       size_t *col_pan, size_t *col_exp)
+{
+    int r;
+    do {
+        r = csv_record(c);
+    } while (r == 1 && blank(c));
+    if (r < 0) {
+        return -1;
+    }
+    if (r == 0) {
+        log_error(MOD, "%s:1: empty file (no header); expected a header "
+                  "with column 'pan'", c->fname);
+        return -1;
+    }
+    *ncols = c->nf;
+    *col_pan = *col_exp = SIZE_MAX;
+    for (size_t i = 0; i < c->nf; i++) {
+        char *name = trim(c->buf + c->off[i]);
+        c->off[i] = (size_t)(name - c->buf);
+        if (name[0] == '\0') {
+            continue;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcasecmp(fieldv(c, k), name) == 0) {
+                char what[80];
+                name_for_log(name, i, what, sizeof(what));
+                log_error(MOD, "%s:%lu: %s is named twice (columns %zu and "
+                          "%zu); which one holds the data is unclear: rename "
+                          "or remove one", c->fname, c->row_line, what, k + 1,
+                          i + 1);
+                return -1;
+            }
+        }
+        if (strcasecmp(name, "pan") == 0) {
+            *col_pan = i;
+        } else if (strcasecmp(name, "expiry") == 0) {
+            *col_exp = i;
+        } else if (strcasecmp(name, "cvv") == 0 ||
+                   strcasecmp(name, "cvv2") == 0) {
+            log_warn(MOD, "%s:%lu: column '%s' is ignored: cardwatch never "
+                     "stores a CVV", c->fname, c->row_line, name);
+        }
+    }
+    if (*col_pan == SIZE_MAX) {
+        log_error(MOD, "%s:%lu: the header has no column 'pan'", c->fname,
+                  c->row_line);
+        return -1;
+    }
+    if (*col_exp == SIZE_MAX && warn_no_expiry) {
+        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
+                 "expiry; expiry matches will be unknown", c->fname);
+    }
+    return 0;
+}
+
+/* Why a record cannot be a row, or NULL. why gets the text. */
+static const char *row_fault(const struct csv *c, size_t ncols, char *why,
+                             size_t whylen)
+{
+    if (c->has_nul) {
+        return "NUL byte in the row";
+    }
+    if (c->bad_quote != 0) {
+        snprintf(why, whylen, "text after a closing quote in column %zu",
+                 c->bad_quote);
+        return why;
+    }
+    for (size_t i = ncols; i < c->nf; i++) {
+        if (fieldv(c, i)[0] != '\0') {
+            snprintf(why, whylen, "%zu fields, the header has %zu (a comma "
+                     "in an unquoted field?)", c->nf, ncols);
+            return why;
+        }
+    }
+    return NULL;
+}
+
 int list_read(const char *path, int warn_no_expiry, list_row_fn fn,
               void *arg, struct list_stats *st)
 {
     int rc = -1;
-    char *line = NULL;
-    size_t cap = 0;
-    char *fields[64];
     memset(st, 0, sizeof(*st));
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    const char *fname = strcmp(path, "-") == 0 ? "<stdin>" : path;
-    if (f == NULL) {
+    int is_stdin = strcmp(path, "-") == 0;
+    struct csv c = {.fname = is_stdin ? "<stdin>" : path, .line = 1};
+    c.f = is_stdin ? stdin : fopen(path, "r");
+    if (c.f == NULL) {
         log_error(MOD, "%s: %s", path, strerror(errno));
         return -1;
     }
-    if (getline(&line, &cap, f) < 0) {
-        log_error(MOD, "%s:1: empty file; expected a header with column "
-                  "'pan'", fname);
+    c.in = malloc(IN_SIZE);
+    if (c.in == NULL) {
+        log_error(MOD, "%s: out of memory", c.fname);
         goto out;
     }
-    line[strcspn(line, "\r\n")] = '\0';
-    int nf = split_csv(line, fields, 64);
-    int col_pan = -1, col_exp = -1;
-    for (int i = 0; i < nf; i++) {
-        if (strcasecmp(fields[i], "pan") == 0) {
-            col_pan = i;
-        } else if (strcasecmp(fields[i], "expiry") == 0) {
-            col_exp = i;
-        } else if (strcasecmp(fields[i], "cvv") == 0 ||
-                   strcasecmp(fields[i], "cvv2") == 0) {
-            log_warn(MOD, "%s:1: column '%s' is ignored: cardwatch never "
-                     "stores a CVV", fname, fields[i]);
-        }
+    /* A UTF-8 byte order mark (spreadsheet exports) is not data. */
+    if (fill(&c) && c.ilen >= 3 && memcmp(c.in, "\xEF\xBB\xBF", 3) == 0) {
+        c.ipos = 3;
     }
-    if (col_pan < 0) {
-        log_error(MOD, "%s:1: the header has no column 'pan'", fname);
+    size_t ncols, col_pan, col_exp;
+    if (read_header(&c, warn_no_expiry, &ncols, &col_pan, &col_exp) != 0) {
         goto out;
     }
-    if (col_exp < 0 && warn_no_expiry) {
-        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
-                 "expiry; expiry matches will be unknown", fname);
-    }
-    unsigned long lineno = 1;
-    while (getline(&line, &cap, f) >= 0) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = '\0';
-        if (line[0] == '\0' || line[0] == '#') {
+    int r;
+    while ((r = csv_record(&c)) == 1) {
+        if (blank(&c)) {
             continue;
         }
         st->rows++;
-        nf = split_csv(line, fields, 64);
-        char pan[CARD_PAN_MAX + 2];
-        int n = col_pan < nf ? pan_digits(fields[col_pan], pan, sizeof(pan))
-                             : -1;
-        if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
-            log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits", fname,
-                     lineno, CARD_PAN_MIN, CARD_PAN_MAX);
+        char why[128];
+        const char *fault = row_fault(&c, ncols, why, sizeof(why));
+        if (fault != NULL) {
+            log_warn(MOD, "%s:%lu: rejected: %s", c.fname, c.row_line, fault);
             st->rejected++;
+            continue;
+        }
+        char pan[CARD_PAN_MAX + 2];
+        int n = col_pan < c.nf ? pan_digits(fieldv(&c, col_pan), pan,
+                                            sizeof(pan))
+                               : -1;
+        if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
+            log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits",
+                     c.fname, c.row_line, CARD_PAN_MIN, CARD_PAN_MAX);
+            st->rejected++;
+            memset(pan, 0, sizeof(pan));
             continue;
         }
         char masked[CARD_MASK_SIZE];
         card_mask(pan, (size_t)n, masked);
         if (!card_luhn_ok(pan, (size_t)n)) {
             log_warn(MOD, "%s:%lu: rejected: PAN %s fails the Luhn check",
-                     fname, lineno, masked);
+                     c.fname, c.row_line, masked);
             st->rejected++;
             memset(pan, 0, sizeof(pan));
             continue;
         }
         const char *exp = "";
-        if (col_exp >= 0 && col_exp < nf && fields[col_exp][0] != '\0') {
-            if (expiry_ok(fields[col_exp])) {
-                exp = fields[col_exp];
+        if (col_exp < c.nf && fieldv(&c, col_exp)[0] != '\0') {
+            if (expiry_ok(fieldv(&c, col_exp))) {
+                exp = fieldv(&c, col_exp);
             } else {
                 log_warn(MOD, "%s:%lu: expiry of %s is not YYMM; card "
-                         "loaded without expiry", fname, lineno, masked);
+                         "loaded without expiry", c.fname, c.row_line,
+                         masked);
                 st->no_expiry++;
             }
         }
-        struct list_row row = {pan, (size_t)n, exp, lineno};
+        struct list_row row = {pan, (size_t)n, exp, c.row_line};
         int stop = fn(arg, &row);
         memset(pan, 0, sizeof(pan));
-        /* The line buffer held the PAN too. */
-        memset(line, 0, cap);
         if (stop) {
             goto out;
         }
     }
+    if (r < 0) {
+        goto out; /* logged */
+    }
     rc = 0;
 out:
-    if (line != NULL) {
-        memset(line, 0, cap);
+    wipe(&c);
+    free(c.buf);
+    free(c.off);
+    if (c.in != NULL) {
+        memset(c.in, 0, IN_SIZE); /* the file's bytes: PANs */
     }
-    free(line);
-    if (f != stdin) {
-        fclose(f);
+    free(c.in);
+    if (!is_stdin) {
+        fclose(c.f);
     }
     return rc;
 }

@@ -23,6 +23,7 @@
 
 #define MOD "load"
 #define CHUNK 1000
+#define PATH_MAX_SHOWN 512 /* of the list's path in messages */
 
 /* The signal that interrupted a load or unload (0 = none). */
 static volatile sig_atomic_t g_signal;
@@ -506,6 +507,8 @@ int loader_load(const struct config *c, const struct load_opts *o)
     };
     lc.last = lc.t0;
     struct list_stats ls;
+    const char *list_name = strcmp(o->list_path, "-") == 0 ? "<stdin>"
+                                                             : o->list_path;
     int read_rc = list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0,
                             load_row, &lc, &ls);
     if (read_rc == 0 && g_signal != 0) {
@@ -516,6 +519,11 @@ int loader_load(const struct config *c, const struct load_opts *o)
         flush_chunk(rc, &lc.st) != 0) {
         read_rc = -1;
     }
+    /* How far it got, for the messages of a load that stops. */
+    char counts[PATH_MAX_SHOWN + 128];
+    snprintf(counts, sizeof(counts), "%" PRIu64 " rows read from %.*s (%" PRIu64
+             " cards loaded, %" PRIu64 " rejected)", ls.rows, PATH_MAX_SHOWN,
+             list_name, lc.st.loaded, ls.rejected);
     if (read_rc != 0) {
         if (o->progress) {
             fprintf(stderr, "\r\033[K");
@@ -526,16 +534,15 @@ int loader_load(const struct config *c, const struct load_opts *o)
                    : "none of it is visible to lookups (staged, not "
                      "committed); `cardwatch breaches` lists it as loading";
         if (lc.interrupted) {
-            log_error(MOD, "load of breach %s interrupted by %s after %" PRIu64
-                      " cards: %s; run the same load again to finish it",
+            log_error(MOD, "load of breach %s interrupted by %s after %s: "
+                      "%s; run the same load again to finish it",
                       o->breach_id, g_signal == SIGINT ? "SIGINT" : "SIGTERM",
-                      lc.st.loaded, state);
+                      counts, state);
             rc_exit = 128 + (int)g_signal;
         } else {
-            log_error(MOD, "load of breach %s stopped after %" PRIu64
-                      " cards: %s; fix the cause and run the load again (or "
-                      "`cardwatch unload %s`)", o->breach_id, lc.st.loaded,
-                      state, o->breach_id);
+            log_error(MOD, "load of breach %s stopped after %s: %s; fix the "
+                      "cause and run the load again (or `cardwatch unload "
+                      "%s`)", o->breach_id, counts, state, o->breach_id);
         }
         goto out;
     }
@@ -543,7 +550,8 @@ int loader_load(const struct config *c, const struct load_opts *o)
     r = cmd(rc, "commit", "EVAL %s 4 %s %s %s %s %s %s %s", RMODEL_LUA_COMMIT,
             bkey, ckey, lkey, xkey, o->breach_id, gen, s_now);
     if (r == NULL) {
-        log_error(MOD, "breach %s was not committed: %s", o->breach_id,
+        log_error(MOD, "breach %s was not committed after %s: %s",
+                  o->breach_id, counts,
                   reload ? "it stays as committed before"
                          : "it stays invisible; run the load again");
         goto out;
@@ -560,11 +568,20 @@ int loader_load(const struct config *c, const struct load_opts *o)
     long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     reply_free(r);
     double secs = (double)(clock_mono_ns() - t0) / 1e9;
-    printf("breach %s: %" PRIu64 " rows, %" PRIu64 " cards loaded (%" PRIu64
-           " new), %" PRIu64 " rejected, %lld cards in the breach; %.2f s "
-           "(%.0f cards/s)\n",
-           o->breach_id, st.rows, st.loaded, st.added, st.rejected, total,
-           secs, secs > 0 ? (double)st.loaded / secs : 0.0);
+    /* Every count, always (0 included): rows read = loaded + rejected. */
+    printf("breach %s: %" PRIu64 " rows read from %.*s: %" PRIu64 " cards "
+           "loaded (%" PRIu64 " new), %" PRIu64 " rejected, %" PRIu64
+           " loaded without expiry (not YYMM); %lld cards in the breach; "
+           "%.2f s (%.0f cards/s)\n",
+           o->breach_id, st.rows, PATH_MAX_SHOWN, list_name, st.loaded,
+           st.added, st.rejected, ls.no_expiry, total, secs,
+           secs > 0 ? (double)st.loaded / secs : 0.0);
+    if (st.loaded == 0) {
+        log_warn(MOD, "no card of %.*s was loaded (%s); breach %s holds "
+                 "%lld cards", PATH_MAX_SHOWN, list_name,
+                 st.rows == 0 ? "no data rows" : "every row was rejected",
+                 o->breach_id, total);
+    }
     rc_exit = 0;
 out:
     lclose(rc);

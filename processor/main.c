@@ -27,6 +27,7 @@
 #include "harden.h"
 #include "kafka_check.h"
 #include "kconf.h"
+#include "listcsv.h"
 #include "loader.h"
 #include "log.h"
 #include "redis_cfg.h"
@@ -464,12 +465,15 @@ static int cmd_load(int argc, char **argv)
         "                      --elements pan,expiry,cvv2,name,address "
         "[--description TEXT] LIST.csv\n"
         "\n"
-        "Imports a breach list into Redis. LIST.csv has a header with a "
-        "column 'pan' and\noptionally 'expiry' (YYMM); '-' reads stdin. "
-        "Only keyed fingerprints (HMAC-SHA256\nunder [card] key_file) and "
-        "expiry tags are stored; never a PAN, expiry or CVV.\nRows with an "
-        "invalid PAN are reported by line with the PAN masked; the rest\n"
-        "load. Loading the same list again changes nothing.\n"
+        "Imports a breach list into Redis. LIST.csv (RFC 4180: CRLF, LF "
+        "or CR row ends,\nquoted fields, an optional UTF-8 BOM) has a "
+        "header naming a column 'pan' and\noptionally 'expiry' (YYMM), "
+        "each once; '-' reads stdin. Only keyed fingerprints\n(HMAC-SHA256 "
+        "under [card] key_file) and expiry tags are stored; never a PAN,\n"
+        "expiry or CVV. Rows with an invalid PAN are reported by the line "
+        "where they\nstart, with the PAN masked; the rest load. The summary "
+        "gives the rows read, the\ncards loaded and the rows rejected. "
+        "Loading the same list again changes nothing.\n"
         "\n"
         "elements: pan, expiry, cvv2, name, address, phone, email\n");
     struct common co = {0};
@@ -714,61 +718,50 @@ static int cmd_unload(int argc, char **argv)
 
 /* ---- gen ---- */
 
-/* Reads the PAN column (and expiry) of a breach list into cards. */
+struct card_list {
+    struct gen_card *cards;
+    size_t n, cap;
+};
+
+static int add_card(void *arg, const struct list_row *row)
+{
+    struct card_list *l = arg;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 1024;
+        struct gen_card *nc = realloc(l->cards, ncap * sizeof(*nc));
+        if (nc == NULL) {
+            fprintf(stderr, "cardwatch gen: out of memory\n");
+            return -1;
+        }
+        l->cards = nc;
+        l->cap = ncap;
+    }
+    struct gen_card *gc = &l->cards[l->n];
+    memset(gc, 0, sizeof(*gc));
+    memcpy(gc->pan, row->pan, row->len);
+    snprintf(gc->expiry, sizeof(gc->expiry), "%s",
+             row->expiry[0] != '\0' ? row->expiry : "2812");
+    gc->index = (uint32_t)l->n;
+    gc->exposed = 1;
+    l->n++;
+    return 0;
+}
+
+/* Reads the cards (and expiry) of a breach list as `cardwatch load` does
+ * (listcsv.h; rejected rows are reported and skipped). */
 static int read_cards(const char *path, struct gen_card **out, size_t *n)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "cardwatch gen: %s: %s\n", path, strerror(errno));
+    struct card_list l = {0};
+    struct list_stats st;
+    if (list_read(path, 0, add_card, &l, &st) != 0) {
+        if (l.cards != NULL) {
+            memset(l.cards, 0, l.n * sizeof(*l.cards));
+        }
+        free(l.cards);
         return -1;
     }
-    char line[256];
-    size_t cap = 0, cnt = 0;
-    struct gen_card *cards = NULL;
-    unsigned long lineno = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        lineno++;
-        if (lineno == 1) {
-            continue; /* header pan,expiry */
-        }
-        char *comma = strchr(line, ',');
-        char *pan = line;
-        char *exp = comma ? comma + 1 : NULL;
-        if (comma) {
-            *comma = '\0';
-        }
-        pan[strcspn(pan, "\r\n")] = '\0';
-        size_t len = strlen(pan);
-        if (!card_luhn_ok(pan, len)) {
-            continue;
-        }
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 1024;
-            struct gen_card *nc = realloc(cards, cap * sizeof(*nc));
-            if (nc == NULL) {
-                free(cards);
-                fclose(f);
-                return -1;
-            }
-            cards = nc;
-        }
-        struct gen_card *gc = &cards[cnt];
-        memset(gc, 0, sizeof(*gc));
-        memcpy(gc->pan, pan, len);
-        if (exp != NULL) {
-            exp[strcspn(exp, "\r\n,")] = '\0';
-            snprintf(gc->expiry, sizeof(gc->expiry), "%.4s", exp);
-        }
-        if (strlen(gc->expiry) != 4) {
-            snprintf(gc->expiry, sizeof(gc->expiry), "2812");
-        }
-        gc->index = (uint32_t)cnt;
-        gc->exposed = 1;
-        cnt++;
-    }
-    fclose(f);
-    *out = cards;
-    *n = cnt;
+    *out = l.cards;
+    *n = l.n;
     return 0;
 }
 
@@ -813,7 +806,12 @@ static int cmd_gen(int argc, char **argv)
         "json|protobuf] | --topic T)\n"
         "\n"
         "Synthetic data only: cards are Luhn-valid numbers under the "
-        "configured issuers'\nBIN prefixes. 'txns' puts --exposed-share "
+        "configured issuers'\nBIN prefixes. 'cards' makes distinct cards, "
+        "at most as many as the prefixes\nhold (10^9 16-digit cards under "
+        "a 6-digit prefix, 10^7 under an 8-digit one,\n10x fewer for a "
+        "34/37 prefix: 15 digits); the same --seed makes the same\n"
+        "cards, and the clean cards of 'txns' are never those of 'cards' "
+        "with its seed.\n'txns' puts --exposed-share "
         "(default 0.01) of the traffic on the\nexposed cards, with injected "
         "misuse (card testing, card-not-present bursts,\nhigh-risk merchant "
         "categories). --format protobuf writes length-delimited\n"
@@ -923,10 +921,20 @@ static int cmd_gen(int argc, char **argv)
         }
     }
     if (cards_mode) {
+        /* Distinct cards only: no more than the prefixes hold. */
+        uint64_t room = gen_cards_left(g);
+        if ((uint64_t)count > room) {
+            fprintf(stderr, "cardwatch gen: --count %lld is more than the "
+                            "%" PRIu64 " distinct cards under the "
+                            "configured BIN prefixes\n", count, room);
+            goto out;
+        }
         fprintf(out, "pan,expiry\n");
         for (long long i = 0; i < count; i++) {
             struct gen_card gc;
-            gen_card(g, &gc);
+            if (gen_card(g, &gc) != 0) {
+                goto out; /* cannot happen: counted above */
+            }
             fprintf(out, "%s,%s\n", gc.pan, gc.expiry);
         }
         rc = 0;

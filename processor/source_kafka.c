@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "kafka_loop.h"
+#include "kafka_wmark.h"
 #include "kconf.h"
 #include "log.h"
 
@@ -31,6 +32,7 @@ struct source_kafka {
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     struct kafka_loop_watch *watch; /* q signals the loop; NULL once closed */
+    struct kafka_wmark *wmark; /* watermarks while paused; NULL once closed */
     struct event *tick;
     struct event *flush_ev;
     struct event *kick_ev;
@@ -118,6 +120,25 @@ static rd_kafka_topic_partition_list_t *assigned_list(struct source_kafka *s)
     return l;
 }
 
+/* While intake is paused, the assigned partitions' watermarks are asked
+ * from the brokers (kafka_wmark.h): the lag keeps counting what arrives. */
+static void watch_watermarks(struct source_kafka *s)
+{
+    if (s->wmark == NULL) {
+        return;
+    }
+    size_t n = s->paused ? s->n_parts : 0;
+    int32_t *ids = n > 0 ? malloc(n * sizeof(*ids)) : NULL;
+    if (n > 0 && ids == NULL) {
+        return; /* the lag stays as librdkafka last saw it */
+    }
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = s->parts[i].partition;
+    }
+    kafka_wmark_watch(s->wmark, ids, n);
+    free(ids);
+}
+
 void source_kafka_set_paused(void *ctx, int paused)
 {
     struct source_kafka *s = ctx;
@@ -143,6 +164,7 @@ void source_kafka_set_paused(void *ctx, int paused)
     if (s->o.metrics != NULL) {
         metrics_gauge(s->o.metrics, METRICS_G_PAUSED, paused);
     }
+    watch_watermarks(s);
     if (!paused) {
         source_kafka_kick(s);
     }
@@ -227,6 +249,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         remove_parts(s, parts);
         rd_kafka_assign(rk, NULL);
     }
+    watch_watermarks(s);
     if (s->o.metrics != NULL) {
         metrics_gauge(s->o.metrics, METRICS_G_ASSIGNED_PARTITIONS,
                       (double)s->n_parts);
@@ -411,6 +434,10 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         goto err;
     }
     rd_kafka_poll_set_consumer(s->rk);
+    s->wmark = kafka_wmark_new(s->rk, s->topic, errbuf, errlen);
+    if (s->wmark == NULL) {
+        goto err;
+    }
     s->q = rd_kafka_queue_get_consumer(s->rk);
     s->watch = kafka_loop_watch(base, s->q, on_queue, s, kerr, sizeof(kerr));
     if (s->watch == NULL) {
@@ -480,6 +507,14 @@ int64_t source_kafka_lag(struct source_kafka *s)
                 hi < 0) {
                 continue;
             }
+            /* paused: librdkafka's cached watermark is frozen */
+            int64_t asked = s->wmark != NULL
+                                ? kafka_wmark_high(s->wmark,
+                                                   l->elems[i].partition)
+                                : -1;
+            if (asked > hi) {
+                hi = asked;
+            }
             int64_t pos = l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
             if (pos >= 0 && hi > pos) {
                 lag += hi - pos;
@@ -496,6 +531,8 @@ int source_kafka_close(struct source_kafka *s)
         return 0;
     }
     s->stopped = 1;
+    kafka_wmark_destroy(s->wmark); /* its queries use the consumer */
+    s->wmark = NULL;
     flush_stores(s);
     rd_kafka_resp_err_t cerr = rd_kafka_commit(s->rk, NULL, 0);
     if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -526,6 +563,8 @@ void source_kafka_destroy(struct source_kafka *s)
         source_kafka_close(s);
     }
     kafka_loop_unwatch(s->watch); /* before its queue goes */
+    kafka_wmark_destroy(s->wmark); /* before the consumer goes */
+    s->wmark = NULL;
     struct event *evs[] = {s->tick, s->flush_ev, s->kick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {

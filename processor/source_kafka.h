@@ -63,7 +63,9 @@ void source_kafka_stop(struct source_kafka *s);
 int source_kafka_at_end(const struct source_kafka *s);
 
 /* Assigned partitions, and the summed lag (high watermark minus position)
- * from librdkafka's cached watermarks (no network call). */
+ * from librdkafka's cached watermarks or, while intake is paused (no
+ * fetch refreshes that cache), the newer ones a worker thread asks the
+ * brokers for every second (kafka_wmark.h). No network call here. */
 int source_kafka_assigned(const struct source_kafka *s);
 int64_t source_kafka_lag(struct source_kafka *s);
 

@@ -50,7 +50,8 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
             "--window-end", "2024-03-31", "--elements", "pan,expiry,cvv2", csv]
     first = s.cardwatch(*args)
     out1 = first.stdout.decode() + first.stderr.decode()
-    assert "6 cards loaded (5 new), 2 rejected, 5 cards in the breach" in out1, out1
+    assert (f"8 rows read from {csv}: 6 cards loaded (5 new), 2 rejected, 1 loaded "
+            "without expiry (not YYMM); 5 cards in the breach") in out1, out1
     assert "list.csv:7: rejected: PAN " + cw.mask(bad_luhn) + " fails the Luhn check" in out1
     assert "list.csv:8: rejected: PAN is not 13-19 digits" in out1, out1
     assert "list.csv:9: expiry of " + cw.mask(only1[0]) in out1, out1
@@ -91,3 +92,87 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
     for text in (out1, out2, listing, out):
         assert not [m for m in h.luhn_scan(text.encode()) if m.decode() in
                     [shared, bad_luhn] + only1 + only2], text
+
+
+def _cards_in_redis(s, breach, pans):
+    """How many of pans have a card key in Redis, and the breach's card
+    count (SCARD of its card set and the count `breaches --json` shows)."""
+    keys = _keys(s, "cw:card:*")
+    have = sum(1 for p in pans
+               if any(k.endswith(cw.fingerprint(p).split(":")[1]) for k in keys))
+    scard = s.redis.client().call("SCARD", f"cw:breach:{breach}:cards")
+    listing = s.cardwatch("breaches", "--json").stdout.decode()
+    rows = {r["breach_id"]: r for r in map(__import__("json").loads, listing.splitlines())}
+    return have, scard, rows.get(breach, {}).get("cards")
+
+
+def test_load_reads_every_row_of_any_csv():
+    """RFC 4180 CSV: a bare CR ends a row (before: it joined two rows and
+    one card was lost with exit 0), a CR-only file, a UTF-8 BOM, quoted
+    fields with doubled quotes and line breaks; a column named twice is
+    refused; the summary always gives rows read, loaded and rejected, for
+    an empty list too."""
+    s = cw.Stack(cw.three_issuers(), partitions=1)
+    mk = CardMaker(1104)
+
+    def load(breach, name, data, check=True):
+        path = s.dir / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        res = s.cardwatch("load", "--breach", breach, "--window-start", "2024-01-01",
+                          "--window-end", "2024-03-31", "--elements", "pan,expiry", path,
+                          check=check)
+        return path, res.returncode, res.stdout.decode() + res.stderr.decode()
+
+    def summary(path, rows, loaded, new, rejected, no_exp, in_breach):
+        return (f"{rows} rows read from {path}: {loaded} cards loaded ({new} new), "
+                f"{rejected} rejected, {no_exp} loaded without expiry (not YYMM); "
+                f"{in_breach} cards in the breach")
+
+    # The red team's file: LF ends the header, a bare CR the first row.
+    red = ["4000010000000001", "4000010000000019"]
+    path, rc, out = load("cr1", "cr1.csv", f"pan,expiry\n{red[0]},2612\r{red[1]},2612\n")
+    assert rc == 0, out
+    assert summary(path, 2, 2, 2, 0, 0, 2) in out, out
+    assert _cards_in_redis(s, "cr1", red) == (2, 2, 2)
+
+    # Old Mac line ends throughout (before: 0 cards, exit 0).
+    cr = mk.cards("400001", 3)
+    path, rc, out = load("cr2", "cr2.csv", "pan,expiry\r" + "".join(f"{p},2701\r" for p in cr))
+    assert rc == 0, out
+    assert summary(path, 3, 3, 3, 0, 0, 3) in out, out
+    assert _cards_in_redis(s, "cr2", cr) == (3, 3, 3)
+
+    # A spreadsheet export: BOM, CRLF, quoted fields before the PAN with
+    # commas, doubled quotes and a line break (before: the BOM failed the
+    # file and the quotes shifted the columns).
+    xl = mk.cards("510000", 3)
+    body = ("\ufeffname,\"pan\",expiry\r\n"
+            f"\"Smith, \"\"JJ\"\", Jr\",\"{xl[0]}\",2612\r\n"
+            f"\"1 Main St\r\nSpringfield\",{xl[1]},2701\r\n"
+            f"plain,{xl[2]},2702\r\n"
+            f"\"x\ny\",{cw.luhn_break(xl[0])},2612\r\n")   # lines 6-7: Luhn
+    path, rc, out = load("xl", "xl.csv", body)
+    assert rc == 0, out
+    assert summary(path, 4, 3, 3, 1, 0, 3) in out, out
+    assert f"xl.csv:6: rejected: PAN {cw.mask(cw.luhn_break(xl[0]))} fails the Luhn check" in out, out
+    assert _cards_in_redis(s, "xl", xl) == (3, 3, 3)
+
+    # A column named twice: refused before any card is read, file:line.
+    dup = mk.cards("400002", 2)
+    path, rc, out = load("dup", "dup.csv", f"pan,expiry,PAN\n{dup[0]},2612,{dup[1]}\n",
+                         check=False)
+    assert rc == 1, out
+    assert "dup.csv:1: column 'PAN' is named twice (columns 1 and 3)" in out, out
+    assert "load of breach dup stopped after 0 rows read from" in out, out
+    assert _cards_in_redis(s, "dup", dup)[:2] == (0, 0)
+
+    # No data rows: still a complete summary, and a warning.
+    path, rc, out = load("none", "none.csv", "pan,expiry\r\n")
+    assert rc == 0, out
+    assert summary(path, 0, 0, 0, 0, 0, 0) in out, out
+    assert "no card of " + str(path) + " was loaded (no data rows)" in out, out
+
+    for log in s.logs:
+        text = log.read_bytes()
+        leaked = [m for m in h.luhn_scan(text) if m.decode() in red + cr + xl + dup]
+        assert not leaked, f"{log}: a card number in the output"

@@ -56,8 +56,9 @@ def _phase(s, proc, name, empty_redis, txns, all_txns, b1, issuers, mid_stream):
         assert sender.returncode == 0, sender.log_text(20)
     s.send(rest, name=name + "-2")
 
-    # (A paused consumer's lag is not refreshed: the proof that nothing was
-    # taken as clean is the alert count after the reload, below.)
+    # (The proof that nothing was taken as clean is the alert count after
+    # the reload, below; the lag while paused is
+    # test_lag_keeps_counting_while_intake_is_paused's.)
     m = s.metrics()
     assert m.get("cardwatch_exposed_set_ok") == 0
     assert m.get("cardwatch_consumption_paused") == 1
@@ -239,3 +240,50 @@ def test_feed_is_not_ready_over_an_emptied_redis():
     assert h.scrape(s.url + "/metrics").get("cardwatch_feed_redis_up") == 1, \
         "Redis itself is up: only the set is gone"
     assert feed.stop() == 0
+
+
+def test_lag_keeps_counting_while_intake_is_paused():
+    """cardwatch_consumer_lag follows the topic while intake is paused
+    (librdkafka refreshes a partition's high watermark only by fetching
+    it, and a paused partition is not fetched: the metric froze at what it
+    was when Redis went away, 2,739 while ~15,000 events arrived)."""
+    issuers = cw.three_issuers()
+    mk = CardMaker(3030)
+    exposed = mk.cards(["400001", "510000"], 40)
+    clean = mk.cards(["400002", "52000007"], 400)
+    b1 = Breach("lag-b1", "2024-03-01", "2024-05-31", ["pan"], exposed)
+    before = _stream(4, 500, "la", exposed, clean)
+    held = _stream(5, 3000, "lb", exposed, clean)
+
+    s = cw.Stack(issuers, partitions=3)
+    s.load(b1)
+    proc = s.run()
+    h.wait_until(lambda: s.ready()[0] == 200, 60, "/readyz 200")
+    s.send(before, name="before")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") == len(before), 60,
+                 "the first events processed")
+    h.wait_until(lambda: s.metrics().get("cardwatch_consumer_lag") == 0, 30, "lag 0")
+
+    s.redis.call("FLUSHALL")        # the set is gone: intake pauses
+    _paused_with(s, ["exposed-card set is gone", "intake paused"])
+    assert s.metrics().get("cardwatch_consumption_paused") == 1
+    s.send(held, name="held")
+
+    def lag_counts_them():
+        m = s.metrics()
+        return m.get("cardwatch_consumer_lag") >= len(held) and m
+    m = h.wait_until(lag_counts_them, 30,
+                     f"cardwatch_consumer_lag >= {len(held)} while paused",
+                     interval=0.2)
+    assert m.get("cardwatch_consumption_paused") == 1
+    assert m.sum("cardwatch_events_total") == len(before), "an event was taken while paused"
+    lag = m.get("cardwatch_consumer_lag")
+    assert lag == len(held), f"lag {lag}, {len(held)} events held"
+    print(f"figure: lag {int(lag)} with {len(held)} events sent while intake was paused")
+
+    s.load(b1)                      # back: the held events drain, lag to 0
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") ==
+                 len(before) + len(held), 60, "the held events processed")
+    h.wait_until(lambda: s.metrics().get("cardwatch_consumer_lag") == 0, 30,
+                 "lag 0 after the resume")
+    s.terminate(proc)

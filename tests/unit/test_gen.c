@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -131,6 +132,170 @@ static void test_exposed_share_and_invalid_events(void **state)
     gen_destroy(g);
 }
 
+/* ---- distinct cards ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Cards as numbers (15-16 digits fit), sorted: returns how many repeat an
+ * earlier one. */
+static size_t repeats(uint64_t *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_u64);
+    size_t d = 0;
+    for (size_t i = 1; i < n; i++) {
+        d += v[i] == v[i - 1];
+    }
+    return d;
+}
+
+static uint64_t as_number(const char *pan)
+{
+    return strtoull(pan, NULL, 10);
+}
+
+/* The red team's count: 2,000,000 cards had 299 repeats under the demo's
+ * prefixes. Small spaces (an 8-digit prefix leaves 10^6 15-digit cards)
+ * make repeats certain without the fix. */
+static void test_two_million_cards_are_distinct(void **state)
+{
+    (void)state;
+    static const char *const p[] = {"400000", "5100001", "37000012",
+                                    "45100000"};
+    struct gen_opts o = {.seed = 11, .prefixes = p, .n_prefixes = 4,
+                         .clean_pool = 1};
+    struct gen *g = gen_new(&o);
+    assert_non_null(g);
+    size_t n = 2000000;
+    uint64_t *v = malloc(n * sizeof(*v));
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) {
+        struct gen_card c;
+        assert_int_equal(gen_card(g, &c), 0);
+        v[i] = as_number(c.pan);
+    }
+    assert_int_equal(repeats(v, n), 0);
+    free(v);
+    gen_destroy(g);
+}
+
+/* A prefix inside another (400050 holds 40005000): a card is made under
+ * one of them only, never twice. */
+static void test_nested_prefixes_share_no_card(void **state)
+{
+    (void)state;
+    static const char *const p[] = {"400050", "40005000", "40005001"};
+    struct gen_opts o = {.seed = 3, .prefixes = p, .n_prefixes = 3,
+                         .clean_pool = 1};
+    struct gen *g = gen_new(&o);
+    assert_non_null(g);
+    size_t n = 200000;
+    uint64_t *v = malloc(n * sizeof(*v));
+    assert_non_null(v);
+    size_t under[3] = {0};
+    for (size_t i = 0; i < n; i++) {
+        struct gen_card c;
+        assert_int_equal(gen_card(g, &c), 0);
+        v[i] = as_number(c.pan);
+        under[strncmp(c.pan, "40005000", 8) == 0   ? 1
+              : strncmp(c.pan, "40005001", 8) == 0 ? 2
+                                                   : 0]++;
+    }
+    assert_int_equal(repeats(v, n), 0);
+    /* each prefix gets its share */
+    for (int k = 0; k < 3; k++) {
+        assert_in_range(under[k], n / 4, n / 2);
+    }
+    free(v);
+    gen_destroy(g);
+}
+
+/* When the prefixes' cards run out, gen_card says so instead of
+ * repeating one; the space counts each card once. */
+static void test_space_runs_out(void **state)
+{
+    (void)state;
+    static const char *const amex[] = {"37000012"};
+    struct gen_opts o = {.seed = 5, .prefixes = amex, .n_prefixes = 1,
+                         .clean_pool = 1};
+    struct gen *g = gen_new(&o);
+    assert_non_null(g);
+    /* 10^6 15-digit cards, one taken by the clean pool */
+    assert_int_equal(gen_cards_left(g), 999999);
+    size_t n = 999999;
+    uint64_t *v = malloc(n * sizeof(*v));
+    assert_non_null(v);
+    struct gen_card c;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(gen_card(g, &c), 0);
+        v[i] = as_number(c.pan);
+    }
+    assert_int_equal(gen_cards_left(g), 0);
+    assert_int_equal(gen_card(g, &c), -1);
+    assert_int_equal(repeats(v, n), 0);
+    free(v);
+    gen_destroy(g);
+
+    static const char *const nested[] = {"40005000", "400050", "4000500"};
+    o.prefixes = nested;
+    o.n_prefixes = 3;
+    g = gen_new(&o);
+    assert_non_null(g);
+    /* the union: 400050's 10^9 16-digit cards, less the clean pool's */
+    assert_int_equal(gen_cards_left(g), 1000000000ull - 1);
+    gen_destroy(g);
+}
+
+/* The clean cards of `gen txns` are not cards `gen cards` made: with the
+ * same seed never, with another seed not in a sample of this size. */
+static void test_clean_pool_is_not_gen_cards(void **state)
+{
+    (void)state;
+    static const char *const p[] = {"45100000", "45100001"};
+    for (uint64_t txn_seed = 7; txn_seed <= 8; txn_seed++) {
+        struct gen_opts oc = {.seed = 7, .prefixes = p, .n_prefixes = 2,
+                              .clean_pool = 1};
+        struct gen *cards = gen_new(&oc);
+        struct gen_opts ot = {.seed = txn_seed, .prefixes = p,
+                              .n_prefixes = 2, .clean_pool = 50000,
+                              .step_ms = 1000};
+        struct gen *txns = gen_new(&ot);
+        assert_non_null(cards);
+        assert_non_null(txns);
+        size_t nc = 50000, nt = 200000;
+        uint64_t *v = malloc((nc + nt) * sizeof(*v));
+        assert_non_null(v);
+        for (size_t i = 0; i < nc; i++) {
+            struct gen_card c;
+            assert_int_equal(gen_card(cards, &c), 0);
+            v[i] = as_number(c.pan);
+        }
+        assert_int_equal(repeats(v, nc), 0);
+        /* the pool's cards, each once */
+        size_t k = nc;
+        char seen[50000] = {0};
+        for (size_t i = 0; i < nt; i++) {
+            struct txn t;
+            char key[16];
+            int bad;
+            gen_next(txns, &t, key, &bad);
+            unsigned idx = (unsigned)atoi(key + 1);
+            assert_true(idx < 50000);
+            if (!seen[idx]) {
+                seen[idx] = 1;
+                v[k++] = as_number(t.pan);
+            }
+        }
+        assert_int_equal(repeats(v, k), 0);
+        free(v);
+        gen_destroy(cards);
+        gen_destroy(txns);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +303,10 @@ int main(void)
         cmocka_unit_test(test_cards_are_valid_and_under_a_prefix),
         cmocka_unit_test(test_same_seed_same_stream),
         cmocka_unit_test(test_exposed_share_and_invalid_events),
+        cmocka_unit_test(test_two_million_cards_are_distinct),
+        cmocka_unit_test(test_nested_prefixes_share_no_card),
+        cmocka_unit_test(test_space_runs_out),
+        cmocka_unit_test(test_clean_pool_is_not_gen_cards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,515 @@
+/* Unit tests for listcsv.c: breach lists as RFC 4180 CSV - row ends
+ * (CRLF, LF, bare CR), quoted fields (commas, line breaks, doubled
+ * quotes), a leading UTF-8 BOM, duplicate header names, rejected rows by
+ * the line where they start, and the counts. Files go to a mkdtemp
+ * directory removed at the end; the cards are synthetic test numbers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "card.h"
+#include "listcsv.h"
+
+/* Luhn-valid synthetic test cards. */
+#define A "4000010000000001"
+#define B "4000010000000019"
+#define C "4000010000000027"
+#define D "5100000000000016"
+
+static char tmpdir[] = "/tmp/cw_listcsv_XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    DIR *d = opendir(tmpdir);
+    struct dirent *e;
+    char p[PATH_MAX];
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(p, sizeof(p), "%s/%s", tmpdir, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+    return rmdir(tmpdir);
+}
+
+/* ---- helpers ------------------------------------------------------- */
+
+#define MAX_ROWS 16
+
+/* What list_read handed over and logged. */
+struct got {
+    int rc;
+    struct list_stats st;
+    size_t n;
+    char pan[MAX_ROWS][CARD_PAN_MAX + 1];
+    char expiry[MAX_ROWS][5];
+    unsigned long line[MAX_ROWS];
+    int stop_after; /* the callback asks to stop after this many; 0 = no */
+    char log[8192];  /* stderr during the call */
+    char path[PATH_MAX];
+};
+
+static int on_row(void *arg, const struct list_row *row)
+{
+    struct got *g = arg;
+    assert_true(g->n < MAX_ROWS);
+    assert_true(row->len >= CARD_PAN_MIN && row->len <= CARD_PAN_MAX);
+    assert_int_equal(strlen(row->pan), row->len);
+    memcpy(g->pan[g->n], row->pan, row->len + 1);
+    snprintf(g->expiry[g->n], sizeof(g->expiry[g->n]), "%s", row->expiry);
+    g->line[g->n] = row->line;
+    g->n++;
+    return g->stop_after > 0 && g->n >= (size_t)g->stop_after;
+}
+
+/* Writes data (len bytes) to a file called name and reads it with
+ * list_read, stderr captured into g->log. */
+static void read_bytes(const char *name, const char *data, size_t len,
+                       struct got *g)
+{
+    snprintf(g->path, sizeof(g->path), "%s/%s", tmpdir, name);
+    FILE *f = fopen(g->path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+
+    char logpath[PATH_MAX];
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, name);
+    int lfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(lfd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(lfd, STDERR_FILENO), STDERR_FILENO);
+    g->rc = list_read(g->path, 0, on_row, g, &g->st);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(lfd, g->log, sizeof(g->log) - 1, 0);
+    g->log[n > 0 ? n : 0] = '\0';
+    close(lfd);
+}
+
+static void read_text(const char *name, const char *text, struct got *g)
+{
+    read_bytes(name, text, strlen(text), g);
+}
+
+/* The log holds "<dir>/<name>:<suffix>" (file:line and what follows). */
+static void assert_logged(const struct got *g, const char *name,
+                          const char *suffix)
+{
+    char want[PATH_MAX + 256];
+    snprintf(want, sizeof(want), "%s/%s:%s", tmpdir, name, suffix);
+    if (strstr(g->log, want) == NULL) {
+        fail_msg("expected \"%s\" in the log:\n%s", want, g->log);
+    }
+}
+
+static void assert_counts(const struct got *g, uint64_t rows,
+                          uint64_t rejected, uint64_t no_expiry)
+{
+    assert_int_equal(g->st.rows, rows);
+    assert_int_equal(g->st.rejected, rejected);
+    assert_int_equal(g->st.no_expiry, no_expiry);
+}
+
+/* ---- row ends -------------------------------------------------------- */
+
+static void test_lf_rows(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("lf.csv", "pan,expiry\n" A ",2612\n" B ",2701\n", &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_int_equal(g.line[0], 2);
+    assert_string_equal(g.pan[1], B);
+    assert_string_equal(g.expiry[1], "2701");
+    assert_int_equal(g.line[1], 3);
+    assert_counts(&g, 2, 0, 0);
+}
+
+static void test_crlf_rows(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("crlf.csv", "pan,expiry\r\n" A ",2612\r\n" B ",2701\r\n", &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_string_equal(g.pan[1], B);
+    assert_int_equal(g.line[1], 3);
+    assert_counts(&g, 2, 0, 0);
+}
+
+/* The red team's file: a bare CR between two rows joined them, and the
+ * second card was lost without a word. */
+static void test_bare_cr_ends_a_row(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("cr1.csv", "pan,expiry\n" A ",2612\r" B ",2612\n", &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.pan[1], B);
+    assert_int_equal(g.line[0], 2);
+    assert_int_equal(g.line[1], 3);
+    assert_counts(&g, 2, 0, 0);
+}
+
+/* A file with CR line ends only (old Mac style) loaded nothing. */
+static void test_cr_only_file(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("cr2.csv", "pan,expiry\r" A ",2612\r" B ",2701\r" C ",2702\r",
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.pan[2], C);
+    assert_string_equal(g.expiry[2], "2702");
+    assert_int_equal(g.line[2], 4);
+    assert_counts(&g, 3, 0, 0);
+}
+
+/* Every row end in one file, blank lines between, no end at the end. */
+static void test_mixed_row_ends_and_blank_lines(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("mixed.csv",
+              "pan,expiry\r\n" A ",2612\r" B ",2701\n\r\n\n" C ",2702\r\r"
+              "# a comment line\n" D ",2703",
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 4);
+    assert_int_equal(g.line[0], 2);
+    assert_int_equal(g.line[1], 3);
+    assert_int_equal(g.line[2], 6);
+    assert_int_equal(g.line[3], 9);
+    assert_string_equal(g.pan[3], D);
+    assert_string_equal(g.expiry[3], "2703");
+    assert_counts(&g, 4, 0, 0);
+}
+
+/* ---- header ---------------------------------------------------------- */
+
+static void test_duplicate_header_refused(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    /* Before: the last 'pan' column won, silently. */
+    read_text("dup1.csv", "pan,pan\n" A "," B "\n", &g);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 0);
+    assert_logged(&g, "dup1.csv", "1: column 'pan' is named twice");
+
+    struct got g2 = {0};
+    read_text("dup2.csv", "expiry,PAN,name,Expiry\n2612," A ",x,2701\n", &g2);
+    assert_int_equal(g2.rc, -1);
+    assert_int_equal(g2.n, 0);
+    assert_logged(&g2, "dup2.csv", "1: column 'Expiry' is named twice");
+
+    /* Any repeated name is ambiguous, not just ours. */
+    struct got g3 = {0};
+    read_text("dup3.csv", "\"pan\",note,\" note \"\n" A ",a,b\n", &g3);
+    assert_int_equal(g3.rc, -1);
+    assert_logged(&g3, "dup3.csv", "1: column 'note' is named twice");
+}
+
+static void test_utf8_bom_accepted(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("bom.csv", "\xEF\xBB\xBFpan,expiry\r\n" A ",2612\r\n", &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_counts(&g, 1, 0, 0);
+    /* A BOM anywhere else is not skipped: here it spoils the header. */
+    struct got g2 = {0};
+    read_text("bom2.csv", "x,\xEF\xBB\xBFpan\n1," A "\n", &g2);
+    assert_int_equal(g2.rc, -1);
+    assert_logged(&g2, "bom2.csv", "1: the header has no column 'pan'");
+}
+
+static void test_empty_and_header_only(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("empty.csv", "", &g);
+    assert_int_equal(g.rc, -1);
+    assert_logged(&g, "empty.csv", "1: empty file");
+
+    struct got g2 = {0};
+    read_text("bomonly.csv", "\xEF\xBB\xBF", &g2);
+    assert_int_equal(g2.rc, -1);
+    assert_logged(&g2, "bomonly.csv", "1: empty file");
+
+    struct got g3 = {0};
+    read_text("hdr.csv", "pan,expiry\r\n", &g3);
+    assert_int_equal(g3.rc, 0);
+    assert_int_equal(g3.n, 0);
+    assert_counts(&g3, 0, 0, 0);
+
+    struct got g4 = {0};
+    read_text("nopan.csv", "card,expiry\n" A ",2612\n", &g4);
+    assert_int_equal(g4.rc, -1);
+    assert_logged(&g4, "nopan.csv", "1: the header has no column 'pan'");
+}
+
+/* More columns than the old parser's 64. */
+static void test_wide_header(void **state)
+{
+    (void)state;
+    char buf[2048] = "";
+    size_t o = 0;
+    for (int i = 0; i < 70; i++) {
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "c%d,", i);
+    }
+    o += (size_t)snprintf(buf + o, sizeof(buf) - o, "pan\n");
+    for (int i = 0; i < 70; i++) {
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%d,", i);
+    }
+    snprintf(buf + o, sizeof(buf) - o, A "\n");
+    struct got g = {0};
+    read_text("wide.csv", buf, &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.pan[0], A);
+}
+
+/* ---- quoted fields --------------------------------------------------- */
+
+static void test_quoted_fields(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("quoted.csv",
+              "\"pan\",\"expiry\"\n"
+              "\"" A "\",\"2612\"\n"
+              "\"4000 0100 0000 0019\", \"2701\" \n"  /* spaces around */
+              "\"\"\"" "\",2702\n",                   /* a field '"' */
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_string_equal(g.pan[1], B);
+    assert_string_equal(g.expiry[1], "2701");
+    assert_counts(&g, 3, 1, 0);
+    assert_logged(&g, "quoted.csv", "4: rejected: PAN is not 13-19 digits");
+}
+
+/* Doubled quotes and commas inside a quoted field before the PAN column
+ * shifted the columns: the PAN was read from the wrong field. */
+static void test_doubled_quotes_keep_columns(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("dq.csv",
+              "name,pan,expiry\n"
+              "\"Smith, \"\"JJ\"\", Jr\"," A ",2612\n"
+              "\"\"\"quoted\"\"\"," B ",2701\n"
+              "\"a,b\"\"\"\"c\"," C ",2702\n",
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_string_equal(g.pan[1], B);
+    assert_string_equal(g.expiry[1], "2701");
+    assert_string_equal(g.pan[2], C);
+    assert_string_equal(g.expiry[2], "2702");
+    assert_counts(&g, 3, 0, 0);
+}
+
+/* Line breaks inside quotes belong to the field; a row is named by the
+ * line where it starts. */
+static void test_line_breaks_in_quotes(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("nl.csv",
+              "pan,address,expiry\n"
+              A ",\"1 Main St\nSpringfield\",2612\n"       /* lines 2-3 */
+              B ",\"CRLF\r\ninside\rand CR\",2701\r\n"      /* lines 4-6 */
+              "4000010000000018,\"x\ny\",2702\n"            /* 7-8: Luhn */
+              C ",,2713\n",                                  /* 9 */
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.line[0], 2);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_int_equal(g.line[1], 4);
+    assert_string_equal(g.expiry[1], "2701");
+    assert_int_equal(g.line[2], 9);
+    assert_string_equal(g.expiry[2], "");
+    assert_counts(&g, 4, 1, 1);
+    assert_logged(&g, "nl.csv",
+                  "7: rejected: PAN 400001******0018 fails the Luhn check");
+    assert_logged(&g, "nl.csv", "9: expiry of 400001******0027 is not YYMM");
+}
+
+static void test_malformed_quotes(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("mq.csv",
+              "pan,expiry\n"
+              "\"" A "\"x,2612\n"         /* text after the closing quote */
+              B ",2701\n"
+              "ab\"c\"," C ",2702\n",     /* a quote inside: literal */
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.pan[0], B);
+    assert_counts(&g, 3, 2, 0);
+    assert_logged(&g, "mq.csv", "2: rejected: text after a closing quote");
+
+    /* An open quote runs to the end of the file: refused, naming where
+     * it opened (the cards after it would be lost otherwise). */
+    struct got g2 = {0};
+    read_text("open.csv",
+              "pan,note\n" A ",ok\n" B ",\"never closed\n" C ",x\n" D ",y\n",
+              &g2);
+    assert_int_equal(g2.rc, -1);
+    assert_int_equal(g2.n, 1);
+    assert_logged(&g2, "open.csv", "3: a quoted field is never closed");
+}
+
+/* ---- rows ------------------------------------------------------------ */
+
+static void test_rejected_rows_and_counts(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("rej.csv",
+              "pan,expiry,cvv\n"
+              A ",2612,123\n"
+              "12345,2612,1\n"              /* 3: too short */
+              "4000010000000002,2612,1\n"   /* 4: Luhn */
+              B ",1399,1\n"                 /* 5: bad expiry, passed on */
+              ",2612\n"                     /* 6: no PAN */
+              C ",2612,1,,\n"               /* 7: empty extra fields: ok */
+              D ",2612,1,oops\n",           /* 8: one field too many */
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.expiry[1], "");
+    assert_counts(&g, 7, 4, 1);
+    assert_logged(&g, "rej.csv", "3: rejected: PAN is not 13-19 digits");
+    assert_logged(&g, "rej.csv",
+                  "4: rejected: PAN 400001******0002 fails the Luhn check");
+    assert_logged(&g, "rej.csv", "5: expiry of 400001******0019 is not YYMM");
+    assert_logged(&g, "rej.csv", "6: rejected: PAN is not 13-19 digits");
+    assert_logged(&g, "rej.csv",
+                  "8: rejected: 4 fields, the header has 3");
+    assert_logged(&g, "rej.csv", "1: column 'cvv' is ignored");
+    /* no raw test card in what was logged */
+    assert_null(strstr(g.log, A));
+    assert_null(strstr(g.log, "4000010000000002"));
+}
+
+static void test_nul_byte_rejects_the_row(void **state)
+{
+    (void)state;
+    static const char data[] = "pan\n" A "\n4000\0" "010000000019\n" C "\n";
+    struct got g = {0};
+    read_bytes("nul.csv", data, sizeof(data) - 1, &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.pan[1], C);
+    assert_counts(&g, 3, 1, 0);
+    assert_logged(&g, "nul.csv", "3: rejected: NUL byte");
+}
+
+static void test_stop_from_callback(void **state)
+{
+    (void)state;
+    struct got g = {.stop_after = 1};
+    read_text("stop.csv", "pan\n" A "\n" B "\n", &g);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.st.rows, 1);
+}
+
+static void test_row_too_long(void **state)
+{
+    (void)state;
+    size_t big = LIST_ROW_MAX + 100;
+    char *data = malloc(big + 64);
+    assert_non_null(data);
+    size_t o = (size_t)sprintf(data, "pan,note\n" A ",");
+    memset(data + o, 'x', big);
+    o += big;
+    o += (size_t)sprintf(data + o, "\n" B ",x\n");
+    struct got g = {0};
+    read_bytes("long.csv", data, o, &g);
+    free(data);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 0);
+    assert_logged(&g, "long.csv", "2: row longer than");
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    struct list_stats st;
+    assert_int_equal(list_read("/nonexistent/cw/list.csv", 0, on_row, NULL,
+                               &st),
+                     -1);
+    assert_int_equal(st.rows, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lf_rows),
+        cmocka_unit_test(test_crlf_rows),
+        cmocka_unit_test(test_bare_cr_ends_a_row),
+        cmocka_unit_test(test_cr_only_file),
+        cmocka_unit_test(test_mixed_row_ends_and_blank_lines),
+        cmocka_unit_test(test_duplicate_header_refused),
+        cmocka_unit_test(test_utf8_bom_accepted),
+        cmocka_unit_test(test_empty_and_header_only),
+        cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_quoted_fields),
+        cmocka_unit_test(test_doubled_quotes_keep_columns),
+        cmocka_unit_test(test_line_breaks_in_quotes),
+        cmocka_unit_test(test_malformed_quotes),
+        cmocka_unit_test(test_rejected_rows_and_counts),
+        cmocka_unit_test(test_nul_byte_rejects_the_row),
+        cmocka_unit_test(test_stop_from_callback),
+        cmocka_unit_test(test_row_too_long),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
