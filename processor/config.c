@@ -217,6 +217,16 @@ static const struct key keys[] = {
     K_INT("feed", "burst", feed_burst, "100", 1, 100000),
     K_INT("feed", "max_wait_s", feed_max_wait_s, "60", 1, 3600),
     K_INT("feed", "max_clients", feed_max_clients, "10000", 1, 1000000),
+    /* a client has this long to send a whole request (head and body),
+     * from its first byte (from the connection's start for the first) */
+    K_INT("feed", "request_timeout_s", feed_request_timeout_s, "10", 1, 3600),
+    /* failed authentications a peer address may have; the allowance
+     * refills at auth_failures per auth_failure_window_s; then 429 */
+    K_INT("feed", "auth_failures", feed_auth_failures, "10", 1, 100000),
+    K_INT("feed", "auth_failure_window_s", feed_auth_failure_window_s, "60", 1,
+          86400),
+    K_INT("feed", "auth_max_peers", feed_auth_max_peers, "10000", 100,
+          1000000),
 
     /* [issuer ID]; name defaults to the id, home_country is required */
     K_ISSUER("name", name, NULL, 0),

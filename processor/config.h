@@ -97,7 +97,11 @@ struct config {
     int feed_rate_per_s;   /* requests per token, sustained */
     int feed_burst;        /* ... and in a burst */
     int feed_max_wait_s;   /* longest long poll */
-    int feed_max_clients;  /* open connections (long polls, SSE) */
+    int feed_max_clients;  /* open connections, counted from accept */
+    int feed_request_timeout_s; /* to send a whole request (slowloris) */
+    int feed_auth_failures;     /* failed authentications per peer ... */
+    int feed_auth_failure_window_s; /* ... regained in this many seconds */
+    int feed_auth_max_peers;    /* peers the throttle remembers */
     /* [http] */
     char http_listen[CONFIG_STR_MAX]; /* host:port; "" = off */
 

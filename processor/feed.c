@@ -14,14 +14,23 @@
  * the waiter is answered at once. A held request stays valid until it is
  * answered; only a failed write (event streams) detaches it from its
  * connection, and then the connection's close callback frees it.
+ *
+ * One struct fconn per connection, from accept to close: the connection
+ * cap, the request deadline and the gate that shows evhttp only request
+ * heads feed_http.c accepted (see "connections" below).
  */
 #include "feed.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -30,6 +39,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -39,6 +49,7 @@
 #include "exposure.h"
 #include "redis_cfg.h"
 #include "feed_auth.h"
+#include "feed_http.h"
 #include "feed_page.h"
 #include "log.h"
 #include "rmodel.h"
@@ -61,12 +72,38 @@ enum ckind {
 
 struct fctx;
 
-/* One client connection that has sent a request. */
+/* Where a connection is (see "connections" below). */
+enum cphase {
+    P_HEAD, /* waiting for, or reading, a request head: reclaimable */
+    P_BODY, /* evhttp has the head; body bytes go to it as they come */
+    P_HELD, /* evhttp has a whole request; later bytes wait in pending */
+    P_DEAD, /* refused, shed or reclaimed: input is dropped until closed */
+};
+
+/* One client connection, from accept until evhttp closes it. */
 struct fconn {
-    struct fconn *hnext;
-    struct evhttp_connection *evcon;
-    struct fctx *cur; /* the request in progress, if any */
+    struct fconn *hnext;          /* by bufferevent */
+    struct fconn *prev, *next;    /* every connection */
+    struct fconn *rprev, *rnext;  /* P_HEAD ones, oldest first */
     struct feed *f;
+    struct bufferevent *bev;      /* what evhttp reads and writes */
+    struct evhttp_connection *evcon; /* once set up; NULL once closed */
+    struct evbuffer_cb_entry *incb; /* the gate on bev's input */
+    struct event *timer;          /* set-up, then the request deadline */
+    struct fctx *cur;             /* the request in progress, if any */
+    enum cphase phase;
+    int set_up, admitted, in_gate, deadline_on, has_peer;
+    struct feed_http_head head;   /* the head being read */
+    struct evbuffer *headbuf;     /* its bytes (read, not yet given) */
+    struct evbuffer *pending;     /* bytes not read yet */
+    uint64_t body_left;           /* P_BODY: bytes evhttp still gets */
+    uint64_t accept_ns;
+    uint8_t peer[FEED_PEER_KEY];  /* throttle key of the peer address */
+    /* a refusal, answered to the stand-in request */
+    int v_status;
+    const char *v_error;
+    char v_method[FEED_HTTP_METHOD_MAX + 1];
+    char v_path[FEED_HTTP_PATH_KEEP];
 };
 
 struct fctx {
@@ -84,7 +121,7 @@ struct fctx {
     uint64_t start_ns;
     int status;
     size_t bytes;
-    char method[8];
+    char method[FEED_HTTP_METHOD_MAX + 1];
     char path[96];
     char peer[64];
     /* long poll and stream */
@@ -139,9 +176,24 @@ struct feed {
     struct event *poll, *stats_ev;
     struct rconn *sub; /* subscriber: PUBLISH <issuer> wakes waiters */
     int sub_up;
+    struct feed *next_feed; /* the list of live feeds (feed_of) */
     /* connections */
-    struct fconn **conns;
-    size_t n_buckets, n_conns;
+    struct fconn **slots; /* by bufferevent */
+    size_t n_slots;
+    struct fconn *conns;              /* every connection */
+    struct fconn *r_oldest, *r_newest; /* the reclaimable ones */
+    size_t n_conns;    /* open (each holds a descriptor) */
+    size_t n_admitted; /* of those, counted against cap */
+    size_t cap;        /* max_clients, or fewer for the open-file limit */
+    size_t pause_at;   /* n_conns at which accepting pauses */
+    uint64_t shed_full, shed_reclaimed, shed_timeout;
+    int accept_off, accept_err; /* accepting paused; for an error */
+    size_t nofile; /* the open-file limit */
+    struct event *accept_timer;
+    uint64_t accept_errors, accept_log_ns, accept_unlogged;
+    /* failed authentications */
+    struct feed_throttle *throttle;
+    uint64_t auth_failures, auth_throttled;
     /* requests */
     struct fctx *all;
     size_t n_active, n_polls, n_streams;
@@ -155,54 +207,103 @@ static void ctx_done(struct fctx *x);
 static void query_list(struct fctx *x);
 static void issuer_check(struct feed *f, size_t i);
 
-/* ---- connections ---- */
+/* ---- connections ----
+ *
+ * Every accepted connection has an fconn before evhttp reads a byte of it,
+ * so that it is counted from accept, bounded in time and its requests
+ * gated. libevent 2.1.12 has no public hook for that (evhttp_get_request()
+ * is static, and there is no new-request callback), so:
+ *   - evhttp asks evhttp_set_bevcb()'s callback for each new connection's
+ *     bufferevent: conn_new() is where a connection is counted, admitted,
+ *     sheds an older one or is itself shed;
+ *   - evhttp sets the connection up after that callback returns, so an
+ *     event activated there (conn_setup(), before any read) finds its
+ *     evhttp_connection as the bufferevent's callback argument (set by
+ *     evhttp_connection_base_bufferevent_new; checked) and sets its close
+ *     callback; the bufferevent is referenced until then;
+ *   - a callback on the bufferevent's input buffer runs inside each read,
+ *     before evhttp's read callback: it moves the new bytes out of evhttp's
+ *     reach, and gives them back only once feed_http.c accepted the whole
+ *     head, then exactly Content-Length body bytes; bytes after the request
+ *     wait until its answer is written (evhttp_request_set_on_complete_cb),
+ *     so evhttp never parses a byte the gate has not read;
+ *   - there is nothing to answer before evhttp has a request, so a refusal
+ *     (4xx from the gate, 503 at accept, 408 at the deadline) gives evhttp
+ *     the stand-in request "GET / HTTP/1.1", which on_request() answers
+ *     from the fconn's verdict with Connection: close: logged and counted
+ *     like any answer, and nothing the client sent after it is read.
+ * A bufferevent_filter would have been the obvious gate, but its write
+ * callback fires once data moved to the underlying bufferevent, not to the
+ * socket: evhttp then frees a "Connection: close" connection with its
+ * answer unsent.
+ *
+ * Descriptors: the cap is [feed] max_clients, lowered to the open-file
+ * limit less FD_RESERVE (raised towards the hard limit first). At the cap
+ * a new connection closes the oldest one that waits for or is still
+ * sending a request head (as nginx reuses idle keep-alive connections),
+ * else it gets 503 at once. Accepting pauses while the closing ones still
+ * hold half the reserve, and after accept() failed (EMFILE: evhttp's
+ * listener would retry at once, forever, logging each time) until a
+ * connection closes (the oldest reclaimable one is closed for it) or
+ * ACCEPT_PAUSE_MS passed, with one log line per ACCEPT_LOG_S.
+ */
+
+#define FD_RESERVE 64       /* descriptors kept for Redis, logs, admin */
+#define ACCEPT_PAUSE_MS 100 /* no accept() this long after one failed */
+#define ACCEPT_LOG_S 10     /* one accept-error line per this many s */
+#define PIPELINE_MAX 65536  /* bytes of later requests held meanwhile */
+
+static const char STAND_IN[] = "GET / HTTP/1.1\r\n\r\n";
+static const char STAND_IN_HEAD[] = "HEAD / HTTP/1.1\r\n\r\n"; /* no body */
+
+/* Every live feed: evhttp's listener calls its error callback with the
+ * evhttp, not with the feed. Touched on the loop thread only. */
+static struct feed *feeds;
+
+static struct feed *feed_of(const void *http)
+{
+    for (struct feed *f = feeds; f != NULL; f = f->next_feed) {
+        if ((const void *)f->http == http) {
+            return f;
+        }
+    }
+    return NULL;
+}
 
 static size_t conn_slot(const struct feed *f, const void *p)
 {
     uint64_t v = (uint64_t)(uintptr_t)p;
     v ^= v >> 17;
     v *= 0x9E3779B97F4A7C15ull;
-    return (size_t)(v >> 24) & (f->n_buckets - 1);
+    return (size_t)(v >> 24) & (f->n_slots - 1);
 }
 
-static struct fconn *conn_find(struct feed *f, struct evhttp_connection *ev)
+static struct fconn *conn_find(struct feed *f, const struct bufferevent *bev)
 {
-    for (struct fconn *c = f->conns[conn_slot(f, ev)]; c; c = c->hnext) {
-        if (c->evcon == ev) {
+    for (struct fconn *c = f->slots[conn_slot(f, bev)]; c; c = c->hnext) {
+        if (c->bev == bev) {
             return c;
         }
     }
     return NULL;
 }
 
-static void conn_remove(struct feed *f, struct fconn *fc)
-{
-    struct fconn **pp = &f->conns[conn_slot(f, fc->evcon)];
-    while (*pp != NULL && *pp != fc) {
-        pp = &(*pp)->hnext;
-    }
-    if (*pp == fc) {
-        *pp = fc->hnext;
-        f->n_conns--;
-    }
-}
-
 static void conn_grow(struct feed *f)
 {
-    size_t nb = f->n_buckets * 2;
+    size_t nb = f->n_slots * 2;
     struct fconn **nt = calloc(nb, sizeof(*nt));
     if (nt == NULL) {
         return; /* longer chains, still correct */
     }
-    struct fconn **old = f->conns;
-    size_t ob = f->n_buckets;
-    f->conns = nt;
-    f->n_buckets = nb;
+    struct fconn **old = f->slots;
+    size_t ob = f->n_slots;
+    f->slots = nt;
+    f->n_slots = nb;
     for (size_t i = 0; i < ob; i++) {
         while (old[i] != NULL) {
             struct fconn *c = old[i];
             old[i] = c->hnext;
-            size_t s = conn_slot(f, c->evcon);
+            size_t s = conn_slot(f, c->bev);
             c->hnext = nt[s];
             nt[s] = c;
         }
@@ -210,46 +311,543 @@ static void conn_grow(struct feed *f)
     free(old);
 }
 
+/* Accepting is off while closing connections still hold half the
+ * descriptor reserve (pause_at), and for a while after accept() failed. */
+static void accept_update(struct feed *f)
+{
+    int off = f->accept_err || f->n_conns >= f->pause_at;
+    if (off == f->accept_off || f->sock == NULL || f->destroying) {
+        return;
+    }
+    struct evconnlistener *lev = evhttp_bound_socket_get_listener(f->sock);
+    if (off) {
+        evconnlistener_disable(lev);
+    } else {
+        evconnlistener_enable(lev);
+    }
+    f->accept_off = off;
+}
+
+static void reclaim_unlink(struct fconn *fc)
+{
+    struct feed *f = fc->f;
+    if (fc->rprev != NULL) {
+        fc->rprev->rnext = fc->rnext;
+    } else if (f->r_oldest == fc) {
+        f->r_oldest = fc->rnext;
+    }
+    if (fc->rnext != NULL) {
+        fc->rnext->rprev = fc->rprev;
+    } else if (f->r_newest == fc) {
+        f->r_newest = fc->rprev;
+    }
+    fc->rprev = fc->rnext = NULL;
+}
+
+static void reclaim_link(struct fconn *fc)
+{
+    struct feed *f = fc->f;
+    fc->rnext = NULL;
+    fc->rprev = f->r_newest;
+    if (f->r_newest != NULL) {
+        f->r_newest->rnext = fc;
+    } else {
+        f->r_oldest = fc;
+    }
+    f->r_newest = fc;
+}
+
+/* Moves fc to phase p: P_HEAD connections are the reclaimable ones; a
+ * held request has no deadline; a dead connection no longer counts
+ * against the cap. */
+static void set_phase(struct fconn *fc, enum cphase p)
+{
+    struct feed *f = fc->f;
+    if (fc->phase == P_HEAD && p != P_HEAD) {
+        reclaim_unlink(fc);
+    } else if (fc->phase != P_HEAD && p == P_HEAD) {
+        reclaim_link(fc);
+    }
+    if (p == P_HELD && fc->set_up) {
+        evtimer_del(fc->timer);
+        fc->deadline_on = 0;
+    }
+    if (p == P_DEAD && fc->admitted) {
+        fc->admitted = 0;
+        f->n_admitted--;
+    }
+    fc->phase = p;
+}
+
+/* The deadline of the request being read: request_timeout_s after
+ * from_ns. */
+static void arm_deadline(struct fconn *fc, uint64_t from_ns)
+{
+    uint64_t limit = (uint64_t)fc->f->c->feed_request_timeout_s * 1000000000ull;
+    uint64_t now = clock_mono_ns(), spent = now > from_ns ? now - from_ns : 0;
+    uint64_t left = spent < limit ? limit - spent : 0;
+    struct timeval tv = {(time_t)(left / 1000000000ull),
+                         (suseconds_t)(left % 1000000000ull / 1000)};
+    evtimer_add(fc->timer, &tv);
+    fc->deadline_on = 1;
+}
+
+/* Closes fc's socket both ways: evhttp reads EOF and frees the connection
+ * (its close callback frees fc). */
+static void conn_shut(struct fconn *fc)
+{
+    evutil_socket_t fd = bufferevent_getfd(fc->bev);
+    if (fd >= 0) {
+        (void)shutdown(fd, SHUT_RDWR);
+    }
+}
+
+/* Moves n bytes of src to the end of fc's input, where evhttp reads them;
+ * the gate ignores them. A socket bufferevent keeps the end of its input
+ * frozen outside its reads: thawed for the move. */
+static void conn_give(struct fconn *fc, struct evbuffer *src, size_t n)
+{
+    struct evbuffer *in = bufferevent_get_input(fc->bev);
+    int was = fc->in_gate;
+    fc->in_gate = 1;
+    if (n > 0 && evbuffer_remove_buffer(src, in, n) < 0) {
+        evbuffer_unfreeze(in, 0);
+        (void)evbuffer_remove_buffer(src, in, n);
+        evbuffer_freeze(in, 0);
+    }
+    fc->in_gate = was;
+}
+
+/* Moves the last n bytes of in to dst (NULL: drops them). */
+static void take_tail(struct evbuffer *in, size_t n, struct evbuffer *dst)
+{
+    size_t len = evbuffer_get_length(in);
+    size_t keep = len > n ? len - n : 0;
+    struct evbuffer *front = keep > 0 ? evbuffer_new() : NULL;
+    if (keep > 0 && front == NULL) {
+        return; /* out of memory: evhttp sees them (the gate fails open
+                   only here, where the process is failing anyway) */
+    }
+    if (front != NULL) {
+        evbuffer_remove_buffer(in, front, keep);
+    }
+    if (dst != NULL) {
+        evbuffer_add_buffer(dst, in);
+    } else {
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
+    if (front != NULL) {
+        evbuffer_add_buffer(in, front);
+        evbuffer_free(front);
+    }
+}
+
+/* Gives evhttp the stand-in request (HEAD for a HEAD, so that the answer
+ * has no body either); with kick, makes it read it now
+ * (else the read in progress, or evhttp's next read, does). fc may be
+ * freed when this returns with kick. */
+static void conn_stand_in(struct fconn *fc, int kick)
+{
+    struct evbuffer *b = evbuffer_new();
+    const char *req =
+        strcmp(fc->v_method, "HEAD") == 0 ? STAND_IN_HEAD : STAND_IN;
+    if (b == NULL || evbuffer_add(b, req, strlen(req)) != 0) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        conn_shut(fc);
+        return;
+    }
+    conn_give(fc, b, evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (kick) {
+        bufferevent_trigger(fc->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+    }
+}
+
+/* Refuses the request being read: status and error for on_request(),
+ * with the method and path of the head as far as it came (for the log);
+ * nothing more of the connection is read. */
+static void conn_refuse(struct fconn *fc, int status, const char *error,
+                        int kick)
+{
+    fc->v_status = status;
+    fc->v_error = error;
+    snprintf(fc->v_method, sizeof(fc->v_method), "%s", fc->head.method);
+    snprintf(fc->v_path, sizeof(fc->v_path), "%s", fc->head.path);
+    evbuffer_drain(fc->headbuf, evbuffer_get_length(fc->headbuf));
+    evbuffer_drain(fc->pending, evbuffer_get_length(fc->pending));
+    set_phase(fc, P_DEAD);
+    conn_stand_in(fc, kick);
+}
+
+/* Reads the head in pending; once it is accepted gives evhttp the head
+ * and what came of its body, or refuses it. */
+static void gate_run(struct fconn *fc)
+{
+    struct feed *f = fc->f;
+    while (fc->phase == P_HEAD && evbuffer_get_length(fc->pending) > 0) {
+        if (!fc->deadline_on && fc->set_up) {
+            arm_deadline(fc, clock_mono_ns()); /* from its first byte */
+        }
+        size_t n = evbuffer_get_length(fc->pending), used = 0;
+        if (n > 4096) {
+            n = 4096;
+        }
+        const char *p =
+            (const char *)evbuffer_pullup(fc->pending, (ev_ssize_t)n);
+        if (p == NULL) {
+            conn_refuse(fc, 500, "out of memory", 0);
+            return;
+        }
+        enum feed_http_result r = feed_http_head_parse(&fc->head, p, n, &used);
+        evbuffer_remove_buffer(fc->pending, fc->headbuf, used);
+        if (r == FEED_HTTP_MORE) {
+            continue;
+        }
+        if (r == FEED_HTTP_BAD) {
+            conn_refuse(fc, fc->head.status, fc->head.error, 0);
+            return;
+        }
+        if (fc->head.content_length > (uint64_t)f->c->feed_max_body) {
+            conn_refuse(fc, 413, "body too large", 0);
+            return;
+        }
+        evbuffer_drain(fc->headbuf, fc->head.skip);
+        conn_give(fc, fc->headbuf, evbuffer_get_length(fc->headbuf));
+        size_t body = evbuffer_get_length(fc->pending);
+        fc->body_left = fc->head.content_length;
+        if (body > fc->body_left) {
+            body = (size_t)fc->body_left;
+        }
+        conn_give(fc, fc->pending, body);
+        fc->body_left -= body;
+        set_phase(fc, fc->body_left > 0 ? P_BODY : P_HELD);
+    }
+}
+
+/* The gate: runs inside each read of fc's bufferevent, before evhttp's
+ * read callback, and whenever the input buffer changes (its own moves and
+ * evhttp's draining are ignored). */
+static void conn_on_input(struct evbuffer *in,
+                          const struct evbuffer_cb_info *info, void *arg)
+{
+    struct fconn *fc = arg;
+    if (fc->in_gate || info->n_added == 0) {
+        return;
+    }
+    fc->in_gate = 1;
+    size_t len = evbuffer_get_length(in);
+    size_t fresh = info->n_added < len ? info->n_added : len;
+    switch (fc->phase) {
+    case P_BODY:
+        if (fresh > fc->body_left) { /* the body ends in these bytes */
+            take_tail(in, fresh - (size_t)fc->body_left, fc->pending);
+            fc->body_left = 0;
+        } else {
+            fc->body_left -= fresh;
+        }
+        if (fc->body_left == 0) {
+            set_phase(fc, P_HELD);
+        }
+        break;
+    case P_DEAD:
+        take_tail(in, fresh, NULL);
+        break;
+    case P_HEAD:
+    case P_HELD:
+        take_tail(in, fresh, fc->pending);
+        break;
+    }
+    fc->in_gate = 0;
+    if (fc->phase == P_HEAD) {
+        gate_run(fc);
+    } else if (fc->phase == P_HELD &&
+               evbuffer_get_length(fc->pending) > PIPELINE_MAX) {
+        evbuffer_drain(fc->pending, evbuffer_get_length(fc->pending));
+        set_phase(fc, P_DEAD); /* pipelining without end: close */
+        conn_shut(fc);
+    }
+}
+
+/* The answer to fc's request was written: the next request may come
+ * (what the client sent meanwhile waits in pending). */
+static void on_req_complete(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    struct fconn *fc = arg;
+    if (fc->phase != P_HELD) {
+        return; /* refused: closing */
+    }
+    feed_http_head_init(&fc->head);
+    set_phase(fc, P_HEAD);
+    gate_run(fc); /* evhttp's next read takes what it gives */
+}
+
+/* Forgets fc: it is closed or was never set up. */
+static void conn_free(struct fconn *fc)
+{
+    struct feed *f = fc->f;
+    if (fc->incb != NULL) {
+        evbuffer_remove_cb_entry(bufferevent_get_input(fc->bev), fc->incb);
+    }
+    set_phase(fc, P_DEAD);
+    struct fconn **pp = &f->slots[conn_slot(f, fc->bev)];
+    while (*pp != NULL && *pp != fc) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == fc) {
+        *pp = fc->hnext;
+    }
+    if (fc->prev != NULL) {
+        fc->prev->next = fc->next;
+    } else {
+        f->conns = fc->next;
+    }
+    if (fc->next != NULL) {
+        fc->next->prev = fc->prev;
+    }
+    f->n_conns--;
+    event_free(fc->timer);
+    evbuffer_free(fc->headbuf);
+    evbuffer_free(fc->pending);
+    free(fc);
+    f->accept_err = 0; /* a descriptor came back */
+    accept_update(f);
+}
+
 static void on_conn_close(struct evhttp_connection *evcon, void *arg);
 
-/* The tracked connection of a request, created on its first request;
- * NULL when the connection is new and max_clients are open (or out of
- * memory). */
-static struct fconn *conn_get(struct feed *f, struct evhttp_connection *ev)
+/* Right after evhttp set the connection up (see above). */
+static void conn_setup(struct fconn *fc)
 {
-    struct fconn *fc = conn_find(f, ev);
-    if (fc != NULL) {
-        evhttp_connection_set_closecb(ev, on_conn_close, fc);
-        return fc;
+    bufferevent_event_cb ecb = NULL;
+    void *arg = NULL;
+    bufferevent_getcb(fc->bev, NULL, NULL, &ecb, &arg);
+    if (ecb == NULL || arg == NULL) { /* evhttp gave it up already */
+        struct bufferevent *bev = fc->bev;
+        conn_free(fc);
+        bufferevent_decref(bev);
+        return;
     }
-    if (f->n_conns >= (size_t)f->c->feed_max_clients) {
-        return NULL;
-    }
-    fc = calloc(1, sizeof(*fc));
-    if (fc == NULL) {
-        return NULL;
-    }
-    fc->evcon = ev;
-    fc->f = f;
+    fc->evcon = arg;
+    assert(evhttp_connection_get_bufferevent(fc->evcon) == fc->bev);
+    fc->set_up = 1;
+    evhttp_connection_set_closecb(fc->evcon, on_conn_close, fc);
+    bufferevent_decref(fc->bev); /* evhttp holds its own reference */
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(fc->evcon, &addr, &port);
+    fc->has_peer = feed_peer_key(addr, fc->peer) == 0;
     /* Answers are written in pieces of ~16 KB: without TCP_NODELAY Nagle
      * holds the last partial packet for the client's delayed ACK, 40 ms
      * on every kept-alive answer over ~20 KB (1,450 vs 6,490 req/s for
      * GET /v1/alerts?limit=100, measured). */
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(ev);
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    evutil_socket_t fd = bufferevent_getfd(fc->bev);
     if (fd >= 0) {
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (f->n_conns >= f->n_buckets) {
+    arm_deadline(fc, fc->accept_ns);
+    if (fc->phase == P_DEAD && fc->v_status != 0) {
+        conn_stand_in(fc, 1); /* shed at accept: 503 now */
+    }
+}
+
+/* The request deadline passed (or the connection was refused and has not
+ * taken its answer in time). */
+static void conn_deadline(struct fconn *fc)
+{
+    struct feed *f = fc->f;
+    fc->deadline_on = 0;
+    switch (fc->phase) {
+    case P_HEAD:
+        f->shed_timeout++;
+        if (evbuffer_get_length(fc->headbuf) +
+                evbuffer_get_length(fc->pending) > 0) {
+            conn_refuse(fc, 408, "request not received in time", 1);
+        } else {
+            set_phase(fc, P_DEAD); /* sent nothing: just close */
+            conn_shut(fc);
+        }
+        return;
+    case P_BODY: /* evhttp has the head: no answer can be slipped in */
+        f->shed_timeout++;
+        set_phase(fc, P_DEAD);
+        conn_shut(fc);
+        return;
+    case P_DEAD:
+        conn_shut(fc);
+        return;
+    case P_HELD:
+        return;
+    }
+}
+
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fconn *fc = arg;
+    if (!fc->set_up) {
+        conn_setup(fc);
+    } else {
+        conn_deadline(fc);
+    }
+}
+
+/* evhttp_set_bevcb's callback: a connection was accepted. Returns its
+ * bufferevent (a TLS one with [feed] tls_cert); NULL lets evhttp make a
+ * plain one, whose requests are then answered 503 (out of memory). */
+static struct bufferevent *conn_new(struct event_base *base, void *arg)
+{
+    struct feed *f = arg;
+    struct bufferevent *bev = NULL;
+    if (f->ssl != NULL) {
+        SSL *ssl = SSL_new(f->ssl);
+        if (ssl == NULL) {
+            return NULL;
+        }
+        bev = bufferevent_openssl_socket_new(
+            base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            SSL_free(ssl);
+            return NULL;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(base, -1, 0); /* as evhttp's own */
+        if (bev == NULL) {
+            return NULL;
+        }
+    }
+    struct fconn *fc = calloc(1, sizeof(*fc));
+    if (fc != NULL) {
+        fc->headbuf = evbuffer_new();
+        fc->pending = evbuffer_new();
+        fc->timer = evtimer_new(base, conn_on_timer, fc);
+        fc->incb =
+            evbuffer_add_cb(bufferevent_get_input(bev), conn_on_input, fc);
+    }
+    if (fc == NULL || fc->headbuf == NULL || fc->pending == NULL ||
+        fc->timer == NULL || fc->incb == NULL) {
+        if (fc != NULL) {
+            if (fc->incb != NULL) {
+                evbuffer_remove_cb_entry(bufferevent_get_input(bev), fc->incb);
+            }
+            if (fc->timer != NULL) {
+                event_free(fc->timer);
+            }
+            if (fc->headbuf != NULL) {
+                evbuffer_free(fc->headbuf);
+            }
+            if (fc->pending != NULL) {
+                evbuffer_free(fc->pending);
+            }
+            free(fc);
+        }
+        return bev; /* untracked: on_request answers 503 */
+    }
+    fc->f = f;
+    fc->bev = bev;
+    fc->accept_ns = clock_mono_ns();
+    fc->phase = P_DEAD; /* until admitted */
+    feed_http_head_init(&fc->head);
+    bufferevent_incref(bev); /* until conn_setup */
+    if (f->n_conns >= f->n_slots) {
         conn_grow(f);
     }
-    size_t s = conn_slot(f, ev);
-    fc->hnext = f->conns[s];
-    f->conns[s] = fc;
+    size_t s = conn_slot(f, bev);
+    fc->hnext = f->slots[s];
+    f->slots[s] = fc;
+    fc->next = f->conns;
+    if (f->conns != NULL) {
+        f->conns->prev = fc;
+    }
+    f->conns = fc;
     f->n_conns++;
-    evhttp_connection_set_closecb(ev, on_conn_close, fc);
-    return fc;
+    if (f->n_admitted >= f->cap && f->r_oldest != NULL) {
+        struct fconn *old = f->r_oldest; /* closed for this one */
+        set_phase(old, P_DEAD);
+        conn_shut(old);
+        f->shed_reclaimed++;
+    }
+    if (f->n_admitted < f->cap) {
+        fc->admitted = 1;
+        f->n_admitted++;
+        set_phase(fc, P_HEAD);
+    } else {
+        fc->v_status = 503;
+        fc->v_error = "too many connections";
+        f->shed_full++;
+    }
+    event_active(fc->timer, EV_TIMEOUT, 1); /* conn_setup */
+    accept_update(f);
+    return bev;
+}
+
+static void on_accept_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct feed *f = arg;
+    f->accept_err = 0;
+    accept_update(f);
+}
+
+/* accept() on the feed's socket failed with something else than "try
+ * again" (EMFILE, ENFILE, ENOBUFS...): pause accepting until a connection
+ * closes or ACCEPT_PAUSE_MS passed (the socket stays readable, so evhttp's
+ * listener would retry at once, forever); out of descriptors, close the
+ * oldest reclaimable connection for the next one. Logged at most once per
+ * ACCEPT_LOG_S, with how many were not. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    (void)lev;
+    int err = errno;
+    struct feed *f = feed_of(arg);
+    if (f == NULL) {
+        return;
+    }
+    f->accept_errors++;
+    uint64_t now = clock_mono_ns();
+    if (f->accept_log_ns == 0 ||
+        now - f->accept_log_ns >= (uint64_t)ACCEPT_LOG_S * 1000000000ull) {
+        char more[96] = "";
+        if (f->accept_unlogged > 0) {
+            snprintf(more, sizeof(more),
+                     "; %" PRIu64 " more since the last such line",
+                     f->accept_unlogged);
+        }
+        log_warn(MOD,
+                 "accept() on %s failed: %s; new connections wait %d ms "
+                 "(open-file limit %zu: raise it or lower [feed] "
+                 "max_clients)%s",
+                 f->c->feed_listen, strerror(err), ACCEPT_PAUSE_MS, f->nofile,
+                 more);
+        f->accept_log_ns = now;
+        f->accept_unlogged = 0;
+    } else {
+        f->accept_unlogged++;
+    }
+    if ((err == EMFILE || err == ENFILE) && f->r_oldest != NULL) {
+        struct fconn *old = f->r_oldest; /* its descriptor for the next */
+        set_phase(old, P_DEAD);
+        conn_shut(old);
+        f->shed_reclaimed++;
+    }
+    f->accept_err = 1; /* until a connection closes, or the timer */
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(f->accept_timer, &tv);
+    accept_update(f);
+}
+
+/* The tracked connection of a request; NULL when it is not tracked (out
+ * of memory at accept). */
+static struct fconn *conn_of(struct feed *f, struct evhttp_connection *ev)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(ev);
+    return bev != NULL ? conn_find(f, bev) : NULL;
 }
 
 /* ---- request contexts ---- */
@@ -459,10 +1057,16 @@ static const char *reason(int code)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 409:
         return "Conflict";
+    case 411:
+        return "Length Required";
     case 413:
         return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
     case 429:
         return "Too Many Requests";
     case 500:
@@ -489,13 +1093,24 @@ static void add_common_headers(struct fctx *x, const char *ctype)
     }
 }
 
-/* Sends b (may be NULL) with status code; ends the request. */
+/* Sends b (may be NULL) with status code; ends the request. An answer to
+ * HEAD gets the headers only (Content-Length of the body it would have):
+ * evhttp 2.1 sends whatever body it is given, which a client then reads
+ * as the start of the next answer. */
 static void reply_buf(struct fctx *x, int code, const char *ctype,
                       struct evbuffer *b)
 {
     add_common_headers(x, ctype);
     x->status = x->gone ? 499 : code; /* 499: logged as nginx does */
     x->bytes = b ? evbuffer_get_length(b) : 0;
+    if (evhttp_request_get_command(x->req) == EVHTTP_REQ_HEAD) {
+        char len[24];
+        snprintf(len, sizeof(len), "%zu", x->bytes);
+        evhttp_add_header(evhttp_request_get_output_headers(x->req),
+                          "Content-Length", len);
+        x->bytes = 0;
+        b = NULL;
+    }
     evhttp_send_reply(x->req, code, reason(code), b);
     ctx_done(x);
 }
@@ -1201,7 +1816,9 @@ static void on_stats_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    stats_refresh(arg);
+    struct feed *f = arg;
+    feed_throttle_sweep(f->throttle, clock_mono_ns());
+    stats_refresh(f);
 }
 
 /* ---- handlers ---- */
@@ -1511,11 +2128,25 @@ static void handle_stats(struct fctx *x)
     }
 }
 
-/* Checks the bearer token and the token's rate. Returns 0 when the request
- * may go on (x->issuer set), else it has been answered. */
+/* Checks the peer's failures, the bearer token and the token's rate.
+ * Returns 0 when the request may go on (x->issuer set), else it has been
+ * answered. */
 static int authenticate(struct fctx *x)
 {
     struct feed *f = x->f;
+    const struct fconn *fc = x->conn;
+    uint64_t now = clock_mono_ns();
+    char ra[16];
+    int wait =
+        fc->has_peer ? feed_throttle_wait(f->throttle, fc->peer, now) : 0;
+    if (wait > 0) { /* too many failures from this address: not checked */
+        f->auth_throttled++;
+        snprintf(ra, sizeof(ra), "%d", wait);
+        evhttp_add_header(evhttp_request_get_output_headers(x->req),
+                          "Retry-After", ra);
+        reply_error(x, 429, "too many failed authentications");
+        return -1;
+    }
     const char *hdr = evhttp_find_header(
         evhttp_request_get_input_headers(x->req), "Authorization");
     const char *tok = NULL;
@@ -1525,17 +2156,19 @@ static int authenticate(struct fctx *x)
         e = feed_tokens_match(f->tokens, tok, len);
     }
     if (e < 0) {
+        f->auth_failures++;
+        if (fc->has_peer) {
+            (void)feed_throttle_fail(f->throttle, fc->peer, now);
+        }
         evhttp_add_header(evhttp_request_get_output_headers(x->req),
                           "WWW-Authenticate", "Bearer realm=\"cardwatch\"");
         reply_text(x, 401, "{\"error\":\"unauthorized\"}");
         return -1;
     }
     x->issuer = (int)feed_tokens_issuer(f->tokens, (size_t)e);
-    int wait = feed_bucket_take(&f->buckets[e], clock_mono_ns(),
-                                (double)f->c->feed_rate_per_s,
-                                (double)f->c->feed_burst);
+    wait = feed_bucket_take(&f->buckets[e], now, (double)f->c->feed_rate_per_s,
+                            (double)f->c->feed_burst);
     if (wait > 0) {
-        char ra[16];
         snprintf(ra, sizeof(ra), "%d", wait);
         evhttp_add_header(evhttp_request_get_output_headers(x->req),
                           "Retry-After", ra);
@@ -1603,14 +2236,28 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     struct evhttp_connection *ev = evhttp_request_get_connection(req);
-    x->conn = ev ? conn_get(f, ev) : NULL;
-    if (x->conn == NULL) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
-                          "close");
-        reply_unavailable(x, "too many connections");
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    x->conn = ev ? conn_of(f, ev) : NULL;
+    if (x->conn == NULL) { /* not tracked: no memory for it at accept */
+        evhttp_add_header(out, "Connection", "close");
+        reply_unavailable(x, "out of memory");
         return;
     }
     x->conn->cur = x;
+    evhttp_request_set_on_complete_cb(req, on_req_complete, x->conn);
+    if (x->conn->v_status != 0) { /* the stand-in for a refused request */
+        struct fconn *fc = x->conn;
+        snprintf(x->method, sizeof(x->method), "%s",
+                 fc->v_method[0] ? fc->v_method : "-");
+        safe_copy(x->path, sizeof(x->path), fc->v_path[0] ? fc->v_path : "-");
+        evhttp_add_header(out, "Connection", "close");
+        if (fc->v_status == 503) {
+            reply_unavailable(x, fc->v_error);
+        } else {
+            reply_error(x, fc->v_status, fc->v_error);
+        }
+        return;
+    }
     if (f->stopping) {
         reply_unavailable(x, "shutting down");
         return;
@@ -1641,9 +2288,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
     struct fconn *fc = arg;
-    struct feed *f = fc->f;
     struct fctx *x = fc->cur;
-    conn_remove(f, fc);
+    fc->evcon = NULL;
     if (x != NULL && x->req != NULL) {
         if (evhttp_request_get_connection(x->req) == NULL) {
             evhttp_request_free(x->req);
@@ -1654,40 +2300,81 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
         }
         ctx_done(x);
     }
-    free(fc);
+    conn_free(fc);
 }
 
 /* ---- TLS ---- */
-
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
-{
-    struct feed *f = arg;
-    SSL *ssl = SSL_new(f->ssl);
-    if (ssl == NULL) {
-        return NULL;
-    }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
 
 static int tls_setup(struct feed *f, char *errbuf, size_t errlen)
 {
     f->ssl = feed_tls_context(f->c->feed_tls_cert, f->c->feed_tls_key, errbuf,
                               errlen);
-    if (f->ssl == NULL) {
-        return -1;
-    }
-    evhttp_set_bevcb(f->http, tls_bevcb, f);
-    return 0;
+    return f->ssl != NULL ? 0 : -1; /* conn_new makes TLS bufferevents */
 }
 
 /* ---- life cycle ---- */
+
+/* Random bits for the throttle's hash (the address of f and the clock
+ * when the OS has none to give). */
+static uint64_t hash_seed(const struct feed *f)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(seed)) {
+        seed = (uint64_t)(uintptr_t)f ^ clock_mono_ns();
+    }
+    return seed;
+}
+
+/* The connection cap: [feed] max_clients, with FD_RESERVE descriptors
+ * kept for everything else (Redis, the admin endpoint, logs, closing
+ * connections). The open-file limit is raised towards its hard limit
+ * first when max_clients needs it (systemd's default soft limit is
+ * 1,024). */
+static void fd_budget(struct feed *f)
+{
+    size_t want = (size_t)f->c->feed_max_clients + FD_RESERVE;
+    struct rlimit rl;
+    f->nofile = SIZE_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want &&
+            (rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max)) {
+            struct rlimit up = rl;
+            up.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want
+                              ? rl.rlim_max
+                              : (rlim_t)want;
+            if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+                log_info(MOD,
+                         "open-file limit raised from %llu to %llu for "
+                         "[feed] max_clients",
+                         (unsigned long long)rl.rlim_cur,
+                         (unsigned long long)up.rlim_cur);
+                rl = up;
+            }
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < SIZE_MAX) {
+            f->nofile = (size_t)rl.rlim_cur;
+        }
+    }
+    f->cap = (size_t)f->c->feed_max_clients;
+    size_t room = f->nofile > 2 * FD_RESERVE ? f->nofile - FD_RESERVE
+                                             : f->nofile / 2;
+    if (room < 1) {
+        room = 1;
+    }
+    if (f->cap > room) {
+        log_warn(MOD,
+                 "[feed] max_clients is %d but the open-file limit is %zu: "
+                 "at most %zu connections (%d descriptors kept for Redis, "
+                 "logs and closing connections); raise the limit "
+                 "(ulimit -n, systemd LimitNOFILE=) for more",
+                 f->c->feed_max_clients, f->nofile, room, FD_RESERVE);
+        f->cap = room;
+    }
+    size_t slack = f->nofile > 2 * FD_RESERVE ? FD_RESERVE / 2
+                                              : (f->nofile - room) / 2;
+    f->pause_at = f->cap + (slack > 0 ? slack : 1);
+}
 
 static int bind_listen(struct feed *f, char *errbuf, size_t errlen)
 {
@@ -1751,12 +2438,16 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
     size_t nt = feed_tokens_count(f->tokens);
     f->buckets = calloc(nt ? nt : 1, sizeof(*f->buckets));
     f->iss = calloc(c->n_issuers ? c->n_issuers : 1, sizeof(*f->iss));
-    f->n_buckets = 64;
-    f->conns = calloc(f->n_buckets, sizeof(*f->conns));
+    f->n_slots = 64;
+    f->slots = calloc(f->n_slots, sizeof(*f->slots));
     f->page = feed_page(&f->page_len);
     f->csp = feed_csp(f->page, f->page_len);
-    if (f->buckets == NULL || f->iss == NULL || f->conns == NULL ||
-        f->csp == NULL) {
+    f->throttle = feed_throttle_new((size_t)c->feed_auth_max_peers,
+                                    c->feed_auth_failures,
+                                    c->feed_auth_failure_window_s,
+                                    hash_seed(f));
+    if (f->buckets == NULL || f->iss == NULL || f->slots == NULL ||
+        f->csp == NULL || f->throttle == NULL) {
         snprintf(errbuf, errlen, "feed: out of memory");
         goto err;
     }
@@ -1807,10 +2498,15 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
     f->http = evhttp_new(base);
     f->poll = event_new(base, -1, EV_PERSIST, on_poll, f);
     f->stats_ev = event_new(base, -1, EV_PERSIST, on_stats_timer, f);
-    if (f->http == NULL || f->poll == NULL || f->stats_ev == NULL) {
+    f->accept_timer = evtimer_new(base, on_accept_timer, f);
+    if (f->http == NULL || f->poll == NULL || f->stats_ev == NULL ||
+        f->accept_timer == NULL) {
         snprintf(errbuf, errlen, "feed: out of memory");
         goto err;
     }
+    f->next_feed = feeds;
+    feeds = f;
+    fd_budget(f);
     evhttp_set_max_headers_size(f->http, 8192);
     evhttp_set_max_body_size(f->http, c->feed_max_body);
     evhttp_set_timeout(f->http, HTTP_TIMEOUT_S);
@@ -1819,12 +2515,15 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
                      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                      EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(f->http, on_request, f);
+    evhttp_set_bevcb(f->http, conn_new, f);
     if (c->feed_tls_cert[0] != '\0' && tls_setup(f, errbuf, errlen) != 0) {
         goto err;
     }
     if (bind_listen(f, errbuf, errlen) != 0) {
         goto err;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(f->sock),
+                                on_accept_error);
     struct timeval pt = {POLL_MS / 1000, (POLL_MS % 1000) * 1000};
     event_add(f->poll, &pt);
     struct timeval st = {STATS_MS / 1000, (STATS_MS % 1000) * 1000};
@@ -1833,9 +2532,9 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
     redis_cfg_describe(c, rdesc, sizeof(rdesc));
     log_info(MOD,
              "issuer feed listening on %s (%s, port %d; %zu token(s) "
-             "of %zu issuer(s)); Redis %s",
+             "of %zu issuer(s); at most %zu connections); Redis %s",
              c->feed_listen, f->ssl ? "https" : "http", f->port, nt,
-             c->n_issuers, rdesc);
+             c->n_issuers, f->cap, rdesc);
     return f;
 err:
     feed_destroy(f);
@@ -1892,14 +2591,9 @@ size_t feed_busy(const struct feed *f)
         return 0;
     }
     size_t n = f->n_active;
-    for (size_t i = 0; i < f->n_buckets; i++) {
-        for (struct fconn *c = f->conns[i]; c != NULL; c = c->hnext) {
-            struct bufferevent *bev =
-                evhttp_connection_get_bufferevent(c->evcon);
-            if (bev != NULL &&
-                evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-                n++;
-            }
+    for (const struct fconn *c = f->conns; c != NULL; c = c->next) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+            n++;
         }
     }
     return n;
@@ -1928,10 +2622,14 @@ void feed_metrics(const struct feed *f, FILE *out)
             "# TYPE cardwatch_feed_waiting_clients gauge\n"
             "cardwatch_feed_waiting_clients{kind=\"long_poll\"} %zu\n"
             "cardwatch_feed_waiting_clients{kind=\"stream\"} %zu\n"
-            "# HELP cardwatch_feed_connections Client connections open (that "
-            "sent a request).\n"
+            "# HELP cardwatch_feed_connections Client connections open "
+            "(from accept to close).\n"
             "# TYPE cardwatch_feed_connections gauge\n"
             "cardwatch_feed_connections %zu\n"
+            "# HELP cardwatch_feed_connections_limit Connections admitted at "
+            "most: [feed] max_clients, or fewer for the open-file limit.\n"
+            "# TYPE cardwatch_feed_connections_limit gauge\n"
+            "cardwatch_feed_connections_limit %zu\n"
             "# HELP cardwatch_feed_redis_up 1 when the feed's Redis "
             "connection answers.\n"
             "# TYPE cardwatch_feed_redis_up gauge\n"
@@ -1940,8 +2638,45 @@ void feed_metrics(const struct feed *f, FILE *out)
             "to new-alert notices.\n"
             "# TYPE cardwatch_feed_subscribed gauge\n"
             "cardwatch_feed_subscribed %d\n",
-            f->n_polls, f->n_streams, f->n_conns, rconn_is_up(f->rc),
+            f->n_polls, f->n_streams, f->n_conns, f->cap, rconn_is_up(f->rc),
             f->sub_up);
+    fprintf(out,
+            "# HELP cardwatch_feed_connections_shed_total Connections the "
+            "feed closed to protect itself: full (503 at accept, nothing to "
+            "reclaim), reclaimed (idle or still sending a head, closed for "
+            "a new one), timeout (request not complete within "
+            "request_timeout_s).\n"
+            "# TYPE cardwatch_feed_connections_shed_total counter\n"
+            "cardwatch_feed_connections_shed_total{reason=\"full\"} %" PRIu64
+            "\n"
+            "cardwatch_feed_connections_shed_total{reason=\"reclaimed\"} "
+            "%" PRIu64 "\n"
+            "cardwatch_feed_connections_shed_total{reason=\"timeout\"} "
+            "%" PRIu64 "\n"
+            "# HELP cardwatch_feed_accept_errors_total accept() failures on "
+            "the feed's port (EMFILE...).\n"
+            "# TYPE cardwatch_feed_accept_errors_total counter\n"
+            "cardwatch_feed_accept_errors_total %" PRIu64 "\n"
+            "# HELP cardwatch_feed_auth_failures_total Requests answered 401.\n"
+            "# TYPE cardwatch_feed_auth_failures_total counter\n"
+            "cardwatch_feed_auth_failures_total %" PRIu64 "\n"
+            "# HELP cardwatch_feed_auth_throttled_total Requests answered 429 "
+            "because their peer failed to authenticate too often (token not "
+            "checked).\n"
+            "# TYPE cardwatch_feed_auth_throttled_total counter\n"
+            "cardwatch_feed_auth_throttled_total %" PRIu64 "\n"
+            "# HELP cardwatch_feed_auth_peers Peer addresses with recent "
+            "authentication failures in the throttle's table.\n"
+            "# TYPE cardwatch_feed_auth_peers gauge\n"
+            "cardwatch_feed_auth_peers %zu\n"
+            "# HELP cardwatch_feed_auth_peers_evicted_total Peers forgotten "
+            "early because the table was full ([feed] auth_max_peers).\n"
+            "# TYPE cardwatch_feed_auth_peers_evicted_total counter\n"
+            "cardwatch_feed_auth_peers_evicted_total %" PRIu64 "\n",
+            f->shed_full, f->shed_reclaimed, f->shed_timeout, f->accept_errors,
+            f->auth_failures, f->auth_throttled,
+            feed_throttle_peers(f->throttle),
+            feed_throttle_evicted(f->throttle));
     fputs("# HELP cardwatch_rule_outcomes_total Outcomes issuers reported "
           "on alerts, by issuer, rule and outcome.\n"
           "# TYPE cardwatch_rule_outcomes_total counter\n",
@@ -1980,15 +2715,20 @@ void feed_destroy(struct feed *f)
     rconn_destroy(f->rc); /* pending callbacks free their contexts */
     exposure_destroy(f->x);
     rconn_destroy(f->sub);
+    for (struct feed **pp = &feeds; *pp != NULL; pp = &(*pp)->next_feed) {
+        if (*pp == f) {
+            *pp = f->next_feed;
+            break;
+        }
+    }
     if (f->http != NULL) {
         evhttp_free(f->http); /* close callbacks free the fconns */
     }
-    for (size_t i = 0; f->conns != NULL && i < f->n_buckets; i++) {
-        while (f->conns[i] != NULL) {
-            struct fconn *c = f->conns[i];
-            f->conns[i] = c->hnext;
-            free(c);
-        }
+    while (f->conns != NULL) { /* accepted but not yet set up */
+        struct fconn *fc = f->conns;
+        struct bufferevent *bev = fc->bev;
+        conn_free(fc);
+        bufferevent_decref(bev); /* evhttp_free dropped its own */
     }
     while (f->all != NULL) { /* none expected */
         struct fctx *x = f->all;
@@ -1996,7 +2736,7 @@ void feed_destroy(struct feed *f)
         x->redis_pending = 0;
         ctx_maybe_free(x);
     }
-    struct event *evs[] = {f->poll, f->stats_ev};
+    struct event *evs[] = {f->poll, f->stats_ev, f->accept_timer};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);
@@ -2008,7 +2748,8 @@ void feed_destroy(struct feed *f)
     if (f->ssl != NULL) {
         SSL_CTX_free(f->ssl);
     }
-    free(f->conns);
+    free(f->slots);
+    feed_throttle_destroy(f->throttle);
     free(f->iss);
     free(f->buckets);
     free(f->csp);

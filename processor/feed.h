@@ -25,9 +25,18 @@
  * soon as the ledger appends an alert, and a 1 s poll covers the times
  * that connection is down. Every request ends in exactly one
  * reply (or, for a stream, one end); a request whose Redis answer does not
- * come in time gets 503. Per-token rate limit (token bucket), a cap on
- * open connections, an access log line per request (module "access"; no
- * token, no query string).
+ * come in time gets 503. Per-token rate limit (token bucket), an access
+ * log line per request (module "access"; no token, no query string).
+ *
+ * Against hostile clients (see "connections" in feed.c): connections are
+ * counted from accept against [feed] max_clients and the open-file limit
+ * (the oldest idle or slow one is closed for a new one, else 503 at
+ * accept); a request must arrive whole within request_timeout_s (408);
+ * accept() failures pause accepting instead of spinning; every request
+ * head passes feed_http.h's strict parser before evhttp sees a byte of
+ * it (ambiguous framing: 4xx and the connection closed); a peer address
+ * that fails to authenticate auth_failures times gets 429 without its
+ * token being checked.
  */
 #ifndef CARDWATCH_FEED_H
 #define CARDWATCH_FEED_H
@@ -42,10 +51,12 @@ struct feed;
 
 /* Starts the feed on base: listens on c->feed_listen (HTTPS when
  * feed_tls_cert and feed_tls_key are set), connects to Redis
- * (c->redis_*). c is borrowed and must outlive the feed. Returns NULL with
- * a message in errbuf when the address cannot be bound, the certificate
- * or key cannot be loaded, or no issuer has a token; a Redis that is not
- * reachable yet is not an error (the feed answers 503 meanwhile). */
+ * (c->redis_*). c is borrowed and must outlive the feed. May raise the
+ * process's soft open-file limit towards its hard limit for
+ * feed_max_clients (logged). Returns NULL with a message in errbuf when
+ * the address cannot be bound, the certificate or key cannot be loaded,
+ * or no issuer has a token; a Redis that is not reachable yet is not an
+ * error (the feed answers 503 meanwhile). */
 struct feed *feed_new(struct event_base *base, const struct config *c,
                       char *errbuf, size_t errlen);
 
@@ -66,13 +77,16 @@ void feed_stop(struct feed *f);
 size_t feed_busy(const struct feed *f);
 
 /* Writes the feed's metrics (Prometheus text with HELP/TYPE) to out:
- * requests by status, waiting clients, open connections, Redis state, and
- * per issuer and rule the outcome counts and precision (read from Redis
- * every few seconds, not per scrape). */
+ * requests by status, waiting clients, open connections and their limit,
+ * connections shed (by reason), accept() errors, failed and throttled
+ * authentications, Redis state, and per issuer and rule the outcome
+ * counts and precision (read from Redis every few seconds, not per
+ * scrape). */
 void feed_metrics(const struct feed *f, FILE *out);
 
 /* Closes everything; requests still open are answered 503 first. NULL is
- * a no-op. Call from outside the feed's callbacks (after the loop). */
+ * a no-op. Call from outside the feed's callbacks (after the loop), and
+ * before event_base_free(base). */
 void feed_destroy(struct feed *f);
 
 #endif

@@ -1,6 +1,7 @@
 /* feed_auth.c - see feed_auth.h. */
 #include "feed_auth.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -574,6 +575,262 @@ int feed_bucket_take(struct feed_bucket *b, uint64_t now_ns, double rate,
         secs++;
     }
     return secs < 1 ? 1 : secs;
+}
+
+/* ---- failed authentications per peer ---- */
+
+int feed_peer_key(const char *addr, uint8_t key[FEED_PEER_KEY])
+{
+    struct in_addr a4;
+    memset(key, 0, FEED_PEER_KEY);
+    if (addr == NULL) {
+        return -1;
+    }
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        key[10] = 0xff;
+        key[11] = 0xff;
+        memcpy(key + 12, &a4, 4);
+        return 0;
+    }
+    uint8_t a6[16];
+    if (inet_pton(AF_INET6, addr, a6) == 1) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0,
+                                           0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+            memcpy(key, a6, 16); /* an IPv4 peer on a dual-stack socket */
+        } else {
+            memcpy(key, a6, 8); /* the /64 */
+        }
+        return 0;
+    }
+    return -1;
+}
+
+struct peer {
+    uint8_t key[FEED_PEER_KEY];
+    double tokens;
+    uint64_t last_ns;           /* tokens are up to date at this time */
+    uint64_t fail_ns;           /* the last failure (the table's order) */
+    struct peer *hnext;         /* hash chain */
+    struct peer *newer, *older; /* by last failure */
+};
+
+struct feed_throttle {
+    struct peer **slots;
+    size_t n_slots; /* a power of two */
+    size_t n, max;
+    struct peer *newest, *oldest;
+    double burst, rate; /* rate: failures regained per second */
+    uint64_t window_ns, seed, evicted;
+};
+
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static size_t peer_slot(const struct feed_throttle *t,
+                        const uint8_t key[FEED_PEER_KEY])
+{
+    uint64_t a, b;
+    memcpy(&a, key, 8);
+    memcpy(&b, key + 8, 8);
+    return (size_t)(mix64(mix64(t->seed ^ a) ^ b) & (t->n_slots - 1));
+}
+
+struct feed_throttle *feed_throttle_new(size_t max_peers, int burst,
+                                        int window_s, uint64_t seed)
+{
+    struct feed_throttle *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->max = max_peers > 0 ? max_peers : 1;
+    t->burst = burst > 0 ? burst : 1;
+    t->window_ns = (uint64_t)(window_s > 0 ? window_s : 1) * 1000000000ull;
+    t->rate = t->burst / ((double)t->window_ns / 1e9);
+    t->seed = seed;
+    t->n_slots = 64; /* grows with the table, up to max_peers */
+    t->slots = calloc(t->n_slots, sizeof(*t->slots));
+    if (t->slots == NULL) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static struct peer *peer_find(const struct feed_throttle *t,
+                              const uint8_t key[FEED_PEER_KEY])
+{
+    for (struct peer *p = t->slots[peer_slot(t, key)]; p; p = p->hnext) {
+        if (memcmp(p->key, key, FEED_PEER_KEY) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void peer_unlink(struct feed_throttle *t, struct peer *p)
+{
+    struct peer **pp = &t->slots[peer_slot(t, p->key)];
+    while (*pp != NULL && *pp != p) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == p) {
+        *pp = p->hnext;
+    }
+    if (p->newer != NULL) {
+        p->newer->older = p->older;
+    } else {
+        t->newest = p->older;
+    }
+    if (p->older != NULL) {
+        p->older->newer = p->newer;
+    } else {
+        t->oldest = p->newer;
+    }
+    p->hnext = p->newer = p->older = NULL;
+    t->n--;
+}
+
+static void peer_link(struct feed_throttle *t, struct peer *p)
+{
+    size_t s = peer_slot(t, p->key);
+    p->hnext = t->slots[s];
+    t->slots[s] = p;
+    p->newer = NULL;
+    p->older = t->newest;
+    if (t->newest != NULL) {
+        t->newest->newer = p;
+    } else {
+        t->oldest = p;
+    }
+    t->newest = p;
+    t->n++;
+}
+
+/* Doubles the slots while they are fewer than the peers (and than
+ * max_peers); on allocation failure the chains just get longer. */
+static void throttle_grow(struct feed_throttle *t)
+{
+    if (t->n < t->n_slots || t->n_slots >= t->max) {
+        return;
+    }
+    size_t ns = t->n_slots * 2;
+    struct peer **slots = calloc(ns, sizeof(*slots));
+    if (slots == NULL) {
+        return;
+    }
+    struct peer **old = t->slots;
+    size_t on = t->n_slots;
+    t->slots = slots;
+    t->n_slots = ns;
+    for (size_t i = 0; i < on; i++) {
+        while (old[i] != NULL) {
+            struct peer *p = old[i];
+            old[i] = p->hnext;
+            size_t s = peer_slot(t, p->key);
+            p->hnext = slots[s];
+            slots[s] = p;
+        }
+    }
+    free(old);
+}
+
+static void peer_refill(const struct feed_throttle *t, struct peer *p,
+                        uint64_t now_ns)
+{
+    if (now_ns > p->last_ns) {
+        p->tokens += (double)(now_ns - p->last_ns) / 1e9 * t->rate;
+        if (p->tokens > t->burst) {
+            p->tokens = t->burst;
+        }
+        p->last_ns = now_ns;
+    }
+}
+
+int feed_throttle_wait(struct feed_throttle *t,
+                       const uint8_t key[FEED_PEER_KEY], uint64_t now_ns)
+{
+    struct peer *p = peer_find(t, key);
+    if (p == NULL) {
+        return 0;
+    }
+    peer_refill(t, p, now_ns);
+    if (p->tokens >= 1.0) {
+        return 0;
+    }
+    double wait = (1.0 - p->tokens) / t->rate;
+    int secs = (int)wait;
+    if ((double)secs < wait) {
+        secs++;
+    }
+    return secs < 1 ? 1 : secs;
+}
+
+int feed_throttle_fail(struct feed_throttle *t,
+                       const uint8_t key[FEED_PEER_KEY], uint64_t now_ns)
+{
+    struct peer *p = peer_find(t, key);
+    if (p != NULL) {
+        peer_unlink(t, p); /* linked again as the newest */
+    } else {
+        if (t->n >= t->max) {
+            p = t->oldest; /* its memory serves the new peer */
+            peer_unlink(t, p);
+            t->evicted++;
+        } else if ((p = malloc(sizeof(*p))) == NULL) {
+            return -1;
+        }
+        memcpy(p->key, key, FEED_PEER_KEY);
+        p->tokens = t->burst;
+        p->last_ns = now_ns;
+    }
+    peer_refill(t, p, now_ns);
+    p->tokens = p->tokens >= 1.0 ? p->tokens - 1.0 : 0.0;
+    p->fail_ns = now_ns;
+    peer_link(t, p);
+    throttle_grow(t);
+    return 0;
+}
+
+void feed_throttle_sweep(struct feed_throttle *t, uint64_t now_ns)
+{
+    while (t->oldest != NULL && now_ns >= t->oldest->fail_ns &&
+           now_ns - t->oldest->fail_ns >= t->window_ns) {
+        struct peer *p = t->oldest;
+        peer_unlink(t, p);
+        free(p);
+    }
+}
+
+size_t feed_throttle_peers(const struct feed_throttle *t)
+{
+    return t != NULL ? t->n : 0;
+}
+
+uint64_t feed_throttle_evicted(const struct feed_throttle *t)
+{
+    return t != NULL ? t->evicted : 0;
+}
+
+void feed_throttle_destroy(struct feed_throttle *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    while (t->oldest != NULL) {
+        struct peer *p = t->oldest;
+        peer_unlink(t, p);
+        free(p);
+    }
+    free(t->slots);
+    free(t);
 }
 
 /* ---- outcomes ---- */

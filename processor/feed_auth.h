@@ -1,5 +1,6 @@
 /* feed_auth.h - the pure parts of the issuer alert feed (feed.c): bearer
- * tokens, request parameters, the per-token rate limiter, outcome bodies,
+ * tokens, request parameters, the per-token rate limiter, the per-peer
+ * throttle of failed authentications, outcome bodies,
  * what an outcome needs from a stored alert, issuer statistics and the
  * page's Content-Security-Policy.
  *
@@ -149,6 +150,56 @@ struct feed_bucket {
  * allowed (for Retry-After). */
 int feed_bucket_take(struct feed_bucket *b, uint64_t now_ns, double rate,
                      double burst);
+
+/* ---- failed authentications: one token bucket per peer address ---- */
+
+#define FEED_PEER_KEY 16 /* bytes of a peer's throttle key */
+
+/* The throttle key of a peer address given as text (as evhttp gives it):
+ * an IPv4 address as the IPv4-mapped IPv6 address ::ffff:a.b.c.d, an IPv6
+ * address cut to its /64 (a host is usually given a whole /64, so its
+ * addresses count as one peer). Returns 0, or -1 when addr is not an IP
+ * address. */
+int feed_peer_key(const char *addr, uint8_t key[FEED_PEER_KEY]);
+
+/* The peers that failed to authenticate lately, each with an allowance of
+ * burst failures that refills at burst per window_s seconds. At most
+ * max_peers peers are kept (a few dozen bytes each): a new one then
+ * replaces the one whose last failure is oldest. */
+struct feed_throttle;
+
+/* A table for max_peers (>= 1) peers, burst (>= 1) failures per window_s
+ * (>= 1) seconds. seed keys the table's hash: pass random bits, so that
+ * nobody can pick addresses that fall into one chain. Returns NULL when
+ * out of memory. */
+struct feed_throttle *feed_throttle_new(size_t max_peers, int burst,
+                                        int window_s, uint64_t seed);
+
+/* 0 when the peer of key may try to authenticate at now_ns, else the whole
+ * seconds (>= 1) until it may (for Retry-After). Takes nothing from the
+ * allowance. */
+int feed_throttle_wait(struct feed_throttle *t,
+                       const uint8_t key[FEED_PEER_KEY], uint64_t now_ns);
+
+/* Counts a failed authentication of the peer of key at now_ns: one failure
+ * less in its allowance (a new peer starts with burst). Returns 0, or -1
+ * when out of memory (nothing counted). */
+int feed_throttle_fail(struct feed_throttle *t,
+                       const uint8_t key[FEED_PEER_KEY], uint64_t now_ns);
+
+/* Forgets the peers whose allowance is whole again at now_ns (no failure
+ * for window_s). The table stays bounded without it; this keeps it small
+ * and feed_throttle_peers() meaningful. */
+void feed_throttle_sweep(struct feed_throttle *t, uint64_t now_ns);
+
+/* Peers in the table. */
+size_t feed_throttle_peers(const struct feed_throttle *t);
+
+/* Peers forgotten so far because the table was full. */
+uint64_t feed_throttle_evicted(const struct feed_throttle *t);
+
+/* Frees. NULL is a no-op. */
+void feed_throttle_destroy(struct feed_throttle *t);
 
 /* ---- outcomes ---- */
 

@@ -103,9 +103,13 @@ class Feed:
 
         f = Feed(base_ini, burst=1000, tls=(cert, key))
         f.request("GET", "/v1/alerts", token) -> (status, {header: value}, body)
+
+    nofile: the feed's open-file limit (soft and hard), set with prlimit(1)
+    before it starts, so that descriptor exhaustion is cheap to provoke.
     """
 
-    def __init__(self, base_ini, build=None, tls=None, name="cardwatch-feed", **feed_keys):
+    def __init__(self, base_ini, build=None, tls=None, name="cardwatch-feed", nofile=None,
+                 **feed_keys):
         self.dir = h.tmpdir("feed")
         self.port = h.free_port()
         self.http_port = h.free_port()
@@ -125,8 +129,10 @@ class Feed:
         # tests load no breach, so the operator confirms the (empty) set.
         h.run_tool([h.tool("cardwatch", build), "breaches", "--confirm",
                     "--config", self.config])
-        self.proc = h.spawn([h.tool("cardwatch", build), "feed", "--config", self.config],
-                            name=name, log=self.dir / f"{name}.log")
+        cmd = [h.tool("cardwatch", build), "feed", "--config", self.config]
+        if nofile:
+            cmd = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] + cmd
+        self.proc = h.spawn(cmd, name=name, log=self.dir / f"{name}.log")
         h.wait_until(lambda: self._ready() or not self.proc.alive, 20,
                      f"cardwatch feed ready and subscribed (log {self.proc.log})")
         assert self.proc.alive, f"cardwatch feed exited:\n{self.proc.log_text(30)}"
@@ -751,7 +757,9 @@ def test_isolation_every_endpoint_and_storage():
     stats_redis = dict(zip(*[iter(s.redis.call("HGETALL", f"{PREFIX}:feedstats:beta"))] * 2))
     assert int(stats_redis[b"alerts"]) == 130   # counts every alert, not only the kept ones
 
-    feed = Feed(s.config.read_text())
+    # the 401 sweep below sends ~100 bad tokens from one address: no
+    # failure throttle here (test_feed_hardening.py tests it)
+    feed = Feed(s.config.read_text(), auth_failures=100000)
     all_ids = {aid for w in want.values() for aid in w} | set(unrouted)
     missing_id = secrets.token_hex(16)
     st_missing = feed.request("GET", f"/v1/alerts/{missing_id}", tokens["alpha"])
@@ -1771,6 +1779,24 @@ def test_tls():
             raise AssertionError("an untrusted certificate was accepted")
         except ssl.SSLCertVerificationError:
             pass
+    # the request gate works over TLS too: ambiguous framing gets one 400,
+    # then EOF; the request behind it is never answered
+    auth = f"Authorization: Bearer {alpha.token}\r\n".encode()
+    with feed.socket(5) as sock:
+        sock.sendall(b"GET /v1/alerts HTTP/1.1\r\nHost: x\r\n" + auth
+                     + b"Content-Length: 0\r\nContent-Length: 40\r\n\r\n"
+                     + b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+        resp = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                resp += chunk
+        except (ConnectionResetError, ssl.SSLEOFError):
+            pass
+    assert resp.startswith(b"HTTP/1.1 400 ") and resp.count(b"HTTP/1.1 ") == 1, resp[:300]
+    assert b"duplicate Content-Length" in resp
     # still serving
     assert feed.request("GET", "/v1/stats", alpha.token)[0] == 200
     feed.stop()

@@ -1,6 +1,7 @@
 /* test_feed_auth.c - the pure parts of the issuer feed: token hashing and
  * constant-time matching, the Authorization header, [feed] checks, cursors
- * and query parameters, the rate limiter, outcome bodies and notes, what
+ * and query parameters, the rate limiter, the per-peer throttle of failed
+ * authentications, outcome bodies and notes, what
  * an outcome reads from an alert, statistics and the page's CSP.
  */
 #include <setjmp.h>
@@ -337,6 +338,124 @@ static void test_bucket(void **state)
     assert_int_equal(feed_bucket_take(&s, t - 50000000000ull, 0.25, 1), 4);
 }
 
+static void test_peer_key(void **state)
+{
+    (void)state;
+    uint8_t a[FEED_PEER_KEY], b[FEED_PEER_KEY];
+    static const uint8_t v4[FEED_PEER_KEY] = {0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                              0, 0xff, 0xff, 10, 0, 0, 1};
+    assert_int_equal(feed_peer_key("10.0.0.1", a), 0);
+    assert_memory_equal(a, v4, FEED_PEER_KEY);
+    /* the same IPv4 peer on a dual-stack socket */
+    assert_int_equal(feed_peer_key("::ffff:10.0.0.1", b), 0);
+    assert_memory_equal(a, b, FEED_PEER_KEY);
+    assert_int_equal(feed_peer_key("10.0.0.2", b), 0);
+    assert_memory_not_equal(a, b, FEED_PEER_KEY);
+    /* IPv6: one /64 is one peer */
+    assert_int_equal(feed_peer_key("2001:db8::1", a), 0);
+    assert_int_equal(feed_peer_key("2001:db8::ffff:1234:5678:9abc", b), 0);
+    assert_memory_equal(a, b, FEED_PEER_KEY);
+    assert_int_equal(feed_peer_key("2001:db8:0:1::1", b), 0);
+    assert_memory_not_equal(a, b, FEED_PEER_KEY);
+    assert_int_equal(feed_peer_key("not an address", a), -1);
+    assert_int_equal(feed_peer_key("", a), -1);
+    assert_int_equal(feed_peer_key(NULL, a), -1);
+}
+
+static void key_of(uint8_t k[FEED_PEER_KEY], unsigned n)
+{
+    char addr[32];
+    snprintf(addr, sizeof(addr), "10.%u.%u.%u", (n >> 16) & 255,
+             (n >> 8) & 255, n & 255);
+    assert_int_equal(feed_peer_key(addr, k), 0);
+}
+
+static void test_throttle(void **state)
+{
+    (void)state;
+    uint64_t s = 1000000000ull, t = 5 * s;
+    uint8_t a[FEED_PEER_KEY], b[FEED_PEER_KEY];
+    key_of(a, 1);
+    key_of(b, 2);
+    /* 3 failures per 30 s: the allowance comes back at one per 10 s */
+    struct feed_throttle *th = feed_throttle_new(100, 3, 30, 42);
+    assert_non_null(th);
+    assert_int_equal(feed_throttle_wait(th, a, t), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(feed_throttle_wait(th, a, t), 0);
+        assert_int_equal(feed_throttle_fail(th, a, t), 0);
+    }
+    assert_int_equal(feed_throttle_wait(th, a, t), 10);
+    assert_int_equal(feed_throttle_wait(th, a, t), 10); /* takes nothing */
+    assert_int_equal(feed_throttle_wait(th, a, t + 4 * s), 6);
+    /* another peer is not affected */
+    assert_int_equal(feed_throttle_wait(th, b, t), 0);
+    assert_int_equal(feed_throttle_peers(th), 1);
+    /* one failure's worth after 10 s */
+    assert_int_equal(feed_throttle_wait(th, a, t + 10 * s), 0);
+    assert_int_equal(feed_throttle_fail(th, a, t + 10 * s), 0);
+    assert_int_equal(feed_throttle_wait(th, a, t + 10 * s), 10);
+    /* whole again after the window: swept */
+    feed_throttle_sweep(th, t + 39 * s);
+    assert_int_equal(feed_throttle_peers(th), 1);
+    feed_throttle_sweep(th, t + 40 * s);
+    assert_int_equal(feed_throttle_peers(th), 0);
+    assert_int_equal(feed_throttle_wait(th, a, t + 40 * s), 0);
+    /* a clock that goes back does not give failures back */
+    assert_int_equal(feed_throttle_fail(th, b, t + 50 * s), 0);
+    assert_int_equal(feed_throttle_fail(th, b, t + 50 * s), 0);
+    assert_int_equal(feed_throttle_fail(th, b, t + 50 * s), 0);
+    assert_int_equal(feed_throttle_wait(th, b, t + 20 * s), 10);
+    feed_throttle_destroy(th);
+    feed_throttle_destroy(NULL);
+}
+
+static void test_throttle_bounded(void **state)
+{
+    (void)state;
+    uint64_t t = 1000000000ull;
+    uint8_t k[FEED_PEER_KEY];
+    /* room for 100 peers, one failure each: the 150 that fail keep the
+     * table at 100, the oldest 50 are forgotten */
+    struct feed_throttle *th = feed_throttle_new(100, 1, 60, 7);
+    assert_non_null(th);
+    for (unsigned i = 0; i < 150; i++) {
+        key_of(k, i);
+        assert_int_equal(feed_throttle_fail(th, k, t + i), 0);
+        assert_true(feed_throttle_peers(th) <= 100);
+    }
+    assert_int_equal(feed_throttle_peers(th), 100);
+    assert_int_equal(feed_throttle_evicted(th), 50);
+    for (unsigned i = 0; i < 150; i++) {
+        key_of(k, i);
+        assert_int_equal(feed_throttle_wait(th, k, t + 200) > 0, i >= 50);
+    }
+    /* a peer that fails again becomes the newest: not the next evicted */
+    key_of(k, 50);
+    assert_int_equal(feed_throttle_fail(th, k, t + 300), 0);
+    key_of(k, 1000);
+    assert_int_equal(feed_throttle_fail(th, k, t + 301), 0);
+    key_of(k, 50);
+    assert_true(feed_throttle_wait(th, k, t + 302) > 0);
+    key_of(k, 51);
+    assert_int_equal(feed_throttle_wait(th, k, t + 302), 0);
+    /* many peers, many slots: still all found */
+    struct feed_throttle *big = feed_throttle_new(20000, 2, 60, 9);
+    assert_non_null(big);
+    for (unsigned i = 0; i < 20000; i++) {
+        key_of(k, i);
+        assert_int_equal(feed_throttle_fail(big, k, t), 0);
+        assert_int_equal(feed_throttle_fail(big, k, t), 0);
+    }
+    for (unsigned i = 0; i < 20000; i += 997) {
+        key_of(k, i);
+        assert_true(feed_throttle_wait(big, k, t) > 0);
+    }
+    assert_int_equal(feed_throttle_evicted(big), 0);
+    feed_throttle_destroy(big);
+    feed_throttle_destroy(th);
+}
+
 static void test_outcomes(void **state)
 {
     (void)state;
@@ -592,6 +711,9 @@ int main(void)
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_alert_id),
         cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_peer_key),
+        cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_throttle_bounded),
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_note),
         cmocka_unit_test(test_outcome_body),
