@@ -33,11 +33,22 @@ struct replay_opts {
     const char *breach;        /* NULL = every loaded breach */
     const char *rules;         /* NULL = [rules] path or built-in */
     int progress;              /* 1 = progress bar on stderr */
+    /* bad input: stop (exit 1, no output kept) past this many dead
+     * letters (0 = no cap) or once more than this percentage of the
+     * events are dead letters (after REPLAY_SHARE_MIN_EVENTS; 100 = no
+     * cap); the command line fills them from [replay] */
+    int64_t max_dead_letters;
+    int max_dead_letter_percent;
 };
 
+/* Events a replay reads before the share of dead letters is checked. */
+#define REPLAY_SHARE_MIN_EVENTS 1000
+
 /* Runs one replay to the end of its input. Returns the exit status: 0
- * when every event was processed and every output written, 1 otherwise
- * (the reason is logged; partial output files are removed). */
+ * when every event was processed and every output written, 128 + the
+ * signal when SIGINT or SIGTERM stopped it (within a second; the summary
+ * is printed), 1 otherwise (the reason is logged). Partial output files
+ * are removed whenever it does not return 0. */
 int app_replay(const struct config *c, const struct replay_opts *o);
 
 #endif

@@ -400,6 +400,37 @@ int card_expiry_tag(struct card_key *key, const char *fingerprint,
     return 0;
 }
 
+struct card_key *card_key_derive(struct card_key *key, const char *label)
+{
+    uint8_t sub[32];
+    const void *parts[1] = {label};
+    size_t lens[1] = {label != NULL ? strlen(label) : 0};
+    struct card_key *k;
+
+    if (label == NULL || key_mac(key, parts, lens, 1, sub) != 0) {
+        return NULL;
+    }
+    k = card_key_new(key->id, sub, sizeof(sub));
+    OPENSSL_cleanse(sub, sizeof(sub));
+    return k;
+}
+
+int card_mac_hex(struct card_key *key, const void *data, size_t len,
+                 char out[CARD_MAC_SIZE])
+{
+    uint8_t mac[32];
+    const void *parts[1] = {data != NULL ? data : ""};
+    size_t lens[1] = {data != NULL ? len : 0};
+
+    if (key_mac(key, parts, lens, 1, mac) != 0) {
+        out[0] = '\0';
+        return -1;
+    }
+    to_hex(mac, sizeof(mac), out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return 0;
+}
+
 int card_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data,
                      size_t datalen, uint8_t out[32])
 {

@@ -74,6 +74,24 @@ int card_fingerprint(struct card_key *key, const char *pan, size_t len,
 int card_expiry_tag(struct card_key *key, const char *fingerprint,
                     const char expiry[4], char out[CARD_EXPTAG_SIZE]);
 
+/* Keyed MAC text: lowercase hex of the full HMAC-SHA256 (64 chars) + NUL. */
+#define CARD_MAC_HEX_LEN 64
+#define CARD_MAC_SIZE (CARD_MAC_HEX_LEN + 1)
+
+/* A key for another purpose, derived from key so that its MACs can never
+ * be taken for (or equal) a fingerprint: the new key is the 32 bytes of
+ * HMAC-SHA256(key, label), under the same key id. Returns a new key the
+ * caller frees with card_key_destroy(), or NULL on allocation or OpenSSL
+ * failure (or a NULL argument). */
+struct card_key *card_key_derive(struct card_key *key, const char *label);
+
+/* MAC of any data (such as a dead letter's payload, which may hold a PAN:
+ * a plain hash of a bare card number is found by trying a BIN's numbers):
+ * lowercase hex of HMAC-SHA256(key, data[0..len)), written with NUL to
+ * out. Returns 0, or -1 on an OpenSSL failure (out is then ""). */
+int card_mac_hex(struct card_key *key, const void *data, size_t len,
+                 char out[CARD_MAC_SIZE]);
+
 /* Plain HMAC-SHA256 for the published test vectors: out gets 32 bytes.
  * Returns 0 / -1. */
 int card_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data,

@@ -202,6 +202,13 @@ static const struct key keys[] = {
     K_STR("replay", "dead_letter_topic", replay_dead_letter_topic,
           "cardwatch.deadletter.replay", check_topic, 0),
     K_INT("replay", "redis_wait_s", replay_redis_wait_s, "15", 1, 3600),
+    /* a replay stops (fails) past this many dead letters (0 = no cap) or
+     * once more than this share of its events are dead letters (after
+     * the first 1,000 events; 100 = no cap): wrong input, not history */
+    K_INT("replay", "max_dead_letters", replay_max_dead_letters, "10000", 0,
+          2000000000),
+    K_INT("replay", "max_dead_letter_percent",
+          replay_max_dead_letter_percent, "50", 1, 100),
 
     K_HOSTPORT("http", "listen", http_listen, "127.0.0.1:9180", F_EMPTY_OK),
 

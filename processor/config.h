@@ -87,6 +87,8 @@ struct config {
     char replay_topic_suffix[32];        /* issuer topic + this */
     char replay_dead_letter_topic[256];
     int replay_redis_wait_s; /* start-up: how long Redis may not answer */
+    int replay_max_dead_letters;        /* stop past this many; 0 = no cap */
+    int replay_max_dead_letter_percent; /* ... or this share; 100 = none */
     /* [feed] */
     char feed_listen[CONFIG_STR_MAX]; /* host:port; "" = no feed */
     int feed_retention_days;          /* stream entries older are trimmed */

@@ -304,6 +304,20 @@ static int cmd_run(int argc, char **argv)
 
 /* ---- replay ---- */
 
+/* Parses a whole decimal number in [lo, hi] into *out. Returns 0 / -1. */
+static int parse_whole(const char *s, long long lo, long long hi,
+                       long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int cmd_replay(int argc, char **argv)
 {
     static const char help[] = WITH_COMMON_HELP(
@@ -362,13 +376,27 @@ static int cmd_replay(int argc, char **argv)
         "  --force-search     find --from/--to offsets by searching "
         "message timestamps even\n"
         "                     when the broker's time index answers\n"
+        "  --max-dead-letters N\n"
+        "                     stop with an error past N dead letters "
+        "(default [replay]\n"
+        "                     max_dead_letters, 10000; 0 = no cap)\n"
+        "  --max-dead-letter-percent P\n"
+        "                     ... or once more than P% of the events are "
+        "dead letters, after\n"
+        "                     the first 1,000 (default [replay] "
+        "max_dead_letter_percent, 50;\n"
+        "                     100 = no cap)\n"
         "\n"
+        "SIGINT/SIGTERM stop a replay at once: no output is kept, the "
+        "summary is printed.\n"
         "Exit status: 0 when every event was processed and every output "
         "written; 1 on\nfailure (a partial --output file is removed); 2 "
-        "on a usage error.\n");
+        "on a usage error; 130 / 143\nwhen stopped by SIGINT / "
+        "SIGTERM.\n");
     struct common co = {0};
     struct replay_opts ro = {0};
     const char *from = NULL, *to = NULL, *format = NULL;
+    const char *max_dl = NULL, *max_dl_pct = NULL;
     ro.progress = isatty(2);
     const struct optdef defs[] = {
         {"from", required_argument, &from, NULL, 0},
@@ -385,6 +413,8 @@ static int cmd_replay(int argc, char **argv)
         {"progress", no_argument, NULL, &ro.progress, 1},
         {"no-progress", no_argument, NULL, &ro.progress, 0},
         {"force-search", no_argument, NULL, &ro.force_search, 1},
+        {"max-dead-letters", required_argument, &max_dl, NULL, 0},
+        {"max-dead-letter-percent", required_argument, &max_dl_pct, NULL, 0},
     };
     int st =
         parse_opts(argc, argv, 1, "replay", help, &co, defs, N_ELEMS(defs));
@@ -445,11 +475,24 @@ static int cmd_replay(int argc, char **argv)
         return bad_usage("replay", "--output and --dead-letter must be "
                                    "different files");
     }
+    long long max_n = -1, max_pct = -1;
+    if (max_dl != NULL && parse_whole(max_dl, 0, 2000000000, &max_n) != 0) {
+        return bad_usage("replay", "--max-dead-letters needs a count from 0 "
+                                   "(no cap) to 2000000000");
+    }
+    if (max_dl_pct != NULL &&
+        parse_whole(max_dl_pct, 1, 100, &max_pct) != 0) {
+        return bad_usage("replay", "--max-dead-letter-percent needs a "
+                                   "percentage from 1 to 100 (no cap)");
+    }
     struct config c;
     if (load_config(&c, &co, 1) != 0) {
         config_free(&c);
         return 1;
     }
+    ro.max_dead_letters = max_n >= 0 ? max_n : c.replay_max_dead_letters;
+    ro.max_dead_letter_percent =
+        max_pct >= 0 ? (int)max_pct : c.replay_max_dead_letter_percent;
     int rc = app_replay(&c, &ro);
     config_free(&c);
     return rc;

@@ -69,6 +69,11 @@ void metrics_dead_letter(struct metrics *m, enum txn_status reason)
     }
 }
 
+uint64_t metrics_dead_letters(const struct metrics *m, enum txn_status reason)
+{
+    return (unsigned)reason < TXN_STATUS_COUNT ? m->dead[reason] : 0;
+}
+
 static int bump(struct pair **arr, size_t *n, size_t *cap, const char *issuer,
                 const char *rule)
 {

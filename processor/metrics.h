@@ -48,6 +48,11 @@ void metrics_event(struct metrics *m, enum metrics_outcome o, uint64_t n);
 /* Counts a dead letter by its reason. */
 void metrics_dead_letter(struct metrics *m, enum txn_status reason);
 
+/* Dead letters counted with this reason so far (0 for a reason out of
+ * range). */
+uint64_t metrics_dead_letters(const struct metrics *m,
+                              enum txn_status reason);
+
 /* Counts one alert (issuer) and one hit per rule. Returns 0, or -1 when
  * a new label pair could not be allocated (the count is lost, not the
  * alert). */

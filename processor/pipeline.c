@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/sha.h>
 
 #include "clock.h"
 #include "log.h"
@@ -23,6 +22,8 @@
  * a few events waiting for Redis hold a whole batch; this bounds memory
  * (64 x ~350 KB) besides the bound on events in flight. */
 #define PIPELINE_MAX_BATCHES 64
+/* Dead letters of one reason are logged at most once per this. */
+#define DL_LOG_EVERY_S 10
 
 struct pbatch;
 
@@ -62,6 +63,13 @@ struct pbatch {
     struct pev ev[];
 };
 
+/* Log state of one dead-letter reason (live service: see log_dead). */
+struct dl_log {
+    uint64_t logged_ns;  /* monotonic time of its last log line */
+    uint64_t suppressed; /* dead letters of the reason not logged since */
+    int seen;
+};
+
 struct pipeline {
     struct pipeline_opts o;
     const struct ruleset *rules; /* current set (hot reload swaps it) */
@@ -81,6 +89,8 @@ struct pipeline {
     struct pbatch *spare[PIPELINE_MAX_BATCHES];
     size_t n_spare;
     size_t n_batches; /* live; at most PIPELINE_MAX_BATCHES */
+    struct card_key *dl_key; /* dead-letter MACs: see send_dead_letter */
+    struct dl_log dl_log[TXN_STATUS_COUNT];
 };
 
 struct pipeline *pipeline_new(const struct pipeline_opts *opts)
@@ -91,7 +101,10 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts)
     }
     p->o = *opts;
     p->offsets = offsets_new();
-    if (p->offsets == NULL) {
+    p->dl_key = card_key_derive(opts->key, PIPELINE_DEAD_LETTER_KEY_LABEL);
+    if (p->offsets == NULL || p->dl_key == NULL) {
+        offsets_destroy(p->offsets);
+        card_key_destroy(p->dl_key);
         free(p);
         return NULL;
     }
@@ -168,6 +181,7 @@ void pipeline_destroy(struct pipeline *p)
         free(p->spare[i]);
     }
     offsets_destroy(p->offsets);
+    card_key_destroy(p->dl_key);
     free(p);
 }
 
@@ -223,15 +237,53 @@ static void ev_done(struct pipeline *p, struct pev *ev)
     maybe_kick(p);
 }
 
+/* Logs a dead letter of the live service: the first of its reason with
+ * its position, then at most one line per DL_LOG_EVERY_S per reason that
+ * also says how many were not logged since (written with the next dead
+ * letter of the reason), so a flood of the same bad input cannot flood
+ * the log; cardwatch_dead_letters_total counts every one. A replay
+ * reports its dead letters itself (its dead-letter file or topic, the
+ * first ten logged, the summary). */
+static void log_dead(struct pipeline *p, enum txn_status st, const char *where)
+{
+    if (p->o.mode != ALERT_MODE_LIVE || (unsigned)st >= TXN_STATUS_COUNT) {
+        return;
+    }
+    struct dl_log *l = &p->dl_log[st];
+    uint64_t now = clock_mono_ns();
+    if (l->seen && now - l->logged_ns < DL_LOG_EVERY_S * 1000000000ull) {
+        l->suppressed++;
+        return;
+    }
+    const char *reason = txn_status_name(st);
+    if (!l->seen) {
+        log_warn(MOD, "dead letter (%s) for %s; more of this reason are "
+                 "logged at most once per %d s (cardwatch_dead_letters_total "
+                 "counts every one)", reason, where, DL_LOG_EVERY_S);
+    } else if (l->suppressed > 0) {
+        log_warn(MOD, "dead letter (%s) for %s, and %llu more of this reason "
+                 "not logged in the last %.0f s", reason, where,
+                 (unsigned long long)l->suppressed,
+                 (double)(now - l->logged_ns) / 1e9);
+    } else {
+        log_warn(MOD, "dead letter (%s) for %s", reason, where);
+    }
+    l->seen = 1;
+    l->logged_ns = now;
+    l->suppressed = 0;
+}
+
+/* The dead letter of an invalid record: reason, position, txn_id (when
+ * valid) and the keyed MAC of the payload (pipeline.h), never the
+ * payload, which may hold a PAN. */
 static void send_dead_letter(struct pipeline *p, struct pev *ev,
                              const struct pipeline_record *r)
 {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    char hex[SHA256_DIGEST_LENGTH * 2 + 1];
-    SHA256(r->payload, r->len, digest);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    }
+    char mac[CARD_MAC_SIZE];
+    char payload_mac[CARD_KEY_ID_MAX + 1 + CARD_MAC_SIZE];
+    int mac_ok = card_mac_hex(p->dl_key, r->payload, r->len, mac) == 0;
+    snprintf(payload_mac, sizeof(payload_mac), "%s:%s",
+             card_key_id(p->dl_key), mac);
     const char *reason = txn_status_name(ev->status);
     json_t *src;
     if (p->o.source_file != NULL) {
@@ -245,9 +297,10 @@ static void send_dead_letter(struct pipeline *p, struct pev *ev,
     }
     json_t *doc = json_pack(
         "{s:s, s:o, s:s, s:s, s:I, s:I}", "reason", reason, "source", src,
-        "txn_id", ev->txn.txn_id, "payload_sha256", hex, "payload_bytes",
-        (json_int_t)r->len, "detected_at_ms", (json_int_t)clock_wall_ms());
-    char *val = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        "txn_id", ev->txn.txn_id, "payload_mac", payload_mac,
+        "payload_bytes", (json_int_t)r->len, "detected_at_ms",
+        (json_int_t)clock_wall_ms());
+    char *val = doc && mac_ok ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     char part[16], off[32];
     snprintf(part, sizeof(part), "%" PRId32, r->partition);
@@ -258,13 +311,20 @@ static void send_dead_letter(struct pipeline *p, struct pev *ev,
         {"source_partition", part},
         {"source_offset", off},
     };
+    char where[512];
+    if (p->o.source_file != NULL) {
+        snprintf(where, sizeof(where), "%s %s %s", p->o.source_file,
+                 p->o.format == PIPELINE_JSON ? "line" : "record", off);
+    } else {
+        snprintf(where, sizeof(where), "%s/%s/%s", p->source_topic, part,
+                 off);
+    }
     metrics_dead_letter(p->o.metrics, ev->status);
     metrics_event(p->o.metrics, METRICS_DEAD_LETTER, 1);
-    log_debug(MOD, "dead letter %s/%s/%s: %s", p->source_topic, part, off,
-              reason);
+    log_dead(p, ev->status, where);
     if (val == NULL) {
-        log_error(MOD, "out of memory encoding a dead letter for %s/%s/%s",
-                  p->source_topic, part, off);
+        log_error(MOD, "%s encoding a dead letter for %s",
+                  mac_ok ? "out of memory" : "HMAC failed (OpenSSL)", where);
         ev->failed = 1;
         return;
     }

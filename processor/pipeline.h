@@ -29,6 +29,13 @@ struct snapshot;
  * blocked) is used with the exposed expiry; severity critical. */
 #define PIPELINE_RULE_RETIRED "retired-card-use"
 
+/* A dead letter (JSON) carries no payload, only its keyed MAC:
+ * "payload_mac": "<key id>:<hex HMAC-SHA256(dk, payload)>" where dk =
+ * HMAC-SHA256(fingerprint key, this label) (card_key_derive), so that a
+ * payload holding a bare card number cannot be found by trying a BIN's
+ * numbers, and the MAC is never a card fingerprint. */
+#define PIPELINE_DEAD_LETTER_KEY_LABEL "cardwatch dead-letter v1"
+
 /* One input record; borrowed for the duration of pipeline_intake(). */
 struct pipeline_record {
     int32_t partition;
@@ -113,7 +120,8 @@ struct pipeline_opts {
 
 struct pipeline;
 
-/* Creates a pipeline. Returns NULL on allocation failure. */
+/* Creates a pipeline. Returns NULL on allocation failure (or when the
+ * dead-letter key cannot be derived from opts->key: OpenSSL). */
 struct pipeline *pipeline_new(const struct pipeline_opts *opts);
 
 /* Frees the pipeline; events still in flight are dropped unacknowledged

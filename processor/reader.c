@@ -46,6 +46,8 @@ struct reader {
     int failed;    /* sticky */
     int err_shown; /* the last call failed: reader_error() shows err */
 
+    size_t step_limit; /* reader_set_step_limit(); 0 = none */
+
     int64_t nrec; /* protobuf: records handed out */
     int64_t line; /* JSON lines: lines passed */
     /* JSON lines: inside a line longer than any record can be, looking
@@ -162,16 +164,19 @@ static int gz_read_in(struct reader *r, int *short_read)
     return 0;
 }
 
-/* Inflates into the free space of buf until it is full, the data ends, or
- * (with something made) a read came back short. An error after some data
- * was made is held back for the next call, so the records before it are
- * handed out first. Returns 0 or -1 (message in r->err). */
+/* Inflates into the free space of buf until it is full, the data ends,
+ * (with something made) a read came back short, or (with a step limit)
+ * that much compressed input was read, even with nothing made (empty
+ * members). An error after some data was made is held back for the next
+ * call, so the records before it are handed out first. Returns 0 or -1
+ * (message in r->err). */
 static int refill_gz(struct reader *r)
 {
     z_stream *zs = &r->zs;
     size_t room = r->cap - r->end;
     int short_read = 0;
     int bad = 0;
+    uint64_t raw0 = r->raw_read;
 
     if (room > UINT_MAX) {
         room = UINT_MAX;
@@ -181,6 +186,9 @@ static int refill_gz(struct reader *r)
     while (zs->avail_out > 0 && !bad) {
         if (short_read && zs->avail_out < room) {
             break; /* hand out what is there rather than wait */
+        }
+        if (r->step_limit > 0 && r->raw_read - raw0 >= r->step_limit) {
+            break; /* reader_next_batch() decides whether to go on */
         }
         if (r->member_end) {
             /* Another member may follow; nothing else may. */
@@ -524,6 +532,8 @@ int reader_next_batch(struct reader *r, struct reader_rec *recs, size_t max,
         return -1;
     }
     r->err_shown = 0;
+    /* input read and data made by this call, for the step limit */
+    uint64_t raw0 = r->raw_read, made0 = r->base + r->end;
     for (;;) {
         if (r->fmt == READER_JSONL) {
             k = jsonl_parse(r, recs, max);
@@ -541,6 +551,11 @@ int reader_next_batch(struct reader *r, struct reader_rec *recs, size_t max,
             }
             break;
         }
+        if (r->step_limit > 0 &&
+            (r->raw_read - raw0) + (r->base + r->end - made0) >=
+                r->step_limit) {
+            return 2; /* no record yet: the caller comes back */
+        }
         compact(r);
         if (refill(r) != 0) {
             goto fail;
@@ -552,6 +567,11 @@ fail:
     r->failed = 1;
     r->err_shown = 1;
     return -1;
+}
+
+void reader_set_step_limit(struct reader *r, size_t bytes)
+{
+    r->step_limit = bytes;
 }
 
 int reader_next(struct reader *r, struct reader_rec *rec)

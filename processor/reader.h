@@ -86,8 +86,10 @@ struct reader *reader_open(const char *path, enum reader_format fmt,
                            size_t max_record, char *err, size_t errlen);
 
 /* Reads up to max (>= 1) records into recs[0..max). Returns 1 with
- * *n >= 1 records, 0 at the end of the input (*n = 0), or -1 on a fatal
- * error (*n = 0), with the message in reader_error():
+ * *n >= 1 records, 0 at the end of the input (*n = 0), 2 (only with a
+ * step limit, see reader_set_step_limit()) when the limit was reached
+ * before a record was found (*n = 0; call again to go on), or -1 on a
+ * fatal error (*n = 0), with the message in reader_error():
  *   "path: read failed at byte B: strerror"
  *   "path: gzip data corrupt at compressed byte B: zlib's message"
  *   "path: gzip data ends early at compressed byte B (truncated file?)"
@@ -109,8 +111,19 @@ struct reader *reader_open(const char *path, enum reader_format fmt,
 int reader_next_batch(struct reader *r, struct reader_rec *recs, size_t max,
                       size_t *n);
 
+/* Bounds the work of one reader_next_batch() call: once it has read about
+ * bytes of input (file bytes, compressed for gzip) plus data made from it
+ * without finding a record - blank lines, a too-long line being skipped,
+ * empty gzip members, a gzip bomb that is one endless line - it returns 2
+ * instead of going on (one refill more at most: about 4 MiB). For a
+ * caller on an event loop, which must get back to it (signals, timers).
+ * 0, the default, means no bound: the call returns only with a record,
+ * at the end, or on an error. Cannot fail. */
+void reader_set_step_limit(struct reader *r, size_t bytes);
+
 /* reader_next_batch() for a single record: 1 with *rec set, 0 at the end,
- * -1 on error. Same lifetime of rec->data. */
+ * -1 on error (or 2 with a step limit: no record yet). Same lifetime of
+ * rec->data. */
 int reader_next(struct reader *r, struct reader_rec *rec);
 
 /* The format in use: READER_JSONL or READER_PROTOBUF (never READER_AUTO

@@ -4,11 +4,14 @@
  * Reading runs on the libevent loop in slices: it takes what the pipeline
  * has room for (pipeline capacity), a few batches per loop turn, so Redis
  * replies and delivery reports keep flowing; the pipeline kicks it when it
- * has room again. Positions are line numbers (JSON lines) or record
- * numbers (protobuf) on partition 0. Records longer than the reader's
- * limit are handed on empty (they become dead letters) and reading goes
- * on; a framing error (protobuf length prefix) or an I/O error stops the
- * source with an error naming the place.
+ * has room again; a read that finds no record (blank lines, a line over
+ * the limit, a gzip bomb) returns to the loop after 8 MiB of input, so
+ * signals and timers are never kept waiting. Positions are line numbers
+ * (JSON lines) or record numbers (protobuf) on partition 0. Records longer
+ * than the reader's limit are handed on empty (they become dead letters;
+ * the first ten are logged) and reading goes on; a framing error
+ * (protobuf length prefix) or an I/O error stops the source with an error
+ * naming the place.
  */
 #ifndef CARDWATCH_SOURCE_FILE_H
 #define CARDWATCH_SOURCE_FILE_H

@@ -9,13 +9,18 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
 
 #define MOD "source"
 #define TICK_MS 100
+/* Batches per loop turn, and the time a turn may take (a batch of invalid
+ * events costs far more than one of clean ones: see source_file.c), so
+ * that signals, timers and Redis replies are never kept waiting. */
 #define MAX_ROUNDS 64
+#define DRAIN_NS (10 * 1000000ull)
 
 struct rpart {
     int32_t partition;
@@ -72,7 +77,11 @@ static void drain(struct source_range *s)
     if (!s->started || s->stopped || s->paused) {
         return;
     }
+    uint64_t t0 = clock_mono_ns();
     for (int round = 0; round < MAX_ROUNDS; round++) {
+        if (round > 0 && clock_mono_ns() - t0 > DRAIN_NS) {
+            break;
+        }
         size_t want = (size_t)s->o.batch_size;
         size_t cap = s->o.capacity(s->o.arg);
         if (cap == 0) {

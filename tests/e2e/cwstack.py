@@ -75,6 +75,18 @@ def fingerprint(pan, key_id=KEY_ID, key_hex=KEY_HEX):
     return f"{key_id}:{mac[:32]}"
 
 
+# Dead letters carry a keyed MAC of their payload, not a plain hash (a hash
+# of a bare card number is found by trying the numbers of a BIN): HMAC-SHA256
+# under a key derived from the fingerprint key with this label (README).
+DEAD_LETTER_MAC_LABEL = b"cardwatch dead-letter v1"
+
+
+def dead_letter_mac(payload, key_id=KEY_ID, key_hex=KEY_HEX):
+    """The payload_mac of a dead letter: "<key id>:<64 hex>"."""
+    sub = hmac.new(bytes.fromhex(key_hex), DEAD_LETTER_MAC_LABEL, hashlib.sha256).digest()
+    return f"{key_id}:{hmac.new(sub, payload, hashlib.sha256).hexdigest()}"
+
+
 def mask(pan):
     return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 

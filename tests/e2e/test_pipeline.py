@@ -5,7 +5,9 @@ from the test inputs (cwstack.expected_alerts), never by the C code."""
 import hashlib
 import json
 import random
+import re
 import signal
+import time
 
 import harness as h
 import cwstack as cw
@@ -256,7 +258,11 @@ def test_dead_letters_and_the_stream_goes_on():
         assert body["source"] == {"topic": cw.TXN_TOPIC, "partition": pos[0], "offset": pos[1]}, \
             (where, body)
         assert body["txn_id"] == tid, (where, body)
-        assert body["payload_sha256"] == hashlib.sha256(src.value or b"").hexdigest(), where
+        # a keyed MAC, never a plain hash of the payload (which may be a
+        # bare card number: a hash is found by trying a BIN's numbers)
+        assert "payload_sha256" not in body, where
+        assert body["payload_mac"] == cw.dead_letter_mac(src.value or b""), where
+        assert hashlib.sha256(src.value or b"").hexdigest() not in d.value.decode(), where
         assert body["payload_bytes"] == len(src.value or b""), where
         assert d.key == (tid.encode() if tid else None), (where, d.key)
         raw = h.blob(d)
@@ -267,6 +273,51 @@ def test_dead_letters_and_the_stream_goes_on():
     assert seen == {p: 1 for p in want_at}, "every invalid input has exactly one dead letter"
 
     cw.check_alerts(s.alerts(), expected, exact_once=True)
+
+
+def test_a_flood_of_identical_dead_letters_is_counted_not_logged_line_by_line():
+    """Bad input never stops the stream, nor floods the log: thousands of
+    identical invalid events are all counted (metrics by reason) while the
+    log gets the first of the reason, with its position, then at most one
+    line per reason per 10 s saying how many more there were."""
+    issuers = cw.three_issuers()
+    mk = CardMaker(4242)
+    cards = mk.cards(["400001", "510000"], 4)
+    b1 = Breach("e2e-flood", "2024-01-01", "2024-01-31", ["pan"], cards)
+    rnd = random.Random(4242)
+    t0_ms = cw.day_ms("2024-01-10")
+    n_bad = 6000
+    bad = [txn(f"fl-bad-{i:05d}", cw.luhn_break(cards[i % 4]), t0_ms + i, rnd)
+           for i in range(n_bad)]
+    valid = [txn(f"fl-ok-{i:03d}", cards[i % 4], t0_ms + i, rnd) for i in range(40)]
+    expected = cw.expected_alerts(valid, [b1], issuers)
+    s = cw.Stack(issuers, partitions=2)
+    s.load(b1)
+    proc = s.run()
+    h.wait_until(lambda: s.ready()[0] == 200 and
+                 s.metrics().get("cardwatch_assigned_partitions") == 2,
+                 30, "cardwatch ready with 2 partitions assigned")
+    started = time.monotonic()
+    s.send(bad[:n_bad // 2], name="bad-1")
+    s.send(valid, name="valid")
+    s.send(bad[n_bad // 2:], name="bad-2")
+    total = n_bad + len(valid)
+    m = h.wait_until(lambda: (lambda m: m.sum("cardwatch_events_total") >= total and m)(
+        s.metrics()), 60, f"metrics: {total} events")
+    secs = time.monotonic() - started
+    assert m.get("cardwatch_dead_letters_total", reason="luhn") == n_bad
+    assert m.get("cardwatch_events_total", outcome="dead_letter") == n_bad
+    assert m.sum("cardwatch_alerts_total") == len(expected)
+    s.terminate(proc)
+    lines = [x for x in proc.log_text().splitlines() if " pipeline: " in x and "dead letter" in x]
+    assert lines, "the first dead letter of a reason is not logged"
+    assert "luhn" in lines[0] and re.search(rf"{re.escape(cw.TXN_TOPIC)}/\d+/\d+", lines[0]), \
+        lines[0]
+    # one reason: the first line, then at most one per 10 s
+    assert len(lines) <= 2 + int(secs / 10), f"{len(lines)} log lines in {secs:.1f} s:\n" + \
+        "\n".join(lines[:20])
+    for pan in mk.made | {t["pan"] for t in bad}:
+        assert pan not in proc.log_text(), "a test card number in the log"
 
 
 def _big_stream(seed, n, prefix, exposed_share=0.05):

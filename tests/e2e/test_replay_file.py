@@ -11,9 +11,10 @@ byte-identical output; determinism; window rules with two replays running
 at once in their own Redis namespaces, the live namespace untouched;
 --report; --breach; replay topics without --output; errors (exit status,
 messages, no output file left); a line over the 1 MiB record limit; the
-progress bar on a terminal; no card number in any file or log."""
+progress bar on a terminal; no card number in any file or log; the caps
+on dead letters (a gzip bomb, the share, [replay] keys and flags);
+SIGTERM / SIGINT stopping a replay within a second."""
 
-import bisect
 import datetime
 import gzip
 import hashlib
@@ -424,7 +425,7 @@ def _expected_dead_letters(items, fmt, name):
         out.append({"reason": it["reason"],
                     "source": {"file": name, "line" if fmt == "jsonl" else "record": pos},
                     "txn_id": it["txn_id"],
-                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                    "payload_mac": cw.dead_letter_mac(payload),
                     "payload_bytes": len(payload)})
     return out
 
@@ -1077,7 +1078,7 @@ def test_errors_exit_status_and_no_output_left():
                  or not p.alive, 60, "the replay to be under way")
     assert p.alive, f"replay ended before it could be interrupted:\n{p.log_text(20)}"
     p.send_signal(signal.SIGINT, group=False)
-    _finish(p, rc=1)
+    _finish(p, rc=128 + signal.SIGINT)
     _no_leftovers(d, *outs)
     assert "SIGINT" in p.log_text(), p.log_text(20)
     assert _replay_keys(s.redis) == [], "window state left after SIGINT"
@@ -1303,7 +1304,7 @@ def test_no_card_number_in_any_output_or_log():
     stamps = {str(x) for x in stamps}
     digests = {cw.fingerprint(p).split(":")[1] for p in cards}
     digests |= {cw.alert_id(t["txn_id"]) for t in sc["valid"]}
-    digests |= {hashlib.sha256(x).hexdigest() for x in
+    digests |= {cw.dead_letter_mac(x).split(":")[1] for x in
                 [it["json"].rstrip("\r").encode() for it in items] +
                 [it["pb"] for it in items if it["pb"] is not None] + [b"", junk_line]}
     unexplained = []
@@ -1339,3 +1340,180 @@ def test_output_to_stdout_is_json_lines_only():
     # only (`cardwatch replay --input F --output - | jq .` works).
     others = [line for line in lines if not line.startswith("{")]
     assert not others, f"stdout holds more than alerts: {others[:6]}"
+
+
+# --------------------------------------------------------------------------
+# 12. caps on dead letters; SIGTERM / SIGINT stop a replay at once
+
+def _bomb_stack(seed, tag, extra_ini=""):
+    mk = CardMaker(seed)
+    cards = mk.cards(["400001", "510000"], 4)
+    b1 = Breach(tag, "2024-01-01", "2024-03-31", ["pan"], cards)
+    s = cw.Stack(cw.three_issuers(), partitions=1, extra_ini=extra_ini)
+    s.load(b1)
+    return s, mk, cards, b1
+
+
+def _nul_gzip(mib, members=1):
+    """gzip of mib MiB of NUL bytes, the member repeated `members` times
+    (concatenated members are one stream). As protobuf every NUL is an
+    empty record (an invalid event); as JSON lines it is one endless line."""
+    return gzip.compress(bytes(mib << 20), 9) * members
+
+
+def test_dead_letter_cap_stops_a_gzip_bomb():
+    """16 KiB of gzip holding 16 MiB of NUL bytes is 16.8 million invalid
+    records: the replay stops at once with a clear error, the summary, and
+    no output left (it once wrote 23.8 GB of dead letters in 9 minutes).
+    With the defaults the share (all of them invalid) or the count cap of
+    10,000 stops it, whichever is checked first; the count cap alone stops
+    it at exactly 10,001."""
+    s, mk, _, _ = _bomb_stack(1201, "e2e-bomb")
+    d = h.tmpdir("bomb")
+    bomb = d / "nul.pb.gz"
+    bomb.write_bytes(_nul_gzip(16))
+    outs = ("out.jsonl", "dead.jsonl")
+    args = ["--input", bomb, "--output", d / outs[0], "--dead-letter", d / outs[1],
+            "--report", d / "r.json"]
+    t0 = time.monotonic()
+    res = _replay(s, *args, rc=1, timeout=60)
+    secs = time.monotonic() - t0
+    err, out = res.stderr.decode(errors="replace"), res.stdout.decode(errors="replace")
+    assert secs < 20, f"the replay took {secs:.1f} s to stop"
+    assert "--max-dead-letters" in err or "--max-dead-letter-percent" in err, err[-2000:]
+    assert f"{bomb}: record 1" in err, err[-2000:]       # where the first one is
+    _no_leftovers(d, *outs)
+    assert "FAILED" in out, out
+    summary = _parse_summary(out)
+    assert 1000 <= summary["dead_letters"] < 10_000 + 25_000, summary   # + batches in flight
+    rep = json.loads((d / "r.json").read_text())
+    assert rep["ok"] is False and rep["dead_letters"] == summary["dead_letters"], rep
+    print(f"    gzip bomb: stopped after {summary['dead_letters']:,} dead letters in {secs:.2f} s")
+    # the count cap alone (the share lifted): the 10,001st stops it
+    res = _replay(s, *args, "--max-dead-letter-percent", "100", rc=1, timeout=60)
+    err = res.stderr.decode(errors="replace")
+    assert "10,001 dead letters, more than the cap of 10,000 (--max-dead-letters" in err, \
+        err[-2000:]
+    assert f"{bomb}: record 1" in err and "by reason: txn_id " in err, err[-2000:]
+    _no_leftovers(d, *outs)
+    # without --dead-letter the caps hold too, and only ten are logged one by one
+    res = _replay(s, "--input", bomb, "--output", d / outs[0], rc=1, timeout=60)
+    err = res.stderr.decode(errors="replace")
+    assert "--max-dead-letter" in err and err.count("invalid event") == 10, err[-3000:]
+    _no_leftovers(d, *outs)
+
+
+def test_dead_letter_share_and_config_caps():
+    """More than half of the events invalid (after the first 1,000) stops a
+    replay too; --max-dead-letter-percent 100 and --max-dead-letters 0 lift
+    the caps; [replay] max_dead_letters sets the count cap, a flag wins."""
+    s, mk, cards, b1 = _bomb_stack(1202, "e2e-share",
+                                   extra_ini="[replay]\nmax_dead_letters = 1000\n")
+    rnd = random.Random(1202)
+    lines = []
+    for i in range(2000):
+        t = txn(f"sh-{i:05d}", rnd.choice(cards), b1.start_ms + i * MIN, rnd)
+        if i % 5:          # 4 in 5 invalid: 1,600 dead letters, 80 %
+            t["pan"] = cw.luhn_break(t["pan"])
+        lines.append(json.dumps(t))
+    d = h.tmpdir("share")
+    src = d / "share.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    outs = ("out.jsonl", "dead.jsonl")
+    args = ["--input", src, "--output", d / outs[0], "--dead-letter", d / outs[1]]
+    # the share: flags lift the count cap of the config
+    res = _replay(s, *args, "--max-dead-letters", "0", rc=1)
+    err = res.stderr.decode(errors="replace")
+    assert "50%" in err and "--max-dead-letter-percent" in err and "luhn" in err, err[-2000:]
+    _no_leftovers(d, *outs)
+    # the count cap of the config (the share lifted)
+    res = _replay(s, *args, "--max-dead-letter-percent", "100", rc=1)
+    err = res.stderr.decode(errors="replace")
+    assert "1,000" in err and "max_dead_letters" in err, err[-2000:]
+    _no_leftovers(d, *outs)
+    # both lifted: the replay goes through
+    res = _replay(s, *args, "--max-dead-letter-percent", "100", "--max-dead-letters", "1600")
+    assert len(_read_jsonl(d / outs[1])) == 1600
+    assert _parse_summary(res.stdout.decode())["dead_letters"] == 1600
+    # bad values are usage errors
+    for flag, val in (("--max-dead-letters", "-1"), ("--max-dead-letters", "x"),
+                      ("--max-dead-letter-percent", "0"), ("--max-dead-letter-percent", "101")):
+        res = _replay(s, *args, flag, val, rc=2)
+        assert flag in res.stderr.decode(), res.stderr.decode()
+    _no_test_cards(s, mk.made, [d / outs[0], d / outs[1]])
+
+
+_PROGRESS = re.compile(r"\[[#-]{24}\] +\d+\.\d%  ([\d,]+) events")
+
+
+def _progress_seen(p, min_events):
+    """The replay drew its progress bar (--progress) with at least
+    min_events events read."""
+    return any(int(m.group(1).replace(",", "")) >= min_events
+               for m in _PROGRESS.finditer(p.log_text()))
+
+
+def _interrupt(p, sig, bound=3.0, min_events=1):
+    """Sends sig once the replay reports progress; asserts it stops within
+    bound seconds with 128 + sig, naming the signal. Returns the seconds."""
+    h.wait_until(lambda: _progress_seen(p, min_events) or not p.alive, 60,
+                 "the replay to report progress")
+    assert p.alive, f"the replay ended before it could be interrupted:\n{p.log_text(20)}"
+    t0 = time.monotonic()
+    p.send_signal(sig, group=False)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{sig.name}: the replay still runs after 30 s") from None
+    secs = time.monotonic() - t0
+    out = _finish(p, rc=128 + sig)
+    text = p.log_text()
+    assert secs <= bound, f"{sig.name}: exit after {secs:.2f} s:\n{text[-2000:]}"
+    assert f"interrupted by {sig.name}" in text, text[-2000:]
+    assert "FAILED" in out, out
+    _parse_summary(out)
+    return secs
+
+
+def test_sigterm_and_sigint_stop_a_replay_within_a_second():
+    """SIGTERM / SIGINT stop a replay that is in full swing, mid-gzip-member,
+    within a second: exit status 128 + signal, the summary, a message naming
+    the signal, and no *.partial left. It once ran 8.4 s on, and on a gzip
+    bomb never stopped until SIGKILL."""
+    s, mk, cards, b1 = _bomb_stack(1203, "e2e-sig")
+    schema = h.ProtoSchema()
+    d = h.tmpdir("sig")
+    # 1. a big valid input: 1 MiB of protobuf transactions on clean cards,
+    # gzip, the member repeated: 10 million events, far more than a few
+    # seconds of work
+    rnd = random.Random(1203)
+    clean = mk.cards(["400002", "52000007"], 50)
+    recs = [_proto(schema, txn(f"sg-{i:05d}", rnd.choice(clean), b1.start_ms + i * MIN, rnd))
+            for i in range(200)]
+    chunk = _pb_file(recs)
+    per_member = (1 << 20) // len(chunk)
+    member = gzip.compress(chunk * per_member, 6)
+    big = d / "big.pb.gz"
+    big.write_bytes(member * (10_000_000 // (per_member * len(recs))))
+    outs = ("out.jsonl", "dead.jsonl")
+    p = _spawn_replay(s, "--input", big, "--output", d / outs[0], "--dead-letter", d / outs[1],
+                      "--progress", name="replay-big")
+    t_big = _interrupt(p, signal.SIGTERM)
+    _no_leftovers(d, *outs)
+    # 2. the gzip bomb with the dead-letter caps lifted: NUL records
+    bomb = d / "nul.pb.gz"
+    bomb.write_bytes(_nul_gzip(64, members=64))        # 4 GiB of NULs
+    p = _spawn_replay(s, "--input", bomb, "--output", d / outs[0], "--dead-letter", d / outs[1],
+                      "--max-dead-letters", "0", "--max-dead-letter-percent", "100",
+                      "--progress", name="replay-bomb")
+    t_bomb = _interrupt(p, signal.SIGINT)
+    _no_leftovers(d, *outs)
+    # 3. the same bomb read as JSON lines: one line, 4 GiB long, never a
+    # record (the reader must still come back to the loop)
+    p = _spawn_replay(s, "--input", bomb, "--format", "jsonl", "--output", d / outs[0],
+                      "--dead-letter", d / outs[1], "--progress", name="replay-line")
+    t_line = _interrupt(p, signal.SIGTERM, min_events=0)   # it never finds one
+    _no_leftovers(d, *outs)
+    print(f"    stopped after the signal in {t_big:.2f} s (big input), {t_bomb:.2f} s "
+          f"(gzip bomb), {t_line:.2f} s (bomb as one JSON line)")
+    _no_test_cards(s, mk.made)

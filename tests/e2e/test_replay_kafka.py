@@ -25,7 +25,9 @@ import hashlib
 import json
 import random
 import re
+import signal
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -816,3 +818,64 @@ def test_replay_without_redis_fails_fast():
     assert 2 <= secs <= 10, f"took {secs:.1f} s with redis_wait_s = 2"
     assert "Redis" in err and str(s.redis.port) in err and "within 2 s" in err, err
     assert not out.exists(), "an output file was left behind"
+
+
+# --------------------------------------------------------------------------
+# 9. SIGTERM
+
+def test_sigterm_stops_a_topic_replay_within_a_second():
+    """SIGTERM stops a topic replay in full swing within a second: exit
+    status 143, the summary, a message naming the signal, no output file
+    and no *.partial left. (With the fetched messages queued, the replay
+    once saw no signal and no timer - not even its progress bar - until
+    the range was read to its end.)"""
+    issuers = cw.three_issuers()
+    mk = CardMaker(909)
+    cards = mk.cards(["400001"], 3)
+    s = stack_with(issuers, [Breach("e9", "2024-01-01", "2024-12-31", ["pan"], cards)],
+                   rules=None, partitions=2)
+    clean = mk.cards(["400002", "52000007"], 50)
+    rnd = random.Random(909)
+    recs = [encode(txn(f"e9-{i:03d}", rnd.choice(clean), cw.day_ms("2024-02-01") + i * MIN,
+                       rnd)) for i in range(200)]
+    n = 1_000_000            # a few seconds of replay: far more than needed
+    one = b"".join(struct.pack(">I", 0xFFFFFFFF) + _frame(r) for r in recs)
+    res = h.run_tool([h.tool("produce_file"), "--brokers", s.kafka.bootstraps, "--topic",
+                      cw.TXN_TOPIC, "--timeout", "240", "-X", "linger.ms=100",
+                      "-X", "compression.type=lz4"],
+                     input=one * (n // len(recs)), timeout=300, check=False)
+    assert res.returncode == 0 and res.stdout.decode().strip() == str(n), res.stderr.decode()
+    d = h.tmpdir("sig")
+    s._n += 1
+    log = s.dir / f"replay-sig-{s._n:02d}.log"
+    out = d / "summary.txt"
+    with open(out, "wb") as f:
+        p = h.spawn([h.tool("cardwatch"), "replay", "--config", s.config, "--from", "1970-01-01",
+                     "--output", d / "a.jsonl", "--dead-letter", d / "dl.jsonl", "--progress"],
+                    name="replay-sig", log=log, stdout=f)
+    s.logs += [log, out]
+    # a bar with events read: the replay is in full swing (the first bar,
+    # drawn before the first fetch, shows 0)
+    bar = re.compile(r"\[[#-]{24}\] +\d+\.\d%  [1-9][\d,]* events")
+    h.wait_until(lambda: bar.search(p.log_text()) or not p.alive, 120,
+                 "the replay to report progress")
+    assert p.alive, f"the replay ended before it could be interrupted:\n{p.log_text(20)}"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM, group=False)
+    try:
+        rc = p.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the replay still runs 30 s after SIGTERM") from None
+    secs = time.monotonic() - t0
+    text = p.log_text()
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Segmentation"):
+        assert bad not in text, text[-3000:]
+    assert rc == 128 + signal.SIGTERM, f"exit {rc}:\n{text[-2000:]}"
+    assert secs <= 3.0, f"exit {secs:.2f} s after SIGTERM:\n{text[-2000:]}"
+    assert "interrupted by SIGTERM" in text, text[-2000:]
+    summary = out.read_text()
+    assert "cardwatch replay (FAILED: interrupted by SIGTERM" in summary, summary
+    left = sorted(x.name for x in d.iterdir() if x.name != out.name)
+    assert left == [], f"files left behind: {left}"
+    assert rp_keys(s) == [], "window state left behind"
+    print(f"    topic replay: stopped {secs:.2f} s after SIGTERM")

@@ -305,6 +305,54 @@ static void test_expiry_tag(void **state)
     card_key_destroy(k);
 }
 
+static void test_derived_key_mac(void **state)
+{
+    static const char label[] = "cardwatch dead-letter v1";
+    static const char pan[] = "4111111111111111";
+    struct card_key *k = card_key_new("k1", test_key, sizeof(test_key));
+    struct card_key *dk;
+    uint8_t sub[32], mac[32];
+    char got[CARD_MAC_SIZE], want[65], fp[CARD_FP_SIZE], plain[65];
+    (void)state;
+
+    assert_non_null(k);
+    dk = card_key_derive(k, label);
+    assert_non_null(dk);
+    assert_string_equal(card_key_id(dk), "k1");
+    /* dk = HMAC(key, label); mac = HMAC(dk, data) */
+    assert_int_equal(card_hmac_sha256(test_key, sizeof(test_key),
+                                      (const uint8_t *)label, strlen(label),
+                                      sub),
+                     0);
+    assert_int_equal(card_hmac_sha256(sub, sizeof(sub), (const uint8_t *)pan,
+                                      strlen(pan), mac),
+                     0);
+    tohex(mac, 32, want);
+    assert_int_equal(card_mac_hex(dk, S(pan), got), 0);
+    assert_int_equal(strlen(got), CARD_MAC_HEX_LEN);
+    assert_string_equal(got, want);
+    /* neither the fingerprint nor the MAC under the card key itself */
+    assert_int_equal(card_fingerprint(k, S(pan), fp), 0);
+    assert_int_not_equal(strncmp(got, fp, CARD_FP_HEX_LEN), 0);
+    assert_int_equal(card_mac_hex(k, S(pan), plain), 0);
+    assert_string_not_equal(got, plain);
+    assert_int_equal(strncmp(plain, fp, CARD_FP_HEX_LEN), 0);
+    /* empty data (and NULL with length 0) is a MAC too */
+    assert_int_equal(card_hmac_sha256(sub, sizeof(sub), NULL, 0, mac), 0);
+    tohex(mac, 32, want);
+    assert_int_equal(card_mac_hex(dk, NULL, 0, got), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(card_mac_hex(dk, "", 0, got), 0);
+    assert_string_equal(got, want);
+    /* NULL key or label */
+    assert_null(card_key_derive(NULL, label));
+    assert_null(card_key_derive(k, NULL));
+    assert_int_equal(card_mac_hex(NULL, S(pan), got), -1);
+    assert_string_equal(got, "");
+    card_key_destroy(dk);
+    card_key_destroy(k);
+}
+
 /* ---- key files ---- */
 
 static char tmpdir[64];
@@ -460,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_key_new),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_expiry_tag),
+        cmocka_unit_test(test_derived_key_mac),
         cmocka_unit_test(test_key_file_good),
         cmocka_unit_test(test_key_file_refused),
     };

@@ -51,6 +51,9 @@ static void test_counters_and_labels(void **state)
     metrics_redis_rtt(m, 0.02);
     assert_int_equal(metrics_events(m, METRICS_CLEAN), 98);
     assert_int_equal(metrics_alerts_total(m), 2);
+    assert_int_equal(metrics_dead_letters(m, TXN_ERR_LUHN), 1);
+    assert_int_equal(metrics_dead_letters(m, TXN_ERR_EXPIRY), 0);
+    assert_int_equal(metrics_dead_letters(m, (enum txn_status)-1), 0);
     char *t = render(m, "cardwatch_extra 1\n");
     has(t, "cardwatch_events_total{outcome=\"clean\"} 98");
     has(t, "cardwatch_events_total{outcome=\"alerted\"} 2");

@@ -1029,6 +1029,99 @@ static void test_open_errors(void **state)
     reader_close(NULL);
 }
 
+/* Reads path with a step limit of 1 MiB (0: none) to the end; counts the
+ * calls that came back without a record (2) and checks the records: the
+ * positions in want_pos[n_want], the too-long ones flagged. */
+static void read_stepped(const char *path, enum reader_format fmt,
+                         size_t limit, const int64_t *want_pos,
+                         const int *want_long, size_t n_want, int *n_steps)
+{
+    char err[256];
+    struct reader_rec recs[4];
+    size_t n, got = 0;
+    int rc;
+    struct reader *r = reader_open(path, fmt, 0, err, sizeof(err));
+    assert_non_null(r);
+    reader_set_step_limit(r, limit);
+    *n_steps = 0;
+    while ((rc = reader_next_batch(r, recs, 4, &n)) != 0) {
+        assert_true(rc == 1 || rc == 2);
+        if (rc == 2) {
+            assert_int_equal(n, 0);
+            assert_string_equal(reader_error(r), "");
+            (*n_steps)++;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++, got++) {
+            assert_true(got < n_want);
+            assert_int_equal(recs[i].pos, want_pos[got]);
+            assert_int_equal(recs[i].too_long, want_long[got]);
+        }
+    }
+    assert_int_equal(got, n_want);
+    assert_int_equal(reader_next_batch(r, recs, 4, &n), 0);
+    reader_close(r);
+}
+
+/* With a step limit a call comes back (2, no record) after about that much
+ * input without a record - blank lines, a line over the limit, empty gzip
+ * members - and the next call goes on where it stopped; without one it
+ * returns only with a record or at the end. */
+static void test_step_limit(void **state)
+{
+    (void)state;
+    const size_t big = (size_t)24 << 20;
+    unsigned char *data = malloc(big + 64);
+    int steps;
+    assert_non_null(data);
+
+    /* 24 MiB of blank lines, then a record */
+    memset(data, '\n', big);
+    memcpy(data + big, "{\"a\":1}\n", 8);
+    const char *p = write_gz("blank.jsonl.gz", data, big + 8, "wb");
+    int64_t pos1[] = {(int64_t)big + 1};
+    int long1[] = {0};
+    read_stepped(p, READER_AUTO, (size_t)1 << 20, pos1, long1, 1, &steps);
+    assert_true(steps >= 3);
+    read_stepped(p, READER_AUTO, 0, pos1, long1, 1, &steps);
+    assert_int_equal(steps, 0);
+
+    /* one 24 MiB line of NUL bytes (a gzip bomb as JSON lines), then a
+     * record: the long line is a record too (too_long) */
+    memset(data, 0, big);
+    data[big] = '\n';
+    memcpy(data + big + 1, "{\"a\":1}\n", 8);
+    p = write_gz("nul.jsonl.gz", data, big + 9, "wb");
+    int64_t pos2[] = {1, 2};
+    int long2[] = {1, 0};
+    read_stepped(p, READER_JSONL, (size_t)1 << 20, pos2, long2, 2, &steps);
+    assert_true(steps >= 3);
+    read_stepped(p, READER_JSONL, 0, pos2, long2, 2, &steps);
+    assert_int_equal(steps, 0);
+
+    /* 200,000 empty gzip members (about 4 MiB), then one with a record */
+    p = write_gz("empty.gz", "", 0, "wb");
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    unsigned char member[64];
+    size_t ml = fread(member, 1, sizeof(member), f);
+    fclose(f);
+    assert_true(ml > 0 && ml < sizeof(member));
+    struct bytes b = {0};
+    for (int i = 0; i < 200000; i++) {
+        put(&b, member, ml);
+    }
+    p = write_file("members.gz", b.p, b.len);
+    write_gz("members.gz", "{\"a\":1}\n", 8, "ab");
+    int64_t pos3[] = {1};
+    read_stepped(p, READER_JSONL, (size_t)1 << 20, pos3, long1, 1, &steps);
+    assert_true(steps >= 2);
+    read_stepped(p, READER_JSONL, 0, pos3, long1, 1, &steps);
+    assert_int_equal(steps, 0);
+    free(b.p);
+    free(data);
+}
+
 static void test_single_next_progress_and_names(void **state)
 {
     (void)state;
@@ -1098,6 +1191,7 @@ int main(void)
         cmocka_unit_test(test_pipe_on_stdin),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_single_next_progress_and_names),
+        cmocka_unit_test(test_step_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
