@@ -122,9 +122,11 @@ e2e: all
 # own tests (Python only), the triage page in Chromium (the feed's
 # endpoints run under ASan in test_feed) and the 90-second broker failover
 # (the consumer and producer reconnect paths run under ASan in the kill -9,
-# rebalance and Kafka security scenarios) - they keep make test under 20
-# minutes on 2 cores.
-ASAN_SKIP ?= test_harness test_triage_page test_broker_failures_lose_no_alert
+# rebalance and Kafka security scenarios) and the short chaos run (its
+# C paths run under ASan in those scenarios too) - they keep make test
+# under 20 minutes on 2 cores.
+ASAN_SKIP ?= test_harness test_triage_page test_broker_failures_lose_no_alert \
+             test_chaos_short_storm
 
 e2e-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \

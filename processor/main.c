@@ -1087,18 +1087,27 @@ out:
 static int cmd_send(int argc, char **argv)
 {
     static const char help[] = WITH_COMMON_HELP(
-        "usage: cardwatch send --input TXNS.jsonl [--topic T]\n\nPublishes "
+        "usage: cardwatch send --input TXNS.jsonl [--topic T] "
+        "[--key txn|card]\n\nPublishes "
         "JSON-lines transactions (the field names of "
-        "cardwatch.v1.Transaction)\nto Kafka as protobuf, keyed by txn_id, "
-        "with the event time as message timestamp.\nLines are not "
+        "cardwatch.v1.Transaction)\nto Kafka as protobuf, with the event "
+        "time as message timestamp.\nLines are not "
         "validated, so invalid test data reaches the processor as it is;\n"
         "a line that is not a JSON object is reported by line number and "
-        "skipped.\nThe topic defaults to [kafka] transactions_topic.\n");
+        "skipped.\nThe topic defaults to [kafka] transactions_topic.\n\n"
+        "  --key txn    message key = txn_id (default): transactions spread "
+        "over\n               the partitions\n"
+        "  --key card   message key = the card's keyed fingerprint "
+        "\"<key id>:<fp>\"\n               ([card] key_file; never the "
+        "card number): all of a card's\n               transactions go to "
+        "one partition, in input order; a line\n               without a "
+        "card number is keyed by its txn_id\n");
     struct common co = {0};
-    const char *input = NULL, *topic = NULL;
+    const char *input = NULL, *topic = NULL, *key_by = "txn";
     const struct optdef defs[] = {
         {"input", required_argument, &input, NULL, 0},
         {"topic", required_argument, &topic, NULL, 0},
+        {"key", required_argument, &key_by, NULL, 0},
     };
     int st = parse_opts(argc, argv, 1, "send", help, &co, defs, N_ELEMS(defs));
     if (st != OPTS_GO) {
@@ -1107,10 +1116,15 @@ static int cmd_send(int argc, char **argv)
     if (input == NULL) {
         return bad_usage("send", "--input FILE is required");
     }
+    int by_card = strcmp(key_by, "card") == 0;
+    if (!by_card && strcmp(key_by, "txn") != 0) {
+        return bad_usage("send", "--key: use txn or card");
+    }
     struct config c;
     int rc = 1;
     FILE *f = NULL;
     struct cli_producer *prod = NULL;
+    struct card_key *ckey = NULL;
     char *line = NULL;
     size_t cap = 0;
     if (load_config(&c, &co, 0) != 0) {
@@ -1120,6 +1134,11 @@ static int cmd_send(int argc, char **argv)
         topic = c.transactions_topic;
     }
     char brokers[CONFIG_STR_MAX], err[512];
+    if (by_card &&
+        (ckey = card_key_load(c.key_file, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "cardwatch send: --key card: %s\n", err);
+        goto out;
+    }
     if (config_brokers(&c, brokers, sizeof(brokers), err, sizeof(err)) != 0 ||
         kafka_check_config(&c, brokers, 0, "", topic, "--topic", err,
                            sizeof(err)) != KCHECK_OK ||
@@ -1144,10 +1163,27 @@ static int cmd_send(int argc, char **argv)
         }
         uint8_t *buf = NULL;
         size_t blen = 0;
-        int e = txn_encode_protobuf(&t, &buf, &blen);
+        /* the key: txn_id, or "<key id>:<fingerprint>" of the card */
+        char kbuf[CARD_KEY_ID_MAX + 1 + CARD_FP_SIZE];
+        const char *key = t.txn_id;
+        int e = 0;
+        if (by_card && t.pan_len > 0) {
+            char fp[CARD_FP_SIZE];
+            e = card_fingerprint(ckey, t.pan, t.pan_len, fp);
+            if (e == 0) {
+                snprintf(kbuf, sizeof(kbuf), "%s:%s", card_key_id(ckey), fp);
+                key = kbuf;
+            } else {
+                fprintf(stderr, "cardwatch send: %s:%lu: fingerprint "
+                                "failed (OpenSSL)\n", input, lineno);
+            }
+        }
         if (e == 0) {
-            e = cli_produce(prod, topic, t.txn_id, strlen(t.txn_id), buf,
-                            blen, t.event_time_ms > 0 ? t.event_time_ms : 0);
+            e = txn_encode_protobuf(&t, &buf, &blen);
+        }
+        if (e == 0) {
+            e = cli_produce(prod, topic, key, strlen(key), buf, blen,
+                            t.event_time_ms > 0 ? t.event_time_ms : 0);
         }
         memset(&t, 0, sizeof(t)); /* the PAN goes no further */
         free(buf);
@@ -1174,6 +1210,7 @@ out:
     if (prod != NULL) {
         cli_producer_close(prod);
     }
+    card_key_destroy(ckey);
     config_free(&c);
     return rc;
 }

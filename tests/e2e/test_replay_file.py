@@ -17,7 +17,6 @@ SIGTERM / SIGINT stopping a replay within a second."""
 
 import datetime
 import gzip
-import hashlib
 import json
 import os
 import random
@@ -31,6 +30,8 @@ from pathlib import Path
 import harness as h
 import cwstack as cw
 from cwstack import Breach, CardMaker, txn
+from oracle import PACK, SEV_ORDER
+from oracle import pack_hits as _pack_hits, pack_version as _pack_version
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PACK = REPO / "rules" / "default.rules"
@@ -230,67 +231,8 @@ def _check_dead_letters(path, want, t0=None, t1=None):
     return got
 
 
-# --- the default pack, modelled (docs/rules.md, rules/default.rules) ---
-
-PACK = [  # (rule id, severity), in file order
-    ("cnp-use", "high"), ("card-testing", "high"), ("high-risk-mcc", "high"),
-    ("velocity", "medium"), ("cross-border-cnp", "medium"), ("declined-burst", "medium"),
-    ("spend-spike", "high")]
-SEV_ORDER = ["low", "medium", "high", "critical"]
-
-
-def _pack_version(path=DEFAULT_PACK):
-    return f"{Path(path).name}@{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]}"
-
-
-def _pack_hits(txns, breaches, issuers):
-    """txn_id -> [rule ids that fire] for the valid transactions `txns` in
-    input order, for cards listed by `breaches`. Windows hold the card's
-    transactions received so far with event time in (T - W, T], the current
-    one included. Only listed cards reach the rules; the test data keeps
-    every listed card's transactions after its breach window start (or more
-    than 24 h before any later one), so windows need no exposure rule."""
-    table = cw.route_table(issuers)
-    hist = {}  # pan -> sorted [(event_time, amount, declined)]
-    out = {}
-    for t in txns:
-        listed = [b for b in breaches if t["pan"] in b.card_set]
-        if not listed:
-            continue
-        T = t["event_time_ms"]
-        active = [b for b in listed if b.start_ms <= T]
-        cur = (T, t["amount_minor"], t["response"] == "declined")
-        items = hist.setdefault(t["pan"], [])
-
-        def window(w):
-            lo = bisect.bisect_right(items, (T - w, float("inf"), True))
-            hi = bisect.bisect_right(items, (T, float("inf"), True))
-            return items[lo:hi] + [cur]
-        fired = []
-        if active:
-            cnp = t["channel"] in ("ecommerce", "moto")
-            iss = cw.route(t["pan"], table)
-            home = iss.home_country if iss else ""
-            w10m, w1h, w24h = window(10 * MIN), window(60 * MIN), window(DAY)
-            if cnp and any("expiry" in b.elements for b in active):
-                fired.append("cnp-use")
-            if t["amount_minor"] <= 200 and len(w10m) >= 3:
-                fired.append("card-testing")
-            if t["mcc"] in (4829, 5967, 6051, 7995):
-                fired.append("high-risk-mcc")
-            if len(w1h) >= 5:
-                fired.append("velocity")
-            if cnp and home != "" and t["merchant_country"] != home:
-                fired.append("cross-border-cnp")
-            if sum(1 for x in w1h if x[2]) >= 3:
-                fired.append("declined-burst")
-            if sum(x[1] for x in w24h) >= 300_000:
-                fired.append("spend-spike")
-        bisect.insort(items, cur)
-        if fired:
-            out[t["txn_id"]] = fired
-    return out
-
+# --- the default pack, modelled (docs/rules.md, rules/default.rules): the
+# model is shared with the chaos checker (oracle.py) ---
 
 def _pack_alerts(txns, breaches, issuers):
     """[_alert_doc] the default pack must write, in input order."""
