@@ -38,6 +38,7 @@ import collections
 import ctypes
 import json
 import os
+import queue
 import re
 import signal
 import shutil
@@ -46,6 +47,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -227,7 +229,9 @@ def processes(test=None):
 
 
 def cleanup_processes():
-    """Stop every process spawn() started that is still running."""
+    """Stop every process spawn() started that is still running (and give
+    back the spare brokers the test took but never started)."""
+    _spares.end_test()
     while _procs:
         p = _procs.pop()
         try:
@@ -1238,6 +1242,111 @@ def _spawn_node(args, name, log, env=None):
     return spawn(args, name=name, log=log, env=env)
 
 
+# --------------------------------------------------------------------------
+# Spare brokers. Starting a single Apache Kafka node costs ~4.5 s here, and
+# nearly every scenario needs one, twice per make test (plain and ASan):
+# about 190 starts, a third of the run. So the harness keeps one spare node
+# starting in the background while a test runs; the next test that asks for
+# a plain single broker (no props, no SASL) takes it - a fresh node nobody
+# has used - and the next spare starts at once. CARDWATCH_E2E_SPARE=0 turns
+# this off. The spare is started by a worker thread that lives as long as
+# the harness (the nodes die with the thread that spawned them: see
+# _child_setup); a test's spare is registered for cleanup when it is taken,
+# and one a test took but never started goes back to the pool.
+
+def _spawn_unregistered(args, name, log, env=None):
+    args = [str(a) for a in args]
+    with open(log, "ab") as logf:
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                             env=env, start_new_session=True, preexec_fn=_child_setup)
+    proc = Proc(p, name, str(log))
+    proc.test = None
+    return proc
+
+
+class _SparePool:
+    def __init__(self):
+        self.queue = queue.Queue()
+        self.thread = None
+        self.spares = []       # [{"cluster", "done", "error"}], oldest first
+        self.taken = []        # spares handed to the current test
+
+    @staticmethod
+    def enabled():
+        return os.environ.get("CARDWATCH_E2E_SPARE", "1") != "0" and kafka_kind() == "apache"
+
+    def _work(self):
+        while True:
+            sp = self.queue.get()
+            try:
+                sp["cluster"].start(timeout=90.0)
+            except BaseException as e:  # noqa: BLE001 - reported to the taker
+                sp["error"] = e
+            sp["done"].set()
+
+    def _launch(self):
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name="kafka-spare", daemon=True)
+            self.thread.start()
+        d = Path(tempfile.mkdtemp(prefix="kafka-spare-", dir=session_dir()))
+        sp = {"cluster": kafka_cluster.Cluster(d, nodes=1, spawn=_spawn_unregistered,
+                                               heap=os.environ.get("KAFKA_HEAP", "512m")),
+              "done": threading.Event(), "error": None}
+        self.spares.append(sp)
+        self.queue.put(sp)
+
+    def take(self):
+        """A spare (started or starting) for the current test, or None the
+        first time; another one starts in the background either way."""
+        sp = self.spares.pop(0) if self.spares else None
+        if not self.spares:
+            self._launch()
+        if sp is not None:
+            self.taken.append(sp)
+        return sp
+
+    def adopt(self, sp, timeout=90.0):
+        """Wait until sp is up; its nodes become the current test's."""
+        if not sp["done"].wait(timeout):
+            raise HarnessError(f"the spare Kafka did not start within {timeout:g}s")
+        if sp["error"] is not None:
+            raise HarnessError(f"the spare Kafka did not start: {sp['error']}")
+        cluster = sp["cluster"]
+        for n in cluster.nodes:
+            if n.proc is not None:
+                n.proc.test = config.test_name
+                _procs.append(n.proc)
+        cluster.spawn = _spawn_node  # restarts during the test are its own
+        sp["adopted"] = True
+
+    def end_test(self):
+        """Spares the test took but never started go back to the pool."""
+        for sp in self.taken:
+            if not sp.get("adopted"):
+                self.spares.insert(0, sp)
+        self.taken = []
+
+    def stop(self):
+        """Stop every spare (end of the run)."""
+        for sp in self.spares + self.taken:
+            sp["done"].wait(90.0)
+            for n in sp["cluster"].nodes:
+                if n.proc is not None and n.proc.alive:
+                    n.proc.stop(timeout=5)
+        self.spares, self.taken = [], []
+
+
+_spares = _SparePool()
+
+
+def stop_spares():
+    """Stop the spare brokers (run.py, before it removes the session)."""
+    _spares.stop()
+
+
+atexit.register(stop_spares)
+
+
 class Kafka:
     """A Kafka cluster for one test.
 
@@ -1277,9 +1386,16 @@ class Kafka:
         self.proc = None
         self.cluster = None
         self.started = False
+        self._spare = None
+        if self.kind != "embedded" and brokers == 1 and not props and not sasl and \
+                _spares.enabled():
+            self._spare = _spares.take()
         if self.kind == "embedded":
             self.bootstraps_file = self.dir / "bootstraps"
             self.bootstraps = None
+        elif self._spare is not None:
+            self.cluster = self._spare["cluster"]
+            self.bootstraps = self.cluster.bootstraps
         else:
             self.cluster = kafka_cluster.Cluster(self.dir, nodes=brokers, props=props,
                                                  sasl=sasl, spawn=_spawn_node,
@@ -1303,7 +1419,10 @@ class Kafka:
             return self
         if self.apache:
             try:
-                self.cluster.start(timeout=timeout)
+                if self._spare is not None:
+                    _spares.adopt(self._spare, timeout)
+                else:
+                    self.cluster.start(timeout=timeout)
             except kafka_cluster.KafkaError as e:
                 raise HarnessError(str(e)) from None
             self.started = True

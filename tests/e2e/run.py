@@ -148,6 +148,7 @@ def main():
             break
 
     harness.cleanup_processes()
+    harness.stop_spares()
     root = harness.config.root
     if root is not None:
         if failed or interrupted or args.keep:
