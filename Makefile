@@ -9,7 +9,12 @@
 #   make bench    throughput benchmark against a plain librdkafka consumer,
 #                 on Apache Kafka and on the mock side by side
 #   make bench-feed  the issuer feed under wrk with 1,000 long polls held
-#   make fuzz     libFuzzer targets for the pure decoders (clang)
+#   make fuzz     libFuzzer targets for the pure decoders and parsers
+#                 (clang): FUZZ_RUNS executions each (default 10^7), new
+#                 inputs merged into tests/fuzz/corpus/ (scripts/fuzz.sh)
+#   make chaos    the chaos soak (tests/chaos): 3 brokers, Redis HA, 3
+#                 instances, seeded faults for CHAOS_SECONDS (default 600),
+#                 checked independently; CHAOS_SEED replays a run
 
 BUILD    ?= build
 CC       ?= cc
@@ -44,7 +49,8 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz clean format
+.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos \
+        fuzz-replay fuzz-replay-asan clean format
 
 all: $(BUILD)/cardwatch $(TOOLS)
 
@@ -141,6 +147,8 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory fuzz-replay
+	@$(MAKE) --no-print-directory fuzz-replay-asan
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory e2e-asan
 
@@ -158,10 +166,41 @@ bench-feed: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench_feed.sh $(BUILD)
 
-fuzz:
-	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 \
-	  SAN="-fsanitize=fuzzer-no-link,address,undefined" all
-	@scripts/fuzz.sh build/fuzz
+# The long chaos soak (tests/chaos/chaos.py, profile long); the report
+# is printed and written to $(BUILD)/chaos-report.json. A failing seed
+# replays with CHAOS_SEED=<seed>.
+CHAOS_SECONDS ?= 600
+CHAOS_SEED    ?=
+chaos: deps
+	@$(MAKE) --no-print-directory all
+	@python3 tests/chaos/chaos.py --build $(BUILD) --profile long \
+	  --duration $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) \
+	  --report $(BUILD)/chaos-report.json
+
+include tests/fuzz/fuzz.mk
+
+# The fuzz targets (tests/fuzz/fuzz.mk): libFuzzer + ASan + UBSan builds
+# in FUZZ_BUILD, source-coverage builds for the line figures in
+# FUZZ_BUILD-cov, then scripts/fuzz.sh runs each (FUZZ_RUNS, FUZZ_TARGETS).
+FUZZ_BUILD ?= build/fuzz
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  FUZZ_MAIN= FUZZ_LINK=-fsanitize=fuzzer fuzzers
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)-cov CC=clang OPT=-O1 \
+	  SAN="-fprofile-instr-generate -fcoverage-mapping" fuzzers
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_BUILD)-cov
+
+# Corpus replay: every file of tests/fuzz/corpus/<target>/ and
+# tests/fuzz/seeds/<target>/ once through each target, without libFuzzer
+# (tests/fuzz/replay_main.c); plain, and with ASan+UBSan like unit-asan.
+fuzz-replay: $(FUZZ_BIN)
+	@tests/fuzz/replay.sh $(BUILD) $(FUZZ_BIN)
+
+fuzz-replay-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  fuzz-replay
 
 format:
 	clang-format -i processor/*.c processor/*.h tools/*.c tests/unit/*.c

@@ -4,7 +4,9 @@
 # query, one node check) when everything is present.
 set -euo pipefail
 
-PKGS=(build-essential pkg-config clang libclang-rt-14-dev
+# clang with libclang-rt (ASan, UBSan, libFuzzer); llvm for llvm-cov and
+# llvm-profdata (the line coverage make fuzz reports).
+PKGS=(build-essential pkg-config clang libclang-rt-14-dev llvm
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel

@@ -1,5 +1,5 @@
 /* fuzz_reader.c - libFuzzer target for reader.c.
- * scripts/fuzz.sh builds reader.c into it with a tiny buffer
+ * tests/fuzz/fuzz.mk builds reader.c into it with a tiny buffer
  * (READER_BUF_SIZE, READER_IN_SIZE), so records straddle refills and
  * compactions all the time.
  * Input: byte 0 = options (bits 0-1 format: AUTO, JSONL, PROTOBUF, AUTO;
@@ -12,7 +12,9 @@
  * names the input and the record's number and offset; at the end of a
  * regular file the progress is the file size. Raw data that starts with
  * the gzip magic (not compressed here) is only checked for consistency. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create */
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
