@@ -376,10 +376,16 @@ static size_t digit_run(const char *s)
 }
 
 /* Copies s for a message: at most max characters, control characters as
- * '?', "..." when cut. */
+ * '?', "..." when cut; "<redacted>" when s holds a run of digits as long
+ * as a card number (a key or section name can, as well as a value). */
 static void clean_copy(char *out, size_t outsz, const char *s, size_t max)
 {
     size_t n = 0;
+
+    if (digit_run(s) >= CARD_PAN_MIN) {
+        snprintf(out, outsz, "<redacted>");
+        return;
+    }
 
     for (; *s != '\0' && n < max && n + 4 < outsz; s++) {
         unsigned char ch = (unsigned char)*s;

@@ -884,6 +884,13 @@ static void test_redaction(void **state)
                       "bad value <redacted> for 'bins' in [issuer acme]: BIN "
                       "prefix of 16 characters must be 6 to 8 digits");
     assert_null(strstr(fx->err, "4000001234567899"));
+
+    /* nor a key or section name that does (found by fuzz_config) */
+    expect_load_error(fx, "[kafka]\n4111111111111111 = x\n", 2,
+                      "unknown key '<redacted>' in [kafka]");
+    expect_load_error(fx, "[x4111111111111111]\n", 1,
+                      "unknown section [<redacted>]");
+    assert_null(strstr(fx->err, "4111111111111111"));
 }
 
 int main(void)
