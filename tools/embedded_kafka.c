@@ -4,7 +4,7 @@
  * protocol over TCP on 127.0.0.1; librdkafka 2.0.2 picks random ports.
  *
  *   embedded_kafka [--brokers N] [--topic NAME:PARTITIONS]...
- *                  [--bootstraps-file PATH]
+ *                  [--bootstraps-file PATH] [--on-usr1 API:ERR:COUNT]...
  *
  * Prints the bootstrap list as the only line on stdout, optionally writes it
  * to PATH (temp file + rename: readers never see a partial file; the file is
@@ -14,6 +14,12 @@
  * for, an unknown topic auto-creates it with 4 partitions; that default cannot
  * be changed through the public API, so there is no --default-partitions.
  * Consumers (allow.auto.create.topics=false) do not auto-create.
+ * --on-usr1 arms a protocol fault for the tests (the mock's request-error
+ * injection, which a real broker cannot do on demand): each SIGUSR1 makes
+ * the next COUNT requests of Kafka API key API (0 Produce, 22
+ * InitProducerId, ...) fail with error code ERR (e.g. 47
+ * INVALID_PRODUCER_EPOCH, which makes an idempotent producer fail for
+ * good). One line on stderr per signal says what was armed.
  * Nothing here may be relied on by the processor: production is Apache Kafka.
  */
 #include <errno.h>
@@ -30,6 +36,11 @@
 #define MAX_TOPICS 256
 #define MAX_BROKERS 16
 #define MAX_PARTITIONS 100000
+#define MAX_FAULTS 8
+
+struct fault_spec {
+    int api, err, count;
+};
 
 struct topic_spec {
     char *name;
@@ -46,6 +57,9 @@ static void usage(FILE *out)
         "                           factor is min(3, brokers)\n"
         "  --bootstraps-file PATH   also write the bootstrap list to PATH\n"
         "                           (atomically; removed on exit)\n"
+        "  --on-usr1 API:ERR:COUNT  on each SIGUSR1, fail the next COUNT\n"
+        "                           requests of API key API with error ERR\n"
+        "                           (repeatable; a test's fault injection)\n"
         "  --help                   this text\n"
         "Prints the bootstrap list (127.0.0.1:port,...) as the single line on\n"
         "stdout, then serves until SIGINT/SIGTERM and exits 0.\n"
@@ -104,6 +118,8 @@ int main(int argc, char **argv)
     int ntopics = 0;
     int brokers = 1;
     const char *bootstraps_file = NULL;
+    struct fault_spec faults[MAX_FAULTS];
+    int nfaults = 0;
     char errstr[512];
     rd_kafka_conf_t *conf;
     rd_kafka_t *rk;
@@ -150,6 +166,21 @@ int main(int argc, char **argv)
             ntopics++;
         } else if (!strcmp(a, "--bootstraps-file") && i + 1 < argc) {
             bootstraps_file = argv[++i];
+        } else if (!strcmp(a, "--on-usr1") && i + 1 < argc) {
+            struct fault_spec *f = &faults[nfaults];
+            char tail;
+            if (nfaults == MAX_FAULTS ||
+                sscanf(argv[++i], "%d:%d:%d%c", &f->api, &f->err, &f->count,
+                       &tail) != 3 ||
+                f->api < 0 || f->api > 1000 || f->count < 1 ||
+                f->count > 1000000) {
+                fprintf(stderr,
+                        "embedded_kafka: bad --on-usr1 '%s' (want "
+                        "API:ERR:COUNT, at most %d)\n",
+                        argv[i], MAX_FAULTS);
+                return 2;
+            }
+            nfaults++;
         } else {
             fprintf(stderr,
                     "embedded_kafka: unknown or incomplete option '%s'\n", a);
@@ -163,6 +194,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
     if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0) {
         fprintf(stderr, "embedded_kafka: pthread_sigmask failed\n");
         return 1;
@@ -235,6 +267,23 @@ int main(int argc, char **argv)
     while (sig != SIGINT && sig != SIGTERM) {
         if (sigwait(&sigs, &sig) != 0)
             sig = 0;
+        for (i = 0; sig == SIGUSR1 && i < nfaults; i++) {
+            rd_kafka_resp_err_t errs[64];
+            size_t left = (size_t)faults[i].count;
+            for (size_t k = 0; k < 64; k++)
+                errs[k] = (rd_kafka_resp_err_t)faults[i].err;
+            while (left > 0) { /* the array call takes a bounded count */
+                size_t n = left < 64 ? left : 64;
+                rd_kafka_mock_push_request_errors_array(
+                    mc, (int16_t)faults[i].api, n, errs);
+                left -= n;
+            }
+            fprintf(stderr,
+                    "embedded_kafka: SIGUSR1: the next %d request(s) of API "
+                    "%d fail with %s\n",
+                    faults[i].count, faults[i].api,
+                    rd_kafka_err2name((rd_kafka_resp_err_t)faults[i].err));
+        }
     }
     fprintf(stderr, "embedded_kafka: %s, shutting down\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -6,6 +6,8 @@
  *
  *   kafka_admin --brokers B create NAME:PARTITIONS[:RF]... [--config k=v]...
  *   kafka_admin --brokers B delete NAME...
+ *   kafka_admin --brokers B set-config NAME --config k=v...
+ *   kafka_admin --brokers B committed GROUP NAME:PARTITIONS
  *   common: [--timeout S] [-X key=value]...
  *
  * create: a topic that already exists with the same partition count is
@@ -14,6 +16,11 @@
  * min(3, brokers in the cluster). --config sets a topic config on every
  * topic created in this call (e.g. min.insync.replicas=2).
  * delete: an unknown topic is fine.
+ * set-config: the topic's dynamic configs become exactly the --config
+ * pairs (AlterConfigs replaces the set; librdkafka 2.0.2 has no
+ * incremental call) - for tests that change a limit mid-run.
+ * committed: one line "PARTITION OFFSET" per partition, the group's
+ * committed offset (-1: none), read with OffsetFetch.
  * Exits 0 when every topic is as asked, 1 with one line per problem on
  * stderr, 2 on bad usage.
  */
@@ -40,6 +47,8 @@ static void usage(FILE *out)
     fputs("usage: kafka_admin --brokers B create NAME:PARTITIONS[:RF]... "
           "[--config k=v]...\n"
           "       kafka_admin --brokers B delete NAME...\n"
+          "       kafka_admin --brokers B set-config NAME --config k=v...\n"
+          "       kafka_admin --brokers B committed GROUP NAME:PARTITIONS\n"
           "options: --timeout S (default 30), -X key=value (librdkafka)\n"
           "create is idempotent (same partition count); RF defaults to\n"
           "min(3, brokers). delete ignores unknown topics.\n",
@@ -72,7 +81,7 @@ static int parse_spec(const char *arg, struct tspec *t)
             return -1;
         }
     }
-    snprintf(t->name, sizeof(t->name), "%s", buf);
+    memcpy(t->name, buf, strlen(buf) + 1); /* fits: checked above */
     t->partitions = (int)p;
     t->rf = (int)rf;
     return 0;
@@ -280,6 +289,81 @@ done:
     return rc;
 }
 
+static int do_set_config(rd_kafka_t *rk, const char *topic, char **configs,
+                         int nc, int timeout_ms)
+{
+    char errstr[512];
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    for (int k = 0; k < nc; k++) {
+        char kv[512];
+        snprintf(kv, sizeof(kv), "%s", configs[k]);
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        rd_kafka_ConfigResource_set_config(cr, kv, eq + 1);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, errstr,
+                                              sizeof(errstr));
+    rd_kafka_AlterConfigs(rk, &cr, 1, o, q);
+    rd_kafka_event_t *ev = NULL;
+    int rc = 0;
+    if (run_admin(rk, &ev, timeout_ms, q) != 0) {
+        rc = 1;
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_ConfigResource_t **res =
+            rd_kafka_AlterConfigs_result_resources(
+                rd_kafka_event_AlterConfigs_result(ev), &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            if (rd_kafka_ConfigResource_error(res[i]) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fprintf(stderr, "kafka_admin: set-config %s: %s\n", topic,
+                        rd_kafka_ConfigResource_error_string(res[i]));
+                rc = 1;
+            }
+        }
+    }
+    if (ev != NULL) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy(cr);
+    return rc;
+}
+
+static int do_committed(rd_kafka_t *rk, const struct tspec *t,
+                        int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(t->partitions);
+    for (int p = 0; p < t->partitions; p++) {
+        rd_kafka_topic_partition_list_add(l, t->name, p);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, l, timeout_ms);
+    int rc = 0;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "kafka_admin: committed: %s\n", rd_kafka_err2str(err));
+        rc = 1;
+    }
+    for (int i = 0; rc == 0 && i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "kafka_admin: committed %s [%d]: %s\n", t->name,
+                    tp->partition, rd_kafka_err2str(tp->err));
+            rc = 1;
+        } else {
+            printf("%d %lld\n", tp->partition,
+                   (long long)(tp->offset < 0 ? -1 : tp->offset));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *brokers = NULL, *cmd = NULL;
@@ -309,7 +393,9 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (cmd == NULL && (strcmp(a, "create") == 0 ||
-                                   strcmp(a, "delete") == 0)) {
+                                   strcmp(a, "delete") == 0 ||
+                                   strcmp(a, "set-config") == 0 ||
+                                   strcmp(a, "committed") == 0)) {
             cmd = a;
         } else if (cmd != NULL && a[0] != '-' && nargs < MAX_TOPICS) {
             args[nargs++] = argv[i];
@@ -323,6 +409,17 @@ int main(int argc, char **argv)
         return 2;
     }
     struct tspec ts[MAX_TOPICS];
+    int committed = strcmp(cmd, "committed") == 0;
+    if ((committed && nargs != 2) ||
+        (strcmp(cmd, "set-config") == 0 && (nargs != 1 || nc == 0))) {
+        usage(stderr);
+        return 2;
+    }
+    if (committed && parse_spec(args[1], &ts[0]) != 0) {
+        fprintf(stderr, "kafka_admin: bad topic '%s' (want NAME:PARTITIONS)\n",
+                args[1]);
+        return 2;
+    }
     if (strcmp(cmd, "create") == 0) {
         for (int i = 0; i < nargs; i++) {
             if (parse_spec(args[i], &ts[i]) != 0) {
@@ -333,20 +430,30 @@ int main(int argc, char **argv)
             }
         }
     }
-    const char *const props[] = {"bootstrap.servers", brokers, NULL};
+    const char *const props[] = {"bootstrap.servers", brokers,
+                                 committed ? "group.id" : NULL, args[0],
+                                 NULL};
     if (ktool_conf_set(conf, props, "kafka_admin") != 0) {
         return 2;
     }
     char errstr[512];
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(committed ? RD_KAFKA_CONSUMER
+                                            : RD_KAFKA_PRODUCER,
+                                  conf, errstr, sizeof(errstr));
     if (rk == NULL) {
         fprintf(stderr, "kafka_admin: %s\n", errstr);
         return 1;
     }
-    int rc = strcmp(cmd, "create") == 0
-                 ? do_create(rk, ts, nargs, configs, nc, timeout_s * 1000)
-                 : do_delete(rk, args, nargs, timeout_s * 1000);
+    int ms = timeout_s * 1000, rc;
+    if (committed) {
+        rc = do_committed(rk, &ts[0], ms);
+    } else if (strcmp(cmd, "set-config") == 0) {
+        rc = do_set_config(rk, args[0], configs, nc, ms);
+    } else if (strcmp(cmd, "create") == 0) {
+        rc = do_create(rk, ts, nargs, configs, nc, ms);
+    } else {
+        rc = do_delete(rk, args, nargs, ms);
+    }
     rd_kafka_destroy(rk);
     return rc;
 }

@@ -424,7 +424,7 @@ class Stack:
 
     def __init__(self, issuers, partitions=4, session_timeout_ms=6000, extra_ini="",
                  kafka_topics=None, kafka_brokers=1, kafka_kind=None, kafka_sasl=None,
-                 redis=None, redis_ini="", kafka_props=None):
+                 redis=None, redis_ini="", kafka_props=None, kafka_faults=()):
         self.issuers = list(issuers)
         self.schema = h.ProtoSchema()
         self.dir = h.tmpdir("stack")
@@ -450,9 +450,10 @@ class Stack:
             topics[t + REPLAY_SUFFIX] = 4
         topics.update(kafka_topics or {})
         # Started on first use (self.kafka): a file replay needs no broker.
-        # kafka_props: extra broker properties (Apache Kafka only)
+        # kafka_props: extra broker properties (Apache Kafka only);
+        # kafka_faults: request errors the mock arms on Stack.kafka.inject()
         self._kafka = h.Kafka(topics, brokers=kafka_brokers, kind=kafka_kind, start=False,
-                              sasl=kafka_sasl, props=kafka_props)
+                              sasl=kafka_sasl, props=kafka_props, faults=kafka_faults)
         if not self._kafka.apache:
             self._kafka.start()     # the mock picks its ports when it starts
         # cardwatch talks to the SASL_SSL listeners when there are any

@@ -1363,12 +1363,13 @@ class Kafka:
     kind "embedded": librdkafka's mock cluster (build/embedded_kafka), for
     in-process fault injection only: unknown topics are auto-created (4
     partitions), ~5 MiB per partition is kept, no time index, and it
-    cannot be restarted on the same ports.
+    cannot be restarted on the same ports. faults (embedded only):
+    ["API:ERR:COUNT", ...] armed for inject() (embedded_kafka --on-usr1).
     start=False allocates the ports (bootstraps is known) without starting.
     """
 
     def __init__(self, topics=None, brokers=1, build=None, start=True, kind=None,
-                 props=None, sasl=None):
+                 props=None, sasl=None, faults=()):
         if topics is None:
             topics = {}
         if isinstance(topics, dict):
@@ -1382,6 +1383,10 @@ class Kafka:
         self.brokers = brokers
         self.build = build
         self.kind = kind or kafka_kind()
+        self.faults = list(faults)
+        if self.faults and self.kind != "embedded":
+            raise HarnessError("request-error injection needs kind='embedded' (the mock)")
+        self._injected = 0
         self.dir = tmpdir("kafka")
         self.proc = None
         self.cluster = None
@@ -1434,6 +1439,8 @@ class Kafka:
                 "--bootstraps-file", str(self.bootstraps_file)]
         for name, parts in self.topics:
             args += ["--topic", f"{name}:{parts}"]
+        for f in self.faults:
+            args += ["--on-usr1", f]
         self.proc = spawn(args, name="embedded_kafka", log=self.dir / "embedded_kafka.log")
 
         def ready():
@@ -1461,6 +1468,34 @@ class Kafka:
             return
         args = [tool("kafka_admin", self.build), "--brokers", self.bootstraps, "create"]
         args += [f"{n}:{p}" for n, p in items]
+        for c in configs:
+            args += ["--config", c]
+        run_tool(args, timeout=60)
+
+    def inject(self, timeout=10.0):
+        """Arms the faults given at construction once more (SIGUSR1 to the
+        mock); returns when the mock has logged that it armed them."""
+        assert self.faults and self.proc is not None and self.proc.alive
+        self._injected += 1
+        want = self._injected * len(self.faults)
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        wait_until(lambda: self.proc.log_text(200).count("SIGUSR1: the next") >= want,
+                   timeout, "the mock to arm its request errors")
+
+    def committed(self, group, topic, partitions):
+        """{partition: offset} committed by consumer group `group` on
+        `topic` (-1: none), read from the cluster (tools/kafka_admin
+        committed), not from the consumer's own account."""
+        res = run_tool([tool("kafka_admin", self.build), "--brokers", self.bootstraps,
+                        "committed", group, f"{topic}:{partitions}"], timeout=60)
+        return {int(p): int(o) for p, o in
+                (line.split() for line in res.stdout.decode().splitlines())}
+
+    def set_topic_config(self, topic, configs):
+        """Makes `configs` ("key=value"...) the topic's dynamic configs
+        (replacing any set before; tools/kafka_admin set-config)."""
+        args = [tool("kafka_admin", self.build), "--brokers", self.bootstraps,
+                "set-config", topic]
         for c in configs:
             args += ["--config", c]
         run_tool(args, timeout=60)
