@@ -19,7 +19,9 @@ stay in one partition, so window rules see them in the same order live and
 in a replay), with the event time as message timestamp, through
 tools/produce_file --timestamps. Expectations come from the test inputs
 (cwstack), from the live service's own output, or from the message
-timestamps chosen here - never from the replay itself."""
+timestamps chosen here - never from the replay itself; the alert set, hits
+and severity of the default pack also from its model (oracle.py), so a
+live run and a replay that agree on a wrong answer still fail."""
 
 import hashlib
 import json
@@ -34,6 +36,7 @@ from pathlib import Path
 import harness as h
 import cwstack as cw
 from cwstack import Breach, CardMaker, txn
+from oracle import pack_expected
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PACK = REPO / "rules" / "default.rules"
@@ -281,6 +284,12 @@ def test_replay_matches_live_alerts():
     assert any(not a.get("issuer_id") for _, _, a in live.values()), "an unrouted alert"
     assert 20 <= len(live) < len(expected), (len(live), len(expected))
     assert set(live) <= set(expected), "live alerts on transactions of no exposed card"
+    # the pack's model (oracle.py), from the inputs alone: the live run and
+    # the replay must both give exactly its alerts, hits and severity
+    model = pack_expected(txns, breaches, issuers)
+    assert set(live) == set(model), \
+        f"live alerts differ from the pack's model: only live {sorted(set(live) - set(model))[:5]}, " \
+        f"only model {sorted(set(model) - set(live))[:5]}"
 
     d = h.tmpdir("out")
     out, rep = d / "alerts.jsonl", d / "report.json"
@@ -302,7 +311,12 @@ def test_replay_matches_live_alerts():
                 if have.get(k) != want.get(k)}
         if diff:
             problems.append(f"{j['txn_id']}: (replay, live) {diff}")
-        # independent of both: card, routing, breaches, transaction fields
+        # independent of both: card, routing, breaches, transaction fields,
+        # and the pack's hits and severity from its model
+        m = model[aid]["alert"]
+        for k in ("hits", "severity", "ruleset_version"):
+            if have.get(k) != m[k]:
+                problems.append(f"{j['txn_id']}: {k} = {have.get(k)!r}, the model says {m[k]!r}")
         exp = dict(expected[aid]["alert"])
         for k in ("hits", "severity", "mode", "ruleset_version"):
             exp.pop(k)
