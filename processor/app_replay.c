@@ -693,7 +693,6 @@ static int start_outputs(struct rp *r, char *err, size_t errlen)
             .ttl_days = c->delivered_ttl_days,
             .feed_max_alerts = c->feed_max_alerts,
             .feed_retention_days = c->feed_retention_days,
-            .check = 1,
             .inner = {sink_kafka_produce, r->sk},
             .delivered = cb_ledger_delivered,
             .arg = r,

@@ -556,7 +556,6 @@ int app_run(const struct config *c, const struct run_opts *o)
         .ttl_days = c->delivered_ttl_days,
         .feed_max_alerts = c->feed_max_alerts,
         .feed_retention_days = c->feed_retention_days,
-        .check = 1,
         .inner = {sink_kafka_produce, a.sink},
         .delivered = cb_ledger_delivered,
         .arg = &a,

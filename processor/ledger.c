@@ -169,14 +169,6 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
         free_req(r);
         return -1;
     }
-    if (!l->o.check) {
-        struct sink_msg copy = *m;
-        if (l->o.inner.produce(l->o.inner.ctx, &copy, r) != 0) {
-            free_req(r);
-            return -1;
-        }
-        return 0;
-    }
     r->topic = strdup(m->topic);
     r->key = malloc(m->keylen ? m->keylen : 1);
     r->value = malloc(m->vallen ? m->vallen : 1);

@@ -6,8 +6,8 @@
  * delivered_ttl_days) and, the first time only, the alert is appended to
  * its issuer's feed (rmodel.h: stream, alert hash, counts, a PUBLISH) -
  * one Lua script, so record and feed never disagree; only then is the
- * delivery reported on. With
- * check on, an alert whose id is already recorded is not produced again
+ * delivery reported on. An alert whose id is already recorded is not
+ * produced again
  * and is reported delivered at once (counted as skipped): a replay with
  * --deliver does not resend what the live service delivered, and a
  * restarted service does not resend what it delivered before the crash.
@@ -32,7 +32,6 @@ struct ledger_opts {
     struct rconn *redis; /* borrowed */
     const char *prefix;
     int ttl_days;
-    int check; /* skip alerts already recorded */
     int feed_max_alerts;     /* [feed] max_alerts per issuer stream */
     int feed_retention_days; /* [feed] retention_days */
     struct pipeline_sink_ops inner;
