@@ -1,6 +1,7 @@
 /* sink_kafka.c - see sink_kafka.h. */
 #include "sink_kafka.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,23 @@
 
 #define MOD "sink"
 
+/* Retries of refused deliveries wait RETRY_MIN_MS, doubling per failure in
+ * a row up to RETRY_MAX_MS (a topic that refuses every try must not turn
+ * the loop into a spin); one warning per RETRY_LOG_MS says how many. */
+#define RETRY_MIN_MS 100u
+#define RETRY_MAX_MS 5000u
+#define RETRY_LOG_MS 10000u
+
+/* A refused message waiting for its retry (copies; the pipeline's opaque). */
+struct retry {
+    struct retry *next;
+    char *topic;
+    void *key, *value;
+    size_t keylen, vallen;
+    rd_kafka_headers_t *hdrs;
+    void *opaque;
+};
+
 struct sink_kafka {
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
@@ -25,6 +43,12 @@ struct sink_kafka {
     sink_kafka_cb cb;
     void *cb_arg;
     int fatal;
+    struct retry *retry_head, **retry_tail; /* in failure order */
+    int n_retry;
+    uint32_t backoff_ms;   /* 0 after a delivery; grows with failures */
+    uint64_t retry_at_ms;  /* monotonic: the waiting ones go then */
+    uint64_t warned_at_ms; /* last warning; failures not logged since: */
+    uint64_t unlogged;
 };
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason,
@@ -44,10 +68,60 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+/* Marks the producer failed for good once librdkafka says so (logged
+ * once): from a delivery report, a refused produce call or the periodic
+ * check, since a fatal error at start-up (InitProducerId refused) comes
+ * with no delivery report at all. Returns s->fatal. */
+static int check_fatal(struct sink_kafka *s)
+{
+    char why[512];
+    if (!s->fatal && rd_kafka_fatal_error(s->rk, why, sizeof(why)) !=
+                         RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_error(MOD, "producer fatal error: %s; shutting down", why);
+        s->fatal = 1;
+    }
+    return s->fatal;
+}
+
+static int produce_raw(struct sink_kafka *s, const char *topic,
+                       const void *key, size_t keylen, const void *value,
+                       size_t vallen, rd_kafka_headers_t *hdrs, void *opaque);
+
+static void free_retry(struct retry *r)
+{
+    free(r->topic);
+    free(r->key);
+    free(r->value);
+    free(r);
+}
+
+/* Produces every waiting retry (all at once: they failed for the same
+ * cause, most likely). A retry that cannot be queued is reported failed. */
+static void run_retries(struct sink_kafka *s)
+{
+    struct retry *r = s->retry_head;
+    s->retry_head = NULL;
+    s->retry_tail = &s->retry_head;
+    s->n_retry = 0;
+    while (r != NULL) {
+        struct retry *next = r->next;
+        if (produce_raw(s, r->topic, r->key, r->keylen, r->value, r->vallen,
+                        r->hdrs, r->opaque) != 0) {
+            s->cb(s->cb_arg, r->opaque, -1);
+        }
+        free_retry(r); /* the headers went to produce_raw */
+        r = next;
+    }
+}
+
 static void serve(void *arg)
 {
     struct sink_kafka *s = arg;
     while (rd_kafka_poll(s->rk, 0) > 0) {
+    }
+    if (!check_fatal(s) && s->retry_head != NULL &&
+        clock_mono_ns() / 1000000u >= s->retry_at_ms) {
+        run_retries(s);
     }
 }
 
@@ -68,7 +142,10 @@ static int produce_raw(struct sink_kafka *s, const char *topic,
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_error(MOD, "produce to %s failed: %s", topic, rd_kafka_err2str(err));
+        if (!check_fatal(s)) {
+            log_error(MOD, "produce to %s failed: %s", topic,
+                      rd_kafka_err2str(err));
+        }
         if (hdrs != NULL) {
             rd_kafka_headers_destroy(hdrs);
         }
@@ -83,37 +160,76 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     (void)rk;
     struct sink_kafka *s = opaque;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        s->backoff_ms = 0;
         s->cb(s->cb_arg, m->_private, 0);
         return;
     }
     const char *topic = rd_kafka_topic_name(m->rkt);
-    char why[512];
-    if (rd_kafka_fatal_error(s->rk, why, sizeof(why)) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (!s->fatal) {
-            log_error(MOD, "producer fatal error: %s; shutting down", why);
-        }
-        s->fatal = 1;
+    if (check_fatal(s)) {
         s->cb(s->cb_arg, m->_private, m->err);
         return;
     }
-    /* Retriable (e.g. message timed out while brokers were away): send it
-     * again; the alert id makes a duplicate harmless downstream. */
-    log_warn(MOD, "delivery to %s failed (%s); producing again", topic,
-             rd_kafka_err2str(m->err));
+    /* Not fatal (a message timed out while brokers were away, a topic
+     * refusing it): send it again after a back-off, for as long as it
+     * takes - the input is not committed meanwhile, and the alert id makes
+     * a duplicate harmless downstream. */
+    uint64_t now = clock_mono_ns() / 1000000u;
+    if (s->warned_at_ms == 0 || now - s->warned_at_ms >= RETRY_LOG_MS) {
+        if (s->unlogged > 0) {
+            log_warn(MOD, "delivery to %s failed (%s); producing again "
+                     "(%llu more failed deliveries not logged in the last "
+                     "%u s)", topic, rd_kafka_err2str(m->err),
+                     (unsigned long long)s->unlogged, RETRY_LOG_MS / 1000u);
+        } else {
+            log_warn(MOD, "delivery to %s failed (%s); producing again",
+                     topic, rd_kafka_err2str(m->err));
+        }
+        s->warned_at_ms = now;
+        s->unlogged = 0;
+    } else {
+        s->unlogged++;
+    }
     if (s->metrics != NULL) {
         metrics_delivery_retry(s->metrics);
     }
-    rd_kafka_headers_t *hdrs = NULL;
+    struct retry *r = calloc(1, sizeof(*r));
     rd_kafka_headers_t *old = NULL;
+    if (r != NULL) {
+        r->topic = strdup(topic);
+        r->key = malloc(m->key_len ? m->key_len : 1);
+        r->value = malloc(m->len ? m->len : 1);
+        r->keylen = m->key_len;
+        r->vallen = m->len;
+        r->opaque = m->_private;
+    }
+    if (r == NULL || r->topic == NULL || r->key == NULL || r->value == NULL) {
+        log_error(MOD, "out of memory keeping a delivery to %s for its retry",
+                  topic);
+        if (r != NULL) {
+            free_retry(r);
+        }
+        s->cb(s->cb_arg, m->_private, m->err);
+        return;
+    }
+    if (m->key_len > 0) {
+        memcpy(r->key, m->key, m->key_len);
+    }
+    if (m->len > 0) {
+        memcpy(r->value, m->payload, m->len);
+    }
     if (rd_kafka_message_headers(m, &old) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         old != NULL) {
-        hdrs = rd_kafka_headers_copy(old);
+        r->hdrs = rd_kafka_headers_copy(old);
     }
-    if (produce_raw(s, topic, m->key, m->key_len, m->payload, m->len, hdrs,
-                    m->_private) != 0) {
-        s->cb(s->cb_arg, m->_private, m->err);
+    if (s->retry_head == NULL) {
+        s->backoff_ms = s->backoff_ms == 0 ? RETRY_MIN_MS
+                        : s->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
+                                                            : s->backoff_ms * 2;
+        s->retry_at_ms = now + s->backoff_ms;
     }
+    *s->retry_tail = r;
+    s->retry_tail = &r->next;
+    s->n_retry++;
 }
 
 struct sink_kafka *sink_kafka_new(struct event_base *base,
@@ -146,6 +262,7 @@ struct sink_kafka *sink_kafka_new(struct event_base *base,
     }
     s->metrics = metrics;
     s->health = health;
+    s->retry_tail = &s->retry_head;
     s->cb = cb;
     s->cb_arg = cb_arg;
     const struct kconf_hooks hooks = {
@@ -199,12 +316,16 @@ int sink_kafka_fatal(const struct sink_kafka *s)
 
 int sink_kafka_outq_len(const struct sink_kafka *s)
 {
-    return rd_kafka_outq_len(s->rk);
+    return rd_kafka_outq_len(s->rk) + s->n_retry;
 }
 
 int sink_kafka_flush(struct sink_kafka *s, int timeout_ms)
 {
-    return rd_kafka_flush(s->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
+    if (!s->fatal) {
+        run_retries(s); /* no back-off left: this is the last chance */
+    }
+    return rd_kafka_flush(s->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                   s->n_retry == 0
                ? 0
                : -1;
 }
@@ -215,6 +336,14 @@ void sink_kafka_destroy(struct sink_kafka *s)
         return;
     }
     kafka_loop_unwatch(s->watch); /* before its queue goes */
+    while (s->retry_head != NULL) { /* inputs stay unacknowledged */
+        struct retry *r = s->retry_head;
+        s->retry_head = r->next;
+        if (r->hdrs != NULL) {
+            rd_kafka_headers_destroy(r->hdrs);
+        }
+        free_retry(r);
+    }
     if (s->tick != NULL) {
         event_free(s->tick);
     }

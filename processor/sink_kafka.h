@@ -2,8 +2,12 @@
  * producer; delivery reports go back to the pipeline.
  *
  * Delivery reports are served on the libevent loop (the producer's queue
- * signals a pipe). A retriable failure is produced again with the same
- * opaque, so the pipeline only hears "delivered" or "failed for good".
+ * signals a pipe). A failure that is not fatal (a timeout, a topic that
+ * refuses the message) is produced again with the same opaque after a
+ * back-off (100 ms doubling to 5 s while failures go on in a row; one
+ * warning per 10 s), so the pipeline only hears "delivered" or "failed for
+ * good". A fatal producer error (librdkafka's, e.g. idempotence refused
+ * by the cluster) is logged once and sink_kafka_fatal() turns 1.
  */
 #ifndef CARDWATCH_SINK_KAFKA_H
 #define CARDWATCH_SINK_KAFKA_H
@@ -39,11 +43,14 @@ int sink_kafka_produce(void *ctx, const struct sink_msg *m, void *opaque);
  * must shut down. */
 int sink_kafka_fatal(const struct sink_kafka *s);
 
-/* Messages queued and not yet reported. */
+/* Messages queued and not yet reported, those waiting for a retry
+ * included. */
 int sink_kafka_outq_len(const struct sink_kafka *s);
 
-/* Waits up to timeout_ms for outstanding deliveries (shutdown only: it
- * blocks). Returns 0 when all were reported, -1 otherwise. */
+/* Sends the waiting retries at once and waits up to timeout_ms for
+ * outstanding deliveries (shutdown only: it blocks; a retry that fails
+ * again meanwhile is not tried once more). Returns 0 when all were
+ * reported, -1 otherwise. */
 int sink_kafka_flush(struct sink_kafka *s, int timeout_ms);
 
 /* Destroys the producer; unreported messages are lost for the pipeline
