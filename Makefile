@@ -12,6 +12,10 @@
 #   make fuzz     libFuzzer targets for the pure decoders and parsers
 #                 (clang): FUZZ_RUNS executions each (default 10^7), new
 #                 inputs merged into tests/fuzz/corpus/ (scripts/fuzz.sh)
+#   make coverage line and branch coverage of processor/ (gcc --coverage,
+#                 gcovr) under the unit tests, the fuzz corpus replay and
+#                 the end-to-end suite; per file and in total
+#                 (scripts/coverage.sh; build/cov/coverage.txt)
 #   make chaos    the broker failover scenario, then the chaos soak
 #                 (tests/chaos): 3 brokers, Redis HA, 3 instances, seeded
 #                 faults for CHAOS_SECONDS (default 600), checked
@@ -50,7 +54,7 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos \
+.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan clean format
 
 all: $(BUILD)/cardwatch $(TOOLS)
@@ -188,6 +192,14 @@ chaos: deps
 	@python3 tests/chaos/chaos.py --build $(BUILD) --profile long \
 	  --duration $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) \
 	  --report $(BUILD)/chaos-report.json
+
+# Coverage: a gcc --coverage -O0 build in COV_BUILD; unit tests, corpus
+# replay and every end-to-end scenario (the broker failover one included);
+# COV_E2E=0 for unit tests and replay only, COV_ONLY="test ..." for some
+# scenarios. Exits non-zero when a test failed (the figures still print).
+COV_BUILD ?= build/cov
+coverage: deps
+	@scripts/coverage.sh $(COV_BUILD)
 
 include tests/fuzz/fuzz.mk
 

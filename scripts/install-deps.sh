@@ -5,12 +5,13 @@
 set -euo pipefail
 
 # clang with libclang-rt (ASan, UBSan, libFuzzer); llvm for llvm-cov and
-# llvm-profdata (the line coverage make fuzz reports).
+# llvm-profdata (the line coverage make fuzz reports); gcovr for make
+# coverage (gcc's gcov data, per file and in total).
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev llvm
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel
-      python3 chromium systemd)
+      python3 chromium systemd gcovr)
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is
 # no node or npm at all (a Node.js from elsewhere is kept).
