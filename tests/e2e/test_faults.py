@@ -6,7 +6,10 @@ limit on a real Apache Kafka broker); librdkafka's mock injects the
 protocol errors that only it can (a producer fenced for good).
 Expectations come from the inputs (cwstack.expected_alerts)."""
 
+import json
+import os
 import random
+import signal
 import time
 
 import harness as h
@@ -95,3 +98,72 @@ def test_a_refused_delivery_is_retried_until_the_topic_takes_it():
     s.terminate(proc)
     print(f"    refused deliveries: {retries0:.0f} retries while refused, {warned} warnings "
           f"logged; {len(expected)} alerts delivered once each")
+
+
+def _paused(redis):
+    """A context in which redis-server is stopped with SIGSTOP (a hang, not
+    a close: connections stay open, nothing answers)."""
+    class Paused:
+        def __enter__(self):
+            os.kill(redis.proc.pid, signal.SIGSTOP)
+            return self
+
+        def __exit__(self, *exc):
+            os.kill(redis.proc.pid, signal.SIGCONT)
+    return Paused()
+
+
+def test_shutdown_drain_timeout_and_second_signal_lose_nothing():
+    """Events stuck in flight (Redis hangs, its timeout longer than the
+    drain) at SIGTERM: the drain gives up after --drain-timeout, says how
+    many events stay unacknowledged, exits 1 and writes --summary-json
+    with that status; a second SIGTERM while draining exits at once (1).
+    A third run, Redis back, delivers every alert: nothing was committed
+    that was not done."""
+    issuers, b1, txns = _stream(47, "sd", n_exposed=15, n_clean=15, per_card=4)
+    expected = cw.expected_alerts(txns, [b1], issuers)
+    thirds = [txns[:40], txns[40:80], txns[80:]]
+    s = cw.Stack(issuers, redis_ini="timeout_ms = 60000\n")
+    s.load(b1)
+    summary_file = s.dir / "run-1.summary.json"
+
+    # 1. the drain times out
+    first = s.run("--drain-timeout", "1", "--summary-json", summary_file, name="run-1")
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "run 1 ready")
+    s.send(thirds[0], name="part-1")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") >= len(thirds[0]), 60,
+                 "part 1 processed")
+    with _paused(s.redis):
+        s.send(thirds[1], name="part-2")
+        h.wait_until(lambda: s.metrics().get("cardwatch_in_flight_events", 0) > 0, 30,
+                     "events in flight while Redis hangs")
+        first.send_signal(signal.SIGTERM)
+        rc = first.wait(30)
+    log = first.log_text()
+    assert rc == 1, f"run 1 exited {rc} after a drain timeout:\n{log[-2000:]}"
+    assert "drain timed out with" in log and "event(s) unacknowledged" in log, log[-2000:]
+    summ = json.loads(summary_file.read_text())
+    assert summ["exit_code"] == 1 and summ["events"] >= len(thirds[0]), summ
+
+    # 2. a second signal while draining
+    second = s.run(name="run-2")
+    h.wait_until(lambda: s.ready()[0] == 200, 30, "run 2 ready")
+    with _paused(s.redis):
+        s.send(thirds[2], name="part-3")
+        h.wait_until(lambda: s.metrics().get("cardwatch_in_flight_events", 0) > 0, 30,
+                     "events in flight while Redis hangs")
+        second.send_signal(signal.SIGTERM)
+        h.wait_until(lambda: "stopping intake, draining" in second.log_text(), 10,
+                     "the drain to start")
+        second.send_signal(signal.SIGTERM)
+        rc = second.wait(10)
+    log = second.log_text()
+    assert rc == 1, f"run 2 exited {rc} after a second SIGTERM:\n{log[-2000:]}"
+    assert "second signal: exiting without draining" in log, log[-2000:]
+
+    # 3. nothing lost
+    out = s.finish(s.run("--exit-at-end", name="run-3"), timeout=120)
+    got = s.alerts()
+    copies = cw.check_alerts(got, expected, exact_once=False)
+    print(f"    shutdown faults: {len(expected)} alerts, {sum(copies.values())} copies; "
+          f"run 3: {cw.parse_summary(out)['events']} events read again or for the first time")
