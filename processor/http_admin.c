@@ -117,8 +117,10 @@ struct http_admin *http_admin_new(struct event_base *base, const char *listen,
         snprintf(errbuf, errlen, "http: bad listen address '%s'", listen);
         return NULL;
     }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
+    /* "[v6]:port" (the form the config demands) binds to v6 */
+    size_t skip = listen[0] == '[' && colon > listen && colon[-1] == ']';
+    memcpy(host, listen + skip, (size_t)(colon - listen) - 2 * skip);
+    host[(size_t)(colon - listen) - 2 * skip] = '\0';
     int port = atoi(colon + 1);
     struct http_admin *h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -151,8 +153,8 @@ struct http_admin *http_admin_new(struct event_base *base, const char *listen,
             h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
     }
-    log_info(MOD, "listening on %s:%d (/healthz /readyz /metrics "
-             "/admin/rules)", host, h->port);
+    log_info(MOD, "listening on %.*s:%d (/healthz /readyz /metrics "
+             "/admin/rules)", (int)(colon - listen), listen, h->port);
     return h;
 err:
     http_admin_destroy(h);

@@ -25,8 +25,9 @@ struct http_admin_ops {
     void *arg;
 };
 
-/* Listens on "host:port" (loopback by default in the config). Returns
- * NULL with a message in errbuf when the address is bad or taken. */
+/* Listens on "host:port" or "[v6 address]:port" (loopback by default in
+ * the config). Returns NULL with a message in errbuf when the address is
+ * bad or taken. */
 struct http_admin *http_admin_new(struct event_base *base, const char *listen,
                                   const struct http_admin_ops *ops,
                                   char *errbuf, size_t errlen);

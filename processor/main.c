@@ -1,9 +1,13 @@
 /* main.c - cardwatch's command line: one function per subcommand; the
  * work lives in the modules. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,22 +119,124 @@ enum {
 /* A command's help text followed by the common options. */
 #define WITH_COMMON_HELP(text) text "\ncommon options:\n" COMMON_HELP
 
-static int bad_usage(const char *cmd, const char *msg)
+/* Prints one line "cardwatch CMD: <fmt ...> (see cardwatch CMD --help)" to
+ * stderr; returns 2, the exit status of a usage error. */
+static int bad_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int bad_usage(const char *cmd, const char *fmt, ...)
 {
-    fprintf(stderr, "cardwatch %s: %s (see cardwatch %s --help)\n", cmd, msg,
-            cmd);
+    va_list ap;
+    fprintf(stderr, "cardwatch %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see cardwatch %s --help)\n", cmd);
     return 2;
+}
+
+/* Parses a whole decimal number in [lo, hi] into *out. Returns 0 / -1. */
+static int parse_whole(const char *s, long long lo, long long hi,
+                       long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses a finite decimal number in [lo, hi] into *out. Returns 0 / -1. */
+static int parse_real(const char *s, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v) ||
+        v < lo || v > hi) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Reports the option getopt_long refused (opt is '?' or ':'; the option
+ * is argv[optind - 1]) as one line naming it; returns 2. */
+static int bad_option(const char *cmd, int opt, char **argv,
+                      const struct option *lo)
+{
+    const char *arg = argv[optind - 1];
+    int len = (int)strcspn(arg, "=");
+    if (opt == ':') {
+        return bad_usage(cmd, "option '%s' needs a value", arg);
+    }
+    if (optopt >= OPT_FIRST) { /* a known option given "=value" */
+        return bad_usage(cmd, "option '%.*s' takes no value", len, arg);
+    }
+    if (optopt > 0) { /* a short option: optind may not have moved */
+        return bad_usage(cmd, "unknown option '-%c'", optopt);
+    }
+    /* an abbreviation of options that store to different places */
+    int first_val = -1, ambiguous = 0;
+    for (size_t i = 0; strncmp(arg, "--", 2) == 0 && lo[i].name != NULL;
+         i++) {
+        if (strncmp(lo[i].name, arg + 2, (size_t)len - 2) == 0) {
+            ambiguous |= first_val >= 0 && lo[i].val != first_val;
+            first_val = first_val >= 0 ? first_val : lo[i].val;
+        }
+    }
+    return bad_usage(cmd, "%s option '%.*s'",
+                     ambiguous ? "ambiguous" : "unknown", len, arg);
+}
+
+/* Checks the common options' values before anything else happens: the
+ * log level (and sets it), and the overrides of the file on a scratch
+ * configuration. Returns OPTS_GO, or 2 after a usage error. */
+static int check_common(const char *cmd, const struct common *co)
+{
+    if (co->log_level != NULL) {
+        enum log_level lvl;
+        if (log_level_parse(co->log_level, &lvl) != 0) {
+            return bad_usage(cmd, "--log-level: use debug, info, warn or "
+                                  "error");
+        }
+        log_set_level(lvl);
+    }
+    const struct {
+        const char *flag, *sec, *name, *val;
+    } ov[] = {{"--brokers", "kafka", "brokers", co->brokers},
+              {"--redis", "redis", "address", co->redis},
+              {"--group", "kafka", "group", co->group}};
+    struct config c;
+    char err[512];
+    int st = OPTS_GO;
+    if (config_init(&c) != 0) {
+        fprintf(stderr, "cardwatch: out of memory\n");
+        st = 1;
+    }
+    for (size_t i = 0; st == OPTS_GO && i < N_ELEMS(ov); i++) {
+        if (ov[i].val != NULL && config_set(&c, ov[i].sec, ov[i].name,
+                                            ov[i].val, err, sizeof(err)) != 0) {
+            st = bad_usage(cmd, "%s: %s", ov[i].flag, err);
+        }
+    }
+    config_free(&c);
+    return st;
 }
 
 /* Parses the options of command cmd in argv[first..argc) with
  * getopt_long: the common options into co, the command's own through
  * defs[n_defs] (at most MAX_OWN_OPTS). Rows that store into the same
  * place share one getopt value, so an abbreviation of their names is not
- * ambiguous. --help prints help to stdout. getopt itself reports an
- * unknown option or a missing argument, then bad_usage() names cmd.
- * Returns OPTS_GO when the command goes on, its operands starting at
- * argv[optind]; otherwise the exit status to return at once: 0 after
- * --help, 2 after a usage error. */
+ * ambiguous. --help prints help to stdout. An unknown or ambiguous
+ * option, a missing or unwanted value, a bad --log-level or override of
+ * the file is one line on stderr naming the option (bad_option,
+ * check_common). Returns OPTS_GO when the command goes on, its operands
+ * starting at argv[optind]; otherwise the exit status to return at once:
+ * 0 after --help, 2 after a usage error. */
 static int parse_opts(int argc, char **argv, int first, const char *cmd,
                       const char *help, struct common *co,
                       const struct optdef *defs, size_t n_defs)
@@ -164,10 +270,11 @@ static int parse_opts(int argc, char **argv, int first, const char *cmd,
     }
     lo[n] = (struct option){NULL, 0, NULL, 0};
     optind = first;
+    opterr = 0; /* one line of our own instead of getopt's */
     int opt;
-    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (opt < OPT_FIRST || (size_t)(opt - OPT_FIRST) >= n) {
-            return bad_usage(cmd, "unknown option");
+            return bad_option(cmd, opt, argv, lo);
         }
         const struct optdef *d = &all[opt - OPT_FIRST];
         if (d->str != NULL) {
@@ -179,7 +286,7 @@ static int parse_opts(int argc, char **argv, int first, const char *cmd,
             return 0;
         }
     }
-    return OPTS_GO;
+    return check_common(cmd, co);
 }
 
 /* Loads the configuration with the flag overrides; prints the error and
@@ -188,15 +295,7 @@ static int load_config(struct config *c, const struct common *co,
                        int need_check)
 {
     char err[1024];
-    if (co->log_level != NULL) {
-        enum log_level lvl;
-        if (log_level_parse(co->log_level, &lvl) != 0) {
-            fprintf(stderr, "cardwatch: --log-level: use debug, info, warn "
-                            "or error\n");
-            return -1;
-        }
-        log_set_level(lvl);
-    }
+    /* (--log-level and the overrides' values: checked by parse_opts) */
     if (config_init(c) != 0) {
         fprintf(stderr, "cardwatch: out of memory\n");
         return -1;
@@ -283,14 +382,15 @@ static int cmd_run(int argc, char **argv)
     if (st != OPTS_GO) {
         return st;
     }
+    long long secs;
     if (drain != NULL) {
-        ro.drain_timeout_s = atoi(drain);
-        if (ro.drain_timeout_s <= 0) {
-            return bad_usage("run", "--drain-timeout needs seconds > 0");
+        if (parse_whole(drain, 1, INT_MAX, &secs) != 0) {
+            return bad_usage("run", "--drain-timeout needs whole seconds > 0");
         }
+        ro.drain_timeout_s = (int)secs;
     }
     if (optind < argc) {
-        return bad_usage("run", "unexpected argument");
+        return bad_usage("run", "unexpected argument '%s'", argv[optind]);
     }
     struct config c;
     if (load_config(&c, &co, 1) != 0) {
@@ -303,20 +403,6 @@ static int cmd_run(int argc, char **argv)
 }
 
 /* ---- replay ---- */
-
-/* Parses a whole decimal number in [lo, hi] into *out. Returns 0 / -1. */
-static int parse_whole(const char *s, long long lo, long long hi,
-                       long long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 static int cmd_replay(int argc, char **argv)
 {
@@ -422,7 +508,7 @@ static int cmd_replay(int argc, char **argv)
         return st;
     }
     if (optind < argc) {
-        return bad_usage("replay", "unexpected argument");
+        return bad_usage("replay", "unexpected argument '%s'", argv[optind]);
     }
     char err[256];
     if ((ro.input == NULL) == (from == NULL)) {
@@ -500,6 +586,21 @@ static int cmd_replay(int argc, char **argv)
 
 /* ---- load / breaches / unload ---- */
 
+/* Whether path opens for reading and is no directory (a FIFO does not
+ * block the open). Returns 0, or -1 with errno set. */
+static int readable_file(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    errno = is_dir ? EISDIR : 0;
+    return is_dir ? -1 : 0;
+}
+
 static int cmd_load(int argc, char **argv)
 {
     static const char help[] = WITH_COMMON_HELP(
@@ -547,6 +648,14 @@ static int cmd_load(int argc, char **argv)
         config_free(&c);
         return 1;
     }
+    /* A list that cannot be read stops the load before Redis is waited
+     * for and before a staged breach is recorded there. */
+    if (strcmp(lo.list_path, "-") != 0 && readable_file(lo.list_path) != 0) {
+        fprintf(stderr, "cardwatch load: %s: %s\n", lo.list_path,
+                strerror(errno));
+        config_free(&c);
+        return 1;
+    }
     int rc = loader_load(&c, &lo);
     config_free(&c);
     return rc;
@@ -578,6 +687,9 @@ static int cmd_breaches(int argc, char **argv)
         parse_opts(argc, argv, 1, "breaches", help, &co, defs, N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
+    }
+    if (optind < argc) {
+        return bad_usage("breaches", "unexpected argument '%s'", argv[optind]);
     }
     struct config c;
     if (load_config(&c, &co, 0) != 0) {
@@ -616,7 +728,7 @@ static int cmd_check(int argc, char **argv)
         return st;
     }
     if (optind < argc) {
-        return bad_usage("check", "unexpected argument");
+        return bad_usage("check", "unexpected argument '%s'", argv[optind]);
     }
     struct config c;
     char err[1024];
@@ -892,17 +1004,32 @@ static int cmd_gen(int argc, char **argv)
     if (st != OPTS_GO) {
         return st;
     }
-    long long count = count_s != NULL ? atoll(count_s) : -1;
-    uint64_t seed = seed_s != NULL ? strtoull(seed_s, NULL, 10) : 1;
-    double share = share_s != NULL ? atof(share_s) : 0.01;
-    double invalid = invalid_s != NULL ? atof(invalid_s) : 0;
-    double days = days_s != NULL ? atof(days_s) : 30;
-    double rate = rate_s != NULL ? atof(rate_s) : 0;
-    if (count <= 0) {
-        return bad_usage("gen", "--count N is required (N > 0)");
+    long long count = -1;
+    uint64_t seed = 1;
+    double share = 0.01, invalid = 0, days = 30, rate = 0;
+    if (count_s == NULL || parse_whole(count_s, 1, LLONG_MAX, &count) != 0) {
+        return bad_usage("gen", "--count N is required (a whole number > 0)");
     }
-    if (share < 0 || share > 1 || invalid < 0 || invalid > 1) {
-        return bad_usage("gen", "shares are between 0 and 1");
+    if (seed_s != NULL) {
+        char *end = NULL;
+        errno = 0;
+        seed = strtoull(seed_s, &end, 10);
+        if (seed_s[0] < '0' || seed_s[0] > '9' || *end != '\0' || errno != 0) {
+            return bad_usage("gen", "--seed needs a whole number >= 0");
+        }
+    }
+    if (share_s != NULL && parse_real(share_s, 0, 1, &share) != 0) {
+        return bad_usage("gen", "--exposed-share is a number from 0 to 1");
+    }
+    if (invalid_s != NULL && parse_real(invalid_s, 0, 1, &invalid) != 0) {
+        return bad_usage("gen", "--invalid-share is a number from 0 to 1");
+    }
+    if (days_s != NULL && parse_real(days_s, 0, 1e6, &days) != 0) {
+        return bad_usage("gen", "--days is a number of days >= 0");
+    }
+    if (rate_s != NULL && parse_real(rate_s, 0, 1e9, &rate) != 0) {
+        return bad_usage("gen", "--rate is events per second >= 0 (0: no "
+                                "pacing)");
     }
     int64_t start_ms;
     if (breach_date_parse(start, 0, &start_ms) != 0) {
@@ -1133,6 +1260,12 @@ static int cmd_send(int argc, char **argv)
     if (topic == NULL) {
         topic = c.transactions_topic;
     }
+    /* the input first: a wrong path is named before Kafka is waited for */
+    f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cardwatch send: %s: %s\n", input, strerror(errno));
+        goto out;
+    }
     char brokers[CONFIG_STR_MAX], err[512];
     if (by_card &&
         (ckey = card_key_load(c.key_file, err, sizeof(err))) == NULL) {
@@ -1144,11 +1277,6 @@ static int cmd_send(int argc, char **argv)
                            sizeof(err)) != KCHECK_OK ||
         (prod = cli_producer_new(&c, brokers, err, sizeof(err))) == NULL) {
         fprintf(stderr, "cardwatch send: %s\n", err);
-        goto out;
-    }
-    f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
-    if (f == NULL) {
-        fprintf(stderr, "cardwatch send: %s: %s\n", input, strerror(errno));
         goto out;
     }
     unsigned long lineno = 0, sent = 0, skipped = 0;
@@ -1302,6 +1430,7 @@ static void print_alert(void *arg, int32_t partition, int64_t offset,
     }
     fputs(buf, stdout);
     fputc('\n', stdout);
+    fflush(stdout); /* a pipe or file sees each alert as it comes */
 }
 
 static int cmd_tail(int argc, char **argv)
@@ -1376,7 +1505,7 @@ static int cmd_feed(int argc, char **argv)
         return st;
     }
     if (optind < argc) {
-        return bad_usage("feed", "unexpected argument");
+        return bad_usage("feed", "unexpected argument '%s'", argv[optind]);
     }
     struct config c;
     char err[1024];

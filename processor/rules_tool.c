@@ -193,10 +193,15 @@ int rules_tool_test(const struct rules_test_opts *o, FILE *out)
     m->n_rules = rules_count(rs);
     snprintf(b.id, sizeof(b.id), "%s", o->breach_id ? o->breach_id : "test");
     if (breach_date_parse(o->window_start ? o->window_start : "1970-01-01", 0,
-                          &b.window_start_ms) != 0 ||
-        breach_date_parse(o->window_end ? o->window_end : "9999-12-31", 1,
+                          &b.window_start_ms) != 0) {
+        fprintf(stderr, "cardwatch rules test: --window-start: give a date "
+                        "YYYY-MM-DD\n");
+        goto out;
+    }
+    if (breach_date_parse(o->window_end ? o->window_end : "9999-12-31", 1,
                           &b.window_end_ms) != 0) {
-        fprintf(stderr, "cardwatch rules test: dates are YYYY-MM-DD\n");
+        fprintf(stderr, "cardwatch rules test: --window-end: give a date "
+                        "YYYY-MM-DD\n");
         goto out;
     }
     if (breach_elements_parse(o->elements ? o->elements : "pan,expiry",
