@@ -106,10 +106,22 @@ $(BUILD)/%: tools/%.c $(LIB_OBJ)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB_OBJ) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+# Unit test programs get the allocator wrapped (tests/unit/failalloc.h:
+# a test can make the n-th allocation of our code fail); the processor,
+# the tools and the fuzz targets do not.
+FAILALLOC_O := $(BUILD)/tests/failalloc.o
+WRAP_ALLOC  := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+
+$(FAILALLOC_O): tests/unit/failalloc.c tests/unit/failalloc.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(FAILALLOC_O)
 	@mkdir -p $(BUILD)/tests
 	@echo "  LD    $@"
-	@$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB_OBJ) $(LDLIBS) -lcmocka -o $@
+	@$(CC) $(CFLAGS) $(LDFLAGS) $(WRAP_ALLOC) $< $(FAILALLOC_O) $(LIB_OBJ) \
+	  $(LDLIBS) -lcmocka -o $@
 
 # Unit tests of one build flavour; prints one line per test program.
 unit: $(UNIT_BIN)

@@ -8,6 +8,7 @@
  */
 #include "card.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,10 +319,13 @@ struct card_key *card_key_load(const char *path, char *errbuf, size_t errlen)
         0) {
         goto out;
     }
+    errno = 0;
     k = card_key_new(id, key, keylen);
     if (k == NULL) {
-        text_errf(errbuf, errlen, "key file %s: cannot set up HMAC-SHA256",
-                  path);
+        /* the id and length are valid here: no memory, or OpenSSL */
+        text_errf(errbuf, errlen, "key file %s: %s", path,
+                  errno == ENOMEM ? "out of memory"
+                                  : "cannot set up HMAC-SHA256");
     }
 
 out:

@@ -1170,7 +1170,9 @@ static char *read_line(char *str, int num, void *stream)
     errno = 0;
     n = getline(&ld->buf, &ld->cap, ld->f);
     if (n < 0) {
-        if (ferror(ld->f)) {
+        /* getline() out of memory sets ENOMEM but not the stream's error
+         * flag: it is no end of file */
+        if (ferror(ld->f) || errno == ENOMEM) {
             ld->read_errno = errno != 0 ? errno : EIO;
         }
         return NULL;
@@ -1278,6 +1280,9 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errlen)
                   path, ret);
     } else if (ld->err_line != 0) {
         text_errf(errbuf, errlen, "%s:%d: %s", path, ld->err_line, ld->err);
+    } else if (ld->read_errno == ENOMEM) {
+        text_errf(errbuf, errlen, "%s:%d: out of memory", path,
+                  ld->lineno + 1);
     } else if (ld->read_errno != 0) {
         text_errf(errbuf, errlen, "%s: read error: %s", path,
                   strerror(ld->read_errno));

@@ -1979,7 +1979,8 @@ static void atom_text(const struct ruleset *rs, const struct atom *a,
 static int never_true(const struct ruleset *rs, uint32_t ni, int neg,
                       struct sb *why);
 
-/* Returns 1 when the conjunction of as can never hold, with the reason. */
+/* Returns 1 when the conjunction of as can never hold, with the reason;
+ * 0 when not proven; -1 when out of memory. */
 static int conj_never(const struct ruleset *rs, struct atoms *as,
                       struct sb *why)
 {
@@ -2000,8 +2001,9 @@ static int conj_never(const struct ruleset *rs, struct atoms *as,
             continue;
         }
         if (n->kind == N_AND || n->kind == N_OR) {
-            if (never_true(rs, as->v[i].node, as->v[i].neg, why)) {
-                return 1;
+            res = never_true(rs, as->v[i].node, as->v[i].neg, why);
+            if (res != 0) {
+                return res;
             }
             continue;
         }
@@ -2018,7 +2020,7 @@ static int conj_never(const struct ruleset *rs, struct atoms *as,
     /* together */
     st = malloc(N_SLOTS * sizeof(*st));
     if (st == NULL) {
-        return 0;
+        return -1;
     }
     for (size_t s = 0; s < N_SLOTS; s++) {
         slot_init(s, &st[s]);
@@ -2057,7 +2059,7 @@ static int conj_never(const struct ruleset *rs, struct atoms *as,
 
 /* Returns 1 when node ni (negated when neg) is false on every
  * transaction, with the reason in why. Sound, not complete: 0 means
- * "not proven". */
+ * "not proven". -1 when out of memory. */
 static int never_true(const struct ruleset *rs, uint32_t ni, int neg,
                       struct sb *why)
 {
@@ -2076,9 +2078,10 @@ static int never_true(const struct ruleset *rs, uint32_t ni, int neg,
         size_t mark = why->len;
         for (uint32_t k = 0; k < n->n; k++) {
             size_t before = why->len;
-            if (!never_true(rs, rs->kids[n->a + k], neg, why)) {
+            res = never_true(rs, rs->kids[n->a + k], neg, why);
+            if (res <= 0) {
                 sb_truncate(why, mark);
-                return 0;
+                return res;
             }
             if (k == 0) {
                 sb_puts(why, ", and no other 'or' branch can hold either");
@@ -2089,7 +2092,7 @@ static int never_true(const struct ruleset *rs, uint32_t ni, int neg,
         return 1;
     }
     collect(rs, ni, neg, &as);
-    res = !as.failed && conj_never(rs, &as, why);
+    res = as.failed ? -1 : conj_never(rs, &as, why);
     free(as.v);
     return res;
 }
@@ -2152,8 +2155,13 @@ static int compute_warnings(struct ruleset *rs)
         const struct rule *r = &rs->rules[i];
         struct sb b;
         char msg[640];
+        int never;
         sb_init(&b, why, sizeof(why));
-        if (never_true(rs, r->root, 0, &b)) {
+        never = never_true(rs, r->root, 0, &b);
+        if (never < 0) {
+            return -1;
+        }
+        if (never) {
             snprintf(msg, sizeof(msg), "can never fire: %s", why);
             if (add_warning(rs, r, msg) != 0) {
                 return -1;
