@@ -139,8 +139,16 @@ static int app_ready(void *arg, char *why, size_t whylen)
         return 0;
     }
     if (!exposure_health(a->exposure, why, whylen)) {
-        size_t len = strlen(why);
-        snprintf(why + len, whylen - len, "; intake paused");
+        if (!exposure_is_up(a->exposure)) {
+            size_t len = strlen(why);
+            snprintf(why + len, whylen - len, "; intake paused");
+        }
+        return 0;
+    }
+    /* Redis refuses a command of the event path (ACL, out of memory):
+     * the events wait for it */
+    if (!state_health(a->state, why, whylen) ||
+        !ledger_health(a->ledger, why, whylen)) {
         return 0;
     }
     return 1;

@@ -110,6 +110,9 @@ struct exposure {
     uint64_t last_check_ns, last_marker_ns;
     int warned_persistence, want_save_config;
     char policy[32]; /* maxmemory-policy from INFO */
+    char refused[256]; /* Redis's error answer to the last lookup, "" when
+                          the last one was answered */
+    struct log_limit limit;
 };
 
 static void start_check(struct exposure *x);
@@ -467,12 +470,24 @@ static void on_mget(struct exposure *x, const redisReply *reply, void *arg)
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n + 1) {
-        log_warn(MOD, "exposure lookup answered %s; retrying",
-                 reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                  : "unexpectedly");
+        /* an ACL refusal, a Redis busy with a script...: the lookups wait
+         * (said once a minute, and by readiness) */
+        const char *ans = reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                           : "unexpectedly";
+        if (log_limit_ok(&x->limit, ans, 60)) {
+            log_warn(MOD, "exposure lookup answered %s; retrying every %d ms "
+                     "(the events wait)", ans, RETRY_MS);
+        }
+        snprintf(x->refused, sizeof(x->refused), "%s", ans);
         r->state = R_HELD;
         retry_later(x);
         return;
+    }
+    if (x->refused[0] != '\0') {
+        log_info(MOD, "Redis %s answers exposure lookups again",
+                 rconn_address(x->rc));
+        x->refused[0] = '\0';
+        log_limit_reset(&x->limit);
     }
     if (!marker_ok(x, reply->element[r->n])) {
         /* Not the set the last check approved: hold the lookup (issued
@@ -903,6 +918,12 @@ int exposure_health(const struct exposure *x, char *why, size_t whylen)
     if (x->guard != G_OK) {
         snprintf(why, whylen, "checking the exposed-card set in Redis %s",
                  rconn_address(x->rc));
+        return 0;
+    }
+    if (x->refused[0] != '\0') {
+        snprintf(why, whylen, "Redis %s answered the exposure lookup %s; "
+                 "lookups retried every %d ms", rconn_address(x->rc),
+                 x->refused, RETRY_MS);
         return 0;
     }
     return 1;

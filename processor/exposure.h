@@ -92,7 +92,10 @@ int exposure_is_up(const struct exposure *x);
 int exposure_set_bad(const struct exposure *x);
 
 /* exposure_is_up() with the reason when 0, e.g. "Redis 127.0.0.1:6379
- * unavailable" or "the exposed-card set is gone from Redis ...". */
+ * unavailable" or "the exposed-card set is gone from Redis ..."; also 0
+ * while Redis answers lookups with an error (an ACL that refuses MGET):
+ * "Redis ADDR answered the exposure lookup <error>; lookups retried every
+ * 200 ms" (they are, until the first one is answered). */
 int exposure_health(const struct exposure *x, char *why, size_t whylen);
 
 /* Lookups issued and not yet answered. */

@@ -14,6 +14,9 @@
 
 #define MOD "ledger"
 #define LEDGER_ALERT_JSON_MAX 16384
+/* A record Redis answered with an error (an ACL refusal, OOM) is sent
+ * again this long after; its alert's input offset waits meanwhile. */
+#define RETRY_MS 200
 
 struct ledger {
     struct ledger_opts o;
@@ -23,6 +26,9 @@ struct ledger {
     char sha[41]; /* of RMODEL_LUA_RECORD_DELIVERY, for EVALSHA */
     char channel[RMODEL_KEY_MAX];
     uint64_t skipped, recorded;
+    size_t n_refused;  /* records waiting to be sent again */
+    char refused[256]; /* Redis's last error answer to one */
+    struct log_limit limit;
 };
 
 /* One alert on its way: checked, produced, recorded. */
@@ -36,6 +42,7 @@ struct lreq {
     char rules[ALERT_MAX_HITS * (RULE_ID_MAX + 1)]; /* comma list */
     char *json; /* the alert as JSON, for the issuer's feed */
     int evaled; /* the script was sent in full (after NOSCRIPT) */
+    int refused; /* the last record answer was an error: in n_refused */
     /* copy of the message, kept while the check runs */
     char *topic;
     void *key, *value;
@@ -191,11 +198,12 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     return 0;
 }
 
-static void record(struct ledger *l, struct lreq *r);
+static void record(struct ledger *l, struct lreq *r, int delay_ms);
 
 static void on_recorded(void *arg, const struct redisReply *reply)
 {
     struct lreq *r = arg;
+    struct ledger *l = r->l;
     if (reply == NULL) {
         report(r, -1);
         return;
@@ -203,17 +211,34 @@ static void on_recorded(void *arg, const struct redisReply *reply)
     if (reply->type == REDIS_REPLY_ERROR && !r->evaled &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         r->evaled = 1; /* Redis lost its script cache: send it whole */
-        record(r->l, r);
+        record(l, r, 0);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* Delivered, but not recorded: a later replay may send it again.
-         * Not worth holding the stream for. */
-        log_warn(MOD, "recording delivered alert %s: %s", r->alert_id,
-                 reply->str);
-    } else {
-        r->l->recorded++;
+        /* Delivered, but not recorded: not in its issuer's feed, and sent
+         * again after a restart. Held (its input offset waits) and sent
+         * again until Redis accepts it. */
+        if (log_limit_ok(&l->limit, reply->str, 60)) {
+            log_error(MOD, "recording delivered alert %s failed: %s; "
+                      "retrying every %d ms until Redis accepts it (its "
+                      "input offset waits)", r->alert_id, reply->str,
+                      RETRY_MS);
+        }
+        snprintf(l->refused, sizeof(l->refused), "%s", reply->str);
+        if (!r->refused) {
+            r->refused = 1;
+            l->n_refused++;
+        }
+        r->evaled = 0; /* EVALSHA again; NOSCRIPT still leads to EVAL */
+        record(l, r, RETRY_MS);
+        return;
     }
+    if (r->refused && --l->n_refused == 0) {
+        log_info(MOD, "Redis %s accepts the records of delivered alerts "
+                 "again", rconn_address(l->o.redis));
+        log_limit_reset(&l->limit);
+    }
+    l->recorded++;
     report(r, 0);
 }
 
@@ -221,7 +246,7 @@ static void on_recorded(void *arg, const struct redisReply *reply)
  * once Redis said NOSCRIPT (a restart emptied its script cache). One
  * alert's worth of keys and arguments; the script is ~1.2 KB that need
  * not travel (nor be hashed by Redis) with every alert. */
-static void record(struct ledger *l, struct lreq *r)
+static void record(struct ledger *l, struct lreq *r, int delay_ms)
 {
     char dkey[RMODEL_KEY_MAX], akey[RMODEL_KEY_MAX], fkey[RMODEL_KEY_MAX],
         skey[RMODEL_KEY_MAX], minid[32];
@@ -242,9 +267,16 @@ static void record(struct ledger *l, struct lreq *r)
     for (int i = 0; i < 16; i++) {
         lens[i] = strlen(argv[i]);
     }
-    if (rconn_command(l->o.redis, 16, argv, lens, on_recorded, r) != 0) {
+    int rc = delay_ms > 0
+                 ? rconn_command_later(l->o.redis, delay_ms, 16, argv, lens,
+                                       on_recorded, r)
+                 : rconn_command(l->o.redis, 16, argv, lens, on_recorded, r);
+    if (rc != 0) {
         log_warn(MOD, "out of memory recording delivered alert %s",
                  r->alert_id);
+        if (r->refused) {
+            l->n_refused--;
+        }
         report(r, 0);
     }
 }
@@ -256,12 +288,23 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
         report(r, err);
         return;
     }
-    record(l, r);
+    record(l, r, 0);
 }
 
 uint64_t ledger_skipped(const struct ledger *l)
 {
     return l->skipped;
+}
+
+int ledger_health(const struct ledger *l, char *why, size_t whylen)
+{
+    if (l->n_refused == 0) {
+        return 1;
+    }
+    snprintf(why, whylen, "Redis %s refused the record of delivered alerts: "
+             "%s; %zu waiting, retried every %d ms",
+             rconn_address(l->o.redis), l->refused, l->n_refused, RETRY_MS);
+    return 0;
 }
 
 uint64_t ledger_recorded(const struct ledger *l)

@@ -15,7 +15,12 @@
  * connection (re-sent after reconnects; both are idempotent: EXISTS, SET).
  *
  * The record is written after the delivery: a crash between the two
- * sends the alert again later (at least once, never lost).
+ * sends the alert again later (at least once, never lost). A check that
+ * Redis answers with an error sends the alert (a duplicate at worst); a
+ * record it answers with an error (an ACL refusal, out of memory) is
+ * logged and sent again every 200 ms until Redis accepts it, and only
+ * then reported on (ledger_health() says why meanwhile): an alert is
+ * never left out of its issuer's feed.
  */
 #ifndef CARDWATCH_LEDGER_H
 #define CARDWATCH_LEDGER_H
@@ -54,6 +59,11 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err);
  * recorded. */
 uint64_t ledger_skipped(const struct ledger *l);
 uint64_t ledger_recorded(const struct ledger *l);
+
+/* 1 when no record waits to be sent again after an error reply; else 0
+ * with "Redis ADDR refused the record of delivered alerts: <answer>; N
+ * waiting, retried every 200 ms" in why. */
+int ledger_health(const struct ledger *l, char *why, size_t whylen);
 
 /* Frees. Requests still waiting for Redis are answered by
  * rconn_destroy(); call this after it. NULL is a no-op. */

@@ -7,6 +7,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "clock.h"
+
 static enum log_level min_level = LOG_INFO;
 static int progress_active;
 
@@ -27,6 +29,24 @@ int log_level_parse(const char *s, enum log_level *out)
         }
     }
     return -1;
+}
+
+int log_limit_ok(struct log_limit *l, const char *text, int every_s)
+{
+    unsigned long long now = clock_mono_ns();
+    if (l->at_ns != 0 && strncmp(l->last, text, sizeof(l->last) - 1) == 0 &&
+        now - l->at_ns < (unsigned long long)every_s * 1000000000ull) {
+        return 0;
+    }
+    snprintf(l->last, sizeof(l->last), "%s", text);
+    l->at_ns = now;
+    return 1;
+}
+
+void log_limit_reset(struct log_limit *l)
+{
+    l->last[0] = '\0';
+    l->at_ns = 0;
 }
 
 void log_set_progress_active(int on)

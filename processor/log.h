@@ -27,6 +27,18 @@ void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
  * progress writer registers itself here (0 = none). */
 void log_set_progress_active(int on);
 
+/* Limits repeats of one message (a Redis refusal retried every 200 ms):
+ * log_limit_ok(l, text, every_s) returns 1 when text differs from the
+ * last text it returned 1 for on l, or every_s seconds passed since; the
+ * caller then logs. log_limit_reset() makes the next call return 1. A
+ * zeroed struct is ready to use. */
+struct log_limit {
+    char last[256];
+    unsigned long long at_ns;
+};
+int log_limit_ok(struct log_limit *l, const char *text, int every_s);
+void log_limit_reset(struct log_limit *l);
+
 #define log_debug(mod, ...) log_msg(LOG_DEBUG, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)

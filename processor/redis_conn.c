@@ -73,6 +73,7 @@ struct rreq {
     void *arg;
     int sent;         /* written to the current link */
     uint64_t sent_ns; /* when, for the timeout and the RTT */
+    uint64_t due_ns;  /* rconn_command_later: when it joins the queue */
     int argc;
     const char **argv; /* argv, argvlen and the bytes share this block */
     size_t *argvlen;
@@ -137,6 +138,8 @@ struct rconn {
     struct rreq *head, *tail;
     struct rreq *unsent; /* first request not written to this link */
     size_t n_pending;
+    struct rreq *later; /* rconn_command_later, not yet due (unordered) */
+    size_t n_later;
 
     int reported_up;
     int destroying;
@@ -1261,8 +1264,28 @@ static void handshake_timeout(struct rconn *c)
     }
 }
 
-/* Every TICK_MS: timeouts of the connect, the handshake, the oldest
- * written command and (subscriber mode) the keep-alive PING. */
+static void enqueue(struct rconn *c, struct rreq *r);
+
+/* Moves the delayed commands that are due to the end of the queue. */
+static void promote_due(struct rconn *c, uint64_t now)
+{
+    struct rreq **pp = &c->later;
+    while (*pp != NULL) {
+        struct rreq *r = *pp;
+        if (r->due_ns > now) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = NULL;
+        c->n_later--;
+        enqueue(c, r);
+    }
+}
+
+/* Every TICK_MS: delayed commands that are due join the queue; timeouts
+ * of the connect, the handshake, the oldest written command and
+ * (subscriber mode) the keep-alive PING. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct rconn *c = arg;
@@ -1272,6 +1295,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    promote_due(c, now);
     switch (c->state) {
     case ST_IDLE:
         return;
@@ -1295,7 +1319,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     flush(c); /* what an allocation failure left unsent */
     snprintf(why, sizeof(why), "no answer within %d ms", c->timeout_ms);
-    if (c->head != NULL && c->head->sent && now - c->head->sent_ns > limit) {
+    /* (written by the flush above or by promote_due(): later than now) */
+    if (c->head != NULL && c->head->sent && now > c->head->sent_ns + limit) {
         fail(c, RCONN_E_NET, why, NULL);
         return;
     }
@@ -1464,12 +1489,15 @@ err:
     return NULL;
 }
 
-int rconn_command(struct rconn *c, int argc, const char *const *argv,
-                  const size_t *argvlen, rconn_cb cb, void *arg)
+/* A request holding a copy of argv, or NULL (bad argument, subscriber
+ * mode, out of memory). */
+static struct rreq *new_req(struct rconn *c, int argc,
+                            const char *const *argv, const size_t *argvlen,
+                            rconn_cb cb, void *arg)
 {
     if (c->subscribe != NULL || c->destroying || argc <= 0 || argv == NULL ||
         argvlen == NULL || cb == NULL) {
-        return -1;
+        return NULL;
     }
     /* One block: the request, argv[], argvlen[], then each argument
      * NUL-terminated. */
@@ -1477,13 +1505,13 @@ int rconn_command(struct rconn *c, int argc, const char *const *argv,
     size_t total = sizeof(struct rreq) + n * (sizeof(char *) + sizeof(size_t));
     for (size_t i = 0; i < n; i++) {
         if (argvlen[i] > SIZE_MAX - total - 1) {
-            return -1;
+            return NULL;
         }
         total += argvlen[i] + 1;
     }
     struct rreq *r = malloc(total);
     if (r == NULL) {
-        return -1;
+        return NULL;
     }
     memset(r, 0, sizeof(*r));
     r->cb = cb;
@@ -1499,6 +1527,12 @@ int rconn_command(struct rconn *c, int argc, const char *const *argv,
         r->argvlen[i] = argvlen[i];
         p += argvlen[i] + 1;
     }
+    return r;
+}
+
+/* Appends r to the queue; written at once when up. */
+static void enqueue(struct rconn *c, struct rreq *r)
+{
     if (c->tail != NULL) {
         c->tail->next = r;
     } else {
@@ -1512,6 +1546,31 @@ int rconn_command(struct rconn *c, int argc, const char *const *argv,
     if (c->state == ST_UP) {
         flush(c);
     }
+}
+
+int rconn_command(struct rconn *c, int argc, const char *const *argv,
+                  const size_t *argvlen, rconn_cb cb, void *arg)
+{
+    struct rreq *r = new_req(c, argc, argv, argvlen, cb, arg);
+    if (r == NULL) {
+        return -1;
+    }
+    enqueue(c, r);
+    return 0;
+}
+
+int rconn_command_later(struct rconn *c, int delay_ms, int argc,
+                        const char *const *argv, const size_t *argvlen,
+                        rconn_cb cb, void *arg)
+{
+    struct rreq *r = new_req(c, argc, argv, argvlen, cb, arg);
+    if (r == NULL) {
+        return -1;
+    }
+    r->due_ns = clock_mono_ns() + ms_to_ns(delay_ms > 0 ? delay_ms : 0);
+    r->next = c->later;
+    c->later = r;
+    c->n_later++;
     return 0;
 }
 
@@ -1522,7 +1581,7 @@ int rconn_is_up(const struct rconn *c)
 
 size_t rconn_pending(const struct rconn *c)
 {
-    return c->n_pending;
+    return c->n_pending + c->n_later;
 }
 
 enum rconn_error rconn_error(const struct rconn *c, const char **msg)
@@ -1575,7 +1634,7 @@ int rconn_wait(struct rconn *c, int timeout_ms, char *err, size_t errlen)
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     evtimer_add(t, &tv);
     for (;;) {
-        if (c->n_pending == 0) {
+        if (rconn_pending(c) == 0) {
             rc = 0;
             break;
         }
@@ -1628,6 +1687,13 @@ void rconn_destroy(struct rconn *c)
         free(r);
     }
     assert(c->n_pending == 0);
+    while (c->later != NULL) {
+        struct rreq *r = c->later;
+        c->later = r->next;
+        c->n_later--;
+        r->cb(r->arg, NULL);
+        free(r);
+    }
     if (c->ssl_ctx != NULL) {
         SSL_CTX_free(c->ssl_ctx);
     }

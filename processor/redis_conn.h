@@ -94,6 +94,15 @@ typedef void (*rconn_cb)(void *arg, const struct redisReply *reply);
 int rconn_command(struct rconn *c, int argc, const char *const *argv,
                   const size_t *argvlen, rconn_cb cb, void *arg);
 
+/* Like rconn_command(), but the command joins the queue (at its end)
+ * only after delay_ms, checked every 100 ms: for a caller that retries
+ * after an error reply (an ACL refusal, OOM) without spinning. Counted by
+ * rconn_pending(); answered with NULL by rconn_destroy() if still
+ * waiting. Returns 0, or -1 as rconn_command() (cb then not called). */
+int rconn_command_later(struct rconn *c, int delay_ms, int argc,
+                        const char *const *argv, const size_t *argvlen,
+                        rconn_cb cb, void *arg);
+
 /* 1 when the handshake is done and commands flow. */
 int rconn_is_up(const struct rconn *c);
 

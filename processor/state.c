@@ -16,7 +16,10 @@
 
 #define MOD "state"
 #define BUCKETS 4096
-#define MAX_TRIES 3
+/* After an error reply (an ACL refusal, OOM) a command is sent again
+ * this long after; the card's events wait meanwhile. */
+#define RETRY_MS 200
+#define LOG_EVERY_S 60 /* the same refusal is logged again this often */
 
 /* One call per exposed event, atomic in Redis. Window entries are
  *   win hash: txn_id -> "<event ms>:<seq>:<newest ms>:<seen ms>:<record>"
@@ -129,6 +132,7 @@ struct sreq {
     state_cb cb;
     void *arg;
     int tries;
+    int refused; /* its last answer was an error: counted in n_refused */
 };
 
 struct cardq {
@@ -136,12 +140,19 @@ struct cardq {
     struct cardq *next; /* bucket chain */
     struct sreq *head, *tail;
     int busy; /* head is with Redis or its callback */
+    int acks; /* suppression writes not yet acknowledged: the next event
+                 waits for them */
 };
 
 struct ack {
     struct state *s;
+    struct cardq *c;
     state_ack_cb cb;
     void *arg;
+    int refused;
+    char key[RMODEL_KEY_MAX];
+    char field[RULE_ID_MAX + TXN_ID_MAX + 2];
+    char val[48];
 };
 
 struct state {
@@ -154,6 +165,12 @@ struct state {
     struct cardq *buckets[BUCKETS];
     size_t pending;
     int destroying;
+    /* commands whose last answer was an error reply, waiting to be sent
+     * again; the last such answer and what it refused (readiness) */
+    size_t n_refused;
+    char refused[256];
+    const char *refused_what;
+    struct log_limit limit, limit_sha;
 };
 
 static unsigned bucket_of(const char *fp)
@@ -242,7 +259,55 @@ struct state *state_new(struct rconn *rc, const char *prefix,
     return s;
 }
 
-static void issue(struct state *s, struct sreq *r, int use_eval);
+static void issue(struct state *s, struct sreq *r, int use_eval,
+                  int delay_ms);
+
+/* An error reply to `what` (a window update, a suppression write) that is
+ * retried: logged (the same answer at most once a minute) and counted
+ * for readiness while *refused is set. */
+static void note_refusal(struct state *s, int *refused, const char *what,
+                         const char *text)
+{
+    if (log_limit_ok(&s->limit, text, LOG_EVERY_S)) {
+        log_error(MOD, "%s failed: %s; retrying every %d ms until Redis "
+                  "accepts it (the card's events wait)", what, text,
+                  RETRY_MS);
+    }
+    snprintf(s->refused, sizeof(s->refused), "%s", text);
+    s->refused_what = what;
+    if (!*refused) {
+        *refused = 1;
+        s->n_refused++;
+    }
+}
+
+/* A command counted by note_refusal() was answered. */
+static void end_refusal(struct state *s, int *refused)
+{
+    if (!*refused) {
+        return;
+    }
+    *refused = 0;
+    if (--s->n_refused == 0) {
+        log_info(MOD, "Redis %s accepts window updates and suppression "
+                 "writes again", rconn_address(s->rc));
+        log_limit_reset(&s->limit);
+    }
+}
+
+/* The card's next event goes to Redis once the previous one is released
+ * and its suppression writes are acknowledged; an idle card is dropped. */
+static void card_next(struct state *s, struct cardq *c)
+{
+    if (c->busy || c->acks > 0) {
+        return;
+    }
+    if (c->head != NULL) {
+        issue(s, c->head, 0, 0);
+    } else {
+        drop_card(s, c);
+    }
+}
 
 static int parse_view(const redisReply *rep, struct win_entry **entries,
                       size_t *n, struct state_sup **sups, size_t *ns,
@@ -309,25 +374,34 @@ static void on_observe(void *arg, const redisReply *rep)
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
+        /* NOSCRIPT: Redis lost its script cache; any other first error
+         * may be EVALSHA alone refused: the whole script at once. Then,
+         * until Redis accepts it, again every RETRY_MS: evaluated without
+         * its window the event could miss an alert. */
         int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
-        if (!noscript) {
-            log_error(MOD, "window update failed: %s", rep->str);
+        if (noscript || r->tries++ == 0) {
+            if (!noscript && log_limit_ok(&s->limit_sha, rep->str,
+                                          LOG_EVERY_S)) {
+                log_warn(MOD, "window update failed: %s; sending the whole "
+                         "script (EVAL)", rep->str);
+            }
+            issue(s, r, 1, 0);
+        } else {
+            note_refusal(s, &r->refused, "window update", rep->str);
+            issue(s, r, 0, RETRY_MS);
         }
-        if (++r->tries < MAX_TRIES) {
-            issue(s, r, 1);
-            return;
-        }
-        log_error(MOD, "window state of a card unavailable after %d tries; "
-                  "evaluating with this transaction alone", MAX_TRIES);
+        return;
     }
+    end_refusal(s, &r->refused);
     struct win_entry *entries = NULL;
     struct state_sup *sups = NULL;
     size_t n = 0, ns = 0;
     int64_t newest = strtoll(r->event_ms, NULL, 10);
     int64_t seq = 0;
     struct win_entry self;
-    if (rep->type == REDIS_REPLY_ERROR ||
-        parse_view(rep, &entries, &n, &sups, &ns, &newest, &seq) != 0) {
+    if (parse_view(rep, &entries, &n, &sups, &ns, &newest, &seq) != 0) {
+        log_error(MOD, "window update answered unexpectedly (type %d); "
+                  "evaluating with this transaction alone", rep->type);
         free(entries);
         free(sups);
         entries = NULL;
@@ -352,7 +426,8 @@ static void on_observe(void *arg, const redisReply *rep)
     free(r);
 }
 
-static void issue(struct state *s, struct sreq *r, int use_eval)
+static void issue(struct state *s, struct sreq *r, int use_eval,
+                  int delay_ms)
 {
     char win[RMODEL_KEY_MAX], sup[RMODEL_KEY_MAX], grace[24];
     snprintf(grace, sizeof(grace), "%" PRId64, s->grace_ms);
@@ -381,7 +456,11 @@ static void issue(struct state *s, struct sreq *r, int use_eval)
     }
     lens[6] = r->value_len;
     r->cq->busy = 1;
-    if (rconn_command(s->rc, ARGC, argv, lens, on_observe, r) != 0) {
+    int rc = delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, ARGC, argv,
+                                                lens, on_observe, r)
+                          : rconn_command(s->rc, ARGC, argv, lens,
+                                          on_observe, r);
+    if (rc != 0) {
         log_error(MOD, "out of memory queuing a window update");
     }
 }
@@ -423,45 +502,79 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
     }
     c->tail = r;
     s->pending++;
-    if (!c->busy) {
-        issue(s, r, 0);
+    if (!c->busy && c->acks == 0) {
+        issue(s, r, 0, 0);
     }
     return 0;
 }
 
+static int send_ack(struct ack *a, int delay_ms);
+
 static void on_ack(void *arg, const redisReply *rep)
 {
     struct ack *a = arg;
-    int err = rep == NULL || rep->type == REDIS_REPLY_ERROR;
+    struct state *s = a->s;
+    struct cardq *c = a->c;
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-        log_error(MOD, "suppression write failed: %s", rep->str);
+        /* Until it is written, a later event of the card would not be
+         * suppressed by it: the card waits, the write is sent again. */
+        note_refusal(s, &a->refused, "suppression write", rep->str);
+        if (send_ack(a, RETRY_MS) == 0) {
+            return;
+        }
+        log_error(MOD, "out of memory queuing a suppression write");
     }
+    int err = rep == NULL || rep->type == REDIS_REPLY_ERROR;
+    if (rep != NULL) {
+        end_refusal(s, &a->refused);
+    }
+    c->acks--;
     a->cb(a->arg, err);
     free(a);
+    if (rep != NULL) {
+        card_next(s, c); /* c may be gone now */
+    }
+}
+
+static int send_ack(struct ack *a, int delay_ms)
+{
+    const char *argv[] = {"HSET", a->key, a->field, a->val};
+    size_t lens[] = {4, strlen(a->key), strlen(a->field), strlen(a->val)};
+    return delay_ms > 0 ? rconn_command_later(a->s->rc, delay_ms, 4, argv,
+                                              lens, on_ack, a)
+                        : rconn_command(a->s->rc, 4, argv, lens, on_ack, a);
 }
 
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
                         int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb cb, void *arg)
 {
-    char sup[RMODEL_KEY_MAX], val[48], field[RULE_ID_MAX + TXN_ID_MAX + 2];
-    int fl = snprintf(field, sizeof(field), "%s|%s", rule_id, txn_id);
-    struct ack *a = malloc(sizeof(*a));
-    if (a == NULL || key_of(sup, sizeof(sup), s, "sup", fp) < 0 || fl < 0 ||
-        (size_t)fl >= sizeof(field) || strchr(rule_id, '|') != NULL) {
+    struct ack *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return -1;
+    }
+    int fl = snprintf(a->field, sizeof(a->field), "%s|%s", rule_id, txn_id);
+    if (key_of(a->key, sizeof(a->key), s, "sup", fp) < 0 || fl < 0 ||
+        (size_t)fl >= sizeof(a->field) || strchr(rule_id, '|') != NULL) {
+        free(a);
+        return -1;
+    }
+    struct cardq *c = find_card(s, fp, 1);
+    if (c == NULL) {
         free(a);
         return -1;
     }
     a->s = s;
+    a->c = c;
     a->cb = cb;
     a->arg = arg;
-    snprintf(val, sizeof(val), "%" PRId64 "|%" PRId64, event_ms, seq);
-    const char *argv[] = {"HSET", sup, field, val};
-    size_t lens[] = {4, strlen(sup), (size_t)fl, strlen(val)};
-    if (rconn_command(s->rc, 4, argv, lens, on_ack, a) != 0) {
+    snprintf(a->val, sizeof(a->val), "%" PRId64 "|%" PRId64, event_ms, seq);
+    if (send_ack(a, 0) != 0) {
         free(a);
+        card_next(s, c); /* created here: not left behind */
         return -1;
     }
+    c->acks++;
     return 0;
 }
 
@@ -472,16 +585,23 @@ void state_release(struct state *s, const char *fp)
         return;
     }
     c->busy = 0;
-    if (c->head != NULL) {
-        issue(s, c->head, 0);
-    } else {
-        drop_card(s, c);
-    }
+    card_next(s, c);
 }
 
 size_t state_pending(const struct state *s)
 {
     return s->pending;
+}
+
+int state_health(const struct state *s, char *why, size_t whylen)
+{
+    if (s->n_refused == 0) {
+        return 1;
+    }
+    snprintf(why, whylen, "Redis %s refused the %s: %s; %zu waiting, retried "
+             "every %d ms", rconn_address(s->rc), s->refused_what, s->refused,
+             s->n_refused, RETRY_MS);
+    return 0;
 }
 
 void state_destroy(struct state *s)

@@ -30,6 +30,10 @@
  * its suppression writes. Commands ride the service's Redis connection
  * (redis_conn.h: in order, re-sent after a reconnect until answered); all
  * of them are idempotent, so a re-send after a reconnect is harmless.
+ * An error reply (an ACL that refuses the command, Redis out of memory)
+ * is logged and the command sent again every 200 ms until Redis accepts
+ * it; the card's events wait meanwhile (never evaluated without their
+ * window) and state_health() says why.
  */
 #ifndef CARDWATCH_STATE_H
 #define CARDWATCH_STATE_H
@@ -94,9 +98,11 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
                   void *arg);
 
 /* Records that rule_id raised an alert at event_ms for txn_id on card fp
- * (for suppress); seq is the event's state_view seq. Queued on the
- * connection before any later event of the card. ack fires once. Returns
- * 0, or -1 on allocation failure or a rule id with '|'. */
+ * (for suppress); seq is the event's state_view seq. The card's next
+ * event goes to Redis only after this write is acknowledged (an error
+ * reply is retried as above). ack fires once: err 0 when written, 1 when
+ * the module is destroyed first. Returns 0, or -1 on allocation failure
+ * or a rule id with '|' (ack not called). */
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
                         int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb ack, void *arg);
@@ -107,5 +113,10 @@ void state_release(struct state *s, const char *fp);
 
 /* Events waiting for their card's turn or for Redis. */
 size_t state_pending(const struct state *s);
+
+/* 1 when no command waits for a retry after an error reply; else 0 with
+ * "Redis ADDR refused the window update: <Redis's answer>; N waiting,
+ * retried every 200 ms" in why. */
+int state_health(const struct state *s, char *why, size_t whylen);
 
 #endif
