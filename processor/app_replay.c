@@ -78,6 +78,7 @@ struct rp {
     uint64_t last_events, last_ns;
     double rate;
     uint64_t cleaned_keys;
+    uint64_t redis_bad_ns; /* since when Redis fails the run (0 = it serves) */
 };
 
 static void fail(struct rp *r, const char *fmt, ...)
@@ -558,6 +559,45 @@ static void begin_cleanup(struct rp *r)
     scan_next(r, "0");
 }
 
+/* Redis lost, or refusing what the replay writes (window state, the
+ * record of delivered alerts), once the run began: the replay waits for it
+ * as long as it waits at start, then stops - a batch job must end (it
+ * once waited forever). In flight events cannot finish without Redis: the
+ * loop ends at once, nothing is kept. Returns 1 when it gave up. */
+static int redis_gave_up(struct rp *r)
+{
+    char why[768];
+    if (exposure_health(r->exposure, why, sizeof(why)) &&
+        (r->state == NULL || state_health(r->state, why, sizeof(why))) &&
+        (r->ledger == NULL || ledger_health(r->ledger, why, sizeof(why)))) {
+        r->redis_bad_ns = 0;
+        return 0;
+    }
+    uint64_t now = clock_mono_ns();
+    if (r->redis_bad_ns == 0) {
+        r->redis_bad_ns = now;
+    }
+    int wait = r->c->replay_redis_wait_s;
+    if (now - r->redis_bad_ns <= (uint64_t)wait * 1000000000ull) {
+        return 0;
+    }
+    if (r->phase == P_CLEANING) {
+        log_warn(MOD, "cleaning up replay state %s:%s:* failed (%s); its "
+                 "keys expire on their own", r->c->redis_prefix, r->ns, why);
+    } else {
+        char state[160] = "";
+        if (r->uses_state) {
+            snprintf(state, sizeof(state), "; the replay's window state "
+                     "%s:%s:* expires on its own", r->c->redis_prefix, r->ns);
+        }
+        fail(r, "%s, for more than %d s ([replay] redis_wait_s): stopping%s",
+             why, wait, state);
+    }
+    r->phase = P_DONE;
+    event_base_loopexit(r->base, NULL);
+    return 1;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -586,6 +626,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
              "exposed cards there)%s%s", rconn_address(r->redis),
              r->c->replay_redis_wait_s, msg && msg[0] ? ": " : "",
              msg ? msg : "");
+        return;
+    }
+    if ((r->phase == P_RUNNING || r->phase == P_CLEANING) &&
+        redis_gave_up(r)) {
         return;
     }
     if (r->phase != P_RUNNING) {
@@ -1174,21 +1218,32 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         log_error(MOD, "producer flush timed out");
         r.exit_code = 1;
     }
-    if (r.exit_code == 0 && r.out != NULL &&
-        sink_file_finish(r.out, err, sizeof(err)) != 0) {
-        log_error(MOD, "%s", err);
+    /* Both files are written out, then the report, and only then is any
+     * file renamed into place: a replay that fails at any step keeps no
+     * output (sink_file_destroy removes the partial files). */
+    struct sink_file *outs[] = {r.out, r.dlf};
+    for (size_t i = 0; i < 2; i++) {
+        if (r.exit_code == 0 && outs[i] != NULL &&
+            sink_file_flush(outs[i], err, sizeof(err)) != 0) {
+            log_error(MOD, "%s", err);
+            r.exit_code = 1;
+        }
+    }
+    if (r.pipeline != NULL && o->report != NULL && write_report(&r) != 0) {
         r.exit_code = 1;
     }
-    if (r.exit_code == 0 && r.dlf != NULL &&
-        sink_file_finish(r.dlf, err, sizeof(err)) != 0) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
+    for (size_t i = 0; i < 2; i++) {
+        if (r.exit_code == 0 && outs[i] != NULL &&
+            sink_file_finish(outs[i], err, sizeof(err)) != 0) {
+            log_error(MOD, "%s", err);
+            r.exit_code = 1;
+            if (o->report != NULL) {
+                write_report(&r); /* ok: false after all */
+            }
+        }
     }
     if (r.pipeline != NULL) {
         print_summary(&r);
-        if (o->report != NULL && write_report(&r) != 0) {
-            r.exit_code = 1;
-        }
     }
     log_info(MOD, "done%s", r.exit_code ? " with errors" : "");
 out:

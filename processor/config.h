@@ -86,7 +86,7 @@ struct config {
     /* [replay] */
     char replay_topic_suffix[32];        /* issuer topic + this */
     char replay_dead_letter_topic[256];
-    int replay_redis_wait_s; /* start-up: how long Redis may not answer */
+    int replay_redis_wait_s; /* how long Redis may fail a replay, at any time */
     int replay_max_dead_letters;        /* stop past this many; 0 = no cap */
     int replay_max_dead_letter_percent; /* ... or this share; 100 = none */
     /* [feed] */

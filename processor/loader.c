@@ -274,7 +274,8 @@ static redisReply *cmd(struct lconn *L, const char *what, const char *fmt,
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        log_error(MOD, "Redis %s failed: %s", what, r->str);
+        log_error(MOD, "Redis %s refused %s: %s", rconn_address(L->rc), what,
+                  r->str);
         reply_free(r);
         return NULL;
     }
@@ -383,7 +384,8 @@ static int flush_chunk(struct lconn *L, struct load_stats *st)
         return -1;
     }
     if (st->refused[0] != '\0') {
-        log_error(MOD, "Redis refused a card: %s", st->refused);
+        log_error(MOD, "Redis %s refused a card: %s", rconn_address(L->rc),
+                  st->refused);
         return -1;
     }
     return 0;
@@ -500,6 +502,15 @@ int loader_load(const struct config *c, const struct load_opts *o)
     if (r == NULL) {
         goto out;
     }
+    /* "New" is how much the breach's set grew: a chunk sent again after
+     * a reconnect finds the cards Redis took from the dropped connection
+     * already there, so the script's own answers would undercount. */
+    r = cmd(rc, "SCARD", "SCARD %s", ckey);
+    if (r == NULL) {
+        goto out;
+    }
+    long long before = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    reply_free(r);
 
     struct load_ctx lc = {
         .c = c, .o = o, .L = rc, .key = key, .sha = sha_add, .ckey = ckey,
@@ -547,8 +558,9 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
     /* Commit: status, recorded count, listed, new marker - one step. */
-    r = cmd(rc, "commit", "EVAL %s 4 %s %s %s %s %s %s %s", RMODEL_LUA_COMMIT,
-            bkey, ckey, lkey, xkey, o->breach_id, gen, s_now);
+    r = cmd(rc, "the commit", "EVAL %s 4 %s %s %s %s %s %s %s",
+            RMODEL_LUA_COMMIT, bkey, ckey, lkey, xkey, o->breach_id, gen,
+            s_now);
     if (r == NULL) {
         log_error(MOD, "breach %s was not committed after %s: %s",
                   o->breach_id, counts,
@@ -567,6 +579,9 @@ int loader_load(const struct config *c, const struct load_opts *o)
     r = cmd(rc, "SCARD", "SCARD %s", ckey);
     long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     reply_free(r);
+    if (total >= 0 && before >= 0 && total >= before) {
+        st.added = (uint64_t)(total - before);
+    }
     double secs = (double)(clock_mono_ns() - t0) / 1e9;
     /* Every count, always (0 included): rows read = loaded + rejected. */
     printf("breach %s: %" PRIu64 " rows read from %.*s: %" PRIu64 " cards "

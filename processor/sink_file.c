@@ -29,6 +29,7 @@ struct sink_file {
     size_t n_lanes;
     uint64_t lines;
     size_t queued;
+    int flushed;  /* sink_file_flush() ran: the sink takes no more lines */
     int finished;
     char error[512];
 };
@@ -93,7 +94,7 @@ static void set_error(struct sink_file *f, const char *what)
 int sink_file_put(struct sink_file *f, size_t lane, int64_t pos,
                   const void *line, size_t len)
 {
-    if (lane >= f->n_lanes) {
+    if (lane >= f->n_lanes || f->flushed) {
         return -1;
     }
     struct lane *l = &f->lanes[lane];
@@ -189,37 +190,49 @@ static int append_lane(struct sink_file *f, FILE *src)
     return 0;
 }
 
-int sink_file_finish(struct sink_file *f, char *errbuf, size_t errlen)
+int sink_file_flush(struct sink_file *f, char *errbuf, size_t errlen)
 {
-    for (size_t i = 0; i < f->n_lanes; i++) {
-        sink_file_release(f, i, INT64_MAX);
-    }
-    for (size_t i = 1; i < f->n_lanes && f->error[0] == '\0'; i++) {
-        if (f->lanes[i].f != NULL) {
-            append_lane(f, f->lanes[i].f);
+    if (!f->flushed) {
+        f->flushed = 1;
+        for (size_t i = 0; i < f->n_lanes; i++) {
+            sink_file_release(f, i, INT64_MAX);
+        }
+        for (size_t i = 1; i < f->n_lanes && f->error[0] == '\0'; i++) {
+            if (f->lanes[i].f != NULL) {
+                append_lane(f, f->lanes[i].f);
+            }
+        }
+        if (f->error[0] == '\0' && fflush(f->out) != 0) {
+            set_error(f, "write");
+        }
+        if (f->error[0] == '\0' && f->path != NULL) {
+            FILE *out = f->out;
+            f->out = NULL;
+            f->lanes[0].f = NULL;
+            if (fclose(out) != 0) {
+                set_error(f, "close");
+            }
         }
     }
-    if (f->error[0] == '\0' && fflush(f->out) != 0) {
-        set_error(f, "write");
-    }
-    if (f->error[0] == '\0' && f->path != NULL) {
-        FILE *out = f->out;
-        f->out = NULL;
-        f->lanes[0].f = NULL;
-        if (fclose(out) != 0) {
-            set_error(f, "close");
-        } else if (rename(f->partial, f->path) != 0) {
-            set_error(f, "rename");
-        } else {
-            f->finished = 1;
-        }
-    } else if (f->error[0] == '\0') {
-        f->finished = 1;
-    }
-    if (!f->finished) {
+    if (f->error[0] != '\0') {
         snprintf(errbuf, errlen, "%s", f->error);
         return -1;
     }
+    return 0;
+}
+
+int sink_file_finish(struct sink_file *f, char *errbuf, size_t errlen)
+{
+    if (sink_file_flush(f, errbuf, errlen) != 0) {
+        return -1;
+    }
+    if (!f->finished && f->path != NULL &&
+        rename(f->partial, f->path) != 0) {
+        set_error(f, "rename");
+        snprintf(errbuf, errlen, "%s", f->error);
+        return -1;
+    }
+    f->finished = 1;
     return 0;
 }
 

@@ -29,7 +29,8 @@ struct sink_file *sink_file_new(const char *path, size_t n_lanes,
                                 char *errbuf, size_t errlen);
 
 /* Queues one line (len bytes, copied; a '\n' is added) for position pos
- * of lane. Returns 0, or -1 on allocation failure or a lane out of range. */
+ * of lane. Returns 0, or -1 on allocation failure, a lane out of range or
+ * after sink_file_flush(). */
 int sink_file_put(struct sink_file *f, size_t lane, int64_t pos,
                   const void *line, size_t len);
 
@@ -39,8 +40,16 @@ int sink_file_put(struct sink_file *f, size_t lane, int64_t pos,
 int sink_file_release(struct sink_file *f, size_t lane, int64_t upto);
 
 /* Writes what is still queued, appends the lanes in order, flushes and
- * (regular file) renames the partial file onto path. Returns 0, or -1
- * with the reason in errbuf. The sink is unusable afterwards. */
+ * closes a regular file: every line is on disk, still under its partial
+ * name (so that a caller writing several files can see all of them
+ * written before any is renamed into place). Returns 0, or -1 with
+ * "name: what: reason" in errbuf (also for an earlier write error).
+ * Takes no more lines afterwards; a second call only reports. */
+int sink_file_flush(struct sink_file *f, char *errbuf, size_t errlen);
+
+/* sink_file_flush(), then (regular file) renames the partial file onto
+ * path. Returns 0, or -1 with the reason in errbuf. The sink is unusable
+ * afterwards. */
 int sink_file_finish(struct sink_file *f, char *errbuf, size_t errlen);
 
 /* Lines written or queued so far. */

@@ -1,6 +1,7 @@
 /* snapshot.c - see snapshot.h. */
 #include "snapshot.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,10 +110,16 @@ static void finish(struct snapshot *s, int status, const char *err)
     s->cb(s->cb_arg, status, err);
 }
 
-static void fail(struct snapshot *s, const char *fmt, const char *arg)
+static void fail(struct snapshot *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void fail(struct snapshot *s, const char *fmt, ...)
 {
     char msg[512];
-    snprintf(msg, sizeof(msg), fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     s->failed = 1;
     finish(s, -1, msg);
 }
@@ -249,6 +256,11 @@ static void on_sscan(void *arg, const struct redisReply *r)
                       "set");
         return;
     }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fail(s, "Redis %s refused SSCAN of breach %s: %s",
+             rconn_address(s->rc), s->bids[s->cur_bid], r->str);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -324,6 +336,11 @@ static void on_breaches(void *arg, const struct redisReply *r)
     if (s == NULL || s->failed) {
         return;
     }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        fail(s, "Redis %s refused the list of breaches: %s",
+             rconn_address(s->rc), r->str);
+        return;
+    }
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         fail(s, "%s", r == NULL ? "Redis connection closed while listing "
                                   "breaches"
@@ -347,6 +364,11 @@ static void on_ismember(void *arg, const struct redisReply *r)
 {
     struct snapshot *s = reply_owner(arg);
     if (s == NULL || s->failed) {
+        return;
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        fail(s, "Redis %s refused the check that breach %s is loaded: %s",
+             rconn_address(s->rc), s->breach, r->str);
         return;
     }
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {

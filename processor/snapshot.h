@@ -24,7 +24,8 @@
 struct snapshot;
 
 /* Called once when loading ended: status 0, or -1 with a message (the
- * breach is not loaded, out of memory, the exposure module went away). */
+ * breach is not loaded, out of memory, the exposure module went away, or
+ * "Redis ADDR refused <what>: <Redis's error reply>"). */
 typedef void (*snapshot_done_cb)(void *arg, int status, const char *err);
 
 /* Starts copying the exposed set through x (borrowed; it must outlive the

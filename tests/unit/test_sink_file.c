@@ -113,6 +113,38 @@ static void test_destroy_without_finish_leaves_nothing(void **state)
     assert_int_equal(access(partial, F_OK), -1);
 }
 
+/* Flushed: every line on disk under the partial name, nothing at path
+ * (a caller with two files renames neither before both are written);
+ * no more lines taken; destroyed before the finish, nothing is left. */
+static void test_flush_writes_all_and_renames_nothing(void **state)
+{
+    (void)state;
+    char path[128], partial[160], err[256];
+    snprintf(path, sizeof(path), "%s/flushed.jsonl", dir);
+    snprintf(partial, sizeof(partial), "%s.partial", path);
+    for (int finish = 0; finish < 2; finish++) {
+        struct sink_file *f = sink_file_new(path, 2, err, sizeof(err));
+        assert_non_null(f);
+        put(f, 1, 1, "b");
+        put(f, 0, 2, "a");
+        assert_int_equal(sink_file_flush(f, err, sizeof(err)), 0);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_string_equal(slurp(partial), "a\nb\n");
+        assert_int_equal(sink_file_put(f, 0, 3, "c", 1), -1);
+        assert_int_equal(sink_file_flush(f, err, sizeof(err)), 0);
+        if (finish) {
+            assert_int_equal(sink_file_finish(f, err, sizeof(err)), 0);
+        }
+        sink_file_destroy(f);
+        assert_int_equal(access(partial, F_OK), -1);
+        if (finish) {
+            assert_string_equal(slurp(path), "a\nb\n");
+        } else {
+            assert_int_equal(access(path, F_OK), -1);
+        }
+    }
+}
+
 static void test_device_written_in_place(void **state)
 {
     (void)state;
@@ -164,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_order_within_a_lane),
         cmocka_unit_test(test_lanes_in_lane_order),
         cmocka_unit_test(test_destroy_without_finish_leaves_nothing),
+        cmocka_unit_test(test_flush_writes_all_and_renames_nothing),
         cmocka_unit_test(test_device_written_in_place),
         cmocka_unit_test(test_open_error_names_the_file),
         cmocka_unit_test(test_write_error_is_reported),
