@@ -17,7 +17,8 @@
 #include "log.h"
 
 #define MOD "feed"
-#define STOP_WAIT_MS 5000
+#define STOP_WAIT_MS 5000 /* for requests waiting for Redis at a stop */
+#define FLUSH_WAIT_MS 1000 /* then for their 503 answers to be written */
 
 struct fapp {
     const struct config *c;
@@ -27,6 +28,7 @@ struct fapp {
     struct event *sigint, *sigterm, *tick;
     uint64_t stop_deadline_ns;
     int stopping;
+    int cancelled; /* the requests still in progress were answered 503 */
 };
 
 static int fapp_ready(void *arg, char *why, size_t whylen)
@@ -77,11 +79,21 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     size_t busy = feed_busy(a->feed);
     if (busy == 0) {
         event_base_loopexit(a->base, NULL);
-    } else if (clock_mono_ns() > a->stop_deadline_ns) {
+    } else if (clock_mono_ns() > a->stop_deadline_ns && !a->cancelled) {
+        /* answered while the loop runs, so that the 503 reaches them */
         log_warn(MOD,
                  "%zu request(s) still in progress after %d ms; "
-                 "closing them",
+                 "answering them 503",
                  busy, STOP_WAIT_MS);
+        a->cancelled = 1;
+        a->stop_deadline_ns =
+            clock_mono_ns() + (uint64_t)FLUSH_WAIT_MS * 1000000ull;
+        feed_cancel(a->feed);
+    } else if (clock_mono_ns() > a->stop_deadline_ns) {
+        log_warn(MOD,
+                 "%zu answer(s) still unwritten after %d ms more "
+                 "(clients not reading); closing them",
+                 busy, FLUSH_WAIT_MS);
         event_base_loopexit(a->base, NULL);
     }
 }

@@ -12,8 +12,10 @@
 /* Serves the feed on [feed] listen and the operator endpoints (/healthz,
  * /readyz, /metrics with the feed's metrics) on [http] listen, until
  * SIGINT/SIGTERM: stop accepting, answer waiting long polls, end streams,
- * let replies in progress finish (at most 5 s), exit. Returns the process
- * exit status: 0 after a signal, 1 when start-up failed (logged). */
+ * let replies in progress finish (at most 5 s, then they are answered 503
+ * and given 1 s to be written), exit; a second signal exits at once.
+ * Returns the process exit status: 0 after a signal, 1 when start-up
+ * failed (logged). */
 int app_feed(const struct config *c);
 
 /* Writes a new token (32 random bytes from the OS, base64url) on the first

@@ -49,6 +49,7 @@ struct app {
     struct state *state;
     struct event *sigint, *sigterm, *sighup, *tick, *progress;
     int stopping;
+    int feed_cancelled; /* its requests still open were answered 503 */
     int exit_code;
     uint64_t stop_deadline_ns;
     uint64_t started_ns;
@@ -290,12 +291,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (!a->stopping) {
         return;
     }
-    /* The feed's replies in progress get up to 2 s after the stop. */
+    /* The feed's replies in progress get up to 2 s after the stop; those
+     * still waiting for Redis are then answered 503 while the loop runs
+     * (so that the answer is written) and get 1 s more. */
     uint64_t feed_until = a->stop_deadline_ns -
                           (uint64_t)a->o->drain_timeout_s * 1000000000ull +
                           2000000000ull;
+    uint64_t now = clock_mono_ns();
+    if (now > feed_until && !a->feed_cancelled && feed_busy(a->feed) > 0) {
+        feed_cancel(a->feed);
+        a->feed_cancelled = 1;
+    }
     if (pipeline_in_flight(a->pipeline) == 0 &&
-        (feed_busy(a->feed) == 0 || clock_mono_ns() > feed_until)) {
+        (feed_busy(a->feed) == 0 || now > feed_until + 1000000000ull)) {
         event_base_loopexit(a->base, NULL);
     } else if (clock_mono_ns() > a->stop_deadline_ns) {
         log_error(MOD, "drain timed out with %zu event(s) unacknowledged; "

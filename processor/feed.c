@@ -2585,6 +2585,31 @@ void feed_stop(struct feed *f)
              polls, streams);
 }
 
+/* Answers every request still open: 503, or the end of its stream. */
+static void answer_all(struct feed *f)
+{
+    for (struct fctx *x = f->all, *next; x != NULL; x = next) {
+        next = x->anext;
+        if (x->req == NULL) {
+            continue;
+        }
+        if (x->kind == C_SSE) {
+            stream_end(x);
+        } else {
+            reply_unavailable(x, "shutting down");
+        }
+    }
+}
+
+void feed_cancel(struct feed *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    feed_stop(f);
+    answer_all(f);
+}
+
 size_t feed_busy(const struct feed *f)
 {
     if (f == NULL) {
@@ -2700,17 +2725,7 @@ void feed_destroy(struct feed *f)
     }
     /* Answer what is still open while the connections exist. */
     f->stopping = 1;
-    for (struct fctx *x = f->all, *next; x != NULL; x = next) {
-        next = x->anext;
-        if (x->req == NULL) {
-            continue;
-        }
-        if (x->kind == C_SSE) {
-            stream_end(x);
-        } else {
-            reply_unavailable(x, "shutting down");
-        }
-    }
+    answer_all(f);
     f->destroying = 1;
     rconn_destroy(f->rc); /* pending callbacks free their contexts */
     exposure_destroy(f->x);

@@ -76,6 +76,13 @@ void feed_stop(struct feed *f);
  * out): after feed_stop, the loop may end when this is 0. */
 size_t feed_busy(const struct feed *f);
 
+/* Gives up on the requests still in progress after feed_stop (those
+ * waiting for Redis): each is answered 503 {"error":"shutting down"} now,
+ * while the loop still runs, so that the answers are written; run the
+ * loop until feed_busy() is 0 (or a short while, for clients that do not
+ * read) before feed_destroy. Implies feed_stop. NULL is a no-op. */
+void feed_cancel(struct feed *f);
+
 /* Writes the feed's metrics (Prometheus text with HELP/TYPE) to out:
  * requests by status, waiting clients, open connections and their limit,
  * connections shed (by reason), accept() errors, failed and throttled
@@ -84,9 +91,11 @@ size_t feed_busy(const struct feed *f);
  * scrape). */
 void feed_metrics(const struct feed *f, FILE *out);
 
-/* Closes everything; requests still open are answered 503 first. NULL is
- * a no-op. Call from outside the feed's callbacks (after the loop), and
- * before event_base_free(base). */
+/* Closes everything. Requests still open are answered 503 first, but
+ * those answers go with their connections unsent (the loop no longer
+ * runs): feed_cancel, and the loop until feed_busy() is 0, delivers them.
+ * NULL is a no-op. Call from outside the feed's callbacks (after the
+ * loop), and before event_base_free(base). */
 void feed_destroy(struct feed *f);
 
 #endif
