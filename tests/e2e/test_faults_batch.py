@@ -50,6 +50,17 @@ DEFAULT_PACK = oracle.DEFAULT_PACK
 SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Segmentation")
 
 
+
+@contextlib.contextmanager
+def _refused(s, acl):
+    """The default user's ACL changed by `acl` (e.g. "-evalsha") for the
+    block; every command allowed again after it."""
+    s.redis.call("ACL", "SETUSER", "default", acl)
+    try:
+        yield
+    finally:
+        s.redis.call("ACL", "SETUSER", "default", "+@all")
+
 def _stack(extra_ini="", **kw):
     return cw.Stack(cw.three_issuers(), redis_ini=f"timeout_ms = {TIMEOUT_MS}\n",
                     extra_ini=f"[replay]\nredis_wait_s = {WAIT_S}\n" + extra_ini, **kw)
@@ -247,11 +258,8 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     # 3. the card script refused for the last chunk of a reload
     path = s.dir / "more.csv"
     path.write_bytes(_csv(more))
-    s.redis.call("ACL", "SETUSER", "default", "-evalsha")
-    try:
+    with _refused(s, "-evalsha"):
         rc, out = _load(s, "paused", path)
-    finally:
-        s.redis.call("ACL", "SETUSER", "default", "+@all")
     assert rc == 1, f"exit {rc}:\n{out[-3000:]}"
     assert f"Redis 127.0.0.1:{port} refused a card: NOPERM" in out and "'evalsha'" in out, \
         out[-2000:]
@@ -267,11 +275,8 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     # 4. the commit refused: every card staged, nothing visible
     path = s.dir / "small.csv"
     path.write_bytes(_csv(small))
-    s.redis.call("ACL", "SETUSER", "default", "-eval")
-    try:
+    with _refused(s, "-eval"):
         rc, out = _load(s, "staged", path)
-    finally:
-        s.redis.call("ACL", "SETUSER", "default", "+@all")
     assert rc == 1, f"exit {rc}:\n{out[-3000:]}"
     assert f"Redis 127.0.0.1:{port} refused the commit: NOPERM" in out, out[-2000:]
     assert (f"breach staged was not committed after 300 rows read from {path} (300 cards "
@@ -287,11 +292,8 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     path.write_bytes(_csv(small[:5]))
     for command, shown in (("script", "SCRIPT LOAD"), ("hset", "HSET"), ("hsetnx", "HSETNX"),
                            ("hget", "HGET"), ("sadd", "SADD")):
-        s.redis.call("ACL", "SETUSER", "default", "-" + command)
-        try:
+        with _refused(s, "-" + command):
             rc, out = _load(s, "meta", path)
-        finally:
-            s.redis.call("ACL", "SETUSER", "default", "+@all")
         assert rc == 1, f"-{command}: exit {rc}:\n{out[-3000:]}"
         assert f"Redis 127.0.0.1:{port} refused {shown}: NOPERM" in out, (command, out[-2000:])
         assert _card_set(s, "meta") == 0 and _listed(s).get("meta", {}).get("status") != \
@@ -410,11 +412,8 @@ def test_replay_file_through_a_paused_lost_and_refusing_redis():
     for acl, extra, what in (("-sscan", [], "SSCAN of breach fb-clinic"),
                              ("-sismember", ["--breach", "fb-shop"],
                               "the check that breach fb-shop is loaded")):
-        s.redis.call("ACL", "SETUSER", "default", acl)
-        try:
+        with _refused(s, acl):
             rc, out = _cardwatch(s, *args, *extra)
-        finally:
-            s.redis.call("ACL", "SETUSER", "default", "+@all")
         assert rc == 1, f"{acl}: exit {rc}:\n{out[-3000:]}"
         assert f"copying the exposed set: Redis 127.0.0.1:{port} refused {what}: NOPERM" in out, \
             out[-3000:]

@@ -30,24 +30,13 @@ import cwstack as cw
 import oracle
 from cwstack import Breach, CardMaker, txn
 from test_redis_security import _acl_redis, _secret_file, USER
+from test_rules import _t
 
 MIN = 60_000
 DAY = 24 * 60 * MIN
 BASE = cw.day_ms("2024-03-10") + 12 * 3_600_000  # 2024-03-10T12:00Z
 WATCH = "m-watched"  # the merchant of the extra rule that suppresses
 WATCH_RULE = "watched-merchant"
-
-
-def _t(txn_id, pan, at, **kw):
-    """A transaction with boring defaults (no rule of the pack fires on
-    it alone), so only what a case sets matters."""
-    t = {"txn_id": txn_id, "pan": pan, "expiry": "2612", "amount_minor": 5000,
-         "currency": "EUR", "mcc": 5411, "merchant_id": "m-1",
-         "merchant_country": "GB", "channel": "card_present",
-         "entry_mode": "chip", "cvv2_presented": False,
-         "response": "approved", "event_time_ms": at}
-    t.update(kw)
-    return t
 
 
 def _processed(s, n):
