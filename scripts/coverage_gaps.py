@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Sorts the lines of processor/ that no test ran (gcovr's detailed JSON,
+make coverage) by why they were not reached, so that the remaining gap is
+a list of reasons rather than a percentage:
+
+  allocation   the failure branch of an allocation (malloc, calloc,
+               strdup, a *_new() constructor, libevent/jansson/protobuf-c
+               allocators): reached only by an allocation that fails
+  library      a library call that does not fail in practice on this
+               platform (OpenSSL HMAC/EVP set-up, clock_gettime,
+               pipe/eventfd, pthread) or a branch a library's contract
+               rules out
+  untested     everything else: a path a test could reach and does not
+
+    python3 scripts/coverage_gaps.py build/cov/coverage-detail.json [--list]
+
+Prints per file the uncovered lines by class; --list also prints each
+"untested" line range with its first source line.
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+ALLOC = re.compile(r"\b(malloc|calloc|realloc|strdup|strndup|[a-z_0-9]+_new[a-z_0-9]*|"
+                   r"event_new|evbuffer_new|json_[a-z_]+|protobuf_c_[a-z_]+|"
+                   r"asprintf|open_memstream|get_batch|copy_[a-z_]+|dup_[a-z_]+)\s*\(")
+OOM_TEXT = re.compile(r"out of memory|ENOMEM|no memory", re.I)
+LIBRARY = re.compile(r"OpenSSL|HMAC|EVP_|RAND_bytes|clock_gettime|pipe2?\(|eventfd|"
+                     r"pthread_|sigaction|evutil_make|event_base_new|"
+                     r"rd_kafka_conf_set|gettimeofday|getrandom", re.I)
+
+
+def classify(src, ln):
+    """Class of uncovered line ln (1-based) of source lines src."""
+    here = src[ln - 1]
+    ctx = "\n".join(src[max(0, ln - 12):ln + 2])
+    if OOM_TEXT.search(here) or OOM_TEXT.search("\n".join(src[ln - 1:ln + 2])):
+        return "allocation"
+    # the if() guarding this line: the closest preceding 'if (' at a lower
+    # indentation
+    ind = len(here) - len(here.lstrip())
+    for k in range(ln - 2, max(-1, ln - 15), -1):
+        line = src[k]
+        lind = len(line) - len(line.lstrip())
+        if line.strip() and lind < ind and re.match(r"\s*(\} else )?if \(|\s*\|\||\s*&&", line):
+            cond = "\n".join(src[k:ln - 1])
+            if re.search(r"== NULL|!\s*[a-z_>.-]+\s*(\)|\|\|)|NULL \|\|", cond):
+                # a NULL check right after an allocating call
+                before = "\n".join(src[max(0, k - 10):k + 1])
+                if ALLOC.search(before) or ALLOC.search(cond):
+                    return "allocation"
+            if LIBRARY.search(cond) or LIBRARY.search(here):
+                return "library"
+            break
+    if LIBRARY.search(here) or LIBRARY.search(ctx.splitlines()[-3] if ctx else ""):
+        return "library"
+    return "untested"
+
+
+def ranges(nums):
+    out, start, prev = [], None, None
+    for n in nums:
+        if start is None:
+            start = prev = n
+        elif n == prev + 1:
+            prev = n
+        else:
+            out.append((start, prev))
+            start = prev = n
+    if start is not None:
+        out.append((start, prev))
+    return out
+
+
+def main():
+    detail = json.loads(Path(sys.argv[1]).read_text())
+    listing = "--list" in sys.argv[2:]
+    totals = {"allocation": 0, "library": 0, "untested": 0}
+    rows = []
+    for f in detail["files"]:
+        src = Path(f["file"]).read_text(errors="replace").splitlines()
+        miss = sorted(x["line_number"] for x in f["lines"]
+                      if x["count"] == 0 and not x.get("gcovr/noncode")
+                      and not x.get("gcovr/excluded"))
+        by = {"allocation": [], "library": [], "untested": []}
+        for ln in miss:
+            by[classify(src, ln)].append(ln)
+        for k in by:
+            totals[k] += len(by[k])
+        if miss:
+            rows.append((f["file"], by, src))
+    rows.sort(key=lambda r: -len(r[1]["untested"]))
+    print(f"{'file':28} {'not run':>8} {'allocation':>11} {'library':>8} {'untested':>9}")
+    for name, by, _src in rows:
+        n = sum(len(v) for v in by.values())
+        print(f"{name:28} {n:8} {len(by['allocation']):11} {len(by['library']):8} "
+              f"{len(by['untested']):9}")
+    n = sum(totals.values())
+    print(f"{'TOTAL':28} {n:8} {totals['allocation']:11} {totals['library']:8} "
+          f"{totals['untested']:9}")
+    if listing:
+        for name, by, src in rows:
+            if not by["untested"]:
+                continue
+            print(f"\n{name}:")
+            for a, b in ranges(by["untested"]):
+                where = f"{a}" if a == b else f"{a}-{b}"
+                print(f"  {where:>10}  {src[a - 1].strip()[:90]}")
+
+
+if __name__ == "__main__":
+    main()
