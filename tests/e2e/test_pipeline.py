@@ -412,7 +412,9 @@ def test_redis_outage_pauses_and_resumes():
 
     s = cw.Stack(issuers, partitions=8)
     s.load(b1)
-    keys_before = s.redis.call("DBSIZE")
+    # the exposure data (the run adds delivered records and feed entries,
+    # as many as it finished before the outage: not compared)
+    keys_before = set(s.redis.call("KEYS", "*"))
     proc = s.run()
     h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200")
     s.send(part_a, name="part-a")
@@ -435,7 +437,8 @@ def test_redis_outage_pauses_and_resumes():
     assert proc.alive
 
     s.redis.start()
-    assert s.redis.call("DBSIZE") == keys_before, "Redis lost the exposure data"
+    lost = keys_before - set(s.redis.call("KEYS", "*"))
+    assert not lost, f"Redis lost the exposure data: {sorted(lost)[:5]}"
 
     def resumed():
         m = s.metrics()
