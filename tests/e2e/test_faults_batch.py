@@ -357,12 +357,7 @@ def test_replay_file_through_a_paused_lost_and_refusing_redis():
     # paused: back-pressure, then every alert
     t0 = time.monotonic()
     p = _replay_stdin(s, d, data, cut, s.redis.pause)
-    try:
-        h.wait_until(lambda: f"Redis 127.0.0.1:{port} lost (no answer within {TIMEOUT_MS} ms); "
-                     "the replay pauses" in p.log_text() or not p.alive, 30,
-                     "the replay to see Redis hang")
-    finally:
-        s.redis.resume()
+    _until_paused(s, p, port)
     rc, log = _done(p, 60, "replay through a paused Redis")
     assert rc == 0, f"exit {rc}:\n{log[-3000:]}"
     _check_alert_lines(d / "out.jsonl", want)
@@ -468,12 +463,7 @@ def test_replay_topic_through_a_paused_and_a_lost_redis():
 
     t0 = time.monotonic()
     p = run(s.redis.pause)
-    try:
-        h.wait_until(lambda: f"Redis 127.0.0.1:{port} lost (no answer within {TIMEOUT_MS} ms); "
-                     "the replay pauses" in p.log_text() or not p.alive, 30,
-                     "the replay to see Redis hang")
-    finally:
-        s.redis.resume()
+    _until_paused(s, p, port)
     rc, log = _done(p, 120, "topic replay through a paused Redis")
     assert rc == 0, f"exit {rc}:\n{log[-3000:]}"
     check(d / "out.jsonl")
@@ -515,6 +505,17 @@ def test_replay_topic_through_a_paused_and_a_lost_redis():
                 out[-3000:]
             assert "cardwatch replay (FAILED: output removed)" in out, out[-3000:]
             assert os.listdir(small) == [], os.listdir(small)
+
+
+def _until_paused(s, p, port):
+    """Waits until replay p logs that its Redis (paused by the caller) hangs
+    and it pauses (or p ended), then resumes Redis."""
+    try:
+        h.wait_until(lambda: f"Redis 127.0.0.1:{port} lost (no answer within {TIMEOUT_MS} ms); "
+                     "the replay pauses" in p.log_text() or not p.alive, 30,
+                     "the replay to see Redis hang")
+    finally:
+        s.redis.resume()
 
 
 # --------------------------------------------------------------------------

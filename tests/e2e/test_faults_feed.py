@@ -244,6 +244,20 @@ def _want(r, issuer="alpha"):
 # --------------------------------------------------------------------------
 # tests
 
+
+def _alpha_feed(r, redis_lines, seed, bin_):
+    """A feed of issuer alpha on Redis r ([redis] gets redis_lines) with 3
+    alerts of one card stored: (feed, token, store, pan, docs, newest
+    stream id)."""
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
+    feed = Feed(_with_redis_keys(_redis_only_ini(r, [alpha]), redis_lines))
+    store = Store(r)
+    pan = CardMaker(seed).card(bin_)
+    docs = [store.synthetic("alpha", pan) for _ in range(3)]
+    for d in docs:
+        assert store.record("alpha", d)[0] == 1
+    return feed, alpha.token, store, pan, docs, _stream(r, "alpha")[-1][0]
+
 def test_a_paused_redis_gets_503_in_time_and_the_late_answers_are_dropped():
     """Redis paused (SIGSTOP) under requests: each request whose answer is
     late gets 503 {"error":"redis did not answer in time"} with
@@ -257,15 +271,7 @@ def test_a_paused_redis_gets_503_in_time_and_the_late_answers_are_dropped():
     waits for the paused Redis answers it 503 {"error":"shutting down"}
     after 5 s and exits 0."""
     r = h.Redis()
-    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
-    tok = alpha.token
-    feed = Feed(_with_redis_keys(_redis_only_ini(r, [alpha]), "timeout_ms = 3000\n"))
-    store = Store(r)
-    pan = CardMaker(61).card("400007")
-    docs = [store.synthetic("alpha", pan) for _ in range(3)]
-    for d in docs:
-        assert store.record("alpha", d)[0] == 1
-    newest = _stream(r, "alpha")[-1][0]
+    feed, tok, store, pan, docs, newest = _alpha_feed(r, "timeout_ms = 3000\n", 61, "400007")
     empty = LongPoll(feed, tok, newest, wait=1)      # nothing new: empty at its deadline
     poll = LongPoll(feed, tok, newest, wait=60)
     sse = SSE(feed, tok, last_event_id=newest)
@@ -385,15 +391,7 @@ def test_commands_denied_by_the_acl_answer_500_and_nothing_is_lost():
     ACL is restored every alert stored meanwhile reaches the clients, the
     refused outcomes were never recorded, the stats are right."""
     r, redis_keys = _acl_redis()
-    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
-    tok = alpha.token
-    feed = Feed(_with_redis_keys(_redis_only_ini(r, [alpha]), redis_keys))
-    store = Store(r)
-    pan = CardMaker(62).card("400011")
-    docs = [store.synthetic("alpha", pan) for _ in range(3)]
-    for d in docs:
-        assert store.record("alpha", d)[0] == 1
-    newest = _stream(r, "alpha")[-1][0]
+    feed, tok, store, pan, docs, newest = _alpha_feed(r, redis_keys, 62, "400011")
     poll = LongPoll(feed, tok, newest, wait=60)
     sse = SSE(feed, tok, last_event_id=newest)
     h.wait_until(lambda: feed.waiting("long_poll") == 1 and feed.waiting("stream") == 1, 10,
