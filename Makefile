@@ -57,7 +57,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan clean format
 
-all: $(BUILD)/cardwatch $(TOOLS)
+all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
 
 deps:
 	@scripts/install-deps.sh
@@ -116,6 +116,19 @@ $(FAILALLOC_O): tests/unit/failalloc.c tests/unit/failalloc.h
 	@mkdir -p $(@D)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+# cardwatch with the allocator wrapped and armed from the environment
+# (tests/unit/failalloc_env.c): the end-to-end out-of-memory sweep fails
+# each allocation site of a scenario in turn.
+$(BUILD)/tests/failalloc_env.o: tests/unit/failalloc_env.c tests/unit/failalloc.h
+	@mkdir -p $(@D)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/cardwatch-failalloc: $(BUILD)/obj/main.o $(LIB_OBJ) $(FAILALLOC_O) \
+                              $(BUILD)/tests/failalloc_env.o
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) $(WRAP_ALLOC) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ) $(FAILALLOC_O)
 	@mkdir -p $(BUILD)/tests

@@ -39,7 +39,26 @@ void failalloc_at(long n);
 /* Allocations (the failed one included) since the last failalloc_at(). */
 long failalloc_count(void);
 
-/* 1 when the failure armed by the last failalloc_at() has fired. */
+/* 1 when the failure armed by the last failalloc_at() or failalloc_site()
+ * has fired. */
 int failalloc_failed(void);
+
+/* By call site, for a whole program (tests/unit/failalloc_env.c, the
+ * cardwatch-failalloc binary of the end-to-end OOM sweep). A site is the
+ * return address of the wrapped call as a byte offset from failalloc_at,
+ * the same in every run of one binary; addr2line turns it into a line.
+ *
+ * failalloc_record() starts counting the calls of every site;
+ * failalloc_sites() copies up to max (site, calls) pairs out and returns
+ * how many it copied. The table holds 4,096 sites; calls from further
+ * sites are neither counted nor failed.
+ *
+ * failalloc_site(off, nth, fire_cb) arms: the nth call (1 = the first)
+ * from site off fails, once; fire_cb (may be NULL) is called from the
+ * failing allocation, so it must not allocate. While a site is armed the
+ * count mode of failalloc_at() is off. */
+void failalloc_record(void);
+long failalloc_sites(long *off, long *calls, long max);
+void failalloc_site(long off, long nth, void (*fire_cb)(long off));
 
 #endif

@@ -1,0 +1,397 @@
+"""Out of memory, everywhere: each allocation our code makes in a scenario
+is made to fail in turn, and the user must see a clear failure or an exact
+result - never a crash, a leak, a misleading message or a lost alert.
+
+The binary is cardwatch-failalloc (Makefile): cardwatch with malloc,
+calloc, realloc, strdup and strndup of our own objects wrapped
+(tests/unit/failalloc.c) and armed from the environment
+(tests/unit/failalloc_env.c). A first run of the scenario records every
+allocation site it passes (the return address of the call); then one run
+per site makes the first call from that site fail with ENOMEM. Allocations
+inside the libraries (librdkafka, hiredis, libevent, OpenSSL, protobuf-c)
+are not failed: the sweep is about our error branches.
+
+Each failing run must either
+- exit 1 (a command) with a message that says "out of memory" (not some
+  other error it is not), or
+- complete with exactly the result of the run without a failure (the
+  allocation was retried, or the work it served was redone: a live event
+  whose lookup could not be queued is consumed again),
+and in both cases not die of a signal, not print a card number, and under
+the ASan build not leak or trip a sanitizer. After a failed `load` or
+`run`, the same command again (no failure) finishes the job exactly:
+nothing is lost. Sites a run did not reach (a different path on the
+second run) are counted and printed, not failed.
+
+The unit-level sweep of the pure modules (every allocation of each call,
+not only the first per site) is tests/unit/test_oom.c."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import harness as h
+import cwstack as cw
+from test_replay_file import _check_alert_lines, _no_leftovers, _pack_alerts
+from test_replay_kafka import stream
+
+BINARY = "cardwatch-failalloc"
+SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Segmentation")
+OOM_WORDS = re.compile(r"out of memory|Cannot allocate memory")
+DEFAULT_PACK = str(Path(__file__).resolve().parents[2] / "rules" / "default.rules")
+
+
+class Sites:
+    """Allocation sites of the failalloc binary: offset -> source line."""
+
+    def __init__(self):
+        self.binary = h.tool(BINARY)
+        nm = h.run_tool(["nm", self.binary]).stdout.decode()
+        m = re.search(r"^([0-9a-f]+) T failalloc_at$", nm, re.M)
+        assert m, "failalloc_at not found in the binary"
+        self.base = int(m.group(1), 16)
+        self._where = {}
+
+    def where(self, off):
+        if off not in self._where:
+            # the return address is just after the call
+            res = h.run_tool(["addr2line", "-f", "-e", self.binary,
+                              hex(self.base + off - 1)], check=False)
+            lines = res.stdout.decode().split()
+            fn, loc = (lines + ["?", "?"])[:2]
+            self._where[off] = f"{loc.rsplit('/', 1)[-1]} ({fn})"
+        return self._where[off]
+
+
+def _fa_env(d, **kw):
+    env = dict(os.environ)
+    for k in ("CARDWATCH_FAILALLOC_RECORD", "CARDWATCH_FAILALLOC_SITE",
+              "CARDWATCH_FAILALLOC_FIRED"):
+        env.pop(k, None)
+    for k, v in kw.items():
+        env["CARDWATCH_FAILALLOC_" + k.upper()] = str(v)
+    return env
+
+
+def _run(args, env, timeout=60):
+    """Runs the binary to its end; a run still going after timeout seconds
+    gets SIGTERM (then SIGKILL) and is marked hung."""
+    p = subprocess.Popen([h.tool(BINARY), *[str(a) for a in args]], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    hung = False
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        hung = True
+        p.terminate()
+        try:
+            out, err = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+    res = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    res.hung = hung
+    return res
+
+
+def _generic(res, pans):
+    """What every run must respect, failed or not."""
+    out = res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace")
+    assert not getattr(res, "hung", False), f"still running after a minute:\n{out[-2000:]}"
+    assert res.returncode >= 0, f"killed by signal {-res.returncode}:\n{out[-2000:]}"
+    for w in SANITIZER_WORDS:
+        assert w not in out, f"sanitizer report:\n{out[-3000:]}"
+    assert res.returncode in (0, 1), f"exit {res.returncode}:\n{out[-2000:]}"
+    if res.returncode == 1:
+        # (a check command's findings, this one included, go to stdout)
+        said = [ln for ln in out.splitlines() if re.search(r"ERROR|error|cardwatch", ln)]
+        assert OOM_WORDS.search(out), \
+            "exit 1 without saying out of memory:\n" + "\n".join(said[-8:] or [out[-1500:]])
+    for p in pans:
+        assert p not in out, "a card number in the output"
+    return out
+
+
+def sweep(problems, name, args, ok, failed=None, setup=None, pans=(), run=None):
+    """Runs `cardwatch-failalloc ARGS` once recording its allocation sites
+    (it must exit 0 and pass ok(res)), then once per site with that site's
+    first call failing. ok(res) checks a run that exited 0, failed(res) one
+    that exited 1 (after the generic checks); setup() runs before each.
+    run(args, env) replaces the plain subprocess run (a service). Returns
+    the counts; every site whose run broke a rule goes to the list
+    `problems` (the test asserts it empty at the end: _none)."""
+    d = h.tmpdir("oom")
+    sites = Sites()
+    rec = d / "sites.txt"
+    fired = d / "fired.txt"
+    run = run or _run
+    if setup:
+        setup()
+    res = run(args, _fa_env(d, record=rec))
+    _generic(res, pans)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
+    ok(res)
+    recorded = sorted(int(line.split()[0]) for line in rec.read_text().splitlines())
+    assert recorded, "no allocation site recorded"
+    counts = {"sites": len(recorded), "exit 1": 0, "exact": 0, "not reached": 0}
+    mine = []
+    for off in recorded:
+        if setup:
+            setup()
+        fired.unlink(missing_ok=True)
+        res = run(args, _fa_env(d, site=off, fired=fired))
+        if not fired.exists():
+            counts["not reached"] += 1
+            continue
+        try:
+            _generic(res, pans)
+            if res.returncode == 0:
+                ok(res)
+                counts["exact"] += 1
+            else:
+                if failed:
+                    failed(res)
+                counts["exit 1"] += 1
+        except AssertionError as e:
+            mine.append(f"{name}: {sites.where(off)} [site {off}]: {str(e)[:1200]}")
+    print(f"    {name}: {counts['sites']} allocation sites; failed in turn: "
+          f"{counts['exit 1']} exit 1 saying out of memory, {counts['exact']} completed "
+          f"exactly, {counts['not reached']} not reached again")
+    problems.extend(mine)
+    return counts
+
+
+def _none(problems):
+    assert not problems, f"{len(problems)} site(s) mishandled:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------
+
+def _same_stdout():
+    """ok(): the run printed what the recording run printed."""
+    first = []
+
+    def ok(res):
+        if not first:
+            first.append(res.stdout)
+        assert res.stdout == first[0], \
+            f"printed another result:\n{res.stdout.decode(errors='replace')[-1500:]}"
+    return ok
+
+
+def test_oom_offline_commands():
+    """gen, rules check / test and check: no Redis, no Kafka."""
+    probs = []
+    issuers, breaches, txns = stream(4242, "om", n_exposed=6, n_clean=4, per_card=6)
+    s = cw.Stack(issuers)
+    d = h.tmpdir("offline")
+    pans = sorted({t["pan"] for t in txns})
+    txn_file = d / "txns.jsonl"
+    txn_file.write_text("".join(json.dumps(t) + "\n" for t in txns))
+    exposed = d / "exposed.csv"
+    exposed.write_text("pan,expiry\n" + "".join(f"{p},2712\n" for p in breaches[0].cards))
+
+    # gen cards: the same cards as without the failure
+    cards = d / "cards.csv"
+    want_cards = []
+
+    def cards_ok(res):
+        text = cards.read_text()
+        if not want_cards:
+            want_cards.append(text)
+        assert text == want_cards[0], "gen cards wrote other cards"
+
+    sweep(probs, "gen cards", ["gen", "cards", "--config", s.config, "--count", 40, "--seed", 7,
+                        "--out", cards], cards_ok, setup=lambda: cards.unlink(missing_ok=True))
+
+    h.run_tool([h.tool("cardwatch"), "gen", "cards", "--config", s.config, "--count", "40",
+                "--seed", "7", "--out", cards])
+
+    # gen txns, protobuf
+    out = d / "gen.pb"
+    want_txns = []
+
+    def txns_ok(res):
+        data = out.read_bytes()
+        if not want_txns:
+            want_txns.append(data)
+        assert data == want_txns[0], "gen txns wrote other transactions"
+
+    sweep(probs, "gen txns", ["gen", "txns", "--config", s.config, "--count", 60, "--seed", 3,
+                       "--exposed", cards, "--exposed-share", 0.3, "--format", "protobuf",
+                       "--output", out], txns_ok, setup=lambda: out.unlink(missing_ok=True))
+
+    # rules check and rules test of the default pack, check of the config
+    sweep(probs, "rules check", ["rules", "check", DEFAULT_PACK], _same_stdout())
+    sweep(probs, "rules test", ["rules", "test", DEFAULT_PACK, "--input", txn_file,
+                                "--exposed", exposed, "--config", s.config, "--all"],
+          _same_stdout(), pans=pans)
+    sweep(probs, "check", ["check", "--config", s.config], _same_stdout())
+    _none(probs)
+
+
+def _redis_view(redis):
+    """Every key with its value, the times of the breach records and the
+    exposed-set marker's nonce left out (each load writes its own)."""
+    out = {}
+    for k, typ, value, _dump in redis.dump():
+        if k.endswith(b":exposed") and typ == "string":
+            value = "(a marker)"
+        elif typ == "hash":
+            pairs = dict(zip(value[0::2], value[1::2]))
+            value = sorted((f, v) for f, v in pairs.items()
+                           if not re.search(rb"(_at|_ms|time)$", f))
+        elif typ in ("set", "zset", "list"):
+            value = sorted(value)
+        out[k] = (typ, value)
+    return out
+
+
+def _view_diff(got, want):
+    keys = sorted(set(got) | set(want))
+    return "; ".join(f"{k!r}: {got.get(k)!r} vs {want.get(k)!r}"
+                     for k in keys if got.get(k) != want.get(k))[:1500]
+
+
+def test_oom_load_and_unload():
+    """`cardwatch load` and `unload`: a failed load leaves the breach
+    invisible to lookups and the same load again gives exactly the data
+    of a load without a failure."""
+    probs = []
+    issuers, breaches, txns = stream(4343, "ol", n_exposed=9, n_clean=3, per_card=2)
+    s = cw.Stack(issuers)
+    b = breaches[0]
+    csv = s.dir / "breach.csv"
+    csv.write_text("pan,expiry\n" + "".join(f"{p},2712\n" for p in b.cards))
+    args = ["load", "--config", s.config, "--breach", b.id, "--window-start", b.start,
+            "--window-end", b.end, "--elements", ",".join(b.elements), csv]
+    want = []
+
+    def loaded(res):
+        view = _redis_view(s.redis)
+        if not want:
+            want.append(view)
+        assert view == want[0], ("the loaded data differ from a load without a failure: "
+                                 + _view_diff(view, want[0]))
+        assert f"{len(b.cards)} cards loaded" in res.stdout.decode() + res.stderr.decode()
+
+    def load_failed(res):
+        # not monitored as if complete: absent, or marked as a load to redo
+        for line in s.cardwatch("breaches", "--json").stdout.decode().splitlines():
+            rec = json.loads(line)
+            assert rec.get("breach_id", rec.get("id")) != b.id \
+                or rec.get("status") != "committed", rec
+        again = s.cardwatch(*args[:1], *args[3:], check=False)
+        assert again.returncode == 0, again.stderr.decode()[-1500:]
+        loaded(again)
+
+    sweep(probs, "load", args, loaded, load_failed, setup=lambda: s.redis.call("FLUSHALL"),
+          pans=b.cards)
+
+    def reload():
+        s.redis.call("FLUSHALL")
+        s.cardwatch(*args[:1], *args[3:])
+    empty = []
+
+    def unloaded(res):
+        view = _redis_view(s.redis)
+        if not empty:
+            empty.append(view)
+        assert view == empty[0], ("unload left other data than an unload without a "
+                                  "failure: " + _view_diff(view, empty[0]))
+        assert not any(b":card:" in k for k in view), "card records left"
+
+    sweep(probs, "unload", ["unload", "--config", s.config, b.id],
+          unloaded, setup=reload, pans=b.cards)
+    _none(probs)
+
+
+def test_oom_replay_file():
+    """`cardwatch replay --input FILE` with the default pack: exactly the
+    alerts of the inputs, or exit 1 with nothing left behind."""
+    probs = []
+    issuers, breaches, txns = stream(4444, "or", n_exposed=6, n_clean=3, per_card=8)
+    s = cw.Stack(issuers)
+    for b in breaches:
+        s.load(b)
+    d = h.tmpdir("replay")
+    inp = d / "txns.jsonl"
+    inp.write_text("".join(json.dumps(t) + "\n" for t in txns))
+    want = _pack_alerts(txns, breaches, issuers)
+    assert len(want) >= 20, len(want)
+    out = d / "out.jsonl"
+    args = ["replay", "--config", s.config, "--input", inp, "--output", out,
+            "--rules", DEFAULT_PACK, "--no-progress"]
+
+    def clean():
+        out.unlink(missing_ok=True)
+
+    def replay_failed(res):
+        _no_leftovers(d, "out.jsonl")
+
+    sweep(probs, "replay file", args, lambda res: _check_alert_lines(out, want), replay_failed,
+          setup=clean, pans=sorted({t["pan"] for t in txns}))
+    _none(probs)
+
+
+def test_oom_run():
+    """`cardwatch run --exit-at-end` on Apache Kafka, each run a new
+    consumer group reading the whole stream: it ends with every alert of
+    the stream on the issuer topics, or exits 1 at start-up; an event that
+    failed is left unacknowledged (the log says so) and the same group run
+    again (no failure) delivers what is missing. Repeats are allowed only
+    for the events after the failed one."""
+    probs = []
+    issuers, breaches, txns = stream(4545, "ou", n_exposed=6, n_clean=4, per_card=4)
+    s = cw.Stack(issuers, partitions=2)
+    for b in breaches:
+        s.load(b)
+    s.send(txns)
+    expected = cw.expected_alerts(txns, breaches, issuers)
+    assert len(expected) >= 10, len(expected)
+    seen = set()
+    groups = iter(range(10**6))
+
+    def new_alerts():
+        ids = []
+        for topic, m, a in s.alerts():
+            if (topic, m.partition, m.offset) not in seen:
+                seen.add((topic, m.partition, m.offset))
+                ids.append(a["alert_id"])
+        return ids
+
+    def run(args, env):
+        group = f"oom-{next(groups)}"
+        res = _run([*args, "--group", group], env, timeout=30)
+        res.group = group
+        res.ids = new_alerts()
+        return res
+
+    def delivered(res):
+        got = set(res.ids)
+        extra = got - set(expected)
+        assert not extra, f"alerts no event calls for: {sorted(extra)[:5]}"
+        missing = set(expected) - got
+        if missing:
+            # left unacknowledged, and said so
+            assert OOM_WORDS.search(res.stderr.decode(errors="replace")), \
+                f"{len(missing)} alert(s) missing and no word of it"
+            again = h.run_tool([h.tool("cardwatch"), "run", "--config", s.config,
+                                "--no-progress", "--exit-at-end", "--group", res.group],
+                               timeout=90, check=False)
+            assert again.returncode == 0, again.stderr.decode(errors="replace")[-1500:]
+            later = set(new_alerts())
+            assert missing <= later, f"lost after a restart: {sorted(missing - later)[:5]}"
+        assert s.dead_letters() == []
+
+    def forget_deliveries():
+        # the ledger would skip what an earlier run delivered (ledger.h)
+        s.redis.call("EVAL", "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
+                     "redis.call('DEL', k) end", 0, "cw:delivered:*")
+
+    sweep(probs, "run", ["run", "--config", s.config, "--no-progress", "--exit-at-end"],
+          delivered, setup=forget_deliveries, pans=sorted({t["pan"] for t in txns}), run=run)
+    _none(probs)
