@@ -146,6 +146,29 @@ static void cb_store(void *ctx, int32_t partition, int64_t offset)
     }
 }
 
+/* An event failed for good (logged by the pipeline): its alerts would be
+ * missing from a replay that ends, so the replay fails instead. */
+static void cb_failed(void *ctx, int32_t partition, int64_t offset)
+{
+    struct rp *r = ctx;
+    if (r->exit_code != 0 || r->interrupted) {
+        return; /* already stopping: said why */
+    }
+    if (r->sf != NULL) {
+        fail(r, "the event at %s %s %" PRId64 " could not be processed "
+             "(see above): the replay stops rather than miss its alerts",
+             r->o->input != NULL && strcmp(r->o->input, "-") != 0
+                 ? r->o->input
+                 : "stdin",
+             source_file_format(r->sf) == READER_JSONL ? "line" : "record",
+             offset);
+    } else {
+        fail(r, "the event at %s/%" PRId32 "/%" PRId64 " could not be "
+             "processed (see above): the replay stops rather than miss its "
+             "alerts", r->topic, partition, offset);
+    }
+}
+
 static void cb_paused(void *ctx, int paused)
 {
     struct rp *r = ctx;
@@ -206,6 +229,7 @@ static int defer_ack(struct rp *r, void *opaque)
         size_t ncap = r->cap_acks ? r->cap_acks * 2 : 256;
         void **na = realloc(r->acks, ncap * sizeof(*na));
         if (na == NULL) {
+            log_error(MOD, "out of memory queuing a delivery report");
             return -1;
         }
         r->acks = na;
@@ -330,6 +354,18 @@ static void check_dead_letter_share(struct rp *r)
     fail_dead_letters(r, why);
 }
 
+/* Queues m's line in output f (its place in the file kept) and its
+ * delivery report. */
+static int put_line(struct rp *r, struct sink_file *f, const char *path,
+                    size_t lane, const struct sink_msg *m, void *opaque)
+{
+    if (sink_file_put(f, lane, m->offset, m->value, m->vallen) != 0) {
+        log_error(MOD, "out of memory holding a line for %s", path);
+        return -1;
+    }
+    return defer_ack(r, opaque);
+}
+
 static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
 {
     struct rp *r = ctx;
@@ -337,10 +373,7 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
     if (m->kind == SINK_DEAD_LETTER) {
         count_dead_letter(r, m);
         if (r->dlf != NULL) {
-            if (sink_file_put(r->dlf, lane, m->offset, m->value, m->vallen)) {
-                return -1;
-            }
-            return defer_ack(r, opaque);
+            return put_line(r, r->dlf, r->o->dead_letter, lane, m, opaque);
         }
         if (r->sf == NULL) {
             struct sink_msg dm = *m;
@@ -372,10 +405,7 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
                  "short");
     }
     if (r->out != NULL) {
-        if (sink_file_put(r->out, lane, m->offset, m->value, m->vallen)) {
-            return -1;
-        }
-        return defer_ack(r, opaque);
+        return put_line(r, r->out, r->o->output, lane, m, opaque);
     }
     if (r->o->deliver) {
         return to_kafka(r, m, opaque);
@@ -776,7 +806,7 @@ static void on_snapshot(void *arg, int status, const char *err)
         .snapshot = r->snapshot,
         .state = r->state,
         .metrics = r->metrics,
-        .source = {cb_store, cb_paused, cb_kick, r},
+        .source = {cb_store, cb_paused, cb_kick, r, cb_failed},
         .sink = {replay_produce, r},
         .source_topic = r->topic,
         .source_file = r->o->input != NULL

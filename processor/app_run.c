@@ -282,6 +282,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         a->exit_code = 1;
         begin_stop(a, "producer fatal error");
     }
+    if (!a->stopping && source_kafka_broken(a->source)) {
+        a->exit_code = 1;
+        begin_stop(a, "partition not tracked (out of memory)");
+    }
     if (!a->stopping && a->o->exit_at_end &&
         source_kafka_at_end(a->source) &&
         pipeline_in_flight(a->pipeline) == 0) {

@@ -146,6 +146,7 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     struct ledger *l = ctx;
     struct lreq *r = calloc(1, sizeof(*r));
     if (r == NULL) {
+        log_error(MOD, "out of memory queuing a message for %s", m->topic);
         return -1;
     }
     r->l = l;
@@ -154,7 +155,7 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
         r->passthrough = 1;
         struct sink_msg copy = *m;
         if (l->o.inner.produce(l->o.inner.ctx, &copy, r) != 0) {
-            free_req(r);
+            free_req(r); /* the sink said why */
             return -1;
         }
         return 0;
@@ -172,7 +173,12 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     int jl = r->json ? alert_encode_json(m->alert, r->json,
                                          LEDGER_ALERT_JSON_MAX)
                      : -1;
+    if (r->json == NULL) {
+        goto oom;
+    }
     if (jl < 0) {
+        log_error(MOD, "alert %s does not fit in %d bytes of JSON",
+                  r->alert_id, LEDGER_ALERT_JSON_MAX);
         free_req(r);
         return -1;
     }
@@ -180,8 +186,7 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     r->key = malloc(m->keylen ? m->keylen : 1);
     r->value = malloc(m->vallen ? m->vallen : 1);
     if (r->topic == NULL || r->key == NULL || r->value == NULL) {
-        free_req(r);
-        return -1;
+        goto oom;
     }
     memcpy(r->key, m->key, m->keylen);
     memcpy(r->value, m->value, m->vallen);
@@ -192,10 +197,14 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     const char *argv[] = {"EXISTS", key};
     size_t lens[] = {6, strlen(key)};
     if (rconn_command(l->o.redis, 2, argv, lens, on_exists, r) != 0) {
-        free_req(r);
-        return -1;
+        goto oom;
     }
     return 0;
+oom:
+    log_error(MOD, "out of memory queuing alert %s for %s", r->alert_id,
+              m->topic);
+    free_req(r);
+    return -1;
 }
 
 static void record(struct ledger *l, struct lreq *r, int delay_ms);

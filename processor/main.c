@@ -803,8 +803,14 @@ static int cmd_check(int argc, char **argv)
     }
     if (c.rules_path[0] == '\0') {
         struct ruleset *rs = rules_builtin();
-        printf("  rules      built-in %s\n", rs ? rules_version(rs) : "");
-        rules_destroy(rs);
+        if (rs == NULL) {
+            fprintf(stderr, "cardwatch check: out of memory\n");
+            printf("  rules      built-in: NOT USABLE\n");
+            bad = 1;
+        } else {
+            printf("  rules      built-in %s\n", rules_version(rs));
+            rules_destroy(rs);
+        }
     } else {
         struct ruleset *rs = rules_load(c.rules_path, err, sizeof(err));
         if (rs == NULL) {
@@ -928,17 +934,31 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
+/* The configured BIN prefixes as strings: 0, -1 when there are none, -2
+ * when out of memory (*out is then NULL). */
 static int collect_prefixes(const struct config *c, char ***out, size_t *n)
 {
     size_t total = route_count(c->routes);
-    char **list = calloc(total ? total : 1, sizeof(*list));
-    if (list == NULL) {
+    *out = NULL;
+    *n = 0;
+    if (total == 0) {
         return -1;
     }
+    char **list = calloc(total, sizeof(*list));
+    if (list == NULL) {
+        return -2;
+    }
     size_t k = route_prefixes(c->routes, list, total);
+    if (k < total) {
+        for (size_t i = 0; i < k; i++) {
+            free(list[i]);
+        }
+        free(list);
+        return -2;
+    }
     *out = list;
     *n = k;
-    return k > 0 ? 0 : -1;
+    return 0;
 }
 
 static void free_prefixes(char **list, size_t n)
@@ -1057,9 +1077,11 @@ static int cmd_gen(int argc, char **argv)
     if (load_config(&c, &co, 0) != 0) {
         goto out;
     }
-    if (collect_prefixes(&c, &prefixes, &n_prefixes) != 0) {
-        fprintf(stderr, "cardwatch gen: the configuration has no issuer "
-                        "BIN prefixes\n");
+    int pr = collect_prefixes(&c, &prefixes, &n_prefixes);
+    if (pr != 0) {
+        fprintf(stderr, "cardwatch gen: %s\n",
+                pr == -2 ? "out of memory"
+                         : "the configuration has no issuer BIN prefixes");
         goto out;
     }
     if (exposed != NULL && read_cards(exposed, &ex, &n_ex) != 0) {

@@ -222,6 +222,16 @@ static void batch_unref(struct pipeline *p, struct pbatch *b)
     }
 }
 
+/* What becomes of an event that failed for good, for its log line: the
+ * live service leaves it unacknowledged (consumed again after a restart);
+ * a replay stops (its source's failed op). */
+static const char *redo(const struct pipeline *p)
+{
+    return p->o.mode == ALERT_MODE_LIVE
+               ? "; it will be consumed again after a restart"
+               : "";
+}
+
 /* Everything the event caused is acknowledged: release its position. */
 static void ev_done(struct pipeline *p, struct pev *ev)
 {
@@ -231,6 +241,8 @@ static void ev_done(struct pipeline *p, struct pev *ev)
         if (store >= 0 && p->o.source.store != NULL) {
             p->o.source.store(p->o.source.ctx, ev->ticket.partition, store);
         }
+    } else if (ev->failed && p->o.source.failed != NULL) {
+        p->o.source.failed(p->o.source.ctx, ev->partition, ev->offset);
     }
     p->in_flight--;
     batch_unref(p, b);
@@ -440,14 +452,14 @@ int pipeline_intake(struct pipeline *p, const struct pipeline_record *recs,
             if (snapshot_lookup(p->o.snapshot, fps, b->n_valid, &res) == 0) {
                 on_lookup(b, 0, &res);
             } else {
-                log_error(MOD, "out of memory in a lookup; %zu events will "
-                          "be consumed again", b->n_valid);
+                log_error(MOD, "out of memory in a lookup of %zu events%s",
+                          b->n_valid, redo(p));
                 on_lookup(b, -1, NULL);
             }
         } else if (exposure_lookup(p->o.exposure, fps, b->n_valid,
                                    on_lookup, b) != 0) {
-            log_error(MOD, "out of memory queuing a lookup; %zu events "
-                      "will be consumed again", b->n_valid);
+            log_error(MOD, "out of memory queuing a lookup of %zu events%s",
+                      b->n_valid, redo(p));
             on_lookup(b, -1, NULL);
         }
     }
@@ -602,8 +614,8 @@ static void evaluate(struct pipeline *p, struct pev *ev,
         bad = alert_encode_protobuf(a, &buf, &len) != 0;
     }
     if (bad) {
-        log_error(MOD, "could not build alert for txn %s; it will be "
-                  "processed again after a restart", ev->txn.txn_id);
+        log_error(MOD, "out of memory building the alert for txn %s%s",
+                  ev->txn.txn_id, redo(p));
         ev->failed = 1;
         free(buf);
         free(a);
@@ -713,8 +725,8 @@ static void exposed_event(struct pipeline *p, struct pev *ev,
         free(ev->exp);
         ev->exp = NULL;
     }
-    log_error(MOD, "out of memory queuing window state for txn %s; it will "
-              "be processed again after a restart", ev->txn.txn_id);
+    log_error(MOD, "out of memory queuing window state for txn %s%s",
+              ev->txn.txn_id, redo(p));
     ev->failed = 1;
 }
 

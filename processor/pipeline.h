@@ -60,6 +60,11 @@ struct pipeline_source_ops {
     /* The pipeline can take records again after being full. */
     void (*kick)(void *ctx);
     void *ctx;
+    /* May be NULL. The event at offset on partition failed for good (an
+     * allocation, OpenSSL, a refused produce; the reason is logged): it
+     * stays unacknowledged, so the live service consumes it again after a
+     * restart; a replay must not end as if complete. */
+    void (*failed)(void *ctx, int32_t partition, int64_t offset);
 };
 
 struct sink_header {

@@ -123,6 +123,7 @@ static int add_exposed(void *arg, const struct list_row *row)
 {
     struct card *c = get_card(arg, row->pan, row->len, 1);
     if (c == NULL) {
+        fprintf(stderr, "cardwatch rules test: out of memory\n");
         return -1;
     }
     c->exposed = 1;
@@ -183,6 +184,7 @@ int rules_tool_test(const struct rules_test_opts *o, FILE *out)
     struct breach b;
     memset(&b, 0, sizeof(b));
     if (m == NULL) {
+        fprintf(stderr, "cardwatch rules test: out of memory\n");
         return 1;
     }
     rs = rules_load(o->rules_path, err, sizeof(err));
@@ -231,6 +233,7 @@ int rules_tool_test(const struct rules_test_opts *o, FILE *out)
         free(per_rule);
         free(fired);
         free(supp);
+        fprintf(stderr, "cardwatch rules test: out of memory\n");
         goto out;
     }
     ssize_t len;

@@ -28,6 +28,7 @@ struct spart {
 
 struct source_kafka {
     struct source_kafka_opts o;
+    int broken; /* an assigned partition could not be tracked */
     char topic[256];
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
@@ -181,7 +182,11 @@ static void add_parts(struct source_kafka *s,
             size_t ncap = s->cap_parts ? s->cap_parts * 2 : 16;
             struct spart *np = realloc(s->parts, ncap * sizeof(*np));
             if (np == NULL) {
-                log_error(MOD, "out of memory tracking partitions");
+                /* an assigned partition it cannot track would never be
+                 * stored nor seen at its end: the service must stop */
+                log_error(MOD, "out of memory tracking partition %" PRId32
+                          "; stopping", l->elems[i].partition);
+                s->broken = 1;
                 return;
             }
             s->parts = np;
@@ -471,6 +476,11 @@ err:
 void source_kafka_stop(struct source_kafka *s)
 {
     s->stopped = 1;
+}
+
+int source_kafka_broken(const struct source_kafka *s)
+{
+    return s->broken;
 }
 
 int source_kafka_at_end(const struct source_kafka *s)

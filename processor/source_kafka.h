@@ -58,6 +58,11 @@ void source_kafka_kick(void *ctx);
 /* Stops taking records (shutdown); rebalances are still served by close. */
 void source_kafka_stop(struct source_kafka *s);
 
+/* 1 once an assigned partition could not be tracked (out of memory in a
+ * rebalance): its events would never be acknowledged; the caller stops
+ * (exit 1) so that the group gives the partition to another member. */
+int source_kafka_broken(const struct source_kafka *s);
+
 /* 1 when at least one partition is assigned and every assigned partition
  * reached its end with nothing newer consumed. */
 int source_kafka_at_end(const struct source_kafka *s);
