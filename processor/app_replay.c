@@ -806,7 +806,11 @@ static void on_snapshot(void *arg, int status, const char *err)
         .snapshot = r->snapshot,
         .state = r->state,
         .metrics = r->metrics,
-        .source = {cb_store, cb_paused, cb_kick, r, cb_failed},
+        .source = {.store = cb_store,
+                   .set_paused = cb_paused,
+                   .kick = cb_kick,
+                   .ctx = r,
+                   .failed = cb_failed},
         .sink = {replay_produce, r},
         .source_topic = r->topic,
         .source_file = r->o->input != NULL

@@ -612,8 +612,12 @@ int app_run(const struct config *c, const struct run_opts *o)
         .exposure = a.exposure,
         .state = a.state,
         .metrics = a.metrics,
-        .source = {source_kafka_store, source_kafka_set_paused,
-                   source_kafka_kick, a.source},
+        /* failed: none - a failed event stays unacknowledged and is
+         * consumed again after a restart (the pipeline logs it) */
+        .source = {.store = source_kafka_store,
+                   .set_paused = source_kafka_set_paused,
+                   .kick = source_kafka_kick,
+                   .ctx = a.source},
         .sink = {ledger_produce, a.ledger},
         .source_topic = c->transactions_topic,
         .format = PIPELINE_PROTOBUF,

@@ -64,6 +64,20 @@
 #define GRACE_MS 5000     /* a long poll's last query after its wait */
 #define MAX_STATUS 600
 
+/* Logs that an allocation failed while serving (what: the request or
+ * connection step), at most once per 10 s for the same text: the client
+ * gets a 500/503 or a closed connection and may retry; the operator must
+ * see why in the log. */
+static void log_oom(const char *what)
+{
+    static struct log_limit lim;
+    char text[160];
+    snprintf(text, sizeof(text), "out of memory %s", what);
+    if (log_limit_ok(&lim, text, 10)) {
+        log_error(MOD, "%s", text);
+    }
+}
+
 enum ckind {
     C_SIMPLE, /* one Redis round trip (or none), then the reply */
     C_POLL,   /* GET /v1/alerts with wait */
@@ -497,6 +511,7 @@ static void gate_run(struct fconn *fc)
         const char *p =
             (const char *)evbuffer_pullup(fc->pending, (ev_ssize_t)n);
         if (p == NULL) {
+            log_oom("reading a request head (HTTP 500)");
             conn_refuse(fc, 500, "out of memory", 0);
             return;
         }
@@ -1119,6 +1134,7 @@ static void reply_text(struct fctx *x, int code, const char *json)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
+        log_oom("answering a request (HTTP 500)");
         x->status = 500;
         evhttp_send_error(x->req, 500, NULL);
         ctx_done(x);
@@ -1129,13 +1145,20 @@ static void reply_text(struct fctx *x, int code, const char *json)
     evbuffer_free(b);
 }
 
+/* 500 {"error":"out of memory"}, logged. */
+static void reply_oom(struct fctx *x)
+{
+    log_oom("answering a request (HTTP 500)");
+    reply_text(x, 500, "{\"error\":\"out of memory\"}");
+}
+
 /* Sends o (a reference is stolen) as JSON. */
 static void reply_json(struct fctx *x, int code, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s == NULL) {
-        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        reply_oom(x);
         return;
     }
     reply_text(x, code, s);
@@ -1319,7 +1342,7 @@ static void list_send(struct fctx *x, const redisReply *o)
     char cur[FEED_CURSOR_SIZE];
     if (b == NULL) {
         list_free(x);
-        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        reply_oom(x);
         return;
     }
     evbuffer_add(b, "{\"alerts\":[", 11);
@@ -1420,7 +1443,7 @@ static void reply_list(struct fctx *x, const redisReply *r)
     if (x->items == NULL) {
         if (list_collect(x, r) != 0) {
             list_free(x);
-            reply_text(x, 500, "{\"error\":\"out of memory\"}");
+            reply_oom(x);
             return;
         }
         if (x->outcomes && x->n_items > 0 && !x->gone && !x->f->stopping) {
@@ -1428,7 +1451,7 @@ static void reply_list(struct fctx *x, const redisReply *r)
                 return;
             }
             list_free(x);
-            reply_text(x, 500, "{\"error\":\"out of memory\"}");
+            reply_oom(x);
             return;
         }
     }
@@ -1570,7 +1593,7 @@ static void query_list(struct fctx *x)
         if (x->kind == C_SSE) {
             stream_end(x);
         } else {
-            reply_error(x, 500, "out of memory");
+            reply_oom(x);
         }
     }
 }
@@ -1828,7 +1851,7 @@ static void handle_page(struct fctx *x)
     struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        reply_text(x, 500, "{\"error\":\"out of memory\"}");
+        reply_oom(x);
         return;
     }
     evhttp_add_header(h, "Content-Security-Policy", x->f->csp);
@@ -1936,7 +1959,7 @@ static void on_get_alert(void *arg, const redisReply *r)
     json_t *o = json_object();
     if (o == NULL) {
         json_decref(alert);
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
         return;
     }
     json_object_set_new(o, "cursor",
@@ -1972,7 +1995,7 @@ static void handle_get_alert(struct fctx *x, const char *id, size_t idlen)
     const char *argv[] = {"HMGET", key,       "issuer", "stream_id",
                           "alert", "outcome", "note",   "outcome_at_ms"};
     if (redis_cmd(x, on_get_alert, 8, argv) != 0) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
     }
 }
 
@@ -2054,7 +2077,7 @@ static void on_outcome_alert(void *arg, const redisReply *r)
                           facts.breaches,
                           feed_outcome_retires(x->outcome) ? "1" : "0"};
     if (redis_cmd(x, on_outcome_done, 13, argv) != 0) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
     }
 }
 
@@ -2070,13 +2093,17 @@ static void handle_outcome(struct fctx *x, const char *id, size_t idlen)
     }
     x->note = malloc(FEED_NOTE_BYTES);
     if (x->note == NULL) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
         return;
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (body == NULL || feed_outcome_body(body, len, &x->outcome, x->note, err,
                                           sizeof(err)) != 0) {
-        reply_error(x, 400, body ? err : "out of memory");
+        if (body == NULL) {
+            reply_oom(x);
+        } else {
+            reply_error(x, 400, err);
+        }
         return;
     }
     if (!feed_alert_id_valid(id, idlen)) {
@@ -2088,7 +2115,7 @@ static void handle_outcome(struct fctx *x, const char *id, size_t idlen)
     rmodel_alert_key(key, f->c->redis_prefix, x->alert_id);
     const char *argv[] = {"HMGET", key, "issuer", "alert"};
     if (redis_cmd(x, on_outcome_alert, 4, argv) != 0) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
     }
 }
 
@@ -2105,7 +2132,7 @@ static void on_stats_reply(void *arg, const redisReply *r)
         if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
             feed_stats_add(&st, k->str, k->len, v->str, v->len) != 0) {
             feed_stats_free(&st);
-            reply_error(x, 500, "out of memory");
+            reply_oom(x);
             return;
         }
     }
@@ -2113,7 +2140,7 @@ static void on_stats_reply(void *arg, const redisReply *r)
     char *s = feed_stats_json(&st, x->f->c->issuers[x->issuer].id);
     feed_stats_free(&st);
     if (s == NULL) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
         return;
     }
     reply_text(x, 200, s);
@@ -2124,7 +2151,7 @@ static void handle_stats(struct fctx *x)
 {
     const char *argv[] = {"HGETALL", x->f->iss[x->issuer].skey};
     if (redis_cmd(x, on_stats_reply, 2, argv) != 0) {
-        reply_error(x, 500, "out of memory");
+        reply_oom(x);
     }
 }
 
@@ -2232,6 +2259,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct feed *f = arg;
     struct fctx *x = ctx_new(f, req);
     if (x == NULL) {
+        log_oom("taking a request (HTTP 500)");
         evhttp_send_error(req, 500, NULL);
         return;
     }
@@ -2239,6 +2267,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     x->conn = ev ? conn_of(f, ev) : NULL;
     if (x->conn == NULL) { /* not tracked: no memory for it at accept */
+        log_oom("tracking a connection (HTTP 503)");
         evhttp_add_header(out, "Connection", "close");
         reply_unavailable(x, "out of memory");
         return;

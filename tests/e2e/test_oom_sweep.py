@@ -34,8 +34,9 @@ from pathlib import Path
 
 import harness as h
 import cwstack as cw
+import oracle
 from test_replay_file import _check_alert_lines, _no_leftovers, _pack_alerts
-from test_replay_kafka import stream
+from test_replay_kafka import publish, stream
 
 BINARY = "cardwatch-failalloc"
 SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Segmentation")
@@ -338,19 +339,20 @@ def test_oom_replay_file():
 
 
 def test_oom_run():
-    """`cardwatch run --exit-at-end` on Apache Kafka, each run a new
-    consumer group reading the whole stream: it ends with every alert of
-    the stream on the issuer topics, or exits 1 at start-up; an event that
+    """`cardwatch run --exit-at-end` with the default rule pack (window
+    state in Redis) on Apache Kafka, each run a new consumer group reading
+    the whole stream over a Redis loaded afresh: it ends with every alert
+    of the stream on the issuer topics (oracle.pack_expected), or exits 1 at start-up; an event that
     failed is left unacknowledged (the log says so) and the same group run
     again (no failure) delivers what is missing. Repeats are allowed only
     for the events after the failed one."""
     probs = []
-    issuers, breaches, txns = stream(4545, "ou", n_exposed=6, n_clean=4, per_card=4)
-    s = cw.Stack(issuers, partitions=2)
+    issuers, breaches, txns = stream(4545, "ou", n_exposed=6, n_clean=4, per_card=5)
+    s = cw.Stack(issuers, partitions=2, extra_ini=f"[rules]\npath = {DEFAULT_PACK}\n")
     for b in breaches:
         s.load(b)
-    s.send(txns)
-    expected = cw.expected_alerts(txns, breaches, issuers)
+    publish(s, txns)  # keyed by card: each card's events in order
+    expected = oracle.pack_expected(txns, breaches, issuers)
     assert len(expected) >= 10, len(expected)
     seen = set()
     groups = iter(range(10**6))
@@ -387,11 +389,156 @@ def test_oom_run():
             assert missing <= later, f"lost after a restart: {sorted(missing - later)[:5]}"
         assert s.dead_letters() == []
 
-    def forget_deliveries():
-        # the ledger would skip what an earlier run delivered (ledger.h)
-        s.redis.call("EVAL", "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
-                     "redis.call('DEL', k) end", 0, "cw:delivered:*")
+    def afresh():
+        # the ledger would skip what an earlier run delivered (ledger.h),
+        # the window state would remember its events: a new Redis each run
+        s.redis.call("FLUSHALL")
+        for b in breaches:
+            s.load(b)
 
     sweep(probs, "run", ["run", "--config", s.config, "--no-progress", "--exit-at-end"],
-          delivered, setup=forget_deliveries, pans=sorted({t["pan"] for t in txns}), run=run)
+          delivered, setup=afresh, pans=sorted({t["pan"] for t in txns}), run=run)
+    _none(probs)
+
+
+def _feed_requests(port, token, ids):
+    """What an issuer's client does, digested to what must not change:
+    [(request, status, the alert ids or what else it answered)]; a
+    connection the feed closed or reset reads as status "closed"."""
+    import http.client
+    import socket
+    from test_feed import SSE
+
+    def req(method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            hdrs = {"Authorization": f"Bearer {token}"}
+            if body is not None:
+                body = json.dumps(body).encode()
+                hdrs["Content-Type"] = "application/json"
+            c.request(method, path, body=body, headers=hdrs)
+            r = c.getresponse()
+            return r.status, r.read()
+        except (OSError, http.client.HTTPException):
+            return "closed", b""
+        finally:
+            c.close()
+
+    def aid(x):
+        return x["alert_id"] if "alert_id" in x else x["alert"]["alert_id"]
+
+    def listed(st, data):
+        return [aid(a) for a in json.loads(data)["alerts"]] if st == 200 else None
+
+    out = []
+    st, data = req("GET", "/v1/alerts")
+    out.append(("list", st, listed(st, data)))
+    st, data = req("GET", "/v1/alerts?after=0-0&wait=5&limit=2")
+    out.append(("long poll", st, listed(st, data)))
+    st, data = req("GET", f"/v1/alerts/{ids[0]}")
+    out.append(("one", st, aid(json.loads(data)) if st == 200 else None))
+    st, data = req("POST", f"/v1/alerts/{ids[1]}/outcome", {"outcome": "legitimate"})
+    # 201 the first time, 200 when recorded before (a round that failed)
+    out.append(("outcome", "recorded" if st in (200, 201) else st, None))
+    st, data = req("GET", "/v1/stats")
+    out.append(("stats", st, sorted(json.loads(data)) if st == 200 else None))
+    st, data = req("GET", "/")
+    out.append(("page", st, len(data) if st == 200 else None))
+    st, data = req("GET", "/v1/alerts?limit=x")
+    out.append(("bad limit", st, None))
+
+    class _Peer:
+        seen = []
+
+        def socket(self, timeout=10):
+            return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sse = SSE(_Peer(), token, last_event_id="0-0")
+        try:
+            got = sse.read_events(len(ids), timeout=10) if sse.status == 200 else []
+            out.append(("stream", sse.status,
+                        [aid(json.loads(e[2])) for e in got[:len(ids)]]))
+        finally:
+            sse.close()
+    except (OSError, AssertionError):
+        out.append(("stream", "closed", None))
+    return out
+
+
+def test_oom_feed():
+    """`cardwatch feed` (the issuer feed; Redis only): a failed allocation
+    at start-up stops it with exit 1 saying so; while serving, the request
+    it hits is answered 500/503 or its connection closed (never a wrong
+    answer: each other answer is the one a run without the failure gives),
+    the log says out of memory, the next round of the same requests gets
+    every answer right, and SIGTERM ends the feed with exit 0."""
+    import signal
+    from test_feed import Feed, Store, TokenIssuer, _redis_only_ini, _token
+    probs = []
+    r = h.Redis()
+    alpha = TokenIssuer("alpha", "GB", ["400000-400099"], token=_token())
+    cfg = Feed(_redis_only_ini(r, [alpha]))
+    cfg.stop()
+    store = Store(r)
+    pan = cw.CardMaker(4646).card("400001")
+    docs = [store.synthetic("alpha", pan) for _ in range(3)]
+    ids = [d["alert_id"] for d in docs]
+    d = h.tmpdir("feed")
+    runs = iter(range(10**6))
+
+    def setup():
+        r.call("FLUSHALL")
+        h.run_tool([h.tool("cardwatch"), "breaches", "--confirm", "--config", cfg.config])
+        for doc in docs:
+            assert store.record("alpha", doc)[0] == 1
+
+    def ready():
+        try:
+            m = h.scrape(cfg.admin + "/metrics")
+            return h.http_get(cfg.admin + "/readyz")[0] == 200 and \
+                m.get("cardwatch_feed_subscribed") == 1 and \
+                m.get("cardwatch_feed_redis_up") == 1
+        except OSError:
+            return False
+
+    def run(args, env):
+        log = d / f"feed-{next(runs):03d}.log"
+        with open(log, "wb") as f:
+            p = subprocess.Popen([h.tool(BINARY), *[str(a) for a in args]], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=f, stderr=f)
+        res = subprocess.CompletedProcess(p.args, None, b"", b"")
+        res.hung, res.rounds = False, []
+        try:
+            h.wait_until(lambda: p.poll() is not None or ready(), 20, "feed ready")
+            if p.poll() is None:
+                res.rounds = [_feed_requests(cfg.port, alpha.token, ids) for _ in range(2)]
+                p.send_signal(signal.SIGTERM)
+            p.wait(20)
+        except (AssertionError, subprocess.TimeoutExpired):
+            res.hung = True
+            p.kill()
+            p.wait()
+        res.returncode = p.returncode
+        res.stderr = log.read_bytes()
+        return res
+
+    base = []
+
+    def served(res):
+        if not base:
+            base.append(res.rounds)
+            assert [st for _n, st, _x in res.rounds[0]] == \
+                [200] * 3 + ["recorded"] + [200] * 2 + [400, 200], res.rounds[0]
+            return
+        (first, second), (want1, want2) = res.rounds, base[0]
+        assert second == want2, f"the round after the failure: {second} vs {want2}"
+        wrong = [(g, w) for g, w in zip(first, want1)
+                 if g != w and g[1] not in (500, 503, "closed")]
+        assert not wrong, f"wrong answers (got, expected): {wrong}"
+        if first != want1:
+            assert OOM_WORDS.search(res.stderr.decode(errors="replace")), \
+                "an answer failed and the log does not say out of memory"
+
+    sweep(probs, "feed", ["feed", "--config", cfg.config], served, setup=setup,
+          pans=[pan], run=run)
     _none(probs)
