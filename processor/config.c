@@ -69,6 +69,7 @@ struct key {
     long min, max;   /* KT_INT bounds */
     validator check; /* KT_STRING: extra check; NULL = any printable */
     unsigned flags;
+    const char *empty_why; /* why "" is refused; NULL = "must not be empty" */
 };
 
 #define CFG(f)                                                                 \
@@ -196,9 +197,12 @@ static const struct key keys[] = {
     K_INT("pipeline", "batch_size", batch_size, "1000", 1, 100000),
     K_INT("pipeline", "max_in_flight", max_in_flight, "20000", 1, 1000000),
 
-    /* replay output when not delivering to the live topics */
-    K_STR("replay", "topic_suffix", replay_topic_suffix, ".replay",
-          check_topic_suffix, 0),
+    /* replay output when not delivering to the live topics ("" would put
+     * replay alerts on the live issuer topics) */
+    {.section = "replay", .name = "topic_suffix", .type = KT_STRING,
+     CFG(replay_topic_suffix), .def = ".replay", .check = check_topic_suffix,
+     .empty_why = "must not be empty (--deliver is the way to send replay "
+                  "alerts to the live topics)"},
     K_STR("replay", "dead_letter_topic", replay_dead_letter_topic,
           "cardwatch.deadletter.replay", check_topic, 0),
     K_INT("replay", "redis_wait_s", replay_redis_wait_s, "15", 1, 3600),
@@ -470,14 +474,9 @@ static int check_token_hashes(const char *v, char *why, size_t whylen)
     }
 }
 
+/* (never called with "": the row's empty_why says why that is refused) */
 static int check_topic_suffix(const char *v, char *why, size_t whylen)
 {
-    if (v[0] == '\0') {
-        /* replay alerts would land on the live issuer topics */
-        text_errf(why, whylen, "must not be empty (--deliver is the way "
-                  "to send replay alerts to the live topics)");
-        return -1;
-    }
     return check_topic_chars(v, why, whylen);
 }
 
@@ -796,7 +795,8 @@ static int set_value(struct config *c, const struct key *k, char *base, int idx,
     int n = 0;
 
     if (len == 0 && !(k->flags & F_EMPTY_OK)) {
-        text_errf(why, whylen, "must not be empty");
+        text_errf(why, whylen, "%s",
+                  k->empty_why != NULL ? k->empty_why : "must not be empty");
         return -1;
     }
     if (has_control(value)) {
@@ -1330,6 +1330,16 @@ int config_set(struct config *c, const char *section, const char *name,
     return -1;
 }
 
+/* The default topic of an issuer, alert_topic_prefix + id, is always a
+ * valid topic name: the prefix field holds at most 199 characters, an id
+ * 32, a topic name 249. */
+_Static_assert(sizeof(((struct config *)0)->alert_topic_prefix) - 1 +
+                       ISSUER_ID_MAX <=
+                   TOPIC_MAX &&
+               TOPIC_MAX < sizeof(((struct issuer *)0)->topic),
+               "alert_topic_prefix + issuer id can be longer than a topic "
+               "name");
+
 /* One topic name and where it is configured, for the distinctness check. */
 struct topic_use {
     const char *topic;
@@ -1437,14 +1447,7 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
             goto out;
         }
         if (is->topic[0] == '\0') {
-            size_t n = strlen(c->alert_topic_prefix) + strlen(is->id);
-            if (n > TOPIC_MAX || n >= sizeof(is->topic)) {
-                text_errf(errbuf, errlen,
-                          "[issuer %s] alert_topic_prefix + id is longer "
-                          "than a topic name may be (%d)",
-                          is->id, TOPIC_MAX);
-                goto out;
-            }
+            /* fits a topic name: the _Static_assert above */
             snprintf(is->topic, sizeof(is->topic), "%s%s",
                      c->alert_topic_prefix, is->id);
         }

@@ -47,10 +47,14 @@ static int fill(struct csv *c)
     c->ipos = 0;
     errno = 0;
     c->ilen = fread(c->in, 1, IN_SIZE, c->f);
+    if (c->ierr == 0 && ferror(c->f)) {
+        /* The errno of the read that failed: when fread() returned data
+         * before it, the error shows on the next call, with no errno. */
+        c->ierr = errno != 0 ? errno : EIO;
+    }
     if (c->ilen == 0) {
         c->ieof = 1;
-        if (ferror(c->f)) {
-            c->ierr = errno != 0 ? errno : EIO;
+        if (c->ierr != 0) {
             log_error(MOD, "%s:%lu: read error: %s", c->fname, c->line,
                       strerror(c->ierr));
         }
@@ -88,10 +92,11 @@ static int put(struct csv *c, char ch)
                       LIST_ROW_MAX);
             return -1;
         }
+        /* doubling from 256 meets LIST_ROW_MAX exactly */
+        _Static_assert(LIST_ROW_MAX >= 256 &&
+                           (LIST_ROW_MAX & (LIST_ROW_MAX - 1)) == 0,
+                       "LIST_ROW_MAX must be a power of two >= 256");
         size_t ncap = c->cap ? c->cap * 2 : 256;
-        if (ncap > LIST_ROW_MAX) {
-            ncap = LIST_ROW_MAX;
-        }
         char *nb = malloc(ncap);
         if (nb == NULL) {
             log_error(MOD, "%s: out of memory", c->fname);

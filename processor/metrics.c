@@ -74,12 +74,18 @@ uint64_t metrics_dead_letters(const struct metrics *m, enum txn_status reason)
     return (unsigned)reason < TXN_STATUS_COUNT ? m->dead[reason] : 0;
 }
 
+/* Counts one for (issuer, rule). A label longer than its field is cut to
+ * it, and found again as cut: it counts on one row, never one per call. */
 static int bump(struct pair **arr, size_t *n, size_t *cap, const char *issuer,
                 const char *rule)
 {
+    struct pair key;
+
+    snprintf(key.issuer, sizeof(key.issuer), "%s", issuer);
+    snprintf(key.rule, sizeof(key.rule), "%s", rule);
     for (size_t i = 0; i < *n; i++) {
-        if (strcmp((*arr)[i].issuer, issuer) == 0 &&
-            strcmp((*arr)[i].rule, rule) == 0) {
+        if (strcmp((*arr)[i].issuer, key.issuer) == 0 &&
+            strcmp((*arr)[i].rule, key.rule) == 0) {
             (*arr)[i].n++;
             return 0;
         }
@@ -93,10 +99,8 @@ static int bump(struct pair **arr, size_t *n, size_t *cap, const char *issuer,
         *arr = np;
         *cap = ncap;
     }
-    struct pair *p = &(*arr)[(*n)++];
-    snprintf(p->issuer, sizeof(p->issuer), "%s", issuer);
-    snprintf(p->rule, sizeof(p->rule), "%s", rule);
-    p->n = 1;
+    key.n = 1;
+    (*arr)[(*n)++] = key;
     return 0;
 }
 

@@ -178,9 +178,10 @@ static int refill_gz(struct reader *r)
     int bad = 0;
     uint64_t raw0 = r->raw_read;
 
-    if (room > UINT_MAX) {
-        room = UINT_MAX;
-    }
+    /* (fits zlib's uInt: the buffer is at most 2 GiB + 64 bytes) */
+    _Static_assert(2 * READER_MAX_RECORD_LIMIT + 64 <= UINT_MAX &&
+                       READER_BUF_SIZE <= UINT_MAX,
+                   "the reader buffer may exceed zlib's uInt");
     zs->next_out = r->buf + r->end;
     zs->avail_out = (uInt)room;
     while (zs->avail_out > 0 && !bad) {

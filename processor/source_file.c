@@ -33,7 +33,6 @@ struct source_file {
     struct event *kick_ev;
     struct reader_rec *recs;
     struct pipeline_record *prec;
-    uint64_t records;
     uint64_t too_long; /* records over the limit so far */
     int64_t done_upto;
     int paused;
@@ -103,7 +102,6 @@ static void slice(struct source_file *s)
             s->at_end = 1;
             return;
         }
-        s->records += n;
     }
     source_file_kick(s); /* more to read: on the next loop turn */
 }
@@ -183,11 +181,6 @@ const char *source_file_error(const struct source_file *s)
 enum reader_format source_file_format(const struct source_file *s)
 {
     return reader_format_of(s->r);
-}
-
-uint64_t source_file_records(const struct source_file *s)
-{
-    return s->records;
 }
 
 void source_file_progress(const struct source_file *s, uint64_t *done,

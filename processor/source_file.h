@@ -57,9 +57,8 @@ const char *source_file_error(const struct source_file *s);
  * before). */
 enum reader_format source_file_format(const struct source_file *s);
 
-/* Records handed on, bytes of the file consumed and its size (0 when not
- * known: stdin, a pipe). */
-uint64_t source_file_records(const struct source_file *s);
+/* Bytes of the file consumed and its size (0 when not known: stdin, a
+ * pipe). */
 void source_file_progress(const struct source_file *s, uint64_t *done,
                           uint64_t *total);
 

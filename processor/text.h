@@ -13,13 +13,13 @@
 #include <string.h>
 #include <sys/types.h>
 
-/* Formats a message into errbuf[errlen] like snprintf (cut to fit, always
- * NUL-terminated). errbuf NULL or errlen 0 is allowed: nothing is
- * written. It cannot fail. */
 /* Writes v with thousands separators ("1,234,567") into buf (at least 32
  * bytes for any uint64_t; a shorter buf gets a truncated number). */
 void text_thousands(uint64_t v, char *buf, size_t len);
 
+/* Formats a message into errbuf[errlen] like snprintf (cut to fit, always
+ * NUL-terminated). errbuf NULL or errlen 0 is allowed: nothing is
+ * written. It cannot fail. */
 void text_errf(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

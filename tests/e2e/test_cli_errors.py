@@ -395,6 +395,19 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
          ["no issuer BIN prefixes"]),
         (["check", "--config", no_brokers], [str(d / "none.txt")]),
     ]
+    # a configuration that fails the cross checks, named, for the commands
+    # that need a complete one - after their own options were accepted
+    # (--drain-timeout, each --format: exit 1 here, not a usage error)
+    unchecked = [f"cardwatch: {no_key}: [card] key_file is required"]
+    cases += [
+        (["check", "--config", no_key], unchecked),
+        (["run", "--drain-timeout", "5", "--config", no_key], unchecked),
+        *[(["replay", "--input", inp, "--format", f, "--config", no_key], unchecked)
+          for f in ("jsonl", "json", "protobuf")],
+        # the feed: a listener no issuer could use (no token hash)
+        (["feed", *C, "--listen", "127.0.0.1:9"],
+         ["cardwatch feed: [feed] listen is set but no [issuer ID] has a token_sha256"]),
+    ]
     # a list that stops after a card was read: a quote never closed
     unclosed = d / "unclosed.csv"
     unclosed.write_text(f"pan\n{cw.CardMaker(5).card('400001')}\n\"4000,\n")
@@ -450,7 +463,8 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
 
 def test_offline_tools_do_what_their_help_says():
     """The happy paths next to those errors: `gen cards` writes distinct
-    Luhn-valid cards under the BINs; `gen txns --format protobuf` writes
+    Luhn-valid cards under the BINs; `gen txns --exposed` puts traffic on
+    the listed cards with their expiry; `gen txns --format protobuf` writes
     length-delimited Transactions (paced by --rate); `rules check` prints
     a rule that can never fire as a warning (exit 0); `rules test --all
     --config` names the issuer's transactions on cards not exposed."""
@@ -477,6 +491,21 @@ def test_offline_tools_do_what_their_help_says():
     assert rows[0] == "pan,expiry" and len(rows) == 6, rows[:1]
     pans = [r.split(",")[0] for r in rows[1:]]
     assert len(set(pans)) == 5 and all(h.luhn_valid(p) and p.startswith("4000") for p in pans)
+    # txns with an exposed list: some transactions are on the listed cards,
+    # with the listed expiry (2812 where the list has none); the others on
+    # clean cards under the configured BINs
+    listed = {mk.card("400002"): "2911", mk.card("400003"): ""}
+    (d / "exposed.csv").write_text("pan,expiry\n" + "".join(
+        f"{p},{e}\n" for p, e in listed.items()))
+    rc, out, err = _cw("gen", "txns", "--config", cfg, "--count", "200", "--seed", "5",
+                       "--exposed", d / "exposed.csv", "--exposed-share", "1",
+                       "--output", d / "ex.jsonl")
+    assert rc == 0 and "200 transactions written" in err, err
+    gen = [json.loads(x) for x in (d / "ex.jsonl").read_text().splitlines()]
+    on_listed = [t for t in gen if t["pan"] in listed]
+    assert len(gen) == 200 and on_listed, len(on_listed)
+    assert all(t["expiry"] == (listed[t["pan"]] or "2812") for t in on_listed)
+    assert all(h.luhn_valid(t["pan"]) and t["pan"].startswith("4000") for t in gen)
     rc, out, err = _cw("gen", "txns", "--config", cfg, "--count", "4", "--format", "protobuf",
                        "--rate", "400", "--output", d / "t.pb")
     assert rc == 0 and "4 transactions written" in err, err

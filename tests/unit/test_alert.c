@@ -174,6 +174,18 @@ static void test_build(void **state)
     assert_int_equal(alert_build(&a, &t, "b", "k1:00", many, 0, NULL, 0,
                                  ALERT_MODE_LIVE, 1, "v"),
                      -1);
+
+    /* Fixed-size fields that fill their array with no NUL (a rule id or
+     * merchant id of the greatest length, written without room for the
+     * terminator): copied whole but one character, never read past. */
+    memset(many[0].rule_id, 'r', sizeof(many[0].rule_id));
+    memset(t.merchant_id, 'm', sizeof(t.merchant_id));
+    assert_int_equal(alert_build(&a, &t, "b", "k1:00", many, 1, NULL, 0,
+                                 ALERT_MODE_LIVE, 1, "v"),
+                     0);
+    assert_int_equal(strlen(a.hits[0].rule_id), RULE_ID_MAX);
+    assert_int_equal(a.hits[0].rule_id[0], 'r');
+    assert_int_equal(strlen(a.merchant_id), TXN_MERCHANT_MAX);
 }
 
 static void assert_same_alert(const struct alert *a, const struct alert *b)

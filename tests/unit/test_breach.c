@@ -162,6 +162,11 @@ static void test_dates(void **state)
     /* A short buffer is truncated, not overrun. */
     breach_date_format(0, buf, 5);
     assert_string_equal(buf, "1970");
+    /* No buffer, or no room at all: nothing written. */
+    breach_date_format(0, NULL, 11);
+    buf[0] = 'x';
+    breach_date_format(0, buf, 0);
+    assert_int_equal(buf[0], 'x');
 
     /* Every day 1960..2100 parses back to itself. */
     for (int64_t d = -3653; d < 47482; d++) {

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +350,21 @@ static void test_derived_key_mac(void **state)
     assert_null(card_key_derive(k, NULL));
     assert_int_equal(card_mac_hex(NULL, S(pan), got), -1);
     assert_string_equal(got, "");
+    /* without a key no fingerprint or expiry tag either: "" and -1, so
+     * a caller that ignores the -1 still writes no stale value */
+    memset(fp, 'x', sizeof(fp));
+    assert_int_equal(card_fingerprint(NULL, S(pan), fp), -1);
+    assert_string_equal(fp, "");
+    {
+        char tag[CARD_EXPTAG_SIZE];
+        memset(tag, 'x', sizeof(tag));
+        assert_int_equal(card_expiry_tag(NULL, want, "2812", tag), -1);
+        assert_string_equal(tag, "");
+    }
+    /* a key length HMAC() cannot take (an int) is refused, not cut */
+    assert_int_equal(card_hmac_sha256(test_key, (size_t)INT_MAX + 1,
+                                      (const uint8_t *)pan, strlen(pan), mac),
+                     -1);
     card_key_destroy(dk);
     card_key_destroy(k);
 }
@@ -452,6 +468,7 @@ static void test_key_file_good(void **state)
 
 static void test_key_file_refused(void **state)
 {
+    char err[256];
     char text[512];
     const char *path;
     char sub[128];
@@ -496,6 +513,9 @@ static void test_key_file_refused(void **state)
 
     /* No crash without an error buffer. */
     assert_null(card_key_load(sub, NULL, 0));
+    /* No path at all. */
+    assert_null(card_key_load(NULL, err, sizeof(err)));
+    assert_string_equal(err, "key file: no path");
 }
 
 int main(void)

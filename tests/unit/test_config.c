@@ -597,6 +597,175 @@ static void test_config_set(void **state)
                                  "Zeta]: must be 1 to 32 of a-z 0-9 _ -");
 }
 
+/* ---- lengths and limits ---- */
+
+/* A value of n copies of ch (n < 1000). */
+static const char *repeat(char *buf, char ch, size_t n, const char *tail)
+{
+    memset(buf, ch, n);
+    snprintf(buf + n, 1000 - n, "%s", tail);
+    return buf;
+}
+
+/* What config_set() says about a value of 64+ characters: the first 64
+ * quoted, then "...". */
+static void expect_set_error_long(struct fixture *fx, const char *section,
+                                  const char *name, const char *value,
+                                  const char *why)
+{
+    char want[512];
+
+    fx->err[0] = '\0';
+    assert_int_equal(
+        config_set(&fx->c, section, name, value, fx->err, sizeof(fx->err)),
+        -1);
+    snprintf(want, sizeof(want), "%s.%s: bad value '%.64s...': %s", section,
+             name, value, why);
+    assert_string_equal(fx->err, want);
+}
+
+/* Every length limit of a value says which one it hit, and the field
+ * keeps its value. */
+static void test_err_lengths(void **state)
+{
+    struct fixture *fx = *state;
+    struct config *c = &fx->c;
+    char v[1000];
+    size_t o = 0;
+
+    /* Kafka's limit on a topic name, 249 */
+    set_ok(fx, "kafka", "transactions_topic", repeat(v, 't', 249, ""));
+    expect_set_error_long(fx, "kafka", "transactions_topic",
+                          repeat(v, 't', 250, ""),
+                          "a topic name has at most 249 characters");
+    assert_int_equal(strlen(c->transactions_topic), 249);
+
+    /* a host name longer than the 255 characters DNS allows: in a broker
+     * list and in the Redis address */
+    expect_set_error_long(fx, "kafka", "brokers",
+                          repeat(v, 'h', 256, ".example:9092"),
+                          "host name too long");
+    set_ok(fx, "redis", "address", repeat(v, 'r', 255, ":6379"));
+    assert_int_equal(strlen(c->redis_host), 255);
+    expect_set_error_long(fx, "redis", "address", repeat(v, 'r', 256, ":6379"),
+                          "host name too long");
+    assert_int_equal(strlen(c->redis_host), 255);
+
+    /* a broker list of valid entries that is longer than the field: the
+     * blanks after the commas do not count */
+    for (int i = 0; i < 40; i++) {
+        o += (size_t)snprintf(v + o, sizeof(v) - o,
+                              "%sbroker-%02d.example:9092", i ? ", " : "", i);
+    }
+    set_ok(fx, "kafka", "brokers", "k1:9092");
+    expect_set_error_long(fx, "kafka", "brokers", v,
+                          "too long (max 511 characters)");
+    assert_string_equal(c->brokers, "k1:9092");
+    /* 22 entries of 22 characters and 21 commas: 505, fits */
+    v[22 * 24 - 2] = '\0';
+    set_ok(fx, "kafka", "brokers", v);
+    assert_int_equal(strlen(c->brokers), 22 * 23 - 1);
+
+    /* an address that is not split into host and port: the whole value */
+    expect_set_error_long(fx, "http", "listen", repeat(v, 'l', 600, ":80"),
+                          "too long (max 511 characters)");
+    assert_string_equal(c->http_listen, "127.0.0.1:9180");
+}
+
+/* An empty replay topic suffix would send replay alerts to the live
+ * topics: the message says what to use instead (it said only "must not
+ * be empty" before). */
+static void test_err_empty_topic_suffix(void **state)
+{
+    struct fixture *fx = *state;
+
+    assert_int_equal(config_set(&fx->c, "replay", "topic_suffix", "", fx->err,
+                                sizeof(fx->err)),
+                     -1);
+    assert_string_equal(fx->err, "replay.topic_suffix: bad value '': must "
+                                 "not be empty (--deliver is the way to send "
+                                 "replay alerts to the live topics)");
+    expect_load_error(fx, "[replay]\ntopic_suffix =\n", 2,
+                      "bad value '' for 'topic_suffix' in [replay]: must not "
+                      "be empty (--deliver is the way to send replay alerts "
+                      "to the live topics)");
+    assert_string_equal(fx->c.replay_topic_suffix, ".replay");
+    set_ok(fx, "replay", "topic_suffix", "-rerun");
+    expect_load_error(fx, "[replay]\ntopic_suffix = .re play\n", 2,
+                      "bad value '.re play' for 'topic_suffix' in [replay]: "
+                      "a topic name is made of A-Z a-z 0-9 . _ -");
+    assert_string_equal(fx->c.replay_topic_suffix, "-rerun");
+}
+
+/* At most CONFIG_MAX_ISSUERS issuers, from flags or from a file. */
+static void test_err_too_many_issuers(void **state)
+{
+    struct fixture *fx = *state;
+    struct config *c = &fx->c;
+    char sec[64];
+
+    for (int i = 0; i < CONFIG_MAX_ISSUERS; i++) {
+        snprintf(sec, sizeof(sec), "issuer i%d", i);
+        set_ok(fx, sec, "home_country", "GB");
+    }
+    assert_int_equal(c->n_issuers, CONFIG_MAX_ISSUERS);
+    assert_int_equal(config_set(c, "issuer one-more", "home_country", "GB",
+                                fx->err, sizeof(fx->err)),
+                     -1);
+    assert_string_equal(fx->err, "issuer one-more.home_country: too many "
+                                 "issuers (max 1024)");
+    expect_load_error(fx, "[kafka]\n[issuer one-more]\nhome_country = GB\n",
+                      2, "too many issuers (max 1024)");
+    assert_int_equal(c->n_issuers, CONFIG_MAX_ISSUERS);
+    /* an existing one can still be changed */
+    set_ok(fx, "issuer i1023", "home_country", "FR");
+    assert_string_equal(c->issuers[1023].home_country, "FR");
+}
+
+/* A config path that cannot be one, a file that cannot be read, and the
+ * NULL arguments of each call. */
+static void test_err_paths_and_arguments(void **state)
+{
+    struct fixture *fx = *state;
+    struct config *c = &fx->c;
+    char path[CONFIG_STR_MAX + 16];
+    char want[CONFIG_STR_MAX + 64];
+    char buf[64];
+
+    memset(path, 'p', sizeof(path) - 1);
+    path[0] = '/';
+    path[sizeof(path) - 1] = '\0';
+    assert_int_equal(config_load(c, path, fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config path too long");
+
+    /* a directory opens but does not read */
+    assert_int_equal(config_load(c, fx->dir, fx->err, sizeof(fx->err)), -1);
+    snprintf(want, sizeof(want), "%s: read error: Is a directory", fx->dir);
+    assert_string_equal(fx->err, want);
+    set_ok(fx, "kafka", "brokers_file", fx->dir);
+    assert_int_equal(
+        config_brokers(c, buf, sizeof(buf), fx->err, sizeof(fx->err)), -1);
+    snprintf(want, sizeof(want), "%s: read error", fx->dir);
+    assert_string_equal(fx->err, want);
+
+    assert_int_equal(config_init(NULL), -1);
+    assert_int_equal(
+        config_set(NULL, "kafka", "group", "g", fx->err, sizeof(fx->err)),
+        -1);
+    assert_string_equal(fx->err, "config_set: invalid argument");
+    assert_int_equal(
+        config_set(c, "kafka", "group", NULL, fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_set: invalid argument");
+    assert_int_equal(config_check(NULL, fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_check: invalid argument");
+    assert_int_equal(config_brokers(c, NULL, 0, fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_brokers: invalid argument");
+    assert_int_equal(config_brokers(c, buf, 0, fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_brokers: invalid argument");
+    assert_null(config_route(NULL, "4000001234567899", 16));
+    config_free(NULL);
+}
+
 /* ---- cross-field checks ---- */
 
 static void test_check_failures(void **state)
@@ -916,6 +1085,10 @@ int main(void)
         T(test_err_first_error_wins),
         T(test_err_continuation_and_long_line),
         T(test_config_set),
+        T(test_err_lengths),
+        T(test_err_empty_topic_suffix),
+        T(test_err_too_many_issuers),
+        T(test_err_paths_and_arguments),
         T(test_check_failures),
         T(test_redis_security_keys),
         T(test_check_resolves_topic_after_prefix_change),

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "card.h"
@@ -84,17 +85,10 @@ static int on_row(void *arg, const struct list_row *row)
     return g->stop_after > 0 && g->n >= (size_t)g->stop_after;
 }
 
-/* Writes data (len bytes) to a file called name and reads it with
- * list_read, stderr captured into g->log. */
-static void read_bytes(const char *name, const char *data, size_t len,
-                       struct got *g)
+/* Reads g->path ("-": stdin) with list_read, stderr captured into g->log
+ * (by way of the file name.log in the directory). */
+static void read_list(const char *name, struct got *g)
 {
-    snprintf(g->path, sizeof(g->path), "%s/%s", tmpdir, name);
-    FILE *f = fopen(g->path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-
     char logpath[PATH_MAX];
     snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, name);
     int lfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -110,6 +104,19 @@ static void read_bytes(const char *name, const char *data, size_t len,
     ssize_t n = pread(lfd, g->log, sizeof(g->log) - 1, 0);
     g->log[n > 0 ? n : 0] = '\0';
     close(lfd);
+}
+
+/* Writes data (len bytes) to a file called name and reads it with
+ * list_read, stderr captured into g->log. */
+static void read_bytes(const char *name, const char *data, size_t len,
+                       struct got *g)
+{
+    snprintf(g->path, sizeof(g->path), "%s/%s", tmpdir, name);
+    FILE *f = fopen(g->path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    read_list(name, g);
 }
 
 static void read_text(const char *name, const char *text, struct got *g)
@@ -479,6 +486,111 @@ static void test_row_too_long(void **state)
     assert_logged(&g, "long.csv", "2: row longer than");
 }
 
+/* A row of exactly LIST_ROW_MAX bytes as stored (each field and its
+ * terminating NUL) is read; one byte more is refused, by its line. */
+static void test_row_at_the_limit(void **state)
+{
+    (void)state;
+    /* row 2 holds A (16 + 1) and the note: 17 + note + 1 bytes */
+    size_t fit = LIST_ROW_MAX - 18;
+    char *data = malloc(LIST_ROW_MAX + 64);
+    assert_non_null(data);
+    for (int extra = 0; extra < 2; extra++) {
+        size_t o = (size_t)sprintf(data, "pan,note\n" A ",");
+        memset(data + o, 'n', fit + (size_t)extra);
+        o += fit + (size_t)extra;
+        o += (size_t)sprintf(data + o, "\n" B ",x\n");
+        struct got g = {0};
+        read_bytes("limit.csv", data, o, &g);
+        if (extra == 0) {
+            assert_int_equal(g.rc, 0);
+            assert_int_equal(g.n, 2);
+            assert_string_equal(g.pan[1], B);
+            assert_int_equal(g.line[1], 3);
+        } else {
+            assert_int_equal(g.rc, -1);
+            assert_int_equal(g.n, 0);
+            assert_logged(&g, "limit.csv", "2: row longer than 65536 bytes");
+        }
+    }
+    /* the byte past the limit is the CR of a line break inside quotes */
+    size_t o = (size_t)sprintf(data, "pan,note\n" A ",\"");
+    memset(data + o, 'n', fit + 1);
+    o += fit + 1;
+    o += (size_t)sprintf(data + o, "\r\nmore\"\n" B ",x\n");
+    struct got g = {0};
+    read_bytes("limit-crlf.csv", data, o, &g);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 0);
+    assert_logged(&g, "limit-crlf.csv", "2: row longer than 65536 bytes");
+    free(data);
+}
+
+/* A path that opens but cannot be read (a directory): the read error,
+ * and nothing is taken. */
+static void test_read_error(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    snprintf(g.path, sizeof(g.path), "%s", tmpdir);
+    read_list("dir", &g);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 0);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "%s:1: read error: Is a directory", tmpdir);
+    if (strstr(g.log, want) == NULL) {
+        fail_msg("expected \"%s\" in the log:\n%s", want, g.log);
+    }
+}
+
+/* stdin holds data (len bytes), then the connection is reset: the peer
+ * closed with data of ours unread. */
+static int stdin_reset_after(const char *data, size_t len)
+{
+    int sv[2];
+    int saved = dup(STDIN_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(write(sv[1], data, len), (ssize_t)len);
+    assert_int_equal(write(sv[0], "x", 1), 1);
+    close(sv[1]);
+    assert_int_equal(dup2(sv[0], STDIN_FILENO), STDIN_FILENO);
+    close(sv[0]);
+    clearerr(stdin);
+    return saved;
+}
+
+/* A read error in the middle of a row - inside a quoted field, or in an
+ * unquoted one - fails the read: the rows before it were handed over,
+ * the cut row is not, and the error is logged with its cause (it said
+ * "Input/output error" when the failed read came after data in the same
+ * fread), not taken for the end of the file or a quote never closed. */
+static void test_read_error_mid_row(void **state)
+{
+    (void)state;
+    static const char *const cut[] = {
+        "pan,note\n" A ",x\n" B ",\"quoted, not closed",
+        "pan,note\n" A ",x\n" B ",unquoted",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct got g = {0};
+        snprintf(g.path, sizeof(g.path), "-");
+        int saved = stdin_reset_after(cut[i], strlen(cut[i]));
+        read_list("stdin", &g);
+        clearerr(stdin);
+        assert_int_equal(dup2(saved, STDIN_FILENO), STDIN_FILENO);
+        close(saved);
+        assert_int_equal(g.rc, -1);
+        assert_int_equal(g.n, 1);
+        assert_string_equal(g.pan[0], A);
+        if (strstr(g.log, "<stdin>:3: read error: Connection reset by "
+                          "peer") == NULL ||
+            strstr(g.log, "never closed") != NULL) {
+            fail_msg("case %zu: log:\n%s", i, g.log);
+        }
+    }
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -509,6 +621,9 @@ int main(void)
         cmocka_unit_test(test_nul_byte_rejects_the_row),
         cmocka_unit_test(test_stop_from_callback),
         cmocka_unit_test(test_row_too_long),
+        cmocka_unit_test(test_row_at_the_limit),
+        cmocka_unit_test(test_read_error),
+        cmocka_unit_test(test_read_error_mid_row),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -114,11 +114,89 @@ static void test_each_hit(void **state)
     metrics_destroy(NULL);
 }
 
+struct issuers_seen {
+    int n;
+    char names[4][64];
+    uint64_t counts[4];
+};
+
+static void each_issuer(void *arg, const char *issuer, uint64_t n)
+{
+    struct issuers_seen *s = arg;
+    assert_true(s->n < 4);
+    snprintf(s->names[s->n], sizeof(s->names[0]), "%s", issuer);
+    s->counts[s->n++] = n;
+}
+
+/* The plain counters and totals the summaries and /metrics use, and
+ * labels longer than their field: cut to it, and counted on one row (a
+ * label that does not fit must not add a row on every call). */
+static void test_totals_and_long_labels(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    char longer[80];
+    struct issuers_seen s = {0};
+
+    metrics_event(m, METRICS_CLEAN, 5);
+    metrics_event(m, METRICS_EXPOSED, 3);
+    metrics_event(m, METRICS_DEAD_LETTER, 2);
+    metrics_event(m, (enum metrics_outcome)99, 7); /* ignored */
+    assert_int_equal(metrics_events_total(m), 10);
+    metrics_redis_reconnect(m);
+    metrics_redis_reconnect(m);
+    metrics_delivery_retry(m);
+
+    metrics_alert_issuer(m, "acme");
+    metrics_alert_issuer(m, "beta");
+    metrics_alert_issuer(m, "acme");
+    /* 40 characters: ISSUER_ID_MAX is 32; 70: RULE_ID_MAX is 63 */
+    memset(longer, 'i', 40);
+    longer[40] = '\0';
+    metrics_alert_issuer(m, longer);
+    metrics_alert_issuer(m, longer);
+    assert_int_equal(metrics_alerts_total(m), 5);
+    metrics_each_issuer(m, each_issuer, &s);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.names[0], "acme");
+    assert_int_equal(s.counts[0], 2);
+    assert_string_equal(s.names[1], "beta");
+    assert_int_equal(s.counts[1], 1);
+    assert_int_equal(strlen(s.names[2]), 32);
+    assert_int_equal(s.counts[2], 2);
+
+    memset(longer, 'r', 70);
+    longer[70] = '\0';
+    metrics_rule_suppressed(m, longer);
+    metrics_rule_suppressed(m, longer);
+    metrics_alert(m, "acme", longer);
+    metrics_alert(m, "acme", longer);
+    struct seen h = {0, 0};
+    metrics_each_hit(m, each_hit, &h);
+    assert_int_equal(h.n, 1);
+    assert_int_equal(h.total, 2);
+
+    char *t = render(m, NULL);
+    has(t, "cardwatch_redis_reconnects_total 2");
+    has(t, "cardwatch_delivery_retries_total 1");
+    has(t, "cardwatch_events_total{outcome=\"exposed\"} 3");
+    has(t, "cardwatch_alerts_total{issuer="
+           "\"iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii\"} 2");
+    longer[63] = '\0';
+    char want[128];
+    snprintf(want, sizeof(want),
+             "cardwatch_suppressed_hits_total{rule=\"%s\"} 2", longer);
+    has(t, want);
+    free(t);
+    metrics_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_and_labels),
         cmocka_unit_test(test_each_hit),
+        cmocka_unit_test(test_totals_and_long_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

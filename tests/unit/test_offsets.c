@@ -91,6 +91,12 @@ static void test_revoke_makes_tickets_stale(void **state)
     assert_int_equal(offsets_register(o, 2, 40, &old), 0);
     offsets_revoke(o, 2);
     assert_int_equal(offsets_in_flight(o), 0);
+    assert_int_equal(offsets_partition_in_flight(o, 2), 0);
+    /* revoking it again, or a partition never seen, changes nothing */
+    offsets_revoke(o, 2);
+    offsets_revoke(o, 7);
+    assert_int_equal(offsets_partition_in_flight(o, 7), 0);
+    assert_int_equal(offsets_in_flight(o), 0);
     /* Reassigned and consumed again from the committed offset. */
     assert_int_equal(offsets_register(o, 2, 40, &fresh), 0);
     assert_int_equal(offsets_ack(o, &old), -1); /* previous generation */

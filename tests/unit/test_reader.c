@@ -11,11 +11,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1140,6 +1143,7 @@ static void test_single_next_progress_and_names(void **state)
     assert_string_equal(reader_format_name(reader_format_of(r)), "jsonl");
     assert_string_equal(reader_format_name(READER_PROTOBUF), "protobuf");
     assert_string_equal(reader_format_name(READER_AUTO), "auto");
+    assert_string_equal(reader_format_name((enum reader_format)9), "?");
     reader_progress(r, &done, &total);
     assert_int_equal(done, 0);
     assert_int_equal(total, b.len);
@@ -1171,6 +1175,185 @@ static void test_single_next_progress_and_names(void **state)
     free(b.p);
 }
 
+/* ---- read errors and a non-blocking stdin ------------------------- */
+
+/* Puts on stdin a socket that holds data (len bytes) and then fails
+ * with ECONNRESET: the peer closed with data of ours unread, the way a
+ * connection that is reset mid-stream ends. Returns the saved stdin. */
+static int stdin_reset_after(const void *data, size_t len)
+{
+    int sv[2];
+    int saved = dup(STDIN_FILENO);
+
+    assert_true(saved >= 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    if (len > 0) {
+        assert_int_equal(write(sv[1], data, len), (ssize_t)len);
+    }
+    assert_int_equal(write(sv[0], "x", 1), 1); /* left unread by sv[1] */
+    close(sv[1]);
+    assert_int_equal(dup2(sv[0], STDIN_FILENO), STDIN_FILENO);
+    close(sv[0]);
+    return saved;
+}
+
+static void restore_stdin(int saved)
+{
+    assert_int_equal(dup2(saved, STDIN_FILENO), STDIN_FILENO);
+    close(saved);
+}
+
+/* A read error after some records: those records are handed out, then
+ * the error, with the byte it happened at - for plain input, for gzip
+ * input, and while the format is still being told. */
+static void test_read_error_mid_stream(void **state)
+{
+    (void)state;
+    static const char lines[] = "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n{\"i\":";
+    char want[256];
+    char err[256];
+    struct got g;
+    int saved;
+
+    saved = stdin_reset_after(lines, sizeof(lines) - 1);
+    read_all("-", READER_AUTO, 0, 2, &g);
+    restore_stdin(saved);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.fmt, READER_JSONL);
+    assert_int_equal(g.n, 3);
+    assert_rec(&g, 2, "{\"i\":2}", 3, 16);
+    snprintf(want, sizeof(want),
+             "stdin: read failed at byte %zu: Connection reset by peer",
+             sizeof(lines) - 1);
+    assert_string_equal(g.err, want);
+    got_free(&g);
+
+    /* the same lines gzip'd, then the connection reset */
+    struct stat st;
+    const char *p = write_gz("reset.gz", lines, sizeof(lines) - 1, "wb");
+    assert_int_equal(stat(p, &st), 0);
+    unsigned char z[256];
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(z, 1, sizeof(z), f), (size_t)st.st_size);
+    fclose(f);
+    /* all but the gzip trailer (CRC and length, 8 bytes) arrives */
+    size_t zn = (size_t)st.st_size - 8;
+    saved = stdin_reset_after(z, zn);
+    read_all("-", READER_AUTO, 0, 2, &g);
+    restore_stdin(saved);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.gz, 1);
+    assert_int_equal(g.n, 3);
+    snprintf(want, sizeof(want),
+             "stdin: read failed at byte %zu: Connection reset by peer", zn);
+    assert_string_equal(g.err, want);
+    got_free(&g);
+
+    /* the whole gzip member arrives, then the reset: not a clean end
+     * (another member may follow), but the records are all there */
+    saved = stdin_reset_after(z, (size_t)st.st_size);
+    read_all("-", READER_AUTO, 0, 2, &g);
+    restore_stdin(saved);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 3);
+    snprintf(want, sizeof(want),
+             "stdin: read failed at byte %zu: Connection reset by peer",
+             (size_t)st.st_size);
+    assert_string_equal(g.err, want);
+    got_free(&g);
+
+    /* "{" and blanks: JSON lines or protobuf is not known yet */
+    saved = stdin_reset_after("{  ", 3);
+    assert_null(reader_open("-", READER_AUTO, 0, err, sizeof(err)));
+    restore_stdin(saved);
+    assert_string_equal(err, "stdin: read failed at byte 3: Connection "
+                             "reset by peer");
+
+    /* nothing at all before the reset */
+    saved = stdin_reset_after(NULL, 0);
+    assert_null(reader_open("-", READER_AUTO, 0, err, sizeof(err)));
+    restore_stdin(saved);
+    assert_string_equal(err, "stdin: read failed at byte 0: Connection "
+                             "reset by peer");
+}
+
+/* The state of process pid from /proc/pid/stat ('R', 'S', ...). */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return '?';
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* after the command name */
+    return rp != NULL && rp[1] == ' ' ? rp[2] : '?';
+}
+
+/* A non-blocking stdin (O_NONBLOCK on a pipe) that has nothing to read
+ * yet: the reader waits for data (poll) rather than failing on EAGAIN,
+ * and reads the same records as from a file. The writer sends the first
+ * part, waits until the reader has taken it and sleeps in poll(), then
+ * sends the rest. */
+static void test_nonblocking_stdin_waits(void **state)
+{
+    (void)state;
+    static const char part1[] = "{\"i\":0}\n{\"i\":1}\n{\"i\"";
+    static const char part2[] = ":2}\n{\"i\":3}\n";
+    int pfd[2];
+    int saved = dup(STDIN_FILENO);
+    pid_t reader_pid = getpid();
+    struct got g;
+    int status;
+
+    assert_true(saved >= 0);
+    assert_int_equal(pipe(pfd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        if (write(pfd[1], part1, sizeof(part1) - 1) !=
+            (ssize_t)(sizeof(part1) - 1)) {
+            _exit(1);
+        }
+        /* until the pipe is empty and the reader sleeps (in poll); the
+         * records are the same either way, only the path differs */
+        for (int i = 0; i < 10000; i++) {
+            int queued = -1;
+            char st = proc_state(reader_pid);
+            if (st == '?' || (ioctl(pfd[1], FIONREAD, &queued) == 0 &&
+                              queued == 0 && st == 'S')) {
+                break;
+            }
+            poll(NULL, 0, 1);
+        }
+        if (write(pfd[1], part2, sizeof(part2) - 1) !=
+            (ssize_t)(sizeof(part2) - 1)) {
+            _exit(2);
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    assert_int_equal(fcntl(pfd[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(dup2(pfd[0], STDIN_FILENO), STDIN_FILENO);
+    close(pfd[0]);
+    read_all("-", READER_AUTO, 0, 8, &g);
+    restore_stdin(saved);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 4);
+    assert_rec(&g, 0, "{\"i\":0}", 1, 0);
+    assert_rec(&g, 2, "{\"i\":2}", 3, 16);
+    assert_rec(&g, 3, "{\"i\":3}", 4, 24);
+    got_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1192,6 +1375,8 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_single_next_progress_and_names),
         cmocka_unit_test(test_step_limit),
+        cmocka_unit_test(test_read_error_mid_stream),
+        cmocka_unit_test(test_nonblocking_stdin_waits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -222,6 +222,12 @@ static void test_count_by_idx(void **state)
     assert_int_equal(counts[2], 3);
     route_count_by_idx(NULL, counts, 3);
     assert_int_equal(counts[0], 0);
+    /* NULL counts: nothing written; a NULL table has no prefixes */
+    route_count_by_idx(rt, NULL, 3);
+    assert_int_equal(route_count(NULL), 0);
+    char *list[2] = {NULL, NULL};
+    assert_int_equal(route_prefixes(NULL, list, 2), 0);
+    assert_null(list[0]);
 }
 
 int main(void)

@@ -846,6 +846,36 @@ static void test_eval_exposure_facts(void **state)
     assert_int_equal(holds_on("merchant_country != issuer_country", &x, 1), 1);
 }
 
+/* Day counts at the far ends of the 64-bit time line: the difference of
+ * two times that does not fit saturates at the least or greatest whole
+ * day instead of wrapping (signed overflow; the UBSan build checks). */
+static void test_exposure_days_at_the_extremes(void **state)
+{
+    struct fx x;
+    /* INT64_MAX / DAY: 106751991167 whole days */
+    static const struct case_ at_min[] = {
+        {"days_since_exposure_start == 0", 1},
+        {"days_since_exposure_end == -106751991167", 1},
+    };
+    static const struct case_ at_max[] = {
+        {"days_since_exposure_start == 106751991167", 1},
+        {"days_since_exposure_end == 0", 1},
+    };
+
+    (void)state;
+    fx_init(&x);
+    x.breach.window_start_ms = INT64_MIN;
+    x.breach.window_end_ms = INT64_MAX;
+    x.txn.event_time_ms = INT64_MIN + 1;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(holds_on(at_min[i].cond, &x, 0), at_min[i].want);
+    }
+    x.txn.event_time_ms = INT64_MAX;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(holds_on(at_max[i].cond, &x, 0), at_max[i].want);
+    }
+}
+
 static void test_eval_window_facts(void **state)
 {
     static const struct case_ cases[] = {
@@ -1268,6 +1298,21 @@ static void test_explain(void **state)
              "(\"EUR\")");
     rules_destroy(rs);
 
+    /* string membership, in and not in */
+    rs = parse_ok(W("currency in (\"USD\", \"EUR\") and merchant_country not "
+                    "in (\"DE\")"));
+    rules_explain(rs, 0, &x.f, buf, sizeof(buf));
+    assert_string_equal(buf, "r: yes: currency in (\"USD\", \"EUR\") (\"EUR\") "
+                             "and merchant_country not in (\"DE\") (\"FR\")");
+    x.txn.merchant_country[0] = 'D';
+    x.txn.merchant_country[1] = 'E';
+    rules_explain(rs, 0, &x.f, buf, sizeof(buf));
+    assert_string_equal(buf, "r: no: currency in (\"USD\", \"EUR\") (\"EUR\") "
+                             "and merchant_country not in (\"DE\") (\"DE\")");
+    x.txn.merchant_country[0] = 'F';
+    x.txn.merchant_country[1] = 'R';
+    rules_destroy(rs);
+
     /* suppressed */
     rs = parse_ok(W("exposed or false") "  suppress: 1h\n");
     last.last_ms = x.txn.event_time_ms - 1;
@@ -1375,6 +1420,20 @@ static void test_warnings(void **state)
          NEVER "not mcc > 5 and not mcc < 10 cannot both hold"},
         {"exposed and count(1h) >= 5 and count(1h) < 5",
          NEVER "count(1h) >= 5 and count(1h) < 5 cannot both hold"},
+        /* below the least / above the greatest 64-bit integer, on a fact
+         * whose domain is all of them */
+        {"exposed and days_since_exposure_end < -9223372036854775808",
+         NEVER "days_since_exposure_end < -9223372036854775808 is always "
+               "false"},
+        {"exposed and days_since_exposure_end > 9223372036854775807",
+         NEVER "days_since_exposure_end > 9223372036854775807 is always "
+               "false"},
+        {"exposed and not days_since_exposure_end <= 9223372036854775807",
+         NEVER "not days_since_exposure_end <= 9223372036854775807 is "
+               "always false"},
+        {"exposed and days_since_exposure_end <= 9223372036854775807 and "
+         "days_since_exposure_end >= -9223372036854775808",
+         NULL},
         {"exposed and (mcc > 10000 or channel == moto and channel == atm)",
          NEVER "mcc > 10000 is always false, and no other 'or' branch can "
                "hold either"},
@@ -1527,6 +1586,9 @@ static void test_version_and_load(void **state)
     }
     assert_null(rules_load("/tmp", err, sizeof(err)));
     assert_string_equal(err, "/tmp: not a regular file");
+    /* a regular file that fails to read (/proc/self/mem at offset 0) */
+    assert_null(rules_load("/proc/self/mem", err, sizeof(err)));
+    assert_string_equal(err, "/proc/self/mem: Input/output error");
     assert_null(rules_load(NULL, err, sizeof(err)));
 }
 
@@ -1635,6 +1697,7 @@ int main(void)
         cmocka_unit_test(test_eval_membership),
         cmocka_unit_test(test_eval_precedence),
         cmocka_unit_test(test_eval_exposure_facts),
+        cmocka_unit_test(test_exposure_days_at_the_extremes),
         cmocka_unit_test(test_eval_window_facts),
         cmocka_unit_test(test_window_edges_through_rules),
         cmocka_unit_test(test_eval_contract),

@@ -435,6 +435,11 @@ static void test_record_decode_rejects(void **state)
     assert_int_equal(win_entry_decode("w1|5|6|1|FR|t|m|junk", 15, &e), 0);
     assert_string_equal(e.merchant_id, "m");
     assert_int_equal(win_entry_decode(NULL, 0, &e), -1);
+    /* escapes in either case (encode writes upper case) */
+    assert_int_equal(win_entry_decode("w1|1|2|0|FR|a%7cb|caf%c3%A9", 27, &e),
+                     0);
+    assert_string_equal(e.txn_id, "a|b");
+    assert_string_equal(e.merchant_id, "caf\xc3\xa9");
 }
 
 int main(void)
