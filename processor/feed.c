@@ -892,7 +892,9 @@ static const char *method_name(enum evhttp_cmd_type t)
     return "?";
 }
 
-/* Copies a path for the log: printable ASCII only, cut to fit. */
+/* Copies a path for the log: printable ASCII only, cut to fit; "-" for
+ * none (a CONNECT request's authority form has no path), so that the
+ * access-log line keeps its fields. */
 static void safe_copy(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
@@ -901,6 +903,9 @@ static void safe_copy(char *dst, size_t cap, const char *src)
         dst[i] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
     }
     dst[i] = '\0';
+    if (i == 0 && cap > 1) {
+        snprintf(dst, cap, "-");
+    }
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg);
@@ -2085,12 +2090,11 @@ static void handle_outcome(struct fctx *x, const char *id, size_t idlen)
 {
     struct feed *f = x->f;
     struct evbuffer *in = evhttp_request_get_input_buffer(x->req);
+    /* at most [feed] max_body_bytes: the gate answered a longer
+     * Content-Length 413 before evhttp saw the request */
     size_t len = evbuffer_get_length(in);
     char err[200], key[RMODEL_KEY_MAX];
-    if (len > (size_t)f->c->feed_max_body) {
-        reply_error(x, 413, "body too large");
-        return;
-    }
+    assert(len <= (size_t)f->c->feed_max_body);
     x->note = malloc(FEED_NOTE_BYTES);
     if (x->note == NULL) {
         reply_oom(x);
@@ -2570,11 +2574,6 @@ err:
     return NULL;
 }
 
-int feed_port(const struct feed *f)
-{
-    return f->port;
-}
-
 int feed_ready(const struct feed *f, char *why, size_t whylen)
 {
     if (f->stopping) {
@@ -2651,6 +2650,11 @@ size_t feed_busy(const struct feed *f)
         }
     }
     return n;
+}
+
+size_t feed_requests(const struct feed *f)
+{
+    return f != NULL ? f->n_active : 0;
 }
 
 void feed_metrics(const struct feed *f, FILE *out)

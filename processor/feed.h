@@ -60,9 +60,6 @@ struct feed;
 struct feed *feed_new(struct event_base *base, const struct config *c,
                       char *errbuf, size_t errlen);
 
-/* The port actually bound (useful with port 0). */
-int feed_port(const struct feed *f);
-
 /* 1 when Redis answers and the feed is not stopping; else 0 with the
  * reason in why. */
 int feed_ready(const struct feed *f, char *why, size_t whylen);
@@ -75,6 +72,10 @@ void feed_stop(struct feed *f);
 /* Requests in progress (waiting for Redis, or replies not yet written
  * out): after feed_stop, the loop may end when this is 0. */
 size_t feed_busy(const struct feed *f);
+
+/* Of feed_busy(), the requests not answered yet (waiting for Redis, long
+ * polls, streams); the rest are answers not yet written out. 0 for NULL. */
+size_t feed_requests(const struct feed *f);
 
 /* Gives up on the requests still in progress after feed_stop (those
  * waiting for Redis): each is answered 503 {"error":"shutting down"} now,

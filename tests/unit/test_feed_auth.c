@@ -119,6 +119,30 @@ static void test_tokens_errors(void **state)
     assert_null(feed_tokens_new(&c, err, sizeof(err)));
     assert_non_null(strstr(err, "same hash twice"));
     config_free(&c);
+    /* Hashes the config parser would have refused, set directly: the
+     * table refuses them too, naming the issuer. */
+    load(&c, "[issuer acme]\nhome_country = DE\nbins = 400000\n");
+    static const struct {
+        const char *hashes, *want;
+    } bad[] = {
+        {"abc", "[issuer acme] token_sha256: each hash is 64 lower-case hex"},
+        {H_ABC "0", "each hash is 64 lower-case hex digits"},
+        {"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+         "[issuer acme] token_sha256: not lower-case hex"},
+        {H_TOKB ",ba7816bf8f01cfea414140de5dae2223"
+                "b00361a396177a9cb410ff61f20015ag",
+         "not lower-case hex"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(c.issuers[0].token_sha256, sizeof(c.issuers[0].token_sha256),
+                 "%s", bad[i].hashes);
+        err[0] = '\0';
+        assert_null(feed_tokens_new(&c, err, sizeof(err)));
+        if (strstr(err, bad[i].want) == NULL) {
+            fail_msg("hashes %zu: \"%s\" lacks \"%s\"", i, err, bad[i].want);
+        }
+    }
+    config_free(&c);
 }
 
 static void test_config_check(void **state)
@@ -410,6 +434,34 @@ static void test_throttle(void **state)
     feed_throttle_destroy(NULL);
 }
 
+/* A peer that comes back after a long quiet time (before a sweep forgot
+ * it) has its whole allowance again, and no more: the refill stops at
+ * auth_failures, so it is throttled after exactly that many failures. */
+static void test_throttle_refill_capped(void **state)
+{
+    (void)state;
+    uint64_t s = 1000000000ull, t = 5 * s;
+    uint8_t a[FEED_PEER_KEY];
+    key_of(a, 7);
+    struct feed_throttle *th = feed_throttle_new(100, 3, 30, 43);
+    assert_non_null(th);
+    assert_int_equal(feed_throttle_fail(th, a, t), 0); /* 2 left */
+    /* 25 s later: 2 + 2.5 refilled, capped at 3 */
+    assert_int_equal(feed_throttle_wait(th, a, t + 25 * s), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(feed_throttle_wait(th, a, t + 25 * s), 0);
+        assert_int_equal(feed_throttle_fail(th, a, t + 25 * s), 0);
+    }
+    assert_int_equal(feed_throttle_wait(th, a, t + 25 * s), 10);
+    /* a day later, without a sweep: still 3, not thousands */
+    uint64_t d = t + 25 * s + 86400 * s;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(feed_throttle_fail(th, a, d), 0);
+    }
+    assert_int_equal(feed_throttle_wait(th, a, d), 10);
+    feed_throttle_destroy(th);
+}
+
 static void test_throttle_bounded(void **state)
 {
     (void)state;
@@ -585,11 +637,52 @@ static void test_alert_facts(void **state)
         "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
         "{\"hits\":[],\"breaches\":[{\"breach_id\":\"x;y\"}],"
         "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+        /* an empty rule id */
+        "{\"hits\":[{\"rule_id\":\"\"}],\"breaches\":[],"
+        "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+        /* no key id, or a longer one than a key id can be */
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\":aefbc535089aa3e345a140a391ceacc6\"}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"k123456789012345678901234567890123:"
+        "aefbc535089aa3e345a140a391ceacc6\"}",
+        /* a fingerprint that is not hex */
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"k1:aefbc535089aa3e345a140a391ceaccz\"}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"k1:AEFBC535089AA3E345A140A391CEACC6\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (feed_alert_facts_parse(bad[i], strlen(bad[i]), &f) == 0) {
             fail_msg("alert %zu accepted", i);
         }
+    }
+    /* More hits than an alert has (ALERT_MAX_HITS) with the longest rule
+     * ids: their list would not fit, refused; as many as an alert has
+     * fit. */
+    char rid[RULE_ID_MAX + 1];
+    memset(rid, 'r', RULE_ID_MAX);
+    rid[RULE_ID_MAX] = '\0';
+    for (int n = ALERT_MAX_HITS; n <= ALERT_MAX_HITS + 1; n++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        assert_non_null(m);
+        fputs("{\"hits\":[", m);
+        for (int i = 0; i < n; i++) {
+            fprintf(m, "%s{\"rule_id\":\"%s\"}", i ? "," : "", rid);
+        }
+        fputs("],\"breaches\":[],\"card_fingerprint\":"
+              "\"k1:aefbc535089aa3e345a140a391ceacc6\"}",
+              m);
+        assert_int_equal(fclose(m), 0);
+        assert_int_equal(feed_alert_facts_parse(buf, len, &f),
+                         n <= ALERT_MAX_HITS ? 0 : -1);
+        if (n <= ALERT_MAX_HITS) {
+            assert_int_equal(strlen(f.rules),
+                             (size_t)n * (RULE_ID_MAX + 1) - 1);
+        }
+        free(buf);
     }
 }
 
@@ -665,6 +758,52 @@ static void test_stats(void **state)
     free(j);
 }
 
+/* Fields the stats hash should not hold are ignored, a severity given
+ * twice keeps the last count, label values are escaped. */
+static void test_stats_odd_fields(void **state)
+{
+    (void)state;
+    struct feed_stats s = {0};
+    add(&s, "severity:high", "7");
+    add(&s, "severity:high", "9");                  /* again: replaced */
+    add(&s, "severity:a-name-far-too-long", "1");   /* ignored */
+    add(&s, "rule:bad id", "5");                    /* not a rule id */
+    add(&s, "rule_outcome:bad id:legitimate", "2"); /* ignored */
+    add(&s, "rule_outcome::legitimate", "2");       /* ignored */
+    add(&s, "rule:ok", "3");
+    feed_stats_finish(&s);
+    assert_int_equal(s.n_sev, 1);
+    assert_string_equal(s.sev[0].name, "high");
+    assert_int_equal(s.sev[0].n, 9);
+    assert_int_equal(s.n_rules, 1);
+    assert_string_equal(s.rules[0].rule, "ok");
+    assert_int_equal(s.rules[0].alerts, 3);
+    assert_int_equal(s.rules[0].outcome[FEED_LEGITIMATE], 0);
+    /* label values: backslash, quote and newline escaped (issuer ids
+     * cannot hold them today; the exposition format must not break if
+     * one ever does) */
+    add(&s, "rule_outcome:ok:legitimate", "1");
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    assert_non_null(m);
+    feed_stats_prom(m, &s, "a\"b\\c\nd", 0);
+    feed_stats_prom(m, &s, "a\"b\\c\nd", 1);
+    assert_int_equal(fclose(m), 0);
+    assert_non_null(strstr(buf, "cardwatch_rule_outcomes_total{issuer="
+                                "\"a\\\"b\\\\c\\nd\",rule=\"ok\",outcome="
+                                "\"legitimate\"} 1\n"));
+    assert_non_null(strstr(buf, "cardwatch_rule_precision{issuer="
+                                "\"a\\\"b\\\\c\\nd\",rule=\"ok\"} 0\n"));
+    assert_null(strchr(buf, '\r'));
+    for (const char *p = buf; (p = strchr(p, '\n')) != NULL; p++) {
+        /* every line is a whole sample: no raw newline inside a label */
+        assert_true(p[1] == '\0' || strncmp(p + 1, "cardwatch_", 10) == 0);
+    }
+    free(buf);
+    feed_stats_free(&s);
+}
+
 static void test_csp(void **state)
 {
     (void)state;
@@ -691,6 +830,40 @@ static void test_csp(void **state)
     }
     assert_int_equal(hashes, 1);
     free(csp);
+    /* a tag that only starts like <script> is another tag; an element
+     * without its '>' or its closing tag ends the scan (the page is ours:
+     * not hashed means not allowed, which fails safe) */
+    static const struct {
+        const char *page;
+        int scripts, styles;
+    } odd[] = {
+        {"<scripts>alert(1)</scripts><script>alert(1)</script>", 1, 0},
+        {"<style>b{}</style><script", 0, 1},
+        {"<style>b{}</style><script>alert(1)", 0, 1},
+        {"<stylesheet>x</stylesheet>", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        char *c = feed_csp(odd[i].page, strlen(odd[i].page));
+        assert_non_null(c);
+        const char *ss = strstr(c, "script-src"), *st = strstr(c, "style-src");
+        const char *se = strchr(ss, ';'), *te = strchr(st, ';');
+        int nscript = 0, nstyle = 0;
+        for (const char *p = ss; p < se; p++) {
+            nscript += strncmp(p, "'sha256-", 8) == 0;
+        }
+        for (const char *p = st; p < te; p++) {
+            nstyle += strncmp(p, "'sha256-", 8) == 0;
+        }
+        if (nscript != odd[i].scripts || nstyle != odd[i].styles) {
+            fail_msg("page %zu: %d script and %d style hashes: %s", i, nscript,
+                     nstyle, c);
+        }
+        if (odd[i].scripts) {
+            assert_non_null(strstr(
+                c, "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='"));
+        }
+        free(c);
+    }
     csp = feed_csp("", 0);
     assert_string_equal(
         csp, "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -713,12 +886,14 @@ int main(void)
         cmocka_unit_test(test_bucket),
         cmocka_unit_test(test_peer_key),
         cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_throttle_refill_capped),
         cmocka_unit_test(test_throttle_bounded),
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_note),
         cmocka_unit_test(test_outcome_body),
         cmocka_unit_test(test_alert_facts),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_stats_odd_fields),
         cmocka_unit_test(test_csp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,6 +90,12 @@ static void test_accepts(void **state)
                      FEED_HTTP_DONE);
     assert_int_equal(h.skip, 4);
     assert_string_equal(h.path, "/");
+    /* any amount of whitespace after the digits */
+    assert_int_equal(parse(&h, "POST / HTTP/1.1\r\nContent-Length: 5 \t  \r\n"
+                               "\r\n",
+                           &used),
+                     FEED_HTTP_DONE);
+    assert_int_equal(h.content_length, 5);
     /* HEAD with Content-Length: 0 has no body: fine */
     assert_int_equal(parse(&h, "HEAD / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
                            &used),
@@ -179,6 +185,13 @@ static void test_headers_refused(void **state)
     REFUSED("GET / HTTP/1.1\r\nX\0A: b\r\n\r\n", 400, "control character");
     REFUSED("GET / HTTP/1.1\r\nX(A): b\r\n\r\n", 400, "header name");
     REFUSED("GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400, "without a colon");
+    /* a line that does not start with a name */
+    REFUSED("GET / HTTP/1.1\r\n: b\r\n\r\n", 400, "header name");
+    REFUSED("GET / HTTP/1.1\r\n(A): b\r\n\r\n", 400, "header name");
+    REFUSED("GET / HTTP/1.1\r\nHost: x\r\n\x01A: b\r\n\r\n", 400,
+            "control character in a header line");
+    REFUSED("GET / HTTP/1.1\r\n\x7f\r\n\r\n", 400,
+            "control character in a header line");
     REFUSED("GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400, "bare LF");
     REFUSED("GET / HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n", 400, "bare CR");
     REFUSED("GET / HTTP/1.1\r\nHost: x\r\n\n", 400, "bare LF");
@@ -204,6 +217,10 @@ static void test_request_line_refused(void **state)
     REFUSED("\x16\x03\x01\x02\x00", 400, "request line");
     REFUSED("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n", 400, "empty lines");
     REFUSED("\nGET / HTTP/1.1\r\n\r\n", 400, "bare LF");
+    REFUSED("\rGET / HTTP/1.1\r\n\r\n", 400, "bare CR");
+    REFUSED("\r\n\r\rGET / HTTP/1.1\r\n\r\n", 400, "bare CR");
+    REFUSED("GET /v1/alerts\nHost: x\r\n\r\n", 400, "bare LF");
+    REFUSED("GET \n HTTP/1.1\r\n\r\n", 400, "bare LF");
 }
 
 static void test_size_limit(void **state)
