@@ -231,6 +231,7 @@ static const struct key keys[] = {
     /* a client has this long to send a whole request (head and body),
      * from its first byte (from the connection's start for the first) */
     K_INT("feed", "request_timeout_s", feed_request_timeout_s, "10", 1, 3600),
+    K_INT("feed", "keepalive_s", feed_keepalive_s, "15", 1, 3600),
     /* failed authentications a peer address may have; the allowance
      * refills at auth_failures per auth_failure_window_s; then 429 */
     K_INT("feed", "auth_failures", feed_auth_failures, "10", 1, 100000),

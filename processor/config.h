@@ -101,6 +101,7 @@ struct config {
     int feed_max_wait_s;   /* longest long poll */
     int feed_max_clients;  /* open connections, counted from accept */
     int feed_request_timeout_s; /* to send a whole request (slowloris) */
+    int feed_keepalive_s;       /* comment line on an idle event stream */
     int feed_auth_failures;     /* failed authentications per peer ... */
     int feed_auth_failure_window_s; /* ... regained in this many seconds */
     int feed_auth_max_peers;    /* peers the throttle remembers */

@@ -58,7 +58,6 @@
 #define ACCESS "access"
 #define POLL_MS 1000      /* safety poll while clients wait */
 #define STATS_MS 5000     /* outcome counts for the metrics */
-#define KEEPALIVE_S 15    /* comment line on an idle event stream */
 #define SSE_BATCH 100     /* stream entries per query */
 #define HTTP_TIMEOUT_S 30 /* evhttp read/write timeout */
 #define GRACE_MS 5000     /* a long poll's last query after its wait */
@@ -1659,7 +1658,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         }
         return;
     case C_SSE: {
-        uint64_t ka = (uint64_t)KEEPALIVE_S * 1000000000ull;
+        uint64_t ka = (uint64_t)x->f->c->feed_keepalive_s * 1000000000ull;
         uint64_t idle = clock_mono_ns() - x->last_write_ns;
         if (!x->writing && idle >= ka) {
             struct evbuffer *b = evbuffer_new();
@@ -1671,7 +1670,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             idle = 0;
         }
         /* next check when the stream will have been quiet for
-         * KEEPALIVE_S (a stuck write is ended by evhttp's timeout) */
+         * [feed] keepalive_s (a stuck write is ended by evhttp's
+         * timeout) */
         uint64_t left = idle < ka ? ka - idle : 1000000000ull;
         struct timeval tv = {(time_t)(left / 1000000000ull),
                              (suseconds_t)(left % 1000000000ull / 1000)};
@@ -1930,7 +1930,7 @@ static void handle_stream(struct fctx *x, const char *query)
     evbuffer_add(b, "retry: 2000\n\n", 13);
     stream_write(x, b);
     evbuffer_free(b);
-    struct timeval tv = {KEEPALIVE_S, 0};
+    struct timeval tv = {x->f->c->feed_keepalive_s, 0};
     evtimer_add(x->timer, &tv);
     waiter_add(x);
     watch_close(x);

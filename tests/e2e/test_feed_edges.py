@@ -151,9 +151,10 @@ def test_stream_edges_null_entries_a_flooding_client_and_the_keepalive():
     while it reads (here 800 pipelined requests, 70 KiB) is closed once
     64 KiB wait unread, none of those requests is answered, and the other
     stream is not affected; (3) an idle stream gets a keep-alive comment
-    (": keepalive") after 15 s without an alert, and stays open."""
+    (": keepalive") after [feed] keepalive_s (2 s here) without an alert,
+    and stays open."""
     r = h.Redis()
-    feed, tok, store, docs = _alpha(r, n=2, seed=92)
+    feed, tok, store, docs = _alpha(r, n=2, seed=92, keepalive_s=2)
     fid = r.call("XADD", f"{PREFIX}:feed:alpha", "*", "note", "written by hand").decode()
     pan = CardMaker(92).card("400001")
     last = store.synthetic("alpha", pan)
