@@ -113,6 +113,8 @@ struct exposure {
     char refused[256]; /* Redis's error answer to the last lookup, "" when
                           the last one was answered */
     struct log_limit limit;
+    char meta_refused[256]; /* the same for the breach metadata (HGETALL) */
+    struct log_limit meta_limit;
 };
 
 static void start_check(struct exposure *x);
@@ -225,9 +227,24 @@ static void on_meta(struct exposure *x, const redisReply *reply, void *arg)
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY) {
-        log_warn(MOD, "breach metadata for '%s': unexpected reply", e->b.id);
-        e->state = B_UNKNOWN; /* fetched again on the next tick */
+        /* an ACL refusal: the lookups of its cards wait (said once a
+         * minute, and by readiness); fetched again on the next tick */
+        const char *ans = reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                           : "unexpectedly";
+        if (log_limit_ok(&x->meta_limit, ans, 60)) {
+            log_warn(MOD, "breach metadata for '%s' answered %s; retrying "
+                     "every %d ms (the events of its cards wait)", e->b.id,
+                     ans, TICK_MS);
+        }
+        snprintf(x->meta_refused, sizeof(x->meta_refused), "%s", ans);
+        e->state = B_UNKNOWN;
         return;
+    }
+    if (x->meta_refused[0] != '\0') {
+        log_info(MOD, "Redis %s answers breach metadata again",
+                 rconn_address(x->rc));
+        x->meta_refused[0] = '\0';
+        log_limit_reset(&x->meta_limit);
     }
     if (reply->elements == 0) {
         e->state = B_MISSING;
@@ -926,12 +943,13 @@ int exposure_health(const struct exposure *x, char *why, size_t whylen)
                  x->refused, RETRY_MS);
         return 0;
     }
+    if (x->meta_refused[0] != '\0') {
+        snprintf(why, whylen, "Redis %s answered the breach metadata lookup "
+                 "%s; retried every %d ms", rconn_address(x->rc),
+                 x->meta_refused, TICK_MS);
+        return 0;
+    }
     return 1;
-}
-
-size_t exposure_pending(const struct exposure *x)
-{
-    return x->n_pending;
 }
 
 void exposure_destroy(struct exposure *x)

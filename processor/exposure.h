@@ -95,11 +95,10 @@ int exposure_set_bad(const struct exposure *x);
  * unavailable" or "the exposed-card set is gone from Redis ..."; also 0
  * while Redis answers lookups with an error (an ACL that refuses MGET):
  * "Redis ADDR answered the exposure lookup <error>; lookups retried every
- * 200 ms" (they are, until the first one is answered). */
+ * 200 ms" (they are, until the first one is answered), or the breach
+ * metadata with an error (an ACL that refuses HGETALL): "Redis ADDR
+ * answered the breach metadata lookup <error>; retried every 100 ms". */
 int exposure_health(const struct exposure *x, char *why, size_t whylen);
-
-/* Lookups issued and not yet answered. */
-size_t exposure_pending(const struct exposure *x);
 
 /* Frees; pending lookups get status -1. NULL is a no-op. Must not be
  * called from inside an exposure callback. */

@@ -25,7 +25,7 @@ struct ledger {
     char maxlen[32];
     char sha[41]; /* of RMODEL_LUA_RECORD_DELIVERY, for EVALSHA */
     char channel[RMODEL_KEY_MAX];
-    uint64_t skipped, recorded;
+    uint64_t skipped;
     size_t n_refused;  /* records waiting to be sent again */
     char refused[256]; /* Redis's last error answer to one */
     struct log_limit limit;
@@ -247,7 +247,6 @@ static void on_recorded(void *arg, const struct redisReply *reply)
                  "again", rconn_address(l->o.redis));
         log_limit_reset(&l->limit);
     }
-    l->recorded++;
     report(r, 0);
 }
 
@@ -314,11 +313,6 @@ int ledger_health(const struct ledger *l, char *why, size_t whylen)
              "%s; %zu waiting, retried every %d ms",
              rconn_address(l->o.redis), l->refused, l->n_refused, RETRY_MS);
     return 0;
-}
-
-uint64_t ledger_recorded(const struct ledger *l)
-{
-    return l->recorded;
 }
 
 void ledger_destroy(struct ledger *l)

@@ -55,10 +55,8 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque);
  * (opaque as the inner sink got it). */
 void ledger_inner_delivered(struct ledger *l, void *opaque, int err);
 
-/* Alerts not sent because they had been delivered before; alerts
- * recorded. */
+/* Alerts not sent because they had been delivered before. */
 uint64_t ledger_skipped(const struct ledger *l);
-uint64_t ledger_recorded(const struct ledger *l);
 
 /* 1 when no record waits to be sent again after an error reply; else 0
  * with "Redis ADDR refused the record of delivered alerts: <answer>; N

@@ -6,7 +6,7 @@
  * master itself; `state` says which, and how far the handshake got:
  *
  *   IDLE -> [SENTINEL -> SENTINEL ...] -> CONNECTING -> [AUTH] -> ROLE
- *        -> [SUBSCRIBE] -> UP
+ *        -> PING -> [SUBSCRIBE] -> UP
  *
  * Any failure closes the link, records why (rconn_error), puts every
  * written command back as unsent and arms the reconnect timer (back-off
@@ -63,6 +63,7 @@ enum rstate {
     ST_CONNECTING, /* link to the master: TCP connect + TLS handshake */
     ST_AUTH,       /* AUTH written, waiting for +OK */
     ST_ROLE,       /* ROLE written */
+    ST_PING,       /* PING written: does it serve commands (not LOADING)? */
     ST_SUBSCRIBE,  /* SUBSCRIBE written, waiting for the confirmation */
     ST_UP,         /* commands flow */
 };
@@ -129,6 +130,7 @@ struct rconn {
     size_t sentinel_first; /* where this round started */
     size_t sentinel_tried; /* asked in this round */
     char sentinel_tls_msg[MSG_MAX]; /* a TLS failure in this round */
+    char sentinel_why[MSG_MAX]; /* "addr: why; addr: why" of this round */
     int sentinel_answered; /* one answered something in this round */
 
     struct event *tick;
@@ -568,9 +570,9 @@ static void flush(struct rconn *c)
 
 static void schedule_reconnect(struct rconn *c)
 {
-    if (c->destroying) {
-        return;
-    }
+    /* fail() runs from the loop; rconn_destroy() runs no callback of the
+     * link and must not be called from one (redis_conn.h). */
+    assert(!c->destroying);
     struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
     evtimer_add(c->reconnect, &tv);
     c->backoff_ms *= 2;
@@ -666,11 +668,17 @@ static void go_up(struct rconn *c)
 
 /* The sentinel being asked failed (why); asks the next one, or ends the
  * round: with TLS failures only, as a TLS error, else "no sentinel knows
- * master". */
+ * master 'NAME' (tried ADDR: why; ADDR: why)" - what each one said, so
+ * that a list naming a data node or a dead port shows it. */
 static void sentinel_next(struct rconn *c, enum rconn_error kind,
                           const char *why)
 {
     log_debug(c->name, "sentinel %s: %s", c->link_addr, why);
+    size_t wl = strlen(c->sentinel_why);
+    if (wl < sizeof(c->sentinel_why)) {
+        snprintf(c->sentinel_why + wl, sizeof(c->sentinel_why) - wl,
+                 "%s%s: %s", wl > 0 ? "; " : "", c->link_addr, why);
+    }
     if (kind == RCONN_E_TLS) {
         snprintf(c->sentinel_tls_msg, sizeof(c->sentinel_tls_msg),
                  "TLS to sentinel %s failed: %s", c->link_addr, why);
@@ -691,20 +699,8 @@ static void sentinel_next(struct rconn *c, enum rconn_error kind,
         return;
     }
     char msg[MSG_MAX];
-    size_t len = (size_t)snprintf(msg, sizeof(msg),
-                                  "no sentinel knows master '%s' (tried ",
-                                  c->master_name);
-    for (size_t i = 0; i < c->n_sentinels && len < sizeof(msg); i++) {
-        const struct hostport *s =
-            &c->sentinels[(c->sentinel_first + i) % c->n_sentinels];
-        char a[ADDR_MAX];
-        fmt_addr(a, sizeof(a), s->host, s->port);
-        len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s%s",
-                                i > 0 ? ", " : "", a);
-    }
-    if (len < sizeof(msg)) {
-        snprintf(msg + len, sizeof(msg) - len, ")");
-    }
+    text_errf(msg, sizeof(msg), "no sentinel knows master '%s' (tried %s)",
+              c->master_name, c->sentinel_why); /* cut to fit */
     fail(c, RCONN_E_NET, msg, msg);
 }
 
@@ -825,6 +821,17 @@ static void send_auth(struct rconn *c)
     }
 }
 
+/* ROLE is answered while Redis loads its data set; PING is not (LOADING),
+ * nor while a script runs too long (BUSY): a server that cannot serve
+ * commands yet fails the handshake (and is tried again with back-off)
+ * instead of coming up only to drop every command. */
+static void send_ping(struct rconn *c)
+{
+    const char *argv[] = {"PING"};
+    const size_t lens[] = {4};
+    handshake_write(c, ST_PING, 1, argv, lens, 0);
+}
+
 static void send_subscribe(struct rconn *c)
 {
     const char *argv[] = {"SUBSCRIBE", c->subscribe};
@@ -918,11 +925,7 @@ static void on_role_reply(struct rconn *c, const redisReply *r)
                  c->addr);
         fail(c, RCONN_E_PROTOCOL, "unexpected answer to ROLE", msg);
     } else if (strcmp(role, "master") == 0) {
-        if (c->subscribe != NULL) {
-            send_subscribe(c);
-        } else {
-            go_up(c);
-        }
+        send_ping(c);
     } else if (strcmp(role, "slave") == 0 || strcmp(role, "replica") == 0) {
         snprintf(msg, sizeof(msg), "Redis %s is a replica (read-only); %s",
                  c->addr,
@@ -934,6 +937,25 @@ static void on_role_reply(struct rconn *c, const redisReply *r)
         snprintf(msg, sizeof(msg), "Redis %s is a %s, not the master",
                  c->addr, role);
         fail(c, RCONN_E_ROLE, role, msg);
+    }
+}
+
+static void on_ping_reply(struct rconn *c, const redisReply *r)
+{
+    char msg[MSG_MAX];
+    if (r->type == REDIS_REPLY_ERROR) {
+        handshake_error(c, "PING", r->str);
+    } else if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0) {
+        if (c->subscribe != NULL) {
+            send_subscribe(c);
+        } else {
+            go_up(c);
+        }
+    } else {
+        snprintf(msg, sizeof(msg),
+                 "Redis %s answered PING unexpectedly; is it a Redis?",
+                 c->addr);
+        fail(c, RCONN_E_PROTOCOL, "unexpected answer to PING", msg);
     }
 }
 
@@ -1021,6 +1043,9 @@ static void dispatch(struct rconn *c, const redisReply *r)
         break;
     case ST_ROLE:
         on_role_reply(c, r);
+        break;
+    case ST_PING:
+        on_ping_reply(c, r);
         break;
     case ST_SUBSCRIBE:
         on_subscribe_reply(c, r);
@@ -1180,9 +1205,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             kind = from_socket && connect_error(serr) ? RCONN_E_NET
                                                       : RCONN_E_TLS;
         } else if ((what & BEV_EVENT_EOF) && !c->tls_done) {
+            /* Closed without a word of TLS: what Redis does at maxclients
+             * (or shutting down), so tried again like an outage; a
+             * plain-text port answers or waits instead (tls_reason(),
+             * handshake_timeout()). */
             snprintf(why, sizeof(why),
-                     "closed during the handshake; is it a TLS port?");
-            kind = RCONN_E_TLS;
+                     "closed during the TLS handshake (at maxclients? is "
+                     "it a TLS port?)");
         }
     }
     if (why[0] == '\0') {
@@ -1244,7 +1273,8 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 static void handshake_timeout(struct rconn *c)
 {
     static const char *const cmd[] = {
-        [ST_AUTH] = "AUTH", [ST_ROLE] = "ROLE", [ST_SUBSCRIBE] = "SUBSCRIBE"};
+        [ST_AUTH] = "AUTH", [ST_ROLE] = "ROLE", [ST_PING] = "PING",
+        [ST_SUBSCRIBE] = "SUBSCRIBE"};
     char why[128], msg[MSG_MAX];
     if (c->state != ST_CONNECTING) {
         snprintf(why, sizeof(why), "no answer to %s within %d ms",
@@ -1309,6 +1339,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     case ST_CONNECTING:
     case ST_AUTH:
     case ST_ROLE:
+    case ST_PING:
     case ST_SUBSCRIBE:
         if (now - c->state_since_ns > limit) {
             handshake_timeout(c);
@@ -1345,13 +1376,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
  * Failures end in fail(), which arms the next attempt. */
 static void start_connect(struct rconn *c)
 {
-    if (c->destroying || c->bev != NULL) {
-        return;
-    }
+    /* Only the reconnect timer calls this: armed by rconn_new() and by
+     * fail(), which closed the link; rconn_destroy() frees the timer. */
+    assert(!c->destroying && c->bev == NULL);
     if (c->n_sentinels > 0) {
         c->sentinel_tried = 0;
         c->sentinel_answered = 0;
         c->sentinel_tls_msg[0] = '\0';
+        c->sentinel_why[0] = '\0';
         c->sentinel_cur = c->sentinel_first;
         sentinel_ask(c);
     } else {
@@ -1401,6 +1433,16 @@ struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
     }
     if (o->tls && (o->tls_ca_file == NULL || o->tls_ca_file[0] == '\0')) {
         text_errf(err, errlen, "%s: Redis TLS needs a CA file", name);
+        return NULL;
+    }
+    /* SNI carries at most 255 bytes: a longer name could never be sent,
+     * and every connect attempt would fail the same way. */
+    if (o->tls && o->tls_server_name != NULL &&
+        strlen(o->tls_server_name) > TLSEXT_MAXLEN_host_name) {
+        text_errf(err, errlen,
+                  "%s: the Redis TLS server name is longer than %d "
+                  "characters",
+                  name, TLSEXT_MAXLEN_host_name);
         return NULL;
     }
     if (o->subscribe != NULL && o->on_message == NULL) {

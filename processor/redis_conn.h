@@ -9,6 +9,8 @@
  *   connect -> [TLS handshake, CA + server name verified]
  *           -> [AUTH [username] password]
  *           -> ROLE (must be "master": a replica is refused)
+ *           -> PING (answered: Redis is not still loading its data or
+ *              busy with a script; else tried again with back-off)
  *           -> [SUBSCRIBE channel, subscriber mode]
  *           -> up: queued commands are written, in order
  *

@@ -477,11 +477,6 @@ size_t snapshot_cards(const struct snapshot *s)
     return s->n_cards;
 }
 
-size_t snapshot_breaches(const struct snapshot *s)
-{
-    return s->n_bids;
-}
-
 void snapshot_destroy(struct snapshot *s)
 {
     if (s == NULL) {

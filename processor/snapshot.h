@@ -47,9 +47,8 @@ struct snapshot *snapshot_load(struct exposure *x, struct rconn *rc,
 int snapshot_lookup(struct snapshot *s, const char *const *fps, size_t n,
                     struct exposure_result *res);
 
-/* Exposed cards held, and breaches they came from. */
+/* Exposed cards held. */
 size_t snapshot_cards(const struct snapshot *s);
-size_t snapshot_breaches(const struct snapshot *s);
 
 /* Frees. A load still running is abandoned (its callback does not fire);
  * call it before the exposure module is destroyed. NULL is a no-op. */

@@ -163,7 +163,6 @@ struct state {
     char sha[41];
     int64_t grace_ms;
     struct cardq *buckets[BUCKETS];
-    size_t pending;
     int destroying;
     /* commands whose last answer was an error reply, waiting to be sent
      * again; the last such answer and what it refused (readiness) */
@@ -368,7 +367,6 @@ static void on_observe(void *arg, const redisReply *rep)
         /* Destroyed before Redis answered. */
         c->busy = 0;
         c->head = r->next;
-        s->pending--;
         r->cb(r->arg, -1, NULL);
         free(r);
         return;
@@ -417,7 +415,6 @@ static void on_observe(void *arg, const redisReply *rep)
     if (c->head == NULL) {
         c->tail = NULL;
     }
-    s->pending--;
     r->cb(r->arg, 0, &v); /* calls state_release(): c may be gone now */
     if (entries != &self) {
         free(entries);
@@ -501,7 +498,6 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
         c->head = r;
     }
     c->tail = r;
-    s->pending++;
     if (!c->busy && c->acks == 0) {
         issue(s, r, 0, 0);
     }
@@ -586,11 +582,6 @@ void state_release(struct state *s, const char *fp)
     }
     c->busy = 0;
     card_next(s, c);
-}
-
-size_t state_pending(const struct state *s)
-{
-    return s->pending;
 }
 
 int state_health(const struct state *s, char *why, size_t whylen)

@@ -111,9 +111,6 @@ int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
  * successful observe callback, after its state_suppressed_by() calls. */
 void state_release(struct state *s, const char *fp);
 
-/* Events waiting for their card's turn or for Redis. */
-size_t state_pending(const struct state *s);
-
 /* 1 when no command waits for a retry after an error reply; else 0 with
  * "Redis ADDR refused the window update: <Redis's answer>; N waiting,
  * retried every 200 ms" in why. */

@@ -36,6 +36,17 @@ static void test_keys(void **state)
     big[sizeof(big) - 1] = '\0';
     assert_int_equal(rmodel_card_key(k, "cw", "k1", big), -1);
     assert_string_equal(k, "");
+    /* every other key too: -1 and an empty key, never a cut one (a cut
+     * breach id could name another breach) */
+    strcpy(k, "x");
+    assert_int_equal(rmodel_breach_cards_key(k, "cw", big), -1);
+    assert_string_equal(k, "");
+    strcpy(k, "x");
+    assert_int_equal(rmodel_alert_key(k, big, "ab12"), -1);
+    assert_string_equal(k, "");
+    big[RMODEL_KEY_MAX - 1 - strlen("cw:breach:")] = '\0'; /* just fits */
+    assert_int_equal(rmodel_breach_key(k, "cw", big), RMODEL_KEY_MAX - 1);
+    assert_int_equal(rmodel_breach_cards_key(k, "cw", big), -1);
 }
 
 static void test_record_parse(void **state)
