@@ -10,12 +10,19 @@ a list of reasons rather than a percentage:
                platform (OpenSSL HMAC/EVP set-up, clock_gettime,
                pipe/eventfd, pthread) or a branch a library's contract
                rules out
+  explained    a range listed in tests/coverage-gaps.txt with the reason
+               it cannot or need not be reached (one entry per range:
+               FILE | text found on one of its lines | reason)
   untested     everything else: a path a test could reach and does not
 
     python3 scripts/coverage_gaps.py build/cov/coverage-detail.json [--list]
+                                     [--explained]
 
 Prints per file the uncovered lines by class; --list also prints each
-"untested" line range with its first source line.
+"untested" line range with its first source line, --explained each
+explained range with its reason. Entries of the gap file that match no
+uncovered range (the lines are run now, or the text changed) are printed
+as stale, so that the list stays true.
 """
 import json
 import re
@@ -58,6 +65,24 @@ def classify(src, ln):
     return "untested"
 
 
+GAPS = Path(__file__).resolve().parent.parent / "tests" / "coverage-gaps.txt"
+
+
+def read_gaps(path=GAPS):
+    """[(file, text, reason, line number in the gap file)]"""
+    out = []
+    if not path.exists():
+        return out
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = [x.strip() for x in line.split("|", 2)]
+        if len(parts) != 3 or not all(parts):
+            sys.exit(f"{path}:{n}: want FILE | TEXT | REASON")
+        out.append((parts[0], parts[1], parts[2], n))
+    return out
+
+
 def ranges(nums):
     out, start, prev = [], None, None
     for n in nums:
@@ -76,29 +101,53 @@ def ranges(nums):
 def main():
     detail = json.loads(Path(sys.argv[1]).read_text())
     listing = "--list" in sys.argv[2:]
-    totals = {"allocation": 0, "library": 0, "untested": 0}
+    show_explained = "--explained" in sys.argv[2:]
+    gaps = read_gaps()
+    used = set()
+    totals = {"allocation": 0, "library": 0, "explained": 0, "untested": 0}
+    explained_list = []
     rows = []
     for f in detail["files"]:
         src = Path(f["file"]).read_text(errors="replace").splitlines()
         miss = sorted(x["line_number"] for x in f["lines"]
                       if x["count"] == 0 and not x.get("gcovr/noncode")
                       and not x.get("gcovr/excluded"))
-        by = {"allocation": [], "library": [], "untested": []}
+        by = {"allocation": [], "library": [], "explained": [], "untested": []}
         for ln in miss:
             by[classify(src, ln)].append(ln)
+        untested = []
+        for a, b in ranges(by["untested"]):
+            text = "\n".join(src[a - 1:b])
+            hit = next((g for g in gaps if g[0] == f["file"] and g[1] in text), None)
+            if hit is None:
+                untested.extend(range(a, b + 1))
+            else:
+                used.add(hit[3])
+                by["explained"].extend(range(a, b + 1))
+                explained_list.append((f["file"], a, b, hit[2]))
+        by["untested"] = untested
         for k in by:
             totals[k] += len(by[k])
         if miss:
             rows.append((f["file"], by, src))
     rows.sort(key=lambda r: -len(r[1]["untested"]))
-    print(f"{'file':28} {'not run':>8} {'allocation':>11} {'library':>8} {'untested':>9}")
+    print(f"{'file':28} {'not run':>8} {'allocation':>11} {'library':>8} "
+          f"{'explained':>10} {'untested':>9}")
     for name, by, _src in rows:
         n = sum(len(v) for v in by.values())
         print(f"{name:28} {n:8} {len(by['allocation']):11} {len(by['library']):8} "
-              f"{len(by['untested']):9}")
+              f"{len(by['explained']):10} {len(by['untested']):9}")
     n = sum(totals.values())
     print(f"{'TOTAL':28} {n:8} {totals['allocation']:11} {totals['library']:8} "
-          f"{totals['untested']:9}")
+          f"{totals['explained']:10} {totals['untested']:9}")
+    stale = [g for g in gaps if g[3] not in used]
+    for g in stale:
+        print(f"stale: {GAPS.name}:{g[3]}: {g[0]} | {g[1]} (no uncovered range has it)")
+    if show_explained:
+        print()
+        for name, a, b, reason in explained_list:
+            where = f"{a}" if a == b else f"{a}-{b}"
+            print(f"{name}:{where}: {reason}")
     if listing:
         for name, by, src in rows:
             if not by["untested"]:
