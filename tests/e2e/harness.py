@@ -276,6 +276,16 @@ def free_port():
     return kafka_cluster.free_port()
 
 
+def ipv6_loopback():
+    """True when ::1 can be bound here (some containers have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
     """Poll predicate() until it returns something truthy and return that.
     Exceptions from the predicate count as "not yet". On timeout raise

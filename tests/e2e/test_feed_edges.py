@@ -318,16 +318,6 @@ def test_outcome_reports_on_odd_alerts_and_a_connect_request():
     _check_log_secrets(feed, [tok])
 
 
-def _v6_loopback():
-    """True when ::1 can be bound here (some containers have no IPv6)."""
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 def _start_by_hand(cfg, http_port, nofile, name):
     """`cardwatch feed --config cfg` under prlimit --nofile=SOFT:HARD, the
     exposed-card set confirmed first; returns the process once /readyz of
@@ -368,7 +358,7 @@ def test_start_up_open_file_limit_ipv6_and_configuration_errors():
     assert proc.stop(timeout=20) == 0, proc.log_text(30)
 
     # (2) soft 256, hard 300: raised to 300, at most 236 connections; IPv6
-    v6 = _v6_loopback()
+    v6 = h.ipv6_loopback()
     cfg, port, http_port = _feed_config(base, max_clients=1000)
     if v6:
         cfg.write_text(cfg.read_text().replace(f"listen = 127.0.0.1:{port}",

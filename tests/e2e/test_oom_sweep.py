@@ -175,16 +175,20 @@ def _none(problems):
 
 # --------------------------------------------------------------------------
 
-def _same_stdout():
-    """ok(): the run printed what the recording run printed."""
+def _same(read, what):
+    """ok(): read(res) gives what it gave for the recording run."""
     first = []
 
     def ok(res):
+        got = read(res)
         if not first:
-            first.append(res.stdout)
-        assert res.stdout == first[0], \
-            f"printed another result:\n{res.stdout.decode(errors='replace')[-1500:]}"
+            first.append(got)
+        assert got == first[0], f"{what}:\n{got[-1500:]!r}"
     return ok
+
+
+def _same_stdout():
+    return _same(lambda res: res.stdout, "printed another result")
 
 
 def test_oom_offline_commands():
@@ -201,33 +205,21 @@ def test_oom_offline_commands():
 
     # gen cards: the same cards as without the failure
     cards = d / "cards.csv"
-    want_cards = []
-
-    def cards_ok(res):
-        text = cards.read_text()
-        if not want_cards:
-            want_cards.append(text)
-        assert text == want_cards[0], "gen cards wrote other cards"
-
     sweep(probs, "gen cards", ["gen", "cards", "--config", s.config, "--count", 40, "--seed", 7,
-                        "--out", cards], cards_ok, setup=lambda: cards.unlink(missing_ok=True))
+                               "--out", cards],
+          _same(lambda res: cards.read_bytes(), "gen cards wrote other cards"),
+          setup=lambda: cards.unlink(missing_ok=True))
 
     h.run_tool([h.tool("cardwatch"), "gen", "cards", "--config", s.config, "--count", "40",
                 "--seed", "7", "--out", cards])
 
     # gen txns, protobuf
     out = d / "gen.pb"
-    want_txns = []
-
-    def txns_ok(res):
-        data = out.read_bytes()
-        if not want_txns:
-            want_txns.append(data)
-        assert data == want_txns[0], "gen txns wrote other transactions"
-
     sweep(probs, "gen txns", ["gen", "txns", "--config", s.config, "--count", 60, "--seed", 3,
-                       "--exposed", cards, "--exposed-share", 0.3, "--format", "protobuf",
-                       "--output", out], txns_ok, setup=lambda: out.unlink(missing_ok=True))
+                              "--exposed", cards, "--exposed-share", 0.3, "--format",
+                              "protobuf", "--output", out],
+          _same(lambda res: out.read_bytes(), "gen txns wrote other transactions"),
+          setup=lambda: out.unlink(missing_ok=True))
 
     # rules check and rules test of the default pack, check of the config
     sweep(probs, "rules check", ["rules", "check", DEFAULT_PACK], _same_stdout())

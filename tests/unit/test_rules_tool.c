@@ -34,19 +34,7 @@
 
 static char tmpdir[] = "/tmp/cw_rules_tool_XXXXXX";
 
-static int setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tmpdir) != NULL ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#include "scratch.h"
 
 /* Writes text to tmpdir/name; returns the path (one of 8 buffers). */
 static const char *write_file(const char *name, const char *text)
@@ -344,5 +332,5 @@ int main(void)
         cmocka_unit_test(test_window_not_started),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -26,19 +26,7 @@
 
 static char tmpdir[] = "/tmp/cw_source_XXXXXX";
 
-static int setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tmpdir) != NULL ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#include "scratch.h"
 
 static const char *write_file(const char *name, const void *data, size_t len)
 {
@@ -377,5 +365,5 @@ int main(void)
         cmocka_unit_test(test_intake_refused_stops),
         cmocka_unit_test(test_open_error),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }
