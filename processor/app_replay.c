@@ -1,6 +1,7 @@
 /* app_replay.c - see app_replay.h. */
 #include "app_replay.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -439,10 +440,10 @@ static double done_share(const struct rp *r)
 
 static void on_progress(evutil_socket_t fd, short what, void *arg)
 {
-    (void)what;
+    (void)fd; /* -1 for the timer too: what tells the final redraw apart */
     struct rp *r = arg;
-    if (r->phase != P_RUNNING && fd != -1) {
-        return; /* fd -1: the final redraw at the end */
+    if (r->phase != P_RUNNING && (what & EV_TIMEOUT)) {
+        return; /* the timer, while loading or cleaning up */
     }
     uint64_t now = clock_mono_ns();
     uint64_t ev = metrics_events_total(r->metrics);
@@ -576,9 +577,7 @@ static void scan_next(struct rp *r, const char *cursor)
 
 static void begin_cleanup(struct rp *r)
 {
-    if (r->phase >= P_CLEANING) {
-        return;
-    }
+    assert(r->phase == P_RUNNING); /* on_tick's, once */
     r->end_ns = clock_mono_ns();
     r->phase = P_CLEANING;
     if (!r->uses_state) {
@@ -1241,7 +1240,7 @@ int app_replay(const struct config *c, const struct replay_opts *o)
     event_base_dispatch(r.base);
 
     if (o->progress) {
-        on_progress(-1, 0, &r);
+        on_progress(-1, 0, &r); /* what 0: the final redraw */
         fputc('\n', stderr);
         log_set_progress_active(0);
     }

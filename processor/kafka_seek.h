@@ -43,7 +43,12 @@
  * end <= high; start == end when the partition has nothing in the range,
  * which includes an empty partition (low == high). start and end are
  * offsets of messages stamped >= from_ms / >= to_ms, or high when there
- * is none. */
+ * is none - except that the broker's time index also counts transaction
+ * markers (stamped with the commit's wall-clock time): where it answers,
+ * start or end may be a marker's offset instead of the next message's or
+ * high. No message lies between the two, so the same messages are in
+ * range (measured on Kafka 4.4: a --from after a partition's last message
+ * gave the commit marker's offset). */
 struct kseek_part {
     int32_t partition;
     int64_t low, high;  /* watermarks */

@@ -33,12 +33,9 @@ static struct timespec after_ms(long ms)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
+    long ns = t.tv_nsec + (ms % 1000) * 1000000L; /* < 2 s */
+    t.tv_sec += ms / 1000 + ns / 1000000000L;
+    t.tv_nsec = ns % 1000000000L;
     return t;
 }
 

@@ -522,7 +522,10 @@ int loader_load(const struct config *c, const struct load_opts *o)
                                                              : o->list_path;
     int read_rc = list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0,
                             load_row, &lc, &ls);
-    if (read_rc == 0 && g_signal != 0) {
+    if (g_signal != 0) {
+        /* After the last full chunk, or while a read waited for more of
+         * the list (a pipe): the read then fails with EINTR, and the load
+         * was interrupted all the same, not broken. */
         lc.interrupted = 1;
         read_rc = -1;
     }
@@ -647,7 +650,7 @@ int loader_list(const struct config *c, int json)
         printf("%-24s %-10s %-10s %10s  %-22s %-32s %s\n", "breach", "from",
                "to", "cards", "status", "elements", "description");
     }
-    int bad = 0;
+    int bad = 0, failed = 0;
     for (size_t i = 0; i < ids->elements; i++) {
         const char *id = ids->element[i]->str;
         char bkey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX];
@@ -656,8 +659,11 @@ int loader_list(const struct config *c, int json)
         redisReply *h = cmd(rc, "HGETALL", "HGETALL %s", bkey);
         redisReply *n = cmd(rc, "SCARD", "SCARD %s", ckey);
         if (h == NULL || n == NULL) {
+            /* logged; the other rows still print, the exit status says
+             * the list is not whole */
             reply_free(h);
             reply_free(n);
+            failed = 1;
             continue;
         }
         char status[64];
@@ -715,7 +721,9 @@ int loader_list(const struct config *c, int json)
     char xkey[RMODEL_KEY_MAX];
     rmodel_exposed_key(xkey, c->redis_prefix);
     redisReply *mk = cmd(rc, "GET", "GET %s", xkey);
-    if (mk != NULL && mk->type != REDIS_REPLY_STRING) {
+    if (mk == NULL) {
+        failed = 1;
+    } else if (mk->type != REDIS_REPLY_STRING) {
         fprintf(stderr, "WARNING: no exposed-card set marker (%s): Redis "
                 "was emptied or nothing was loaded with this version; "
                 "`cardwatch run` pauses intake until `cardwatch load` "
@@ -730,7 +738,7 @@ int loader_list(const struct config *c, int json)
     reply_free(mk);
     reply_free(ids);
     lclose(rc);
-    return 0;
+    return failed;
 }
 
 int loader_confirm(const struct config *c)
@@ -795,13 +803,27 @@ out:
     return exit_code;
 }
 
-/* One card entry removed (or already gone: the script is idempotent). */
+struct unload_stats {
+    uint64_t removed;
+    char refused[256]; /* Redis's first error reply to a removal */
+};
+
+/* One card entry removed (or already gone: the script is idempotent), or
+ * its refusal kept: the breach must not be dropped while a card record
+ * that names it is left behind. */
 static void on_removed(void *arg, const redisReply *r)
 {
-    uint64_t *removed = arg;
-    if (r != NULL && r->type != REDIS_REPLY_ERROR) {
-        (*removed)++;
+    struct unload_stats *st = arg;
+    if (r == NULL) {
+        return; /* the connection was closed: the wait says why */
     }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (st->refused[0] == '\0') {
+            snprintf(st->refused, sizeof(st->refused), "%s", r->str);
+        }
+        return;
+    }
+    st->removed++;
 }
 
 int loader_unload(const struct config *c, const char *id, int progress)
@@ -841,7 +863,7 @@ int loader_unload(const struct config *c, const char *id, int progress)
         goto out;
     }
     char cursor[32] = "0";
-    uint64_t removed = 0;
+    struct unload_stats us = {0};
     do {
         redisReply *s = cmd(rc, "SSCAN", "SSCAN %s %s COUNT 1000", ckey,
                             cursor);
@@ -866,7 +888,7 @@ int loader_unload(const struct config *c, const char *id, int progress)
             kid[kl] = '\0';
             char cardkey[RMODEL_KEY_MAX];
             rmodel_card_key(cardkey, c->redis_prefix, kid, colon + 1);
-            if (lsend(rc, on_removed, &removed, "EVALSHA %s 1 %s %s", sha,
+            if (lsend(rc, on_removed, &us, "EVALSHA %s 1 %s %s", sha,
                       cardkey, id) != 0) {
                 reply_free(s);
                 goto out;
@@ -877,9 +899,20 @@ int loader_unload(const struct config *c, const char *id, int progress)
             log_error(MOD, "Redis failed while unloading %s", id);
             goto out;
         }
+        if (us.refused[0] != '\0') {
+            if (progress) {
+                fprintf(stderr, "\r\033[K");
+            }
+            log_error(MOD, "Redis %s refused removing a card of breach %s: "
+                      "%s; %" PRIu64 " cards removed, the breach stays "
+                      "unloading (invisible to lookups): run the unload "
+                      "again", rconn_address(rc->rc), id, us.refused,
+                      us.removed);
+            goto out;
+        }
         if (progress) {
             fprintf(stderr, "\r\033[Kunloading %s: %" PRIu64 " cards", id,
-                    removed);
+                    us.removed);
         }
     } while (strcmp(cursor, "0") != 0);
     if (progress) {
@@ -887,8 +920,17 @@ int loader_unload(const struct config *c, const char *id, int progress)
     }
     r = cmd(rc, "DEL", "DEL %s %s", ckey, bkey);
     reply_free(r);
-    r = cmd(rc, "SREM", "SREM %s %s", lkey, id);
-    reply_free(r);
+    if (r != NULL) {
+        r = cmd(rc, "SREM", "SREM %s %s", lkey, id);
+        reply_free(r);
+    }
+    if (r == NULL) {
+        /* (Redis's answer is logged) a rerun finds it listed: it ends */
+        log_error(MOD, "breach %s: its %" PRIu64 " card records are "
+                  "removed, the breach itself is not: run the unload again",
+                  id, us.removed);
+        goto out;
+    }
     char xkey[RMODEL_KEY_MAX], gen[33];
     rmodel_exposed_key(xkey, c->redis_prefix);
     if (new_generation(gen) != 0) {
@@ -899,7 +941,8 @@ int loader_unload(const struct config *c, const char *id, int progress)
     if (r == NULL) {
         goto out;
     }
-    printf("breach %s unloaded: %" PRIu64 " cards removed\n", id, removed);
+    printf("breach %s unloaded: %" PRIu64 " cards removed\n", id,
+           us.removed);
     exit_code = 0;
 out:
     lclose(rc);

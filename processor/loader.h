@@ -32,7 +32,8 @@ struct load_opts {
 int loader_load(const struct config *c, const struct load_opts *o);
 
 /* Prints the loaded breaches (table, or JSON lines when json is 1).
- * Returns the exit status. */
+ * Returns the exit status: 1 when Redis did not answer for a breach or the
+ * set's marker (logged; the rows it could read are printed). */
 int loader_list(const struct config *c, int json);
 
 /* `breaches --confirm`: records the breaches now committed in Redis as the

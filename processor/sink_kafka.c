@@ -314,11 +314,6 @@ int sink_kafka_fatal(const struct sink_kafka *s)
     return s->fatal;
 }
 
-int sink_kafka_outq_len(const struct sink_kafka *s)
-{
-    return rd_kafka_outq_len(s->rk) + s->n_retry;
-}
-
 int sink_kafka_flush(struct sink_kafka *s, int timeout_ms)
 {
     if (!s->fatal) {

@@ -43,10 +43,6 @@ int sink_kafka_produce(void *ctx, const struct sink_msg *m, void *opaque);
  * must shut down. */
 int sink_kafka_fatal(const struct sink_kafka *s);
 
-/* Messages queued and not yet reported, those waiting for a retry
- * included. */
-int sink_kafka_outq_len(const struct sink_kafka *s);
-
 /* Sends the waiting retries at once and waits up to timeout_ms for
  * outstanding deliveries (shutdown only: it blocks; a retry that fails
  * again meanwhile is not tried once more). Returns 0 when all were

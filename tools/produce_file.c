@@ -3,7 +3,8 @@
  * (binary-safe; used by the end-to-end harness and scripts).
  *
  *   produce_file --brokers B --topic T [--partition N] [--headers]
- *                [--timestamps] [--timeout S] [-X key=value]... < records
+ *                [--timestamps] [--timeout S] [--transactional ID]
+ *                [-X key=value]... < records
  *
  * Record framing (all integers big-endian, NULL = length 0xFFFFFFFF):
  *   with --timestamps first:
@@ -22,7 +23,10 @@
  * CRC32 - not the Java client's murmur2: set -X partitioner=murmur2_random
  * to match Java). --partition N forces one partition.
  * Uses an idempotent producer (acks=all, no duplicates on retry), flushes, and
- * prints the number of delivered messages as one line on stdout. Exit status:
+ * prints the number of delivered messages as one line on stdout. With
+ * --transactional ID every record goes into one transaction (transactional.id
+ * ID), committed at the end: the partitions written end with a commit marker,
+ * an offset that holds no message. Exit status:
  * 0 all delivered, 1 some delivery failed or flush timed out, 2 usage/input.
  */
 #include <stdint.h>
@@ -64,7 +68,8 @@ static void usage(FILE *out)
         "usage: produce_file --brokers B --topic T [--partition N] "
         "[--headers]\n"
         "                    [--timestamps] [--timeout SECONDS] "
-        "[-X key=value]... < records\n"
+        "[--transactional ID]\n"
+        "                    [-X key=value]... < records\n"
         "Records on stdin: u32be key_len, key, u32be value_len, value\n"
         "(0xFFFFFFFF = NULL); with --headers then u32be count and per header\n"
         "u32be name_len, name, u32be value_len (0xFFFFFFFF = NULL), value.\n"
@@ -145,6 +150,8 @@ int main(int argc, char **argv)
     int with_headers = 0;
     int with_timestamps = 0;
     int timeout_s = 60;
+    const char *txn_id = NULL;
+    rd_kafka_error_t *txerr = NULL;
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
@@ -186,6 +193,14 @@ int main(int argc, char **argv)
             with_headers = 1;
         } else if (!strcmp(a, "--timestamps")) {
             with_timestamps = 1;
+        } else if (!strcmp(a, "--transactional") && i + 1 < argc) {
+            txn_id = argv[++i];
+            if (rd_kafka_conf_set(conf, "transactional.id", txn_id, errstr,
+                                  sizeof(errstr))) {
+                fprintf(stderr, "produce_file: %s\n", errstr);
+                rd_kafka_conf_destroy(conf);
+                return 2;
+            }
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
             if (ktool_conf_x(conf, argv[++i], "produce_file") != 0) {
                 rd_kafka_conf_destroy(conf);
@@ -239,6 +254,16 @@ int main(int argc, char **argv)
             rd_kafka_destroy(rk);
             return 1;
         }
+    }
+
+    if (txn_id != NULL &&
+        ((txerr = rd_kafka_init_transactions(rk, timeout_s * 1000)) != NULL ||
+         (txerr = rd_kafka_begin_transaction(rk)) != NULL)) {
+        fprintf(stderr, "produce_file: transaction: %s\n",
+                rd_kafka_error_string(txerr));
+        rd_kafka_error_destroy(txerr);
+        rd_kafka_destroy(rk);
+        return 1;
     }
 
     for (;;) {
@@ -331,6 +356,13 @@ int main(int argc, char **argv)
         break;
     }
 
+    if (txn_id != NULL && !rc &&
+        (txerr = rd_kafka_commit_transaction(rk, timeout_s * 1000)) != NULL) {
+        fprintf(stderr, "produce_file: commit: %s\n",
+                rd_kafka_error_string(txerr));
+        rd_kafka_error_destroy(txerr);
+        rc = 1;
+    }
     if (rd_kafka_flush(rk, timeout_s * 1000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fprintf(stderr,
                 "produce_file: flush timed out, %d message(s) undelivered\n",

@@ -343,6 +343,7 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
         ([*load[:4], "no spaces", *load[5:], lst], ["--breach"]),
         ([*load[:6], "2024-13-01", *load[7:], lst], ["--window-start"]),
         ([*load[:8], "2023-12-31", *load[9:], lst], ["--window-end"]),
+        ([*load[:8], "2024-02-30", *load[9:], lst], ["--window-end: give a date YYYY-MM-DD"]),
         ([*load[:10], "pan,iban", lst], ["--elements", "iban"]),
         ([*load[:10], "expiry", lst], ["--elements", "pan"]),
         ([*load, "--description", "x" * 2000, lst], ["--description"]),
@@ -386,6 +387,8 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
     no_key.write_text(re.sub(r"key_file = .*\n", "", cfg.read_text()))
     no_bins = d / "no-bins.ini"
     no_bins.write_text(cfg.read_text().split("[issuer alpha]")[0])
+    no_rules = d / "no-rules.ini"
+    no_rules.write_text(cfg.read_text() + f"\n[rules]\npath = {d / 'none.rules'}\n")
     no_brokers = d / "no-brokers.ini"
     no_brokers.write_text(cfg.read_text().replace(f"brokers = {CLOSED}",
                                                   f"brokers_file = {d / 'none.txt'}"))
@@ -394,6 +397,10 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
         (["gen", "txns", "--config", no_bins, "--count", "1", "--output", "-"],
          ["no issuer BIN prefixes"]),
         (["check", "--config", no_brokers], [str(d / "none.txt")]),
+        (["run", "--no-progress", "--config", no_brokers], [f"{d / 'none.txt'}: cannot open"]),
+        (["replay", "--from", "2024-01-01", "--config", no_brokers],
+         [f"{d / 'none.txt'}: cannot open"]),
+        (["run", "--no-progress", "--config", no_rules], [f"{d / 'none.rules'}: No such file"]),
     ]
     # a configuration that fails the cross checks, named, for the commands
     # that need a complete one - after their own options were accepted
@@ -457,6 +464,13 @@ def test_bad_values_and_files_found_at_start_exit_1_naming_them():
                                              f"connect_timeout_s = 1\nsasl_password_file = {pw}"))
     for args in (["check"], ["run", "--no-progress"]):
         _expect([*args, "--config", sasl], 1, [f"sasl_password_file {pw}: empty"],
+                one_line=False, quiet_stdout=False)
+    # a TLS setting librdkafka takes but cannot use (no such CA file): the
+    # first Kafka client made (the connection check) refuses it, by name
+    tls = _config(d, "[kafka.common]\nsecurity.protocol = ssl\n"
+                     f"ssl.ca.location = {d / 'no-ca.pem'}\n", name="tls.ini")
+    for args in (["run", "--no-progress"], ["send", "--input", inp], ["tail", "t"]):
+        _expect([*args, "--config", tls], 1, ["Kafka: ssl.ca.location failed"],
                 one_line=False, quiet_stdout=False)
     print(f"    start-up errors in {time.monotonic() - t0:.1f} s")
 
@@ -608,15 +622,6 @@ def _http(port, method, path, headers=None, body=b"", host="127.0.0.1"):
     return status, data.partition(b"\r\n\r\n")[2].decode(errors="replace")
 
 
-def _ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 def test_admin_http_answers_errors_and_listens_on_ipv6():
     """`cardwatch feed` with [http] listen (Redis down: it starts anyway):
     404 for a path it does not serve (and for /admin/rules: the feed has
@@ -662,7 +667,7 @@ def test_admin_http_answers_errors_and_listens_on_ipv6():
     assert p.returncode == 0, p.log_text(20)
 
     # IPv6, written as the configuration demands it: [::1]:port
-    if _ipv6_loopback():
+    if h.ipv6_loopback():
         hp6 = h.free_port()
         cfg6 = _config(d, token + f"[feed]\nlisten = 127.0.0.1:{h.free_port()}\n",
                        http=f"[::1]:{hp6}", name="v6.ini")

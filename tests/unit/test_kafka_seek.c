@@ -627,6 +627,13 @@ static void test_handle_requirements(void **state)
     expect_error(rk, T3, BASE, BASE + 1, TIMEOUT_MS, "enable.auto.commit",
                  NULL);
     consumer_done(rk);
+    /* librdkafka's assign needs a group id; a producer cannot assign */
+    const char *const no_group[] = {"group.id", "", NULL};
+    rk = consumer(no_group);
+    expect_error(rk, T3, BASE, BASE + 1, TIMEOUT_MS, "needs a group.id", NULL);
+    consumer_done(rk);
+    expect_error(g_prod, T3, BASE, BASE + 1, TIMEOUT_MS,
+                 "needs a consumer handle", NULL);
 
     rk = consumer(NULL);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
