@@ -12,7 +12,9 @@ a list of reasons rather than a percentage:
                rules out
   explained    a range listed in tests/coverage-gaps.txt with the reason
                it cannot or need not be reached (one entry per range:
-               FILE | text found on one of its lines | reason)
+               FILE | text found on one of its lines or on the two lines
+               above it (its guard), or "in NAME()" for a range in function
+               NAME | reason)
   untested     everything else: a path a test could reach and does not
 
     python3 scripts/coverage_gaps.py build/cov/coverage-detail.json [--list]
@@ -32,7 +34,7 @@ from pathlib import Path
 ALLOC = re.compile(r"\b(malloc|calloc|realloc|strdup|strndup|[a-z_0-9]+_new[a-z_0-9]*|"
                    r"event_new|evbuffer_new|json_[a-z_]+|protobuf_c_[a-z_]+|"
                    r"asprintf|open_memstream|get_batch|copy_[a-z_]+|dup_[a-z_]+)\s*\(")
-OOM_TEXT = re.compile(r"out of memory|ENOMEM|no memory", re.I)
+OOM_TEXT = re.compile(r"out of memory|ENOMEM|no memory|reply_oom|log_oom", re.I)
 LIBRARY = re.compile(r"OpenSSL|HMAC|EVP_|RAND_bytes|clock_gettime|pipe2?\(|eventfd|"
                      r"pthread_|sigaction|evutil_make|event_base_new|"
                      r"rd_kafka_conf_set|gettimeofday|getrandom", re.I)
@@ -76,11 +78,21 @@ def read_gaps(path=GAPS):
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        parts = [x.strip() for x in line.split("|", 2)]
+        parts = [x.strip() for x in line.split(" | ", 2)]
         if len(parts) != 3 or not all(parts):
             sys.exit(f"{path}:{n}: want FILE | TEXT | REASON")
         out.append((parts[0], parts[1], parts[2], n))
     return out
+
+
+def function_of(src, ln):
+    """Name of the C function line ln (1-based) is in: the nearest line
+    above it that starts a definition at column 0."""
+    for k in range(ln - 1, -1, -1):
+        m = re.match(r"[a-z][\w \t*]*?\b(\w+)\(", src[k])
+        if m and not src[k].rstrip().endswith(";"):
+            return m.group(1)
+    return "?"
 
 
 def ranges(nums):
@@ -117,8 +129,11 @@ def main():
             by[classify(src, ln)].append(ln)
         untested = []
         for a, b in ranges(by["untested"]):
-            text = "\n".join(src[a - 1:b])
-            hit = next((g for g in gaps if g[0] == f["file"] and g[1] in text), None)
+            text = "\n".join(src[max(0, a - 3):b])  # with its guard above
+            where = f"in {function_of(src, a)}()"
+            hit = next((g for g in gaps if g[0] == f["file"] and
+                        (g[1] == where if g[1].startswith("in ") else g[1] in text)),
+                       None)
             if hit is None:
                 untested.extend(range(a, b + 1))
             else:
