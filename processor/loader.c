@@ -299,17 +299,28 @@ struct load_stats {
     char refused[256]; /* Redis's first error reply to a card */
 };
 
+/* 1 when reply r is an answer to count; 0 for none (NULL: the
+ * connection was closed, the wait says why) or an error reply, the first
+ * of which is kept in refused[len]. */
+static int answered(const redisReply *r, char *refused, size_t len)
+{
+    if (r == NULL) {
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (refused[0] == '\0') {
+            snprintf(refused, len, "%s", r->str);
+        }
+        return 0;
+    }
+    return 1;
+}
+
 /* One card's answer: counted, or its refusal kept. */
 static void on_card(void *arg, const redisReply *r)
 {
     struct load_stats *st = arg;
-    if (r == NULL) {
-        return; /* the connection was closed: the wait says why */
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (st->refused[0] == '\0') {
-            snprintf(st->refused, sizeof(st->refused), "%s", r->str);
-        }
+    if (!answered(r, st->refused, sizeof(st->refused))) {
         return;
     }
     st->loaded++;
@@ -814,13 +825,7 @@ struct unload_stats {
 static void on_removed(void *arg, const redisReply *r)
 {
     struct unload_stats *st = arg;
-    if (r == NULL) {
-        return; /* the connection was closed: the wait says why */
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (st->refused[0] == '\0') {
-            snprintf(st->refused, sizeof(st->refused), "%s", r->str);
-        }
+    if (!answered(r, st->refused, sizeof(st->refused))) {
         return;
     }
     st->removed++;
