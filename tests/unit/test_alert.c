@@ -222,6 +222,37 @@ static void assert_same_alert(const struct alert *a, const struct alert *b)
     assert_string_equal(a->ruleset_version, b->ruleset_version);
 }
 
+/* The argument checks of alert_build and alert_id_for: hits NULL (with
+ * n_hits > 0) or breaches NULL (with n_breaches > 0) are refused; NULL
+ * strings give empty fields; a NULL txn id has the id of "". */
+static void test_build_arguments(void **state)
+{
+    struct alert a;
+    struct txn t;
+    char id1[ALERT_ID_SIZE], id2[ALERT_ID_SIZE];
+    (void)state;
+
+    make_txn(&t);
+    assert_int_equal(alert_build(&a, &t, "b", "k1:00", NULL, 1, NULL, 0,
+                                 ALERT_MODE_LIVE, 1, "v"),
+                     -1);
+    assert_int_equal(alert_build(&a, &t, "b", "k1:00", hits3, 1, NULL, 2,
+                                 ALERT_MODE_LIVE, 1, "v"),
+                     -1);
+    assert_int_equal(alert_build(&a, &t, NULL, NULL, hits3, 1, NULL, 0,
+                                 ALERT_MODE_LIVE, 1, NULL),
+                     0);
+    assert_string_equal(a.issuer_id, "");
+    assert_string_equal(a.card_fingerprint, "");
+    assert_string_equal(a.ruleset_version, "");
+    assert_string_equal(a.txn_id, "T1");
+
+    alert_id_for(NULL, id1);
+    alert_id_for("", id2);
+    assert_string_equal(id1, id2);
+    assert_int_equal(strlen(id1), ALERT_ID_SIZE - 1);
+}
+
 static void test_protobuf_round_trip(void **state)
 {
     struct alert a;
@@ -510,6 +541,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alert_id),
         cmocka_unit_test(test_build),
+        cmocka_unit_test(test_build_arguments),
         cmocka_unit_test(test_protobuf_round_trip),
         cmocka_unit_test(test_protobuf_bad),
         cmocka_unit_test(test_json),

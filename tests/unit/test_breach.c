@@ -52,6 +52,13 @@ static void test_elements_parse(void **state)
     assert_int_equal(breach_elements_parse("pan,ssn", &m, err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "ssn"));
+    /* a long unknown element is quoted up to 32 characters */
+    assert_int_equal(
+        breach_elements_parse("pan,abcdefghijklmnopqrstuvwxyz0123456789", &m,
+                              err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "\"abcdefghijklmnopqrstuvwxyz012345\" "));
+    assert_null(strstr(err, "6789"));
     assert_int_equal(m, 12345); /* untouched on error */
     assert_int_equal(breach_elements_parse("", &m, err, sizeof(err)), -1);
     assert_true(strlen(err) > 0);
@@ -192,6 +199,13 @@ static void test_id_valid(void **state)
     assert_int_equal(breach_id_valid("a b"), 0);
     assert_int_equal(breach_id_valid("a/b"), 0);
     assert_int_equal(breach_id_valid("a:b"), 0);
+    /* the bytes just outside each allowed range */
+    assert_int_equal(breach_id_valid("a@b"), 0);
+    assert_int_equal(breach_id_valid("a[b"), 0);
+    assert_int_equal(breach_id_valid("a`b"), 0);
+    assert_int_equal(breach_id_valid("a{b"), 0);
+    assert_int_equal(breach_id_valid("a~b"), 0);
+    assert_int_equal(breach_id_valid("AZaz09._-"), 1);
     assert_int_equal(breach_id_valid("caf\xc3\xa9"), 0);
     assert_int_equal(breach_id_valid("a\n"), 0);
     memset(id, 'x', BREACH_ID_MAX);

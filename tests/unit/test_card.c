@@ -231,6 +231,47 @@ static void test_key_new(void **state)
     card_key_destroy(k);
 }
 
+/* Key ids take [A-Za-z0-9_-] only: the bytes just outside each range are
+ * refused; a NULL id or key is refused; card_key_id(NULL) is "". */
+static void test_key_id_edges(void **state)
+{
+    (void)state;
+    const char *bad[] = {"a@b", "a[b", "a`b", "a{b", "a~b",
+                         "a/b", "a:b", "a b", "a.b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct card_key *k = card_key_new(bad[i], test_key, sizeof(test_key));
+        if (k != NULL) {
+            fail_msg("key id \"%s\" accepted", bad[i]);
+        }
+    }
+    const char *good[] = {"A", "Z", "a", "z", "0", "9", "_", "-"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct card_key *k = card_key_new(good[i], test_key, sizeof(test_key));
+        if (k == NULL) {
+            fail_msg("key id \"%s\" refused", good[i]);
+        }
+        assert_string_equal(card_key_id(k), good[i]);
+        card_key_destroy(k);
+    }
+    assert_null(card_key_new(NULL, test_key, sizeof(test_key)));
+    assert_null(card_key_new("k1", NULL, sizeof(test_key)));
+    assert_string_equal(card_key_id(NULL), "");
+}
+
+/* HMAC-SHA256 with no key and no data is the published value for an
+ * empty key and an empty message. */
+static void test_hmac_empty(void **state)
+{
+    (void)state;
+    uint8_t out[32];
+    char hex[65];
+    assert_int_equal(card_hmac_sha256(NULL, 0, NULL, 0, out), 0);
+    tohex(out, 32, hex);
+    assert_string_equal(
+        hex,
+        "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
 static void test_fingerprint(void **state)
 {
     static const char *pans[] = {"4111111111111111", "5555555555554444",
@@ -501,6 +542,22 @@ static void test_key_file_refused(void **state)
     snprintf(text, sizeof(text), "k1 %.63s\n", test_key_hex); /* odd */
     assert_refused(write_file("odd.key", text, 0600), test_key_hex);
 
+    /* Not hex: a byte below '0', one between '9' and 'A', in the high
+     * and in the low digit of a byte; the message says so. */
+    const char *nothex[] = {"+", ":", "0+", "0:", "@", "0G"};
+    for (size_t i = 0; i < sizeof(nothex) / sizeof(nothex[0]); i++) {
+        size_t n = strlen(nothex[i]);
+        snprintf(text, sizeof(text), "k1 %s%.*s\n", nothex[i], 64 - (int)n,
+                 test_key_hex);
+        path = write_file("nothex2.key", text, 0600);
+        assert_refused(path, NULL);
+        struct card_key *k = card_key_load(path, err, sizeof(err));
+        assert_null(k);
+        if (strstr(err, "key is not hex") == NULL) {
+            fail_msg("\"%s\": %s", nothex[i], err);
+        }
+    }
+
     /* Short key: 15 bytes. */
     snprintf(text, sizeof(text), "k1 %.30s\n", test_key_hex);
     assert_refused(write_file("short.key", text, 0600), test_key_hex);
@@ -526,6 +583,8 @@ int main(void)
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_key_new),
+        cmocka_unit_test(test_key_id_edges),
+        cmocka_unit_test(test_hmac_empty),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_expiry_tag),
         cmocka_unit_test(test_derived_key_mac),

@@ -540,6 +540,14 @@ static void test_err_continuation_and_long_line(void **state)
                       3,
                       "indented line continues the previous value; "
                       "continuation lines are not supported");
+    /* any blank inih skips makes an indent, a vertical tab too */
+    expect_load_error(fx,
+                      "[issuer acme]\n"
+                      "bins = 400000\n"
+                      "\v400001\n",
+                      3,
+                      "indented line continues the previous value; "
+                      "continuation lines are not supported");
 
     snprintf(text, sizeof(text), "[kafka]\ngroup = %0250d\n", 7);
     expect_load_error(fx, text, 2, "line too long (max 199 characters)");
@@ -763,7 +771,55 @@ static void test_err_paths_and_arguments(void **state)
     assert_int_equal(config_brokers(c, buf, 0, fx->err, sizeof(fx->err)), -1);
     assert_string_equal(fx->err, "config_brokers: invalid argument");
     assert_null(config_route(NULL, "4000001234567899", 16));
+    /* every missing argument of config_set and config_brokers */
+    assert_int_equal(
+        config_set(c, NULL, "group", "g", fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_set: invalid argument");
+    assert_int_equal(
+        config_set(c, "kafka", NULL, "g", fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_set: invalid argument");
+    assert_int_equal(
+        config_brokers(NULL, buf, sizeof(buf), fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_brokers: invalid argument");
     config_free(NULL);
+    /* a freed configuration takes no more settings */
+    config_free(c);
+    assert_int_equal(
+        config_set(c, "kafka", "group", "g", fx->err, sizeof(fx->err)), -1);
+    assert_string_equal(fx->err, "config_set: invalid argument");
+    assert_int_equal(config_init(c), 0); /* for the teardown */
+}
+
+/* sasl.password in a [kafka.*] section and [kafka] sasl_password_file
+ * exclude each other: config_check names where the property was set, the
+ * file and line, or "(flags)" with line 0 for a command-line override. */
+static void test_err_sasl_password_twice(void **state)
+{
+    struct fixture *fx = *state;
+    struct config *c = &fx->c;
+    const char *path;
+    char want[512];
+
+    set_minimum(fx);
+    set_ok(fx, "kafka", "sasl_password_file", "/run/secrets/kafka");
+    set_ok(fx, "kafka.common", "sasl.password", "x");
+    expect_check_error(fx, "(flags):0: [kafka.common] sasl.password and "
+                           "[kafka] sasl_password_file are both set: keep "
+                           "one");
+
+    config_free(c);
+    assert_int_equal(config_init(c), 0);
+    path = write_file(fx, "sasl.ini",
+                      "[kafka]\nbrokers = 127.0.0.1:9092\n"
+                      "sasl_password_file = /run/secrets/kafka\n"
+                      "[card]\nkey_file = /etc/cardwatch/fingerprint.key\n"
+                      "[kafka.consumer]\nsasl.password = x\n");
+    assert_int_equal(config_load(c, path, fx->err, sizeof(fx->err)), 0);
+    snprintf(want, sizeof(want),
+             "%s:7: [kafka.consumer] sasl.password and [kafka] "
+             "sasl_password_file are both set: keep one",
+             path);
+    expect_check_error(fx, want);
 }
 
 /* ---- cross-field checks ---- */
@@ -1089,6 +1145,7 @@ int main(void)
         T(test_err_empty_topic_suffix),
         T(test_err_too_many_issuers),
         T(test_err_paths_and_arguments),
+        T(test_err_sasl_password_twice),
         T(test_check_failures),
         T(test_redis_security_keys),
         T(test_check_resolves_topic_after_prefix_change),

@@ -508,6 +508,77 @@ static void test_throttle_bounded(void **state)
     feed_throttle_destroy(th);
 }
 
+/* The small edges of the token, throttle and outcome helpers: a token of
+ * more random bytes than 64 is refused, a NULL table counts 0 peers and
+ * 0 evictions, an outcome out of range is named "?", and a table asked
+ * for 0 peers / 0 burst / a 0 s window works as 1 / 1 / 1 s. */
+static void test_small_edges(void **state)
+{
+    (void)state;
+    uint8_t z[65] = {0};
+    char out[128];
+    assert_int_equal(feed_token_encode(z, 65, out, sizeof(out)), -1);
+    assert_int_equal(feed_token_encode(z, 64, out, sizeof(out)), 86);
+    assert_int_equal(feed_throttle_peers(NULL), 0);
+    assert_int_equal(feed_throttle_evicted(NULL), 0);
+    assert_string_equal(feed_outcome_name(FEED_OUTCOME_COUNT), "?");
+    assert_string_equal(feed_outcome_name((enum feed_outcome)99), "?");
+
+    uint64_t s = 1000000000ull, t = 7 * s;
+    uint8_t a[FEED_PEER_KEY], b[FEED_PEER_KEY];
+    key_of(a, 1);
+    key_of(b, 2);
+    struct feed_throttle *th = feed_throttle_new(0, 0, 0, 11);
+    assert_non_null(th);
+    assert_int_equal(feed_throttle_fail(th, a, t), 0);
+    assert_int_equal(feed_throttle_wait(th, a, t), 1); /* 1 per 1 s */
+    /* room for one peer: the next one evicts it */
+    assert_int_equal(feed_throttle_fail(th, b, t), 0);
+    assert_int_equal(feed_throttle_peers(th), 1);
+    assert_int_equal(feed_throttle_evicted(th), 1);
+    assert_int_equal(feed_throttle_wait(th, a, t), 0);
+    assert_int_equal(feed_throttle_wait(th, b, t), 1);
+    /* a clock behind the last failure forgets nothing */
+    feed_throttle_sweep(th, t - 5 * s);
+    assert_int_equal(feed_throttle_peers(th), 1);
+    /* the window is 1 s */
+    feed_throttle_sweep(th, t + s - 1);
+    assert_int_equal(feed_throttle_peers(th), 1);
+    feed_throttle_sweep(th, t + s);
+    assert_int_equal(feed_throttle_peers(th), 0);
+    feed_throttle_destroy(th);
+}
+
+/* A table of exactly 64 peers (the table's first size): the 64 are all
+ * held and throttled, the 65th evicts the oldest, the first one. */
+static void test_throttle_exactly_64(void **state)
+{
+    (void)state;
+    uint64_t t = 1000000000ull;
+    uint8_t k[FEED_PEER_KEY];
+    struct feed_throttle *th = feed_throttle_new(64, 1, 60, 5);
+    assert_non_null(th);
+    for (unsigned i = 0; i < 64; i++) {
+        key_of(k, i);
+        assert_int_equal(feed_throttle_fail(th, k, t + i), 0);
+    }
+    assert_int_equal(feed_throttle_peers(th), 64);
+    assert_int_equal(feed_throttle_evicted(th), 0);
+    for (unsigned i = 0; i < 64; i++) {
+        key_of(k, i);
+        assert_true(feed_throttle_wait(th, k, t + 100) > 0);
+    }
+    key_of(k, 64);
+    assert_int_equal(feed_throttle_fail(th, k, t + 100), 0);
+    assert_int_equal(feed_throttle_peers(th), 64);
+    assert_int_equal(feed_throttle_evicted(th), 1);
+    key_of(k, 0);
+    assert_int_equal(feed_throttle_wait(th, k, t + 100), 0);
+    key_of(k, 1);
+    assert_true(feed_throttle_wait(th, k, t + 100) > 0);
+    feed_throttle_destroy(th);
+}
+
 static void test_outcomes(void **state)
 {
     (void)state;
@@ -548,6 +619,26 @@ static void test_note(void **state)
         }
     }
     assert_int_equal(feed_note_valid("a\0b", 3), 0);
+    /* the ends of each refused range, and their neighbours */
+    const char *edge_bad[] = {"\x1f",         "\xc2\x80",     "\xc2\x9f",
+                              "\xe2\x80\xa9", "\xe2\x80\xaa", "\xe2\x81\xa9"};
+    for (size_t i = 0; i < sizeof(edge_bad) / sizeof(edge_bad[0]); i++) {
+        if (feed_note_valid(edge_bad[i], strlen(edge_bad[i]))) {
+            fail_msg("edge note %zu accepted", i);
+        }
+    }
+    const char *edge_ok[] = {" ",
+                             "~",
+                             "\xc2\xa0",
+                             "\xe2\x80\xa7",
+                             "\xe2\x80\xaf",
+                             "\xe2\x81\xa5",
+                             "\xe2\x81\xaa"};
+    for (size_t i = 0; i < sizeof(edge_ok) / sizeof(edge_ok[0]); i++) {
+        if (!feed_note_valid(edge_ok[i], strlen(edge_ok[i]))) {
+            fail_msg("edge note %zu refused", i);
+        }
+    }
 }
 
 static void test_outcome_body(void **state)
@@ -689,6 +780,130 @@ static void test_alert_facts(void **state)
 static void add(struct feed_stats *s, const char *f, const char *v)
 {
     assert_int_equal(feed_stats_add(s, f, strlen(f), v, strlen(v)), 0);
+}
+
+#define FP_OK "\"card_fingerprint\":\"k1:aefbc535089aa3e345a140a391ceacc6\""
+
+/* What an outcome reads from a stored alert, at the edges of its shape:
+ * every member missing or of the wrong type is refused, as are hits and
+ * breaches that are not objects with a string id, a rule id one longer
+ * than RULE_ID_MAX, a breach id with a NUL in it; ids with the other
+ * allowed characters ('.', '_' in rule ids, '_' in key ids) are read. */
+static void test_alert_facts_shapes(void **state)
+{
+    (void)state;
+    struct feed_alert_facts f;
+    const char *ok =
+        "{\"hits\":[{\"rule_id\":\"r_1\"},{\"rule_id\":\"r.2\"}],"
+        "\"breaches\":[{\"breach_id\":\"b_1\"}],\"card_fingerprint\":"
+        "\"k_1:aefbc535089aa3e345a140a391ceacc6\"}";
+    assert_int_equal(feed_alert_facts_parse(ok, strlen(ok), &f), 0);
+    assert_string_equal(f.rules, "r_1,r.2");
+    assert_string_equal(f.breaches, "b_1");
+    assert_string_equal(f.kid, "k_1");
+
+    char longid[RULE_ID_MAX + 2];
+    memset(longid, 'r', RULE_ID_MAX + 1);
+    longid[RULE_ID_MAX + 1] = '\0';
+    char too_long[RULE_ID_MAX + 200];
+    snprintf(too_long, sizeof(too_long),
+             "{\"hits\":[{\"rule_id\":\"%s\"}],\"breaches\":[]," FP_OK "}",
+             longid);
+    const char *bad[] = {
+        "[]",
+        "{\"breaches\":[]," FP_OK "}",
+        "{\"hits\":{},\"breaches\":[]," FP_OK "}",
+        "{\"hits\":[]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":{}," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":5}",
+        "{\"hits\":[5],\"breaches\":[]," FP_OK "}",
+        "{\"hits\":[{\"rule_id\":5}],\"breaches\":[]," FP_OK "}",
+        "{\"hits\":[{\"rule_id\":\"r/3\"}],\"breaches\":[]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[{}]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[5]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[{\"breach_id\":5}]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[{\"breach_id\":\"a\\u0000b\"}]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[{\"breach_id\":\"a~b\"}]," FP_OK "}",
+        "{\"hits\":[],\"breaches\":[],\"card_fingerprint\":"
+        "\"k.1:aefbc535089aa3e345a140a391ceacc6\"}",
+        too_long,
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_alert_facts_parse(bad[i], strlen(bad[i]), &f) == 0) {
+            fail_msg("alert %zu accepted: %s", i, bad[i]);
+        }
+    }
+    /* the longest rule id is fine */
+    longid[RULE_ID_MAX] = '\0';
+    snprintf(too_long, sizeof(too_long),
+             "{\"hits\":[{\"rule_id\":\"%s\"}],\"breaches\":[]," FP_OK "}",
+             longid);
+    assert_int_equal(feed_alert_facts_parse(too_long, strlen(too_long), &f), 0);
+    assert_string_equal(f.rules, longid);
+
+    /* As many breaches as an alert has, with the longest ids, fit; one
+     * more is refused. */
+    char bid[BREACH_ID_MAX + 1];
+    memset(bid, 'b', BREACH_ID_MAX);
+    bid[BREACH_ID_MAX] = '\0';
+    for (int n = ALERT_MAX_BREACHES; n <= ALERT_MAX_BREACHES + 1; n++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        assert_non_null(m);
+        fputs("{\"hits\":[],\"breaches\":[", m);
+        for (int i = 0; i < n; i++) {
+            fprintf(m, "%s{\"breach_id\":\"%s\"}", i ? "," : "", bid);
+        }
+        fputs("]," FP_OK "}", m);
+        assert_int_equal(fclose(m), 0);
+        assert_int_equal(feed_alert_facts_parse(buf, len, &f),
+                         n <= ALERT_MAX_BREACHES ? 0 : -1);
+        if (n <= ALERT_MAX_BREACHES) {
+            assert_int_equal(strlen(f.breaches),
+                             (size_t)n * (BREACH_ID_MAX + 1) - 1);
+        }
+        free(buf);
+    }
+}
+
+/* Statistics fields at the edges: a six-letter field that is not
+ * "alerts", two severities of one length, more severities than the eight
+ * kept (the ninth is dropped), an unknown outcome, a rule outcome with no
+ * rule part; a count over INT64_MAX is shown as INT64_MAX in JSON. */
+static void test_stats_edges(void **state)
+{
+    (void)state;
+    struct feed_stats s = {0};
+    add(&s, "alertz", "5");                  /* ignored */
+    add(&s, "outcome:bogus", "5");           /* ignored */
+    add(&s, "rule_outcome:legitimate", "5"); /* no rule: ignored */
+    add(&s, "alerts", "18446744073709551615");
+    add(&s, "severity:high", "1");
+    add(&s, "severity:lows", "2");
+    const char *more[] = {"a", "b", "c", "d", "e", "f", "g"};
+    for (size_t i = 0; i < 7; i++) {
+        char f[32];
+        snprintf(f, sizeof(f), "severity:%s", more[i]);
+        add(&s, f, "3");
+    }
+    assert_int_equal(s.n_sev, 8);
+    assert_string_equal(s.sev[0].name, "high");
+    assert_int_equal(s.sev[0].n, 1);
+    assert_string_equal(s.sev[1].name, "lows");
+    assert_int_equal(s.sev[1].n, 2);
+    assert_string_equal(s.sev[7].name, "f");
+    for (int o = 0; o < FEED_OUTCOME_COUNT; o++) {
+        assert_int_equal(s.outcome[o], 0);
+    }
+    assert_int_equal(s.n_rules, 0);
+    feed_stats_finish(&s);
+    char *j = feed_stats_json(&s, "acme");
+    assert_non_null(j);
+    assert_non_null(strstr(j, "\"alerts\":9223372036854775807,"));
+    assert_null(strstr(j, "\"g\""));
+    free(j);
+    feed_stats_free(&s);
 }
 
 static void test_stats(void **state)
@@ -888,10 +1103,14 @@ int main(void)
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_refill_capped),
         cmocka_unit_test(test_throttle_bounded),
+        cmocka_unit_test(test_small_edges),
+        cmocka_unit_test(test_throttle_exactly_64),
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_note),
         cmocka_unit_test(test_outcome_body),
         cmocka_unit_test(test_alert_facts),
+        cmocka_unit_test(test_alert_facts_shapes),
+        cmocka_unit_test(test_stats_edges),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_stats_odd_fields),
         cmocka_unit_test(test_csp),

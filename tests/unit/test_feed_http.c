@@ -223,6 +223,36 @@ static void test_request_line_refused(void **state)
     REFUSED("GET \n HTTP/1.1\r\n\r\n", 400, "bare LF");
 }
 
+/* The request line byte by byte at each state's edge: which message a
+ * bare LF, a control byte or another wrong byte gets in the method, the
+ * target, the version and a header name, and that a '#' ends the path
+ * as '?' does. */
+static void test_request_line_edges(void **state)
+{
+    (void)state;
+    REFUSED("(GET / HTTP/1.1\r\n\r\n", 400, "malformed request line");
+    REFUSED("\001GET / HTTP/1.1\r\n\r\n", 400,
+            "control character in the request line");
+    REFUSED("GET\n", 400, "bare LF");
+    REFUSED("GE\001T / HTTP/1.1\r\n\r\n", 400,
+            "control character in the request line");
+    REFUSED("GET / \n", 400, "bare LF");
+    REFUSED("GET / \001HTTP/1.1\r\n\r\n", 400,
+            "control character in the request line");
+    REFUSED("GET / HTTP/1.\001\r\n\r\n", 400,
+            "control character in the request line");
+    REFUSED("GET / HTTP/1.1\001\r\n\r\n", 400,
+            "control character in the request line");
+    REFUSED("GET / HTTP/1.1\r\nHost\n", 400, "header line without a colon");
+    REFUSED("GET / HTTP/1.1\r\nHost\r\n", 400, "header line without a colon");
+
+    struct feed_http_head h;
+    size_t used;
+    assert_int_equal(parse(&h, "GET /v1/alerts#frag HTTP/1.1\r\n\r\n", &used),
+                     FEED_HTTP_DONE);
+    assert_string_equal(h.path, "/v1/alerts");
+}
+
 static void test_size_limit(void **state)
 {
     (void)state;
@@ -276,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_framing_refused),
         cmocka_unit_test(test_headers_refused),
         cmocka_unit_test(test_request_line_refused),
+        cmocka_unit_test(test_request_line_edges),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_any_split),
     };

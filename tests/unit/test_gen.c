@@ -215,6 +215,87 @@ static void test_nested_prefixes_share_no_card(void **state)
 
 /* When the prefixes' cards run out, gen_card says so instead of
  * repeating one; the space counts each card once. */
+/* Prefixes: 9 digits or a non-digit are refused; a prefix given twice is
+ * the same as given once (same cards, same count left); 34 and 37 make
+ * 15-digit cards, 35 (no Amex) 16. */
+static void test_prefix_edges(void **state)
+{
+    (void)state;
+    const char *const nine[] = {"123456789"};
+    const char *const alpha[] = {"12345a"};
+    struct gen_opts o = {.seed = 3, .prefixes = nine, .n_prefixes = 1,
+                         .clean_pool = 10};
+    assert_null(gen_new(&o));
+    o.prefixes = alpha;
+    assert_null(gen_new(&o));
+
+    const char *const once[] = {"400000"};
+    const char *const twice[] = {"400000", "400000"};
+    o.prefixes = once;
+    struct gen *a = gen_new(&o);
+    o.prefixes = twice;
+    o.n_prefixes = 2;
+    struct gen *b = gen_new(&o);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(gen_cards_left(a), gen_cards_left(b));
+    for (int i = 0; i < 100; i++) {
+        struct gen_card ca, cb;
+        assert_int_equal(gen_card(a, &ca), 0);
+        assert_int_equal(gen_card(b, &cb), 0);
+        assert_string_equal(ca.pan, cb.pan);
+    }
+    gen_destroy(a);
+    gen_destroy(b);
+
+    const struct {
+        const char *prefix;
+        size_t len;
+    } lens[] = {{"340000", 15}, {"370000", 15}, {"350000", 16},
+                {"300000", 16}};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        const char *const p[] = {lens[i].prefix};
+        struct gen_opts ol = {.seed = 9, .prefixes = p, .n_prefixes = 1,
+                              .clean_pool = 10};
+        struct gen *g = gen_new(&ol);
+        assert_non_null(g);
+        struct gen_card c;
+        assert_int_equal(gen_card(g, &c), 0);
+        assert_int_equal(strlen(c.pan), lens[i].len);
+        assert_true(card_luhn_ok(c.pan, lens[i].len));
+        assert_memory_equal(c.pan, lens[i].prefix, 6);
+        gen_destroy(g);
+    }
+}
+
+/* Seed 0 is a seed like any other (the same stream each time), and a
+ * step of 0 ms keeps every event at the start time. */
+static void test_seed_zero_and_no_step(void **state)
+{
+    (void)state;
+    struct gen_opts o = {.seed = 0, .prefixes = prefixes, .n_prefixes = 3,
+                         .start_ms = 1722470400000LL, .step_ms = 0,
+                         .clean_pool = 100};
+    struct gen *a = gen_new(&o);
+    struct gen *b = gen_new(&o);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int i = 0; i < 200; i++) {
+        struct txn ta, tb;
+        char ka[16], kb[16];
+        int ia, ib;
+        gen_next(a, &ta, ka, &ia);
+        gen_next(b, &tb, kb, &ib);
+        assert_string_equal(ka, kb);
+        assert_string_equal(ta.pan, tb.pan);
+        assert_int_equal(ta.amount_minor, tb.amount_minor);
+        assert_int_equal(ta.event_time_ms, 1722470400000LL);
+        assert_int_equal(tb.event_time_ms, 1722470400000LL);
+    }
+    gen_destroy(a);
+    gen_destroy(b);
+}
+
 static void test_space_runs_out(void **state)
 {
     (void)state;
@@ -305,6 +386,8 @@ int main(void)
         cmocka_unit_test(test_exposed_share_and_invalid_events),
         cmocka_unit_test(test_two_million_cards_are_distinct),
         cmocka_unit_test(test_nested_prefixes_share_no_card),
+        cmocka_unit_test(test_prefix_edges),
+        cmocka_unit_test(test_seed_zero_and_no_step),
         cmocka_unit_test(test_space_runs_out),
         cmocka_unit_test(test_clean_pool_is_not_gen_cards),
     };

@@ -335,6 +335,35 @@ static void test_quoted_fields(void **state)
     assert_logged(&g, "quoted.csv", "4: rejected: PAN is not 13-19 digits");
 }
 
+/* Tabs count as spaces around fields and header names: before a plain
+ * field, after a quoted one, and on both sides of a header name. */
+static void test_tabs_around_fields(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    read_text("tabs.csv",
+              "\tpan\t,\t expiry \t\n"
+              "\t" A ",\t2612\n"
+              "\"" B "\"\t,\"2701\"\t \n",
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.pan[0], A);
+    assert_string_equal(g.expiry[0], "2612");
+    assert_string_equal(g.pan[1], B);
+    assert_string_equal(g.expiry[1], "2701");
+    assert_counts(&g, 2, 0, 0);
+
+    /* blanks inside quoted header names are trimmed as well */
+    struct got q = {0};
+    read_text("qtabs.csv", "\"\tpan\t\",\" expiry\t \"\n" C ",2703\n", &q);
+    assert_int_equal(q.rc, 0);
+    assert_int_equal(q.n, 1);
+    assert_string_equal(q.pan[0], C);
+    assert_string_equal(q.expiry[0], "2703");
+    assert_counts(&q, 1, 0, 0);
+}
+
 /* Doubled quotes and commas inside a quoted field before the PAN column
  * shifted the columns: the PAN was read from the wrong field. */
 static void test_doubled_quotes_keep_columns(void **state)
@@ -613,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_utf8_bom_accepted),
         cmocka_unit_test(test_empty_and_header_only),
         cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_tabs_around_fields),
         cmocka_unit_test(test_quoted_fields),
         cmocka_unit_test(test_doubled_quotes_keep_columns),
         cmocka_unit_test(test_line_breaks_in_quotes),

@@ -191,12 +191,35 @@ static void test_totals_and_long_labels(void **state)
     metrics_destroy(m);
 }
 
+/* Values outside the enums (a caller's bug) change nothing: a dead letter
+ * with reason TXN_STATUS_COUNT, a gauge METRICS_GAUGE_COUNT; an outcome
+ * out of range reads 0. The output is the same as before the calls. */
+static void test_out_of_range_ignored(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    assert_non_null(m);
+    metrics_event(m, METRICS_CLEAN, 3);
+    char *before = render(m, NULL);
+    metrics_dead_letter(m, TXN_STATUS_COUNT);
+    metrics_gauge(m, METRICS_GAUGE_COUNT, 77);
+    metrics_gauge(m, (enum metrics_gauge)-1, 78);
+    assert_int_equal(metrics_events(m, METRICS_OUTCOME_COUNT), 0);
+    assert_int_equal(metrics_events(m, METRICS_CLEAN), 3);
+    char *after = render(m, NULL);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    metrics_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_and_labels),
         cmocka_unit_test(test_each_hit),
         cmocka_unit_test(test_totals_and_long_labels),
+        cmocka_unit_test(test_out_of_range_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

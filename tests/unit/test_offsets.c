@@ -130,6 +130,32 @@ static void test_ring_grows_and_wraps(void **state)
     offsets_destroy(o);
 }
 
+/* Tickets that do not name a message in flight are refused: a partition
+ * never registered, an offset between two registered ones, and any
+ * ticket once the partition has nothing in flight. */
+static void test_forged_and_late_tickets(void **state)
+{
+    (void)state;
+    struct offsets *o = offsets_new();
+    struct offsets_ticket a, b;
+    assert_int_equal(offsets_register(o, 0, 10, &a), 0);
+    assert_int_equal(offsets_register(o, 0, 12, &b), 0);
+    struct offsets_ticket other = a;
+    other.partition = 42;
+    assert_int_equal(offsets_ack(o, &other), -1);
+    struct offsets_ticket between = a;
+    between.offset = 11;
+    assert_int_equal(offsets_ack(o, &between), -1);
+    assert_int_equal(offsets_in_flight(o), 2);
+    assert_int_equal(offsets_ack(o, &a), 11);
+    assert_int_equal(offsets_ack(o, &b), 13);
+    assert_int_equal(offsets_partition_in_flight(o, 0), 0);
+    assert_int_equal(offsets_ack(o, &b), -1); /* nothing in flight */
+    assert_int_equal(offsets_ack(o, &a), -1);
+    assert_int_equal(offsets_in_flight(o), 0);
+    offsets_destroy(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_register_must_increase),
         cmocka_unit_test(test_revoke_makes_tickets_stale),
         cmocka_unit_test(test_ring_grows_and_wraps),
+        cmocka_unit_test(test_forged_and_late_tickets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1152,6 +1152,9 @@ static void test_single_next_progress_and_names(void **state)
     assert_memory_equal(rec.data, "{\"i\":0}", 7);
     reader_progress(r, &done, NULL);
     assert_int_equal(done, 9); /* "{"i":0}\r\n" */
+    total = 0;
+    reader_progress(r, NULL, &total);
+    assert_int_equal(total, b.len);
     /* max 0 is refused but does not stop the reader. */
     assert_int_equal(reader_next_batch(r, &rec, 0, &n), -1);
     assert_int_equal(n, 0);

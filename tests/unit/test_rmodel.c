@@ -118,6 +118,8 @@ static void test_breach_status_and_counts(void **state)
     assert_int_equal(rmodel_breach_intact("b1", NULL, 0, why, 128), 1);
     assert_int_equal(rmodel_breach_intact("b1", "12x", 0, why, 128), 1);
     assert_int_equal(rmodel_breach_intact("b1", "-5", 0, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "abc", 0, why, 128), 1);
+    assert_int_equal(rmodel_breach_intact("b1", "", 0, why, 128), 1);
 }
 
 int main(void)

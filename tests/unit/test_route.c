@@ -205,6 +205,9 @@ static void test_short_and_odd_lookups(void **state)
     assert_int_equal(lookup(rt, "4000001x"), 0);
     assert_int_equal(lookup(rt, "40000x12"), -1);
     assert_int_equal(lookup(rt, "x4000001"), -1);
+    /* a byte below '0' stops it as well */
+    assert_int_equal(lookup(rt, "4000001-"), 0);
+    assert_int_equal(lookup(rt, "40000-12"), -1);
 }
 
 static void test_count_by_idx(void **state)

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "failalloc.h"
 #include "rules.h"
 
 /* 2021-04-13T00:00:00.000Z, the first day of a breach window */
@@ -210,6 +211,9 @@ static void test_errors_lines(void **state)
         {"rule a\n  sevrity: high\n",
          "t.rules:2:3: unknown key 'sevrity' (expected severity, "
          "description, when or suppress)"},
+        {"rule a\n  sever-ity: high\n",
+         "t.rules:2:3: unknown key 'sever-ity' (expected severity, "
+         "description, when or suppress)"},
         {"rule a\n  Severity: high\n",
          "t.rules:2:3: unknown key 'Severity' (expected severity, "
          "description, when or suppress)"},
@@ -293,6 +297,8 @@ static void test_errors_conditions(void **state)
          "string) with mcc (an integer)"},
         {W("currency > \"EUR\""),
          "t.rules:4:18: '>' needs integers, but currency is a string"},
+        {W("\"EUR\" > currency"),
+         "t.rules:4:15: '>' needs integers, but currency is a string"},
         {W("exposed < true"),
          "t.rules:4:17: '<' needs integers, but exposed is a boolean"},
         {W("channel >= moto"),
@@ -407,6 +413,8 @@ static void test_errors_conditions(void **state)
         {W("exposed not 3"), "t.rules:4:21: expected 'in' after 'not', got "
                              "'3'"},
         {W("3 in (1)"), "t.rules:4:9: the left side of 'in' must be a fact"},
+        {W("3 not in (1)"),
+         "t.rules:4:9: the left side of 'not in' must be a fact"},
         {W("foo in (1)"), "t.rules:4:9: unknown fact 'foo'"},
         /* a condition on several lines: positions on the right line */
         {R "  when: exposed and\n        channel == bogus\n",
@@ -550,6 +558,13 @@ static void test_errors_limits(void **state)
     assert_null(rules_parse(NULL, 5, "t.rules", err, sizeof(err)));
     assert_string_equal(err, "t.rules:1:1: no text");
     assert_null(rules_parse("x", 1, "t.rules", NULL, 0));
+    /* a zero-length error buffer is not written to */
+    strcpy(err, "untouched");
+    assert_null(rules_parse("x", 1, "t.rules", err, 0));
+    assert_string_equal(err, "untouched");
+    /* no text at all is an empty file, not a missing one */
+    assert_null(rules_parse(NULL, 0, "t.rules", err, sizeof(err)));
+    assert_string_equal(err, "t.rules:1:1: no rules in the file");
     assert_null(rules_parse("x", 1, "t.rules", err, 8));
     assert_string_equal(err, "t.rules");
     assert_null(rules_parse("x", 1, NULL, err, sizeof(err)));
@@ -557,6 +572,45 @@ static void test_errors_limits(void **state)
                         "<rules>:1:1: expected 'rule <id>' at the start of "
                         "the line");
     free(text);
+}
+
+/* A condition of 40 'and' operands: its list outgrows the parser's first
+ * scratch array. Each allocation of the parse fails in turn (failalloc.h):
+ * every failing run answers NULL with "out of memory" at a position in
+ * the file, and the run in which no failure fires parses the rule. */
+static void test_long_chain_out_of_memory(void **state)
+{
+    char text[2048];
+    char err[512];
+    size_t n = (size_t)snprintf(text, sizeof(text), R "  when: exposed");
+    long runs = 0;
+
+    (void)state;
+    for (int i = 1; i < 40; i++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, " and mcc != %d", i);
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "\n");
+    for (long k = 1;; k++) {
+        failalloc_at(k);
+        struct ruleset *rs = rules_parse(text, n, "t.rules", err, sizeof(err));
+        int fired = failalloc_failed();
+        failalloc_at(0);
+        if (!fired) {
+            assert_non_null(rs);
+            assert_int_equal(rules_count(rs), 1);
+            rules_destroy(rs);
+            break;
+        }
+        assert_null(rs);
+        if (strncmp(err, "t.rules:", 8) != 0 ||
+            strstr(err, ": out of memory") == NULL) {
+            fail_msg("allocation %ld: %s", k, err);
+        }
+        runs++;
+    }
+    /* the tokens, the nodes, the pool, the scratch list and its growth,
+     * the program, the rule set: several allocations, each failed once */
+    assert_true(runs >= 8);
 }
 
 /* Layouts that must parse: comments, blank lines, tabs, CRLF, continued
@@ -577,6 +631,8 @@ static void test_layouts(void **state)
         "  suppress: 90s # comment\n",
         "rule a\r\n  severity: low\r\n  description: d\r\n  when: exposed\r\n",
         "rule a\n  severity : low\n  description : d\n  when : exposed",
+        "rule a\n  severity:\thigh\n  description:\td \t\n"
+        "  when:\texposed\n",
         "rule a1_-\n  when: exposed\n  description: d\n  severity: critical\n"
         "rule b\n  severity: medium\n  description: caf\xc3\xa9 \xe2\x82\xac\n"
         "  when: currency == \"caf\xc3\xa9 \\\"\\\\\"\n",
@@ -598,7 +654,14 @@ static void test_layouts(void **state)
         rules_destroy(rs);
     }
     {
+        /* tabs after the colon; blanks and tabs after the description */
         struct ruleset *rs = parse_ok(ok[3]);
+        assert_int_equal(rules_severity(rs, 0), SEVERITY_HIGH);
+        assert_string_equal(rules_description(rs, 0), "d");
+        rules_destroy(rs);
+    }
+    {
+        struct ruleset *rs = parse_ok(ok[4]);
         assert_int_equal(rules_count(rs), 2);
         assert_string_equal(rules_id(rs, 0), "a1_-");
         assert_int_equal(rules_severity(rs, 0), SEVERITY_CRITICAL);
@@ -615,6 +678,9 @@ static void test_layouts(void **state)
     }
     assert_int_equal(rules_count(NULL), 0);
     assert_string_equal(rules_id(NULL, 0), "");
+    assert_int_equal(rules_severity(NULL, 0), SEVERITY_NONE);
+    assert_string_equal(rules_description(NULL, 0), "");
+    assert_int_equal(rules_suppress_ms(NULL, 0), 0);
 }
 
 /* ---- evaluation ---- */
@@ -1003,6 +1069,21 @@ static void test_eval_contract(void **state)
     assert_int_equal(fired[0] | fired[2] | sup[0], 0);
     assert_int_equal(active[0], 0);
     assert_int_equal(rules_eval(NULL, &x.f, hits, 3, NULL, NULL, active), 0);
+    /* ... also when no output array is given: nothing written */
+    hits[0].rule_id[0] = 'z';
+    assert_int_equal(rules_eval(rs, &x.f, hits, 3, NULL, NULL, NULL), 0);
+    assert_int_equal(hits[0].rule_id[0], 'z');
+
+    /* breaches counted but no array of them: no breach is active, so the
+     * card reads as not exposed */
+    x.f.txn = &x.txn;
+    x.f.matches = NULL;
+    x.f.n_matches = 1;
+    active[0] = -1;
+    assert_int_equal(rules_eval(rs, &x.f, hits, 3, fired, sup, active), 1);
+    assert_string_equal(hits[0].rule_id, "c");
+    assert_int_equal(fired[0], 0);
+    assert_int_equal(active[0], 0);
     rules_destroy(rs);
 }
 
@@ -1064,6 +1145,14 @@ static void test_suppress(void **state)
     last[0].last_ms = x.txn.event_time_ms;
     assert_int_equal(rules_eval(rs, &x.f, hits, 2, fired, sup, NULL), 0);
     assert_int_equal(fired[0], 0);
+    assert_int_equal(sup[0], 0);
+    /* a last alert so far back that the distance overflows 64 bits:
+     * not within any span, so not suppressed */
+    x.txn.event_time_ms = t;
+    last[0].last_ms = INT64_MIN;
+    assert_int_equal(rules_eval(rs, &x.f, hits, 2, fired, sup, NULL), 2);
+    assert_string_equal(hits[0].rule_id, "a");
+    assert_int_equal(fired[0], 1);
     assert_int_equal(sup[0], 0);
     /* last NULL: nothing suppressed */
     x.txn.event_time_ms = t;
@@ -1313,6 +1402,18 @@ static void test_explain(void **state)
     x.txn.merchant_country[1] = 'R';
     rules_destroy(rs);
 
+    /* found before the last value of the list; a boolean literal false */
+    rs = parse_ok(W("currency in (\"EUR\", \"USD\") and exposed == false"));
+    n = rules_explain(rs, 0, &x.f, buf, sizeof(buf));
+    assert_int_equal(n, (int)strlen(buf));
+    assert_string_equal(buf, "r: no: currency in (\"EUR\", \"USD\") (\"EUR\") "
+                             "and exposed == false (yes)");
+    rules_destroy(rs);
+    rs = parse_ok(W("exposed == true"));
+    rules_explain(rs, 0, &x.f, buf, sizeof(buf));
+    assert_string_equal(buf, "r: yes: exposed == true (yes)");
+    rules_destroy(rs);
+
     /* suppressed */
     rs = parse_ok(W("exposed or false") "  suppress: 1h\n");
     last.last_ms = x.txn.event_time_ms - 1;
@@ -1332,6 +1433,14 @@ static void test_explain(void **state)
     assert_int_equal(rules_explain(rs, 1, &x.f, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "");
     assert_int_equal(rules_explain(rs, 0, NULL, buf, sizeof(buf)), 0);
+    {
+        /* facts without a transaction: nothing to explain */
+        struct rule_facts none = x.f;
+        none.txn = NULL;
+        strcpy(buf, "x");
+        assert_int_equal(rules_explain(rs, 0, &none, buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "");
+    }
     assert_int_equal(rules_explain(NULL, 0, &x.f, buf, sizeof(buf)), 0);
     rules_destroy(rs);
     rules_destroy(pack);
@@ -1418,6 +1527,29 @@ static void test_warnings(void **state)
          NEVER "exposed and not exposed cannot both hold"},
         {"exposed and not (mcc > 5 or mcc < 10)",
          NEVER "not mcc > 5 and not mcc < 10 cannot both hold"},
+        /* a string equality against an 'in' list of strings */
+        {"exposed and currency == \"EUR\" and currency in (\"USD\", \"GBP\")",
+         NEVER "currency == \"EUR\" and currency in (\"USD\", \"GBP\") "
+               "cannot both hold"},
+        {"exposed and currency == \"EUR\" and currency not in (\"USD\", "
+         "\"EUR\")",
+         NEVER "currency == \"EUR\" and currency not in (\"USD\", \"EUR\") "
+               "cannot both hold"},
+        {"exposed and currency == \"EUR\" and currency in (\"USD\", \"EUR\")",
+         NULL},
+        {"exposed and currency == \"EUR\" and currency not in (\"USD\")", NULL},
+        /* 'not in' on a fact pinned to one value, found after others */
+        {"exposed and mcc == 5411 and mcc not in (1, 5411)",
+         NEVER "mcc == 5411 and mcc not in (1, 5411) cannot both hold"},
+        {"exposed and mcc == 5411 and mcc not in (1, 2)", NULL},
+        /* an 'in' list whose every value is outside the fact's range */
+        {"exposed and mcc in (-5, 20000)",
+         NEVER "mcc in (-5, 20000) is always false"},
+        /* '!=' the lower bound is not a contradiction; the only value is */
+        {"exposed and amount_minor >= 5 and amount_minor != 5", NULL},
+        {"exposed and amount_minor >= 5 and amount_minor <= 5 and "
+         "amount_minor != 5",
+         NEVER "the conditions on amount_minor cannot all hold"},
         {"exposed and count(1h) >= 5 and count(1h) < 5",
          NEVER "count(1h) >= 5 and count(1h) < 5 cannot both hold"},
         /* below the least / above the greatest 64-bit integer, on a fact
@@ -1692,6 +1824,7 @@ int main(void)
         cmocka_unit_test(test_errors_lines),
         cmocka_unit_test(test_errors_conditions),
         cmocka_unit_test(test_errors_limits),
+        cmocka_unit_test(test_long_chain_out_of_memory),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_eval_txn_facts),
         cmocka_unit_test(test_eval_membership),

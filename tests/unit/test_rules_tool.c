@@ -3,8 +3,8 @@
  * `rules test` (windows and suppression across a card's transactions in
  * input order, a redelivered transaction answered as the first time and
  * counted once, invalid lines reported and skipped, cards not exposed,
- * the issuer from the configuration, the summary, and the option
- * errors). The cards are synthetic test numbers, and no output line may
+ * the issuer from the configuration, input from standard input, a
+ * thousand exposed cards, the summary, and the option errors). The cards are synthetic test numbers, and no output line may
  * hold one. Files go to a mkdtemp directory removed at the end.
  */
 #include <setjmp.h>
@@ -291,6 +291,91 @@ static void test_window_not_started(void **state)
     free(text);
 }
 
+/* Transactions read from standard input ("-"), with a rule file that
+ * uses no window and a suppress span, and 1,000 exposed cards (more than
+ * enough to share buckets of the in-memory card table). Card 0 is used 20
+ * times a minute apart: the first use alerts, the 19 later ones fire
+ * suppressed, so they are shown with "no alert" and the suppressed rule;
+ * every other card alerts once. Nothing is lost: each card is found, and
+ * the summary counts every transaction. No output line holds a PAN. */
+static void test_stdin_many_cards_suppressed(void **state)
+{
+    (void)state;
+    enum { NCARDS = 1000, REPEAT = 20 };
+    static char pans[NCARDS][17];
+    size_t csv_cap = 32 + NCARDS * 24, in_cap = (NCARDS + REPEAT) * 400;
+    char *csv = malloc(csv_cap), *in = malloc(in_cap);
+    size_t c = 0, o = 0;
+    assert_non_null(csv);
+    assert_non_null(in);
+    c += (size_t)snprintf(csv + c, csv_cap - c, "pan,expiry\n");
+    for (int i = 0; i < NCARDS; i++) {
+        /* synthetic test cards 400001 2 nnnnnnnn + Luhn digit */
+        snprintf(pans[i], sizeof(pans[i]), "4000012%08d", i);
+        pans[i][15] = card_luhn_digit(pans[i], 15);
+        pans[i][16] = '\0';
+        assert_true(card_luhn_ok(pans[i], 16));
+        c += (size_t)snprintf(csv + c, csv_cap - c, "%s,2812\n", pans[i]);
+    }
+    for (int k = 0; k < REPEAT; k++) {
+        char id[16];
+        snprintf(id, sizeof(id), "a-%d", k);
+        o += (size_t)txn_line(in + o, in_cap - o, id, pans[0], T0 + k * MIN,
+                              "approved");
+    }
+    for (int i = 1; i < NCARDS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c-%d", i);
+        o += (size_t)txn_line(in + o, in_cap - o, id, pans[i], T0, "approved");
+    }
+    const char *input = write_file("stdin.jsonl", in);
+    assert_non_null(freopen(input, "r", stdin));
+    struct rules_test_opts opts = {
+        .rules_path = write_file("nowin.rules",
+                                 "rule quiet\n  severity: low\n"
+                                 "  description: once an hour\n"
+                                 "  when: exposed\n  suppress: 1h\n"),
+        .input = "-",
+        .exposed_csv = write_file("many.csv", csv),
+    };
+    char m0[CARD_MASK_SIZE], want[1024];
+    int status;
+    card_mask(pans[0], 16, m0);
+
+    char *text = run_rules_test(&opts, &status);
+    assert_int_equal(status, 0);
+    snprintf(want, sizeof(want),
+             "a-0 %s 2024-03-01T00:00:00Z ALERT: quiet (low)\n"
+             "    quiet: yes: exposed (yes)\n"
+             "a-1 %s 2024-03-01T00:01:00Z no alert\n"
+             "    quiet: yes (suppressed): exposed (yes)  [suppressed: fired "
+             "within its suppress span]\n",
+             m0, m0);
+    if (strncmp(text, want, strlen(want)) != 0) {
+        fail_msg("expected the output to start with:\n%s\ngot:\n%.600s",
+                 want, text);
+    }
+    snprintf(want, sizeof(want),
+             "a-19 %s 2024-03-01T00:19:00Z no alert\n", m0);
+    has(text, want);
+    for (int i = 1; i < NCARDS; i++) {
+        char mi[CARD_MASK_SIZE];
+        card_mask(pans[i], 16, mi);
+        snprintf(want, sizeof(want),
+                 "c-%d %s 2024-03-01T00:00:00Z ALERT: quiet (low)\n", i, mi);
+        has(text, want);
+    }
+    has(text, "\n1019 transactions, 1019 on exposed cards, 1000 alerts "
+              "(rules nowin.rules@");
+    has(text, "  quiet                        low      1000\n");
+    for (int i = 0; i < NCARDS; i++) {
+        assert_null(strstr(text, pans[i]));
+    }
+    free(text);
+    free(csv);
+    free(in);
+}
+
 /* Bad options and files: exit status 1, nothing printed on out. */
 static void test_errors(void **state)
 {
@@ -330,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_transactions_in_order),
         cmocka_unit_test(test_window_not_started),
+        cmocka_unit_test(test_stdin_many_cards_suppressed),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);

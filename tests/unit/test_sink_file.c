@@ -329,6 +329,40 @@ static void test_queue_reuses_released_room(void **state)
 }
 
 /* "-" writes to stdout, in place. */
+/* An existing regular file is replaced only at the finish: until then it
+ * keeps its old content (the new lines go to the partial file); a second
+ * finish changes nothing and succeeds; no error is reported (NULL). Zero
+ * lanes are refused. */
+static void test_existing_file_replaced_at_finish(void **state)
+{
+    (void)state;
+    char path[256], err[256];
+    snprintf(path, sizeof(path), "%s/old.jsonl", dir);
+    FILE *o = fopen(path, "w");
+    assert_non_null(o);
+    fputs("old line\n", o);
+    fclose(o);
+
+    assert_null(sink_file_new(path, 0, err, sizeof(err)));
+    struct sink_file *f = sink_file_new(path, 1, err, sizeof(err));
+    assert_non_null(f);
+    put(f, 0, 1, "new 1");
+    put(f, 0, 2, "new 2");
+    assert_int_equal(sink_file_release(f, 0, 3), 0);
+    assert_int_equal(sink_file_flush(f, err, sizeof(err)), 0);
+    assert_string_equal(slurp(path), "old line\n");
+    assert_null(sink_file_error(f));
+    assert_int_equal(sink_file_finish(f, err, sizeof(err)), 0);
+    assert_string_equal(slurp(path), "new 1\nnew 2\n");
+    assert_int_equal(sink_file_finish(f, err, sizeof(err)), 0);
+    assert_string_equal(slurp(path), "new 1\nnew 2\n");
+    assert_null(sink_file_error(f));
+    assert_int_equal(sink_file_lines(f), 2);
+    sink_file_destroy(f);
+    /* destroy after a finish leaves the file */
+    assert_string_equal(slurp(path), "new 1\nnew 2\n");
+}
+
 static void test_stdout(void **state)
 {
     (void)state;
@@ -399,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_spool_file_write_fails),
         cmocka_unit_test(test_rename_fails),
         cmocka_unit_test(test_queue_reuses_released_room),
+        cmocka_unit_test(test_existing_file_replaced_at_finish),
         cmocka_unit_test(test_stdout),
         cmocka_unit_test(test_output_fails_at_the_end),
     };

@@ -154,6 +154,37 @@ static void test_reads_what_the_pipeline_has_room_for(void **state)
     event_base_free(base);
 }
 
+/* Batches of one record over a file of 40: a slice reads a bounded
+ * number of batches and then yields to the loop (kicking itself again),
+ * and every record still arrives, once and in order. */
+static void test_many_small_batches(void **state)
+{
+    (void)state;
+    char text[1024];
+    size_t o = 0;
+    for (int i = 0; i < 40; i++) {
+        o += (size_t)snprintf(text + o, sizeof(text) - o, "{\"i\":%d}\n", i);
+    }
+    const char *p = write_file("forty.jsonl", text, o);
+    struct event_base *base = event_base_new();
+    struct sink k = {.room = 1000};
+    struct source_file *s = open_source(base, p, 1, &k);
+    run(base);
+    assert_int_equal(k.n, 40);
+    assert_int_equal(k.calls, 40);
+    assert_int_equal(k.largest, 1);
+    for (int i = 0; i < 40; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "{\"i\":%d}", i);
+        assert_string_equal(k.first[i], want);
+        assert_int_equal(k.pos[i], i + 1);
+    }
+    assert_int_equal(source_file_at_end(s), 1);
+    assert_null(source_file_error(s));
+    source_file_destroy(s);
+    event_base_free(base);
+}
+
 /* Paused: nothing is read, not even when kicked; unpaused, it goes on.
  * Stopped: nothing more is read. */
 static void test_pause_and_stop(void **state)
@@ -358,6 +389,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_what_the_pipeline_has_room_for),
+        cmocka_unit_test(test_many_small_batches),
         cmocka_unit_test(test_pause_and_stop),
         cmocka_unit_test(test_too_long_records),
         cmocka_unit_test(test_blank_lines_yield_to_the_loop),

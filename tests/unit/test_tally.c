@@ -96,11 +96,37 @@ static void test_many_cards(void **state)
     tally_destroy(NULL);
 }
 
+/* An alert with a severity out of range is counted as an alert but under
+ * no severity; one without a card fingerprint adds no card; asking for a
+ * severity out of range gives 0. */
+static void test_odd_alerts(void **state)
+{
+    (void)state;
+    struct tally *t = tally_new();
+    struct alert a;
+    mk(&a, "acme", "", SEVERITY_HIGH, "cnp-use", NULL);
+    assert_int_equal(tally_alert(t, &a), 0);
+    mk(&a, "acme", "k:bb", (enum severity)(SEVERITY_CRITICAL + 1), "r", NULL);
+    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alerts(t), 2);
+    assert_int_equal(tally_cards(t), 1);
+    assert_int_equal(tally_severity(t, SEVERITY_HIGH), 1);
+    uint64_t sum = 0;
+    for (int s = 0; s <= SEVERITY_CRITICAL; s++) {
+        sum += tally_severity(t, (enum severity)s);
+    }
+    assert_int_equal(sum, 1);
+    assert_int_equal(tally_severity(t, (enum severity)(SEVERITY_CRITICAL + 1)),
+                     0);
+    tally_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),
         cmocka_unit_test(test_many_cards),
+        cmocka_unit_test(test_odd_alerts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,12 +126,27 @@ static void test_thousands(void **state)
     assert_int_equal(buf[0], 'x');
 }
 
+/* text_errf with no buffer or a zero-length one writes nothing. */
+static void test_errf_no_room(void **state)
+{
+    (void)state;
+    char buf[8] = "keep";
+    text_errf(buf, 0, "error %d", 1);
+    assert_string_equal(buf, "keep");
+    text_errf(NULL, 8, "error %d", 2);
+    text_errf(buf, sizeof(buf), "error %d", 3);
+    assert_string_equal(buf, "error 3");
+    text_errf(buf, sizeof(buf), "a longer error");
+    assert_string_equal(buf, "a longe");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_next_line),
         cmocka_unit_test(test_next_line_read_error),
         cmocka_unit_test(test_thousands),
+        cmocka_unit_test(test_errf_no_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

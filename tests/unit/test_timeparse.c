@@ -110,6 +110,18 @@ static const struct bad bads[] = {
     {"2024-08-01T23:59:61Z", "second 61 is not 00-60"},
     {"2024-08-01\t00:00:00Z", "expected YYYY-MM-DD"},
     {"2024-08-01T00:00:00\xc3\xa9", "bad time zone"},
+    /* each separator and digit pair of the fixed forms, wrong */
+    {"2024-08x01", "expected YYYY-MM-DD"},
+    {"2024-0a-01", "expected YYYY-MM-DD"},
+    {"2024-08-0a", "expected YYYY-MM-DD"},
+    {"2024-08-01T12-00:00Z", "bad time of day"},
+    {"2024-08-01T12:0a:00Z", "bad time of day"},
+    {"2024-08-01T12:00-00Z", "bad time of day"},
+    {"2024-08-01T12:00:0aZ", "bad time of day"},
+    {"2024-08-01T00:00:00+a2:00", "bad time zone"},
+    {"2024-08-01T00:00:00-0a:00", "bad time zone"},
+    {"2024-08-01T00:00:00+02-00", "bad time zone"},
+    {"2024-08-01T00:00:00+02:0a", "bad time zone"},
 };
 
 static void test_good_inputs(void **state)

@@ -1006,6 +1006,84 @@ static void test_validate(void **state)
     assert_int_equal(txn_validate(&t), TXN_ERR_CURRENCY);
 }
 
+/* txn_validate on a struct filled by hand (not by a decoder): a txn_id
+ * field with no NUL, a pan_len above CARD_PAN_MAX and an empty merchant
+ * id are each refused with their status. */
+static void test_validate_hand_filled(void **state)
+{
+    struct txn t;
+    (void)state;
+
+    fill_valid(&t);
+    memset(t.txn_id, 'T', sizeof(t.txn_id)); /* no NUL */
+    assert_int_equal(txn_validate(&t), TXN_ERR_TXN_ID);
+    assert_string_equal(t.pan_masked, "");
+    fill_valid(&t);
+    t.pan_len = CARD_PAN_MAX + 1;
+    assert_int_equal(txn_validate(&t), TXN_ERR_PAN);
+    fill_valid(&t);
+    t.merchant_id[0] = '\0';
+    assert_int_equal(txn_validate(&t), TXN_ERR_MERCHANT);
+    fill_valid(&t);
+    memset(t.merchant_id, 'M', sizeof(t.merchant_id)); /* no NUL */
+    assert_int_equal(txn_validate(&t), TXN_ERR_MERCHANT);
+    fill_valid(&t);
+    assert_int_equal(txn_validate(&t), TXN_OK);
+}
+
+/* txn_parse_json (no validation) keeps an mcc that fits the field even
+ * when it is invalid (10000), and leaves 0 for one that does not fit
+ * (negative, or over 2^32 - 1). */
+static void test_parse_json_mcc(void **state)
+{
+    struct txn t;
+    char buf[512];
+    (void)state;
+    const struct {
+        const char *mcc;
+        uint32_t want;
+    } mccs[] = {
+        {"10000", 10000}, {"4294967295", 4294967295u},
+        {"-1", 0},        {"4294967296", 0},
+        {"5999", 5999},
+    };
+    for (size_t i = 0; i < NELEM(mccs); i++) {
+        int n = snprintf(buf, sizeof(buf),
+                         "{\"txn_id\":\"t1\",\"pan\":\"4111111111111111\","
+                         "\"expiry\":\"2709\",\"amount_minor\":100,"
+                         "\"currency\":\"EUR\",\"mcc\":%s,"
+                         "\"merchant_id\":\"m1\",\"merchant_country\":\"DE\","
+                         "\"channel\":\"ecommerce\",\"entry_mode\":\"keyed\","
+                         "\"response\":\"approved\","
+                         "\"event_time_ms\":1721952000000}",
+                         mccs[i].mcc);
+        assert_int_equal(txn_parse_json(buf, (size_t)n, &t), TXN_OK);
+        if (t.mcc != mccs[i].want) {
+            fail_msg("mcc %s: got %u", mccs[i].mcc, t.mcc);
+        }
+        assert_string_equal(t.merchant_id, "m1");
+    }
+}
+
+/* An all-default transaction encodes to an empty protobuf message (every
+ * proto3 field at its default is left out), which decodes back to the
+ * same empty fields (and fails validation on the txn id). */
+static void test_encode_empty(void **state)
+{
+    struct txn t, back;
+    uint8_t *buf = NULL;
+    size_t len = 99;
+    (void)state;
+
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(txn_encode_protobuf(&t, &buf, &len), 0);
+    assert_non_null(buf);
+    assert_int_equal(len, 0);
+    assert_int_equal(txn_decode_protobuf(buf, len, &back), TXN_ERR_TXN_ID);
+    assert_string_equal(back.txn_id, "");
+    free(buf);
+}
+
 static void test_round_trip(void **state)
 {
     struct txn in;
@@ -1146,6 +1224,9 @@ int main(void)
         cmocka_unit_test(test_json_wrong_types),
         cmocka_unit_test(test_json_undecodable),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_validate_hand_filled),
+        cmocka_unit_test(test_parse_json_mcc),
+        cmocka_unit_test(test_encode_empty),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_forget_pan),
         cmocka_unit_test(test_check_time),

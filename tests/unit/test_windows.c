@@ -101,6 +101,7 @@ static void test_duration_parse(void **state)
     assert_int_equal(win_duration_parse("10mX", 3, &ms), 0);
     assert_int_equal(ms, 600000);
     assert_int_equal(win_duration_parse(NULL, 0, &ms), -1);
+    assert_int_equal(win_duration_parse("10m", 3, NULL), -1);
 }
 
 static void test_duration_format(void **state)
@@ -125,6 +126,10 @@ static void test_duration_format(void **state)
     win_duration_format(604800000, buf, 2);
     assert_string_equal(buf, "7");
     win_duration_format(1, NULL, 0);
+    /* a zero-length buffer is not written to */
+    strcpy(buf, "x");
+    win_duration_format(1, buf, 0);
+    assert_string_equal(buf, "x");
 }
 
 /* ---- aggregation ---- */
@@ -299,6 +304,58 @@ static void test_distinct_youngest_occurrence(void **state)
     assert_int_equal(s[1].count, 5);
 }
 
+/* Keys that fill their whole field (entries may lack a NUL: windows.h
+ * reads at most the field) are equal when their bytes are; keys that are
+ * prefixes of one another are distinct, wherever the hash table puts
+ * them. */
+static void test_distinct_full_and_prefix_keys(void **state)
+{
+    struct win_entry cur = entry("c", T0, 1, 0, "m", "FR");
+    struct win_entry es[12];
+    int64_t w = W10M;
+    struct win_stats s;
+
+    (void)state;
+    /* two entries whose merchant id and country fill their fields */
+    for (int i = 0; i < 2; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "f%d", i);
+        es[i] = entry(id, T0 - 1000, 1, 0, "", "");
+        memset(es[i].merchant_id, 'x', sizeof(es[i].merchant_id));
+        memset(es[i].merchant_country, 'Z', sizeof(es[i].merchant_country));
+    }
+    s = agg1(es, 2, &cur, w);
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.distinct_merchants, 2);
+    assert_int_equal(s.distinct_countries, 2);
+
+    /* merchants "pppppppppppp" down to "p": twelve distinct values, the
+     * longer ones inserted first */
+    for (int i = 0; i < 12; i++) {
+        char id[8], m[16];
+        snprintf(id, sizeof(id), "p%d", i);
+        memset(m, 'p', sizeof(m));
+        m[12 - i] = '\0';
+        es[i] = entry(id, T0 - 1000 * (i + 1), 1, 0, m, "FR");
+    }
+    s = agg1(es, 12, &cur, w);
+    assert_int_equal(s.count, 13);
+    assert_int_equal(s.distinct_merchants, 13);
+    assert_int_equal(s.distinct_countries, 1);
+}
+
+/* Sums saturate at the least 64-bit integer as at the greatest. */
+static void test_sum_saturates_down(void **state)
+{
+    struct win_entry cur = entry("c", T0, -1, 0, "m", "FR");
+    struct win_entry es[] = {entry("a", T0 - 1, INT64_MIN, 0, "m", "FR")};
+    struct win_stats s = agg1(es, 1, &cur, W10M);
+
+    (void)state;
+    assert_int_equal(s.count, 2);
+    assert_true(s.sum_amount == INT64_MIN);
+}
+
 static void test_many_entries(void **state)
 {
     /* 4096 entries: the stack path; 6000: the heap path. Half of them
@@ -417,6 +474,17 @@ static void test_record_decode_rejects(void **state)
         "w1|1|2|0|FR|t|%G0",
         "w1|1|2|0|FR|t|%0",
         "w1|1|2|0|FR|t|%00",
+        /* a sign, a version of the wrong length, a bad declined flag */
+        "w1|+5|2|0|FR|t|m",
+        "w12|1|2|0|FR|t|m",
+        "w1|1|2|x|FR|t|m",
+        /* escapes with a non-hex digit below '0', between '9' and 'A',
+         * after 'f'; a bad second digit; a raw byte above 0x7e */
+        "w1|1|2|0|FR|t|%-1",
+        "w1|1|2|0|FR|t|%:0",
+        "w1|1|2|0|FR|t|%g0",
+        "w1|1|2|0|FR|t|%4g",
+        "w1|1|2|0|FR|t|m\x80",
         ("w1|1|2|0|FR|"
          "12345678901234567890123456789012345678901234567890123456789012345|m"),
     };
@@ -435,6 +503,11 @@ static void test_record_decode_rejects(void **state)
     assert_int_equal(win_entry_decode("w1|5|6|1|FR|t|m|junk", 15, &e), 0);
     assert_string_equal(e.merchant_id, "m");
     assert_int_equal(win_entry_decode(NULL, 0, &e), -1);
+    assert_int_equal(win_entry_decode("w1|5|6|1|FR|t|m", 15, NULL), -1);
+    /* the least 64-bit integer is a valid time */
+    assert_int_equal(win_entry_decode("w1|-9223372036854775808|0|0|||", 30, &e),
+                     0);
+    assert_true(e.event_time_ms == INT64_MIN);
     /* escapes in either case (encode writes upper case) */
     assert_int_equal(win_entry_decode("w1|1|2|0|FR|a%7cb|caf%c3%A9", 27, &e),
                      0);
@@ -457,6 +530,8 @@ int main(void)
         cmocka_unit_test(test_aggregate_args),
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_record_decode_rejects),
+        cmocka_unit_test(test_distinct_full_and_prefix_keys),
+        cmocka_unit_test(test_sum_saturates_down),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
