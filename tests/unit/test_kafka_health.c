@@ -161,6 +161,58 @@ static void test_many_codes_share_the_last_slot(void **state)
     kafka_health_destroy(h);
 }
 
+/* Entries that are not brokers of their own, however they are written:
+ * without a nodeid or with a nodeid that is no number, librdkafka's
+ * internal and logical entries. Entries without a source or state are
+ * still brokers (state unknown: not up). */
+static void test_odd_entries_are_not_counted(void **state)
+{
+    (void)state;
+    struct kafka_health *h = kafka_health_new();
+    const char *j =
+        "{\"brokers\":{"
+        "\"no-id\":{\"source\":\"learned\",\"state\":\"UP\"},"
+        "\"text-id\":{\"nodeid\":\"1\",\"source\":\"learned\","
+        "\"state\":\"UP\"},"
+        "\"internal\":{\"nodeid\":0,\"source\":\"internal\",\"state\":\"UP\"},"
+        "\"no-source\":{\"nodeid\":4,\"state\":\"UP\"},"
+        "\"no-state\":{\"nodeid\":5,\"source\":\"learned\"}}}";
+    assert_int_equal(kafka_health_stats(h, KH_CONSUMER, j, strlen(j)), 0);
+    /* no-source is up; no-state is known but not up */
+    assert_int_equal(kafka_health_brokers_up(h, KH_CONSUMER), 1);
+    /* a "brokers" member that is not an object is no statistics */
+    const char *arr = "{\"brokers\":[]}";
+    assert_int_equal(kafka_health_stats(h, KH_CONSUMER, arr, strlen(arr)),
+                     -1);
+    assert_int_equal(kafka_health_brokers_up(h, KH_CONSUMER), 1);
+    kafka_health_destroy(h);
+}
+
+/* Brokers lost without any error event (and never reachable at all): the
+ * reason says "none" rather than an empty or stale text. */
+static void test_down_without_an_error_says_none(void **state)
+{
+    (void)state;
+    struct kafka_health *h = kafka_health_new();
+    char up[2048], down[2048]; /* stats() answers in one static buffer */
+    snprintf(up, sizeof(up), "%s", stats("UP", "DOWN", "DOWN"));
+    snprintf(down, sizeof(down), "%s", stats("DOWN", "DOWN", "DOWN"));
+    /* never up: 0 after 0 stays 0, not "reachable again" */
+    kafka_health_stats(h, KH_CONSUMER, down, strlen(down));
+    kafka_health_stats(h, KH_CONSUMER, down, strlen(down));
+    char why[256] = "";
+    assert_int_equal(kafka_health_ok(h, why, sizeof(why)), 0);
+    assert_string_equal(why, "Kafka: no broker reachable by the consumer "
+                             "(last error: none)");
+    /* up, then down again with no error event in between */
+    kafka_health_stats(h, KH_CONSUMER, up, strlen(up));
+    assert_int_equal(kafka_health_ok(h, why, sizeof(why)), 1);
+    kafka_health_stats(h, KH_CONSUMER, down, strlen(down));
+    assert_int_equal(kafka_health_ok(h, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "(last error: none)"));
+    kafka_health_destroy(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +222,8 @@ int main(void)
         cmocka_unit_test(test_bad_statistics_change_nothing),
         cmocka_unit_test(test_errors_counted_by_client_and_code),
         cmocka_unit_test(test_many_codes_share_the_last_slot),
+        cmocka_unit_test(test_odd_entries_are_not_counted),
+        cmocka_unit_test(test_down_without_an_error_says_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
  * librdkafka's in-process mock cluster: offsets of time ranges, checked
  * against a brute-force answer, through the binary search and through the
  * broker path (the 2.0.2 mock answers -1 to every offsetsForTimes, so
- * both must agree), the cost in probes and rounds, and the errors. */
+ * both must agree), the cost in probes and rounds, and the errors: bad
+ * arguments and handles, no broker, and fetches that time out with and
+ * without an error. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -662,6 +664,82 @@ static void test_timeout_names_partition(void **state)
     consumer_done(rk);
 }
 
+/* Missing arguments: refused with one message, and whatever result
+ * pointer was given is cleared. */
+static void test_missing_arguments(void **state)
+{
+    (void)state;
+    rd_kafka_t *rk = consumer(NULL);
+    struct kseek_part *parts = (struct kseek_part *)&parts; /* not NULL */
+    size_t n = 99;
+    char err[512];
+    const char *want = "kafka seek: no handle, topic or result";
+    err[0] = '\0';
+    assert_int_equal(kafka_seek_range(NULL, T3, BASE, BASE + 1, TIMEOUT_MS, 0,
+                                      &parts, &n, NULL, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, want);
+    assert_null(parts);
+    assert_int_equal(n, 0);
+    err[0] = '\0';
+    assert_int_equal(kafka_seek_range(rk, NULL, BASE, BASE + 1, TIMEOUT_MS, 0,
+                                      &parts, &n, NULL, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, want);
+    n = 99;
+    err[0] = '\0';
+    assert_int_equal(kafka_seek_range(rk, T3, BASE, BASE + 1, TIMEOUT_MS, 0,
+                                      NULL, &n, NULL, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, want);
+    assert_int_equal(n, 0);
+    parts = (struct kseek_part *)&parts;
+    err[0] = '\0';
+    assert_int_equal(kafka_seek_range(rk, T3, BASE, BASE + 1, TIMEOUT_MS, 0,
+                                      &parts, NULL, NULL, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, want);
+    assert_null(parts);
+    consumer_done(rk);
+}
+
+/* No broker answers the metadata request: the error says so, within the
+ * timeout. */
+static void test_no_broker(void **state)
+{
+    (void)state;
+    const char *const closed[] = {"bootstrap.servers", "127.0.0.1:9",
+                                  "reconnect.backoff.max.ms", "100", NULL};
+    rd_kafka_t *rk = consumer(closed);
+    expect_error(rk, T3, BASE, BASE + 1, 300, "topic seek3: metadata: ",
+                 NULL);
+    consumer_done(rk);
+}
+
+/* Fetches that do not come back in time, without any error: the timeout
+ * names the first partition still waiting, counts the others and names
+ * no error (there was none). Partition 2 is empty and never waits. */
+static void test_timeout_without_error(void **state)
+{
+    (void)state;
+    rd_kafka_t *rk = consumer(NULL);
+    /* one Fetch answered after 1 s; the call gives up after 0.4 s */
+    rd_kafka_mock_broker_push_request_error_rtts(
+        g_mc, 1, 1 /* Fetch */, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 1000);
+    struct kseek_part *parts = NULL;
+    size_t n = 0;
+    char err[512] = "";
+    assert_int_equal(kafka_seek_range(rk, T3, BASE + 500, BASE + 600, 400, 1,
+                                      &parts, &n, NULL, err, sizeof(err)),
+                     -1);
+    if (strstr(err, "timed out after 400 ms waiting for partition 0") ==
+            NULL ||
+        strstr(err, "(2 partition(s) unanswered)") == NULL) {
+        fail_msg("unexpected error \"%s\"", err);
+    }
+    consumer_done(rk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,6 +755,9 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_handle_requirements),
         cmocka_unit_test(test_timeout_names_partition),
+        cmocka_unit_test(test_missing_arguments),
+        cmocka_unit_test(test_no_broker),
+        cmocka_unit_test(test_timeout_without_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -160,10 +160,33 @@ static void test_destroy_stops_promptly(void **state)
     assert_true(now_ms() - t0 <= KAFKA_WMARK_TIMEOUT_MS + 1000);
 }
 
+/* A new set that holds the watched partitions in another order and a new
+ * one: the known answers move with their partitions at once (no -1 until
+ * the next round), the new partition is unknown until it is asked. */
+static void test_reordered_set_keeps_answers(void **state)
+{
+    (void)state;
+    char err[256];
+    struct kafka_wmark *w = kafka_wmark_new(g_cons, TOPIC, err, sizeof(err));
+    assert_non_null(w);
+    const int32_t first[] = {0, 1};
+    assert_int_equal(kafka_wmark_watch(w, first, 2), 0);
+    /* (test_watched_partitions_follow_the_topic left 105 and 37) */
+    wait_high(w, 0, 105);
+    wait_high(w, 1, 37);
+    const int32_t second[] = {1, 2, 0};
+    assert_int_equal(kafka_wmark_watch(w, second, 3), 0);
+    assert_int_equal(kafka_wmark_high(w, 1), 37);
+    assert_int_equal(kafka_wmark_high(w, 0), 105);
+    wait_high(w, 2, 0); /* asked in the next round: empty */
+    kafka_wmark_destroy(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_watched_partitions_follow_the_topic),
+        cmocka_unit_test(test_reordered_set_keeps_answers),
         cmocka_unit_test(test_destroy_stops_promptly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
