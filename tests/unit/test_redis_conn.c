@@ -6,7 +6,10 @@
  * TLS without a CA file, a TLS server name too long to send, a
  * subscription without a message callback, a user without a password -
  * gives NULL and one message naming it. A connection in subscriber mode
- * refuses commands. Everything that needs a server (connect, TLS, AUTH,
+ * refuses commands. Empty strings count as options not given; a client
+ * certificate needs its key. Every allocation of rconn_new() and
+ * rconn_command() is failed in turn (failalloc.h): NULL / -1 with "out of
+ * memory", nothing leaked. Everything that needs a server (connect, TLS, AUTH,
  * ROLE, sentinels, reconnects) is tests/e2e/test_redis_conn.py's and
  * test_redis_edges.py's. */
 #include <setjmp.h>
@@ -18,24 +21,38 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "failalloc.h"
 #include "log.h"
 #include "redis_conn.h"
 
+static char tmpdir[] = "/tmp/cw_redis_conn_XXXXXX";
+#include "scratch.h"
+
 static struct event_base *base;
+
+static char ca_file[128]; /* a self-signed CA made by setup() */
 
 static int setup(void **state)
 {
-    (void)state;
     log_set_level(LOG_ERROR); /* the module logs nothing here anyway */
     base = event_base_new();
-    return base != NULL ? 0 : -1;
+    if (base == NULL || scratch_setup(state) != 0) {
+        return -1;
+    }
+    snprintf(ca_file, sizeof(ca_file), "%s/ca.crt", tmpdir);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt "
+             "ec_paramgen_curve:P-256 -nodes -keyout %s/ca.key -out %s "
+             "-days 1 -subj /CN=cw-unit >/dev/null 2>&1",
+             tmpdir, ca_file);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    (void)state;
     event_base_free(base);
-    return 0;
+    return scratch_teardown(state);
 }
 
 static struct rconn_opts direct(void)
@@ -100,6 +117,7 @@ static void test_sentinel_lists(void **state)
         assert_int_equal(rconn_error(c, &msg), RCONN_OK);
         assert_string_equal(msg, "");
         assert_int_equal(rconn_is_up(c), 0);
+        assert_string_equal(rconn_address(c), ""); /* no sentinel asked */
         rconn_destroy(c);
     }
     /* each entry that is not host:port is named in the message */
@@ -216,6 +234,34 @@ static void test_subscriber_refuses_commands(void **state)
     rconn_destroy(NULL);
 }
 
+/* A NULL answer (destroy) whose callback queues another command: refused,
+ * so destroy ends with nothing left. */
+static struct rconn *dying;
+static void requeue(void *arg, const struct redisReply *r)
+{
+    const char *argv[] = {"PING"};
+    const size_t lens[] = {4};
+    assert_null(r);
+    assert_int_equal(rconn_command(dying, 1, argv, lens, on_reply, arg), -1);
+    (*(int *)arg)++;
+}
+
+static void test_command_refused_while_destroying(void **state)
+{
+    (void)state;
+    struct rconn_opts o = direct();
+    dying = accepted(&o);
+    const char *argv[] = {"PING"};
+    const size_t lens[] = {4};
+    int calls = 0;
+    assert_int_equal(rconn_command(dying, 1, argv, lens, requeue, &calls), 0);
+    /* no arguments or no lengths: refused */
+    assert_int_equal(rconn_command(dying, 1, NULL, lens, on_reply, &calls), -1);
+    assert_int_equal(rconn_command(dying, 1, argv, NULL, on_reply, &calls), -1);
+    rconn_destroy(dying);
+    assert_int_equal(calls, 1);
+}
+
 /* Queued commands wait for the loop; destroying the connection first
  * answers each exactly once with NULL, the delayed ones too. */
 static void test_destroy_answers_queued_commands(void **state)
@@ -239,6 +285,131 @@ static void test_destroy_answers_queued_commands(void **state)
     assert_int_equal(calls, 2);
 }
 
+
+/* The edges of each option: an empty string counts as not given (no
+ * name: "redis"; no sentinels: the direct address; an empty user: the
+ * default user), a host longer than any host name or a missing master
+ * name is refused, and so is a TLS client certificate without its key or
+ * a key without its certificate, even as an empty string. A sentinel
+ * entry may end in a tab; a port holding a character below '0' is not a
+ * number. */
+static void test_option_edges(void **state)
+{
+    (void)state;
+    struct rconn_opts o = direct();
+    o.name = "";
+    o.sentinels = "";       /* no sentinels: the direct address */
+    o.username = "";        /* the default user: no password needed */
+    o.tls = 1;
+    o.tls_ca_file = ca_file;
+    o.tls_server_name = ""; /* verify the host itself */
+    o.tls_cert_file = "";
+    o.tls_key_file = "";
+    struct rconn *c = accepted(&o);
+    assert_string_equal(rconn_address(c), "127.0.0.1:6379");
+    rconn_destroy(c);
+
+    o = direct();
+    o.host = "";
+    refused(&o, "t: Redis needs a host and a port");
+    char host[300];
+    memset(host, 'h', sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    o.host = host;
+    refused(&o, "t: Redis needs a host and a port");
+    o = via("127.0.0.1:26379");
+    o.master_name = NULL;
+    refused(&o, "t: Redis sentinels need a master name");
+    o = direct();
+    o.tls = 1;
+    o.tls_ca_file = "";
+    refused(&o, "t: Redis TLS needs a CA file");
+    static const char *const halves[][2] = {
+        {"/some/client.crt", ""}, {"", "/some/client.key"},
+        {"/some/client.crt", NULL}, {NULL, "/some/client.key"}};
+    for (size_t i = 0; i < sizeof(halves) / sizeof(halves[0]); i++) {
+        o = direct();
+        o.tls = 1;
+        o.tls_ca_file = ca_file;
+        o.tls_cert_file = halves[i][0];
+        o.tls_key_file = halves[i][1];
+        refused(&o, "t: a Redis TLS client certificate needs its key and "
+                    "the key its certificate (set both or neither)");
+    }
+    o = via("h:1\t, h:2\t");
+    c = accepted(&o);
+    rconn_destroy(c);
+    o = via("h:2/");
+    refused(&o, "t: bad sentinel list 'h:2/': 'h:2/' is not host:port");
+}
+
+/* Every allocation rconn_new() and rconn_command() make, failed in turn
+ * (tests/unit/failalloc.h): NULL / -1 with "out of memory", nothing
+ * leaked (ASan), no callback for a refused command; with no failure left
+ * to inject, the connection is made and the command queued. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    struct rconn_opts o = via("127.0.0.1:26379,[::1]:26380");
+    o.username = "cw";
+    o.password = "pw";
+    o.tls = 1;
+    o.tls_ca_file = ca_file;
+    o.tls_server_name = "redis.example";
+    int fired_new = 0;
+    for (long n = 1;; n++) {
+        char err[256] = "";
+        failalloc_at(n);
+        struct rconn *c = rconn_new(base, &o, err, sizeof(err));
+        int fired = failalloc_failed();
+        failalloc_at(0);
+        if (!fired) {
+            assert_non_null(c);
+            rconn_destroy(c);
+            break;
+        }
+        fired_new++;
+        assert_null(c);
+        assert_string_equal(err, "t: out of memory");
+    }
+    assert_true(fired_new >= 6); /* c, name, list, master, user, ... */
+
+    o = direct();
+    o.subscribe = "cw:feed";
+    o.on_message = on_message;
+    for (long n = 1;; n++) {
+        char err[256] = "";
+        failalloc_at(n);
+        struct rconn *c = rconn_new(base, &o, err, sizeof(err));
+        int fired = failalloc_failed();
+        failalloc_at(0);
+        if (!fired) {
+            assert_non_null(c);
+            rconn_destroy(c);
+            break;
+        }
+        assert_null(c);
+        assert_string_equal(err, "t: out of memory");
+    }
+
+    o = direct();
+    struct rconn *c = accepted(&o);
+    const char *argv[] = {"GET", "k"};
+    const size_t lens[] = {3, 1};
+    int calls = 0;
+    failalloc_at(1);
+    assert_int_equal(rconn_command(c, 2, argv, lens, on_reply, &calls), -1);
+    assert_true(failalloc_failed());
+    failalloc_at(1);
+    assert_int_equal(
+        rconn_command_later(c, 10, 2, argv, lens, on_reply, &calls), -1);
+    assert_true(failalloc_failed());
+    failalloc_at(0);
+    assert_int_equal(rconn_pending(c), 0);
+    rconn_destroy(c);
+    assert_int_equal(calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +418,9 @@ int main(void)
         cmocka_unit_test(test_tls_server_name_length),
         cmocka_unit_test(test_subscriber_refuses_commands),
         cmocka_unit_test(test_destroy_answers_queued_commands),
+        cmocka_unit_test(test_option_edges),
+        cmocka_unit_test(test_command_refused_while_destroying),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
