@@ -844,7 +844,14 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     } else {
         f->accept_unlogged++;
     }
-    if ((err == EMFILE || err == ENFILE) && f->r_oldest != NULL) {
+    /* Linux's accept() fails with EMFILE when no descriptor is free
+     * whether or not a connection waits, so the listener's loop ends this
+     * way once it took the last one: a connection accepted in this same
+     * loop (not set up yet, so none older is reclaimable) has not had its
+     * chance to send a request and is not closed for a next one that may
+     * not exist. */
+    if ((err == EMFILE || err == ENFILE) && f->r_oldest != NULL &&
+        f->r_oldest->set_up) {
         struct fconn *old = f->r_oldest; /* its descriptor for the next */
         set_phase(old, P_DEAD);
         conn_shut(old);

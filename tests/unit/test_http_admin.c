@@ -189,6 +189,19 @@ static void test_listen_addresses(void **state)
     assert_null(http_admin_new(base, "no-port", &ops, err, sizeof(err)));
     assert_string_equal(err, "http: bad listen address 'no-port'");
 
+    /* a host of 256 characters or more does not fit: refused as bad */
+    char longhost[300];
+    memset(longhost, 'h', 256);
+    snprintf(longhost + 256, sizeof(longhost) - 256, ":80");
+    assert_null(http_admin_new(base, longhost, &ops, err, sizeof(err)));
+    assert_memory_equal(err, "http: bad listen address 'hhh", 29);
+
+    /* "[::1:0": an unclosed bracket is kept as part of the host, which
+     * is then no address (the config check refuses it first in cardwatch) */
+    assert_null(http_admin_new(base, "[::1:0", &ops, err, sizeof(err)));
+    assert_string_equal(err, "http: cannot listen on [::1:0 (in use or not "
+                             "a local address)");
+
     struct http_admin *h =
         http_admin_new(base, "127.0.0.1:0", &ops, err, sizeof(err));
     assert_non_null(h);
