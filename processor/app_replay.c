@@ -401,9 +401,17 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
         }
         return defer_ack(r, opaque);
     }
-    if (m->alert != NULL && tally_alert(r->tally, m->alert) != 0) {
+    int counted = m->alert != NULL ? tally_alert(r->tally, m->alert) : 1;
+    if (counted == 0) {
+        /* The input held its transaction before (the same txn_id, so
+         * the same alert id): the alert was written then. */
+        log_debug(MOD, "alert %s repeats one already written; not written "
+                  "again", m->alert->alert_id);
+        return defer_ack(r, opaque);
+    }
+    if (counted < 0) {
         log_warn(MOD, "out of memory counting alerts; the summary will be "
-                 "short");
+                 "short and a repeated transaction may be written twice");
     }
     if (r->out != NULL) {
         return put_line(r, r->out, r->o->output, lane, m, opaque);
@@ -965,6 +973,11 @@ static void print_summary(struct rp *r)
     fprintf(f, "  %-32s %14s\n", "alerts", cc);
     fprintf(f, "  %-32s %14s\n", "dead letters", d);
     fprintf(f, "  %-32s %14s\n", "exposed cards with an alert", e);
+    if (tally_repeats(r->tally) > 0) {
+        char rep[32];
+        text_thousands(tally_repeats(r->tally), rep, sizeof(rep));
+        fprintf(f, "  %-32s %14s\n", "repeated (alert written once)", rep);
+    }
     if (r->ledger != NULL) {
         char s[32];
         text_thousands(ledger_skipped(r->ledger), s, sizeof(s));
@@ -1035,6 +1048,8 @@ static int write_report(struct rp *r)
                             m, METRICS_DEAD_LETTER)));
     json_object_set_new(doc, "misused_cards",
                         json_integer((json_int_t)tally_cards(r->tally)));
+    json_object_set_new(doc, "repeated_alerts",
+                        json_integer((json_int_t)tally_repeats(r->tally)));
     json_t *sev = json_object();
     for (int s = SEVERITY_LOW; s <= SEVERITY_CRITICAL; s++) {
         json_object_set_new(sev, severity_name((enum severity)s),

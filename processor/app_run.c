@@ -172,8 +172,14 @@ static char *app_metrics(void *arg)
     fprintf(m,
             "# HELP cardwatch_ruleset_info Active rule set.\n"
             "# TYPE cardwatch_ruleset_info gauge\n"
-            "cardwatch_ruleset_info{version=\"%s\"} 1\n",
-            rules_version(a->rules));
+            "cardwatch_ruleset_info{version=\"%s\"} 1\n"
+            "# HELP cardwatch_alerts_not_resent_total Alerts not produced "
+            "because their id was delivered before or on its way (an "
+            "event read again, a transaction the input holds twice).\n"
+            "# TYPE cardwatch_alerts_not_resent_total counter\n"
+            "cardwatch_alerts_not_resent_total %llu\n",
+            rules_version(a->rules),
+            (unsigned long long)ledger_skipped(a->ledger));
     kafka_health_metrics(a->kafka, m);
     feed_metrics(a->feed, m); /* nothing when no feed runs */
     if (fclose(m) != 0) {
