@@ -54,7 +54,7 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos coverage \
+.PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
@@ -197,12 +197,18 @@ e2e-asan:
 # condition), so on 2 cores the pair takes little more than the longer one.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
+	@python3 scripts/check_tree.py
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(MAKE) --no-print-directory -j$(NPROC) unit
 	@$(MAKE) --no-print-directory -j$(NPROC) unit-asan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory fuzz-replay-asan
 	@scripts/e2e-both.sh $(MAKE)
+
+# The shape of processor/: the README's module table, function lengths,
+# includes that run back up (scripts/check_tree.py; also in make test).
+check-tree:
+	@python3 scripts/check_tree.py
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -15,10 +15,10 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "app_start.h"
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
-#include "redis_cfg.h"
 #include "kafka_check.h"
 #include "kafka_seek.h"
 #include "ledger.h"
@@ -46,10 +46,7 @@ struct rp {
     const struct replay_opts *o;
     struct event_base *base;
     struct metrics *metrics;
-    struct card_key *key;
-    struct ruleset *rules;
-    struct rconn *redis;
-    struct exposure *exposure;
+    struct app_core core; /* key, rules, Redis, exposed set */
     struct state *state;
     struct snapshot *snapshot;
     struct pipeline *pipeline;
@@ -190,14 +187,6 @@ static void cb_kick(void *ctx)
     }
 }
 
-static void cb_redis_link(void *arg, int up)
-{
-    struct rp *r = arg;
-    if (r->exposure != NULL) {
-        exposure_link_state(r->exposure, up);
-    }
-}
-
 static void on_snapshot(void *arg, int status, const char *err);
 
 /* Lookups can be answered: the exposed-card set passed its check. The
@@ -211,8 +200,8 @@ static void cb_redis_state(void *arg, int up)
     }
     if (up && r->snapshot == NULL && r->phase == P_LOADING) {
         char err[512];
-        r->snapshot = snapshot_load(r->exposure, r->redis, r->c->redis_prefix,
-                                    card_key_id(r->key), r->o->breach,
+        r->snapshot = snapshot_load(r->core.exposure, r->core.redis, r->c->redis_prefix,
+                                    card_key_id(r->core.key), r->o->breach,
                                     on_snapshot, r, err, sizeof(err));
         if (r->snapshot == NULL) {
             fail(r, "%s", err);
@@ -401,9 +390,17 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
         }
         return defer_ack(r, opaque);
     }
-    if (m->alert != NULL && tally_alert(r->tally, m->alert) != 0) {
+    int counted = m->alert != NULL ? tally_alert(r->tally, m->alert) : 1;
+    if (counted == 0) {
+        /* The input held its transaction before (the same txn_id, so
+         * the same alert id): the alert was written then. */
+        log_debug(MOD, "alert %s repeats one already written; not written "
+                  "again", m->alert->alert_id);
+        return defer_ack(r, opaque);
+    }
+    if (counted < 0) {
         log_warn(MOD, "out of memory counting alerts; the summary will be "
-                 "short");
+                 "short and a repeated transaction may be written twice");
     }
     if (r->out != NULL) {
         return put_line(r, r->out, r->o->output, lane, m, opaque);
@@ -524,7 +521,7 @@ static void on_scan(void *arg, const struct redisReply *reply)
                 argv[i + 1] = keys->element[i]->str;
                 lens[i + 1] = keys->element[i]->len;
             }
-            if (rconn_command(r->redis, (int)keys->elements + 1, argv,
+            if (rconn_command(r->core.redis, (int)keys->elements + 1, argv,
                                  lens, on_unlinked, r) == 0) {
                 r->cleaned_keys += keys->elements;
             }
@@ -559,7 +556,7 @@ static void scan_next(struct rp *r, const char *cursor)
     if (cursor == NULL) {
         const char *argv[] = {"PING"};
         size_t lens[] = {4};
-        rc = rconn_command(r->redis, 1, argv, lens, on_cleaned, r);
+        rc = rconn_command(r->core.redis, 1, argv, lens, on_cleaned, r);
     } else {
         const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT",
                               "1000"};
@@ -567,7 +564,7 @@ static void scan_next(struct rp *r, const char *cursor)
         for (int i = 0; i < 6; i++) {
             lens[i] = strlen(argv[i]);
         }
-        rc = rconn_command(r->redis, 6, argv, lens, on_scan, r);
+        rc = rconn_command(r->core.redis, 6, argv, lens, on_scan, r);
     }
     if (rc != 0) {
         r->phase = P_DONE;
@@ -596,7 +593,7 @@ static void begin_cleanup(struct rp *r)
 static int redis_gave_up(struct rp *r)
 {
     char why[768];
-    if (exposure_health(r->exposure, why, sizeof(why)) &&
+    if (exposure_health(r->core.exposure, why, sizeof(why)) &&
         (r->state == NULL || state_health(r->state, why, sizeof(why))) &&
         (r->ledger == NULL || ledger_health(r->ledger, why, sizeof(why)))) {
         r->redis_bad_ns = 0;
@@ -633,8 +630,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct rp *r = arg;
     char bad[768];
-    if (r->phase == P_LOADING && exposure_set_bad(r->exposure) &&
-        !exposure_health(r->exposure, bad, sizeof(bad))) {
+    if (r->phase == P_LOADING && exposure_set_bad(r->core.exposure) &&
+        !exposure_health(r->core.exposure, bad, sizeof(bad))) {
         fail(r, "%s", bad); /* a replay needs the whole set: no waiting */
         return;
     }
@@ -642,17 +639,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         clock_mono_ns() - r->started_ns >
             (uint64_t)r->c->replay_redis_wait_s * 1000000000ull) {
         char why[768];
-        if (rconn_is_up(r->redis) &&
-            !exposure_health(r->exposure, why, sizeof(why))) {
+        if (rconn_is_up(r->core.redis) &&
+            !exposure_health(r->core.exposure, why, sizeof(why))) {
             fail(r, "%s (waited %d s, [replay] redis_wait_s)", why,
                  r->c->replay_redis_wait_s);
             return;
         }
         const char *msg = NULL;
-        (void)rconn_error(r->redis, &msg);
+        (void)rconn_error(r->core.redis, &msg);
         fail(r, "Redis %s did not answer within %d s ([replay] "
              "redis_wait_s; is it running? 'cardwatch load' puts the "
-             "exposed cards there)%s%s", rconn_address(r->redis),
+             "exposed cards there)%s%s", rconn_address(r->core.redis),
              r->c->replay_redis_wait_s, msg && msg[0] ? ": " : "",
              msg ? msg : "");
         return;
@@ -761,7 +758,7 @@ static int start_outputs(struct rp *r, char *err, size_t errlen)
     }
     if (o->deliver) {
         struct ledger_opts lo = {
-            .redis = r->redis,
+            .redis = r->core.redis,
             .prefix = c->redis_prefix,
             .ttl_days = c->delivered_ttl_days,
             .feed_max_alerts = c->feed_max_alerts,
@@ -799,9 +796,9 @@ static void on_snapshot(void *arg, int status, const char *err)
     }
     struct pipeline_opts po = {
         .config = r->c,
-        .key = r->key,
-        .rules = r->rules,
-        .exposure = r->exposure,
+        .key = r->core.key,
+        .rules = r->core.rules,
+        .exposure = r->core.exposure,
         .snapshot = r->snapshot,
         .state = r->state,
         .metrics = r->metrics,
@@ -965,6 +962,11 @@ static void print_summary(struct rp *r)
     fprintf(f, "  %-32s %14s\n", "alerts", cc);
     fprintf(f, "  %-32s %14s\n", "dead letters", d);
     fprintf(f, "  %-32s %14s\n", "exposed cards with an alert", e);
+    if (tally_repeats(r->tally) > 0) {
+        char rep[32];
+        text_thousands(tally_repeats(r->tally), rep, sizeof(rep));
+        fprintf(f, "  %-32s %14s\n", "repeated (alert written once)", rep);
+    }
     if (r->ledger != NULL) {
         char s[32];
         text_thousands(ledger_skipped(r->ledger), s, sizeof(s));
@@ -1014,7 +1016,7 @@ static int write_report(struct rp *r)
         json_object_set_new(in, "partitions", parts);
     }
     json_object_set_new(doc, "input", in);
-    json_object_set_new(doc, "rules", json_string(rules_version(r->rules)));
+    json_object_set_new(doc, "rules", json_string(rules_version(r->core.rules)));
     json_object_set_new(doc, "breach", r->o->breach
                                            ? json_string(r->o->breach)
                                            : json_null());
@@ -1035,6 +1037,8 @@ static int write_report(struct rp *r)
                             m, METRICS_DEAD_LETTER)));
     json_object_set_new(doc, "misused_cards",
                         json_integer((json_int_t)tally_cards(r->tally)));
+    json_object_set_new(doc, "repeated_alerts",
+                        json_integer((json_int_t)tally_repeats(r->tally)));
     json_t *sev = json_object();
     for (int s = SEVERITY_LOW; s <= SEVERITY_CRITICAL; s++) {
         json_object_set_new(sev, severity_name((enum severity)s),
@@ -1074,12 +1078,6 @@ static int write_report(struct rp *r)
 
 /* ---- main ---- */
 
-static void log_rule_warning(void *arg, const char *msg)
-{
-    (void)arg;
-    log_warn("rules", "%s", msg);
-}
-
 static void make_namespace(char *buf, size_t len)
 {
     unsigned char rnd[6] = {0};
@@ -1105,6 +1103,197 @@ static int uses_state(const struct ruleset *rs)
     return need;
 }
 
+#define OOM "out of memory at start-up"
+
+/* An event loop that polls often. Sources re-activate themselves (a
+ * slice of input per loop turn) and file outputs acknowledge on the next
+ * turn: with nothing else to wait for, libevent ran those active events
+ * on and on without polling, so no signal and no timer (progress, tick)
+ * was seen until the input ended (SIGTERM took 8.4 s on 12 M events, a
+ * gzip bomb never stopped). It now polls after 10 ms or 64 callbacks.
+ * NULL when out of memory. */
+static struct event_base *new_base(void)
+{
+    struct event_base *base = NULL;
+    struct event_config *ecfg = event_config_new();
+    struct timeval max_iv = {0, 10000};
+    if (ecfg != NULL &&
+        event_config_set_max_dispatch_interval(ecfg, &max_iv, 64, 0) == 0) {
+        base = event_base_new_with_config(ecfg);
+    }
+    if (ecfg != NULL) {
+        event_config_free(ecfg);
+    }
+    return base;
+}
+
+/* Key and rules, the loop, the brokers and topics, the input, Redis with
+ * the exposed set, the replay's own window state when its rules use
+ * windows; the snapshot starts once the set passed its check
+ * (cb_redis_state). Returns 0, or -1 with the reason in err (what was
+ * made stays in r for teardown). */
+static int replay_start(struct rp *r, char *err, size_t errlen)
+{
+    const struct config *c = r->c;
+    const char *rules_path = r->o->rules ? r->o->rules : c->rules_path;
+    if (app_start_local(&r->core, c->key_file, rules_path, err, errlen) !=
+        0) {
+        return -1;
+    }
+    r->base = new_base();
+    r->metrics = metrics_new();
+    r->tally = tally_new();
+    if (r->base == NULL || r->metrics == NULL || r->tally == NULL) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    r->started_ns = clock_mono_ns();
+    if (check_kafka(r, err, errlen) != 0 || open_source(r, err, errlen) != 0) {
+        return -1;
+    }
+    struct app_start_redis ro = {
+        .while_down = "the replay pauses",
+        .while_missing = "the replay cannot start",
+        .metrics = r->metrics,
+        .on_state = cb_redis_state,
+        .state_arg = r,
+    };
+    if (app_start_redis(&r->core, r->base, c, &ro, err, errlen) != 0) {
+        return -1;
+    }
+    r->uses_state = uses_state(r->core.rules);
+    if (r->uses_state) {
+        make_namespace(r->ns, sizeof(r->ns));
+        /* one pass, never re-processed: no grace */
+        r->state = state_new(r->core.redis, c->redis_prefix,
+                             card_key_id(r->core.key), r->ns, 0);
+        if (r->state == NULL) {
+            snprintf(err, errlen, OOM);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The tick, progress, acknowledgement and signal events. Returns 0, or
+ * -1 when out of memory. */
+static int replay_arm(struct rp *r)
+{
+    r->tick = event_new(r->base, -1, EV_PERSIST, on_tick, r);
+    r->progress = event_new(r->base, -1, EV_PERSIST, on_progress, r);
+    r->ack_ev = event_new(r->base, -1, 0, on_acks, r);
+    r->sigint = evsignal_new(r->base, SIGINT, on_signal, r);
+    r->sigterm = evsignal_new(r->base, SIGTERM, on_signal, r);
+    if (r->tick == NULL || r->progress == NULL || r->ack_ev == NULL ||
+        r->sigint == NULL || r->sigterm == NULL) {
+        return -1;
+    }
+    struct timeval tick = {0, 20000};
+    event_add(r->tick, &tick);
+    struct timeval prog = {r->o->progress ? 0 : 10,
+                           r->o->progress ? 500000 : 0};
+    event_add(r->progress, &prog);
+    event_add(r->sigint, NULL);
+    event_add(r->sigterm, NULL);
+    if (r->o->progress) {
+        log_set_progress_active(1);
+    }
+    return 0;
+}
+
+static void log_start(const struct rp *r)
+{
+    const struct replay_opts *o = r->o;
+    log_info(MOD, "replaying %s%s with rules %s%s%s; alerts to %s%s%s",
+             o->input ? "file " : "topic ",
+             o->input ? o->input : r->topic, rules_version(r->core.rules),
+             o->breach ? ", breach " : "", o->breach ? o->breach : "",
+             o->output ? o->output
+             : o->deliver ? "the live issuer topics (once)"
+                          : "the replay topics (issuer topic + ",
+             o->output || o->deliver ? "" : r->c->replay_topic_suffix,
+             o->output || o->deliver ? "" : ")");
+}
+
+/* The loop ran out: every event done, flush the producer, write the
+ * files out, then the report, and only then rename any file into place:
+ * a replay that fails at any step keeps no output (sink_file_destroy
+ * removes the partial files). Prints the summary. */
+static void replay_finish(struct rp *r)
+{
+    const struct replay_opts *o = r->o;
+    char err[1024];
+    if (o->progress) {
+        on_progress(-1, 0, r); /* what 0: the final redraw */
+        fputc('\n', stderr);
+        log_set_progress_active(0);
+    }
+    if (r->pipeline != NULL && pipeline_in_flight(r->pipeline) != 0) {
+        r->exit_code = 1;
+    }
+    if (r->sk != NULL && sink_kafka_flush(r->sk, 10000) != 0) {
+        log_error(MOD, "producer flush timed out");
+        r->exit_code = 1;
+    }
+    struct sink_file *outs[] = {r->out, r->dlf};
+    for (size_t i = 0; i < 2; i++) {
+        if (r->exit_code == 0 && outs[i] != NULL &&
+            sink_file_flush(outs[i], err, sizeof(err)) != 0) {
+            log_error(MOD, "%s", err);
+            r->exit_code = 1;
+        }
+    }
+    if (r->pipeline != NULL && o->report != NULL && write_report(r) != 0) {
+        r->exit_code = 1;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        if (r->exit_code == 0 && outs[i] != NULL &&
+            sink_file_finish(outs[i], err, sizeof(err)) != 0) {
+            log_error(MOD, "%s", err);
+            r->exit_code = 1;
+            if (o->report != NULL) {
+                write_report(r); /* ok: false after all */
+            }
+        }
+    }
+    if (r->pipeline != NULL) {
+        print_summary(r);
+    }
+    log_info(MOD, "done%s", r->exit_code ? " with errors" : "");
+}
+
+static void replay_teardown(struct rp *r)
+{
+    if (r->pipeline != NULL) {
+        pipeline_detach_source(r->pipeline);
+    }
+    source_file_destroy(r->sf);
+    source_range_destroy(r->sr);
+    sink_kafka_destroy(r->sk);
+    snapshot_destroy(r->snapshot);
+    app_core_close_redis(&r->core);
+    state_destroy(r->state);
+    ledger_destroy(r->ledger);
+    pipeline_destroy(r->pipeline);
+    sink_file_destroy(r->out);
+    sink_file_destroy(r->dlf);
+    struct event *evs[] = {r->tick, r->progress, r->ack_ev, r->sigint,
+                           r->sigterm};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    free(r->acks);
+    kafka_seek_free(r->parts);
+    if (r->base != NULL) {
+        event_base_free(r->base);
+    }
+    tally_destroy(r->tally);
+    metrics_destroy(r->metrics);
+    app_core_free(&r->core);
+}
+
 int app_replay(const struct config *c, const struct replay_opts *o)
 {
     struct rp r = {0};
@@ -1114,202 +1303,20 @@ int app_replay(const struct config *c, const struct replay_opts *o)
     signal(SIGPIPE, SIG_IGN);
     snprintf(r.topic, sizeof(r.topic), "%s",
              o->topic ? o->topic : c->transactions_topic);
-    const char *rules_path = o->rules ? o->rules : c->rules_path;
-
-    r.key = card_key_load(c->key_file, err, sizeof(err));
-    if (r.key == NULL) {
-        log_error(MOD, "%s", err);
-        return 1;
+    int rc = replay_start(&r, err, sizeof(err));
+    if (rc == 0 && replay_arm(&r) != 0) {
+        snprintf(err, sizeof(err), OOM);
+        rc = -1;
     }
-    if (rules_path[0] != '\0') {
-        r.rules = rules_load(rules_path, err, sizeof(err));
-        if (r.rules == NULL) {
-            log_error(MOD, "%s", err);
-            card_key_destroy(r.key);
-            return 1;
-        }
-        rules_warnings(r.rules, log_rule_warning, NULL);
+    if (rc != 0) {
+        log_error(MOD, "%s", err);
+        r.exit_code = 1;
     } else {
-        r.rules = rules_builtin();
+        log_start(&r);
+        event_base_dispatch(r.base);
+        replay_finish(&r);
     }
-    /* Sources re-activate themselves (a slice of input per loop turn) and
-     * file outputs acknowledge on the next turn: with nothing else to wait
-     * for, libevent ran those active events on and on without polling, so
-     * no signal and no timer (progress, tick) was seen until the input
-     * ended (SIGTERM took 8.4 s on 12 M events, a gzip bomb never
-     * stopped). It now polls after 10 ms or 64 callbacks. */
-    struct event_config *ecfg = event_config_new();
-    struct timeval max_iv = {0, 10000};
-    if (ecfg != NULL &&
-        event_config_set_max_dispatch_interval(ecfg, &max_iv, 64, 0) == 0) {
-        r.base = event_base_new_with_config(ecfg);
-    }
-    if (ecfg != NULL) {
-        event_config_free(ecfg);
-    }
-    r.metrics = metrics_new();
-    r.tally = tally_new();
-    if (r.rules == NULL || r.base == NULL || r.metrics == NULL ||
-        r.tally == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        r.exit_code = 1;
-        goto out;
-    }
-    r.started_ns = clock_mono_ns();
-    if (check_kafka(&r, err, sizeof(err)) != 0) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
-        goto out;
-    }
-    if (open_source(&r, err, sizeof(err)) != 0) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
-        goto out;
-    }
-    struct redis_cfg_use ru = {
-        .name = "redis",
-        .while_down = "the replay pauses",
-        .metrics = r.metrics,
-        .on_state = cb_redis_link,
-        .state_arg = &r,
-        .startup_check = 1,
-    };
-    r.redis = redis_cfg_connect(r.base, c, &ru, err, sizeof(err));
-    if (r.redis == NULL) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
-        goto out;
-    }
-    struct exposure_opts xo = {
-        .prefix = c->redis_prefix,
-        .key_id = card_key_id(r.key),
-        .metrics = r.metrics,
-        .on_state = cb_redis_state,
-        .state_arg = &r,
-        .while_down = "the replay cannot start",
-    };
-    r.exposure = exposure_new(r.base, r.redis, &xo, err, sizeof(err));
-    if (r.exposure == NULL) {
-        log_error(MOD, "%s", err);
-        r.exit_code = 1;
-        goto out;
-    }
-    r.uses_state = uses_state(r.rules);
-    if (r.uses_state) {
-        make_namespace(r.ns, sizeof(r.ns));
-        /* one pass, never re-processed: no grace */
-        r.state = state_new(r.redis, c->redis_prefix, card_key_id(r.key),
-                            r.ns, 0);
-        if (r.state == NULL) {
-            log_error(MOD, "out of memory at start-up");
-            r.exit_code = 1;
-            goto out;
-        }
-    }
-    /* the snapshot starts once the set passed its check: cb_redis_state */
-    r.tick = event_new(r.base, -1, EV_PERSIST, on_tick, &r);
-    r.progress = event_new(r.base, -1, EV_PERSIST, on_progress, &r);
-    r.ack_ev = event_new(r.base, -1, 0, on_acks, &r);
-    r.sigint = evsignal_new(r.base, SIGINT, on_signal, &r);
-    r.sigterm = evsignal_new(r.base, SIGTERM, on_signal, &r);
-    if (r.tick == NULL || r.progress == NULL || r.ack_ev == NULL ||
-        r.sigint == NULL || r.sigterm == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        r.exit_code = 1;
-        goto out;
-    }
-    struct timeval tick = {0, 20000};
-    event_add(r.tick, &tick);
-    struct timeval prog = {o->progress ? 0 : 10, o->progress ? 500000 : 0};
-    event_add(r.progress, &prog);
-    event_add(r.sigint, NULL);
-    event_add(r.sigterm, NULL);
-    if (o->progress) {
-        log_set_progress_active(1);
-    }
-    log_info(MOD, "replaying %s%s with rules %s%s%s; alerts to %s%s%s",
-             o->input ? "file " : "topic ",
-             o->input ? o->input : r.topic, rules_version(r.rules),
-             o->breach ? ", breach " : "", o->breach ? o->breach : "",
-             o->output ? o->output
-             : o->deliver ? "the live issuer topics (once)"
-                          : "the replay topics (issuer topic + ",
-             o->output || o->deliver ? "" : c->replay_topic_suffix,
-             o->output || o->deliver ? "" : ")");
-
-    event_base_dispatch(r.base);
-
-    if (o->progress) {
-        on_progress(-1, 0, &r); /* what 0: the final redraw */
-        fputc('\n', stderr);
-        log_set_progress_active(0);
-    }
-    if (r.pipeline != NULL && pipeline_in_flight(r.pipeline) != 0) {
-        r.exit_code = 1;
-    }
-    if (r.sk != NULL && sink_kafka_flush(r.sk, 10000) != 0) {
-        log_error(MOD, "producer flush timed out");
-        r.exit_code = 1;
-    }
-    /* Both files are written out, then the report, and only then is any
-     * file renamed into place: a replay that fails at any step keeps no
-     * output (sink_file_destroy removes the partial files). */
-    struct sink_file *outs[] = {r.out, r.dlf};
-    for (size_t i = 0; i < 2; i++) {
-        if (r.exit_code == 0 && outs[i] != NULL &&
-            sink_file_flush(outs[i], err, sizeof(err)) != 0) {
-            log_error(MOD, "%s", err);
-            r.exit_code = 1;
-        }
-    }
-    if (r.pipeline != NULL && o->report != NULL && write_report(&r) != 0) {
-        r.exit_code = 1;
-    }
-    for (size_t i = 0; i < 2; i++) {
-        if (r.exit_code == 0 && outs[i] != NULL &&
-            sink_file_finish(outs[i], err, sizeof(err)) != 0) {
-            log_error(MOD, "%s", err);
-            r.exit_code = 1;
-            if (o->report != NULL) {
-                write_report(&r); /* ok: false after all */
-            }
-        }
-    }
-    if (r.pipeline != NULL) {
-        print_summary(&r);
-    }
-    log_info(MOD, "done%s", r.exit_code ? " with errors" : "");
-out:
-    if (r.pipeline != NULL) {
-        pipeline_detach_source(r.pipeline);
-    }
-    source_file_destroy(r.sf);
-    source_range_destroy(r.sr);
-    sink_kafka_destroy(r.sk);
-    snapshot_destroy(r.snapshot);
-    rconn_destroy(r.redis); /* answers every pending command first */
-    exposure_destroy(r.exposure);
-    state_destroy(r.state);
-    ledger_destroy(r.ledger);
-    pipeline_destroy(r.pipeline);
-    sink_file_destroy(r.out);
-    sink_file_destroy(r.dlf);
-    struct event *evs[] = {r.tick, r.progress, r.ack_ev, r.sigint,
-                           r.sigterm};
-    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-        if (evs[i] != NULL) {
-            event_free(evs[i]);
-        }
-    }
-    free(r.acks);
-    kafka_seek_free(r.parts);
-    if (r.base != NULL) {
-        event_base_free(r.base);
-    }
-    tally_destroy(r.tally);
-    metrics_destroy(r.metrics);
-    rules_destroy(r.rules);
-    card_key_destroy(r.key);
+    replay_teardown(&r);
     if (r.interrupted) {
         return 128 + r.interrupted; /* like a process killed by it */
     }

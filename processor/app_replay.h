@@ -6,8 +6,12 @@
  * `run`, exposed set from a snapshot, window state in a namespace of its
  * own) -> outputs (a JSON-lines file in input order, the replay topics,
  * or with deliver the live issuer topics through the ledger so that an
- * alert delivered before is not sent again). At the end: the replay's
- * window state is deleted, a summary printed (and written as JSON).
+ * alert delivered before is not sent again). Each alert id is written
+ * once: a transaction the input holds twice (the same txn_id) has its
+ * alert written, delivered and counted for its first copy, and is
+ * counted as a repeat (summary, report "repeated_alerts"). At the end:
+ * the replay's window state is deleted, a summary printed (and written
+ * as JSON).
  */
 #ifndef CARDWATCH_APP_REPLAY_H
 #define CARDWATCH_APP_REPLAY_H

@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "app_start.h"
 #include "card.h"
 #include "clock.h"
 #include "exposure.h"
@@ -35,10 +36,7 @@ struct app {
     const struct run_opts *o;
     struct event_base *base;
     struct metrics *metrics;
-    struct card_key *key;
-    struct ruleset *rules;
-    struct rconn *redis;
-    struct exposure *exposure;
+    struct app_core core; /* key, rules, Redis, exposed set */
     struct sink_kafka *sink;
     struct kafka_health *kafka; /* connections of source and sink */
     struct ledger *ledger;
@@ -97,15 +95,6 @@ static void cb_ledger_delivered(void *arg, void *opaque, int err)
     pipeline_delivered(a->pipeline, opaque, err);
 }
 
-/* The connection's state: the exposure module checks the set again. */
-static void cb_redis_link(void *arg, int up)
-{
-    struct app *a = arg;
-    if (a->exposure != NULL) {
-        exposure_link_state(a->exposure, up);
-    }
-}
-
 /* Whether lookups can be answered: intake follows. */
 static void cb_redis_state(void *arg, int up)
 {
@@ -139,8 +128,8 @@ static int app_ready(void *arg, char *why, size_t whylen)
     if (!kafka_health_ok(a->kafka, why, whylen)) {
         return 0;
     }
-    if (!exposure_health(a->exposure, why, whylen)) {
-        if (!exposure_is_up(a->exposure)) {
+    if (!exposure_health(a->core.exposure, why, whylen)) {
+        if (!exposure_is_up(a->core.exposure)) {
             size_t len = strlen(why);
             snprintf(why + len, whylen - len, "; intake paused");
         }
@@ -172,8 +161,14 @@ static char *app_metrics(void *arg)
     fprintf(m,
             "# HELP cardwatch_ruleset_info Active rule set.\n"
             "# TYPE cardwatch_ruleset_info gauge\n"
-            "cardwatch_ruleset_info{version=\"%s\"} 1\n",
-            rules_version(a->rules));
+            "cardwatch_ruleset_info{version=\"%s\"} 1\n"
+            "# HELP cardwatch_alerts_not_resent_total Alerts not produced "
+            "because their id was delivered before or on its way (an "
+            "event read again, a transaction the input holds twice).\n"
+            "# TYPE cardwatch_alerts_not_resent_total counter\n"
+            "cardwatch_alerts_not_resent_total %llu\n",
+            rules_version(a->core.rules),
+            (unsigned long long)ledger_skipped(a->ledger));
     kafka_health_metrics(a->kafka, m);
     feed_metrics(a->feed, m); /* nothing when no feed runs */
     if (fclose(m) != 0) {
@@ -189,12 +184,6 @@ static char *app_metrics(void *arg)
 }
 
 /* ---- rules: start-up warnings and hot reload ---- */
-
-static void log_rule_warning(void *arg, const char *msg)
-{
-    (void)arg;
-    log_warn("rules", "%s", msg);
-}
 
 /* Loads [rules] path again; on success the pipeline switches to the new
  * set, else the running set stays. Returns 0, or -1 with the reason. */
@@ -212,18 +201,18 @@ static int app_reload(void *arg, char *msg, size_t msglen)
     struct ruleset *rs = rules_load(a->c->rules_path, err, sizeof(err));
     if (rs == NULL) {
         snprintf(msg, msglen, "%s; still running %s", err,
-                 rules_version(a->rules));
+                 rules_version(a->core.rules));
         log_error("rules", "reload refused: %s", msg);
         metrics_rules_reload(a->metrics, 0);
         return -1;
     }
-    rules_warnings(rs, log_rule_warning, NULL);
+    rules_warnings(rs, app_log_rule_warning, NULL);
     pipeline_set_rules(a->pipeline, rs);
     log_info("rules", "reloaded %s: %s -> %s (%zu rules)",
-             a->c->rules_path, rules_version(a->rules), rules_version(rs),
+             a->c->rules_path, rules_version(a->core.rules), rules_version(rs),
              rules_count(rs));
-    rules_destroy(a->rules);
-    a->rules = rs;
+    rules_destroy(a->core.rules);
+    a->core.rules = rs;
     snprintf(msg, msglen, "%s", rules_version(rs));
     metrics_rules_reload(a->metrics, 1);
     return 0;
@@ -232,7 +221,7 @@ static int app_reload(void *arg, char *msg, size_t msglen)
 static const char *app_rules_version(void *arg)
 {
     struct app *a = arg;
-    return rules_version(a->rules);
+    return rules_version(a->core.rules);
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -338,7 +327,7 @@ static void on_progress(evutil_socket_t fd, short what, void *arg)
     text_thousands(metrics_alerts_total(a->metrics), al, sizeof(al));
     text_thousands(metrics_events(a->metrics, METRICS_DEAD_LETTER), d, sizeof(d));
     text_thousands((uint64_t)source_kafka_lag(a->source), lag, sizeof(lag));
-    const char *redis = exposure_is_up(a->exposure) ? "up" : "DOWN";
+    const char *redis = exposure_is_up(a->core.exposure) ? "up" : "DOWN";
     if (a->o->progress) {
         fprintf(stderr,
                 "\r\033[K%s events  %s/s  exposed %s  alerts %s  dead "
@@ -477,6 +466,225 @@ static void print_summary(struct app *a)
     fflush(stdout);
 }
 
+#define OOM "out of memory at start-up"
+
+/* Everything between Redis and the pipeline: window state, the producer
+ * with its record of deliveries, the consumer, the pipeline; then the
+ * admin HTTP endpoint and the feed when configured. Returns 0, or -1
+ * with the reason in err (what was made stays in a for app_teardown). */
+static int app_wire(struct app *a, const char *brokers, char *err,
+                    size_t errlen)
+{
+    const struct config *c = a->c;
+    a->state = state_new(a->core.redis, c->redis_prefix,
+                         card_key_id(a->core.key), "live",
+                         c->reprocess_grace_ms);
+    if (a->state == NULL) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    a->sink = sink_kafka_new(a->base, c, brokers, a->metrics, a->kafka,
+                             cb_delivered, a, err, errlen);
+    if (a->sink == NULL) {
+        return -1;
+    }
+    struct ledger_opts lo = {
+        .redis = a->core.redis,
+        .prefix = c->redis_prefix,
+        .ttl_days = c->delivered_ttl_days,
+        .feed_max_alerts = c->feed_max_alerts,
+        .feed_retention_days = c->feed_retention_days,
+        .inner = {sink_kafka_produce, a->sink},
+        .delivered = cb_ledger_delivered,
+        .arg = a,
+    };
+    a->ledger = ledger_new(&lo);
+    if (a->ledger == NULL) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    struct source_kafka_opts so = {
+        .config = c,
+        .brokers = brokers,
+        .group = c->group,
+        .topic = c->transactions_topic,
+        .batch_size = c->batch_size,
+        .metrics = a->metrics,
+        .health = a->kafka,
+        .capacity = cb_capacity,
+        .intake = cb_intake,
+        .revoke = cb_revoke,
+        .arg = a,
+    };
+    a->source = source_kafka_new(a->base, &so, err, errlen);
+    if (a->source == NULL) {
+        return -1;
+    }
+    struct pipeline_opts po = {
+        .config = c,
+        .key = a->core.key,
+        .rules = a->core.rules,
+        .exposure = a->core.exposure,
+        .state = a->state,
+        .metrics = a->metrics,
+        /* failed: none - a failed event stays unacknowledged and is
+         * consumed again after a restart (the pipeline logs it) */
+        .source = {.store = source_kafka_store,
+                   .set_paused = source_kafka_set_paused,
+                   .kick = source_kafka_kick,
+                   .ctx = a->source},
+        .sink = {ledger_produce, a->ledger},
+        .source_topic = c->transactions_topic,
+        .format = PIPELINE_PROTOBUF,
+        .alert_format = PIPELINE_PROTOBUF,
+        .mode = ALERT_MODE_LIVE,
+    };
+    a->pipeline = pipeline_new(&po);
+    if (a->pipeline == NULL) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    /* Intake starts paused until Redis answers. */
+    if (!exposure_is_up(a->core.exposure)) {
+        source_kafka_set_paused(a->source, 1);
+    }
+    if (c->http_listen[0] != '\0') {
+        struct http_admin_ops ho = {app_ready, app_metrics, app_reload,
+                                    app_rules_version, a};
+        a->http = http_admin_new(a->base, c->http_listen, &ho, err, errlen);
+        if (a->http == NULL) {
+            return -1;
+        }
+    }
+    if (c->feed_listen[0] != '\0') {
+        a->feed = feed_new(a->base, c, err, errlen);
+        if (a->feed == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Signals, the tick and the progress timer. Returns 0, or -1 when out of
+ * memory. */
+static int app_arm(struct app *a)
+{
+    a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
+    a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
+    a->sighup = evsignal_new(a->base, SIGHUP, on_sighup, a);
+    a->tick = event_new(a->base, -1, EV_PERSIST, on_tick, a);
+    a->progress = event_new(a->base, -1, EV_PERSIST, on_progress, a);
+    if (a->sigint == NULL || a->sigterm == NULL || a->tick == NULL ||
+        a->progress == NULL) {
+        return -1;
+    }
+    event_add(a->sigint, NULL);
+    event_add(a->sigterm, NULL);
+    if (a->sighup != NULL) {
+        event_add(a->sighup, NULL);
+    }
+    struct timeval tick = {0, 50000};
+    event_add(a->tick, &tick);
+    struct timeval prog = {a->o->progress ? 1 : 10, 0};
+    event_add(a->progress, &prog);
+    if (a->o->progress) {
+        log_set_progress_active(1);
+    }
+    return 0;
+}
+
+/* The loop ran out (drained, --exit-at-end, or a fatal error): close the
+ * consumer (final commit), flush the producer, print the summary. */
+static void app_stop(struct app *a)
+{
+    if (a->o->progress) {
+        on_progress(-1, 0, a);
+        fputc('\n', stderr);
+        log_set_progress_active(0);
+    }
+    if (source_kafka_close(a->source) != 0) {
+        a->exit_code = 1;
+    }
+    if (sink_kafka_flush(a->sink, 10000) != 0) {
+        log_error(MOD, "producer flush timed out");
+        a->exit_code = 1;
+    }
+    print_summary(a);
+    log_info(MOD, "stopped%s", a->exit_code ? " with errors" : " cleanly");
+}
+
+static void app_teardown(struct app *a)
+{
+    /* Order: the sink and exposure call back into the pipeline. */
+    http_admin_destroy(a->http);
+    feed_destroy(a->feed);
+    if (a->pipeline != NULL) {
+        pipeline_detach_source(a->pipeline);
+    }
+    source_kafka_destroy(a->source);
+    sink_kafka_destroy(a->sink);
+    app_core_close_redis(&a->core);
+    state_destroy(a->state);
+    ledger_destroy(a->ledger);
+    pipeline_destroy(a->pipeline);
+    struct event *evs[] = {a->sigint, a->sigterm, a->sighup, a->tick,
+                           a->progress};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    if (a->base != NULL) {
+        event_base_free(a->base);
+    }
+    metrics_destroy(a->metrics);
+    kafka_health_destroy(a->kafka);
+    app_core_free(&a->core);
+}
+
+/* Start-up in the order of what can fail without the network first (key,
+ * rules), then the brokers and topics (a missing alert topic would
+ * surface minutes later as failed deliveries, a missing transactions
+ * topic as an idle service), then Redis. */
+static int app_start(struct app *a, const char *brokers, char *err,
+                     size_t errlen)
+{
+    const struct config *c = a->c;
+    if (app_start_local(&a->core, c->key_file, c->rules_path, err,
+                        errlen) != 0) {
+        return -1;
+    }
+    a->base = event_base_new();
+    a->metrics = metrics_new();
+    a->kafka = kafka_health_new();
+    if (a->base == NULL || a->metrics == NULL || a->kafka == NULL) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    if (kafka_check_config(c, brokers,
+                           KCHECK_T_INPUT | KCHECK_T_DEAD_LETTER |
+                               KCHECK_T_ALERTS,
+                           "", NULL, NULL, err, errlen) != KCHECK_OK) {
+        return -1;
+    }
+    struct app_start_redis ro = {
+        .while_down = "intake pauses",
+        .while_missing = "intake pauses",
+        .metrics = a->metrics,
+        .on_state = cb_redis_state,
+        .state_arg = a,
+    };
+    if (app_start_redis(&a->core, a->base, c, &ro, err, errlen) != 0 ||
+        app_wire(a, brokers, err, errlen) != 0) {
+        return -1;
+    }
+    if (app_arm(a) != 0) {
+        snprintf(err, errlen, OOM);
+        return -1;
+    }
+    return 0;
+}
+
 int app_run(const struct config *c, const struct run_opts *o)
 {
     struct app a = {0};
@@ -491,240 +699,20 @@ int app_run(const struct config *c, const struct run_opts *o)
         log_error(MOD, "%s", err);
         return 1;
     }
-    a.key = card_key_load(c->key_file, err, sizeof(err));
-    if (a.key == NULL) {
+    if (app_start(&a, brokers, err, sizeof(err)) != 0) {
         log_error(MOD, "%s", err);
-        return 1;
-    }
-    if (c->rules_path[0] != '\0') {
-        a.rules = rules_load(c->rules_path, err, sizeof(err));
-        if (a.rules == NULL) {
-            log_error(MOD, "%s", err);
-            card_key_destroy(a.key);
-            return 1;
-        }
-        rules_warnings(a.rules, log_rule_warning, NULL);
+        a.exit_code = 1;
     } else {
-        a.rules = rules_builtin();
+        a.started_ns = a.last_ns = clock_mono_ns();
+        char rdesc[CONFIG_STR_MAX + 300];
+        redis_cfg_describe(c, rdesc, sizeof(rdesc));
+        log_info(MOD, "consuming %s as group '%s' from %s; Redis %s; key "
+                 "id %s; rules %s", c->transactions_topic, c->group, brokers,
+                 rdesc, card_key_id(a.core.key),
+                 rules_version(a.core.rules));
+        event_base_dispatch(a.base);
+        app_stop(&a);
     }
-    a.base = event_base_new();
-    a.metrics = metrics_new();
-    a.kafka = kafka_health_new();
-    if (a.rules == NULL || a.base == NULL || a.metrics == NULL ||
-        a.kafka == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        a.exit_code = 1;
-        goto out;
-    }
-    /* after the local checks (key, rules): they need no network */
-    /* the brokers let us in and the topics exist: a missing alert topic
-     * would surface minutes later as failed deliveries, a missing
-     * transactions topic as an idle service */
-    if (kafka_check_config(c, brokers,
-                           KCHECK_T_INPUT | KCHECK_T_DEAD_LETTER |
-                               KCHECK_T_ALERTS,
-                           "", NULL, NULL, err, sizeof(err)) != KCHECK_OK) {
-        log_error(MOD, "%s", err);
-        a.exit_code = 1;
-        goto out;
-    }
-    struct redis_cfg_use ru = {
-        .name = "redis",
-        .while_down = "intake pauses",
-        .metrics = a.metrics,
-        .on_state = cb_redis_link,
-        .state_arg = &a,
-        .startup_check = 1,
-    };
-    a.redis = redis_cfg_connect(a.base, c, &ru, err, sizeof(err));
-    if (a.redis == NULL) {
-        log_error(MOD, "%s", err);
-        a.exit_code = 1;
-        goto out;
-    }
-    struct exposure_opts xo = {
-        .prefix = c->redis_prefix,
-        .key_id = card_key_id(a.key),
-        .metrics = a.metrics,
-        .on_state = cb_redis_state,
-        .state_arg = &a,
-        .while_down = "intake pauses",
-    };
-    a.exposure = exposure_new(a.base, a.redis, &xo, err, sizeof(err));
-    if (a.exposure == NULL) {
-        log_error(MOD, "%s", err);
-        a.exit_code = 1;
-        goto out;
-    }
-    a.state = state_new(a.redis, c->redis_prefix, card_key_id(a.key),
-                        "live", c->reprocess_grace_ms);
-    if (a.state == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        a.exit_code = 1;
-        goto out;
-    }
-    a.sink = sink_kafka_new(a.base, c, brokers, a.metrics, a.kafka,
-                            cb_delivered, &a, err, sizeof(err));
-    if (a.sink == NULL) {
-        log_error(MOD, "%s", err);
-        a.exit_code = 1;
-        goto out;
-    }
-    struct ledger_opts lo = {
-        .redis = a.redis,
-        .prefix = c->redis_prefix,
-        .ttl_days = c->delivered_ttl_days,
-        .feed_max_alerts = c->feed_max_alerts,
-        .feed_retention_days = c->feed_retention_days,
-        .inner = {sink_kafka_produce, a.sink},
-        .delivered = cb_ledger_delivered,
-        .arg = &a,
-    };
-    a.ledger = ledger_new(&lo);
-    if (a.ledger == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        a.exit_code = 1;
-        goto out;
-    }
-    struct source_kafka_opts so = {
-        .config = c,
-        .brokers = brokers,
-        .group = c->group,
-        .topic = c->transactions_topic,
-        .batch_size = c->batch_size,
-        .metrics = a.metrics,
-        .health = a.kafka,
-        .capacity = cb_capacity,
-        .intake = cb_intake,
-        .revoke = cb_revoke,
-        .arg = &a,
-    };
-    a.source = source_kafka_new(a.base, &so, err, sizeof(err));
-    if (a.source == NULL) {
-        log_error(MOD, "%s", err);
-        a.exit_code = 1;
-        goto out;
-    }
-    struct pipeline_opts po = {
-        .config = c,
-        .key = a.key,
-        .rules = a.rules,
-        .exposure = a.exposure,
-        .state = a.state,
-        .metrics = a.metrics,
-        /* failed: none - a failed event stays unacknowledged and is
-         * consumed again after a restart (the pipeline logs it) */
-        .source = {.store = source_kafka_store,
-                   .set_paused = source_kafka_set_paused,
-                   .kick = source_kafka_kick,
-                   .ctx = a.source},
-        .sink = {ledger_produce, a.ledger},
-        .source_topic = c->transactions_topic,
-        .format = PIPELINE_PROTOBUF,
-        .alert_format = PIPELINE_PROTOBUF,
-        .mode = ALERT_MODE_LIVE,
-    };
-    a.pipeline = pipeline_new(&po);
-    if (a.pipeline == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        a.exit_code = 1;
-        goto out;
-    }
-    /* Intake starts paused until Redis answers. */
-    if (!exposure_is_up(a.exposure)) {
-        source_kafka_set_paused(a.source, 1);
-    }
-    if (c->http_listen[0] != '\0') {
-        struct http_admin_ops ho = {app_ready, app_metrics, app_reload,
-                                    app_rules_version, &a};
-        a.http = http_admin_new(a.base, c->http_listen, &ho, err, sizeof(err));
-        if (a.http == NULL) {
-            log_error(MOD, "%s", err);
-            a.exit_code = 1;
-            goto out;
-        }
-    }
-    if (c->feed_listen[0] != '\0') {
-        a.feed = feed_new(a.base, c, err, sizeof(err));
-        if (a.feed == NULL) {
-            log_error(MOD, "%s", err);
-            a.exit_code = 1;
-            goto out;
-        }
-    }
-    a.sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
-    a.sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
-    a.sighup = evsignal_new(a.base, SIGHUP, on_sighup, &a);
-    a.tick = event_new(a.base, -1, EV_PERSIST, on_tick, &a);
-    a.progress = event_new(a.base, -1, EV_PERSIST, on_progress, &a);
-    if (a.sigint == NULL || a.sigterm == NULL || a.tick == NULL ||
-        a.progress == NULL) {
-        log_error(MOD, "out of memory at start-up");
-        a.exit_code = 1;
-        goto out;
-    }
-    event_add(a.sigint, NULL);
-    event_add(a.sigterm, NULL);
-    if (a.sighup != NULL) {
-        event_add(a.sighup, NULL);
-    }
-    struct timeval tick = {0, 50000};
-    event_add(a.tick, &tick);
-    struct timeval prog = {o->progress ? 1 : 10, 0};
-    event_add(a.progress, &prog);
-    if (o->progress) {
-        log_set_progress_active(1);
-    }
-    a.started_ns = a.last_ns = clock_mono_ns();
-    char rdesc[CONFIG_STR_MAX + 300];
-    redis_cfg_describe(c, rdesc, sizeof(rdesc));
-    log_info(MOD, "consuming %s as group '%s' from %s; Redis %s; key id "
-             "%s; rules %s", c->transactions_topic, c->group, brokers, rdesc,
-             card_key_id(a.key), rules_version(a.rules));
-
-    event_base_dispatch(a.base);
-
-    if (o->progress) {
-        on_progress(-1, 0, &a);
-        fputc('\n', stderr);
-        log_set_progress_active(0);
-    }
-    if (source_kafka_close(a.source) != 0) {
-        a.exit_code = 1;
-    }
-    if (sink_kafka_flush(a.sink, 10000) != 0) {
-        log_error(MOD, "producer flush timed out");
-        a.exit_code = 1;
-    }
-    print_summary(&a);
-    log_info(MOD, "stopped%s", a.exit_code ? " with errors" : " cleanly");
-out:
-    /* Order: the sink and exposure call back into the pipeline. */
-    http_admin_destroy(a.http);
-    feed_destroy(a.feed);
-    if (a.pipeline != NULL) {
-        pipeline_detach_source(a.pipeline);
-    }
-    source_kafka_destroy(a.source);
-    sink_kafka_destroy(a.sink);
-    rconn_destroy(a.redis); /* answers every pending command first */
-    exposure_destroy(a.exposure);
-    state_destroy(a.state);
-    ledger_destroy(a.ledger);
-    pipeline_destroy(a.pipeline);
-    struct event *evs[] = {a.sigint, a.sigterm, a.sighup, a.tick,
-                           a.progress};
-    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-        if (evs[i] != NULL) {
-            event_free(evs[i]);
-        }
-    }
-    if (a.base != NULL) {
-        event_base_free(a.base);
-    }
-    metrics_destroy(a.metrics);
-    kafka_health_destroy(a.kafka);
-    rules_destroy(a.rules);
-    card_key_destroy(a.key);
+    app_teardown(&a);
     return a.exit_code;
 }

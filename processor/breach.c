@@ -1,18 +1,17 @@
 /* breach.c - breach ids, exposed-element lists and UTC calendar dates.
  *
- * Dates use the proleptic Gregorian days-from-civil arithmetic (Howard
- * Hinnant's algorithm), so no time zone, locale or libc time function is
- * involved.
+ * Dates use calendar.h's proleptic Gregorian arithmetic, so no time
+ * zone, locale or libc time function is involved.
  */
 #include "breach.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "calendar.h"
 #include "text.h"
-#include "timeparse.h"
 
-#define MS_PER_DAY INT64_C(86400000)
+#define MS_PER_DAY CALENDAR_MS_PER_DAY
 
 /* Canonical order: bit i has name element_names[i]. */
 static const char *const element_names[BREACH_EL_COUNT] = {
@@ -120,37 +119,6 @@ int breach_elements_format(uint32_t mask, char *buf, size_t buflen)
     return (int)len;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    int64_t doe;
-    int64_t yoe;
-    int64_t doy;
-    int64_t mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = z - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static unsigned days_in_month(int64_t y, unsigned m)
-{
-    static const unsigned dim[12] = {31, 28, 31, 30, 31, 30,
-                                     31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
 int breach_date_parse(const char *s, int end_of_day, int64_t *ms)
 {
     static const char shape[] = "dddd-dd-dd";
@@ -171,10 +139,10 @@ int breach_date_parse(const char *s, int end_of_day, int64_t *ms)
         (s[3] - '0');
     m = (unsigned)((s[5] - '0') * 10 + (s[6] - '0'));
     d = (unsigned)((s[8] - '0') * 10 + (s[9] - '0'));
-    if (y < 1 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m)) {
+    if (y < 1 || m < 1 || m > 12 || d < 1 || d > calendar_days_in_month(y, m)) {
         return -1;
     }
-    *ms = timeparse_days_from_civil(y, m, d) * MS_PER_DAY +
+    *ms = calendar_days_from_civil(y, m, d) * MS_PER_DAY +
           (end_of_day ? MS_PER_DAY - 1 : 0);
     return 0;
 }
@@ -192,6 +160,6 @@ void breach_date_format(int64_t ms, char *buf, size_t buflen)
     if (ms % MS_PER_DAY < 0) {
         days--; /* floor, not truncation, before the epoch */
     }
-    civil_from_days(days, &y, &m, &d);
+    calendar_civil_from_days(days, &y, &m, &d);
     snprintf(buf, buflen, "%04lld-%02u-%02u", (long long)y, m, d);
 }

@@ -42,15 +42,10 @@ struct card_key {
 
 static const char hexdig[] = "0123456789abcdef";
 
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 static int all_digits(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        if (!is_digit(s[i])) {
+        if (!text_is_digit(s[i])) {
             return 0;
         }
     }
@@ -113,7 +108,7 @@ static int key_id_valid(const char *id, size_t len)
     }
     for (size_t i = 0; i < len; i++) {
         char c = id[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || text_is_digit(c) ||
               c == '_' || c == '-')) {
             return 0;
         }

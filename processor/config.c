@@ -317,11 +317,6 @@ static void load_error(struct load *ld, const char *fmt, ...)
 
 /* ---- character classes (ASCII, locale-free) ---- */
 
-static int is_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 static int is_lower(char ch)
 {
     return ch >= 'a' && ch <= 'z';
@@ -334,7 +329,7 @@ static int is_upper(char ch)
 
 static int is_alnum(char ch)
 {
-    return is_digit(ch) || is_lower(ch) || is_upper(ch);
+    return text_is_digit(ch) || is_lower(ch) || is_upper(ch);
 }
 
 static int is_space(char ch)
@@ -372,7 +367,7 @@ static size_t digit_run(const char *s)
     size_t run = 0, best = 0;
 
     for (; *s != '\0'; s++) {
-        run = is_digit(*s) ? run + 1 : 0;
+        run = text_is_digit(*s) ? run + 1 : 0;
         if (run > best) {
             best = run;
         }
@@ -465,7 +460,7 @@ static int check_token_hashes(const char *v, char *why, size_t whylen)
             if (*s == '\0') {
                 return 0;
             }
-        } else if (is_digit(*s) || (*s >= 'a' && *s <= 'f')) {
+        } else if (text_is_digit(*s) || (*s >= 'a' && *s <= 'f')) {
             run++;
         } else {
             text_errf(why, whylen, "token hashes are lower-case hex (a "
@@ -511,7 +506,7 @@ static int check_redis_prefix(const char *v, char *why, size_t whylen)
     size_t n = strlen(v);
 
     for (const char *s = v; *s != '\0'; s++) {
-        if (!is_lower(*s) && !is_digit(*s) && *s != '_') {
+        if (!is_lower(*s) && !text_is_digit(*s) && *s != '_') {
             n = 0;
             break;
         }
@@ -541,7 +536,7 @@ static int issuer_id_ok(const char *id)
         return 0;
     }
     for (; *id != '\0'; id++) {
-        if (!is_lower(*id) && !is_digit(*id) && *id != '_' && *id != '-') {
+        if (!is_lower(*id) && !text_is_digit(*id) && *id != '_' && *id != '-') {
             return 0;
         }
     }
@@ -574,7 +569,7 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
         }
         for (size_t i = 0; i < hl; i++) {
             char ch = h[i];
-            if (!is_digit(ch) && !(ch >= 'a' && ch <= 'f') &&
+            if (!text_is_digit(ch) && !(ch >= 'a' && ch <= 'f') &&
                 !(ch >= 'A' && ch <= 'F') && ch != ':' && ch != '.') {
                 text_errf(why, whylen, "bad IPv6 address in brackets");
                 return -1;
@@ -606,7 +601,7 @@ static int parse_hostport(const char *s, size_t n, char *host, size_t hostsz,
         }
     }
     for (const char *d = colon + 1; d < s + n; d++) {
-        if (!is_digit(*d) || d - colon > 5) {
+        if (!text_is_digit(*d) || d - colon > 5) {
             goto bad_port;
         }
         p = p * 10 + (*d - '0');
@@ -711,7 +706,7 @@ static int parse_int(const char *v, long min, long max, int *out, char *why,
 
     errno = 0;
     n = strtol(v, &end, 10);
-    if (!(is_digit(v[0]) || (v[0] == '-' && is_digit(v[1]))) || *end != '\0') {
+    if (!(text_is_digit(v[0]) || (v[0] == '-' && text_is_digit(v[1]))) || *end != '\0') {
         text_errf(why, whylen, "not an integer");
         return -1;
     }

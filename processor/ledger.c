@@ -1,6 +1,7 @@
 /* ledger.c - see ledger.h. */
 #include "ledger.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 /* A record Redis answered with an error (an ACL refusal, OOM) is sent
  * again this long after; its alert's input offset waits meanwhile. */
 #define RETRY_MS 200
+/* Buckets of the table of alerts on their way (chained; the pipeline
+ * holds at most [pipeline] max_in_flight events, a few thousand). */
+#define INFLIGHT_BUCKETS 1024
 
 struct ledger {
     struct ledger_opts o;
@@ -29,6 +33,7 @@ struct ledger {
     size_t n_refused;  /* records waiting to be sent again */
     char refused[256]; /* Redis's last error answer to one */
     struct log_limit limit;
+    struct lreq *inflight[INFLIGHT_BUCKETS]; /* alerts on their way */
 };
 
 /* One alert on its way: checked, produced, recorded. */
@@ -47,7 +52,43 @@ struct lreq {
     char *topic;
     void *key, *value;
     size_t keylen, vallen;
+    /* in the table of alerts on their way (from the check until reported) */
+    int listed;
+    struct lreq *hnext;
+    /* copies of this alert produced meanwhile (the same alert id, from a
+     * transaction the input held twice): reported with this one, never
+     * produced; only l and opaque are set */
+    struct lreq *copies;
 };
+
+static struct lreq **bucket(struct ledger *l, const char *alert_id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = alert_id; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    return &l->inflight[h % INFLIGHT_BUCKETS];
+}
+
+static struct lreq *find_inflight(struct ledger *l, const char *alert_id)
+{
+    struct lreq *r = *bucket(l, alert_id);
+    while (r != NULL && strcmp(r->alert_id, alert_id) != 0) {
+        r = r->hnext;
+    }
+    return r;
+}
+
+static void unlist(struct lreq *r)
+{
+    struct lreq **pp = bucket(r->l, r->alert_id);
+    while (*pp != r) {
+        assert(*pp != NULL); /* a listed request is in its bucket */
+        pp = &(*pp)->hnext;
+    }
+    *pp = r->hnext;
+    r->listed = 0;
+}
 
 static void free_req(struct lreq *r)
 {
@@ -58,12 +99,28 @@ static void free_req(struct lreq *r)
     free(r);
 }
 
+/* Reports r, then its copies: delivered (err 0) counts them as skipped,
+ * a failure fails them too (their input offsets wait, as r's does). */
 static void report(struct lreq *r, int err)
 {
     struct ledger *l = r->l;
     void *opaque = r->opaque;
+    struct lreq *c = r->copies;
+    if (r->listed) {
+        unlist(r);
+    }
     free_req(r);
     l->o.delivered(l->o.arg, opaque, err);
+    while (c != NULL) {
+        struct lreq *next = c->copies;
+        void *co = c->opaque;
+        free(c);
+        if (err == 0) {
+            l->skipped++;
+        }
+        l->o.delivered(l->o.arg, co, err);
+        c = next;
+    }
 }
 
 struct ledger *ledger_new(const struct ledger_opts *o)
@@ -161,6 +218,15 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
         return 0;
     }
     snprintf(r->alert_id, sizeof(r->alert_id), "%s", m->alert->alert_id);
+    struct lreq *first = find_inflight(l, r->alert_id);
+    if (first != NULL) {
+        /* The same alert is on its way: this copy is reported with it. */
+        log_debug(MOD, "alert %s is on its way already; not sent again",
+                  r->alert_id);
+        r->copies = first->copies;
+        first->copies = r;
+        return 0;
+    }
     snprintf(r->issuer, sizeof(r->issuer), "%s", m->issuer ? m->issuer : "");
     snprintf(r->severity, sizeof(r->severity), "%s",
              severity_name(m->alert->severity));
@@ -196,6 +262,10 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     delivered_key(l, r->alert_id, key, sizeof(key));
     const char *argv[] = {"EXISTS", key};
     size_t lens[] = {6, strlen(key)};
+    struct lreq **b = bucket(l, r->alert_id);
+    r->hnext = *b;
+    *b = r;
+    r->listed = 1;
     if (rconn_command(l->o.redis, 2, argv, lens, on_exists, r) != 0) {
         goto oom;
     }
@@ -203,6 +273,9 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
 oom:
     log_error(MOD, "out of memory queuing alert %s for %s", r->alert_id,
               m->topic);
+    if (r->listed) {
+        unlist(r); /* no copy joined it: nothing ran in between */
+    }
     free_req(r);
     return -1;
 }

@@ -11,6 +11,10 @@
  * and is reported delivered at once (counted as skipped): a replay with
  * --deliver does not resend what the live service delivered, and a
  * restarted service does not resend what it delivered before the crash.
+ * An alert whose id is on its way (checked, produced or being recorded:
+ * the input held its transaction twice, close together) is not produced
+ * either: it is reported with the first copy - delivered (counted as
+ * skipped) when that one is, failed when that one fails.
  * Dead letters pass straight through. Commands ride the Redis
  * connection (re-sent after reconnects; both are idempotent: EXISTS, SET).
  *
@@ -55,7 +59,8 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque);
  * (opaque as the inner sink got it). */
 void ledger_inner_delivered(struct ledger *l, void *opaque, int err);
 
-/* Alerts not sent because they had been delivered before. */
+/* Alerts not sent because they had been delivered before, or were on
+ * their way. */
 uint64_t ledger_skipped(const struct ledger *l);
 
 /* 1 when no record waits to be sent again after an error reply; else 0

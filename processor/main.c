@@ -40,6 +40,7 @@
 #include "text.h"
 #include "timeparse.h"
 #include "txn.h"
+#include "varint.h"
 
 #define MOD "cardwatch"
 #define VERSION "0.1.0"
@@ -1166,14 +1167,8 @@ static int cmd_gen(int argc, char **argv)
                 }
             } else {
                 /* Length-delimited: varint length, then the message. */
-                uint8_t vb[10];
-                size_t vn = 0;
-                size_t v = len;
-                do {
-                    vb[vn++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-                    v >>= 7;
-                } while (v);
-                fwrite(vb, 1, vn, out);
+                uint8_t vb[VARINT_MAX_BYTES];
+                fwrite(vb, 1, varint_write(len, vb), out);
                 fwrite(buf, 1, len, out);
             }
             free(buf);

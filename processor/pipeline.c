@@ -1,6 +1,7 @@
 /* pipeline.c - see pipeline.h. */
 #include "pipeline.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,7 @@ static void maybe_kick(struct pipeline *p)
 /* Drops one reference (an unfinished event, or a caller's hold). */
 static void batch_unref(struct pipeline *p, struct pbatch *b)
 {
+    assert(b->remaining > 0); /* one reference per unfinished event */
     if (--b->remaining == 0) {
         free_batch(p, b);
         maybe_kick(p);
@@ -244,6 +246,7 @@ static void ev_done(struct pipeline *p, struct pev *ev)
     } else if (ev->failed && p->o.source.failed != NULL) {
         p->o.source.failed(p->o.source.ctx, ev->partition, ev->offset);
     }
+    assert(p->in_flight > 0); /* every event in flight is done once */
     p->in_flight--;
     batch_unref(p, b);
     maybe_kick(p);
@@ -769,6 +772,7 @@ void pipeline_delivered(struct pipeline *p, void *opaque, int err)
     if (err != 0) {
         ev->failed = 1;
     }
+    assert(ev->pending > 0); /* a delivery is reported once */
     if (--ev->pending == 0) {
         ev_done(p, ev);
     }

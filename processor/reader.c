@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "text.h"
+#include "varint.h"
 
 /* The decompressed-data buffer (at least; see reader.h) and the chunk of
  * compressed input read at a time, which is also the most the first read
@@ -403,31 +404,6 @@ static int jsonl_finish(struct reader *r, struct reader_rec *rec)
 
 /* ---- length-delimited protobuf ------------------------------------- */
 
-/* Decodes the varint at p[0..avail). Returns 1 with *v and *hl (its
- * length), 0 when it needs more bytes, -1 when it is longer than
- * VARINT_MAX bytes. */
-static inline int varint(const unsigned char *p, size_t avail, uint64_t *v,
-                         size_t *hl)
-{
-    uint64_t x = 0;
-    size_t lim = avail < VARINT_MAX ? avail : VARINT_MAX;
-
-    if (avail > 0 && p[0] < 0x80) {
-        *v = p[0];
-        *hl = 1;
-        return 1;
-    }
-    for (size_t i = 0; i < lim; i++) {
-        x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-        if (p[i] < 0x80) {
-            *v = x;
-            *hl = i + 1;
-            return 1;
-        }
-    }
-    return avail >= VARINT_MAX ? -1 : 0;
-}
-
 static void pb_place_err(struct reader *r, const char *what)
 {
     text_errf(r->err, sizeof(r->err), "%s: record %lld at byte %llu: %s",
@@ -450,14 +426,14 @@ static int pb_parse(struct reader *r, struct reader_rec *recs, size_t max,
         size_t avail = end - r->pos;
         uint64_t v;
         size_t hl;
-        int st = varint(p, avail, &v, &hl);
-        if (st == 0) {
+        enum varint_status st = varint_read(p, avail, VARINT_MAX, &v, &hl);
+        if (st == VARINT_SHORT) {
             break;
         }
-        if (st < 0 || v > r->max_record) {
+        if (st == VARINT_BAD || v > r->max_record) {
             if (n == 0) {
                 char what[128];
-                if (st < 0) {
+                if (st == VARINT_BAD) {
                     snprintf(what, sizeof(what),
                              "bad length prefix (varint longer than %d "
                              "bytes)",
@@ -501,7 +477,7 @@ static int pb_finish(struct reader *r)
     if (avail == 0) {
         return 0;
     }
-    if (varint(p, avail, &v, &hl) != 1) {
+    if (varint_read(p, avail, VARINT_MAX, &v, &hl) != VARINT_OK) {
         snprintf(what, sizeof(what),
                  "truncated length prefix (the input ends after %zu of its "
                  "bytes)",

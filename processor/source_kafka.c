@@ -10,6 +10,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "clock.h"
+#include "kafka_batch.h"
 #include "kafka_loop.h"
 #include "kafka_wmark.h"
 #include "kconf.h"
@@ -38,8 +39,7 @@ struct source_kafka {
     struct event *flush_ev;
     struct event *kick_ev;
     int flush_pending;
-    rd_kafka_message_t **msgs;
-    struct pipeline_record *recs;
+    struct kafka_batch batch;
     struct spart *parts;
     size_t n_parts, cap_parts;
     int paused;
@@ -278,78 +278,67 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+static void batch_eof(void *arg, int32_t partition, int64_t offset)
+{
+    (void)offset;
+    struct spart *p = find_part(arg, partition);
+    if (p != NULL) {
+        p->eof = 1;
+    }
+}
+
+/* Every message is taken; it says its partition is not at its end. */
+static int batch_admit(void *arg, int32_t partition, int64_t offset)
+{
+    (void)offset;
+    struct spart *p = find_part(arg, partition);
+    if (p != NULL) {
+        p->eof = 0;
+    }
+    return 1;
+}
+
+/* Seek each partition of the refused batch back to its first record. */
+static void batch_refused(void *arg, const struct pipeline_record *recs,
+                          size_t n)
+{
+    struct source_kafka *s = arg;
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_topic_partition_list_find(l, s->topic,
+                                               recs[i].partition) == NULL) {
+            rd_kafka_topic_partition_list_add(l, s->topic, recs[i].partition)
+                ->offset = recs[i].offset;
+        }
+    }
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, -1);
+    if (e != NULL) {
+        log_error(MOD, "seek: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void drain(struct source_kafka *s)
 {
     if (s->stopped || s->closed) {
         return;
     }
+    const struct kafka_batch_ops ops = {
+        .eof = batch_eof,
+        .admit = batch_admit,
+        .refused = batch_refused,
+        .src = s,
+        .capacity = s->paused ? NULL : s->o.capacity,
+        .intake = s->o.intake,
+        .arg = s->o.arg,
+    };
     for (int round = 0; round < MAX_ROUNDS; round++) {
-        size_t want = (size_t)s->o.batch_size;
-        if (!s->paused) {
-            size_t cap = s->o.capacity(s->o.arg);
-            if (cap == 0) {
-                return; /* the pipeline kicks us when it has room */
-            }
-            if (cap < want) {
-                want = cap;
-            }
-        }
-        ssize_t n = rd_kafka_consume_batch_queue(s->q, 0, s->msgs, want);
-        if (n <= 0) {
-            return;
-        }
-        size_t nr = 0;
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = s->msgs[i];
-            struct spart *p = find_part(s, m->partition);
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                if (p != NULL) {
-                    p->eof = 1;
-                }
-                continue;
-            }
-            if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                log_warn(MOD, "consumer: %s", rd_kafka_message_errstr(m));
-                continue;
-            }
-            if (p != NULL) {
-                p->eof = 0;
-            }
-            s->recs[nr].partition = m->partition;
-            s->recs[nr].offset = m->offset;
-            s->recs[nr].payload = m->payload;
-            s->recs[nr].len = m->len;
-            nr++;
-        }
-        int rc = nr > 0 ? s->o.intake(s->o.arg, s->recs, nr) : 0;
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_destroy(s->msgs[i]);
-        }
-        if (rc != 0) {
-            /* Not taken: rewind so that nothing is skipped. */
-            log_error(MOD, "pipeline refused a batch (out of memory); "
-                      "seeking back");
-            rd_kafka_topic_partition_list_t *l =
-                rd_kafka_topic_partition_list_new((int)nr);
-            for (size_t i = 0; i < nr; i++) {
-                /* The first record of each partition is where to resume. */
-                if (rd_kafka_topic_partition_list_find(
-                        l, s->topic, s->recs[i].partition) == NULL) {
-                    rd_kafka_topic_partition_list_add(l, s->topic,
-                                                      s->recs[i].partition)
-                        ->offset = s->recs[i].offset;
-                }
-            }
-            rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, -1);
-            if (e != NULL) {
-                log_error(MOD, "seek: %s", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-            }
-            rd_kafka_topic_partition_list_destroy(l);
-            return;
-        }
-        if ((size_t)n < want) {
-            return;
+        size_t taken;
+        if (kafka_batch_turn(&s->batch, s->q, &ops, &taken) !=
+            KAFKA_BATCH_FULL) {
+            return; /* NO_ROOM: the pipeline kicks us when it has room */
         }
     }
     /* More may be waiting: continue on the next loop turn, after other
@@ -422,9 +411,7 @@ struct source_kafka *source_kafka_new(struct event_base *base,
     }
     s->o = *o;
     snprintf(s->topic, sizeof(s->topic), "%s", o->topic);
-    s->msgs = calloc((size_t)o->batch_size, sizeof(*s->msgs));
-    s->recs = calloc((size_t)o->batch_size, sizeof(*s->recs));
-    if (s->msgs == NULL || s->recs == NULL) {
+    if (kafka_batch_init(&s->batch, (size_t)o->batch_size) != 0) {
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
@@ -587,8 +574,7 @@ void source_kafka_destroy(struct source_kafka *s)
     if (s->rk != NULL) {
         rd_kafka_destroy(s->rk);
     }
-    free(s->msgs);
-    free(s->recs);
+    kafka_batch_free(&s->batch);
     free(s->parts);
     free(s);
 }

@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "kafka_batch.h"
 #include "kafka_loop.h"
 #include "kconf.h"
 #include "log.h"
@@ -38,8 +39,7 @@ struct source_range {
     struct kafka_loop_watch *watch;
     struct event *tick;
     struct event *kick_ev;
-    rd_kafka_message_t **msgs;
-    struct pipeline_record *recs;
+    struct kafka_batch batch;
     struct rpart *parts;
     size_t n_parts;
     uint64_t total, taken;
@@ -72,91 +72,85 @@ static void finish_part(struct source_range *s, struct rpart *p)
               p->partition, p->end);
 }
 
+static void batch_eof(void *arg, int32_t partition, int64_t offset)
+{
+    struct source_range *s = arg;
+    struct rpart *p = find_part(s, partition);
+    if (p != NULL && offset >= p->end) {
+        finish_part(s, p);
+    }
+}
+
+/* Only the range's messages are taken, each once: a message at or past a
+ * partition's end finishes it; one below what was read is a redelivery
+ * after a seek. */
+static int batch_admit(void *arg, int32_t partition, int64_t offset)
+{
+    struct source_range *s = arg;
+    struct rpart *p = find_part(s, partition);
+    if (p == NULL || p->finished || offset < p->next || offset >= p->end) {
+        if (p != NULL && offset >= p->end) {
+            finish_part(s, p);
+        }
+        return 0;
+    }
+    p->next = offset + 1;
+    if (p->next >= p->end) {
+        finish_part(s, p);
+    }
+    return 1;
+}
+
+/* Read again from the first refused record of each partition. */
+static void batch_refused(void *arg, const struct pipeline_record *recs,
+                          size_t n)
+{
+    struct source_range *s = arg;
+    for (size_t i = n; i-- > 0;) {
+        struct rpart *p = find_part(s, recs[i].partition);
+        p->next = recs[i].offset;
+        p->finished = 0;
+    }
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)s->n_parts);
+    for (size_t i = 0; i < s->n_parts; i++) {
+        rd_kafka_topic_partition_list_add(l, s->topic, s->parts[i].partition)
+            ->offset = s->parts[i].next;
+    }
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, -1);
+    if (e != NULL) {
+        log_error(MOD, "seek: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_resume_partitions(s->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void drain(struct source_range *s)
 {
     if (!s->started || s->stopped || s->paused) {
         return;
     }
+    const struct kafka_batch_ops ops = {
+        .eof = batch_eof,
+        .admit = batch_admit,
+        .refused = batch_refused,
+        .src = s,
+        .capacity = s->o.capacity,
+        .intake = s->o.intake,
+        .arg = s->o.arg,
+    };
     uint64_t t0 = clock_mono_ns();
     for (int round = 0; round < MAX_ROUNDS; round++) {
         if (round > 0 && clock_mono_ns() - t0 > DRAIN_NS) {
             break;
         }
-        size_t want = (size_t)s->o.batch_size;
-        size_t cap = s->o.capacity(s->o.arg);
-        if (cap == 0) {
-            return; /* the pipeline kicks us when it has room */
-        }
-        if (cap < want) {
-            want = cap;
-        }
-        ssize_t n = rd_kafka_consume_batch_queue(s->q, 0, s->msgs, want);
-        if (n <= 0) {
-            return;
-        }
-        size_t nr = 0;
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = s->msgs[i];
-            struct rpart *p = find_part(s, m->partition);
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                if (p != NULL && m->offset >= p->end) {
-                    finish_part(s, p);
-                }
-                continue;
-            }
-            if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                log_warn(MOD, "consumer: %s", rd_kafka_message_errstr(m));
-                continue;
-            }
-            if (p == NULL || p->finished || m->offset < p->next ||
-                m->offset >= p->end) {
-                if (p != NULL && m->offset >= p->end) {
-                    finish_part(s, p);
-                }
-                continue;
-            }
-            p->next = m->offset + 1;
-            s->recs[nr].partition = m->partition;
-            s->recs[nr].offset = m->offset;
-            s->recs[nr].payload = m->payload;
-            s->recs[nr].len = m->len;
-            nr++;
-            if (p->next >= p->end) {
-                finish_part(s, p);
-            }
-        }
-        int rc = nr > 0 ? s->o.intake(s->o.arg, s->recs, nr) : 0;
-        if (rc != 0) {
-            /* Not taken: read again from the first of each partition. */
-            log_error(MOD, "pipeline refused a batch (out of memory); "
-                      "seeking back");
-            for (size_t i = nr; i-- > 0;) {
-                struct rpart *p = find_part(s, s->recs[i].partition);
-                p->next = s->recs[i].offset;
-                p->finished = 0;
-            }
-            rd_kafka_topic_partition_list_t *l =
-                rd_kafka_topic_partition_list_new((int)s->n_parts);
-            for (size_t i = 0; i < s->n_parts; i++) {
-                rd_kafka_topic_partition_list_add(l, s->topic,
-                                                  s->parts[i].partition)
-                    ->offset = s->parts[i].next;
-            }
-            rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, -1);
-            if (e != NULL) {
-                log_error(MOD, "seek: %s", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-            }
-            rd_kafka_resume_partitions(s->rk, l);
-            rd_kafka_topic_partition_list_destroy(l);
-        } else {
-            s->taken += nr;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_destroy(s->msgs[i]);
-        }
-        if (rc != 0 || (size_t)n < want) {
-            return;
+        size_t taken;
+        enum kafka_batch_turn t = kafka_batch_turn(&s->batch, s->q, &ops,
+                                                   &taken);
+        s->taken += taken;
+        if (t != KAFKA_BATCH_FULL) {
+            return; /* NO_ROOM: the pipeline kicks us when it has room */
         }
     }
     source_range_kick(s);
@@ -203,9 +197,7 @@ struct source_range *source_range_new(struct event_base *base,
     }
     s->o = *o;
     snprintf(s->topic, sizeof(s->topic), "%s", o->topic);
-    s->msgs = calloc((size_t)o->batch_size, sizeof(*s->msgs));
-    s->recs = calloc((size_t)o->batch_size, sizeof(*s->recs));
-    if (s->msgs == NULL || s->recs == NULL) {
+    if (kafka_batch_init(&s->batch, (size_t)o->batch_size) != 0) {
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
@@ -352,8 +344,7 @@ void source_range_destroy(struct source_range *s)
         rd_kafka_consumer_close(s->rk);
         rd_kafka_destroy(s->rk);
     }
-    free(s->msgs);
-    free(s->recs);
+    kafka_batch_free(&s->batch);
     free(s->parts);
     free(s);
 }

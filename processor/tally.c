@@ -1,6 +1,7 @@
 /* tally.c - see tally.h. */
 #include "tally.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,28 @@ struct counts {
     size_t n, cap;
 };
 
+/* A set of fixed-width strings (open addressing; "" = a free slot). */
+struct fset {
+    char *v;
+    size_t width, mask, n;
+};
+
 struct tally {
-    uint64_t alerts;
+    uint64_t alerts, repeats;
     uint64_t sev[SEVERITY_CRITICAL + 1];
     struct counts rules, issuers;
-    char (*cards)[ALERT_FP_SIZE]; /* open addressing; "" = free */
-    size_t mask, n_cards;
+    struct fset cards; /* fingerprints of the cards with an alert */
+    struct fset ids;   /* alert ids counted */
 };
+
+static int fset_init(struct fset *s, size_t width)
+{
+    s->v = calloc(1024, width);
+    s->width = width;
+    s->mask = 1023;
+    s->n = 0;
+    return s->v != NULL ? 0 : -1;
+}
 
 struct tally *tally_new(void)
 {
@@ -28,12 +44,11 @@ struct tally *tally_new(void)
     if (t == NULL) {
         return NULL;
     }
-    t->cards = calloc(1024, sizeof(*t->cards));
-    if (t->cards == NULL) {
-        free(t);
+    if (fset_init(&t->cards, ALERT_FP_SIZE) != 0 ||
+        fset_init(&t->ids, ALERT_ID_SIZE) != 0) {
+        tally_destroy(t);
         return NULL;
     }
-    t->mask = 1023;
     return t;
 }
 
@@ -62,42 +77,66 @@ static int bump(struct counts *c, const char *name)
     return 0;
 }
 
-static size_t slot_of(const struct tally *t, const char *fp)
+static char *fset_slot(const struct fset *s, const char *key)
 {
     uint64_t h = 1469598103934665603ull;
-    for (const char *p = fp; *p; p++) {
+    for (const char *p = key; *p; p++) {
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
     }
-    size_t i = (size_t)h & t->mask;
-    while (t->cards[i][0] != '\0' && strcmp(t->cards[i], fp) != 0) {
-        i = (i + 1) & t->mask;
+    size_t i = (size_t)h & s->mask;
+    while (s->v[i * s->width] != '\0' &&
+           strcmp(s->v + i * s->width, key) != 0) {
+        i = (i + 1) & s->mask;
     }
-    return i;
+    return s->v + i * s->width;
 }
 
-static int grow(struct tally *t)
+static int fset_grow(struct fset *s)
 {
-    size_t ncap = (t->mask + 1) * 2;
-    char (*old)[ALERT_FP_SIZE] = t->cards;
-    size_t old_n = t->mask + 1;
-    t->cards = calloc(ncap, sizeof(*t->cards));
-    if (t->cards == NULL) {
-        t->cards = old;
+    struct fset old = *s;
+    s->v = calloc((old.mask + 1) * 2, s->width);
+    if (s->v == NULL) {
+        *s = old;
         return -1;
     }
-    t->mask = ncap - 1;
-    for (size_t i = 0; i < old_n; i++) {
-        if (old[i][0] != '\0') {
-            memcpy(t->cards[slot_of(t, old[i])], old[i], ALERT_FP_SIZE);
+    s->mask = old.mask * 2 + 1;
+    for (size_t i = 0; i <= old.mask; i++) {
+        const char *k = old.v + i * old.width;
+        if (k[0] != '\0') {
+            memcpy(fset_slot(s, k), k, s->width);
         }
     }
-    free(old);
+    free(old.v);
     return 0;
+}
+
+/* Adds key (shorter than the set's width; "" is never added). Returns 1
+ * when added, 0 when it was there, -1 on allocation failure. */
+static int fset_add(struct fset *s, const char *key)
+{
+    if (key[0] == '\0') {
+        return 0;
+    }
+    if ((s->n + 1) * 2 > s->mask + 1 && fset_grow(s) != 0) {
+        return -1;
+    }
+    char *slot = fset_slot(s, key);
+    if (slot[0] != '\0') {
+        return 0;
+    }
+    snprintf(slot, s->width, "%s", key);
+    s->n++;
+    return 1;
 }
 
 int tally_alert(struct tally *t, const struct alert *a)
 {
-    int rc = 0;
+    int added = fset_add(&t->ids, a->alert_id);
+    if (added == 0 && a->alert_id[0] != '\0') {
+        t->repeats++;
+        return 0;
+    }
+    int rc = added < 0 ? -1 : 0;
     t->alerts++;
     if (a->severity <= SEVERITY_CRITICAL) {
         t->sev[a->severity]++;
@@ -106,15 +145,13 @@ int tally_alert(struct tally *t, const struct alert *a)
         rc |= bump(&t->rules, a->hits[i].rule_id);
     }
     rc |= bump(&t->issuers, a->issuer_id[0] ? a->issuer_id : "unrouted");
-    if ((t->n_cards + 1) * 2 > t->mask + 1 && grow(t) != 0) {
-        return -1;
-    }
-    size_t i = slot_of(t, a->card_fingerprint);
-    if (t->cards[i][0] == '\0' && a->card_fingerprint[0] != '\0') {
-        memcpy(t->cards[i], a->card_fingerprint, ALERT_FP_SIZE);
-        t->n_cards++;
-    }
-    return rc ? -1 : 0;
+    rc |= fset_add(&t->cards, a->card_fingerprint) < 0 ? -1 : 0;
+    return rc ? -1 : 1;
+}
+
+uint64_t tally_repeats(const struct tally *t)
+{
+    return t->repeats;
 }
 
 uint64_t tally_alerts(const struct tally *t)
@@ -124,7 +161,7 @@ uint64_t tally_alerts(const struct tally *t)
 
 uint64_t tally_cards(const struct tally *t)
 {
-    return t->n_cards;
+    return t->cards.n;
 }
 
 uint64_t tally_severity(const struct tally *t, enum severity s)
@@ -182,6 +219,7 @@ void tally_destroy(struct tally *t)
     }
     free_counts(&t->rules);
     free_counts(&t->issuers);
-    free(t->cards);
+    free(t->cards.v);
+    free(t->ids.v);
     free(t);
 }

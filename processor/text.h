@@ -13,6 +13,13 @@
 #include <string.h>
 #include <sys/types.h>
 
+/* 1 when c is an ASCII digit '0'-'9', else 0 (no locale, unlike
+ * isdigit()). */
+static inline int text_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
 /* Writes v with thousands separators ("1,234,567") into buf (at least 32
  * bytes for any uint64_t; a shorter buf gets a truncated number). */
 void text_thousands(uint64_t v, char *buf, size_t len);

@@ -1,13 +1,14 @@
 /* timeparse.c - see timeparse.h.
  *
- * Days since the epoch come from Howard Hinnant's days_from_civil
- * (proleptic Gregorian), the same arithmetic as breach.c's dates.
+ * Days since the epoch come from calendar.h (proleptic Gregorian), the
+ * same arithmetic as breach.c's dates.
  */
 #include "timeparse.h"
 
 #include <stdint.h>
 #include <string.h>
 
+#include "calendar.h"
 #include "text.h"
 
 #define MS_PER_SEC INT64_C(1000)
@@ -22,38 +23,6 @@
     "expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.fff]Z (or +HH:MM / -HH:MM "     \
     "instead of Z), or milliseconds since 1970-01-01T00:00:00Z"
 
-int64_t timeparse_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    int64_t yoe;
-    int64_t doy;
-    int64_t doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static unsigned days_in_month(int64_t y, unsigned m)
-{
-    static const unsigned dim[12] = {31, 28, 31, 30, 31, 30,
-                                     31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* Reads exactly n digits at s into *out. Returns 0, or -1 when one of
  * them is not a digit (a NUL included, so s may end early). */
 static int read_digits(const char *s, size_t n, unsigned *out)
@@ -61,7 +30,7 @@ static int read_digits(const char *s, size_t n, unsigned *out)
     unsigned v = 0;
 
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i])) {
+        if (!text_is_digit(s[i])) {
             return -1;
         }
         v = v * 10 + (unsigned)(s[i] - '0');
@@ -139,7 +108,7 @@ static int parse_time(const char *s, const char **pp, int64_t *ms_of_day,
     if (*p == '.') {
         size_t n = 0;
         p++;
-        for (; is_digit(*p); p++, n++) {
+        for (; text_is_digit(*p); p++, n++) {
             if (n < 3) {
                 frac_ms = frac_ms * 10 + (*p - '0');
             }
@@ -230,12 +199,12 @@ int timeparse_ms(const char *s, int64_t *out_ms, char *err, size_t errlen)
                   s, m);
         return -1;
     }
-    if (d < 1 || d > days_in_month(y, m)) {
+    if (d < 1 || d > calendar_days_in_month(y, m)) {
         text_errf(err, errlen, "\"%.*s\": day %02u does not exist in %04u-%02u",
                   QUOTE_MAX, s, d, y, m);
         return -1;
     }
-    ms = timeparse_days_from_civil(y, m, d) * MS_PER_DAY;
+    ms = calendar_days_from_civil(y, m, d) * MS_PER_DAY;
     if (s[10] == '\0') {
         *out_ms = ms;
         return 0;

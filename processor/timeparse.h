@@ -41,8 +41,4 @@
  * error. */
 int timeparse_ms(const char *s, int64_t *out_ms, char *err, size_t errlen);
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (month 1-12, day
- * 1-31; not checked). Negative before 1970. */
-int64_t timeparse_days_from_civil(int64_t y, unsigned m, unsigned d);
-
 #endif

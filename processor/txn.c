@@ -23,6 +23,7 @@
 
 #include "cardwatch.pb-c.h"
 #include "text.h"
+#include "varint.h"
 
 #define BAD(s) (1u << (unsigned)(s))
 
@@ -116,11 +117,6 @@ enum txn_response txn_response_parse(const char *s)
 
 /* ---- validation ---- */
 
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 static int is_upper(char c)
 {
     return c >= 'A' && c <= 'Z';
@@ -154,7 +150,7 @@ static int pan_digits_ok(const struct txn *t)
         return 0;
     }
     for (size_t i = 0; i < t->pan_len; i++) {
-        if (!is_digit(t->pan[i])) {
+        if (!text_is_digit(t->pan[i])) {
             return 0;
         }
     }
@@ -165,8 +161,8 @@ static int expiry_ok(const char *e)
 {
     int mm;
 
-    if (field_len(e, 5) != 4 || !is_digit(e[0]) || !is_digit(e[1]) ||
-        !is_digit(e[2]) || !is_digit(e[3])) {
+    if (field_len(e, 5) != 4 || !text_is_digit(e[0]) || !text_is_digit(e[1]) ||
+        !text_is_digit(e[2]) || !text_is_digit(e[3])) {
         return 0;
     }
     mm = (e[2] - '0') * 10 + (e[3] - '0');
@@ -380,32 +376,13 @@ struct pb_msg {
 static inline int pb_varint64(const uint8_t **pp, const uint8_t *end,
                               uint64_t *v)
 {
-    const uint8_t *p = *pp;
-    uint64_t r = 0;
-
-    if (p != end && *p < 0x80) {
-        *v = *p;
-        *pp = p + 1;
-        return 0;
+    size_t n;
+    if (varint_read(*pp, (size_t)(end - *pp), VARINT_MAX_BYTES, v, &n) !=
+        VARINT_OK) {
+        return -1;
     }
-    for (unsigned shift = 0; shift <= 63; shift += 7) {
-        uint64_t b;
-
-        if (p == end) {
-            return -1;
-        }
-        b = *p++;
-        r |= (b & 0x7f) << shift;
-        if (b < 0x80) {
-            if (shift == 63 && b > 1) {
-                return -1;
-            }
-            *pp = p;
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
+    *pp += n;
+    return 0;
 }
 
 /* Reads a tag or a length: a varint of at most 5 bytes that fits in 32
@@ -413,32 +390,15 @@ static inline int pb_varint64(const uint8_t **pp, const uint8_t *end,
 static inline int pb_varint32(const uint8_t **pp, const uint8_t *end,
                               uint32_t *v)
 {
-    const uint8_t *p = *pp;
-    uint32_t r = 0;
-
-    if (p != end && *p < 0x80) {
-        *v = *p;
-        *pp = p + 1;
-        return 0;
+    uint64_t x;
+    size_t n;
+    if (varint_read(*pp, (size_t)(end - *pp), 5, &x, &n) != VARINT_OK ||
+        x > UINT32_MAX) {
+        return -1;
     }
-    for (unsigned shift = 0; shift <= 28; shift += 7) {
-        uint32_t b;
-
-        if (p == end) {
-            return -1;
-        }
-        b = *p++;
-        r |= (b & 0x7f) << shift;
-        if (b < 0x80) {
-            if (shift == 28 && b > 0x0f) {
-                return -1;
-            }
-            *pp = p;
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
+    *pp += n;
+    *v = (uint32_t)x;
+    return 0;
 }
 
 /* Reads the payload of a length-delimited field into *span. Returns 0 or

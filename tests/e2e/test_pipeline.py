@@ -103,6 +103,37 @@ def test_end_to_end_alerts_per_issuer():
     assert len(s.alerts()) == len(expected)
 
 
+def test_a_transaction_twice_on_the_topic_is_sent_once():
+    """A transaction the topic holds twice (the same txn_id, e.g. a
+    producer's retry), the copy right behind the first so that both are in
+    flight together, or far behind it: each alert reaches its issuer's
+    topic once, and /metrics counts the copies not sent again."""
+    issuers, breaches, txns = _scenario()
+    expected = cw.expected_alerts(txns, breaches, issuers)
+    alerting = [t for t in txns if cw.alert_id(t["txn_id"]) in expected]
+    assert len(alerting) >= 12, len(alerting)
+    near, far = alerting[:8], alerting[8:12]
+    stream = []
+    for t in txns:
+        stream.append(t)
+        if t in near:
+            stream.append(t)
+    stream += far
+
+    s = cw.Stack(issuers, partitions=4)
+    for b in breaches:
+        s.load(b)
+    s.send(stream)
+    proc = s.run()
+    m = h.wait_until(lambda: (lambda m: m.sum("cardwatch_events_total") >= len(stream) and
+                              m.sum("cardwatch_in_flight_events") == 0 and m)(s.metrics()),
+                     60, "every event processed")
+    cw.check_alerts(s.alerts(expect_count=len(expected)), expected, exact_once=True)
+    assert m.sum("cardwatch_alerts_not_resent_total") == len(near) + len(far), \
+        m.sum("cardwatch_alerts_not_resent_total")
+    s.terminate(proc)
+
+
 def test_send_publishes_lines_as_they_are():
     """`cardwatch send --help`: "Publishes JSON-lines transactions ... to
     Kafka as protobuf, keyed by txn_id, with the event time as message

@@ -394,7 +394,8 @@ def _no_test_cards(s, cards, extra=()):
 
 _SUMMARY_ROWS = {"events read": "events", "exposed-card transactions": "exposed_transactions",
                  "alerts": "alerts", "dead letters": "dead_letters",
-                 "exposed cards with an alert": "misused_cards"}
+                 "exposed cards with an alert": "misused_cards",
+                 "repeated (alert written once)": "repeated_alerts"}
 
 
 def _parse_summary(text):
@@ -470,6 +471,44 @@ def test_replay_jsonl_exact_alerts_and_dead_letters():
     # with --dead-letter, invalid events are not logged one by one
     assert "invalid event" not in res.stderr.decode(), res.stderr.decode()
     _no_test_cards(s, sc["cards"], [d / "alerts.jsonl", d / "dead.jsonl"])
+
+
+def test_a_transaction_twice_in_the_input_is_one_alert():
+    """An input that holds a transaction twice (the same txn_id: a
+    producer retry, a re-sent batch) gets its alert written once, at its
+    first copy, and counted once; the repeats are counted apart (summary
+    and report). Copies right after the first, far after it, and copies
+    of transactions that raise no alert are all in the input."""
+    sc = _scenario()
+    valid = sc["valid"]
+    expected = cw.expected_alerts(valid, [sc["breach"]], sc["issuers"])
+    alerting = [t for t in valid if cw.alert_id(t["txn_id"]) in expected]
+    quiet = [t for t in valid if cw.alert_id(t["txn_id"]) not in expected]
+    assert len(alerting) >= 20 and len(quiet) >= 20, (len(alerting), len(quiet))
+    near, far, quiet_again = alerting[:6], alerting[10:14], quiet[:5]
+    txns = []
+    for t in valid:
+        txns.append(t)
+        if t in near or t in quiet_again:
+            txns.append(t)          # the copy right after the first
+    txns += far                     # copies long after the first
+    want = [_alert_doc(expected[cw.alert_id(t["txn_id"])]) for t in alerting]
+
+    s = _setup(sc)
+    d = h.tmpdir("replay-twice")
+    src = d / "twice.jsonl"
+    src.write_text("".join(json.dumps(t) + "\n" for t in txns))
+    res = _replay(s, "--input", src, "--output", d / "alerts.jsonl",
+                  "--report", d / "report.json")
+    _check_alert_lines(d / "alerts.jsonl", want)
+    repeats = len(near) + len(far)
+    summary = _parse_summary(res.stdout.decode())
+    rep = json.loads((d / "report.json").read_text())
+    for got in (summary, rep):
+        assert (got["events"], got["alerts"], got["repeated_alerts"]) == \
+            (len(txns), len(want), repeats), got
+        assert sum(got["alerts_by_issuer"].values()) == len(want), got["alerts_by_issuer"]
+        assert got["misused_cards"] == len({w["card_fingerprint"] for w in want}), got
 
 
 # --------------------------------------------------------------------------
@@ -794,6 +833,7 @@ def test_report_matches_the_inputs():
         "alerts": len(want),
         "dead_letters": n_dead,
         "misused_cards": len({w["card_fingerprint"] for w in want}),
+        "repeated_alerts": 0,
         "alerts_by_severity": by_sev,
         "alerts_by_rule": by_rule,
         "alerts_by_issuer": by_issuer,

@@ -1,5 +1,5 @@
 /* Unit tests for tally.c: alerts by rule, severity and issuer; distinct
- * cards. */
+ * cards; an alert id counted once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,9 @@
 static void mk(struct alert *a, const char *issuer, const char *fp,
                enum severity sev, const char *r1, const char *r2)
 {
+    static unsigned serial;
     memset(a, 0, sizeof(*a));
+    snprintf(a->alert_id, sizeof(a->alert_id), "%032x", ++serial);
     snprintf(a->issuer_id, sizeof(a->issuer_id), "%s", issuer);
     snprintf(a->card_fingerprint, sizeof(a->card_fingerprint), "%s", fp);
     a->severity = sev;
@@ -45,13 +47,13 @@ static void test_counts(void **state)
     struct tally *t = tally_new();
     struct alert a;
     mk(&a, "acme", "k:aa", SEVERITY_HIGH, "cnp-use", "velocity");
-    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alert(t, &a), 1);
     mk(&a, "acme", "k:aa", SEVERITY_HIGH, "cnp-use", NULL);
-    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alert(t, &a), 1);
     mk(&a, "", "k:bb", SEVERITY_CRITICAL, "velocity", NULL);
-    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alert(t, &a), 1);
     mk(&a, "globex", "k:cc", SEVERITY_LOW, "zeta", NULL);
-    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alert(t, &a), 1);
     assert_int_equal(tally_alerts(t), 4);
     assert_int_equal(tally_cards(t), 3);
     assert_int_equal(tally_severity(t, SEVERITY_HIGH), 2);
@@ -77,6 +79,37 @@ static void test_counts(void **state)
     tally_destroy(t);
 }
 
+/* The same alert id again (a transaction the input holds twice) is a
+ * repeat: not an alert, rule hit, issuer or card more. An alert without
+ * an id is always counted. */
+static void test_repeats(void **state)
+{
+    (void)state;
+    struct tally *t = tally_new();
+    struct alert a, b;
+    mk(&a, "acme", "k:aa", SEVERITY_HIGH, "cnp-use", NULL);
+    mk(&b, "globex", "k:bb", SEVERITY_LOW, "zeta", NULL);
+    assert_int_equal(tally_alert(t, &a), 1);
+    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alert(t, &b), 1);
+    assert_int_equal(tally_alert(t, &a), 0);
+    assert_int_equal(tally_alerts(t), 2);
+    assert_int_equal(tally_repeats(t), 2);
+    assert_int_equal(tally_cards(t), 2);
+    assert_int_equal(tally_severity(t, SEVERITY_HIGH), 1);
+    struct seen s = {0};
+    tally_each_rule(t, collect, &s);
+    assert_int_equal(s.count, 2);
+    assert_int_equal(s.n[0], 1);
+    assert_int_equal(s.n[1], 1);
+    a.alert_id[0] = '\0';
+    assert_int_equal(tally_alert(t, &a), 1);
+    assert_int_equal(tally_alert(t, &a), 1);
+    assert_int_equal(tally_alerts(t), 4);
+    assert_int_equal(tally_repeats(t), 2);
+    tally_destroy(t);
+}
+
 static void test_many_cards(void **state)
 {
     (void)state;
@@ -87,11 +120,12 @@ static void test_many_cards(void **state)
         for (int i = 0; i < 50000; i++) {
             snprintf(fp, sizeof(fp), "k:%032x", i);
             mk(&a, "acme", fp, SEVERITY_MEDIUM, "r", NULL);
-            assert_int_equal(tally_alert(t, &a), 0);
+            assert_int_equal(tally_alert(t, &a), 1);
         }
     }
     assert_int_equal(tally_cards(t), 50000);
     assert_int_equal(tally_alerts(t), 100000);
+    assert_int_equal(tally_repeats(t), 0);
     tally_destroy(t);
     tally_destroy(NULL);
 }
@@ -125,6 +159,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_repeats),
         cmocka_unit_test(test_many_cards),
         cmocka_unit_test(test_odd_alerts),
     };
