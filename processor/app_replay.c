@@ -1110,16 +1110,6 @@ static void make_namespace(char *buf, size_t len)
              rnd[3], rnd[4], rnd[5]);
 }
 
-static int uses_state(const struct ruleset *rs)
-{
-    const int64_t *wins = NULL;
-    int need = rules_windows(rs, &wins) > 0;
-    for (size_t i = 0; i < rules_count(rs); i++) {
-        need |= rules_suppress_ms(rs, i) > 0;
-    }
-    return need;
-}
-
 int app_replay(const struct config *c, const struct replay_opts *o)
 {
     struct rp r = {0};
@@ -1209,7 +1199,7 @@ int app_replay(const struct config *c, const struct replay_opts *o)
         r.exit_code = 1;
         goto out;
     }
-    r.uses_state = uses_state(r.rules);
+    r.uses_state = rules_need_state(r.rules);
     if (r.uses_state) {
         make_namespace(r.ns, sizeof(r.ns));
         /* one pass, never re-processed: no grace */

@@ -257,3 +257,13 @@ size_t rules_warnings(const struct ruleset *rs,
     }
     return rs->n_warnings;
 }
+
+int rules_need_state(const struct ruleset *rs)
+{
+    const int64_t *wins = NULL;
+    int need = rules_windows(rs, &wins) > 0;
+    for (size_t i = 0; i < rules_count(rs); i++) {
+        need |= rules_suppress_ms(rs, i) > 0;
+    }
+    return need;
+}
