@@ -1093,16 +1093,6 @@ static void make_namespace(char *buf, size_t len)
              rnd[3], rnd[4], rnd[5]);
 }
 
-static int uses_state(const struct ruleset *rs)
-{
-    const int64_t *wins = NULL;
-    int need = rules_windows(rs, &wins) > 0;
-    for (size_t i = 0; i < rules_count(rs); i++) {
-        need |= rules_suppress_ms(rs, i) > 0;
-    }
-    return need;
-}
-
 #define OOM "out of memory at start-up"
 
 /* An event loop that polls often. Sources re-activate themselves (a
@@ -1161,7 +1151,7 @@ static int replay_start(struct rp *r, char *err, size_t errlen)
     if (app_start_redis(&r->core, r->base, c, &ro, err, errlen) != 0) {
         return -1;
     }
-    r->uses_state = uses_state(r->core.rules);
+    r->uses_state = rules_need_state(r->core.rules);
     if (r->uses_state) {
         make_namespace(r->ns, sizeof(r->ns));
         /* one pass, never re-processed: no grace */

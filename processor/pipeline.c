@@ -74,7 +74,7 @@ struct dl_log {
 struct pipeline {
     struct pipeline_opts o;
     const struct ruleset *rules; /* current set (hot reload swaps it) */
-    int rules_state;             /* it uses windows or suppress */
+    int rules_state;             /* rules_need_state() */
     int64_t horizon_ms;          /* longest window + allowed lateness */
     int64_t sup_horizon_ms;      /* longest suppress + lateness; 0: none */
     struct offsets *offsets;
@@ -475,15 +475,13 @@ void pipeline_set_rules(struct pipeline *p, const struct ruleset *rs)
 {
     const int64_t *wins = NULL;
     size_t nw = rules_windows(rs, &wins);
-    int need = nw > 0;
     int64_t sup = 0;
     for (size_t i = 0; i < rules_count(rs); i++) {
         int64_t ms = rules_suppress_ms(rs, i);
-        need |= ms > 0;
         sup = ms > sup ? ms : sup;
     }
     p->rules = rs;
-    p->rules_state = need;
+    p->rules_state = rules_need_state(rs);
     p->horizon_ms = (nw > 0 ? wins[nw - 1] : 0) +
                     (int64_t)p->o.config->allowed_lateness_ms;
     p->sup_horizon_ms =

@@ -93,6 +93,12 @@ int64_t rules_suppress_ms(const struct ruleset *rs, size_t i);
  * (<= WIN_MAX_WINDOWS) and points *out at an array owned by rs. */
 size_t rules_windows(const struct ruleset *rs, const int64_t **out);
 
+/* Whether evaluating rs needs per-card state: 1 when a rule uses a window
+ * or has a suppress span, 0 otherwise (and for NULL). The one place that
+ * decides it: run and replay read and write card state (window entries,
+ * suppressions) only when it does. */
+int rules_need_state(const struct ruleset *rs);
+
 /* Calls fn once per warning (e.g. "rules/x.rules:12: rule 'a' can never
  * fire: amount_minor < 0 is always false") with the warning text. Returns
  * the number of warnings. */

@@ -1162,6 +1162,27 @@ static void test_suppress(void **state)
     rules_destroy(rs);
 }
 
+/* Card state (window entries, suppressions) is needed when a rule uses a
+ * window or suppresses, and only then. */
+static void test_need_state(void **state)
+{
+    struct ruleset *plain = parse_ok(W("exposed and amount_minor > 10"));
+    struct ruleset *win = parse_ok(W("exposed and count(10m) >= 3"));
+    struct ruleset *sup = parse_ok(W("exposed") "  suppress: 1h\n");
+    struct ruleset *builtin = rules_builtin();
+
+    (void)state;
+    assert_int_equal(rules_need_state(plain), 0);
+    assert_int_equal(rules_need_state(win), 1);
+    assert_int_equal(rules_need_state(sup), 1);
+    assert_int_equal(rules_need_state(builtin), 0);
+    assert_int_equal(rules_need_state(NULL), 0);
+    rules_destroy(plain);
+    rules_destroy(win);
+    rules_destroy(sup);
+    rules_destroy(builtin);
+}
+
 /* ---- the default pack ---- */
 
 /* rules/default.rules, found from this file's path */
@@ -1835,6 +1856,7 @@ int main(void)
         cmocka_unit_test(test_window_edges_through_rules),
         cmocka_unit_test(test_eval_contract),
         cmocka_unit_test(test_suppress),
+        cmocka_unit_test(test_need_state),
         cmocka_unit_test(test_default_pack),
         cmocka_unit_test(test_explain),
         cmocka_unit_test(test_warnings),
