@@ -12,7 +12,7 @@
 
 #include "clock.h"
 #include "feed.h"
-#include "feed_auth.h"
+#include "feed_token.h"
 #include "http_admin.h"
 #include "log.h"
 

@@ -22,7 +22,6 @@
 #endif
 
 #include "config.h"
-#include "feed_auth.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -1462,11 +1461,7 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
             goto out;
         }
     }
-    /* [feed]: tls_cert and tls_key together, a listener needs a token,
-     * a token hash belongs to one issuer */
-    if (feed_config_check(c, errbuf, errlen) != 0) {
-        goto out;
-    }
+    /* ([feed] and the issuers' tokens: feed_config_check(), feed_config.h) */
     rc = 0;
 out:
     free(counts);

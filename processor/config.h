@@ -134,7 +134,8 @@ int config_set(struct config *c, const char *section, const char *name,
 /* Cross-field checks after all overrides (brokers given, topics distinct,
  * ...). Also fills the topic of every issuer that sets none with
  * alert_topic_prefix + id (so call it after the last override, before
- * using issuer topics). Returns 0, or -1 with a message. */
+ * using issuer topics). The [feed] section's cross checks are the feed's
+ * own (its module runs them). Returns 0, or -1 with a message. */
 int config_check(const struct config *c, char *errbuf, size_t errlen);
 
 /* The brokers to use: brokers_file's first line when brokers_file is set,

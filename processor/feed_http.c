@@ -175,9 +175,11 @@ static enum feed_http_result head_done(struct feed_http_head *h)
     return FEED_HTTP_DONE;
 }
 
-/* Advances h by one byte (a byte that ends one state and starts the next
- * is stepped again, once, in the next). */
-static enum feed_http_result step(struct feed_http_head *h, unsigned char c)
+static enum feed_http_result step(struct feed_http_head *h, unsigned char c);
+
+/* step() in the request line and the empty lines before it. */
+static enum feed_http_result step_request_line(struct feed_http_head *h,
+                                               unsigned char c)
 {
     static const char version[] = "HTTP/1.";
     switch (h->st) {
@@ -275,6 +277,17 @@ static enum feed_http_result step(struct feed_http_head *h, unsigned char c)
         }
         h->st = S_LINE;
         return FEED_HTTP_MORE;
+    default:
+        break;
+    }
+    return bad(h, 400, E_REQUEST_LINE);
+}
+
+/* step() in the header lines and the final empty line. */
+static enum feed_http_result step_header(struct feed_http_head *h,
+                                         unsigned char c)
+{
+    switch (h->st) {
     case S_LINE:
         if (c == '\r') {
             h->st = S_END_LF;
@@ -341,6 +354,32 @@ static enum feed_http_result step(struct feed_http_head *h, unsigned char c)
             return bad(h, 400, E_BARE_CR);
         }
         return head_done(h);
+    default:
+        break;
+    }
+    return bad(h, 400, E_REQUEST_LINE);
+}
+
+/* Advances h by one byte (a byte that ends one state and starts the next
+ * is stepped again, once, in the next). */
+static enum feed_http_result step(struct feed_http_head *h, unsigned char c)
+{
+    switch (h->st) {
+    case S_LEAD:
+    case S_LEAD_LF:
+    case S_METHOD:
+    case S_TARGET0:
+    case S_TARGET:
+    case S_VERSION:
+    case S_RL_LF:
+        return step_request_line(h, c);
+    case S_LINE:
+    case S_NAME:
+    case S_OWS:
+    case S_VALUE:
+    case S_VAL_LF:
+    case S_END_LF:
+        return step_header(h, c);
     }
     return bad(h, 400, E_REQUEST_LINE);
 }

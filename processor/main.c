@@ -26,7 +26,7 @@
 #include "cli_kafka.h"
 #include "clock.h"
 #include "config.h"
-#include "feed_auth.h"
+#include "feed_config.h"
 #include "gen.h"
 #include "harden.h"
 #include "kafka_check.h"
@@ -334,7 +334,10 @@ static int load_config(struct config *c, const struct common *co,
         /* An explicit --brokers wins over a brokers_file. */
         c->brokers_file[0] = '\0';
     }
-    if (need_check && config_check(c, err, sizeof(err)) != 0) {
+    /* config_check() knows nothing of the feed, which checks its own
+     * section (feed_config.h) */
+    if (need_check && (config_check(c, err, sizeof(err)) != 0 ||
+                       feed_config_check(c, err, sizeof(err)) != 0)) {
         fprintf(stderr, "cardwatch: %s: %s\n", path, err);
         return -1;
     }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "feed_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -206,6 +207,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memset(err, 0, sizeof(err));
     rc = config_check(&c, err, sizeof(err));
+    if (rc == 0) { /* as the commands check a configuration (main.c) */
+        rc = feed_config_check(&c, err, sizeof(err));
+    }
     need(rc == 0 || rc == -1, "config_check returns 0 or -1");
     if (rc != 0) {
         check_message(err, sizeof(err), names);

@@ -1,6 +1,7 @@
 /* fuzz_feed_request.c - libFuzzer target for what the issuer feed parses
- * from a request (feed_auth.c): query strings, cursors, Authorization
- * values and outcome bodies all come from the network.
+ * from a request (feed_query.c, feed_token.c, feed_outcome.c): query
+ * strings, cursors, Authorization values and outcome bodies all come from
+ * the network.
  * Input: byte 0 = options (bit 0: the stream's query rules), the rest =
  * the data, given to every parser.
  * Invariants: no crash or sanitizer report; accepted parameters are in
@@ -16,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "feed_auth.h"
+#include "feed_outcome.h"
+#include "feed_query.h"
+#include "feed_token.h"
 
 static void need(int cond, const char *what)
 {

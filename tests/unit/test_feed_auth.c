@@ -16,7 +16,11 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "feed_auth.h"
+#include "feed_config.h"
+#include "feed_outcome.h"
+#include "feed_query.h"
+#include "feed_token.h"
+#include "feed_triage.h"
 
 /* SHA-256 of "abc", "token-b" and "token-b2" (hashlib...hexdigest()). */
 #define H_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

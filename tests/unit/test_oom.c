@@ -37,7 +37,9 @@
 #include "card.h"
 #include "config.h"
 #include "failalloc.h"
-#include "feed_auth.h"
+#include "feed_config.h"
+#include "feed_outcome.h"
+#include "feed_token.h"
 #include "gen.h"
 #include "listcsv.h"
 #include "metrics.h"
@@ -425,7 +427,11 @@ static int run_config_check(void *arg, char *err, size_t errlen)
 {
     struct config_arg *a = arg;
 
-    return config_check(&a->c, err, errlen);
+    /* as the commands check a configuration (main.c) */
+    if (config_check(&a->c, err, errlen) != 0) {
+        return -1;
+    }
+    return feed_config_check(&a->c, err, errlen);
 }
 
 static void test_config_sample(void **state)
@@ -1273,7 +1279,7 @@ static void test_feed_auth(void **state)
     const struct oom_op tokens = {"feed_tokens_new", tokens_setup,
                                   run_feed_tokens_new, tokens_teardown,
                                   OOM_MSG};
-    /* a failed slot table leaves longer chains (feed_auth.c) */
+    /* a failed slot table leaves longer chains (feed_token.c) */
     const struct oom_op throttle = {"feed_throttle_fail(200 peers)", NULL,
                                     run_feed_throttle, NULL, OOM_DEGRADES};
     const struct oom_op stats = {"feed_stats_add(40 rules)", NULL,
