@@ -84,7 +84,7 @@ static int bad_option(const char *cmd, int opt, char **argv,
         }
     }
     return cli_bad_usage(cmd, "%s option '%.*s'",
-                     ambiguous ? "ambiguous" : "unknown", len, arg);
+                         ambiguous ? "ambiguous" : "unknown", len, arg);
 }
 
 /* Sets the overrides of the file that co holds (--brokers, --redis,

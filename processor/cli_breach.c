@@ -56,7 +56,8 @@ int cmd_load(int argc, char **argv)
         {"elements", required_argument, &lo.elements, NULL, 0},
         {"description", required_argument, &lo.description, NULL, 0},
     };
-    int st = cli_parse_opts(argc, argv, 1, "load", help, &co, defs, N_ELEMS(defs));
+    int st = cli_parse_opts(argc, argv, 1, "load", help, &co, defs,
+                            N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
     }
@@ -66,7 +67,6 @@ int cmd_load(int argc, char **argv)
     lo.list_path = argv[optind];
     struct config c;
     if (cli_load_config(&c, &co, 0) != 0) {
-        config_free(&c);
         return 1;
     }
     if (c.key_file[0] == '\0') {
@@ -109,17 +109,17 @@ int cmd_breaches(int argc, char **argv)
         {"json", no_argument, NULL, &json, 1},
         {"confirm", no_argument, NULL, &confirm, 1},
     };
-    int st =
-        cli_parse_opts(argc, argv, 1, "breaches", help, &co, defs, N_ELEMS(defs));
+    int st = cli_parse_opts(argc, argv, 1, "breaches", help, &co, defs,
+                            N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
     }
-    if (optind < argc) {
-        return cli_bad_usage("breaches", "unexpected argument '%s'", argv[optind]);
+    st = cli_no_operands("breaches", argc, argv);
+    if (st != OPTS_GO) {
+        return st;
     }
     struct config c;
     if (cli_load_config(&c, &co, 0) != 0) {
-        config_free(&c);
         return 1;
     }
     int rc = confirm ? loader_confirm(&c) : loader_list(&c, json);
@@ -143,7 +143,6 @@ int cmd_unload(int argc, char **argv)
     }
     struct config c;
     if (cli_load_config(&c, &co, 0) != 0) {
-        config_free(&c);
         return 1;
     }
     int rc = loader_unload(&c, argv[optind], isatty(2));

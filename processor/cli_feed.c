@@ -30,12 +30,14 @@ int cmd_feed(int argc, char **argv)
     const struct optdef defs[] = {
         {"listen", required_argument, &listen, NULL, 0},
     };
-    int st = cli_parse_opts(argc, argv, 1, "feed", help, &co, defs, N_ELEMS(defs));
+    int st = cli_parse_opts(argc, argv, 1, "feed", help, &co, defs,
+                            N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
     }
-    if (optind < argc) {
-        return cli_bad_usage("feed", "unexpected argument '%s'", argv[optind]);
+    st = cli_no_operands("feed", argc, argv);
+    if (st != OPTS_GO) {
+        return st;
     }
     struct config c;
     char err[1024];

@@ -51,7 +51,8 @@ int cmd_rules(int argc, char **argv)
         {"elements", required_argument, &o.elements, NULL, 0},
         {"all", no_argument, NULL, &o.all, 1},
     };
-    int st = cli_parse_opts(argc, argv, 2, "rules", help, &co, defs, N_ELEMS(defs));
+    int st = cli_parse_opts(argc, argv, 2, "rules", help, &co, defs,
+                            N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
     }
@@ -62,7 +63,6 @@ int cmd_rules(int argc, char **argv)
     struct config c;
     int have_config = co.config_path != NULL;
     if (have_config && cli_load_config(&c, &co, 0) != 0) {
-        config_free(&c);
         return 1;
     }
     o.config = have_config ? &c : NULL;

@@ -44,23 +44,25 @@ int cmd_run(int argc, char **argv)
         {"drain-timeout", required_argument, &drain, NULL, 0},
         {"summary-json", required_argument, &ro.summary_json, NULL, 0},
     };
-    int st = cli_parse_opts(argc, argv, 1, "run", help, &co, defs, N_ELEMS(defs));
+    int st = cli_parse_opts(argc, argv, 1, "run", help, &co, defs,
+                            N_ELEMS(defs));
     if (st != OPTS_GO) {
         return st;
     }
     long long secs;
     if (drain != NULL) {
         if (cli_parse_whole(drain, 1, INT_MAX, &secs) != 0) {
-            return cli_bad_usage("run", "--drain-timeout needs whole seconds > 0");
+            return cli_bad_usage("run", "--drain-timeout needs whole seconds "
+                                        "> 0");
         }
         ro.drain_timeout_s = (int)secs;
     }
-    if (optind < argc) {
-        return cli_bad_usage("run", "unexpected argument '%s'", argv[optind]);
+    st = cli_no_operands("run", argc, argv);
+    if (st != OPTS_GO) {
+        return st;
     }
     struct config c;
     if (cli_load_config(&c, &co, 1) != 0) {
-        config_free(&c);
         return 1;
     }
     int rc = app_run(&c, &ro);
