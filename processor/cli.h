@@ -18,8 +18,9 @@
  * Each takes argv starting at the command's name (argv[0] = "run" ...)
  * and returns the process's exit status (0, 1 or 2 as above; replay also
  * 130 / 143 when stopped by a signal). --help prints the command's help
- * to stdout and returns 0. Each reads the configuration itself; the
- * caller has done nothing but harden the process. */
+ * to stdout and returns 0 (gen and rules without arguments print it and
+ * return 2). Each reads the configuration itself; the caller has done
+ * nothing but harden the process. */
 int cmd_run(int argc, char **argv);      /* cli_run.c */
 int cmd_replay(int argc, char **argv);   /* cli_replay.c */
 int cmd_load(int argc, char **argv);     /* cli_breach.c */
