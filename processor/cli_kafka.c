@@ -7,10 +7,23 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_check.h"
 #include "kconf.h"
 #include "log.h"
 
 #define MOD "kafka"
+
+int cli_kafka_target(const struct config *c, const char *topic,
+                     const char *topic_what, char *brokers, size_t blen,
+                     char *errbuf, size_t errlen)
+{
+    if (config_brokers(c, brokers, blen, errbuf, errlen) != 0 ||
+        kafka_check_config(c, brokers, 0, "", topic, topic_what, errbuf,
+                           errlen) != KCHECK_OK) {
+        return -1;
+    }
+    return 0;
+}
 
 struct cli_producer {
     rd_kafka_t *rk;

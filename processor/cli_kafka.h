@@ -11,6 +11,14 @@
 
 struct cli_producer;
 
+/* The brokers of c (config_brokers: [kafka] brokers or brokers_file) into
+ * brokers[blen], checked with kafka_check_config: they answer and topic
+ * exists (named topic_what in the message, e.g. "--topic"). Blocks up to
+ * [kafka] connect_timeout_s. Returns 0, or -1 with a message in errbuf. */
+int cli_kafka_target(const struct config *c, const char *topic,
+                     const char *topic_what, char *brokers, size_t blen,
+                     char *errbuf, size_t errlen);
+
 /* An idempotent producer. Returns NULL with a message in errbuf. */
 struct cli_producer *cli_producer_new(const struct config *c,
                                       const char *brokers, char *errbuf,

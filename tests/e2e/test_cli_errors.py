@@ -2,8 +2,8 @@
 
 - `cardwatch --help` and every command's `--help` exit 0 and are complete:
   they name every option the command accepts (read from the optdef tables
-  of processor/main.c, so help and parser cannot drift apart) and nothing
-  it does not accept.
+  of processor/main.c and cli*.c, so help and parser cannot drift apart)
+  and nothing it does not accept.
 - A usage error - an unknown or ambiguous option, an option without its
   value, a value that is not one, a stray argument - exits 2 with exactly
   one line on stderr that names the option or the argument.
@@ -133,27 +133,46 @@ def _table(cases, rc, **kw):
         "\n\n".join(problems)
 
 
-def _main_c():
-    return (h.REPO / "processor" / "main.c").read_text()
+def _cli_sources():
+    """processor/main.c (the command table) and processor/cli*.c (the
+    commands and the shared option parser), as one text."""
+    files = [h.REPO / "processor" / "main.c",
+             *sorted((h.REPO / "processor").glob("cli*.c"))]
+    return "\n".join(f.read_text() for f in files)
+
+
+FUNC = r"^(?:static )?[a-z][\w ]*?\b(\w+)\([^;{]*?\)\n\{(.*?)^\}"
 
 
 def _commands():
     """({command: (its own long options, whether it takes the common
-    ones)}, the common options), read from main()'s command table, each
-    cmd_X's optdef rows and parse_opts's."""
-    src = _main_c()
+    ones)}, the common options), read from main()'s command table, the
+    optdef rows of each cmd_X and of the functions it calls (the option
+    parsing of a command may be a function of its own), and those of
+    cli_parse_opts."""
+    src = _cli_sources()
     names = re.findall(r'\{"(\w+)", cmd_(\w+), 1\}', src)
     assert len(names) >= 12, names
-    bodies = {m.group(1): m.group(2) for m in
-              re.finditer(r"^static int cmd_(\w+)\(int argc, char \*\*argv\)\n\{(.*?)^\}",
-                          src, re.S | re.M)}
+    funcs = {m.group(1): m.group(2) for m in re.finditer(FUNC, src, re.S | re.M)}
+    assert "cli_parse_opts" in funcs, sorted(funcs)
+
+    def reach(fn, seen):
+        """fn's body and those of the functions it calls, but not the
+        common parser's."""
+        seen.add(fn)
+        text = funcs[fn]
+        for callee in re.findall(r"\b(\w+)\(", funcs[fn]):
+            if callee in funcs and callee not in seen and callee != "cli_parse_opts":
+                text += reach(callee, seen)
+        return text
+
     row = r'\{"([a-z][a-z-]*)", (?:required|no)_argument'
     own = {}
     for name, fn in names:
-        assert fn in bodies, f"cmd_{fn} not found in main.c"
-        own[name] = (set(re.findall(row, bodies[fn])), "parse_opts(" in bodies[fn])
-    m = re.search(r"^static int parse_opts\(.*?^\}", src, re.S | re.M)
-    common = set(re.findall(row, m.group(0)))
+        assert "cmd_" + fn in funcs, f"cmd_{fn} not found in processor/cli*.c"
+        body = reach("cmd_" + fn, set())
+        own[name] = (set(re.findall(row, body)), "cli_parse_opts(" in body)
+    common = set(re.findall(row, funcs["cli_parse_opts"]))
     assert {"config", "help", "log-level"} <= common, common
     return own, common
 
