@@ -190,8 +190,10 @@ def test_gen_to_kafka_and_an_empty_replay():
     s.redis.pause()
     try:
         s.send(txns)
-        h.wait_until(lambda: s.metrics().get("cardwatch_in_flight_events", 0) > 0,
-                     timeout=30, what="events waiting for Redis")
+        # all six taken in (none can finish while Redis is stopped): events
+        # not yet fetched at SIGINT would stay for the next run, rightly
+        h.wait_until(lambda: s.metrics().get("cardwatch_in_flight_events", 0) == len(txns),
+                     timeout=30, what="the six events waiting for Redis")
         p.send_signal(signal.SIGINT, group=False)
         seen = []
 
