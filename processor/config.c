@@ -1431,8 +1431,8 @@ static int check_limits(const struct config *c, char *errbuf, size_t errlen)
 /* Each issuer has a home country and bins (counts: bins per issuer
  * index); fills in a default topic and appends each topic to uses. */
 static int check_issuers(const struct config *c, const size_t *counts,
-                         struct topic_use *uses, size_t *n_uses,
-                         char *errbuf, size_t errlen)
+                         struct topic_use *uses, size_t *n_uses, char *errbuf,
+                         size_t errlen)
 {
     for (size_t i = 0; i < c->n_issuers; i++) {
         /* issuers is not const behind a const config: the default topic

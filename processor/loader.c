@@ -405,8 +405,8 @@ static int flush_chunk(struct lconn *L, struct load_stats *st)
 /* Checks the options of a load: breach id, window, elements, description
  * and list file. Returns 0 with the window in *ws, *we and the elements
  * in *elements, or -1 after logging what is wrong. */
-static int load_opts_check(const struct load_opts *o, int64_t *ws,
-                           int64_t *we, uint32_t *elements)
+static int load_opts_check(const struct load_opts *o, int64_t *ws, int64_t *we,
+                           uint32_t *elements)
 {
     char err[256];
     if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
@@ -533,9 +533,8 @@ static int load_stopped(const struct load_ctx *lc, const char *counts,
 
 /* Prints the counts of a committed load: the breach's set had before
  * cards when it started (-1: unknown); ls is the list read. */
-static void load_summary(const struct load_ctx *lc,
-                         const struct list_stats *ls, const char *list_name,
-                         long long before)
+static void load_summary(const struct load_ctx *lc, const struct list_stats *ls,
+                         const char *list_name, long long before)
 {
     const struct load_opts *o = lc->o;
     struct load_stats st = lc->st;

@@ -218,9 +218,8 @@ struct test_run {
  * time) with each rule's explanation; counts the alerts and keeps the
  * card's suppression state. */
 static void test_print(struct test_run *r, struct card *c,
-                       const struct rule_facts *f,
-                       const struct rule_hit *hits, size_t nh,
-                       const char *when)
+                       const struct rule_facts *f, const struct rule_hit *hits,
+                       size_t nh, const char *when)
 {
     const struct txn *t = f->txn;
     FILE *out = r->out;
