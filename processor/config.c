@@ -1341,6 +1341,143 @@ struct topic_use {
     const char *what; /* "[kafka] fallback_topic" or an issuer id */
 };
 
+/* The checks of config_check() below: each returns 0, or -1 with the
+ * reason in errbuf. */
+
+/* Kafka brokers, the card key file, one SASL password. */
+static int check_kafka_and_key(const struct config *c, char *errbuf,
+                               size_t errlen)
+{
+    if (c->brokers[0] == '\0' && c->brokers_file[0] == '\0') {
+        text_errf(errbuf, errlen,
+                  "no Kafka brokers: set [kafka] brokers or brokers_file");
+        return -1;
+    }
+    if (c->key_file[0] == '\0') {
+        text_errf(errbuf, errlen, "[card] key_file is required");
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_kafka_props; i++) {
+        if (c->kafka_sasl_password_file[0] != '\0' &&
+            strcmp(c->kafka_props[i].name, "sasl.password") == 0) {
+            text_errf(errbuf, errlen,
+                      "%s:%d: [kafka.%s] sasl.password and [kafka] "
+                      "sasl_password_file are both set: keep one",
+                      c->path[0] ? c->path : "(flags)",
+                      c->kafka_props[i].line, c->kafka_props[i].scope);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* [redis]: TLS, sentinels and user settings that go together. */
+static int check_redis_pairs(const struct config *c, char *errbuf,
+                             size_t errlen)
+{
+    if (c->redis_tls && c->redis_tls_ca_file[0] == '\0') {
+        text_errf(errbuf, errlen, "[redis] tls = on needs tls_ca_file (the "
+                  "CA that signed the server's certificate)");
+        return -1;
+    }
+    if (!c->redis_tls &&
+        (c->redis_tls_ca_file[0] || c->redis_tls_cert_file[0] ||
+         c->redis_tls_key_file[0] || c->redis_tls_server_name[0])) {
+        text_errf(errbuf, errlen, "[redis] tls_* settings are given but tls "
+                  "is off: set tls = on (or remove them)");
+        return -1;
+    }
+    if ((c->redis_tls_cert_file[0] == '\0') !=
+        (c->redis_tls_key_file[0] == '\0')) {
+        text_errf(errbuf, errlen, "[redis] tls_cert_file and tls_key_file "
+                  "go together (mutual TLS)");
+        return -1;
+    }
+    if ((c->redis_sentinels[0] == '\0') != (c->redis_master_name[0] == '\0')) {
+        text_errf(errbuf, errlen, "[redis] sentinels and master_name go "
+                  "together");
+        return -1;
+    }
+    if (c->redis_username[0] != '\0' && c->redis_password_file[0] == '\0') {
+        text_errf(errbuf, errlen, "[redis] username needs password_file");
+        return -1;
+    }
+    return 0;
+}
+
+/* Limits that depend on each other: future skew and lateness, in-flight
+ * and batch size. */
+static int check_limits(const struct config *c, char *errbuf, size_t errlen)
+{
+    if (c->max_future_skew_ms > c->allowed_lateness_ms) {
+        text_errf(errbuf, errlen,
+                  "[rules] max_future_skew_ms (%d) must not exceed "
+                  "allowed_lateness_ms (%d): an event accepted that far "
+                  "ahead would prune window state the card's other events "
+                  "still need",
+                  c->max_future_skew_ms, c->allowed_lateness_ms);
+        return -1;
+    }
+    if (c->max_in_flight < c->batch_size) {
+        text_errf(errbuf, errlen,
+                  "[pipeline] max_in_flight (%d) must be >= batch_size (%d)",
+                  c->max_in_flight, c->batch_size);
+        return -1;
+    }
+    return 0;
+}
+
+/* Each issuer has a home country and bins (counts: bins per issuer
+ * index); fills in a default topic and appends each topic to uses. */
+static int check_issuers(const struct config *c, const size_t *counts,
+                         struct topic_use *uses, size_t *n_uses, char *errbuf,
+                         size_t errlen)
+{
+    for (size_t i = 0; i < c->n_issuers; i++) {
+        /* issuers is not const behind a const config: the default topic
+         * is filled in here, after every override of the prefix */
+        struct issuer *is = &c->issuers[i];
+
+        if (is->home_country[0] == '\0') {
+            text_errf(errbuf, errlen, "[issuer %s] home_country is required",
+                      is->id);
+            return -1;
+        }
+        if (counts[i] == 0) {
+            text_errf(errbuf, errlen, "[issuer %s] has no bins", is->id);
+            return -1;
+        }
+        if (is->topic[0] == '\0') {
+            /* fits a topic name: the _Static_assert above */
+            snprintf(is->topic, sizeof(is->topic), "%s%s",
+                     c->alert_topic_prefix, is->id);
+        }
+        uses[(*n_uses)++] = (struct topic_use){is->topic, is->id};
+    }
+    return 0;
+}
+
+/* No topic is used twice (the first 3 uses are [kafka] settings, the
+ * others issuers). */
+static int check_topics_distinct(const struct topic_use *uses, size_t n_uses,
+                                 char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < n_uses; i++) {
+        for (size_t j = i + 1; j < n_uses; j++) {
+            if (strcmp(uses[i].topic, uses[j].topic) != 0) {
+                continue;
+            }
+            text_errf(errbuf, errlen,
+                      "topic '%s' is used twice: %s%s%s and %s%s%s",
+                      uses[i].topic, i < 3 ? "" : "[issuer ", uses[i].what,
+                      i < 3 ? "" : "] topic", j < 3 ? "" : "[issuer ",
+                      uses[j].what, j < 3 ? "" : "] topic");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int config_check(const struct config *c, char *errbuf, size_t errlen)
 {
     size_t *counts = NULL;
@@ -1352,66 +1489,9 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
         text_errf(errbuf, errlen, "config_check: invalid argument");
         goto out;
     }
-    if (c->brokers[0] == '\0' && c->brokers_file[0] == '\0') {
-        text_errf(errbuf, errlen,
-                  "no Kafka brokers: set [kafka] brokers or brokers_file");
-        goto out;
-    }
-    if (c->key_file[0] == '\0') {
-        text_errf(errbuf, errlen, "[card] key_file is required");
-        goto out;
-    }
-    for (size_t i = 0; i < c->n_kafka_props; i++) {
-        if (c->kafka_sasl_password_file[0] != '\0' &&
-            strcmp(c->kafka_props[i].name, "sasl.password") == 0) {
-            text_errf(errbuf, errlen,
-                      "%s:%d: [kafka.%s] sasl.password and [kafka] "
-                      "sasl_password_file are both set: keep one",
-                      c->path[0] ? c->path : "(flags)",
-                      c->kafka_props[i].line, c->kafka_props[i].scope);
-            goto out;
-        }
-    }
-    if (c->redis_tls && c->redis_tls_ca_file[0] == '\0') {
-        text_errf(errbuf, errlen, "[redis] tls = on needs tls_ca_file (the "
-                  "CA that signed the server's certificate)");
-        goto out;
-    }
-    if (!c->redis_tls &&
-        (c->redis_tls_ca_file[0] || c->redis_tls_cert_file[0] ||
-         c->redis_tls_key_file[0] || c->redis_tls_server_name[0])) {
-        text_errf(errbuf, errlen, "[redis] tls_* settings are given but tls "
-                  "is off: set tls = on (or remove them)");
-        goto out;
-    }
-    if ((c->redis_tls_cert_file[0] == '\0') !=
-        (c->redis_tls_key_file[0] == '\0')) {
-        text_errf(errbuf, errlen, "[redis] tls_cert_file and tls_key_file "
-                  "go together (mutual TLS)");
-        goto out;
-    }
-    if ((c->redis_sentinels[0] == '\0') != (c->redis_master_name[0] == '\0')) {
-        text_errf(errbuf, errlen, "[redis] sentinels and master_name go "
-                  "together");
-        goto out;
-    }
-    if (c->redis_username[0] != '\0' && c->redis_password_file[0] == '\0') {
-        text_errf(errbuf, errlen, "[redis] username needs password_file");
-        goto out;
-    }
-    if (c->max_future_skew_ms > c->allowed_lateness_ms) {
-        text_errf(errbuf, errlen,
-                  "[rules] max_future_skew_ms (%d) must not exceed "
-                  "allowed_lateness_ms (%d): an event accepted that far "
-                  "ahead would prune window state the card's other events "
-                  "still need",
-                  c->max_future_skew_ms, c->allowed_lateness_ms);
-        goto out;
-    }
-    if (c->max_in_flight < c->batch_size) {
-        text_errf(errbuf, errlen,
-                  "[pipeline] max_in_flight (%d) must be >= batch_size (%d)",
-                  c->max_in_flight, c->batch_size);
+    if (check_kafka_and_key(c, errbuf, errlen) != 0 ||
+        check_redis_pairs(c, errbuf, errlen) != 0 ||
+        check_limits(c, errbuf, errlen) != 0) {
         goto out;
     }
     counts = calloc(c->n_issuers + 1, sizeof(*counts));
@@ -1427,39 +1507,9 @@ int config_check(const struct config *c, char *errbuf, size_t errlen)
         (struct topic_use){c->dead_letter_topic, "[kafka] dead_letter_topic"};
     uses[n_uses++] =
         (struct topic_use){c->fallback_topic, "[kafka] fallback_topic"};
-    for (size_t i = 0; i < c->n_issuers; i++) {
-        /* issuers is not const behind a const config: the default topic
-         * is filled in here, after every override of the prefix */
-        struct issuer *is = &c->issuers[i];
-
-        if (is->home_country[0] == '\0') {
-            text_errf(errbuf, errlen, "[issuer %s] home_country is required",
-                      is->id);
-            goto out;
-        }
-        if (counts[i] == 0) {
-            text_errf(errbuf, errlen, "[issuer %s] has no bins", is->id);
-            goto out;
-        }
-        if (is->topic[0] == '\0') {
-            /* fits a topic name: the _Static_assert above */
-            snprintf(is->topic, sizeof(is->topic), "%s%s",
-                     c->alert_topic_prefix, is->id);
-        }
-        uses[n_uses++] = (struct topic_use){is->topic, is->id};
-    }
-    for (size_t i = 0; i < n_uses; i++) {
-        for (size_t j = i + 1; j < n_uses; j++) {
-            if (strcmp(uses[i].topic, uses[j].topic) != 0) {
-                continue;
-            }
-            text_errf(errbuf, errlen,
-                      "topic '%s' is used twice: %s%s%s and %s%s%s",
-                      uses[i].topic, i < 3 ? "" : "[issuer ", uses[i].what,
-                      i < 3 ? "" : "] topic", j < 3 ? "" : "[issuer ",
-                      uses[j].what, j < 3 ? "" : "] topic");
-            goto out;
-        }
+    if (check_issuers(c, counts, uses, &n_uses, errbuf, errlen) != 0 ||
+        check_topics_distinct(uses, n_uses, errbuf, errlen) != 0) {
+        goto out;
     }
     /* ([feed] and the issuers' tokens: feed_config_check(), feed_config.h) */
     rc = 0;

@@ -402,6 +402,171 @@ static int flush_chunk(struct lconn *L, struct load_stats *st)
     return 0;
 }
 
+/* Checks the options of a load: breach id, window, elements, description
+ * and list file. Returns 0 with the window in *ws, *we and the elements
+ * in *elements, or -1 after logging what is wrong. */
+static int load_opts_check(const struct load_opts *o, int64_t *ws, int64_t *we,
+                           uint32_t *elements)
+{
+    char err[256];
+    if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
+        log_error(MOD, "--breach: give an id of 1-%d characters "
+                  "[A-Za-z0-9._-]", BREACH_ID_MAX);
+        return -1;
+    }
+    if (o->window_start == NULL ||
+        breach_date_parse(o->window_start, 0, ws) != 0) {
+        log_error(MOD, "--window-start: give a date YYYY-MM-DD");
+        return -1;
+    }
+    if (o->window_end == NULL || breach_date_parse(o->window_end, 1, we) != 0) {
+        log_error(MOD, "--window-end: give a date YYYY-MM-DD");
+        return -1;
+    }
+    if (*we < *ws) {
+        log_error(MOD, "--window-end is before --window-start");
+        return -1;
+    }
+    if (o->elements == NULL ||
+        breach_elements_parse(o->elements, elements, err, sizeof(err)) != 0) {
+        log_error(MOD, "--elements: %s", o->elements ? err : "required, "
+                  "e.g. pan,expiry,cvv2,name,address");
+        return -1;
+    }
+    if (!(*elements & BREACH_EL_PAN)) {
+        log_error(MOD, "--elements must include pan: a list of cards "
+                  "exposes their numbers");
+        return -1;
+    }
+    if (o->description != NULL && strlen(o->description) > BREACH_DESC_MAX) {
+        log_error(MOD, "--description: at most %d characters",
+                  BREACH_DESC_MAX);
+        return -1;
+    }
+    if (o->list_path == NULL) {
+        log_error(MOD, "give the list file (CSV with a header naming column "
+                  "'pan', optionally 'expiry')");
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes the breach's metadata (hash bkey) and its first load time
+ * s_now. Returns 0, or -1 after logging the failure. */
+static int load_write_meta(struct lconn *rc, const struct load_opts *o,
+                           const struct card_key *key, uint32_t elements,
+                           int64_t ws, int64_t we, const char *bkey,
+                           const char *s_now)
+{
+    char elems[128], s_ws[32], s_we[32];
+    breach_elements_format(elements, elems, sizeof(elems));
+    snprintf(s_ws, sizeof(s_ws), "%" PRId64, ws);
+    snprintf(s_we, sizeof(s_we), "%" PRId64, we);
+    redisReply *r = cmd(rc, "HSET", "HSET %s window_start_ms %s "
+                        "window_end_ms %s elements %s key_id %s "
+                        "description %s", bkey, s_ws, s_we, elems,
+                        card_key_id(key), o->description ? o->description
+                                                         : "");
+    reply_free(r);
+    if (r == NULL) {
+        return -1;
+    }
+    r = cmd(rc, "HSETNX", "HSETNX %s loaded_at_ms %s", bkey, s_now);
+    reply_free(r);
+    if (r == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Marks the breach (hash bkey) loading unless it has a status already.
+ * Returns 1 for a reload of a committed breach, 0 for a first load (or
+ * one that never committed), -1 after logging a failure. */
+static int load_mark_staged(struct lconn *rc, const char *bkey)
+{
+    /* Staged: a first load stays invisible to lookups until its commit;
+     * a reload of a committed breach keeps it visible (its cards only
+     * grow). */
+    redisReply *r = cmd(rc, "HSETNX", "HSETNX %s status loading", bkey);
+    if (r == NULL) {
+        return -1;
+    }
+    int reload = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    reply_free(r);
+    r = cmd(rc, "HGET", "HGET %s status", bkey);
+    if (r == NULL) {
+        return -1;
+    }
+    reload = reload && r->type == REDIS_REPLY_STRING &&
+             rmodel_breach_status(r->str) == RMODEL_B_COMMITTED;
+    reply_free(r);
+    return reload;
+}
+
+/* Says why a load stopped before its commit (counts: how far it got) and
+ * what state it left. Returns the exit status: 128 + the signal for an
+ * interrupted load, 1 otherwise. */
+static int load_stopped(const struct load_ctx *lc, const char *counts,
+                        int reload)
+{
+    const struct load_opts *o = lc->o;
+    if (o->progress) {
+        fprintf(stderr, "\r\033[K");
+    }
+    const char *state =
+        reload ? "it stays visible as committed before, with the cards "
+                 "added so far"
+               : "none of it is visible to lookups (staged, not "
+                 "committed); `cardwatch breaches` lists it as loading";
+    if (lc->interrupted) {
+        log_error(MOD, "load of breach %s interrupted by %s after %s: "
+                  "%s; run the same load again to finish it",
+                  o->breach_id, g_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                  counts, state);
+        return 128 + (int)g_signal;
+    }
+    log_error(MOD, "load of breach %s stopped after %s: %s; fix the "
+              "cause and run the load again (or `cardwatch unload "
+              "%s`)", o->breach_id, counts, state, o->breach_id);
+    return 1;
+}
+
+/* Prints the counts of a committed load: the breach's set had before
+ * cards when it started (-1: unknown); ls is the list read. */
+static void load_summary(const struct load_ctx *lc, const struct list_stats *ls,
+                         const char *list_name, long long before)
+{
+    const struct load_opts *o = lc->o;
+    struct load_stats st = lc->st;
+    st.rows = ls->rows;
+    st.rejected = ls->rejected;
+    uint64_t t0 = lc->t0;
+    if (o->progress) {
+        fprintf(stderr, "\r\033[K");
+    }
+    redisReply *r = cmd(lc->L, "SCARD", "SCARD %s", lc->ckey);
+    long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    reply_free(r);
+    if (total >= 0 && before >= 0 && total >= before) {
+        st.added = (uint64_t)(total - before);
+    }
+    double secs = (double)(clock_mono_ns() - t0) / 1e9;
+    /* Every count, always (0 included): rows read = loaded + rejected. */
+    printf("breach %s: %" PRIu64 " rows read from %.*s: %" PRIu64 " cards "
+           "loaded (%" PRIu64 " new), %" PRIu64 " rejected, %" PRIu64
+           " loaded without expiry (not YYMM); %lld cards in the breach; "
+           "%.2f s (%.0f cards/s)\n",
+           o->breach_id, st.rows, PATH_MAX_SHOWN, list_name, st.loaded,
+           st.added, st.rejected, ls->no_expiry, total, secs,
+           secs > 0 ? (double)st.loaded / secs : 0.0);
+    if (st.loaded == 0) {
+        log_warn(MOD, "no card of %.*s was loaded (%s); breach %s holds "
+                 "%lld cards", PATH_MAX_SHOWN, list_name,
+                 st.rows == 0 ? "no data rows" : "every row was rejected",
+                 o->breach_id, total);
+    }
+}
+
 int loader_load(const struct config *c, const struct load_opts *o)
 {
     char err[256];
@@ -411,43 +576,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     struct lconn conn = {0}, *rc = &conn;
     struct card_key *key = NULL;
 
-    if (o->breach_id == NULL || !breach_id_valid(o->breach_id)) {
-        log_error(MOD, "--breach: give an id of 1-%d characters "
-                  "[A-Za-z0-9._-]", BREACH_ID_MAX);
-        return 1;
-    }
-    if (o->window_start == NULL ||
-        breach_date_parse(o->window_start, 0, &ws) != 0) {
-        log_error(MOD, "--window-start: give a date YYYY-MM-DD");
-        return 1;
-    }
-    if (o->window_end == NULL || breach_date_parse(o->window_end, 1, &we) != 0) {
-        log_error(MOD, "--window-end: give a date YYYY-MM-DD");
-        return 1;
-    }
-    if (we < ws) {
-        log_error(MOD, "--window-end is before --window-start");
-        return 1;
-    }
-    if (o->elements == NULL ||
-        breach_elements_parse(o->elements, &elements, err, sizeof(err)) != 0) {
-        log_error(MOD, "--elements: %s", o->elements ? err : "required, "
-                  "e.g. pan,expiry,cvv2,name,address");
-        return 1;
-    }
-    if (!(elements & BREACH_EL_PAN)) {
-        log_error(MOD, "--elements must include pan: a list of cards "
-                  "exposes their numbers");
-        return 1;
-    }
-    if (o->description != NULL && strlen(o->description) > BREACH_DESC_MAX) {
-        log_error(MOD, "--description: at most %d characters",
-                  BREACH_DESC_MAX);
-        return 1;
-    }
-    if (o->list_path == NULL) {
-        log_error(MOD, "give the list file (CSV with a header naming column "
-                  "'pan', optionally 'expiry')");
+    if (load_opts_check(o, &ws, &we, &elements) != 0) {
         return 1;
     }
     key = card_key_load(c->key_file, err, sizeof(err));
@@ -466,49 +595,23 @@ int loader_load(const struct config *c, const struct load_opts *o)
     rmodel_breach_key(bkey, c->redis_prefix, o->breach_id);
     rmodel_breach_cards_key(ckey, c->redis_prefix, o->breach_id);
     rmodel_breaches_key(lkey, c->redis_prefix);
-    char elems[128], s_ws[32], s_we[32], s_now[32];
-    breach_elements_format(elements, elems, sizeof(elems));
-    snprintf(s_ws, sizeof(s_ws), "%" PRId64, ws);
-    snprintf(s_we, sizeof(s_we), "%" PRId64, we);
+    char s_now[32];
     snprintf(s_now, sizeof(s_now), "%" PRId64, clock_wall_ms());
     /* Metadata first, so a processor that meets a card finds its breach. */
-    redisReply *r = cmd(rc, "HSET", "HSET %s window_start_ms %s "
-                        "window_end_ms %s elements %s key_id %s "
-                        "description %s", bkey, s_ws, s_we, elems,
-                        card_key_id(key), o->description ? o->description
-                                                         : "");
-    reply_free(r);
-    if (r == NULL) {
+    if (load_write_meta(rc, o, key, elements, ws, we, bkey, s_now) != 0) {
         goto out;
     }
-    r = cmd(rc, "HSETNX", "HSETNX %s loaded_at_ms %s", bkey, s_now);
-    reply_free(r);
-    if (r == NULL) {
+    int reload = load_mark_staged(rc, bkey);
+    if (reload < 0) {
         goto out;
     }
-    /* Staged: a first load stays invisible to lookups until its commit;
-     * a reload of a committed breach keeps it visible (its cards only
-     * grow). */
-    r = cmd(rc, "HSETNX", "HSETNX %s status loading", bkey);
-    if (r == NULL) {
-        goto out;
-    }
-    int reload = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-    reply_free(r);
-    r = cmd(rc, "HGET", "HGET %s status", bkey);
-    if (r == NULL) {
-        goto out;
-    }
-    reload = reload && r->type == REDIS_REPLY_STRING &&
-             rmodel_breach_status(r->str) == RMODEL_B_COMMITTED;
-    reply_free(r);
     char gen[33], xkey[RMODEL_KEY_MAX];
     rmodel_exposed_key(xkey, c->redis_prefix);
     if (new_generation(gen) != 0) {
         goto out;
     }
     catch_signals();
-    r = cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
+    redisReply *r = cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
     reply_free(r);
     if (r == NULL) {
         goto out;
@@ -550,25 +653,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
              " cards loaded, %" PRIu64 " rejected)", ls.rows, PATH_MAX_SHOWN,
              list_name, lc.st.loaded, ls.rejected);
     if (read_rc != 0) {
-        if (o->progress) {
-            fprintf(stderr, "\r\033[K");
-        }
-        const char *state =
-            reload ? "it stays visible as committed before, with the cards "
-                     "added so far"
-                   : "none of it is visible to lookups (staged, not "
-                     "committed); `cardwatch breaches` lists it as loading";
-        if (lc.interrupted) {
-            log_error(MOD, "load of breach %s interrupted by %s after %s: "
-                      "%s; run the same load again to finish it",
-                      o->breach_id, g_signal == SIGINT ? "SIGINT" : "SIGTERM",
-                      counts, state);
-            rc_exit = 128 + (int)g_signal;
-        } else {
-            log_error(MOD, "load of breach %s stopped after %s: %s; fix the "
-                      "cause and run the load again (or `cardwatch unload "
-                      "%s`)", o->breach_id, counts, state, o->breach_id);
-        }
+        rc_exit = load_stopped(&lc, counts, reload);
         goto out;
     }
     /* Commit: status, recorded count, listed, new marker - one step. */
@@ -583,34 +668,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
     reply_free(r);
-    struct load_stats st = lc.st;
-    st.rows = ls.rows;
-    st.rejected = ls.rejected;
-    uint64_t t0 = lc.t0;
-    if (o->progress) {
-        fprintf(stderr, "\r\033[K");
-    }
-    r = cmd(rc, "SCARD", "SCARD %s", ckey);
-    long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    reply_free(r);
-    if (total >= 0 && before >= 0 && total >= before) {
-        st.added = (uint64_t)(total - before);
-    }
-    double secs = (double)(clock_mono_ns() - t0) / 1e9;
-    /* Every count, always (0 included): rows read = loaded + rejected. */
-    printf("breach %s: %" PRIu64 " rows read from %.*s: %" PRIu64 " cards "
-           "loaded (%" PRIu64 " new), %" PRIu64 " rejected, %" PRIu64
-           " loaded without expiry (not YYMM); %lld cards in the breach; "
-           "%.2f s (%.0f cards/s)\n",
-           o->breach_id, st.rows, PATH_MAX_SHOWN, list_name, st.loaded,
-           st.added, st.rejected, ls.no_expiry, total, secs,
-           secs > 0 ? (double)st.loaded / secs : 0.0);
-    if (st.loaded == 0) {
-        log_warn(MOD, "no card of %.*s was loaded (%s); breach %s holds "
-                 "%lld cards", PATH_MAX_SHOWN, list_name,
-                 st.rows == 0 ? "no data rows" : "every row was rejected",
-                 o->breach_id, total);
-    }
+    load_summary(&lc, &ls, list_name, before);
     rc_exit = 0;
 out:
     lclose(rc);
@@ -831,6 +889,68 @@ static void on_removed(void *arg, const redisReply *r)
     st->removed++;
 }
 
+/* Removes every card record of breach id (the members of set ckey) with
+ * the removal script sha, a set scan at a time; us counts them. Returns
+ * 0, or -1 when Redis failed (logged) or a scan answered something else. */
+static int unload_cards(struct lconn *rc, const struct config *c,
+                        const char *id, const char *ckey, const char *sha,
+                        int progress, struct unload_stats *us)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *s = cmd(rc, "SSCAN", "SSCAN %s %s COUNT 1000", ckey,
+                            cursor);
+        if (s == NULL || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+            reply_free(s);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", s->element[0]->str);
+        redisReply *members = s->element[1];
+        for (size_t i = 0; i < members->elements; i++) {
+            const char *m = members->element[i]->str;
+            const char *colon = strchr(m, ':');
+            if (colon == NULL) {
+                continue;
+            }
+            char kid[CARD_KEY_ID_MAX + 1];
+            size_t kl = (size_t)(colon - m);
+            if (kl > CARD_KEY_ID_MAX) {
+                continue;
+            }
+            memcpy(kid, m, kl);
+            kid[kl] = '\0';
+            char cardkey[RMODEL_KEY_MAX];
+            rmodel_card_key(cardkey, c->redis_prefix, kid, colon + 1);
+            if (lsend(rc, on_removed, us, "EVALSHA %s 1 %s %s", sha,
+                      cardkey, id) != 0) {
+                reply_free(s);
+                return -1;
+            }
+        }
+        reply_free(s);
+        if (lwait(rc) != 0) {
+            log_error(MOD, "Redis failed while unloading %s", id);
+            return -1;
+        }
+        if (us->refused[0] != '\0') {
+            if (progress) {
+                fprintf(stderr, "\r\033[K");
+            }
+            log_error(MOD, "Redis %s refused removing a card of breach %s: "
+                      "%s; %" PRIu64 " cards removed, the breach stays "
+                      "unloading (invisible to lookups): run the unload "
+                      "again", rconn_address(rc->rc), id, us->refused,
+                      us->removed);
+            return -1;
+        }
+        if (progress) {
+            fprintf(stderr, "\r\033[Kunloading %s: %" PRIu64 " cards", id,
+                    us->removed);
+        }
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
 int loader_unload(const struct config *c, const char *id, int progress)
 {
     if (id == NULL || !breach_id_valid(id)) {
@@ -867,59 +987,10 @@ int loader_unload(const struct config *c, const char *id, int progress)
     if (r == NULL) {
         goto out;
     }
-    char cursor[32] = "0";
     struct unload_stats us = {0};
-    do {
-        redisReply *s = cmd(rc, "SSCAN", "SSCAN %s %s COUNT 1000", ckey,
-                            cursor);
-        if (s == NULL || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
-            reply_free(s);
-            goto out;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", s->element[0]->str);
-        redisReply *members = s->element[1];
-        for (size_t i = 0; i < members->elements; i++) {
-            const char *m = members->element[i]->str;
-            const char *colon = strchr(m, ':');
-            if (colon == NULL) {
-                continue;
-            }
-            char kid[CARD_KEY_ID_MAX + 1];
-            size_t kl = (size_t)(colon - m);
-            if (kl > CARD_KEY_ID_MAX) {
-                continue;
-            }
-            memcpy(kid, m, kl);
-            kid[kl] = '\0';
-            char cardkey[RMODEL_KEY_MAX];
-            rmodel_card_key(cardkey, c->redis_prefix, kid, colon + 1);
-            if (lsend(rc, on_removed, &us, "EVALSHA %s 1 %s %s", sha,
-                      cardkey, id) != 0) {
-                reply_free(s);
-                goto out;
-            }
-        }
-        reply_free(s);
-        if (lwait(rc) != 0) {
-            log_error(MOD, "Redis failed while unloading %s", id);
-            goto out;
-        }
-        if (us.refused[0] != '\0') {
-            if (progress) {
-                fprintf(stderr, "\r\033[K");
-            }
-            log_error(MOD, "Redis %s refused removing a card of breach %s: "
-                      "%s; %" PRIu64 " cards removed, the breach stays "
-                      "unloading (invisible to lookups): run the unload "
-                      "again", rconn_address(rc->rc), id, us.refused,
-                      us.removed);
-            goto out;
-        }
-        if (progress) {
-            fprintf(stderr, "\r\033[Kunloading %s: %" PRIu64 " cards", id,
-                    us.removed);
-        }
-    } while (strcmp(cursor, "0") != 0);
+    if (unload_cards(rc, c, id, ckey, sha, progress, &us) != 0) {
+        goto out;
+    }
     if (progress) {
         fprintf(stderr, "\r\033[K");
     }

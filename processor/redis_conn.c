@@ -1405,35 +1405,32 @@ static char *dup_opt(const char *s, int *oom)
     return d;
 }
 
-struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
-                        char *err, size_t errlen)
+/* Checks the options of rconn_new() (name: o->name or its default;
+ * sentinels: o->sentinels is set). Returns 0, or -1 with the reason in
+ * err. */
+static int opts_check(const struct rconn_opts *o, const char *name,
+                      int sentinels, char *err, size_t errlen)
 {
-    const char *name = o->name != NULL && o->name[0] != '\0' ? o->name
-                                                             : "redis";
-    int sentinels = o->sentinels != NULL && o->sentinels[0] != '\0';
-    int oom = 0;
-    struct rconn *c = NULL;
-
     if (!sentinels && (o->host == NULL || o->host[0] == '\0' ||
                        strlen(o->host) >= HOST_MAX || o->port <= 0 ||
                        o->port > 65535)) {
         text_errf(err, errlen, "%s: Redis needs a host and a port (1-65535)",
                   name);
-        return NULL;
+        return -1;
     }
     if (sentinels && (o->master_name == NULL || o->master_name[0] == '\0')) {
         text_errf(err, errlen, "%s: Redis sentinels need a master name",
                   name);
-        return NULL;
+        return -1;
     }
     if (o->timeout_ms <= 0) {
         text_errf(err, errlen, "%s: the Redis timeout must be positive",
                   name);
-        return NULL;
+        return -1;
     }
     if (o->tls && (o->tls_ca_file == NULL || o->tls_ca_file[0] == '\0')) {
         text_errf(err, errlen, "%s: Redis TLS needs a CA file", name);
-        return NULL;
+        return -1;
     }
     /* SNI carries at most 255 bytes: a longer name could never be sent,
      * and every connect attempt would fail the same way. */
@@ -1443,20 +1440,34 @@ struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
                   "%s: the Redis TLS server name is longer than %d "
                   "characters",
                   name, TLSEXT_MAXLEN_host_name);
-        return NULL;
+        return -1;
     }
     if (o->subscribe != NULL && o->on_message == NULL) {
         text_errf(err, errlen, "%s: a Redis subscription needs on_message",
                   name);
-        return NULL;
+        return -1;
     }
     if (o->username != NULL && o->username[0] != '\0' &&
         o->password == NULL) {
         text_errf(err, errlen, "%s: Redis user '%s' has no password", name,
                   o->username);
+        return -1;
+    }
+    return 0;
+}
+
+struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
+                        char *err, size_t errlen)
+{
+    const char *name = o->name != NULL && o->name[0] != '\0' ? o->name
+                                                             : "redis";
+    int sentinels = o->sentinels != NULL && o->sentinels[0] != '\0';
+    int oom = 0;
+    struct rconn *c = NULL;
+
+    if (opts_check(o, name, sentinels, err, errlen) != 0) {
         return NULL;
     }
-
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         text_errf(err, errlen, "%s: out of memory", name);

@@ -730,6 +730,143 @@ static int is_jws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* The helpers of json_fast_scan() below: each reads one piece of the
+ * input at p (end is one past its last byte) and returns where the next
+ * piece starts, or NULL for anything the fast path does not know. They
+ * are inline: this is the decode hot path. */
+
+/* Skips JSON whitespace; returns the first other byte, or end. */
+static inline const char *json_fast_ws(const char *p, const char *end)
+{
+    while (p < end && is_jws(*p)) {
+        p++;
+    }
+    return p;
+}
+
+/* The bytes of a key or a string after its opening quote: printable
+ * ASCII without escapes. Returns its closing quote. */
+static inline const char *json_fast_chars(const char *p, const char *end)
+{
+    while (p < end && *p != '"') {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ||
+            *p == '\\') {
+            return NULL;
+        }
+        p++;
+    }
+    if (p == end) {
+        return NULL;
+    }
+    return p;
+}
+
+/* The member a key of klen bytes names, or -1 for an unknown key. */
+static inline int json_fast_key(const char *k, size_t klen)
+{
+    for (int i = 0; i < JF_COUNT; i++) {
+        if (strlen(jf_names[i]) == klen && memcmp(jf_names[i], k, klen) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* A plain integer of at most 18 digits ('-' or a digit at p) into jv. */
+static inline const char *json_fast_int(const char *p, const char *end,
+                                        struct jval *jv)
+{
+    int neg = *p == '-';
+    if (neg) {
+        p++;
+    }
+    const char *d0 = p;
+    int64_t val = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (p - d0 == 18) {
+            return NULL; /* may not fit: jansson decides */
+        }
+        val = val * 10 + (*p - '0');
+        p++;
+    }
+    size_t nd = (size_t)(p - d0);
+    if (nd == 0 || (d0[0] == '0' && (nd > 1 || neg)) ||
+        (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
+        return NULL;
+    }
+    jv->kind = JK_INT;
+    jv->i = neg ? -val : val;
+    return p;
+}
+
+/* One value (p < end) into jv: a string, an integer, true or false. */
+static inline const char *json_fast_value(const char *p, const char *end,
+                                          struct jval *jv)
+{
+    if (*p == '"') {
+        const char *s0 = ++p;
+        p = json_fast_chars(p, end);
+        if (p == NULL) {
+            return NULL;
+        }
+        jv->kind = JK_STRING;
+        jv->s = s0;
+        jv->len = (size_t)(p - s0);
+        p++;
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+        p = json_fast_int(p, end, jv);
+    } else if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+        jv->kind = JK_TRUE;
+        p += 4;
+    } else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+        jv->kind = JK_FALSE;
+        p += 5;
+    } else {
+        return NULL;
+    }
+    return p;
+}
+
+/* One member, "key": value, into v: a known key seen for the first time
+ * with a value of its type. */
+static inline const char *json_fast_member(const char *p, const char *end,
+                                           struct jval v[JF_COUNT])
+{
+    if (p == end || *p++ != '"') {
+        return NULL;
+    }
+    const char *k = p;
+    p = json_fast_chars(p, end);
+    if (p == NULL) {
+        return NULL;
+    }
+    size_t klen = (size_t)(p - k);
+    p++;
+    int f = json_fast_key(k, klen);
+    if (f < 0 || v[f].kind != JK_MISSING) {
+        return NULL; /* unknown member, or a duplicate */
+    }
+    p = json_fast_ws(p, end);
+    if (p == end || *p++ != ':') {
+        return NULL;
+    }
+    p = json_fast_ws(p, end);
+    if (p == end) {
+        return NULL;
+    }
+    struct jval *jv = &v[f];
+    p = json_fast_value(p, end, jv);
+    if (p == NULL) {
+        return NULL;
+    }
+    enum jkind want = jf_kind((enum jfield)f);
+    if (want == JK_TRUE ? (jv->kind != JK_TRUE && jv->kind != JK_FALSE)
+                        : jv->kind != want) {
+        return NULL;
+    }
+    return p;
+}
+
 /* The fast path: a flat object whose keys are known members, whose
  * strings are printable ASCII without escapes and whose numbers are plain
  * integers of at most 18 digits, each member at most once and of the
@@ -739,114 +876,27 @@ static int is_jws(char c)
 static int json_fast_scan(const char *buf, size_t len, struct jval v[JF_COUNT])
 {
     const char *p = buf, *end = buf + len;
-#define SKIP_WS()                                                              \
-    while (p < end && is_jws(*p)) {                                            \
-        p++;                                                                   \
-    }
-    SKIP_WS();
+    p = json_fast_ws(p, end);
     if (p == end || *p++ != '{') {
         return -1;
     }
-    SKIP_WS();
+    p = json_fast_ws(p, end);
     if (p < end && *p == '}') {
         p++;
         goto tail;
     }
     for (;;) {
-        if (p == end || *p++ != '"') {
+        p = json_fast_member(p, end, v);
+        if (p == NULL) {
             return -1;
         }
-        const char *k = p;
-        while (p < end && *p != '"') {
-            if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ||
-                *p == '\\') {
-                return -1;
-            }
-            p++;
-        }
-        if (p == end) {
-            return -1;
-        }
-        size_t klen = (size_t)(p - k);
-        p++;
-        int f = -1;
-        for (int i = 0; i < JF_COUNT; i++) {
-            if (strlen(jf_names[i]) == klen &&
-                memcmp(jf_names[i], k, klen) == 0) {
-                f = i;
-                break;
-            }
-        }
-        if (f < 0 || v[f].kind != JK_MISSING) {
-            return -1; /* unknown member, or a duplicate */
-        }
-        SKIP_WS();
-        if (p == end || *p++ != ':') {
-            return -1;
-        }
-        SKIP_WS();
-        if (p == end) {
-            return -1;
-        }
-        struct jval *jv = &v[f];
-        if (*p == '"') {
-            const char *s0 = ++p;
-            while (p < end && *p != '"') {
-                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e ||
-                    *p == '\\') {
-                    return -1;
-                }
-                p++;
-            }
-            if (p == end) {
-                return -1;
-            }
-            jv->kind = JK_STRING;
-            jv->s = s0;
-            jv->len = (size_t)(p - s0);
-            p++;
-        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
-            int neg = *p == '-';
-            if (neg) {
-                p++;
-            }
-            const char *d0 = p;
-            int64_t val = 0;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (p - d0 == 18) {
-                    return -1; /* may not fit: jansson decides */
-                }
-                val = val * 10 + (*p - '0');
-                p++;
-            }
-            size_t nd = (size_t)(p - d0);
-            if (nd == 0 || (d0[0] == '0' && (nd > 1 || neg)) ||
-                (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) {
-                return -1;
-            }
-            jv->kind = JK_INT;
-            jv->i = neg ? -val : val;
-        } else if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
-            jv->kind = JK_TRUE;
-            p += 4;
-        } else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
-            jv->kind = JK_FALSE;
-            p += 5;
-        } else {
-            return -1;
-        }
-        enum jkind want = jf_kind((enum jfield)f);
-        if (want == JK_TRUE ? (jv->kind != JK_TRUE && jv->kind != JK_FALSE)
-                            : jv->kind != want) {
-            return -1;
-        }
-        SKIP_WS();
+        p = json_fast_ws(p, end);
         if (p == end) {
             return -1;
         }
         if (*p == ',') {
             p++;
-            SKIP_WS();
+            p = json_fast_ws(p, end);
             continue;
         }
         if (*p++ != '}') {
@@ -855,8 +905,7 @@ static int json_fast_scan(const char *buf, size_t len, struct jval v[JF_COUNT])
         break;
     }
 tail:
-    SKIP_WS();
-#undef SKIP_WS
+    p = json_fast_ws(p, end);
     return p == end ? 0 : -1;
 }
 
