@@ -29,20 +29,6 @@
 #define HTTP_TIMEOUT_S 30 /* evhttp read/write timeout */
 #define FD_RESERVE 64     /* descriptors kept for Redis, logs, admin */
 
-/* Every live feed: evhttp's listener calls its error callback with the
- * evhttp, not with the feed. Touched on the loop thread only. */
-static struct feed *feeds;
-
-struct feed *feed_of(const void *http)
-{
-    for (struct feed *f = feeds; f != NULL; f = f->next_feed) {
-        if ((const void *)f->http == http) {
-            return f;
-        }
-    }
-    return NULL;
-}
-
 /* The main connection's state: the set guard checks again. */
 static void on_redis_state(void *arg, int up)
 {
@@ -251,8 +237,7 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
         snprintf(errbuf, errlen, "feed: out of memory");
         goto err;
     }
-    f->next_feed = feeds;
-    feeds = f;
+    feed_conn_register(f);
     fd_budget(f);
     evhttp_set_max_headers_size(f->http, 8192);
     evhttp_set_max_body_size(f->http, c->feed_max_body);
@@ -383,12 +368,7 @@ void feed_destroy(struct feed *f)
     rconn_destroy(f->rc); /* pending callbacks free their contexts */
     exposure_destroy(f->x);
     rconn_destroy(f->sub);
-    for (struct feed **pp = &feeds; *pp != NULL; pp = &(*pp)->next_feed) {
-        if (*pp == f) {
-            *pp = f->next_feed;
-            break;
-        }
-    }
+    feed_conn_unregister(f);
     if (f->http != NULL) {
         evhttp_free(f->http); /* close callbacks free the fconns */
     }

@@ -596,6 +596,37 @@ void feed_on_accept_timer(evutil_socket_t fd, short what, void *arg)
     accept_update(f);
 }
 
+/* Every live feed: evhttp's listener calls its error callback with the
+ * evhttp, not with the feed. Touched on the loop thread only. */
+static struct feed *feeds;
+
+void feed_conn_register(struct feed *f)
+{
+    f->next_feed = feeds;
+    feeds = f;
+}
+
+void feed_conn_unregister(struct feed *f)
+{
+    for (struct feed **pp = &feeds; *pp != NULL; pp = &(*pp)->next_feed) {
+        if (*pp == f) {
+            *pp = f->next_feed;
+            return;
+        }
+    }
+}
+
+/* The live feed whose evhttp is http; NULL when none. */
+static struct feed *feed_of(const void *http)
+{
+    for (struct feed *f = feeds; f != NULL; f = f->next_feed) {
+        if ((const void *)f->http == http) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
 /* accept() on the feed's socket failed with something else than "try
  * again" (EMFILE, ENFILE, ENOBUFS...): pause accepting until a connection
  * closes or ACCEPT_PAUSE_MS passed (the socket stays readable, so evhttp's

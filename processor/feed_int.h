@@ -166,7 +166,7 @@ struct feed {
     struct event *poll, *stats_ev;
     struct rconn *sub; /* subscriber: PUBLISH <issuer> wakes waiters */
     int sub_up;
-    struct feed *next_feed; /* the list of live feeds (feed_of) */
+    struct feed *next_feed; /* the list of live feeds (feed_conn.c) */
     /* connections */
     struct fconn **slots; /* by bufferevent */
     size_t n_slots;
@@ -193,13 +193,13 @@ struct feed {
     int stopping, destroying;
 };
 
-/* ---- feed.c ---- */
-
-/* The live feed whose evhttp is http (evhttp's listener calls its error
- * callback with the evhttp, not with the feed); NULL when none. */
-struct feed *feed_of(const void *http);
-
 /* ---- feed_conn.c: connections ---- */
+
+/* The live feeds, for the listener's error callback, which evhttp calls
+ * with the evhttp, not with the feed (feed_new / feed_destroy; loop
+ * thread only). Unregistering a feed not registered is a no-op. */
+void feed_conn_register(struct feed *f);
+void feed_conn_unregister(struct feed *f);
 
 /* evhttp_set_bevcb's callback: a connection was accepted. Returns its
  * bufferevent (a TLS one with [feed] tls_cert); NULL lets evhttp make a
