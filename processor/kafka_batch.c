@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MOD "source"
@@ -88,4 +89,23 @@ enum kafka_batch_turn kafka_batch_turn(struct kafka_batch *b,
     }
     *taken = nr;
     return (size_t)n < want ? KAFKA_BATCH_DRAINED : KAFKA_BATCH_FULL;
+}
+
+int kafka_batch_drain(struct kafka_batch *b, rd_kafka_queue_t *q,
+                      const struct kafka_batch_ops *ops, int max_rounds,
+                      uint64_t budget_ns, uint64_t *taken)
+{
+    uint64_t t0 = budget_ns > 0 ? clock_mono_ns() : 0;
+    for (int round = 0; round < max_rounds; round++) {
+        if (round > 0 && budget_ns > 0 && clock_mono_ns() - t0 > budget_ns) {
+            return 1;
+        }
+        size_t n;
+        enum kafka_batch_turn t = kafka_batch_turn(b, q, ops, &n);
+        *taken += n;
+        if (t != KAFKA_BATCH_FULL) {
+            return 0; /* NO_ROOM: the pipeline kicks the source */
+        }
+    }
+    return 1;
 }

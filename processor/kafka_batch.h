@@ -71,4 +71,14 @@ enum kafka_batch_turn kafka_batch_turn(struct kafka_batch *b,
                                        const struct kafka_batch_ops *ops,
                                        size_t *taken);
 
+/* Turns one after the other, at most max_rounds, until one is not full
+ * or (budget_ns > 0) budget_ns passed since the first: one loop turn's
+ * worth of reading, so that signals, timers and Redis replies are not
+ * kept waiting. Adds the records taken to *taken. Returns 1 when the
+ * last turn was full (more may be waiting: the caller schedules another
+ * round on the next loop turn), else 0. */
+int kafka_batch_drain(struct kafka_batch *b, rd_kafka_queue_t *q,
+                      const struct kafka_batch_ops *ops, int max_rounds,
+                      uint64_t budget_ns, uint64_t *taken);
+
 #endif

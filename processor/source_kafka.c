@@ -334,12 +334,9 @@ static void drain(struct source_kafka *s)
         .intake = s->o.intake,
         .arg = s->o.arg,
     };
-    for (int round = 0; round < MAX_ROUNDS; round++) {
-        size_t taken;
-        if (kafka_batch_turn(&s->batch, s->q, &ops, &taken) !=
-            KAFKA_BATCH_FULL) {
-            return; /* NO_ROOM: the pipeline kicks us when it has room */
-        }
+    uint64_t taken = 0;
+    if (!kafka_batch_drain(&s->batch, s->q, &ops, MAX_ROUNDS, 0, &taken)) {
+        return;
     }
     /* More may be waiting: continue on the next loop turn, after other
      * events (delivery reports, Redis replies) had their say. */

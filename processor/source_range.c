@@ -140,18 +140,9 @@ static void drain(struct source_range *s)
         .intake = s->o.intake,
         .arg = s->o.arg,
     };
-    uint64_t t0 = clock_mono_ns();
-    for (int round = 0; round < MAX_ROUNDS; round++) {
-        if (round > 0 && clock_mono_ns() - t0 > DRAIN_NS) {
-            break;
-        }
-        size_t taken;
-        enum kafka_batch_turn t = kafka_batch_turn(&s->batch, s->q, &ops,
-                                                   &taken);
-        s->taken += taken;
-        if (t != KAFKA_BATCH_FULL) {
-            return; /* NO_ROOM: the pipeline kicks us when it has room */
-        }
+    if (!kafka_batch_drain(&s->batch, s->q, &ops, MAX_ROUNDS, DRAIN_NS,
+                           &s->taken)) {
+        return;
     }
     source_range_kick(s);
 }
