@@ -1201,10 +1201,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     why[0] = '\0';
     if (c->ssl != NULL) {
         int from_socket = tls_reason(c, serr, why, sizeof(why));
-        if (why[0] != '\0') {
+        /* A server that closes while our hello is still unread in its
+         * receive buffer makes the kernel answer with a reset, not an
+         * end of file: the same close, seen one way or the other. */
+        int reset = from_socket && !c->tls_done &&
+                    (serr == ECONNRESET || serr == EPIPE);
+        if (why[0] != '\0' && !reset) {
             kind = from_socket && connect_error(serr) ? RCONN_E_NET
                                                       : RCONN_E_TLS;
-        } else if ((what & BEV_EVENT_EOF) && !c->tls_done) {
+        } else if (((what & BEV_EVENT_EOF) || reset) && !c->tls_done) {
             /* Closed without a word of TLS: what Redis does at maxclients
              * (or shutting down), so tried again like an outage; a
              * plain-text port answers or waits instead (tls_reason(),
