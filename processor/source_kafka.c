@@ -320,8 +320,11 @@ static void batch_refused(void *arg, const struct pipeline_record *recs,
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void drain(struct source_kafka *s)
+/* Reads what the pipeline has room for (the queue's watch calls it
+ * directly, the event callbacks through it). */
+static void drain(void *arg)
 {
+    struct source_kafka *s = arg;
     if (s->stopped || s->closed) {
         return;
     }
@@ -341,11 +344,6 @@ static void drain(struct source_kafka *s)
     /* More may be waiting: continue on the next loop turn, after other
      * events (delivery reports, Redis replies) had their say. */
     source_kafka_kick(s);
-}
-
-static void on_queue(void *arg)
-{
-    drain(arg);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -428,7 +426,7 @@ struct source_kafka *source_kafka_new(struct event_base *base,
         goto err;
     }
     s->q = rd_kafka_queue_get_consumer(s->rk);
-    s->watch = kafka_loop_watch(base, s->q, on_queue, s, kerr, sizeof(kerr));
+    s->watch = kafka_loop_watch(base, s->q, drain, s, kerr, sizeof(kerr));
     if (s->watch == NULL) {
         snprintf(errbuf, errlen, "source: %s", kerr);
         goto err;

@@ -126,8 +126,11 @@ static void batch_refused(void *arg, const struct pipeline_record *recs,
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void drain(struct source_range *s)
+/* Reads what the pipeline has room for (the queue's watch calls it
+ * directly, the event callbacks through it). */
+static void drain(void *arg)
 {
+    struct source_range *s = arg;
     if (!s->started || s->stopped || s->paused) {
         return;
     }
@@ -145,11 +148,6 @@ static void drain(struct source_range *s)
         return;
     }
     source_range_kick(s);
-}
-
-static void on_queue(void *arg)
-{
-    drain(arg);
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
@@ -205,7 +203,7 @@ struct source_range *source_range_new(struct event_base *base,
         snprintf(errbuf, errlen, "source: out of memory");
         goto err;
     }
-    s->watch = kafka_loop_watch(base, s->q, on_queue, s, kerr, sizeof(kerr));
+    s->watch = kafka_loop_watch(base, s->q, drain, s, kerr, sizeof(kerr));
     if (s->watch == NULL) {
         snprintf(errbuf, errlen, "source: %s", kerr);
         goto err;
