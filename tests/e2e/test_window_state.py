@@ -75,7 +75,14 @@ def test_reprocessing_after_kill_9_gives_the_first_answer():
         "A6": ["card-testing", "velocity"],
         "B2": ["spend-spike"],
     }
-    n_alerts = len(expected) + 1  # A1 twice: once per delivery
+    # A1's second delivery gives the same alert id: evaluated again (its
+    # rule hits count), but not sent again. Its answer shows in the rule
+    # hits: a different answer would count under other rules.
+    n_alerts = len(expected)
+    hits_by_rule = {}
+    for t, hs in list(expected.items()) + [("A1", expected["A1"])]:
+        for x in hs:
+            hits_by_rule[x] = hits_by_rule.get(x, 0) + 1
     # Nothing is committed before the kill (no auto-commit; SIGKILL skips
     # the final commit): the second run processes every event again, with
     # the window state of the whole stream already in Redis.
@@ -87,11 +94,16 @@ def test_reprocessing_after_kill_9_gives_the_first_answer():
     first = s.run(name="run-1")
     h.wait_until(lambda: len(s.alerts(timeout=2)) >= n_alerts, 60,
                  f"run 1 delivered {n_alerts} alerts")
-    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") >= len(txns), 30,
-                 "run 1 processed every event")
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") >= len(txns) and
+                 s.metrics().sum("cardwatch_alerts_not_resent_total") == 1, 30,
+                 "run 1 processed every event, A1's copy not sent again")
     got1 = _hits(s.alerts())
     assert len(got1) == n_alerts, got1
     _check_copies(got1, expected, "run 1")
+    m = s.metrics()
+    assert {r: m.sum("cardwatch_rule_hits_total", rule=r) for r in hits_by_rule} == \
+        hits_by_rule and m.sum("cardwatch_rule_hits_total") == sum(hits_by_rule.values()), \
+        (m.sum("cardwatch_rule_hits_total"), hits_by_rule)
     assert first.kill() != 0
     # As if run 1 had died before any delivery was recorded: run 2 sends
     # every alert again instead of skipping the ones already delivered
@@ -111,6 +123,10 @@ def test_reprocessing_after_kill_9_gives_the_first_answer():
     assert sorted(got) == sorted(got1 * 2), \
         f"runs 1 and 2 {sorted(got)}\nrun 1 twice {sorted(got1 * 2)}"
     _check_copies(got, expected, "runs 1 and 2")
+    by_rule = {}
+    for (_issuer, rule), n in summary["hits"].items():
+        by_rule[rule] = by_rule.get(rule, 0) + n
+    assert by_rule == hits_by_rule, (by_rule, hits_by_rule)
 
 
 def test_future_dated_events_are_dead_letters_and_leave_windows_alone():
