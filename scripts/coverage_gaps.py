@@ -37,7 +37,7 @@ from pathlib import Path
 ALLOC = re.compile(r"\b(malloc|calloc|realloc|strdup|strndup|[a-z_0-9]+_new[a-z_0-9]*|"
                    r"event_new|evbuffer_new|json_[a-z_]+|protobuf_c_[a-z_]+|"
                    r"asprintf|open_memstream|get_batch|copy_[a-z_]+|dup_[a-z_]+)\s*\(")
-OOM_TEXT = re.compile(r"out of memory|ENOMEM|no memory|reply_oom|log_oom", re.I)
+OOM_TEXT = re.compile(r"out of memory|ENOMEM|no memory|reply_oom|log_oom|\bOOM\b", re.I)
 LIBRARY = re.compile(r"OpenSSL|HMAC|EVP_|RAND_bytes|clock_gettime|pipe2?\(|eventfd|"
                      r"pthread_|sigaction|evutil_make|event_base_new|"
                      r"rd_kafka_conf_set|gettimeofday|getrandom", re.I)
@@ -47,7 +47,9 @@ def classify(src, ln):
     """Class of uncovered line ln (1-based) of source lines src."""
     here = src[ln - 1]
     ctx = "\n".join(src[max(0, ln - 12):ln + 2])
-    if OOM_TEXT.search(here) or OOM_TEXT.search("\n".join(src[ln - 1:ln + 2])):
+    # the line itself, the two after it, or the one before it (a message,
+    # then the return that carries the failure out)
+    if OOM_TEXT.search("\n".join(src[max(0, ln - 2):ln + 2])):
         return "allocation"
     # the if() guarding this line: the closest preceding 'if (' at a lower
     # indentation
