@@ -343,6 +343,27 @@ static void test_option_edges(void **state)
     refused(&o, "t: bad sentinel list 'h:2/': 'h:2/' is not host:port");
 }
 
+/* rconn_new(o) with its 1st, 2nd, ... allocation failing until one runs
+ * without a failure (then it must succeed): each failing run answers
+ * NULL with "out of memory". Returns how many allocations were failed. */
+static int new_failing_each_allocation(const struct rconn_opts *o)
+{
+    for (long n = 1;; n++) {
+        char err[256] = "";
+        failalloc_at(n);
+        struct rconn *c = rconn_new(base, o, err, sizeof(err));
+        int fired = failalloc_failed();
+        failalloc_at(0);
+        if (!fired) {
+            assert_non_null(c);
+            rconn_destroy(c);
+            return (int)n - 1;
+        }
+        assert_null(c);
+        assert_string_equal(err, "t: out of memory");
+    }
+}
+
 /* Every allocation rconn_new() and rconn_command() make, failed in turn
  * (tests/unit/failalloc.h): NULL / -1 with "out of memory", nothing
  * leaked (ASan), no callback for a refused command; with no failure left
@@ -356,41 +377,12 @@ static void test_out_of_memory(void **state)
     o.tls = 1;
     o.tls_ca_file = ca_file;
     o.tls_server_name = "redis.example";
-    int fired_new = 0;
-    for (long n = 1;; n++) {
-        char err[256] = "";
-        failalloc_at(n);
-        struct rconn *c = rconn_new(base, &o, err, sizeof(err));
-        int fired = failalloc_failed();
-        failalloc_at(0);
-        if (!fired) {
-            assert_non_null(c);
-            rconn_destroy(c);
-            break;
-        }
-        fired_new++;
-        assert_null(c);
-        assert_string_equal(err, "t: out of memory");
-    }
-    assert_true(fired_new >= 6); /* c, name, list, master, user, ... */
+    assert_true(new_failing_each_allocation(&o) >= 6); /* c, name, ... */
 
     o = direct();
     o.subscribe = "cw:feed";
     o.on_message = on_message;
-    for (long n = 1;; n++) {
-        char err[256] = "";
-        failalloc_at(n);
-        struct rconn *c = rconn_new(base, &o, err, sizeof(err));
-        int fired = failalloc_failed();
-        failalloc_at(0);
-        if (!fired) {
-            assert_non_null(c);
-            rconn_destroy(c);
-            break;
-        }
-        assert_null(c);
-        assert_string_equal(err, "t: out of memory");
-    }
+    assert_true(new_failing_each_allocation(&o) >= 1);
 
     o = direct();
     struct rconn *c = accepted(&o);
