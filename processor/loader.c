@@ -350,6 +350,13 @@ static int load_row(void *arg, const struct list_row *row)
 {
     struct load_ctx *lc = arg;
     char fp[CARD_FP_SIZE], tag[CARD_EXPTAG_SIZE] = "";
+    /* Checked at every row, not only at a chunk's end: a signal that came
+     * while rows of the buffer were being sent would otherwise be seen
+     * only after the next read, which waits for a slow pipe's writer. */
+    if (g_signal != 0) {
+        lc->interrupted = 1;
+        return -1;
+    }
     if (card_fingerprint(lc->key, row->pan, row->len, fp) != 0) {
         log_error(MOD, "fingerprint failed (OpenSSL)");
         return -1;
