@@ -26,6 +26,7 @@ int cmd_replay(int argc, char **argv);   /* cli_replay.c */
 int cmd_load(int argc, char **argv);     /* cli_breach.c */
 int cmd_breaches(int argc, char **argv); /* cli_breach.c */
 int cmd_unload(int argc, char **argv);   /* cli_breach.c */
+int cmd_migrate(int argc, char **argv);  /* cli_breach.c */
 int cmd_check(int argc, char **argv);    /* cli_check.c */
 int cmd_gen(int argc, char **argv);      /* cli_data.c */
 int cmd_send(int argc, char **argv);     /* cli_data.c */

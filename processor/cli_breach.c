@@ -149,3 +149,28 @@ int cmd_unload(int argc, char **argv)
     config_free(&c);
     return rc;
 }
+
+int cmd_migrate(int argc, char **argv)
+{
+    static const char help[] = WITH_COMMON_HELP(
+        "usage: cardwatch migrate\n\nMoves exposed cards that an older "
+        "cardwatch (before 2026-12) wrote to\nRedis, one key per card, into "
+        "the current compact layout (about 40 bytes\nper card). `cardwatch "
+        "run` pauses intake while the old layout is there.\nSafe to run "
+        "again: a second run finds nothing left.\n");
+    struct common co = {0};
+    int st = cli_parse_opts(argc, argv, 1, "migrate", help, &co, NULL, 0);
+    if (st != OPTS_GO) {
+        return st;
+    }
+    if (optind != argc) {
+        return cli_bad_usage("migrate", "takes no arguments");
+    }
+    struct config c;
+    if (cli_load_config(&c, &co, 0) != 0) {
+        return 1;
+    }
+    int rc = loader_migrate(&c, isatty(2));
+    config_free(&c);
+    return rc;
+}

@@ -2,6 +2,7 @@
 #include "exposure.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
                           * load and unload sets a new one) */
 #define MARKER_MS 1000 /* how often an idle instance looks at the marker */
 #define RETRY_MS 200   /* after an error reply to a lookup */
+/* EVAL, the script, 2, marker, layout, bucket prefix: then the cards. */
+#define LOOKUP_ARGS 6
 
 /* The exposed-card set guard. A lookup is answered only from a Redis whose
  * set passed the full check under the marker value the lookup's MGET saw
@@ -30,17 +33,23 @@
  * to an empty replica) or shrank never answers "clean". */
 enum guard { G_UNCHECKED, G_OK, G_BAD };
 
-/* The check: the marker, then per breach id its status, recorded count
- * and cards present, read in one atomic step. */
+/* The check: the marker, the layout (version, entries, committed), then
+ * per breach id its status, recorded count, members and whether it still
+ * has a set of the first layout, read in one atomic step. */
 static const char CHECK_LUA[] =
-    "local out = {redis.call('GET', KEYS[1]) or false}\n"
+    "local out = {redis.call('GET', KEYS[1]) or false,\n"
+    "  redis.call('HMGET', KEYS[3], 'version', 'entries', 'committed')}\n"
     "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
     "  local h = ARGV[1] .. id\n"
-    "  local v = redis.call('HMGET', h, 'status', 'cards')\n"
+    "  local v = redis.call('HMGET', h, 'status', 'cards', 'members')\n"
     "  out[#out + 1] = {id, v[1] or '', v[2] or '',\n"
-    "    redis.call('SCARD', h .. ':cards')}\n"
+    "    tonumber(v[3] or '0'), redis.call('EXISTS', h .. ':cards')}\n"
     "end\n"
     "return out\n";
+
+/* The presence count reads this many buckets per call (a few ms of
+ * Redis time each). */
+#define PASS_BUCKETS 4096
 
 enum bstate { B_UNKNOWN, B_FETCHING, B_KNOWN, B_MISSING };
 
@@ -55,8 +64,8 @@ enum rstate { R_HELD, R_ISSUED, R_ANSWERED };
 
 struct xreq {
     struct xreq *prev, *next;
-    size_t n; /* cards; the MGET also reads the marker */
-    char *keybuf;
+    size_t n; /* cards; the lookup also reads the marker */
+    uint8_t *keybuf; /* their binary fingerprints */
     const char **argv;
     size_t *argvlen;
     exposure_cb cb;
@@ -101,10 +110,24 @@ struct exposure {
     /* exposed-card set guard */
     char xkey[RMODEL_KEY_MAX]; /* <p>:exposed, the marker */
     size_t xkey_len;
+    char lkey[RMODEL_KEY_MAX]; /* <p>:layout:<kid> */
+    size_t lkey_len;
+    char bprefix[RMODEL_KEY_MAX]; /* <p>:cards:<kid>: */
+    size_t bprefix_len;
     enum guard guard;
     int checking;          /* a check is in flight */
     int marker_asked;      /* an idle marker GET is in flight */
     char gen[72];          /* marker value of the last good check */
+    /* The presence count after a check: the cards in every bucket,
+     * summed PASS_BUCKETS at a time, against the layout's committed
+     * count; the check's verdict waits for it. */
+    int passing;           /* a count call is in flight */
+    uint64_t pass_next;    /* next bucket */
+    long long pass_sum, pass_want;
+    char pass_gen[72];     /* marker the count started under */
+    char pass_seen[200];
+    long long pass_cards;
+    size_t pass_breaches;
     char seen[200];        /* what it held: "b1 7455 cards, b2 12 cards" */
     char why[768];         /* why the set is not trusted (G_BAD) */
     uint64_t last_check_ns, last_marker_ns;
@@ -434,7 +457,7 @@ static int parse_reply(struct xreq *r, const redisReply *reply)
     }
     size_t cap = 0;
     for (size_t i = 0; i < r->n; i++) {
-        const redisReply *el = reply->element[i];
+        const redisReply *el = reply->element[i + 1];
         r->first[i] = (uint32_t)r->n_ents;
         if (el->type != REDIS_REPLY_STRING) {
             continue;
@@ -442,9 +465,10 @@ static int parse_reply(struct xreq *r, const redisReply *reply)
         struct rmodel_entry tmp[ALERT_MAX_BREACHES];
         int k = rmodel_record_parse(el->str, el->len, tmp, ALERT_MAX_BREACHES);
         if (k < 0) {
+            char hex[CARD_FP_SIZE];
+            rmodel_fp_hex(r->keybuf + i * RMODEL_FP_BIN, hex);
             log_warn(MOD, "malformed card record in Redis (fingerprint "
-                     "%.12s...); treated as not exposed", r->argv[i + 1] +
-                     r->argvlen[i + 1] - CARD_FP_HEX_LEN);
+                     "%.12s...); treated as not exposed", hex);
             continue;
         }
         if (r->n_ents + (size_t)k > cap) {
@@ -479,7 +503,8 @@ static int marker_ok(const struct exposure *x, const redisReply *el)
            el->len == strlen(x->gen) && memcmp(el->str, x->gen, el->len) == 0;
 }
 
-static void on_mget(struct exposure *x, const redisReply *reply, void *arg)
+static void on_lookup(struct exposure *x, const redisReply *reply,
+                      void *arg)
 {
     struct xreq *r = arg;
     if (reply == NULL) {
@@ -506,7 +531,7 @@ static void on_mget(struct exposure *x, const redisReply *reply, void *arg)
         x->refused[0] = '\0';
         log_limit_reset(&x->limit);
     }
-    if (!marker_ok(x, reply->element[r->n])) {
+    if (!marker_ok(x, reply->element[0])) {
         /* Not the set the last check approved: hold the lookup (issued
          * again once a check passes) and check now. */
         r->state = R_HELD;
@@ -532,7 +557,8 @@ static void on_mget(struct exposure *x, const redisReply *reply, void *arg)
 
 static void issue(struct exposure *x, struct xreq *r)
 {
-    if (xcmd(x, (int)r->n + 2, r->argv, r->argvlen, on_mget, r) == 0) {
+    if (xcmd(x, (int)(r->n + LOOKUP_ARGS), r->argv, r->argvlen, on_lookup,
+             r) == 0) {
         r->state = R_ISSUED;
     } else {
         retry_later(x);
@@ -613,6 +639,178 @@ static void on_save_config(struct exposure *x, const redisReply *r,
     }
 }
 
+/* The check passed: the set under marker gen is the one lookups answer
+ * from. */
+static void approve(struct exposure *x)
+{
+    const char *addr = rconn_address(x->rc);
+    int changed = strcmp(x->pass_gen, x->gen) != 0;
+    if (x->guard == G_BAD || changed) {
+        log_info(MOD, "exposed-card set in Redis %s checked: %zu breaches, "
+                 "%lld cards (generation %s)", addr, x->pass_breaches,
+                 x->pass_cards, x->pass_gen);
+    }
+    snprintf(x->seen, sizeof(x->seen), "%s", x->pass_seen);
+    if (changed) {
+        snprintf(x->gen, sizeof(x->gen), "%s", x->pass_gen);
+        /* Loads or unloads happened: breach metadata is fetched again. */
+        for (size_t i = 0; i < x->n_breaches; i++) {
+            if (x->breaches[i]->state != B_FETCHING) {
+                x->breaches[i]->state = B_UNKNOWN;
+            }
+        }
+    }
+    x->guard = G_OK;
+    x->why[0] = '\0';
+    if (x->metrics != NULL) {
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 1);
+        metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS,
+                      (double)x->pass_cards);
+    }
+    report_state(x);
+    issue_held(x);
+}
+
+static void pass_step(struct exposure *x);
+
+/* One count call answered: {buckets, cards in the range, marker}. */
+static void on_pass(struct exposure *x, const redisReply *r, void *arg)
+{
+    (void)arg;
+    x->passing = 0;
+    if (r == NULL) {
+        return; /* the connection is going away */
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        char why[sizeof(x->why)];
+        snprintf(why, sizeof(why), "cannot count the exposed cards in Redis "
+                 "%s: %s", rconn_address(x->rc), r->str);
+        guard_bad(x, why);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        guard_bad(x, "the exposed-card count got an unexpected reply");
+        return;
+    }
+    const redisReply *mk = r->element[2];
+    if (mk->type != REDIS_REPLY_STRING || strlen(x->pass_gen) != mk->len ||
+        memcmp(mk->str, x->pass_gen, mk->len) != 0) {
+        start_check(x); /* a load or unload committed meanwhile */
+        return;
+    }
+    uint64_t buckets = strtoull(r->element[0]->str, NULL, 10);
+    x->pass_sum += r->element[1]->integer;
+    x->pass_next += PASS_BUCKETS;
+    if (x->pass_next < buckets) {
+        pass_step(x);
+        return;
+    }
+    if (x->pass_sum < x->pass_want) {
+        char why[sizeof(x->why)];
+        snprintf(why, sizeof(why), "the exposed-card set in Redis %s holds "
+                 "%lld of the %lld cards committed (cards were deleted, or "
+                 "Redis lost data); load the breaches again", 
+                 rconn_address(x->rc), x->pass_sum, x->pass_want);
+        guard_bad(x, why);
+        return;
+    }
+    approve(x);
+}
+
+static void pass_step(struct exposure *x)
+{
+    char first[24], count[24];
+    snprintf(first, sizeof(first), "%" PRIu64, x->pass_next);
+    snprintf(count, sizeof(count), "%d", PASS_BUCKETS);
+    const char *argv[] = {"EVAL", RMODEL_LUA_SCAN, "2", x->lkey, x->xkey,
+                          x->bprefix, first, count, "count"};
+    size_t lens[] = {4, strlen(RMODEL_LUA_SCAN), 1, x->lkey_len,
+                     x->xkey_len, x->bprefix_len, strlen(first),
+                     strlen(count), 5};
+    if (xcmd(x, 9, argv, lens, on_pass, NULL) == 0) {
+        x->passing = 1;
+    }
+}
+
+/* Reads the breaches of a check reply r (elements 2..): their statuses
+ * against recorded counts, into x->pass_seen / pass_cards /
+ * pass_breaches. Returns 0, or -1 after guard_bad. */
+static int check_breaches(struct exposure *x, const redisReply *r)
+{
+    char why[sizeof(x->why)];
+    x->pass_cards = 0;
+    x->pass_breaches = 0;
+    x->pass_seen[0] = '\0';
+    for (size_t i = 2; i < r->elements; i++) {
+        const redisReply *b = r->element[i];
+        if (b->type != REDIS_REPLY_ARRAY || b->elements != 5 ||
+            b->element[0]->type != REDIS_REPLY_STRING ||
+            b->element[3]->type != REDIS_REPLY_INTEGER) {
+            continue;
+        }
+        if (b->element[4]->integer == 1) {
+            snprintf(why, sizeof(why), "Redis %s holds breach %s in the "
+                     "first data layout (cardwatch before 2026-12), which "
+                     "this version does not read; run `cardwatch migrate`",
+                     rconn_address(x->rc), b->element[0]->str);
+            guard_bad(x, why);
+            return -1;
+        }
+        const char *st = b->element[1]->str;
+        if (rmodel_breach_status(st && st[0] ? st : NULL) !=
+            RMODEL_B_COMMITTED) {
+            continue; /* staged: not part of the set yet */
+        }
+        const char *rec = b->element[2]->str;
+        if (!rmodel_breach_intact(b->element[0]->str,
+                                  rec && rec[0] ? rec : NULL,
+                                  b->element[3]->integer, why, sizeof(why))) {
+            size_t len = strlen(why);
+            snprintf(why + len, sizeof(why) - len, " (recorded by `cardwatch "
+                     "load`; the set is incomplete): load it again");
+            guard_bad(x, why);
+            return -1;
+        }
+        x->pass_cards += b->element[3]->integer;
+        x->pass_breaches++;
+        size_t sl = strlen(x->pass_seen);
+        if (sl + 1 < sizeof(x->pass_seen)) {
+            snprintf(x->pass_seen + sl, sizeof(x->pass_seen) - sl,
+                     "%s%s %lld cards", sl ? ", " : "", b->element[0]->str,
+                     b->element[3]->integer);
+        }
+    }
+    return 0;
+}
+
+/* The layout element of a check reply: {version, entries, committed}.
+ * Returns 0 with the committed count in x->pass_want, or -1 after
+ * guard_bad. */
+static int check_layout(struct exposure *x, const redisReply *lay)
+{
+    char why[sizeof(x->why)];
+    if (lay->type != REDIS_REPLY_ARRAY || lay->elements != 3) {
+        guard_bad(x, "the exposed-card set check got an unexpected reply");
+        return -1;
+    }
+    const redisReply *ver = lay->element[0];
+    x->pass_want = lay->element[2]->type == REDIS_REPLY_STRING
+                       ? strtoll(lay->element[2]->str, NULL, 10)
+                       : 0;
+    if (ver->type == REDIS_REPLY_STRING &&
+        strcmp(ver->str, RMODEL_LAYOUT_VERSION) != 0) {
+        snprintf(why, sizeof(why), "Redis %s holds the exposed cards in data "
+                 "layout %s, which this version (layout %s) does not read: "
+                 "run the cardwatch that wrote it", rconn_address(x->rc),
+                 ver->str, RMODEL_LAYOUT_VERSION);
+        guard_bad(x, why);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_check(struct exposure *x, const redisReply *r, void *arg)
 {
     (void)arg;
@@ -635,7 +833,7 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
         guard_bad(x, why);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         guard_bad(x, "the exposed-card set check got an unexpected reply");
         return;
     }
@@ -659,65 +857,16 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
         guard_bad(x, why);
         return;
     }
-    long long cards = 0;
-    size_t n_breaches = 0;
-    char seen[sizeof(x->seen)] = "";
-    for (size_t i = 1; i < r->elements; i++) {
-        const redisReply *b = r->element[i];
-        if (b->type != REDIS_REPLY_ARRAY || b->elements != 4 ||
-            b->element[0]->type != REDIS_REPLY_STRING ||
-            b->element[3]->type != REDIS_REPLY_INTEGER) {
-            continue;
-        }
-        const char *st = b->element[1]->str;
-        if (rmodel_breach_status(st && st[0] ? st : NULL) !=
-            RMODEL_B_COMMITTED) {
-            continue; /* staged: not part of the set yet */
-        }
-        const char *rec = b->element[2]->str;
-        if (!rmodel_breach_intact(b->element[0]->str,
-                                  rec && rec[0] ? rec : NULL,
-                                  b->element[3]->integer, why, sizeof(why))) {
-            size_t len = strlen(why);
-            snprintf(why + len, sizeof(why) - len, " (recorded by `cardwatch "
-                     "load`; the set is incomplete): load it again");
-            guard_bad(x, why);
-            return;
-        }
-        cards += b->element[3]->integer;
-        n_breaches++;
-        size_t sl = strlen(seen);
-        if (sl + 1 < sizeof(seen)) {
-            snprintf(seen + sl, sizeof(seen) - sl, "%s%s %lld cards",
-                     sl ? ", " : "", b->element[0]->str,
-                     b->element[3]->integer);
-        }
+    if (check_layout(x, r->element[1]) != 0 || check_breaches(x, r) != 0) {
+        return;
     }
-    int changed = mk->len != strlen(x->gen) ||
-                  memcmp(mk->str, x->gen, mk->len) != 0;
-    if (x->guard == G_BAD || changed) {
-        log_info(MOD, "exposed-card set in Redis %s checked: %zu breaches, "
-                 "%lld cards (generation %.*s)", addr, n_breaches, cards,
-                 (int)mk->len, mk->str);
+    snprintf(x->pass_gen, sizeof(x->pass_gen), "%.*s", (int)mk->len,
+             mk->str);
+    x->pass_next = 0;
+    x->pass_sum = 0;
+    if (!x->passing) {
+        pass_step(x);
     }
-    snprintf(x->seen, sizeof(x->seen), "%s", seen);
-    if (changed) {
-        snprintf(x->gen, sizeof(x->gen), "%.*s", (int)mk->len, mk->str);
-        /* Loads or unloads happened: breach metadata is fetched again. */
-        for (size_t i = 0; i < x->n_breaches; i++) {
-            if (x->breaches[i]->state != B_FETCHING) {
-                x->breaches[i]->state = B_UNKNOWN;
-            }
-        }
-    }
-    x->guard = G_OK;
-    x->why[0] = '\0';
-    if (x->metrics != NULL) {
-        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 1);
-        metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS, (double)cards);
-    }
-    report_state(x);
-    issue_held(x);
 }
 
 /* Runs the full check unless one is in flight: INFO (eviction policy,
@@ -725,7 +874,7 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
  * count and present count); the answers come in that order. */
 static void start_check(struct exposure *x)
 {
-    if (x->checking || !x->link_up) {
+    if (x->checking || x->passing || !x->link_up) {
         return;
     }
     char bkey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
@@ -737,10 +886,11 @@ static void start_check(struct exposure *x)
     const char *info[] = {"INFO"};
     size_t info_len[] = {4};
     (void)xcmd(x, 1, info, info_len, on_info, NULL);
-    const char *argv[] = {"EVAL", CHECK_LUA, "2", x->xkey, lkey, bkey};
+    const char *argv[] = {"EVAL", CHECK_LUA, "3", x->xkey, lkey, x->lkey,
+                          bkey};
     size_t lens[] = {4, sizeof(CHECK_LUA) - 1, 1, x->xkey_len,
-                     (size_t)llen, (size_t)blen};
-    if (xcmd(x, 6, argv, lens, on_check, NULL) == 0) {
+                     (size_t)llen, x->lkey_len, (size_t)blen};
+    if (xcmd(x, 7, argv, lens, on_check, NULL) == 0) {
         x->checking = 1;
     }
 }
@@ -763,7 +913,7 @@ static void on_marker(struct exposure *x, const redisReply *r, void *arg)
 
 static void guard_tick(struct exposure *x, uint64_t now)
 {
-    if (x->checking || !x->link_up) {
+    if (x->checking || x->passing || !x->link_up) {
         return;
     }
     uint64_t since = now - x->last_check_ns;
@@ -819,6 +969,10 @@ struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
     snprintf(x->kid, sizeof(x->kid), "%s", o->key_id);
     int xl = rmodel_exposed_key(x->xkey, x->prefix);
     x->xkey_len = xl > 0 ? (size_t)xl : 0;
+    int ll = rmodel_layout_key(x->lkey, x->prefix, x->kid);
+    x->lkey_len = ll > 0 ? (size_t)ll : 0;
+    int bl = rmodel_bucket_prefix(x->bprefix, x->prefix, x->kid);
+    x->bprefix_len = bl > 0 ? (size_t)bl : 0;
     x->while_down = o->while_down ? o->while_down : "lookups wait";
     x->metrics = o->metrics;
     x->on_state = o->on_state;
@@ -849,6 +1003,7 @@ void exposure_link_state(struct exposure *x, int up)
          * or promoted server) is checked again before any lookup counts. */
         x->guard = G_UNCHECKED;
         x->checking = 0;
+        x->passing = 0;
         x->marker_asked = 0;
     } else {
         start_check(x);
@@ -882,28 +1037,34 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
     r->n = n;
     r->cb = cb;
     r->arg = arg;
-    r->argv = malloc((n + 2) * sizeof(*r->argv));
-    r->argvlen = malloc((n + 2) * sizeof(*r->argvlen));
-    r->keybuf = malloc(n * RMODEL_KEY_MAX + 1);
+    r->argv = malloc((n + LOOKUP_ARGS) * sizeof(*r->argv));
+    r->argvlen = malloc((n + LOOKUP_ARGS) * sizeof(*r->argvlen));
+    r->keybuf = malloc(n * RMODEL_FP_BIN + 1);
     if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL) {
         free_req(r);
         return -1;
     }
-    r->argv[0] = "MGET";
+    r->argv[0] = "EVAL";
     r->argvlen[0] = 4;
-    char *p = r->keybuf;
-    for (size_t i = 0; i < n; i++) {
-        int len = rmodel_card_key(p, x->prefix, x->kid, fps[i]);
-        if (len < 0) {
+    r->argv[1] = RMODEL_LUA_LOOKUP;
+    r->argvlen[1] = strlen(RMODEL_LUA_LOOKUP);
+    r->argv[2] = "2";
+    r->argvlen[2] = 1;
+    r->argv[3] = x->xkey;
+    r->argvlen[3] = x->xkey_len;
+    r->argv[4] = x->lkey;
+    r->argvlen[4] = x->lkey_len;
+    r->argv[5] = x->bprefix;
+    r->argvlen[5] = x->bprefix_len;
+    uint8_t *p = r->keybuf;
+    for (size_t i = 0; i < n; i++, p += RMODEL_FP_BIN) {
+        if (rmodel_fp_bin(fps[i], p) != 0) {
             free_req(r);
             return -1;
         }
-        r->argv[i + 1] = p;
-        r->argvlen[i + 1] = (size_t)len;
-        p += len + 1;
+        r->argv[LOOKUP_ARGS + i] = (const char *)p;
+        r->argvlen[LOOKUP_ARGS + i] = RMODEL_FP_BIN;
     }
-    r->argv[n + 1] = x->xkey;
-    r->argvlen[n + 1] = x->xkey_len;
     enqueue(x, r);
     return 0;
 }

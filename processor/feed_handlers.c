@@ -228,9 +228,11 @@ static void on_outcome_alert(void *arg, const redisReply *r)
         feed_reply_error(x, 500, "internal error");
         return;
     }
-    char akey[RMODEL_KEY_MAX], ckey[RMODEL_KEY_MAX], now[32];
+    char akey[RMODEL_KEY_MAX], lay[RMODEL_KEY_MAX], bpre[RMODEL_KEY_MAX];
+    char now[32];
     rmodel_alert_key(akey, f->c->redis_prefix, x->alert_id);
-    if (rmodel_card_key(ckey, f->c->redis_prefix, facts.kid, facts.fp) < 0) {
+    if (rmodel_layout_key(lay, f->c->redis_prefix, facts.kid) < 0 ||
+        rmodel_bucket_prefix(bpre, f->c->redis_prefix, facts.kid) < 0) {
         feed_reply_error(x, 500, "internal error");
         return;
     }
@@ -240,15 +242,17 @@ static void on_outcome_alert(void *arg, const redisReply *r)
                           "3",
                           akey,
                           f->iss[x->issuer].skey,
-                          ckey,
+                          lay,
                           me,
                           feed_outcome_name(x->outcome),
                           x->note,
                           now,
                           facts.rules,
                           facts.breaches,
-                          feed_outcome_retires(x->outcome) ? "1" : "0"};
-    if (feed_redis_cmd(x, on_outcome_done, 13, argv) != 0) {
+                          feed_outcome_retires(x->outcome) ? "1" : "0",
+                          bpre,
+                          facts.fp};
+    if (feed_redis_cmd(x, on_outcome_done, 15, argv) != 0) {
         feed_reply_oom(x);
     }
 }

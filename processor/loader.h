@@ -8,7 +8,8 @@
  * to lookups) until its last card is in, then committed in one step with
  * its card count and a new generation marker (what `cardwatch run` checks
  * the set against). SIGTERM/SIGINT stop a load between chunks with a
- * message; running the same load again finishes it.
+ * message; running the same load again finishes it. Command-line
+ * plumbing is in loader.c (load) and loader_admin.c (the rest).
  */
 #ifndef CARDWATCH_LOADER_H
 #define CARDWATCH_LOADER_H
@@ -47,5 +48,13 @@ int loader_confirm(const struct config *c);
  * exposed through those). Returns the exit status (1 when unknown). */
 int loader_unload(const struct config *c, const char *breach_id,
                   int progress);
+
+/* Moves exposed cards of the first data layout (one key per card, a set
+ * per breach: cardwatch before 2026-12) to the current one (rmodel.h),
+ * then sets a new marker. Idempotent and resumable: a second run finds
+ * nothing left; SIGTERM/SIGINT stop it between batches. The service
+ * refuses the first layout (it pauses intake and says to run this).
+ * Returns the exit status. */
+int loader_migrate(const struct config *c, int progress);
 
 #endif

@@ -22,6 +22,8 @@ static const char usage_main[] =
     "fingerprints\n"
     "  breaches   list the loaded breaches\n"
     "  unload     remove a loaded breach\n"
+    "  migrate    move exposed cards written by an older version to the "
+    "current layout\n"
     "  replay     run the monitoring over stored history (a topic time "
     "range or a file)\n"
     "  gen        make synthetic cards or transactions (demo, tests, "
@@ -54,6 +56,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"run", cmd_run, 1},         {"load", cmd_load, 1},
         {"breaches", cmd_breaches, 1}, {"unload", cmd_unload, 1},
+        {"migrate", cmd_migrate, 1},
         {"gen", cmd_gen, 1},         {"send", cmd_send, 1},
         {"tail", cmd_tail, 1},       {"rules", cmd_rules, 1},
         {"replay", cmd_replay, 1},   {"feed", cmd_feed, 1},

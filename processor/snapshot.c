@@ -1,6 +1,7 @@
 /* snapshot.c - see snapshot.h. */
 #include "snapshot.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,8 @@
 #include "rmodel.h"
 
 #define MOD "snapshot"
-#define SCAN_COUNT "2000"
+#define SCAN_BUCKETS 256 /* buckets per read */
+#define SCAN_BUCKETS_S "256"
 #define LOOKUP_CHUNK 1000
 
 struct slot {
@@ -40,12 +42,14 @@ struct snapshot {
     void *cb_arg;
     int failed;
     int done;
-    /* breaches to scan, and where the scan is */
+    /* breaches (checked to exist), and where the read of the buckets is */
     char **bids;
-    size_t n_bids, cur_bid;
+    size_t n_bids;
+    uint64_t scan_next, scan_buckets;
     /* fingerprints found, deduplicated through the table */
     struct slot *tab;
     size_t tab_mask, n_cards;
+    size_t n_exposed; /* cards with a hit kept (of the breach asked) */
     char (*found)[CARD_FP_HEX_LEN + 1];
     size_t n_found, cap_found, next_lookup;
     struct exposure_hit *hits;
@@ -105,7 +109,7 @@ static void finish(struct snapshot *s, int status, const char *err)
     s->done = 1;
     if (status == 0) {
         log_info(MOD, "exposed set copied: %zu card(s) from %zu breach(es)",
-                 s->n_cards, s->n_bids);
+                 s->n_exposed, s->n_bids);
     }
     s->cb(s->cb_arg, status, err);
 }
@@ -150,7 +154,7 @@ static int command(struct snapshot *s, int argc, const char **argv,
     return 0;
 }
 
-static void next_step(struct snapshot *s, const char *cursor);
+static void next_step(struct snapshot *s);
 
 static void on_lookup(void *arg, int status, const struct exposure_result *res)
 {
@@ -189,9 +193,10 @@ static void on_lookup(void *arg, int status, const struct exposure_result *res)
             kept++;
         }
         sl->count = kept;
+        s->n_exposed += kept > 0;
     }
     s->next_lookup += res->n_cards;
-    next_step(s, NULL);
+    next_step(s);
 }
 
 static void lookup_next_chunk(struct snapshot *s)
@@ -211,14 +216,13 @@ static void lookup_next_chunk(struct snapshot *s)
     }
 }
 
-static int add_found(struct snapshot *s, const char *member, size_t len)
+static int add_found(struct snapshot *s, const char *bin, size_t len)
 {
-    size_t kl = strlen(s->kid);
-    if (len != kl + 1 + CARD_FP_HEX_LEN || memcmp(member, s->kid, kl) != 0 ||
-        member[kl] != ':') {
-        return 0; /* another key id's card: not ours to match */
+    if (len != RMODEL_FP_BIN) {
+        return 0; /* not a card field */
     }
-    const char *fp = member + kl + 1;
+    char fp[CARD_FP_SIZE];
+    rmodel_fp_hex((const uint8_t *)bin, fp);
     if ((s->n_cards + 1) * 2 > s->tab_mask + 1 && grow_table(s) != 0) {
         return -1;
     }
@@ -245,7 +249,8 @@ static int add_found(struct snapshot *s, const char *member, size_t len)
     return 0;
 }
 
-static void on_sscan(void *arg, const struct redisReply *r)
+/* One range of buckets read: {buckets, {fingerprints}, marker}. */
+static void on_scan(void *arg, const struct redisReply *r)
 {
     struct snapshot *s = reply_owner(arg);
     if (s == NULL || s->failed) {
@@ -257,15 +262,14 @@ static void on_sscan(void *arg, const struct redisReply *r)
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        fail(s, "Redis %s refused SSCAN of breach %s: %s",
-             rconn_address(s->rc), s->bids[s->cur_bid], r->str);
+        fail(s, "Redis %s refused reading the exposed cards: %s",
+             rconn_address(s->rc), r->str);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY) {
-        fail(s, "SSCAN of breach %s answered unexpectedly",
-             s->bids[s->cur_bid]);
+        fail(s, "%s", "reading the exposed cards answered unexpectedly");
         return;
     }
     const struct redisReply *m = r->element[1];
@@ -276,29 +280,27 @@ static void on_sscan(void *arg, const struct redisReply *r)
             return;
         }
     }
-    const char *cursor = r->element[0]->str;
-    if (strcmp(cursor, "0") == 0) {
-        s->cur_bid++;
-        next_step(s, NULL);
-    } else {
-        next_step(s, cursor);
-    }
+    s->scan_buckets = strtoull(r->element[0]->str, NULL, 10);
+    s->scan_next += SCAN_BUCKETS;
+    next_step(s);
 }
 
-/* Scans the current breach from cursor (NULL = next breach from "0"), or
- * looks up the next chunk of cards once every breach was scanned. */
-static void next_step(struct snapshot *s, const char *cursor)
+/* Reads the next range of buckets (every card of our key id, in bucket
+ * order: a split during the read moves cards to a later bucket, never an
+ * earlier one), or looks up the next chunk of cards once all were read. */
+static void next_step(struct snapshot *s)
 {
-    if (s->cur_bid < s->n_bids) {
-        char key[RMODEL_KEY_MAX];
-        if (rmodel_breach_cards_key(key, s->prefix, s->bids[s->cur_bid]) <
-            0) {
-            fail(s, "breach id too long: %s", s->bids[s->cur_bid]);
+    if (s->scan_next < s->scan_buckets) {
+        char lay[RMODEL_KEY_MAX], bpre[RMODEL_KEY_MAX], first[24];
+        if (rmodel_layout_key(lay, s->prefix, s->kid) < 0 ||
+            rmodel_bucket_prefix(bpre, s->prefix, s->kid) < 0) {
+            fail(s, "%s", "key id too long");
             return;
         }
-        const char *argv[] = {"SSCAN", key, cursor ? cursor : "0", "COUNT",
-                              SCAN_COUNT};
-        if (command(s, 5, argv, on_sscan) != 0) {
+        snprintf(first, sizeof(first), "%" PRIu64, s->scan_next);
+        const char *argv[] = {"EVAL", RMODEL_LUA_SCAN, "1", lay, bpre,
+                              first, SCAN_BUCKETS_S, "keys"};
+        if (command(s, 8, argv, on_scan) != 0) {
             fail(s, "%s", "out of memory copying the exposed set");
         }
         return;
@@ -357,7 +359,7 @@ static void on_breaches(void *arg, const struct redisReply *r)
     if (s->n_bids > 1) {
         qsort(s->bids, s->n_bids, sizeof(s->bids[0]), cmp_str);
     }
-    next_step(s, NULL);
+    next_step(s);
 }
 
 static void on_ismember(void *arg, const struct redisReply *r)
@@ -387,7 +389,7 @@ static void on_ismember(void *arg, const struct redisReply *r)
         fail(s, "%s", "out of memory copying the exposed set");
         return;
     }
-    next_step(s, NULL);
+    next_step(s);
 }
 
 struct snapshot *snapshot_load(struct exposure *x, struct rconn *rc,
@@ -417,6 +419,7 @@ struct snapshot *snapshot_load(struct exposure *x, struct rconn *rc,
     s->cb_arg = arg;
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     snprintf(s->kid, sizeof(s->kid), "%s", key_id);
+    s->scan_buckets = 1; /* at least bucket 0; the first read says more */
     snprintf(s->breach, sizeof(s->breach), "%s", breach ? breach : "");
     char key[RMODEL_KEY_MAX];
     rmodel_breaches_key(key, s->prefix);
@@ -474,7 +477,7 @@ int snapshot_lookup(struct snapshot *s, const char *const *fps, size_t n,
 
 size_t snapshot_cards(const struct snapshot *s)
 {
-    return s->n_cards;
+    return s->n_exposed;
 }
 
 void snapshot_destroy(struct snapshot *s)

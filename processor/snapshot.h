@@ -6,9 +6,9 @@
  * replays of the same input differ). So a replay copies the exposed set
  * once at start: the card fingerprints of every loaded breach (or of one
  * breach), each with its breach entries, read through the exposure
- * module's connection (SSCAN of <p>:breach:<id>:cards, then the card
- * records by MGET, so breach metadata and record parsing are the live
- * path's). Lookups are then a hash probe, answered before they return.
+ * module's connection (the fingerprints of every card bucket, then
+ * their records by exposure_lookup, so breach metadata and record parsing
+ * are the live path's). Lookups are then a hash probe, answered before they return.
  *
  * Memory: about 100 bytes per exposed card (7,455 cards: under 1 MB).
  */

@@ -73,18 +73,17 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
                                             listing.splitlines())}
     assert rows["b1"]["cards"] == 5 and rows["b2"]["cards"] == 2, rows
     assert rows["b1"]["elements"] == "pan,expiry,cvv2"
-    assert len(_keys(s, "cw:card:*")) == 6
+    assert len(cw.card_records(s.redis.client())) == 6
 
     out = s.cardwatch("unload", "b1").stdout.decode()
     assert "5 cards removed" in out, out
     # b1's own cards are gone, the shared card stays exposed through b2
-    card_keys = _keys(s, "cw:card:*")
-    assert len(card_keys) == 2, card_keys
-    fp_shared = cw.fingerprint(shared).split(":")[1]
-    assert any(k.endswith(fp_shared) for k in card_keys)
-    rec = s.redis.client().call("GET", [k for k in card_keys if k.endswith(fp_shared)][0])
-    assert rec.decode().startswith("b2=") and "b1=" not in rec.decode(), rec
+    recs = cw.card_records(s.redis.client())
+    assert len(recs) == 2, recs
+    rec = recs[cw.fingerprint(shared)]
+    assert rec.startswith("b2=") and "b1=" not in rec, rec
     assert _keys(s, "cw:breach:b1*") == []
+    assert _keys(s, "cw:card:*") == [], "no key per card (layout 2)"
     assert _marker(s) is not None, "unload keeps a marker (a new one)"
     gone = s.cardwatch("unload", "b1", check=False)
     assert gone.returncode == 1 and b"no breach 'b1'" in gone.stderr, gone.stderr
@@ -95,15 +94,15 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
 
 
 def _cards_in_redis(s, breach, pans):
-    """How many of pans have a card key in Redis, and the breach's card
-    count (SCARD of its card set and the count `breaches --json` shows)."""
-    keys = _keys(s, "cw:card:*")
+    """How many of pans have a record naming the breach in Redis, the
+    breach's members count, and the count `breaches --json` shows."""
+    c = s.redis.client()
     have = sum(1 for p in pans
-               if any(k.endswith(cw.fingerprint(p).split(":")[1]) for k in keys))
-    scard = s.redis.client().call("SCARD", f"cw:breach:{breach}:cards")
+               if f"{breach}=" in (cw.card_record(c, p) or ""))
+    members = int(c.call("HGET", f"cw:breach:{breach}", "members") or 0)
     listing = s.cardwatch("breaches", "--json").stdout.decode()
     rows = {r["breach_id"]: r for r in map(__import__("json").loads, listing.splitlines())}
-    return have, scard, rows.get(breach, {}).get("cards")
+    return have, members, rows.get(breach, {}).get("cards")
 
 
 def test_load_reads_every_row_of_any_csv():

@@ -122,10 +122,79 @@ static void test_breach_status_and_counts(void **state)
     assert_int_equal(rmodel_breach_intact("b1", "", 0, why, 128), 1);
 }
 
+/* The layout's keys and the fingerprint forms. */
+static void test_layout_keys_and_fingerprints(void **state)
+{
+    (void)state;
+    char k[RMODEL_KEY_MAX];
+    assert_int_equal(rmodel_layout_key(k, "cw", "k1"), 12);
+    assert_string_equal(k, "cw:layout:k1");
+    assert_true(rmodel_bucket_prefix(k, "cw", "k1") > 0);
+    assert_string_equal(k, "cw:cards:k1:");
+    assert_true(rmodel_bucket_key(k, "cw", "k1", 4097) > 0);
+    assert_string_equal(k, "cw:cards:k1:4097");
+    uint8_t bin[RMODEL_FP_BIN];
+    char hex[33];
+    const char *fp = "00ff10aBcdef0123456789abcdef0123";
+    assert_int_equal(rmodel_fp_bin(fp, bin), 0);
+    assert_int_equal(bin[0], 0x00);
+    assert_int_equal(bin[1], 0xff);
+    assert_int_equal(bin[3], 0xab);
+    rmodel_fp_hex(bin, hex);
+    assert_string_equal(hex, "00ff10abcdef0123456789abcdef0123");
+    /* not 32 hex digits: refused */
+    assert_int_equal(rmodel_fp_bin("00ff", bin), -1);
+    assert_int_equal(rmodel_fp_bin("00ff10abcdef0123456789abcdef012g", bin),
+                     -1);
+    assert_int_equal(rmodel_fp_bin("00ff10abcdef0123456789abcdef01234", bin),
+                     -1);
+}
+
+/* Linear hashing: with level L and split s, the buckets are 0 .. 2^L + s
+ * - 1; a bucket below the split uses one more bit. Every fingerprint
+ * lands in range, and a split of bucket s sends each of its cards either
+ * to s or to s + 2^L (what RMODEL_LUA_SPLIT moves). */
+static void test_bucket_linear_hashing(void **state)
+{
+    (void)state;
+    uint8_t fp[RMODEL_FP_BIN] = {0x12, 0x34, 0x56, 0x78};
+    uint64_t h = 0x12345678;
+    assert_int_equal(rmodel_bucket(fp, 0, 0), 0);
+    assert_int_equal(rmodel_bucket(fp, 4, 0), h % 16);
+    assert_int_equal(rmodel_bucket(fp, 4, 9), h % 32); /* 8 < 9: split */
+    assert_int_equal(rmodel_bucket(fp, 4, 8), h % 16); /* 8 not yet */
+    uint32_t x = 2463534242u;
+    for (int level = 0; level < 20; level++) {
+        for (uint64_t split = 0; split < (UINT64_C(1) << level);
+             split += 1 + (split >> 2)) {
+            for (int i = 0; i < 200; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                fp[0] = (uint8_t)(x >> 24);
+                fp[1] = (uint8_t)(x >> 16);
+                fp[2] = (uint8_t)(x >> 8);
+                fp[3] = (uint8_t)x;
+                uint64_t b = rmodel_bucket(fp, level, split);
+                assert_true(b < (UINT64_C(1) << level) + split);
+                uint64_t after = rmodel_bucket(fp, level, split + 1);
+                if (b != split) {
+                    assert_int_equal(after, b);
+                } else {
+                    assert_true(after == split ||
+                                after == split + (UINT64_C(1) << level));
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_layout_keys_and_fingerprints),
+        cmocka_unit_test(test_bucket_linear_hashing),
         cmocka_unit_test(test_record_parse),
         cmocka_unit_test(test_record_malformed),
         cmocka_unit_test(test_breach_status_and_counts),
