@@ -81,21 +81,26 @@ static int bench(size_t n, const uint64_t *absent)
         found += (size_t)xfilter_contains(f, keys[i]);
     }
     uint64_t t2 = clock_mono_ns();
+    double c2 = cpu_s();
     size_t yes = 0;
     for (size_t i = 0; i < ABSENT; i++) {
         yes += (size_t)xfilter_contains(f, absent[i]);
     }
     uint64_t t3 = clock_mono_ns();
+    double c3 = cpu_s();
     printf("{\"keys\":%zu,\"distinct\":%zu,\"build_s\":%.3f,"
            "\"build_cpu_s\":%.3f,"
            "\"bytes\":%zu,\"bytes_per_key\":%.4f,"
            "\"present_queries_per_s\":%.0f,\"absent_queries_per_s\":%.0f,"
+           "\"present_queries_per_cpu_s\":%.0f,"
+           "\"absent_queries_per_cpu_s\":%.0f,"
            "\"false_positive_rate\":%.5f,\"peak_rss_mb\":%ld}\n",
            n, distinct, seconds(t0, t1), c1 - c0, xfilter_bytes(f),
            distinct ? (double)xfilter_bytes(f) / (double)distinct : 0.0,
            distinct ? (double)distinct / seconds(t1, t2) : 0.0,
-           (double)ABSENT / seconds(t2, t3), (double)yes / ABSENT,
-           peak_rss_mb());
+           (double)ABSENT / seconds(t2, t3),
+           distinct ? (double)distinct / (c2 - c1) : 0.0,
+           (double)ABSENT / (c3 - c2), (double)yes / ABSENT, peak_rss_mb());
     fflush(stdout);
     xfilter_free(f);
     free(keys);
