@@ -27,8 +27,10 @@
 struct xfilter;
 
 /* Seeds tried before xfilter_build() gives up. One attempt fails with a
- * small probability (below 1 % for large sets; the retry draws a new
- * seed), so a set that fails them all does not occur in practice. */
+ * small probability and the retry draws a new seed: measured, 0.5-6 % of
+ * first attempts for sets of 2 to 1,000 keys (at most 5 attempts in
+ * 20,000 builds), 1.5 % at 100,000, none in ten builds of 1,000,000. A
+ * set that fails 100 in a row does not occur in practice. */
 #define XFILTER_MAX_SEEDS 100
 
 /* Builds a filter of keys[0..n).
