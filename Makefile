@@ -9,6 +9,7 @@
 #   make bench    throughput benchmark against a plain librdkafka consumer,
 #                 on Apache Kafka and on the mock side by side
 #   make bench-feed  the issuer feed under wrk with 1,000 long polls held
+#   make bench-load  gen + load of 1 M and 10 M cards: time, Redis B/card
 #   make fuzz     libFuzzer targets for the pure decoders and parsers
 #                 (clang): FUZZ_RUNS executions each (default 10^7), new
 #                 inputs merged into tests/fuzz/corpus/ (scripts/fuzz.sh)
@@ -54,7 +55,7 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-feed fuzz chaos coverage \
+.PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-feed bench-load fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
@@ -223,6 +224,13 @@ bench: deps
 bench-feed: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench_feed.sh $(BUILD)
+
+# What a breach costs in Redis: gen + load of BENCH_LOAD_CARDS cards
+# (default 1 M and 10 M), time, rate and Redis memory per card
+# (scripts/bench_load.sh); BENCH_LOAD_CARDS=100000000 is the 100 M breach.
+bench-load: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench_load.sh $(BUILD)
 
 # The long chaos soak (tests/chaos/chaos.py, profile long); the report
 # is printed and written to $(BUILD)/chaos-report.json. A failing seed

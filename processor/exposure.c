@@ -15,133 +15,12 @@
 #include "log.h"
 #include "redis_conn.h"
 #include "rmodel.h"
+#include "exposure_int.h"
+#include "xfilter.h"
 
 #define MOD "exposure"
-#define TICK_MS 100
-#define REFRESH_MS 30000 /* full check of the set; breach metadata is
-                          * fetched again when the marker changed (every
-                          * load and unload sets a new one) */
-#define MARKER_MS 1000 /* how often an idle instance looks at the marker */
-#define RETRY_MS 200   /* after an error reply to a lookup */
 /* EVAL, the script, 2, marker, layout, bucket prefix: then the cards. */
 #define LOOKUP_ARGS 6
-
-/* The exposed-card set guard. A lookup is answered only from a Redis whose
- * set passed the full check under the marker value the lookup's MGET saw
- * (the marker is read in the same MGET, atomically with the cards), so a
- * set that vanished (FLUSHALL, a restart without persistence, a failover
- * to an empty replica) or shrank never answers "clean". */
-enum guard { G_UNCHECKED, G_OK, G_BAD };
-
-/* The check: the marker, the layout (version, entries, committed), then
- * per breach id its status, recorded count, members and whether it still
- * has a set of the first layout, read in one atomic step. */
-static const char CHECK_LUA[] =
-    "local out = {redis.call('GET', KEYS[1]) or false,\n"
-    "  redis.call('HMGET', KEYS[3], 'version', 'entries', 'committed')}\n"
-    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  local h = ARGV[1] .. id\n"
-    "  local v = redis.call('HMGET', h, 'status', 'cards', 'members')\n"
-    "  out[#out + 1] = {id, v[1] or '', v[2] or '',\n"
-    "    tonumber(v[3] or '0'), redis.call('EXISTS', h .. ':cards')}\n"
-    "end\n"
-    "return out\n";
-
-/* The presence count reads this many buckets per call (a few ms of
- * Redis time each). */
-#define PASS_BUCKETS 4096
-
-enum bstate { B_UNKNOWN, B_FETCHING, B_KNOWN, B_MISSING };
-
-struct bentry {
-    struct breach b;
-    enum bstate state;
-};
-
-/* A lookup: held until the guard allows it, issued on the connection,
- * then answered (parsed, perhaps waiting for breach metadata). */
-enum rstate { R_HELD, R_ISSUED, R_ANSWERED };
-
-struct xreq {
-    struct xreq *prev, *next;
-    size_t n; /* cards; the lookup also reads the marker */
-    uint8_t *keybuf; /* their binary fingerprints */
-    const char **argv;
-    size_t *argvlen;
-    exposure_cb cb;
-    void *arg;
-    enum rstate state;
-    struct rmodel_entry *ents;
-    size_t n_ents;
-    uint32_t *first;
-    uint16_t *count;
-};
-
-struct exposure;
-
-/* One command on the connection. The connection answers every command
- * exactly once, possibly after this module is gone: then x is NULL and
- * the answer only frees the context. */
-struct xctx {
-    struct xctx *prev, *next;
-    struct exposure *x;
-    void (*fn)(struct exposure *x, const redisReply *r, void *arg);
-    void *arg;
-};
-
-struct exposure {
-    struct event_base *base;
-    struct rconn *rc; /* borrowed */
-    int link_up;
-    struct event *tick;
-    struct event *retry;
-    char prefix[32];
-    char kid[CARD_KEY_ID_MAX + 1];
-    struct metrics *metrics;
-    exposure_state_cb on_state;
-    void *state_arg;
-    const char *while_down;
-    int reported_up;
-    struct xreq *head, *tail; /* all pending lookups, in issue order */
-    size_t n_pending;
-    struct xctx *ctxs; /* commands the connection still owes us */
-    struct bentry **breaches;
-    size_t n_breaches, cap_breaches;
-    /* exposed-card set guard */
-    char xkey[RMODEL_KEY_MAX]; /* <p>:exposed, the marker */
-    size_t xkey_len;
-    char lkey[RMODEL_KEY_MAX]; /* <p>:layout:<kid> */
-    size_t lkey_len;
-    char bprefix[RMODEL_KEY_MAX]; /* <p>:cards:<kid>: */
-    size_t bprefix_len;
-    enum guard guard;
-    int checking;          /* a check is in flight */
-    int marker_asked;      /* an idle marker GET is in flight */
-    char gen[72];          /* marker value of the last good check */
-    /* The presence count after a check: the cards in every bucket,
-     * summed PASS_BUCKETS at a time, against the layout's committed
-     * count; the check's verdict waits for it. */
-    int passing;           /* a count call is in flight */
-    uint64_t pass_next;    /* next bucket */
-    long long pass_sum, pass_want;
-    char pass_gen[72];     /* marker the count started under */
-    char pass_seen[200];
-    long long pass_cards;
-    size_t pass_breaches;
-    char seen[200];        /* what it held: "b1 7455 cards, b2 12 cards" */
-    char why[768];         /* why the set is not trusted (G_BAD) */
-    uint64_t last_check_ns, last_marker_ns;
-    int warned_persistence, want_save_config;
-    char policy[32]; /* maxmemory-policy from INFO */
-    char refused[256]; /* Redis's error answer to the last lookup, "" when
-                          the last one was answered */
-    struct log_limit limit;
-    char meta_refused[256]; /* the same for the breach metadata (HGETALL) */
-    struct log_limit meta_limit;
-};
-
-static void start_check(struct exposure *x);
-static void issue_held(struct exposure *x);
 
 /* ---- commands ---- */
 
@@ -166,10 +45,10 @@ static void on_ctx_reply(void *arg, const redisReply *r)
 /* Sends one command; fn(x, reply, arg) runs when it is answered (reply
  * NULL: the connection was destroyed first). Returns 0, or -1 on
  * allocation failure (fn is then not called). */
-static int xcmd(struct exposure *x, int argc, const char *const *argv,
-                const size_t *lens,
-                void (*fn)(struct exposure *, const redisReply *, void *),
-                void *arg)
+int xp_cmd(struct exposure *x, int argc, const char *const *argv,
+           const size_t *lens,
+           void (*fn)(struct exposure *, const redisReply *, void *),
+           void *arg)
 {
     struct xctx *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -192,7 +71,7 @@ static int xcmd(struct exposure *x, int argc, const char *const *argv,
 
 /* Tells the user when lookups can (1) or cannot (0) be answered: the link
  * is up and the exposed-card set passed its check. */
-static void report_state(struct exposure *x)
+void xp_report_state(struct exposure *x)
 {
     int up = x->link_up && x->guard == G_OK;
     if (up != x->reported_up) {
@@ -332,7 +211,7 @@ static void fetch_breach(struct exposure *x, size_t idx)
     }
     const char *argv[] = {"HGETALL", key};
     size_t lens[] = {7, (size_t)len};
-    if (xcmd(x, 2, argv, lens, on_meta, (void *)(uintptr_t)idx) == 0) {
+    if (xp_cmd(x, 2, argv, lens, on_meta, (void *)(uintptr_t)idx) == 0) {
         e->state = B_FETCHING;
     }
 }
@@ -370,6 +249,7 @@ static void free_req(struct xreq *r)
 {
     reset_answer(r);
     free(r->keybuf);
+    free(r->cand);
     free(r->argv);
     free(r->argvlen);
     free(r);
@@ -448,6 +328,8 @@ static void complete_waiting(struct exposure *x)
     }
 }
 
+static void issue(struct exposure *x, struct xreq *r);
+
 static int parse_reply(struct xreq *r, const redisReply *reply)
 {
     r->first = calloc(r->n, sizeof(*r->first));
@@ -456,8 +338,9 @@ static int parse_reply(struct xreq *r, const redisReply *reply)
         return -1;
     }
     size_t cap = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        const redisReply *el = reply->element[i + 1];
+    for (size_t c = 0; c < r->n_cand; c++) {
+        size_t i = r->cand[c]; /* ascending: entries stay in card order */
+        const redisReply *el = reply->element[c + 1];
         r->first[i] = (uint32_t)r->n_ents;
         if (el->type != REDIS_REPLY_STRING) {
             continue;
@@ -496,12 +379,6 @@ static void retry_later(struct exposure *x)
     evtimer_add(x->retry, &tv);
 }
 
-/* 1 when reply element el is the marker value the last check approved. */
-static int marker_ok(const struct exposure *x, const redisReply *el)
-{
-    return x->guard == G_OK && el->type == REDIS_REPLY_STRING &&
-           el->len == strlen(x->gen) && memcmp(el->str, x->gen, el->len) == 0;
-}
 
 static void on_lookup(struct exposure *x, const redisReply *reply,
                       void *arg)
@@ -511,7 +388,8 @@ static void on_lookup(struct exposure *x, const redisReply *reply,
         r->state = R_HELD; /* the connection is going away */
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != r->n + 1) {
+    if (reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != r->n_cand + 1) {
         /* an ACL refusal, a Redis busy with a script...: the lookups wait
          * (said once a minute, and by readiness) */
         const char *ans = reply->type == REDIS_REPLY_ERROR ? reply->str
@@ -531,15 +409,25 @@ static void on_lookup(struct exposure *x, const redisReply *reply,
         x->refused[0] = '\0';
         log_limit_reset(&x->limit);
     }
-    if (!marker_ok(x, reply->element[0])) {
+    const redisReply *mk = reply->element[0];
+    if (r->filtered && xp_marker_ok(x, mk) &&
+        (mk->len != strlen(r->fgen) || memcmp(mk->str, r->fgen, mk->len))) {
+        /* The filter was built under another marker than the one this
+         * lookup read: it may miss a card loaded since. Every card of the
+         * lookup goes to Redis. */
+        r->state = R_HELD;
+        issue(x, r);
+        return;
+    }
+    if (!xp_marker_ok(x, mk)) {
         /* Not the set the last check approved: hold the lookup (issued
          * again once a check passes) and check now. */
         r->state = R_HELD;
         if (x->guard == G_OK) {
             x->guard = G_UNCHECKED;
-            report_state(x);
+            xp_report_state(x);
         }
-        start_check(x);
+        xp_start_check(x);
         return;
     }
     if (parse_reply(r, reply) != 0) {
@@ -555,10 +443,33 @@ static void on_lookup(struct exposure *x, const redisReply *reply,
     }
 }
 
+/* Sends lookup r: only the cards the filter cannot rule out when the
+ * filter is current (built under the marker the guard approved), else
+ * every card; the reply's marker tells whether that held in Redis. */
 static void issue(struct exposure *x, struct xreq *r)
 {
-    if (xcmd(x, (int)(r->n + LOOKUP_ARGS), r->argv, r->argvlen, on_lookup,
-             r) == 0) {
+    r->filtered = xp_filter_current(x);
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const uint8_t *fp = r->keybuf + i * RMODEL_FP_BIN;
+        if (r->filtered &&
+            !xfilter_contains(x->filter, xfilter_key_bin(fp))) {
+            continue;
+        }
+        r->cand[k] = (uint32_t)i;
+        r->argv[LOOKUP_ARGS + k] = (const char *)fp;
+        r->argvlen[LOOKUP_ARGS + k] = RMODEL_FP_BIN;
+        k++;
+    }
+    r->n_cand = k;
+    if (r->filtered) {
+        snprintf(r->fgen, sizeof(r->fgen), "%s", x->filter_gen);
+    }
+    if (x->metrics != NULL) {
+        metrics_exposure_lookup(x->metrics, r->n, k);
+    }
+    if (xp_cmd(x, (int)(k + LOOKUP_ARGS), r->argv, r->argvlen, on_lookup,
+               r) == 0) {
         r->state = R_ISSUED;
     } else {
         retry_later(x);
@@ -566,7 +477,7 @@ static void issue(struct exposure *x, struct xreq *r)
 }
 
 /* Issues every held lookup, in order, when the guard allows it. */
-static void issue_held(struct exposure *x)
+void xp_issue_held(struct exposure *x)
 {
     if (x->guard != G_OK) {
         return;
@@ -583,354 +494,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exposure *x = arg;
-    issue_held(x);
+    xp_issue_held(x);
     complete_waiting(x);
-}
-
-/* ---- the exposed-card set guard ---- */
-
-static void guard_bad(struct exposure *x, const char *why)
-{
-    if (x->guard != G_BAD || strcmp(x->why, why) != 0) {
-        log_error(MOD, "%s; %s until it is back", why, x->while_down);
-    }
-    snprintf(x->why, sizeof(x->why), "%s", why);
-    x->guard = G_BAD;
-    if (x->metrics != NULL) {
-        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 0);
-    }
-    report_state(x);
-}
-
-/* INFO with every check: a Redis that may evict can drop exposed cards
- * one by one, which no count would notice in time; no persistence means
- * a restart empties it (the guard then pauses intake: said once). */
-static void on_info(struct exposure *x, const redisReply *r, void *arg)
-{
-    (void)arg;
-    if (r == NULL || r->type != REDIS_REPLY_STRING) {
-        return; /* destroyed, or INFO not allowed: nothing to say */
-    }
-    const char *p = strstr(r->str, "\nmaxmemory_policy:");
-    if (p != NULL) {
-        p += strlen("\nmaxmemory_policy:");
-        size_t len = strcspn(p, "\r\n");
-        snprintf(x->policy, sizeof(x->policy), "%.*s", (int)len, p);
-    }
-    if (strstr(r->str, "\naof_enabled:0") != NULL &&
-        !x->warned_persistence) {
-        x->warned_persistence = 1;
-        x->want_save_config = 1;
-    }
-}
-
-/* CONFIG GET save, asked when AOF is off: empty = no persistence at all.
- * Refused by an ACL that does not grant CONFIG GET: then nothing is said. */
-static void on_save_config(struct exposure *x, const redisReply *r,
-                           void *arg)
-{
-    (void)arg;
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING &&
-        r->element[1]->len == 0) {
-        log_warn(MOD, "Redis %s has no persistence (appendonly no, save "
-                 "\"\"): a restart empties it, and cardwatch then pauses "
-                 "until the breaches are loaded again", rconn_address(x->rc));
-    }
-}
-
-/* The check passed: the set under marker gen is the one lookups answer
- * from. */
-static void approve(struct exposure *x)
-{
-    const char *addr = rconn_address(x->rc);
-    int changed = strcmp(x->pass_gen, x->gen) != 0;
-    if (x->guard == G_BAD || changed) {
-        log_info(MOD, "exposed-card set in Redis %s checked: %zu breaches, "
-                 "%lld cards (generation %s)", addr, x->pass_breaches,
-                 x->pass_cards, x->pass_gen);
-    }
-    snprintf(x->seen, sizeof(x->seen), "%s", x->pass_seen);
-    if (changed) {
-        snprintf(x->gen, sizeof(x->gen), "%s", x->pass_gen);
-        /* Loads or unloads happened: breach metadata is fetched again. */
-        for (size_t i = 0; i < x->n_breaches; i++) {
-            if (x->breaches[i]->state != B_FETCHING) {
-                x->breaches[i]->state = B_UNKNOWN;
-            }
-        }
-    }
-    x->guard = G_OK;
-    x->why[0] = '\0';
-    if (x->metrics != NULL) {
-        metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 1);
-        metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS,
-                      (double)x->pass_cards);
-    }
-    report_state(x);
-    issue_held(x);
-}
-
-static void pass_step(struct exposure *x);
-
-/* One count call answered: {buckets, cards in the range, marker}. */
-static void on_pass(struct exposure *x, const redisReply *r, void *arg)
-{
-    (void)arg;
-    x->passing = 0;
-    if (r == NULL) {
-        return; /* the connection is going away */
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[sizeof(x->why)];
-        snprintf(why, sizeof(why), "cannot count the exposed cards in Redis "
-                 "%s: %s", rconn_address(x->rc), r->str);
-        guard_bad(x, why);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING ||
-        r->element[1]->type != REDIS_REPLY_INTEGER) {
-        guard_bad(x, "the exposed-card count got an unexpected reply");
-        return;
-    }
-    const redisReply *mk = r->element[2];
-    if (mk->type != REDIS_REPLY_STRING || strlen(x->pass_gen) != mk->len ||
-        memcmp(mk->str, x->pass_gen, mk->len) != 0) {
-        start_check(x); /* a load or unload committed meanwhile */
-        return;
-    }
-    uint64_t buckets = strtoull(r->element[0]->str, NULL, 10);
-    x->pass_sum += r->element[1]->integer;
-    x->pass_next += PASS_BUCKETS;
-    if (x->pass_next < buckets) {
-        pass_step(x);
-        return;
-    }
-    if (x->pass_sum < x->pass_want) {
-        char why[sizeof(x->why)];
-        snprintf(why, sizeof(why), "the exposed-card set in Redis %s holds "
-                 "%lld of the %lld cards committed (cards were deleted, or "
-                 "Redis lost data); load the breaches again", 
-                 rconn_address(x->rc), x->pass_sum, x->pass_want);
-        guard_bad(x, why);
-        return;
-    }
-    approve(x);
-}
-
-static void pass_step(struct exposure *x)
-{
-    char first[24], count[24];
-    snprintf(first, sizeof(first), "%" PRIu64, x->pass_next);
-    snprintf(count, sizeof(count), "%d", PASS_BUCKETS);
-    const char *argv[] = {"EVAL", RMODEL_LUA_SCAN, "2", x->lkey, x->xkey,
-                          x->bprefix, first, count, "count"};
-    size_t lens[] = {4, strlen(RMODEL_LUA_SCAN), 1, x->lkey_len,
-                     x->xkey_len, x->bprefix_len, strlen(first),
-                     strlen(count), 5};
-    if (xcmd(x, 9, argv, lens, on_pass, NULL) == 0) {
-        x->passing = 1;
-    }
-}
-
-/* Reads the breaches of a check reply r (elements 2..): their statuses
- * against recorded counts, into x->pass_seen / pass_cards /
- * pass_breaches. Returns 0, or -1 after guard_bad. */
-static int check_breaches(struct exposure *x, const redisReply *r)
-{
-    char why[sizeof(x->why)];
-    x->pass_cards = 0;
-    x->pass_breaches = 0;
-    x->pass_seen[0] = '\0';
-    for (size_t i = 2; i < r->elements; i++) {
-        const redisReply *b = r->element[i];
-        if (b->type != REDIS_REPLY_ARRAY || b->elements != 5 ||
-            b->element[0]->type != REDIS_REPLY_STRING ||
-            b->element[3]->type != REDIS_REPLY_INTEGER) {
-            continue;
-        }
-        if (b->element[4]->integer == 1) {
-            snprintf(why, sizeof(why), "Redis %s holds breach %s in the "
-                     "first data layout (cardwatch before 2026-12), which "
-                     "this version does not read; run `cardwatch migrate`",
-                     rconn_address(x->rc), b->element[0]->str);
-            guard_bad(x, why);
-            return -1;
-        }
-        const char *st = b->element[1]->str;
-        if (rmodel_breach_status(st && st[0] ? st : NULL) !=
-            RMODEL_B_COMMITTED) {
-            continue; /* staged: not part of the set yet */
-        }
-        const char *rec = b->element[2]->str;
-        if (!rmodel_breach_intact(b->element[0]->str,
-                                  rec && rec[0] ? rec : NULL,
-                                  b->element[3]->integer, why, sizeof(why))) {
-            size_t len = strlen(why);
-            snprintf(why + len, sizeof(why) - len, " (recorded by `cardwatch "
-                     "load`; the set is incomplete): load it again");
-            guard_bad(x, why);
-            return -1;
-        }
-        x->pass_cards += b->element[3]->integer;
-        x->pass_breaches++;
-        size_t sl = strlen(x->pass_seen);
-        if (sl + 1 < sizeof(x->pass_seen)) {
-            snprintf(x->pass_seen + sl, sizeof(x->pass_seen) - sl,
-                     "%s%s %lld cards", sl ? ", " : "", b->element[0]->str,
-                     b->element[3]->integer);
-        }
-    }
-    return 0;
-}
-
-/* The layout element of a check reply: {version, entries, committed}.
- * Returns 0 with the committed count in x->pass_want, or -1 after
- * guard_bad. */
-static int check_layout(struct exposure *x, const redisReply *lay)
-{
-    char why[sizeof(x->why)];
-    if (lay->type != REDIS_REPLY_ARRAY || lay->elements != 3) {
-        guard_bad(x, "the exposed-card set check got an unexpected reply");
-        return -1;
-    }
-    const redisReply *ver = lay->element[0];
-    x->pass_want = lay->element[2]->type == REDIS_REPLY_STRING
-                       ? strtoll(lay->element[2]->str, NULL, 10)
-                       : 0;
-    if (ver->type == REDIS_REPLY_STRING &&
-        strcmp(ver->str, RMODEL_LAYOUT_VERSION) != 0) {
-        snprintf(why, sizeof(why), "Redis %s holds the exposed cards in data "
-                 "layout %s, which this version (layout %s) does not read: "
-                 "run the cardwatch that wrote it", rconn_address(x->rc),
-                 ver->str, RMODEL_LAYOUT_VERSION);
-        guard_bad(x, why);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_check(struct exposure *x, const redisReply *r, void *arg)
-{
-    (void)arg;
-    x->checking = 0;
-    if (r == NULL) {
-        return; /* the connection is going away */
-    }
-    x->last_check_ns = clock_mono_ns();
-    const char *addr = rconn_address(x->rc);
-    char why[sizeof(x->why)];
-    if (x->want_save_config) {
-        x->want_save_config = 0;
-        const char *argv[] = {"CONFIG", "GET", "save"};
-        size_t lens[] = {6, 3, 4};
-        (void)xcmd(x, 3, argv, lens, on_save_config, NULL);
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(why, sizeof(why), "cannot check the exposed-card set in "
-                 "Redis %s: %s", addr, r->str);
-        guard_bad(x, why);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-        guard_bad(x, "the exposed-card set check got an unexpected reply");
-        return;
-    }
-    if (x->policy[0] != '\0' && strcmp(x->policy, "noeviction") != 0) {
-        snprintf(why, sizeof(why), "Redis %s has maxmemory-policy %s: it "
-                 "may evict exposed cards; set maxmemory-policy noeviction",
-                 addr, x->policy);
-        guard_bad(x, why);
-        return;
-    }
-    const redisReply *mk = r->element[0];
-    if (mk->type != REDIS_REPLY_STRING) {
-        snprintf(why, sizeof(why), "the exposed-card set is gone from Redis "
-                 "%s (no marker %s%s%s%s%s%s): Redis was emptied (restart "
-                 "without persistence, FLUSHALL, failover to an empty "
-                 "replica) or nothing was ever loaded; run `cardwatch load` "
-                 "for every breach (or `cardwatch breaches --confirm`)",
-                 addr, x->xkey, x->gen[0] ? ", last seen " : "", x->gen,
-                 x->gen[0] ? " holding " : "", x->gen[0] ? x->seen : "",
-                 x->gen[0] && x->seen[0] == '\0' ? "no breach" : "");
-        guard_bad(x, why);
-        return;
-    }
-    if (check_layout(x, r->element[1]) != 0 || check_breaches(x, r) != 0) {
-        return;
-    }
-    snprintf(x->pass_gen, sizeof(x->pass_gen), "%.*s", (int)mk->len,
-             mk->str);
-    x->pass_next = 0;
-    x->pass_sum = 0;
-    if (!x->passing) {
-        pass_step(x);
-    }
-}
-
-/* Runs the full check unless one is in flight: INFO (eviction policy,
- * persistence), then one script (marker, every breach's status, recorded
- * count and present count); the answers come in that order. */
-static void start_check(struct exposure *x)
-{
-    if (x->checking || x->passing || !x->link_up) {
-        return;
-    }
-    char bkey[RMODEL_KEY_MAX], lkey[RMODEL_KEY_MAX];
-    int blen = rmodel_breach_key(bkey, x->prefix, "");
-    int llen = rmodel_breaches_key(lkey, x->prefix);
-    if (blen < 0 || llen < 0) {
-        return;
-    }
-    const char *info[] = {"INFO"};
-    size_t info_len[] = {4};
-    (void)xcmd(x, 1, info, info_len, on_info, NULL);
-    const char *argv[] = {"EVAL", CHECK_LUA, "3", x->xkey, lkey, x->lkey,
-                          bkey};
-    size_t lens[] = {4, sizeof(CHECK_LUA) - 1, 1, x->xkey_len,
-                     (size_t)llen, x->lkey_len, (size_t)blen};
-    if (xcmd(x, 7, argv, lens, on_check, NULL) == 0) {
-        x->checking = 1;
-    }
-}
-
-/* Between full checks an instance reads the marker alone (a lookup reads
- * it in every MGET; this is for an idle instance and the feed). */
-static void on_marker(struct exposure *x, const redisReply *r, void *arg)
-{
-    (void)arg;
-    x->marker_asked = 0;
-    if (r == NULL || x->guard != G_OK) {
-        return;
-    }
-    if (!marker_ok(x, r)) {
-        x->guard = G_UNCHECKED;
-        report_state(x);
-        start_check(x);
-    }
-}
-
-static void guard_tick(struct exposure *x, uint64_t now)
-{
-    if (x->checking || x->passing || !x->link_up) {
-        return;
-    }
-    uint64_t since = now - x->last_check_ns;
-    if (since > (uint64_t)REFRESH_MS * 1000000ull ||
-        (x->guard != G_OK && since > (uint64_t)MARKER_MS * 1000000ull)) {
-        start_check(x);
-        return;
-    }
-    if (x->guard == G_OK && !x->marker_asked &&
-        now - x->last_marker_ns > (uint64_t)MARKER_MS * 1000000ull) {
-        const char *argv[] = {"GET", x->xkey};
-        size_t lens[] = {3, x->xkey_len};
-        x->last_marker_ns = now;
-        if (xcmd(x, 2, argv, lens, on_marker, NULL) == 0) {
-            x->marker_asked = 1;
-        }
-    }
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -942,7 +507,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     uint64_t now = clock_mono_ns();
-    guard_tick(x, now);
+    xp_guard_tick(x, now);
     complete_waiting(x); /* metadata that failed to fetch: again */
 }
 
@@ -1006,9 +571,9 @@ void exposure_link_state(struct exposure *x, int up)
         x->passing = 0;
         x->marker_asked = 0;
     } else {
-        start_check(x);
+        xp_start_check(x);
     }
-    report_state(x);
+    xp_report_state(x);
 }
 
 static void enqueue(struct exposure *x, struct xreq *r)
@@ -1040,7 +605,9 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
     r->argv = malloc((n + LOOKUP_ARGS) * sizeof(*r->argv));
     r->argvlen = malloc((n + LOOKUP_ARGS) * sizeof(*r->argvlen));
     r->keybuf = malloc(n * RMODEL_FP_BIN + 1);
-    if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL) {
+    r->cand = malloc((n + 1) * sizeof(*r->cand));
+    if (r->argv == NULL || r->argvlen == NULL || r->keybuf == NULL ||
+        r->cand == NULL) {
         free_req(r);
         return -1;
     }
@@ -1062,8 +629,6 @@ int exposure_lookup(struct exposure *x, const char *const *fps, size_t n,
             free_req(r);
             return -1;
         }
-        r->argv[LOOKUP_ARGS + i] = (const char *)p;
-        r->argvlen[LOOKUP_ARGS + i] = RMODEL_FP_BIN;
     }
     enqueue(x, r);
     return 0;
@@ -1122,6 +687,7 @@ void exposure_destroy(struct exposure *x)
     for (struct xctx *c = x->ctxs; c != NULL; c = c->next) {
         c->x = NULL;
     }
+    xp_filter_free(x);
     while (x->head != NULL) {
         struct xreq *r = x->head;
         unlink_req(x, r);

@@ -81,7 +81,14 @@ int loader_list(const struct config *c, int json)
         char ckey[RMODEL_KEY_MAX];
         rmodel_breach_cards_key(ckey, c->redis_prefix, id);
         redisReply *v1 = rblock_cmd(rc, "EXISTS", "EXISTS %s", ckey);
-        int first_layout = v1 != NULL && v1->integer == 1;
+        if (v1 == NULL) {
+            /* logged; unknown whether it is of the first layout: the row
+             * is left out, the exit status says the list is not whole */
+            rblock_free(h);
+            failed = 1;
+            continue;
+        }
+        int first_layout = v1->integer == 1;
         rblock_free(v1);
         char status[64];
         const char *st = field(h, "status");

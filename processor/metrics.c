@@ -35,6 +35,7 @@ struct metrics {
     uint64_t rtt_count;
     double rtt_sum;
     uint64_t redis_reconnects;
+    uint64_t lookup_cards, lookup_sent;
     uint64_t delivery_retries;
     double gauges[METRICS_GAUGE_COUNT];
 };
@@ -141,6 +142,13 @@ void metrics_redis_rtt(struct metrics *m, double seconds)
     m->rtt_sum += seconds;
 }
 
+void metrics_exposure_lookup(struct metrics *m, uint64_t cards,
+                             uint64_t sent)
+{
+    m->lookup_cards += cards;
+    m->lookup_sent += sent;
+}
+
 void metrics_redis_reconnect(struct metrics *m)
 {
     m->redis_reconnects++;
@@ -242,6 +250,15 @@ static const struct {
      "1 when the exposed-card set in Redis is present and complete."},
     {"cardwatch_exposed_cards",
      "Cards of committed breaches in Redis, at the last check."},
+    {"cardwatch_exposure_filter_current",
+     "1 when the in-process exposure filter was built under the exposed-card "
+     "set's current marker (else every card goes to Redis)."},
+    {"cardwatch_exposure_filter_cards", "Cards in the exposure filter."},
+    {"cardwatch_exposure_filter_bytes", "Memory of the exposure filter."},
+    {"cardwatch_exposure_filter_build_seconds",
+     "Duration of the last filter build (reading the cards and making it)."},
+    {"cardwatch_exposure_filter_built_timestamp_seconds",
+     "When the current filter was swapped in (Unix time)."},
 };
 
 long metrics_render(const struct metrics *m, const char *extra, char **out)
@@ -300,6 +317,17 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
               "cardwatch_delivery_retries_total %llu\n",
               (unsigned long long)m->redis_reconnects,
               (unsigned long long)m->delivery_retries);
+    sb_printf(&b,
+              "# HELP cardwatch_exposure_cards_total Cards looked up.\n"
+              "# TYPE cardwatch_exposure_cards_total counter\n"
+              "cardwatch_exposure_cards_total %llu\n"
+              "# HELP cardwatch_exposure_candidates_total Cards looked up in "
+              "Redis: those the filter could not rule out (all while it is "
+              "not current).\n"
+              "# TYPE cardwatch_exposure_candidates_total counter\n"
+              "cardwatch_exposure_candidates_total %llu\n",
+              (unsigned long long)m->lookup_cards,
+              (unsigned long long)m->lookup_sent);
     sb_printf(&b, "# HELP cardwatch_suppressed_hits_total Rule hits not "
                   "alerted because the rule fired on the card within its "
                   "suppress span.\n"

@@ -31,6 +31,11 @@ enum metrics_gauge {
     METRICS_G_READY,
     METRICS_G_EXPOSED_SET_OK, /* the exposed-card set passed its check */
     METRICS_G_EXPOSED_CARDS,  /* cards of committed breaches in Redis */
+    METRICS_G_FILTER_CURRENT, /* the in-process filter is current */
+    METRICS_G_FILTER_CARDS,   /* cards in the filter */
+    METRICS_G_FILTER_BYTES,   /* its size */
+    METRICS_G_FILTER_BUILD_SECONDS, /* its last build (read + make) */
+    METRICS_G_FILTER_BUILT_AT, /* when it was swapped in (Unix s) */
     METRICS_GAUGE_COUNT
 };
 
@@ -72,6 +77,11 @@ void metrics_rules_reload(struct metrics *m, int ok);
 
 /* Records one Redis round trip of the given duration. */
 void metrics_redis_rtt(struct metrics *m, double seconds);
+
+/* Counts an exposure lookup: cards asked, and of them those sent to
+ * Redis (the rest the filter answered as not exposed). */
+void metrics_exposure_lookup(struct metrics *m, uint64_t cards,
+                             uint64_t sent);
 
 /* Counts a Redis reconnect / a delivery retry. */
 void metrics_redis_reconnect(struct metrics *m);

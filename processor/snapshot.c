@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "breach.h"
 #include "log.h"
 #include "rmodel.h"
 
@@ -351,6 +352,11 @@ static void on_breaches(void *arg, const struct redisReply *r)
     }
     for (size_t i = 0; i < r->elements; i++) {
         const struct redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len > BREACH_ID_MAX) {
+            /* no load writes it: named, not passed over */
+            fail(s, "breach id too long: %.*s", (int)e->len, e->str);
+            return;
+        }
         if (e->type == REDIS_REPLY_STRING && add_bid(s, e->str, e->len)) {
             fail(s, "%s", "out of memory copying the exposed set");
             return;

@@ -1,0 +1,99 @@
+"""The in-process exposure filter keeps clean cards away from Redis and
+never hides an exposed card - against a real redis-server and Apache Kafka.
+
+`cardwatch run` builds a binary fuse filter of every card fingerprint in
+Redis once the exposed-card set passed its check, and then asks Redis only
+for the cards the filter cannot rule out. The filter belongs to the set's
+marker: a load, unload or confirm commits a new one, and until the filter
+of the new marker is built every card goes to Redis again (each lookup
+reads the marker with the cards, so a lookup that meets a newer marker is
+sent again whole). These tests check both halves: the candidate rate on
+clean traffic (metrics), and the exact alerts across a load and an unload
+made while events flow."""
+
+import random
+
+import harness as h
+import cwstack as cw
+from cwstack import Breach, CardMaker, txn
+
+
+def _stream(seed, n, prefix, exposed, clean, base_day="2024-04-10", share=0.05):
+    rnd = random.Random(seed)
+    base = cw.day_ms(base_day)
+    return [txn(f"{prefix}-{i:06d}",
+                rnd.choice(exposed) if rnd.random() < share else rnd.choice(clean),
+                base + rnd.randrange(0, 10 * 86_400_000), rnd)
+            for i in range(n)]
+
+
+def _filter_current(s, cards):
+    def check():
+        m = s.metrics()
+        return (m.get("cardwatch_exposure_filter_current") == 1 and
+                m.get("cardwatch_exposure_filter_cards") == cards) and m
+    return h.wait_until(check, 60, f"a current filter of {cards} cards")
+
+
+def _processed(s, n):
+    h.wait_until(lambda: s.metrics().sum("cardwatch_events_total") == n, 90,
+                 f"{n} events processed")
+
+
+def test_filter_answers_clean_cards_and_never_hides_an_exposed_one():
+    issuers = cw.three_issuers()
+    mk = CardMaker(1414)
+    a_cards = mk.cards(["400001", "510000", "52000042"], 300)
+    b_cards = mk.cards(["400077", "510000"], 200) + a_cards[:20]
+    clean = mk.cards(["400002", "400090", "510000", "52000007"], 3000)
+    a = Breach("flt-a", "2024-03-01", "2024-05-31", ["pan", "expiry", "cvv2"], a_cards)
+    b = Breach("flt-b", "2024-03-15", "2024-05-31", ["pan"], b_cards)
+
+    s = cw.Stack(issuers, partitions=2)
+    s.load(a)
+    proc = s.run()
+    h.wait_until(lambda: s.ready()[0] == 200, 60, "/readyz 200")
+    _filter_current(s, len(a_cards))
+
+    # 1. clean traffic is answered in process: Redis sees the exposed
+    # cards' events and the filter's false positives (about 1 in 256)
+    part1 = _stream(1, 6000, "f1", a_cards, clean)
+    n_exposed = sum(1 for t in part1 if t["pan"] in set(a_cards))
+    n_clean = len(part1) - n_exposed
+    s.send(part1, name="part1")
+    _processed(s, len(part1))
+    m = s.metrics()
+    asked = m.get("cardwatch_exposure_cards_total")
+    sent = m.get("cardwatch_exposure_candidates_total")
+    assert asked == len(part1), (asked, len(part1))
+    assert n_exposed <= sent <= n_exposed + 0.02 * n_clean, (sent, n_exposed, n_clean)
+    print(f"figure: {len(part1)} events ({n_exposed} on exposed cards): {int(sent)} cards "
+          f"asked of Redis, {int(sent) - n_exposed} false positives of {n_clean} clean "
+          f"({100.0 * (sent - n_exposed) / n_clean:.2f} %)")
+    assert m.get("cardwatch_exposure_filter_bytes") <= 2 * len(a_cards) + 256
+
+    # 2. a breach loaded while the service runs: events on its cards sent
+    # right after the commit alert, although the filter was built without
+    # them (it is stale from the commit on, so every card goes to Redis)
+    s.load(b)
+    part2 = _stream(2, 3000, "f2", b_cards, clean, share=0.2)
+    s.send(part2, name="part2")
+    _processed(s, len(part1) + len(part2))
+    _filter_current(s, len(set(a_cards) | set(b_cards)))
+
+    # 3. a breach unloaded: its own cards no longer alert, b's still do
+    out = s.cardwatch("unload", "flt-a").stdout.decode()
+    assert f"{len(a_cards)} cards removed" in out, out
+    _filter_current(s, len(b_cards))
+    part3 = _stream(3, 2000, "f3", a_cards + b_cards, clean, share=0.3)
+    s.send(part3, name="part3")
+    _processed(s, len(part1) + len(part2) + len(part3))
+    s.terminate(proc)
+
+    log = open(proc.log, errors="replace").read()
+    assert f"exposure filter built: {len(a_cards)} cards" in log, log[-3000:]
+    expected = {**cw.expected_alerts(part1, [a], issuers),
+                **cw.expected_alerts(part2, [a, b], issuers),
+                **cw.expected_alerts(part3, [b], issuers)}
+    assert any(t["pan"] in set(b_cards) - set(a_cards) for t in part2)
+    cw.check_alerts(s.alerts(), expected, exact_once=True)
