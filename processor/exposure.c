@@ -569,6 +569,7 @@ void exposure_link_state(struct exposure *x, int up)
         x->guard = G_UNCHECKED;
         x->checking = 0;
         x->passing = 0;
+        x->pass_paced = 0;
         x->marker_asked = 0;
     } else {
         xp_start_check(x);

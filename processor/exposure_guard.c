@@ -22,6 +22,7 @@
  * per breach id its status, recorded count, members and whether it still
  * has a set of the first layout, read in one atomic step. */
 static const char CHECK_LUA[] =
+    "#!lua flags=no-writes\n"
     "local out = {redis.call('GET', KEYS[1]) or false,\n"
     "  redis.call('HMGET', KEYS[3], 'version', 'entries', 'committed')}\n"
     "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
@@ -118,6 +119,7 @@ static void approve(struct exposure *x)
     }
     x->guard = G_OK;
     x->why[0] = '\0';
+    x->last_check_ns = clock_mono_ns(); /* the next one 30 s after this */
     if (x->metrics != NULL) {
         metrics_gauge(x->metrics, METRICS_G_EXPOSED_SET_OK, 1);
         metrics_gauge(x->metrics, METRICS_G_EXPOSED_CARDS,
@@ -161,7 +163,13 @@ static void on_pass(struct exposure *x, const redisReply *r, void *arg)
     x->pass_sum += r->element[1]->integer;
     x->pass_next += PASS_BUCKETS;
     if (x->pass_next < buckets) {
-        pass_step(x);
+        if (x->guard == G_OK && strcmp(x->pass_gen, x->gen) == 0) {
+            /* the periodic count of the set lookups already use: one
+             * range per tick (a few ms of Redis every 100 ms) */
+            x->pass_paced = 1;
+        } else {
+            pass_step(x); /* lookups wait for this verdict */
+        }
         return;
     }
     if (x->pass_sum < x->pass_want) {
@@ -331,6 +339,7 @@ static void on_check(struct exposure *x, const redisReply *r, void *arg)
  * count and present count); the answers come in that order. */
 void xp_start_check(struct exposure *x)
 {
+    x->pass_paced = 0; /* a check starts over: a paced count gives way */
     if (x->checking || x->passing || !x->link_up) {
         return;
     }
@@ -371,6 +380,11 @@ static void on_marker(struct exposure *x, const redisReply *r, void *arg)
 void xp_guard_tick(struct exposure *x, uint64_t now)
 {
     if (x->checking || x->passing || !x->link_up) {
+        return;
+    }
+    if (x->pass_paced) {
+        x->pass_paced = 0;
+        pass_step(x);
         return;
     }
     uint64_t since = now - x->last_check_ns;

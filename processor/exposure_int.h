@@ -106,6 +106,7 @@ struct exposure {
      * summed PASS_BUCKETS at a time, against the layout's committed
      * count; the check's verdict waits for it. */
     int passing;           /* a count call is in flight */
+    int pass_paced;        /* a periodic count waits for the next tick */
     uint64_t pass_next;    /* next bucket */
     long long pass_sum, pass_want;
     char pass_gen[72];     /* marker the count started under */

@@ -27,6 +27,7 @@
 #define CHUNK 4000 /* cards sent before waiting for their answers */
 #define BATCH 200  /* cards per script call */
 #define SPLITS 1000 /* bucket splits per script call */
+#define RECOUNT_BUCKETS 1024 /* buckets per count call at the commit */
 #define PATH_MAX_SHOWN 512 /* of the list's path in messages */
 
 /* The signal that interrupted a load or unload (0 = none). */
@@ -112,6 +113,7 @@ struct load_ctx {
     char tags[BATCH][CARD_EXPTAG_SIZE];
     size_t n_batch;
     size_t pending; /* cards sent, not yet waited for */
+    uint64_t est_rows; /* of a regular file (progress), else 0 */
     int interrupted; /* stopped by SIGTERM / SIGINT */
     uint64_t t0, last;
 };
@@ -222,9 +224,15 @@ static int load_row(void *arg, const struct list_row *row)
     uint64_t now = clock_mono_ns();
     if (lc->o->progress && now - lc->last > 200000000u) {
         lc->last = now;
+        double rate = (double)lc->st.loaded / ((double)(now - lc->t0) / 1e9);
         fprintf(stderr, "\r\033[Kloading %s: %" PRIu64 " cards (%.0f/s)",
-                lc->o->breach_id, lc->st.loaded,
-                (double)lc->st.loaded / ((double)(now - lc->t0) / 1e9));
+                lc->o->breach_id, lc->st.loaded, rate);
+        if (lc->est_rows > lc->st.loaded && rate > 0) {
+            /* of a regular file's estimated rows: a guide, not a count */
+            fprintf(stderr, ", ~%.0f %%, ~%.0f s left",
+                    100.0 * (double)lc->st.loaded / (double)lc->est_rows,
+                    (double)(lc->est_rows - lc->st.loaded) / rate);
+        }
     }
     return 0;
 }
@@ -358,6 +366,43 @@ static int load_stopped(const struct load_ctx *lc, const char *counts,
     return 1;
 }
 
+/* Before the commit: the layout's entries and the breach's members as
+ * Redis holds them now, counted over every bucket (RECOUNT_BUCKETS per
+ * call). The scripts keep both counts as they add, but a record lost
+ * behind their back (deleted by hand, a partial copy) and loaded again
+ * would count twice; the guard compares what it finds with these.
+ * Returns 0, or -1 (logged). */
+static int recount(struct load_ctx *lc)
+{
+    uint64_t first = 0, buckets = 1;
+    long long entries = 0, members = 0;
+    while (first < buckets) {
+        redisReply *r = rblock_cmd(lc->L, "the count before the commit",
+                                   "EVAL %s 1 %s %s %" PRIu64 " %d breach %s",
+                                   RMODEL_LUA_SCAN, lc->lay, lc->bpre, first,
+                                   RECOUNT_BUCKETS, lc->o->breach_id);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            rblock_free(r);
+            return -1;
+        }
+        buckets = strtoull(r->element[0]->str, NULL, 10);
+        entries += r->element[1]->integer;
+        members += r->element[3]->integer;
+        rblock_free(r);
+        first += RECOUNT_BUCKETS;
+    }
+    redisReply *r = rblock_cmd(lc->L, "HSET", "HSET %s entries %lld", lc->lay,
+                               entries);
+    rblock_free(r);
+    if (r != NULL) {
+        r = rblock_cmd(lc->L, "HSET", "HSET %s members %lld", lc->bkey,
+                       members);
+        rblock_free(r);
+    }
+    return r == NULL ? -1 : 0;
+}
+
 /* The rows a regular file likely holds (its size over the mean length of
  * its first 64 KiB of lines), 0 for a pipe or stdin. */
 static uint64_t estimate_rows(const char *path)
@@ -386,6 +431,7 @@ static uint64_t estimate_rows(const char *path)
 static int presize(struct load_ctx *lc)
 {
     uint64_t rows = estimate_rows(lc->o->list_path);
+    lc->est_rows = rows;
     int level = 0;
     while (level < 30 && (UINT64_C(2) << level) * RMODEL_FILL <= rows) {
         level++;
@@ -542,9 +588,11 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
     /* Commit: status, recorded count, listed, new marker - one step. */
-    r = rblock_cmd(rc, "the commit", "EVAL %s 4 %s %s %s %s %s %s %s",
-                   RMODEL_LUA_COMMIT, bkey, lc->lay, lkey, xkey,
-                   o->breach_id, gen, s_now);
+    r = recount(lc) != 0
+            ? NULL
+            : rblock_cmd(rc, "the commit", "EVAL %s 4 %s %s %s %s %s %s %s",
+                         RMODEL_LUA_COMMIT, bkey, lc->lay, lkey, xkey,
+                         o->breach_id, gen, s_now);
     if (r == NULL) {
         log_error(MOD, "breach %s was not committed after %s: %s",
                   o->breach_id, counts,

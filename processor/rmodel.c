@@ -23,7 +23,12 @@
     "  return tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0\n" \
     "end\n"
 
+/* Read-only scripts say so: Redis then runs them on a replica and while
+ * writes are paused (CLIENT PAUSE WRITE, a failover), as it would MGET. */
+#define LUA_READ_ONLY "#!lua flags=no-writes\n"
+
 const char RMODEL_LUA_LOOKUP[] =
+    LUA_READ_ONLY
     LUA_LAYOUT
     "local out = {redis.call('GET', KEYS[1])}\n"
     "local L, s = layout(KEYS[2])\n"
@@ -128,15 +133,22 @@ const char RMODEL_LUA_UNLOAD[] =
     "return {removed, string.format('%d', n)}\n";
 
 const char RMODEL_LUA_SCAN[] =
+    LUA_READ_ONLY
     LUA_LAYOUT
     "local L, s = layout(KEYS[1])\n"
     "local n = 2 ^ L + s\n"
     "local first, last = tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3])\n"
     "if last > n then last = n end\n"
-    "local out, sum = {}, 0\n"
+    "local out, sum, named = {}, 0, 0\n"
     "for b = first, last - 1 do\n"
     "  local key = ARGV[1] .. string.format('%d', b)\n"
     "  if ARGV[4] == 'count' then sum = sum + redis.call('HLEN', key)\n"
+    "  elseif ARGV[4] == 'breach' then\n"
+    "    local pat = ';' .. ARGV[5] .. '='\n"
+    "    for _, v in ipairs(redis.call('HVALS', key)) do\n"
+    "      sum = sum + 1\n"
+    "      if string.find(';' .. v, pat, 1, true) then named = named + 1 end\n"
+    "    end\n"
     "  else\n"
     "    local r = redis.call(ARGV[4] == 'keys' and 'HKEYS' or 'HGETALL', key)\n"
     "    for i = 1, #r do out[#out + 1] = r[i] end\n"
@@ -144,6 +156,9 @@ const char RMODEL_LUA_SCAN[] =
     "end\n"
     "local mk = KEYS[2] and redis.call('GET', KEYS[2]) or false\n"
     "if ARGV[4] == 'count' then return {string.format('%d', n), sum, mk} end\n"
+    "if ARGV[4] == 'breach' then\n"
+    "  return {string.format('%d', n), sum, mk, named}\n"
+    "end\n"
     "return {string.format('%d', n), out, mk}\n";
 
 const char RMODEL_LUA_COMMIT[] =

@@ -135,7 +135,8 @@ uint64_t rmodel_bucket(const uint8_t fp[RMODEL_FP_BIN], int level,
 
 /* Lua: look up cards, atomically with the marker. KEYS: marker, layout.
  * ARGV: bucket prefix, then the 16-byte fingerprints. Returns {marker or
- * nil, record or nil per fingerprint}. */
+ * nil, record or nil per fingerprint}. Read-only (flags=no-writes): it
+ * runs on a replica and while writes are paused, as MGET would. */
 extern const char RMODEL_LUA_LOOKUP[];
 
 /* Lua: add/replace the breach entry in the records of a batch of cards.
@@ -164,9 +165,11 @@ extern const char RMODEL_LUA_UNLOAD[];
 
 /* Lua: read buckets [first, first + count). KEYS: layout, and optionally
  * the marker. ARGV: bucket prefix, first, count, mode ("count": Returns
- * {buckets in the layout, cards in the range, marker}; "keys": {buckets,
- * {fingerprints}, marker}; "all": {buckets, {fingerprint, record, ...},
- * marker}; marker nil when not asked or absent). */
+ * {buckets in the layout, cards in the range, marker}; "breach" with
+ * ARGV breach id: the same and the cards whose record names the breach;
+ * "keys": {buckets, {fingerprints}, marker}; "all": {buckets,
+ * {fingerprint, record, ...}, marker}; marker nil when not asked or
+ * absent). Read-only (runs while writes are paused, as the lookup). */
 extern const char RMODEL_LUA_SCAN[];
 
 /* Lua: record that an alert was delivered and append it to its issuer's

@@ -75,6 +75,61 @@ def fingerprint(pan, key_id=KEY_ID, key_hex=KEY_HEX):
     return f"{key_id}:{mac[:32]}"
 
 
+# The card data model in Redis (processor/rmodel.h): card records live in
+# hash buckets <p>:cards:<kid>:<n>, field = the 16-byte fingerprint; the
+# bucket comes from linear hashing over the layout <p>:layout:<kid>.
+def card_bucket(fp_bin, level, split):
+    """rmodel_bucket() in Python: the bucket number of a fingerprint."""
+    h = int.from_bytes(fp_bin[:4], "big")
+    n = h % (1 << level)
+    if n < split:
+        n = h % (1 << (level + 1))
+    return n
+
+
+def card_field(client, pan_or_fp, prefix="cw", key_id=KEY_ID):
+    """Where the record of a card number or of a "kid:hex" fingerprint
+    lives: (its bucket key, its field - the 16-byte fingerprint)."""
+    fp = pan_or_fp if ":" in pan_or_fp else fingerprint(pan_or_fp, key_id)
+    kid, hexfp = fp.split(":")
+    level, split = client.call("HMGET", f"{prefix}:layout:{kid}", "level", "split")
+    b = card_bucket(bytes.fromhex(hexfp), int(level or 0), int(split or 0))
+    return f"{prefix}:cards:{kid}:{b}", bytes.fromhex(hexfp)
+
+
+def card_record(client, pan_or_fp, prefix="cw", key_id=KEY_ID):
+    """The card record ("breach=exptag;...") of a card number or of a
+    "kid:hex" fingerprint, or None when Redis holds none."""
+    rec = client.call("HGET", *card_field(client, pan_or_fp, prefix, key_id))
+    return rec.decode() if rec is not None else None
+
+
+def delete_card_record(client, pan_or_fp, prefix="cw", key_id=KEY_ID):
+    """Deletes a card's record from its bucket (HDEL of its field: what
+    Redis losing it looks like; counts are left as they were). Returns the
+    record it held, or None."""
+    key, field = card_field(client, pan_or_fp, prefix, key_id)
+    rec = client.call("HGET", key, field)
+    client.call("HDEL", key, field)
+    return rec.decode() if rec is not None else None
+
+
+def put_card_record(client, pan_or_fp, record, prefix="cw", key_id=KEY_ID):
+    """Writes a card's record into its bucket (HSET of its field), e.g. to
+    put back what delete_card_record took."""
+    client.call("HSET", *card_field(client, pan_or_fp, prefix, key_id), record)
+
+
+def card_records(client, prefix="cw", key_id=KEY_ID):
+    """Every card record of the key id: {"kid:hex": record}."""
+    out = {}
+    for key in client.call("KEYS", f"{prefix}:cards:{key_id}:*"):
+        flat = client.call("HGETALL", key)
+        for f, v in zip(flat[::2], flat[1::2]):
+            out[f"{key_id}:{f.hex()}"] = v.decode()
+    return out
+
+
 # Dead letters carry a keyed MAC of their payload, not a plain hash (a hash
 # of a bare card number is found by trying the numbers of a BIN): HMAC-SHA256
 # under a key derived from the fingerprint key with this label (README).

@@ -13,8 +13,9 @@ exactly the alerts the inputs call for), and after a failure nothing is
 left that looks complete (a breach stays `loading`, invisible to lookups;
 no --output file, no *.partial) and running the same command again
 finishes the job exactly. Expectations come from the inputs: the cards of
-the list (the documented key model: <p>:card:<kid>:<fp>,
-<p>:breach:<id>:cards), oracle's model of the default rule pack.
+the list (the documented key model: card records in the hash buckets
+<p>:cards:<kid>:<n>, a breach's members count in <p>:breach:<id>), oracle's
+model of the default rule pack.
 
 Where a fault must land in the middle of a run, the command reads stdin
 and the test holds back the rest of the input until the fault is in
@@ -116,12 +117,15 @@ def _no_card_numbers(s, cards, extra=()):
 
 def _csv(cards):
     """The list as CSV: pan, expiry and a cardholder column (ignored) that
-    makes a row 59 bytes, so the loader's first 64 KiB read holds 1,110
-    rows: more than one chunk of 1,000 cards, less than two."""
+    makes a row 59 bytes, so the loader's first HEAD_BYTES (four reads of
+    64 KiB) hold 4,442 rows: more than one chunk of CHUNK cards, less than
+    two."""
     return ("pan,expiry,holder\n" + "".join(
         f"{p},2612,holder {i:05d} {'x' * 23}\n" for i, p in enumerate(cards))).encode()
 
 
+CHUNK = 4000                 # cards the loader sends before it waits (loader.c CHUNK)
+HEAD_BYTES = 4 * 65536       # the head of a list written before a fault
 LOAD_ARGS = ["--window-start", "2024-01-01", "--window-end", "2024-06-30",
              "--elements", "pan,expiry"]
 
@@ -141,7 +145,9 @@ def _load(s, breach, path):
 
 
 def _card_set(s, breach):
-    return s.redis.call("SCARD", f"{PREFIX}:breach:{breach}:cards")
+    """The breach's cards in Redis: its members count (the cards whose
+    record names it, kept by the load's script)."""
+    return int(s.redis.call("HGET", f"{PREFIX}:breach:{breach}", "members") or 0)
 
 
 def _breach_hash(s, breach):
@@ -156,29 +162,29 @@ def _listed(s):
 
 def _holds_exactly(s, breach, cards):
     """The breach holds exactly these cards, each with its own record (the
-    key model: <p>:card:<kid>:<fp> = "breach=tag;...", the member
-    <kid>:<fp> of <p>:breach:<id>:cards)."""
-    fps = [cw.fingerprint(p) for p in cards]
-    members = {m.decode() for m in s.redis.call("SMEMBERS", f"{PREFIX}:breach:{breach}:cards")}
-    assert members == set(fps), (f"breach {breach}: {len(members)} cards in its set, "
-                                 f"{len(members - set(fps))} not of the list, "
-                                 f"{len(set(fps) - members)} of the list missing")
+    key model: field <fp> of a bucket <p>:cards:<kid>:<n> = "breach=tag;...",
+    and the breach's members count)."""
+    fps = {cw.fingerprint(p) for p in cards}
     c = s.redis.client()
     try:
-        recs = c.pipeline([["GET", f"{PREFIX}:card:{fp}"] for fp in fps])
+        recs = cw.card_records(c, prefix=PREFIX)
     finally:
         c.close()
-    bad = [cw.mask(p) for p, r in zip(cards, recs)
-           if r is None or f"{breach}=" not in r.decode()]
-    assert not bad, f"breach {breach}: {len(bad)} cards without their record, e.g. {bad[:3]}"
+    named = {fp for fp, rec in recs.items()
+             if any(e.split("=")[0] == breach for e in rec.split(";"))}
+    assert named == fps, (f"breach {breach}: {len(named)} records name it, "
+                          f"{len(named - fps)} not of the list, "
+                          f"{len(fps - named)} of the list missing")
+    assert _card_set(s, breach) == len(fps), \
+        f"breach {breach}: members {_card_set(s, breach)}, {len(fps)} cards"
 
 
 def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     """`cardwatch load` meets Redis failing under it:
-    - paused (SIGSTOP) between two chunks of 1,000 cards, longer than
+    - paused (SIGSTOP) between two chunks of 4,000 cards, longer than
       [redis] timeout_ms: the chunk is sent again after the reconnect and
       the load ends with exit 0, every card, and the summary counts each
-      card once as new (before: about 2,320 of 2,500 - cards Redis took
+      card once as new (before: about 93 % of them - cards Redis took
       from the dropped connection were counted as already there);
     - its login revoked between two chunks (the ACL turns the user off
       and the connection is killed): exit 1 at once, the Redis address
@@ -186,8 +192,8 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     - an ACL refusing the card script (EVALSHA) for the last, partial
       chunk of a reload: exit 1, Redis's answer, the breach stays as it
       was committed;
-    - refusing the commit script (EVAL): every card staged, nothing
-      committed, exit 1;
+    - refusing the commit script (its keys: the marker): every card
+      staged, nothing committed, exit 1;
     - refusing each metadata command before the first card: exit 1,
       naming the command.
     Each time the same load run again (Redis answering) finishes it:
@@ -195,18 +201,18 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     s = _stack(partitions=1)
     port = s.redis.port
     mk = CardMaker(1212)
-    cards = mk.cards(["400001", "510000", "4000501", "52000042"], 2500)
+    cards = mk.cards(["400001", "510000", "4000501", "52000042"], 10_000)
     more = mk.cards(["400002", "510000"], 600)
     small = mk.cards(["400003"], 300)
-    revoked = mk.cards(["400004", "510000"], 2500)
+    revoked = mk.cards(["400004", "510000"], 10_000)
     data = _csv(cards)
-    assert data[:65536].count(b"\n") == 1111   # header + 1,110 rows in the first read
+    assert CHUNK < data[:HEAD_BYTES].count(b"\n") - 1 < 2 * CHUNK   # header + 4,442 rows
 
     def spawn_stdin(breach, payload):
         p = _spawn(s, "load", ["load", "--breach", breach, *LOAD_ARGS, "-"], stdin=True)
-        p.popen.stdin.write(payload[:65536])
+        p.popen.stdin.write(payload[:HEAD_BYTES])
         p.popen.stdin.flush()
-        h.wait_until(lambda: _card_set(s, breach) >= 1000 or not p.alive, 30,
+        h.wait_until(lambda: _card_set(s, breach) >= CHUNK or not p.alive, 30,
                      f"the first chunk of {breach} in Redis")
         assert p.alive, p.log_text(20)
         return p
@@ -216,20 +222,20 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     p = spawn_stdin("paused", data)
     s.redis.pause()
     try:
-        _feed_rest(p, data[65536:])
+        _feed_rest(p, data[HEAD_BYTES:])
         h.wait_until(lambda: f"Redis 127.0.0.1:{port} lost (no answer within {TIMEOUT_MS} ms)"
                      in p.log_text() or not p.alive, 30, "the load to see Redis hang")
     finally:
         s.redis.resume()
     rc, out = _done(p, 60, "load through a paused Redis")
     assert rc == 0, f"exit {rc}:\n{out[-3000:]}"
-    assert ("breach paused: 2500 rows read from <stdin>: 2500 cards loaded (2500 new), "
-            "0 rejected, 0 loaded without expiry (not YYMM); 2500 cards in the breach") in out, \
+    assert ("breach paused: 10000 rows read from <stdin>: 10000 cards loaded (10000 new), "
+            "0 rejected, 0 loaded without expiry (not YYMM); 10000 cards in the breach") in out, \
         out[-2000:]
     _holds_exactly(s, "paused", cards)
     hs = _breach_hash(s, "paused")
-    assert hs["status"] == "committed" and hs["cards"] == "2500", hs
-    print(f"    paused Redis mid-load: 2500 cards, exit 0 in {time.monotonic() - t0:.1f} s")
+    assert hs["status"] == "committed" and hs["cards"] == "10000", hs
+    print(f"    paused Redis mid-load: 10000 cards, exit 0 in {time.monotonic() - t0:.1f} s")
 
     # 2. credentials revoked between chunks: the reconnect is refused
     s.redis.call("ACL", "SETUSER", "boss", "on", ">boss-pw", "~*", "&*", "+@all")
@@ -238,20 +244,20 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
         p = spawn_stdin("revoked", _csv(revoked))
         boss.call("ACL", "SETUSER", "default", "off")
         boss.call("CLIENT", "KILL", "USER", "default")
-        _feed_rest(p, _csv(revoked)[65536:])
+        _feed_rest(p, _csv(revoked)[HEAD_BYTES:])
         rc, out = _done(p, 15, "load whose login was revoked")
     finally:
         boss.call("ACL", "SETUSER", "default", "on")
         boss.close()
     assert rc == 1, f"exit {rc}:\n{out[-3000:]}"
     assert f"Redis at 127.0.0.1:{port} requires a password" in out, out[-2000:]
-    assert ("load of breach revoked stopped after 2000 rows read from <stdin> (1000 cards "
+    assert ("load of breach revoked stopped after 8000 rows read from <stdin> (4000 cards "
             "loaded, 0 rejected): none of it is visible to lookups") in out, out[-2000:]
     assert _listed(s)["revoked"]["status"] == "loading"
     path = s.dir / "revoked.csv"
     path.write_bytes(_csv(revoked))
     rc, out = _load(s, "revoked", path)
-    assert rc == 0 and "2500 cards loaded (1500 new)" in out, out[-2000:]
+    assert rc == 0 and "10000 cards loaded (6000 new)" in out, out[-2000:]
     _holds_exactly(s, "revoked", revoked)
     assert _listed(s)["revoked"]["status"] == "committed"
 
@@ -266,17 +272,23 @@ def test_load_faults_stop_it_clearly_and_a_rerun_finishes_it():
     assert (f"load of breach paused stopped after 600 rows read from {path} (0 cards loaded, "
             "0 rejected): it stays visible as committed before") in out, out[-2000:]
     hs = _breach_hash(s, "paused")
-    assert hs["status"] == "committed" and hs["cards"] == "2500", hs
+    assert hs["status"] == "committed" and hs["cards"] == "10000", hs
     rc, out = _load(s, "paused", path)
-    assert rc == 0 and "600 cards loaded (600 new)" in out and "3100 cards in the breach" \
+    assert rc == 0 and "600 cards loaded (600 new)" in out and "10600 cards in the breach" \
         in out, out[-2000:]
     _holds_exactly(s, "paused", cards + more)
 
-    # 4. the commit refused: every card staged, nothing visible
+    # 4. the commit refused: every card staged, nothing visible (an ACL
+    #    granting every key of the load but the marker, which only the
+    #    commit script writes: Redis refuses the script for its keys)
     path = s.dir / "small.csv"
     path.write_bytes(_csv(small))
-    with _refused(s, "-eval"):
+    s.redis.call("ACL", "SETUSER", "default", "resetkeys", f"~{PREFIX}:breach*",
+                 f"~{PREFIX}:cards:*", f"~{PREFIX}:layout:*")
+    try:
         rc, out = _load(s, "staged", path)
+    finally:
+        s.redis.call("ACL", "SETUSER", "default", "allkeys")
     assert rc == 1, f"exit {rc}:\n{out[-3000:]}"
     assert f"Redis 127.0.0.1:{port} refused the commit: NOPERM" in out, out[-2000:]
     assert (f"breach staged was not committed after 300 rows read from {path} (300 cards "
@@ -338,7 +350,8 @@ def test_replay_file_through_a_paused_lost_and_refusing_redis():
       no output file and no *.partial (before: it waited forever);
     - refusing every window update (an ACL that grants the breaches and
       cards but not the replay's own keys): the same, with Redis's answer;
-    - refusing the copy of the exposed set at start (SSCAN, SISMEMBER):
+    - refusing the copy of the exposed set at start (HKEYS of the card
+      buckets, SISMEMBER):
       exit 1 at once, naming what Redis refused and its answer;
     and the same replay of the file, Redis answering again, gives exactly
     the expected alerts; the aborted replays' window state expires on its
@@ -393,7 +406,8 @@ def test_replay_file_through_a_paused_lost_and_refusing_redis():
     args = ["replay", "--input", d / "in.jsonl", "--output", d / "out.jsonl", "--report",
             d / "report.json", "--rules", DEFAULT_PACK, "--no-progress"]
     s.redis.call("ACL", "SETUSER", "default", "resetkeys", f"~{PREFIX}:breach*",
-                 f"~{PREFIX}:card:*", f"~{PREFIX}:exposed", f"%R~{PREFIX}:rp-*")
+                 f"~{PREFIX}:cards:*", f"~{PREFIX}:layout:*", f"~{PREFIX}:exposed",
+                 f"%R~{PREFIX}:rp-*")
     try:
         p = _spawn(s, "replay", args)
         log, secs = failed(p, "replay whose window updates Redis refused")
@@ -404,13 +418,16 @@ def test_replay_file_through_a_paused_lost_and_refusing_redis():
 
     # the copy of the exposed set refused at start: it fails at once and
     # says what Redis refused and why (before: "... answered unexpectedly")
-    for acl, extra, what in (("-sscan", [], "SSCAN of breach fb-clinic"),
+    # (HKEYS: the copy's read of the card buckets, inside its script,
+    # which Redis refuses with its script error)
+    for acl, extra, what in (("-hkeys", [], "reading the exposed cards: ERR The user "
+                              "executing the script can't run this command"),
                              ("-sismember", ["--breach", "fb-shop"],
-                              "the check that breach fb-shop is loaded")):
+                              "the check that breach fb-shop is loaded: NOPERM")):
         with _refused(s, acl):
             rc, out = _cardwatch(s, *args, *extra)
         assert rc == 1, f"{acl}: exit {rc}:\n{out[-3000:]}"
-        assert f"copying the exposed set: Redis 127.0.0.1:{port} refused {what}: NOPERM" in out, \
+        assert f"copying the exposed set: Redis 127.0.0.1:{port} refused {what}" in out, \
             out[-3000:]
         _no_leftovers(d, "out.jsonl")
 

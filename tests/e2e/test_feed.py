@@ -1352,7 +1352,7 @@ def test_outcomes_and_retired_cards_through_kafka():
         assert again == one, (again, one)
     # the card records: retired ('!') for exactly the alert's breaches
     def record(c):
-        return s.redis.call("GET", f"{PREFIX}:card:{cw.fingerprint(c)}").decode()
+        return cw.card_record(s.redis, c, prefix=PREFIX)
     for c in (A, B, Q):
         assert re.fullmatch(r"e2e-out-b1=[0-9a-f]+!", record(c)), record(c)
     for c in (C, D, E, F):

@@ -495,7 +495,10 @@ def test_replay_cleanup_over_many_keys_a_refused_scan_and_a_second_signal():
     filler = Breach("sc-filler", "2020-01-01", "2020-12-31", ["pan"],
                     CardMaker(26060).cards(["400003", "510000"], 2500))
     s = _file_stack(issuers, breaches + [filler], redis_wait_s=30)
-    assert s.redis.call("DBSIZE") > 2500, "test data: several SCAN pages of 1000"
+    # (exposed cards take a key per ~40 cards: another application's keys
+    # make the pages)
+    s.redis.call("MSET", *[x for i in range(3000) for x in (f"other-app:{i}", "x")])
+    assert s.redis.call("DBSIZE") > 3000, "test data: several SCAN pages of 1000"
     want = _pack_alerts(txns, breaches + [filler], issuers)
     data = b"".join(json.dumps(t).encode() + b"\n" for t in txns)
     cut = data.index(b"\n", len(data) // 2) + 1
@@ -733,18 +736,21 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
     - nothing loaded: "(no breaches loaded)" and a warning that the set's
       marker is missing; --json escapes a description with quotes, a
       backslash and a tab (it parses back to the same text);
-    - a breach missing one of its cards: listed INCOMPLETE, with a warning;
-    - SCARD refused (an ACL): `breaches` prints what it can and exits 1
-      (before: exit 0 and an empty table), `--confirm` and `load` exit 1
-      naming SCARD; the breach whose load stopped stays LOADING and
-      `--confirm` leaves it out, saying so;
+    - a breach missing one of its cards (its record and its count): listed
+      INCOMPLETE, with a warning;
+    - the reads of the breaches refused (an ACL refusing HGETALL and
+      EVAL): `breaches` prints what it can and exits 1 (before: exit 0 and
+      an empty table) naming HGETALL, `--confirm` exits 1 naming its read
+      of the card buckets, `load` exits 1 naming its commit; the breach
+      whose load stopped stays LOADING and `--confirm` leaves it out,
+      saying so;
     - each other command `breaches`, `--confirm` and `unload` need, refused:
       exit 1 naming it, nothing changed;
-    - `unload` of a bad id: exit 1; SSCAN refused: exit 1 and the breach is
-      listed UNLOADING; the card script refused: exit 1, "the breach stays
-      unloading", and its card records are still there (before: exit 0,
-      "unloaded: 0 cards removed", the breach gone and every card record
-      left behind, naming a breach no one could unload any more);
+    - `unload` of a bad id: exit 1; its card script refused (EVAL), or a
+      command inside it (HDEL): exit 1, "the breach stays unloading", it
+      is listed UNLOADING and its card records are still there (before:
+      exit 0, "unloaded: 0 cards removed", the breach gone and every card
+      record left behind, naming a breach no one could unload any more);
     - a refused SREM of the breach itself, its cards removed: exit 1 and
       "run the unload again" (before: exit 0, "unloaded", and a breach
       with no metadata left listed as committed);
@@ -768,28 +774,33 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
     assert {k: r["status"] for k, r in rows.items()} == {"ed-a": "committed",
                                                          "ed-b": "committed"}, rows
 
-    # a card of ed-a gone
-    gone = cw.fingerprint(a.cards[0])
-    assert s.redis.call("SREM", f"{PREFIX}:breach:ed-a:cards", gone) == 1
+    # a card of ed-a gone: its record and its place in the breach's count
+    gone = cw.delete_card_record(s.redis, a.cards[0], prefix=PREFIX)
+    assert gone is not None and gone.startswith("ed-a="), gone
+    s.redis.call("HINCRBY", f"{PREFIX}:breach:ed-a", "members", -1)
     rc, out, err = _cmd(s, "breaches")
     assert rc == 0 and _breach_rows(out) == {"ed-a": "INCOMPLETE (of 3)", "ed-b": "committed"}, \
         out
     assert "WARNING: the exposed-card set is not complete" in err, err
-    s.redis.call("SADD", f"{PREFIX}:breach:ed-a:cards", gone)
+    cw.put_card_record(s.redis, a.cards[0], gone, prefix=PREFIX)
+    s.redis.call("HINCRBY", f"{PREFIX}:breach:ed-a", "members", 1)
 
-    # SCARD refused
-    refused = f"Redis 127.0.0.1:{port} refused SCARD: NOPERM"
-    s.redis.call("ACL", "SETUSER", "default", "-scard")
+    # the breaches' reads refused: HGETALL (the listing's read of each
+    # breach) and EVAL (--confirm's read of the card buckets, load's commit)
+    refused = f"Redis 127.0.0.1:{port} refused"
+    s.redis.call("ACL", "SETUSER", "default", "-hgetall", "-eval")
     try:
         rc, out, err = _cmd(s, "breaches")
-        assert rc == 1 and refused in err and _breach_rows(out) == {}, (rc, out, err)
+        assert rc == 1 and f"{refused} HGETALL: NOPERM" in err and _breach_rows(out) == {}, \
+            (rc, out, err)
         rc, out, err = _cmd(s, "breaches", "--confirm")
-        assert rc == 1 and refused in err and "confirmed" not in out, (rc, out, err)
+        assert rc == 1 and f"{refused} a bucket read: NOPERM" in err and \
+            "confirmed" not in out, (rc, out, err)
         csv = s.dir / "ed-c.csv"
         csv.write_text("pan\n" + "".join(f"{p}\n" for p in mk.cards(["400002"], 2)))
         rc, out, err = _cmd(s, "load", "--breach", "ed-c", "--window-start", "2024-01-01",
                             "--window-end", "2024-01-31", "--elements", "pan", csv)
-        assert rc == 1 and refused in err, (rc, out, err)
+        assert rc == 1 and f"{refused} the commit: NOPERM" in err, (rc, out, err)
     finally:
         s.redis.call("ACL", "SETUSER", "default", "+@all")
     # the load stopped before its commit: left out of a confirmed set
@@ -798,17 +809,19 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
         "it)" in out and "confirmed as it is now: 2 breaches, 7 cards" in out, out
     rc, out, err = _cmd(s, "load", "--breach", "ed-c", "--window-start", "2024-01-01",
                         "--window-end", "2024-01-31", "--elements", "pan", csv)
-    assert rc == 0 and "2 cards loaded (2 new)" in out, (rc, out, err)
+    # (its cards were staged before the commit was refused)
+    assert rc == 0 and "2 cards loaded (0 new)" in out, (rc, out, err)
 
     # each command they need, refused: exit 1 naming it, nothing changed
     for acl, args, shown in (("-smembers", ["breaches"], "SMEMBERS"),
+                             ("-exists", ["breaches"], "EXISTS"),
                              ("-get", ["breaches"], "GET"),
                              ("-smembers", ["breaches", "--confirm"], "SMEMBERS"),
                              ("-hget", ["breaches", "--confirm"], "HGET"),
                              ("-hset", ["breaches", "--confirm"], "HSET"),
                              ("-set", ["breaches", "--confirm"], "SET"),
                              ("-sismember", ["unload", "ed-b"], "SISMEMBER"),
-                             ("-script", ["unload", "ed-b"], "SCRIPT LOAD"),
+                             ("-hget", ["unload", "ed-b"], "HGET"),
                              ("-hset", ["unload", "ed-b"], "HSET")):
         s.redis.call("ACL", "SETUSER", "default", acl)
         try:
@@ -821,15 +834,18 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
     assert rc == 0 and _breach_rows(out) == {"ed-a": "committed", "ed-b": "committed",
                                              "ed-c": "committed"}, out
 
-    # unload (a member of the breach's set that names no card record - not
-    # "<key id>:<fp>" - is passed over, not counted)
-    s.redis.call("SADD", f"{PREFIX}:breach:ed-b:cards", "no-key-id")
+    # unload
     rc, _, err = _cmd(s, "unload", "ed b!")
     assert rc == 1 and "unload: give a breach id" in err, err
-    b_records = [f"{PREFIX}:card:{cw.fingerprint(p)}" for p in b.cards]
-    for acl, words in (("-sscan", f"Redis 127.0.0.1:{port} refused SSCAN: NOPERM"),
-                       ("-evalsha", f"Redis 127.0.0.1:{port} refused removing a card of breach "
-                                    "ed-b: NOPERM")):
+
+    def b_records():
+        """How many of ed-b's cards have a record naming ed-b."""
+        return sum("ed-b=" in (cw.card_record(s.redis, p, prefix=PREFIX) or "")
+                   for p in b.cards)
+    assert b_records() == len(b.cards)
+    for acl, words in (("-eval", f"Redis 127.0.0.1:{port} refused removing cards: NOPERM"),
+                       ("-hdel", f"Redis 127.0.0.1:{port} refused removing cards: ERR The user "
+                                 "executing the script can't run this command")):
         s.redis.call("ACL", "SETUSER", "default", acl)
         try:
             rc, out, err = _cmd(s, "unload", "ed-b")
@@ -839,7 +855,7 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
         rc, out, _ = _cmd(s, "breaches")
         assert _breach_rows(out) == {"ed-a": "committed", "ed-b": "UNLOADING",
                                      "ed-c": "committed"}, (acl, out)
-        assert all(s.redis.call("EXISTS", k) for k in b_records), \
+        assert b_records() == len(b.cards), \
             f"{acl}: card records removed while the unload failed"
     assert "the breach stays unloading (invisible to lookups): run the unload again" in err
     # its card records removed, the breach's own keys refused: not done
@@ -851,7 +867,7 @@ def test_breach_commands_over_a_redis_that_refuses_or_lost_part_of_a_breach():
     assert rc == 1 and f"Redis 127.0.0.1:{port} refused SREM: NOPERM" in err and \
         "breach ed-b: its 4 card records are removed, the breach itself is not: run the " \
         "unload again" in err and "unloaded" not in out, (rc, out, err)
-    assert not any(s.redis.call("EXISTS", k) for k in b_records), "card records left"
+    assert b_records() == 0, "card records left"
     rc, out, err = _cmd(s, "unload", "ed-b")
     assert rc == 0 and "breach ed-b unloaded: 0 cards removed" in out, (rc, out, err)
     assert s.redis.call("SISMEMBER", f"{PREFIX}:breaches", "ed-b") == 0
@@ -912,16 +928,16 @@ def test_load_from_a_pipe_on_a_terminal_interrupted_then_finished_and_unloaded()
     """`cardwatch load` on a terminal reading its list from a named pipe
     whose writer is slow: the progress line counts the cards of each
     chunk; SIGTERM while the load waits for more of the list stops it
-    with exit 143 and "interrupted by SIGTERM after N rows read ... (2000
+    with exit 143 and "interrupted by SIGTERM after N rows read ... (8000
     cards loaded ...)", the breach staying LOADING (before: the read cut
     short by the signal was reported as a read error - "stopped ...; fix
     the cause", exit 1). The same load from a file then finishes (the
     progress line cleared before the summary) with exactly the list's
     cards, and `unload` on a terminal removes them all."""
-    from test_faults_batch import LOAD_ARGS, _csv, _holds_exactly
+    from test_faults_batch import CHUNK, HEAD_BYTES, LOAD_ARGS, _card_set, _csv, _holds_exactly
     s = cw.Stack(cw.three_issuers())
-    cards = CardMaker(2610).cards(["400001", "510000", "4000501"], 2600)
-    data = _csv(cards)           # 1,110 rows in each 64 KiB the loader reads
+    cards = CardMaker(2610).cards(["400001", "510000", "4000501"], 10_400)
+    data = _csv(cards)           # 4,442 rows in the first HEAD_BYTES, 8,885 in twice that
     d = h.tmpdir("lf")
     fifo = d / "list.fifo"
     os.mkfifo(fifo)
@@ -933,20 +949,19 @@ def test_load_from_a_pipe_on_a_terminal_interrupted_then_finished_and_unloaded()
                      "the load to connect to Redis")
         assert term.p.poll() is None, term.text[-3000:]
         with open(fifo, "wb") as w:
-            w.write(data[:65536])
+            w.write(data[:HEAD_BYTES])
             w.flush()
-            h.wait_until(lambda: s.redis.call("SCARD", f"{PREFIX}:breach:big:cards") >= 1000,
-                         30, "the first chunk in Redis")
+            h.wait_until(lambda: _card_set(s, "big") >= CHUNK, 30, "the first chunk in Redis")
             time.sleep(0.25)   # the writer's pace: the line is redrawn at most every 0.2 s
-            w.write(data[65536:2 * 65536])
+            w.write(data[HEAD_BYTES:2 * HEAD_BYTES])
             w.flush()
-            h.wait_until(lambda: "loading big: 2000 cards" in term.text, 30,
+            h.wait_until(lambda: f"loading big: {2 * CHUNK} cards" in term.text, 30,
                          "the progress line after the second chunk")
             term.p.send_signal(signal.SIGTERM)
             rc = term.wait(30)
     assert rc == 128 + signal.SIGTERM, f"exit {rc}:\n{term.text[-3000:]}"
     assert re.search(rf"\x1b\[K[^\n]*ERROR load: load of breach big interrupted by SIGTERM after "
-                     rf"\d+ rows read from {re.escape(str(fifo))} \(2000 cards loaded, 0 "
+                     rf"\d+ rows read from {re.escape(str(fifo))} \({2 * CHUNK} cards loaded, 0 "
                      r"rejected\): none of it is visible to lookups", term.text), term.text[-3000:]
     rc, out, _ = _cmd(s, "breaches")
     assert _breach_rows(out) == {"big": "LOADING (not monitored)"}, out
@@ -956,16 +971,18 @@ def test_load_from_a_pipe_on_a_terminal_interrupted_then_finished_and_unloaded()
     with open(d / "out-2.txt", "wb") as out, _Terminal([*args, path], out) as term:
         rc = term.wait(60)
     summary = (d / "out-2.txt").read_text()
-    assert rc == 0 and "2600 cards loaded (600 new)" in summary, (summary, term.text[-2000:])
+    assert rc == 0 and f"10400 cards loaded ({10400 - 2 * CHUNK} new)" in summary, \
+        (summary, term.text[-2000:])
     assert term.text.endswith("\r\x1b[K"), f"the progress line is not cleared: {term.text!r}"
     _holds_exactly(s, "big", cards)
 
     with open(d / "out-3.txt", "wb") as out, \
             _Terminal([h.tool("cardwatch"), "unload", "--config", s.config, "big"], out) as term:
         rc = term.wait(60)
-    assert rc == 0 and "breach big unloaded: 2600 cards removed" in (d / "out-3.txt").read_text()
+    assert rc == 0 and "breach big unloaded: 10400 cards removed" in (d / "out-3.txt").read_text()
     assert re.search(r"\x1b\[Kunloading big: \d+ cards", term.text), term.text[-2000:]
-    assert s.redis.call("KEYS", f"{PREFIX}:card:*") == []
+    assert cw.card_records(s.redis, prefix=PREFIX) == {}, "card records left"
+    assert s.redis.call("KEYS", f"{PREFIX}:cards:*") == [], "empty buckets left"
 
 
 # --------------------------------------------------------------------------

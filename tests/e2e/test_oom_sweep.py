@@ -299,7 +299,10 @@ def test_oom_load_and_unload():
             empty.append(view)
         assert view == empty[0], ("unload left other data than an unload without a "
                                   "failure: " + _view_diff(view, empty[0]))
-        assert not any(b":card:" in k for k in view), "card records left"
+        assert not any(b":cards:" in k or b":card:" in k for k in view), "card records left"
+        lay = [v for k, (typ, v) in view.items() if b":layout:" in k]
+        assert all(dict(v).get(b"entries", b"0") == b"0" for v in lay), \
+            f"the layout counts cards after the unload: {lay}"
 
     sweep(probs, "unload", ["unload", "--config", s.config, b.id],
           unloaded, setup=reload, pans=b.cards)

@@ -94,7 +94,7 @@ def test_no_card_number_anywhere():
     assert sum(len(messages[t]) for t in cw.alert_topics(issuers)) == len(expected)
     assert len(messages[cw.DEAD_LETTER_TOPIC]) == n_invalid
     dump = s.redis.dump()
-    assert any(k.startswith(b"cw:card:") for k, *_ in dump), "no card records in Redis?"
+    assert any(k.startswith(b"cw:cards:") for k, *_ in dump), "no card records in Redis?"
     s.redis.call("SAVE")
     rdb = (s.redis.dir / "dump.rdb").read_bytes()
     sources = {f"log {k}": v for k, v in logs.items()}

@@ -206,10 +206,10 @@ def test_breach_commands_over_hand_written_data_and_single_refusals():
     "incomplete" in the JSON listing;
     HSETNX refused stops a load before anything is staged, HGETALL refused
     stops the listing with exit 1 (the rows it could read still printed),
-    EVAL refused leaves a reloaded breach committed as before; a card entry whose key id is longer
-    than any key id is passed over by unload; a removal refused while the
-    progress line is drawn (stderr a terminal) clears it and gives the
-    reason."""
+    EVAL refused leaves a reloaded breach committed as before; a breach
+    whose key_id is longer than any key id is unloaded from the configured
+    key's card buckets; a removal refused while the progress line is drawn
+    (stderr a terminal) clears it and gives the reason."""
     s = cw.Stack(cw.three_issuers(), partitions=1)
     port = s.redis.port
     mk = CardMaker(4242)
@@ -248,9 +248,11 @@ def test_breach_commands_over_hand_written_data_and_single_refusals():
         "it stays as committed before" in err, err
     assert s.redis.call("HGET", f"{PREFIX}:breach:ok", "status") == b"committed"
 
-    # hand-written: a hash without status or count, a listed id without hash
-    s.redis.call("HSET", f"{PREFIX}:breach:bare", "elements", "pan")
-    s.redis.call("SADD", f"{PREFIX}:breach:bare:cards", "x")
+    # hand-written: a hash without status or recorded count (one card's
+    # record names it), a listed id without hash
+    bare_card = mk.card("400001")
+    s.redis.call("HSET", f"{PREFIX}:breach:bare", "elements", "pan", "members", "1")
+    cw.put_card_record(s.redis, bare_card, "bare=", prefix=PREFIX)
     s.redis.call("SADD", f"{PREFIX}:breaches", "bare", "ghost")
     rc, out, err = _cmd(s, "breaches")
     assert rc == 0, (rc, out, err)
@@ -279,20 +281,23 @@ def test_breach_commands_over_hand_written_data_and_single_refusals():
     assert rc == 1 and f"refused HGETALL: NOPERM" in err, (rc, out, err)
     assert out.startswith("breach "), out
     s.redis.call("SREM", f"{PREFIX}:breaches", "bare", "ghost")
+    assert cw.delete_card_record(s.redis, bare_card, prefix=PREFIX) == "bare="
 
-    # unload: an entry with a key id too long for one is passed over
-    s.redis.call("SADD", f"{PREFIX}:breach:ok:cards", "k" * 80 + ":" + "0" * 43)
+    # unload: a breach whose key id is too long for one is unloaded from
+    # the layout of the configured key
+    s.redis.call("HSET", f"{PREFIX}:breach:ok", "key_id", "k" * 80)
 
     # a removal refused with --progress: the reason, nothing unloaded
     rc, out, err = _cmd(s, "load", "--breach", "two", *LOAD, "--elements", "pan",
                         _csv(s, "two", good[:2]))
     assert rc == 0, (rc, out, err)
-    with _refusing(s, "-evalsha"):
+    with _refusing(s, "-eval"):
         rc, out, err = _on_terminal(s, "unload", "two")
-    assert rc == 1 and "refused removing a card of breach two: NOPERM" in err, (rc, err)
+    assert rc == 1 and "refused removing cards: NOPERM" in err, (rc, err)
     assert "\r\x1b[K" in err and "unloaded" not in out, (out, err)
     rc, out, err = _cmd(s, "unload", "ok")
     assert rc == 0 and "breach ok unloaded: 3 cards removed" in out, (rc, out, err)
+    assert not any("ok=" in r for r in cw.card_records(s.redis, prefix=PREFIX).values())
 
 
 def test_load_interrupted_by_sigint():

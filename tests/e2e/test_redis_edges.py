@@ -13,9 +13,9 @@ What must hold, as the user sees it:
   or loading Redis) without losing or misplacing an answer;
 - a reply nobody asked for (a message pushed after SUBSCRIBE sent as a
   plain command) is never handed to the next command;
-- a replay copies a large exposed set whole (more than one SSCAN page and
-  one lookup chunk, cards of two breaches, another key id's cards left
-  out) and gives exactly the expected alerts; a Redis that refuses part
+- a replay copies a large exposed set whole (more than one read of card
+  buckets and one lookup chunk, cards of two breaches, another key id's
+  cards left out) and gives exactly the expected alerts; a Redis that refuses part
   of the copy, or a SIGTERM in the middle of it, stops it with the reason
   and no output; data no load writes (a corrupt card record, a breach
   without its window, an id too long) is named, never a crash;
@@ -439,9 +439,9 @@ def _other_key_config(s, key_id="e2e-k2"):
 
 
 def test_replay_copies_a_large_set_of_two_breaches_and_skips_another_key():
-    """A replay copies the exposed set before it reads: here 2,600 cards
-    (more than one SSCAN page of 2,000, three lookup chunks of 1,000, its
-    card table grown twice) of two breaches that share 100 cards, and a
+    """A replay copies the exposed set before it reads: here 12,100 cards
+    (in more than one read of 256 card buckets, thirteen lookup chunks of
+    1,000, its card table grown) of two breaches that share 100 cards, and a
     third breach loaded under another fingerprint key id (after a key
     rotation), whose cards this key cannot match and which the copy
     leaves out. The alerts are exactly the expected ones: a shared card
@@ -449,7 +449,7 @@ def test_replay_copies_a_large_set_of_two_breaches_and_skips_another_key():
     it is in one of the two."""
     issuers = cw.three_issuers()
     mk = CardMaker(1212)
-    big = mk.cards(["400001", "4000503", "510000", "52000042"], 2500)
+    big = mk.cards(["400001", "4000503", "510000", "52000042"], 12_000)
     extra = mk.cards(["400077", "999999"], 100)
     clean = mk.cards(["400002", "510000"], 50)
     b1 = Breach("edge-big", "2024-01-01", "2024-06-30", ["pan", "expiry"], big)
@@ -463,7 +463,9 @@ def test_replay_copies_a_large_set_of_two_breaches_and_skips_another_key():
                       "--breach", b3.id, "--window-start", b3.start, "--window-end", b3.end,
                       "--elements", "pan", _csv(s, b3)])
     assert f"{len(b3.cards)} cards loaded" in (res.stdout + res.stderr).decode()
-    assert s.redis.call("SCARD", f"cw:breach:{b3.id}:cards") == len(b3.cards)
+    assert int(s.redis.call("HGET", f"cw:breach:{b3.id}", "members")) == len(b3.cards)
+    level, split = s.redis.call("HMGET", f"cw:layout:{cw.KEY_ID}", "level", "split")
+    assert 2 ** int(level) + int(split) > 256, "test data: more than one read of 256 buckets"
 
     rnd = random.Random(1212)
     pick = big[:150] + big[-50:] + extra[:30] + rotated[:20] + clean[:20]
@@ -496,8 +498,8 @@ def test_replay_copy_refused_by_the_acl_or_a_corrupt_breach_list():
     """The documented ACL user (deploy/redis/cardwatch.acl) with one
     command taken away at a time, and a breach list holding an id no load
     writes. Without INFO (the eviction and persistence check is
-    best-effort) the replay works. Without SSCAN (the cards of a breach)
-    it stops at once naming the refusal. Without HGETALL (the
+    best-effort) the replay works. Without HKEYS (the copy's read of the
+    card buckets, in its script) it stops at once naming the refusal. Without HGETALL (the
     breach metadata the copy resolves cards with) it stops after [replay]
     redis_wait_s naming the refusal - it once said "Redis did not answer"
     (it did: it refused), while a WARN line per 100 ms filled the log; a
@@ -536,10 +538,10 @@ def test_replay_copy_refused_by_the_acl_or_a_corrupt_breach_list():
     assert len(out_file.read_text().splitlines()) == len(expected)
     out_file.unlink()
 
-    rc, _out, err = replay_without("sscan")
+    rc, _out, err = replay_without("hkeys")
     assert rc == 1, err[-3000:]
-    assert f"copying the exposed set: Redis {r.address} refused SSCAN of breach {b1.id}: " \
-           "NOPERM" in err and "'sscan'" in err, err[-3000:]
+    assert f"copying the exposed set: Redis {r.address} refused reading the exposed cards: " \
+           "ERR The user executing the script can't run this command" in err, err[-3000:]
     assert not out_file.exists()
 
     rc, _out, err = replay_without("hgetall")
@@ -579,14 +581,16 @@ def test_replay_copy_refused_by_the_acl_or_a_corrupt_breach_list():
     assert rc == 0 and len(out_file.read_text().splitlines()) == len(expected), err[-3000:]
 
 
-def _stop_at(redis, command, nth=1):
+def _stop_at(redis, command, nth=1, word=None):
     """Watches Redis with MONITOR (from a thread) and stops it (SIGSTOP)
-    right after it executed the nth `command`: returns the thread (join()
-    it) whose .seen is set once that happened."""
+    right after it executed the nth `command` (or the nth command whose
+    MONITOR line holds `word`, lower case, e.g. a line of a script's text):
+    returns the thread (join() it) whose .seen is set once that
+    happened."""
     mon = redis.client()
     mon.sock.sendall(h.RespConnection.encode(["MONITOR"]))
     assert mon._read() == "OK"
-    word = f'"{command.lower()}"'
+    word = word or f'"{command.lower()}"'
 
     def watch():
         seen = 0
@@ -610,8 +614,9 @@ def _stop_at(redis, command, nth=1):
 
 def test_replay_sigterm_while_copying_the_exposed_set():
     """SIGTERM in the middle of the copy (Redis stopped with SIGSTOP right
-    after the copy's second lookup of card records, MGET, so its next one
-    waits; the breach metadata is cached by then): the replay stops at once - exit 143, "interrupted by SIGTERM",
+    after the copy's second lookup of card records, an EVAL of the lookup
+    script, so its next one waits; the breach metadata is cached by then):
+    the replay stops at once - exit 143, "interrupted by SIGTERM",
     no output file - and the copy it abandons frees itself when the
     connection answers its waiting lookup with nothing (under ASan: no
     leak, no use after free). Redis resumed, the same replay completes."""
@@ -626,14 +631,15 @@ def test_replay_sigterm_while_copying_the_exposed_set():
     src = _write_txns(d, txns)
     out_file = d / "alerts.jsonl"
     log = d / "replay.log"
-    watch = _stop_at(s.redis, "MGET", nth=2)
+    # (the lookup script's EVAL: its first line in the MONITOR line)
+    watch = _stop_at(s.redis, "EVAL", nth=2, word="local out = {redis.call('get', keys[1])}")
     p = h.spawn([h.tool("cardwatch"), "replay", "--config", s.config, "--input", src,
                  "--output", out_file], name="cardwatch-replay", log=log)
     try:
-        h.wait_until(lambda: watch.seen or not p.alive, 30, "the copy's second MGET")
+        h.wait_until(lambda: watch.seen or not p.alive, 30, "the copy's second lookup")
         assert p.alive, p.log_text()
         # the copy waits for Redis now: 30,000 cards are not looked up in
-        # one MGET of 1,000
+        # two lookups of 1,000
         h.wait_until(lambda: "Redis 127.0.0.1:%d" % s.redis.port in p.log_text()
                      and "no answer within" in p.log_text(), 10,
                      "the replay to notice that Redis does not answer")
@@ -672,8 +678,8 @@ def test_replay_names_corrupt_records_and_breaches_in_redis():
     s.load(b1)
     s.load(b2)
     fp = cw.fingerprint(bad_record)
-    assert s.redis.call("GET", f"cw:card:{fp}") is not None
-    s.redis.call("SET", f"cw:card:{fp}", "nobreach")
+    assert cw.card_record(s.redis, fp) is not None
+    cw.put_card_record(s.redis, fp, "nobreach")
     assert s.redis.call("HDEL", f"cw:breach:{b2.id}", "window_start_ms") == 1
     rnd = random.Random(1215)
     pans = good + [bad_record] + windowless

@@ -26,6 +26,12 @@ def _stream(seed, n, prefix, exposed, clean, base_day="2024-03-10", share=0.06):
             for i in range(n)]
 
 
+def _members(s, breach):
+    """The breach's cards in Redis so far: its members count (the cards
+    whose record names it)."""
+    return int(s.redis.call("HGET", f"cw:breach:{breach}", "members") or 0)
+
+
 def _paused_with(s, words):
     """/readyz 503 whose body has every word; returns the body."""
     def check():
@@ -114,12 +120,13 @@ def test_emptied_redis_pauses_intake_until_the_set_is_back():
           f"paused stream delivered after the reload; restart without data: {paused2} "
           f"paused, {alerts2} delivered")
 
-    # a set that lost some cards (a partial copy): named, with the counts
-    lost = s.redis.call("SRANDMEMBER", "cw:breach:guard-b1:cards", 5)
-    s.redis.call("SREM", "cw:breach:guard-b1:cards", *lost)
+    # a set that lost some cards (a partial copy: their records gone from
+    # the buckets, every count as it was): named, with the counts
+    for p in random.Random(1010).sample(exposed, 5):
+        assert cw.delete_card_record(s.redis, p) is not None
     s.redis.call("SET", "cw:exposed", "moved-by-the-test")  # checked at once
-    _paused_with(s, [f"breach guard-b1 has {len(exposed) - 5} of {len(exposed)} cards",
-                     "load it again", "intake paused"])
+    _paused_with(s, [f"holds {len(exposed) - 5} of the {len(exposed)} cards committed",
+                     "load the breaches again", "intake paused"])
     s.load(b1)
     h.wait_until(lambda: s.ready()[0] == 200, 30, "/readyz 200 after the reload")
 
@@ -163,14 +170,14 @@ def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
     load = h.spawn([h.tool("cardwatch"), "load", "--config", s.config, "--breach", "big",
                     "--window-start", "2024-03-01", "--window-end", "2024-05-31",
                     "--elements", "pan", csv], name="load-big")
-    h.wait_until(lambda: s.redis.call("SCARD", "cw:breach:big:cards") > 0, 30,
+    h.wait_until(lambda: _members(s, "big") > 0, 30,
                  "the load under way")
     rc = load.stop(sig=__import__("signal").SIGTERM)
     out = open(load.log, errors="replace").read()
     assert rc == 143, (rc, out[-2000:])
     assert "load of breach big interrupted by SIGTERM after" in out, out[-2000:]
     assert "none of it is visible" in out and "run the same load again" in out, out[-2000:]
-    staged = s.redis.call("SCARD", "cw:breach:big:cards")
+    staged = _members(s, "big")
     assert 0 < staged < len(big_cards), staged
     res = s.cardwatch("breaches", "--json")
     rows = {r["breach_id"]: r for r in map(json.loads, res.stdout.decode().splitlines())}
@@ -181,7 +188,7 @@ def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
 
     # a staged card is not exposed yet: only the committed breach alerts
     staged_cards = [p for p in big_cards[:2000]
-                    if s.redis.call("EXISTS", "cw:card:" + cw.fingerprint(p))]
+                    if cw.card_record(s.redis, p) is not None]
     assert staged_cards, "the first cards of the list were staged"
     first = [txn(f"st-{i:04d}", p, cw.day_ms("2024-04-02") + i, random.Random(i))
              for i, p in enumerate(staged_cards[:50] + small[:10] + clean[:40])]
@@ -192,8 +199,10 @@ def test_interrupted_or_refused_load_is_invisible_and_a_rerun_finishes_it():
         len(cw.expected_alerts(first, [b1], issuers))
 
     # Redis out of memory in the middle of the rerun: refused, still invisible
+    # (room for less than half the cards still to load, at ~40 bytes each)
+    assert (len(big_cards) - staged) * 40 > 2 * 500_000, "test data: the rerun must not fit"
     used = int(s.redis.call("INFO", "memory").decode().split("used_memory:")[1].split()[0])
-    s.redis.call("CONFIG", "SET", "maxmemory", str(used + 2_000_000))
+    s.redis.call("CONFIG", "SET", "maxmemory", str(used + 500_000))
     res = s.cardwatch("load", "--breach", "big", "--window-start", "2024-03-01",
                       "--window-end", "2024-05-31", "--elements", "pan", csv, check=False)
     err = res.stderr.decode()

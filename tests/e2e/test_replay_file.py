@@ -761,16 +761,38 @@ def test_default_pack_windows_concurrent_replays_and_namespaces():
 
     # nothing of the replays is left; everything else is as it was
     assert _replay_keys(s.redis) == []
-    after = {k: dump for k, _t, _v, dump in s.redis.dump()}
-    before = {k: dump for k, _t, _v, dump in before}
-    late_keys = {f"{PREFIX}:breach:{late.id}".encode(), f"{PREFIX}:breach:{late.id}:cards".encode()}
-    late_keys |= {f"{PREFIX}:card:{cw.fingerprint(p)}".encode() for p in late.cards}
-    assert set(after) - set(before) == late_keys, set(after) ^ set(before)
+    # (card records: compared record by record, wherever their bucket is)
+    after_dump = s.redis.dump()
+    recs_before, recs_after = _card_records(before), _card_records(after_dump)
+    late_fps = {cw.fingerprint(p) for p in late.cards}
+    assert set(recs_after) == set(recs_before) | late_fps, set(recs_after) ^ set(recs_before)
+    for fp, rec in recs_after.items():
+        ids = sorted(e.split("=")[0] for e in rec.split(";"))
+        was = sorted(e.split("=")[0] for e in recs_before.get(fp, "").split(";") if e)
+        assert ids == sorted(was + [late.id] if fp in late_fps else was), (fp, rec)
+    bucket = f"{PREFIX}:cards:".encode()
+    after = {k: dump for k, _t, _v, dump in after_dump if not k.startswith(bucket)}
+    before = {k: dump for k, _t, _v, dump in before if not k.startswith(bucket)}
+    assert set(after) - set(before) == {f"{PREFIX}:breach:{late.id}".encode()}, \
+        set(after) ^ set(before)
     changed = sorted(k for k in before if after[k] != before[k])
-    # the late load lists its breach and commits a new generation marker
-    assert changed == [f"{PREFIX}:breaches".encode(), f"{PREFIX}:exposed".encode()], \
+    # the late load lists its breach, counts its new cards in the layout
+    # and commits a new generation marker
+    assert changed == [f"{PREFIX}:breaches".encode(), f"{PREFIX}:exposed".encode(),
+                       f"{PREFIX}:layout:{cw.KEY_ID}".encode()], \
         f"values changed: {changed[:10]}"
     _no_test_cards(s, mk.made, [d / "solo-1.jsonl", d / "both-1.jsonl", d / "both-2.jsonl"])
+
+
+def _card_records(dump):
+    """The card records in a Redis dump (harness dump()): {"kid:hex": record}."""
+    out = {}
+    for k, typ, value, _ in dump:
+        if k.startswith(f"{PREFIX}:cards:".encode()) and typ == "hash":
+            kid = k.decode().split(":")[2]
+            out.update({f"{kid}:{f.hex()}": v.decode()
+                        for f, v in zip(value[::2], value[1::2])})
+    return out
 
 
 # --------------------------------------------------------------------------
