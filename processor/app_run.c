@@ -670,6 +670,7 @@ static int app_start(struct app *a, const char *brokers, char *err,
     struct app_start_redis ro = {
         .while_down = "intake pauses",
         .while_missing = "intake pauses",
+        .filter = 1,
         .metrics = a->metrics,
         .on_state = cb_redis_state,
         .state_arg = a,

@@ -67,6 +67,7 @@ int app_start_redis(struct app_core *core, struct event_base *base,
         .on_state = o->on_state,
         .state_arg = o->state_arg,
         .while_down = o->while_missing,
+        .filter = o->filter,
     };
     core->exposure = exposure_new(base, core->redis, &xo, err, errlen);
     return core->exposure != NULL ? 0 : -1;

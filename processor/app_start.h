@@ -39,6 +39,7 @@ int app_start_local(struct app_core *core, const char *key_file,
 struct app_start_redis {
     const char *while_down;    /* the connection is down: "intake pauses" */
     const char *while_missing; /* the set fails its check (a literal) */
+    int filter;                /* exposure_opts.filter: lookups follow */
     struct metrics *metrics;   /* may be NULL */
     /* lookups can (1) or cannot (0) be answered: exposure_opts.on_state */
     exposure_state_cb on_state;

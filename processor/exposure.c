@@ -540,6 +540,7 @@ struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
     x->bprefix_len = bl > 0 ? (size_t)bl : 0;
     x->while_down = o->while_down ? o->while_down : "lookups wait";
     x->metrics = o->metrics;
+    x->want_filter = o->filter;
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;
     x->tick = event_new(base, -1, EV_PERSIST, on_tick, x);

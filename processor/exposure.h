@@ -1,7 +1,9 @@
 /* exposure.h - asynchronous exposed-card lookup in Redis.
  *
- * One MGET per batch of fingerprints: one round trip per batch, never per
- * event. Breach metadata is cached and fetched on first sight of a breach
+ * One read-only Lua call per batch of fingerprints (the records in their
+ * hash buckets and the marker, rmodel.h): one round trip per batch, never
+ * per event; with a filter (exposure_opts.filter), only the cards it
+ * cannot rule out are sent (exposure_filter.c). Breach metadata is cached and fetched on first sight of a breach
  * id. Commands ride a Redis connection (redis_conn.h) the caller owns:
  * it re-sends every unanswered command after a reconnect, so a lookup is
  * never lost; this module's state callback tells the pipeline to pause
@@ -9,7 +11,7 @@
  *
  * It also guards against an exposed-card set that is gone or incomplete
  * (Redis restarted empty, flushed, failed over to an empty replica): every
- * MGET reads the generation marker that `cardwatch load` sets with the
+ * lookup reads the generation marker that `cardwatch load` sets with the
  * cards, and a lookup is answered only when the marker is the one whose
  * set passed the full check (see exposure_is_up). Otherwise the lookup is
  * held, the state callback reports down, and an ERROR line says why.
@@ -59,6 +61,11 @@ struct exposure_opts {
      * "intake pauses"); NULL = "lookups wait". Not copied: a literal. */
     const char *while_down;
     struct metrics *metrics;  /* may be NULL */
+    /* 1: keep an in-process filter of the exposed fingerprints, built in
+     * the background for each marker the guard approves, so that lookups
+     * send Redis only the cards it cannot rule out (the service); 0: no
+     * filter (a replay copies the set once, the feed looks nothing up). */
+    int filter;
     exposure_state_cb on_state;
     void *state_arg;
 };
@@ -93,8 +100,8 @@ int exposure_set_bad(const struct exposure *x);
 
 /* exposure_is_up() with the reason when 0, e.g. "Redis 127.0.0.1:6379
  * unavailable" or "the exposed-card set is gone from Redis ..."; also 0
- * while Redis answers lookups with an error (an ACL that refuses MGET):
- * "Redis ADDR answered the exposure lookup <error>; lookups retried every
+ * while Redis answers lookups with an error (an ACL that refuses EVAL or
+ * HGET): "Redis ADDR answered the exposure lookup <error>; lookups retried every
  * 200 ms" (they are, until the first one is answered), or the breach
  * metadata with an error (an ACL that refuses HGETALL): "Redis ADDR
  * answered the breach metadata lookup <error>; retried every 100 ms". */

@@ -123,6 +123,7 @@ static void on_made(evutil_socket_t fd, short what, void *arg)
         metrics_gauge(x->metrics, METRICS_G_FILTER_BUILD_SECONDS, secs);
         metrics_gauge(x->metrics, METRICS_G_FILTER_BUILT_AT,
                       (double)clock_wall_ms() / 1e3);
+        metrics_filter_generation(x->metrics, b->gen);
         metrics_gauge(x->metrics, METRICS_G_FILTER_CURRENT,
                       xp_filter_current(x));
     }
@@ -235,11 +236,11 @@ static void read_next(struct exposure *x, struct xbuild *b)
 
 void xp_filter_want(struct exposure *x)
 {
-    if (x->metrics != NULL) {
+    if (x->metrics != NULL && x->want_filter) {
         metrics_gauge(x->metrics, METRICS_G_FILTER_CURRENT,
                       xp_filter_current(x));
     }
-    if (xp_filter_current(x) || x->guard != G_OK) {
+    if (!x->want_filter || xp_filter_current(x) || x->guard != G_OK) {
         return;
     }
     if (x->build != NULL) {

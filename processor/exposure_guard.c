@@ -362,7 +362,7 @@ void xp_start_check(struct exposure *x)
 }
 
 /* Between full checks an instance reads the marker alone (a lookup reads
- * it in every MGET; this is for an idle instance and the feed). */
+ * it in every lookup; this is for an idle instance and the feed). */
 static void on_marker(struct exposure *x, const redisReply *r, void *arg)
 {
     (void)arg;

@@ -24,8 +24,8 @@ struct event;
 struct xfilter;
 
 /* The exposed-card set guard. A lookup is answered only from a Redis whose
- * set passed the full check under the marker value the lookup's MGET saw
- * (the marker is read in the same MGET, atomically with the cards), so a
+ * set passed the full check under the marker value the lookup read
+ * (in the same script, atomically with the cards), so a
  * set that vanished (FLUSHALL, a restart without persistence, a failover
  * to an empty replica) or shrank never answers "clean". */
 enum guard { G_UNCHECKED, G_OK, G_BAD };
@@ -124,6 +124,7 @@ struct exposure {
     char meta_refused[256]; /* the same for the breach metadata (HGETALL) */
     struct log_limit meta_limit;
     /* the in-process filter (exposure_filter.c) */
+    int want_filter;           /* exposure_opts.filter */
     struct xfilter *filter;    /* NULL until the first build */
     char filter_gen[72];       /* the marker it was built under */
     struct xbuild *build;      /* a build under way, or NULL */

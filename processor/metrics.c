@@ -36,6 +36,7 @@ struct metrics {
     double rtt_sum;
     uint64_t redis_reconnects;
     uint64_t lookup_cards, lookup_sent;
+    char filter_gen[72]; /* marker of the exposure filter, "" = none */
     uint64_t delivery_retries;
     double gauges[METRICS_GAUGE_COUNT];
 };
@@ -147,6 +148,11 @@ void metrics_exposure_lookup(struct metrics *m, uint64_t cards,
 {
     m->lookup_cards += cards;
     m->lookup_sent += sent;
+}
+
+void metrics_filter_generation(struct metrics *m, const char *gen)
+{
+    snprintf(m->filter_gen, sizeof(m->filter_gen), "%s", gen);
 }
 
 void metrics_redis_reconnect(struct metrics *m)
@@ -328,6 +334,13 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
               "cardwatch_exposure_candidates_total %llu\n",
               (unsigned long long)m->lookup_cards,
               (unsigned long long)m->lookup_sent);
+    if (m->filter_gen[0] != '\0') {
+        sb_printf(&b, "# HELP cardwatch_exposure_filter_info The exposed-card "
+                      "set generation (marker) the filter was built under.\n"
+                      "# TYPE cardwatch_exposure_filter_info gauge\n"
+                      "cardwatch_exposure_filter_info{generation=\"%s\"} 1\n",
+                  m->filter_gen);
+    }
     sb_printf(&b, "# HELP cardwatch_suppressed_hits_total Rule hits not "
                   "alerted because the rule fired on the card within its "
                   "suppress span.\n"

@@ -83,6 +83,10 @@ void metrics_redis_rtt(struct metrics *m, double seconds);
 void metrics_exposure_lookup(struct metrics *m, uint64_t cards,
                              uint64_t sent);
 
+/* The generation (the set's marker: 32 hex) the exposure filter was built
+ * under, shown as cardwatch_exposure_filter_info{generation}. Copied. */
+void metrics_filter_generation(struct metrics *m, const char *gen);
+
 /* Counts a Redis reconnect / a delivery retry. */
 void metrics_redis_reconnect(struct metrics *m);
 void metrics_delivery_retry(struct metrics *m);

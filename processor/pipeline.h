@@ -108,7 +108,7 @@ struct pipeline_opts {
     const struct ruleset *rules; /* borrowed; see pipeline_set_rules */
     struct exposure *exposure;   /* borrowed */
     /* borrowed; when set, exposed cards are looked up in this in-memory
-     * copy of the exposed set (replay) instead of one MGET per batch */
+     * copy of the exposed set (replay) instead of one lookup per batch */
     struct snapshot *snapshot;
     struct state *state;         /* borrowed; NULL = no window state */
     struct metrics *metrics;     /* borrowed */

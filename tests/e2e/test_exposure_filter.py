@@ -71,6 +71,9 @@ def test_filter_answers_clean_cards_and_never_hides_an_exposed_one():
           f"asked of Redis, {int(sent) - n_exposed} false positives of {n_clean} clean "
           f"({100.0 * (sent - n_exposed) / n_clean:.2f} %)")
     assert m.get("cardwatch_exposure_filter_bytes") <= 2 * len(a_cards) + 256
+    gen = s.redis.call("GET", "cw:exposed").decode()
+    assert f'cardwatch_exposure_filter_info{{generation="{gen}"}} 1' in \
+        h.http_get(s.url + "/metrics")[1], "the filter's generation is the set's marker"
 
     # 2. a breach loaded while the service runs: events on its cards sent
     # right after the commit alert, although the filter was built without
