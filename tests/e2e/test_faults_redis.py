@@ -21,6 +21,7 @@ probe's hang (test_redis_conn.py), window state under re-processing
 (test_window_state.py)."""
 
 import random
+import re
 import signal
 import socket
 import time
@@ -99,16 +100,19 @@ def _rejected_calls(s):
     return out
 
 
-def _phase(s, proc, deny, txns, sent, line, words, restore):
+def _phase(s, proc, deny, txns, sent, line, words, restore, name=None):
     """ACL SETUSER USER deny...; send txns; the log gets `line` and /readyz
-    503 with every one of `words`; ACL SETUSER USER restore...; every event
-    is processed and /readyz is 200 again. Returns (events sent so far,
-    seconds the refusal lasted)."""
+    503 with every one of `words` (or of words(the log since), when a
+    function); ACL SETUSER USER restore...; every event is processed and
+    /readyz is 200 again. Returns (events sent so far, seconds the refusal
+    lasted)."""
     since = len(proc.log_text())
     s.redis.call("ACL", "SETUSER", USER, *deny)
     t0 = time.monotonic()
-    s.send(txns, name="-".join(deny).replace("-", "no-"))
+    s.send(txns, name=name or "-".join(deny).replace("-", "no-"))
     h.wait_until(lambda: _log_has(proc, line, since), 20, f"log line {line!r}")
+    if callable(words):
+        words = words(proc.log_text()[since:])
     if words:
         h.wait_until(lambda: _not_ready(s, *words), 10,
                      f"/readyz 503 naming {words} while Redis refuses {deny}")
@@ -120,21 +124,43 @@ def _phase(s, proc, deny, txns, sent, line, words, restore):
     return sent, held
 
 
+# Every key of the service but the window hashes (cw:live:win:*): Redis
+# refuses the window update (a script on those keys) and nothing else.
+NO_WINDOW_KEYS = ["resetkeys", "~cw:[^l]*", "~cw:layout:*", "~cw:live:sup:*"]
+ALL_KEYS = ["resetkeys", "~cw:*"]
+LOOKUP_REFUSED = "WARN exposure: exposure lookup answered "
+
+
+def _lookup_refusal(log, names):
+    """The refusal the log's first "exposure lookup answered" line quotes:
+    it must match the regex `names` (the command Redis refused). Returns
+    the /readyz words that say the same."""
+    m = re.search(re.escape(LOOKUP_REFUSED) +
+                  r"(.*); retrying every 200 ms \(the events wait\)", log)
+    assert m, log[-3000:]
+    assert re.search(names, m.group(1)), f"{m.group(1)!r} does not name {names!r}"
+    return ["answered the exposure lookup " + m.group(1)[:100]]
+
+
 def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     """Redis refuses, for a moment, one command at a time (the ACL of the
     service user): EXISTS (the delivered check: the alert is sent), EVALSHA
     (the window update retries with EVAL; the delivery record waits),
-    EVALSHA and EVAL (the window update waits), EVAL while the marker
-    changed (the set check fails: intake pauses), MGET (the lookups wait),
-    HSET (a suppression record waits, and the card's next event with it).
-    Each time the log names the command's refusal (once, however often it
-    is retried) and, where the event waits, /readyz is 503 saying why; once
-    the ACL allows the command again every event is processed without a
-    restart. SIGTERM while EVALSHA, EVAL and MGET are refused gives up
-    after --drain-timeout (exit 1, no hang) and the next run processes the
-    held events. In the end: exactly the alerts of the inputs (default pack
-    plus a rule that suppresses), each once on Kafka and in its issuer's
-    feed, and every offset committed."""
+    EVALSHA and EVAL (the exposure lookup is a script: every lookup waits,
+    before any window update), the window keys (the window update waits;
+    the lookups go on), EVAL while the marker changed (the set check
+    fails: intake pauses), HGET (the lookup script's read of a card bucket
+    fails: the lookups wait while EVAL itself is allowed), HSET (a
+    suppression record waits, and the card's next event with it). Each
+    time the log names the refusal (once, however often it is retried)
+    and, where the event waits, /readyz is 503 saying why; once the ACL
+    allows it again every event is processed without a restart. SIGTERM
+    while the window keys and EVAL are refused (events held at the window
+    update and at the lookup) gives up after --drain-timeout (exit 1, no
+    hang) and the next run processes the held events. In the end: exactly
+    the alerts of the inputs (default pack plus a rule that suppresses),
+    each once on Kafka and in its issuer's feed, and every offset
+    committed."""
     t_start = time.monotonic()
     issuers = cw.three_issuers()
     mk = CardMaker(1201)
@@ -142,8 +168,9 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
         mk.card("400001"), mk.card("400002"), mk.card("510000"), mk.card("52000042"),
         mk.card("40005012"), mk.card("400077"), mk.card("400098"))
     clean = mk.card("400003")
+    ph = mk.card("400066")
     b1 = Breach("fr-acl", "2024-01-01", "2024-06-30", ["pan", "expiry"],
-                [pa, pw, pb, pc, pd, pe, pf])
+                [pa, pw, pb, pc, pd, pe, pf, ph])
     rules = h.tmpdir("rules") / "watched.rules"
     rules.write_text(oracle.DEFAULT_PACK.read_text() +
                      f"\nrule {WATCH_RULE}\n"
@@ -165,25 +192,29 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
         # EVALSHA refused: card-testing from B3, velocity on B5
         "evalsha": [_t(f"B{i}", pb, BASE + i * MIN, amount_minor=100, merchant_country="US")
                     for i in range(1, 6)],
-        # EVALSHA and EVAL refused: spend-spike from C4, velocity on C5
+        # EVALSHA and EVAL refused: the lookups wait; spend-spike from C4,
+        # velocity on C5
         "eval": [_t(f"C{i}", pc, BASE + i * MIN, amount_minor=90_000, merchant_country="US")
                  for i in range(1, 6)],
+        # the window keys refused: card-testing on H3
+        "window": [_t(f"H{i}", ph, BASE + i * MIN, amount_minor=150) for i in range(1, 4)],
         # EVAL refused while the marker changes: high-risk-mcc
         "check": [_t("D1", pd, BASE, mcc=7995, merchant_country="NL"),
                   _t("D2", pd, BASE + MIN, merchant_country="NL")],
-        # MGET refused: high-risk-mcc on E1
-        "mget": [_t("E1", pe, BASE, mcc=4829), _t("E2", pe, BASE + MIN),
+        # HGET refused (inside the lookup script): high-risk-mcc on E1
+        "hget": [_t("E1", pe, BASE, mcc=4829), _t("E2", pe, BASE + MIN),
                  _t("E3", clean, BASE + MIN)],
         # HSET refused: W1 again (a redelivery: its window entry is there,
         # the alert was delivered, its suppression record is written again)
         # and W2, 30 minutes later: suppressed by W1
         "hset": [dict(w1), _t("W2", pw, BASE + 30 * MIN, merchant_id=WATCH)],
-        # EVALSHA and EVAL refused at SIGTERM: card-testing on F3, after a
+        # the window keys refused at SIGTERM: card-testing on F3, after a
         # restart
         "stop": [_t(f"F{i}", pf, BASE + i * MIN, amount_minor=150) for i in range(1, 4)]
         + [_t("F4", clean, BASE + 5 * MIN)],
-        # ... and MGET refused too: high-risk-mcc on G1, after a restart
-        "stop-mget": [_t("G1", pa, BASE + DAY, mcc=6051), _t("G2", clean, BASE + DAY)],
+        # ... and EVAL refused too (the lookups): high-risk-mcc on G1,
+        # after a restart
+        "stop-eval": [_t("G1", pa, BASE + DAY, mcc=6051), _t("G2", clean, BASE + DAY)],
     }
     txns = [t for p in phases.values() for t in p]
     expected = oracle.pack_expected(txns, [b1], issuers, rules_path=rules)
@@ -193,9 +224,9 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
         severity="SEVERITY_LOW", ruleset_version=oracle.pack_version(rules)))
     want_rules = {"A1": {"cnp-use", "cross-border-cnp"}, "B3": {"card-testing"},
                   "B5": {"card-testing", "velocity"}, "C4": {"spend-spike"},
-                  "C5": {"spend-spike", "velocity"}, "D1": {"high-risk-mcc"},
-                  "E1": {"high-risk-mcc"}, "W1": {WATCH_RULE}, "F3": {"card-testing"},
-                  "G1": {"high-risk-mcc"}}
+                  "C5": {"spend-spike", "velocity"}, "H3": {"card-testing"},
+                  "D1": {"high-risk-mcc"}, "E1": {"high-risk-mcc"}, "W1": {WATCH_RULE},
+                  "F3": {"card-testing"}, "G1": {"high-risk-mcc"}}
     got_rules = {e["alert"]["txn_id"]: {x["rule_id"] for x in e["alert"]["hits"]}
                  for e in expected.values()}
     for tid, rs in want_rules.items():  # the oracle agrees with the hand count
@@ -215,7 +246,8 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     log = proc.log_text()
     assert "answered NOPERM" in log and "sending it" in log, log[-3000:]
     # 2. EVALSHA refused: the window update is sent again as EVAL at once;
-    #    recording the delivered alerts waits (and with it the offsets)
+    #    recording the delivered alerts waits (and with it the offsets);
+    #    the lookups (EVAL) go on
     sent, held["evalsha"] = _phase(
         s, proc, ["-evalsha"], phases["evalsha"], sent,
         "ERROR ledger: recording delivered alert ",
@@ -223,13 +255,28 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     log = proc.log_text()
     assert "WARN state: window update failed: NOPERM this user has no permissions to run " \
            "the 'evalsha' command; sending the whole script (EVAL)" in log, log[-3000:]
-    # 3. EVALSHA and EVAL refused: the window update waits
+    assert LOOKUP_REFUSED not in log, log[-3000:]
+    # 3. EVALSHA and EVAL refused: the lookup is a script, so every event
+    #    waits at its lookup and no window update is sent
+    since = len(proc.log_text())
     sent, held["eval"] = _phase(
         s, proc, ["-evalsha", "-eval"], phases["eval"], sent,
-        "ERROR state: window update failed: NOPERM this user has no permissions to run "
-        "the 'eval' command; retrying every 200 ms",
-        ["refused the window update: NOPERM"], ["+evalsha", "+eval"])
-    # 4. EVAL refused when the marker changes: the set check fails
+        LOOKUP_REFUSED + "NOPERM this user has no permissions to run the 'eval' command; "
+        "retrying every 200 ms (the events wait)",
+        ["answered the exposure lookup NOPERM", "'eval'", "lookups retried every 200 ms"],
+        ["+evalsha", "+eval"])
+    log = proc.log_text()[since:]
+    assert "INFO exposure: Redis 127.0.0.1:" in log and \
+        "answers exposure lookups again" in log, log[-3000:]
+    assert "window update failed" not in log, log[-3000:]
+    # 4. the window keys refused: the lookups go on, the window update
+    #    waits (the card's later events behind it)
+    sent, held["window"] = _phase(
+        s, proc, NO_WINDOW_KEYS, phases["window"], sent,
+        "ERROR state: window update failed: NOPERM this user has no permissions to access "
+        "one of the keys used as arguments; retrying every 200 ms",
+        ["refused the window update: NOPERM"], ALL_KEYS, name="no-window-keys")
+    # 5. EVAL refused when the marker changes: the set check fails
     since = len(proc.log_text())
     s.redis.call("ACL", "SETUSER", USER, "-eval")
     s.redis.call("SET", "cw:exposed", "fr-acl-generation-2")
@@ -247,12 +294,19 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
                  "the set checked again and the held events processed")
     assert "INFO exposure: exposed-card set in Redis" in proc.log_text()[since:]
     assert s.metrics().get("cardwatch_exposed_set_ok") == 1
-    # 5. MGET refused: the lookups wait
-    sent, held["mget"] = _phase(
-        s, proc, ["-mget"], phases["mget"], sent,
-        "WARN exposure: exposure lookup answered NOPERM",
-        ["answered the exposure lookup NOPERM", "'mget'"], ["+mget"])
-    # 6. HSET refused: the suppression write of W1 waits, W2 with it
+    # 6. HGET refused: EVAL is allowed, but the lookup script's read of a
+    #    card bucket fails; Redis's answer says so, and the lookups wait
+    since = len(proc.log_text())
+    before = _rejected_calls(s)
+    sent, held["hget"] = _phase(
+        s, proc, ["-hget"], phases["hget"], sent, LOOKUP_REFUSED,
+        lambda log: _lookup_refusal(log, r"can't run this command|"
+                                         r"permissions to run the 'hget' command"),
+        ["+hget"])
+    after = _rejected_calls(s)
+    assert after.get("eval", 0) == before.get("eval", 0), (before, after)
+    assert "answers exposure lookups again" in proc.log_text()[since:]
+    # 7. HSET refused: the suppression write of W1 waits, W2 with it
     sent, held["hset"] = _phase(
         s, proc, ["-hset"], phases["hset"], sent,
         "ERROR state: suppression write failed: NOPERM",
@@ -263,17 +317,17 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     assert m.get("cardwatch_redis_up") == 1
     assert m.get("cardwatch_redis_reconnects_total") == 1, proc.log_text()[-3000:]
 
-    # 7. SIGTERM while the window update and the lookup are refused: the
+    # 8. SIGTERM while the window update and the lookup are refused: the
     #    drain gives up after --drain-timeout (exit 1, the held events not
     #    committed), and the next run, the ACL restored, processes them
-    s.redis.call("ACL", "SETUSER", USER, "-evalsha", "-eval")
+    s.redis.call("ACL", "SETUSER", USER, *NO_WINDOW_KEYS)
     s.send(phases["stop"], name="stop")
     h.wait_until(lambda: _not_ready(s, "refused the window update: NOPERM") and
                  s.metrics().get("cardwatch_in_flight_events") == 3, 10,
                  "/readyz 503 and the card's 3 events held")
-    s.redis.call("ACL", "SETUSER", USER, "-mget")
-    s.send(phases["stop-mget"], name="stop-mget")
-    h.wait_until(lambda: _not_ready(s, "answered the exposure lookup NOPERM") and
+    s.redis.call("ACL", "SETUSER", USER, "-eval")
+    s.send(phases["stop-eval"], name="stop-eval")
+    h.wait_until(lambda: _not_ready(s, "answered the exposure lookup NOPERM", "'eval'") and
                  s.metrics().get("cardwatch_in_flight_events") == 5, 10,
                  "/readyz 503 and 2 more events held")
     t0 = time.monotonic()
@@ -286,16 +340,15 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     assert "evaluating with this transaction alone" not in log, log[-3000:]
     # a refusal retried every 200 ms is logged once per answer (again
     # after Redis accepted the command in between): the record in phase 2,
-    # the window update in phases 3 and 7 (EVAL's and EVALSHA's refusals),
-    # the lookup in phases 5 and 7
+    # the window update in phases 4 and 8, the lookup in phases 3, 6 and 8
     rejected = _rejected_calls(s)
     assert rejected.get("evalsha", 0) + rejected.get("eval", 0) >= 10, rejected
     assert log.count("ERROR ledger: recording delivered alert") == 1, log[-3000:]
-    assert 2 <= log.count("ERROR state: window update failed") <= 4, log[-3000:]
-    assert log.count("WARN exposure: exposure lookup answered") == 2, log[-3000:]
-    s.redis.call("ACL", "SETUSER", USER, "+evalsha", "+eval", "+mget")
+    assert log.count("ERROR state: window update failed") == 2, log[-3000:]
+    assert log.count(LOOKUP_REFUSED) == 3, log[-3000:]
+    s.redis.call("ACL", "SETUSER", USER, *ALL_KEYS, "+eval")
     summary = cw.parse_summary(s.finish(s.run("--exit-at-end", name="run-2"), timeout=60))
-    assert summary["events"] == len(phases["stop"]) + len(phases["stop-mget"]), summary
+    assert summary["events"] == len(phases["stop"]) + len(phases["stop-eval"]), summary
     cw.check_alerts(s.alerts(expect_count=len(expected)), expected, exact_once=True)
     _check_feeds(s, issuers, expected)
     _committed_all(s, len(txns))
