@@ -6,7 +6,7 @@
  *   latency --brokers B --topic T --alert-topics A1,A2,... --exposed CSV
  *           --rate R --seconds S [--exposed-share F] [--run ID]
  *           [--clean-prefix P] [--seed N] [--probes N] [--timeout S]
- *           [-X key=value]...
+ *           [-X key=value]... [-C key=value]...
  *
  * One process, three clients:
  *   - a producer that sends R transactions per second for S seconds to T
@@ -23,6 +23,7 @@
  *     transaction and records arrival - produce time;
  *   - a plain consumer of T (the broker's pass-through): arrival - produce
  *     time of every message, the same measure.
+ * -X sets a librdkafka property of the producer, -C one of both consumers.
  * Both consumers are assigned every partition at the high watermark read
  * before anything is produced (no group, nothing missed or read twice),
  * and take messages with rd_kafka_consumer_poll, time-stamped on return.
@@ -69,6 +70,8 @@ struct opts {
     double rate, seconds, share, timeout_s;
     uint64_t seed;
     int probes;
+    char *cprops[2 * MAX_TOPICS + 1]; /* -C pairs for both consumers */
+    int n_cprops;
 };
 
 /* What the threads share. send_us[seq] is written before the produce call
@@ -113,6 +116,7 @@ static void usage(FILE *out)
           "P]\n"
           "               [--seed N] [--probes N] [--timeout S] [-X "
           "key=value]...\n"
+          "               [-C key=value]... (producer / consumers)\n"
           "Produces R transactions/s for S s (share F on exposed cards),\n"
           "measures produce -> alert (cardwatch) and produce -> plain\n"
           "consumer (pass-through) latency; prints one JSON line.\n",
@@ -212,7 +216,9 @@ static rd_kafka_t *consumer_at_end(const struct opts *o, char *const *topics,
                                  "enable.auto.offset.store", "false",
                                  "allow.auto.create.topics", "false",
                                  NULL};
-    if (ktool_conf_set(conf, props, "latency") != 0) {
+    if (ktool_conf_set(conf, props, "latency") != 0 ||
+        ktool_conf_set(conf, (const char *const *)o->cprops, "latency") !=
+            0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -476,6 +482,15 @@ static int parse_args(int argc, char **argv, struct opts *o,
             o->probes = atoi(v);
         } else if (!strcmp(a, "--timeout")) {
             o->timeout_s = atof(v);
+        } else if (!strcmp(a, "-C")) {
+            char *eq = strchr(argv[i], '=');
+            if (eq == NULL || o->n_cprops + 2 >= 2 * MAX_TOPICS) {
+                fprintf(stderr, "latency: -C wants key=value\n");
+                return -1;
+            }
+            *eq = '\0';
+            o->cprops[o->n_cprops++] = argv[i];
+            o->cprops[o->n_cprops++] = eq + 1;
         } else if (!strcmp(a, "-X")) {
             if (ktool_conf_x(pconf, argv[i], "latency") != 0) {
                 return -1;
