@@ -36,9 +36,12 @@
  *   {"target":R,"rate":achieved,"sent":N,"alerting":K,"alerts":M,
  *    "missing":K-M,"duplicates":D,"unexpected":U,"pass_received":N2,
  *    "cardwatch":{"n":..,"p50":..,"p99":..,"p999":..,"max":..},
- *    "pass":{...},"pass_alerting":{...}}
+ *    "pass":{...},"pass_alerting":{...},"cardwatch_first_p50":..,
+ *    "cardwatch_last_p50":..,"pass_first_p50":..,"pass_last_p50":..}
  * (milliseconds; pass_alerting is the pass-through of the alerting
- * transactions alone). Exit 0 when every alert and message arrived and
+ * transactions alone; *_first_p50 / *_last_p50 the medians over the first
+ * and the last fifth of the transactions sent: a consumer that falls
+ * behind shows as latency growing through the step). Exit 0 when every alert and message arrived and
  * nothing unexpected did; 1 when something is missing or unexpected (the
  * JSON is printed anyway); 2 on usage or set-up errors.
  */
@@ -85,6 +88,8 @@ struct shared {
     int64_t *cw_us;        /* alert latencies (us), in arrival order */
     int64_t *pass_us;      /* pass-through latencies (us) */
     int64_t *pass_al_us;   /* pass-through of alerting seqs */
+    int64_t *cw_by_seq;    /* alert latency by seq; -1 = none */
+    int64_t *pass_by_seq;  /* pass-through latency by seq; -1 = none */
     long long n_seq;       /* capacity of the by-seq arrays */
     long long cw_n, pass_n, pass_al_n;
     long long duplicates, unexpected, foreign, undecodable;
@@ -314,6 +319,7 @@ static void on_alert(struct shared *s, const rd_kafka_message_t *m,
     } else {
         int64_t sent = __atomic_load_n(&s->send_us[seq], __ATOMIC_ACQUIRE);
         s->cw_us[s->cw_n++] = t - sent;
+        s->cw_by_seq[seq] = t - sent;
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -329,6 +335,7 @@ static void on_txn(struct shared *s, const rd_kafka_message_t *m, int64_t t)
     int64_t sent = __atomic_load_n(&s->send_us[seq], __ATOMIC_ACQUIRE);
     pthread_mutex_lock(&s->mu);
     s->pass_us[s->pass_n++] = t - sent;
+    s->pass_by_seq[seq] = t - sent;
     if (s->alerting[seq]) {
         s->pass_al_us[s->pass_al_n++] = t - sent;
     }
@@ -435,6 +442,29 @@ static void print_stats(const char *name, int64_t *v, long long n)
         printf(",\"max\":%.3f", (double)v[n - 1] / 1000.0);
     }
     printf("}");
+}
+
+/* The median (ms) of by_seq[from..to) over the seqs that have a value;
+ * -1 when none has. */
+static double median_of(const int64_t *by_seq, long long from, long long to)
+{
+    long long n = 0;
+    int64_t *v = malloc((size_t)(to - from + 1) * sizeof(*v));
+    if (v == NULL) {
+        return -1;
+    }
+    for (long long i = from; i < to; i++) {
+        if (by_seq[i] >= 0) {
+            v[n++] = by_seq[i];
+        }
+    }
+    double m = -1;
+    if (n > 0) {
+        qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+        m = (double)v[n / 2] / 1000.0;
+    }
+    free(v);
+    return m;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o,
@@ -598,10 +628,16 @@ int main(int argc, char **argv)
     s.cw_us = calloc((size_t)s.n_seq, sizeof(int64_t));
     s.pass_us = calloc((size_t)s.n_seq, sizeof(int64_t));
     s.pass_al_us = calloc((size_t)s.n_seq, sizeof(int64_t));
+    s.cw_by_seq = malloc((size_t)s.n_seq * sizeof(int64_t));
+    s.pass_by_seq = malloc((size_t)s.n_seq * sizeof(int64_t));
+    for (long long i = 0; s.cw_by_seq && s.pass_by_seq && i < s.n_seq; i++) {
+        s.cw_by_seq[i] = s.pass_by_seq[i] = -1;
+    }
     s.probe_seen = calloc((size_t)o.probes, 1);
     pthread_mutex_init(&s.mu, NULL);
     if (g == NULL || gp == NULL || s.send_us == NULL || !s.alerting ||
-        !s.alerted || !s.cw_us || !s.pass_us || !s.pass_al_us ||
+        !s.alerted || !s.cw_us || !s.pass_us || !s.pass_al_us || !s.cw_by_seq ||
+        !s.pass_by_seq ||
         !s.probe_seen) {
         fprintf(stderr, "latency: bad --clean-prefix or out of memory\n");
         rd_kafka_conf_destroy(pconf);
@@ -710,7 +746,14 @@ int main(int argc, char **argv)
     print_stats("pass", s.pass_us, s.pass_n);
     printf(",");
     print_stats("pass_alerting", s.pass_al_us, s.pass_al_n);
-    printf("}\n");
+    /* Falling behind shows as latency that grows through the step: the
+     * medians of the first and the last fifth of the transactions sent. */
+    printf(",\"cardwatch_first_p50\":%.3f,\"cardwatch_last_p50\":%.3f,"
+           "\"pass_first_p50\":%.3f,\"pass_last_p50\":%.3f}\n",
+           median_of(s.cw_by_seq, 0, sent / 5),
+           median_of(s.cw_by_seq, sent - sent / 5, sent),
+           median_of(s.pass_by_seq, 0, sent / 5),
+           median_of(s.pass_by_seq, sent - sent / 5, sent));
     fflush(stdout);
     if (!ok || missing != 0 || s.unexpected || s.duplicates || failed) {
         fprintf(stderr,
@@ -757,6 +800,8 @@ out:
     free(s.cw_us);
     free(s.pass_us);
     free(s.pass_al_us);
+    free(s.cw_by_seq);
+    free(s.pass_by_seq);
     free(s.probe_seen);
     return rc;
 }
