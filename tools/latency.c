@@ -41,9 +41,9 @@
  * (milliseconds; pass_alerting is the pass-through of the alerting
  * transactions alone; *_first_p50 / *_last_p50 the medians over the first
  * and the last fifth of the transactions sent: a consumer that falls
- * behind shows as latency growing through the step). Exit 0 when every alert and message arrived and
- * nothing unexpected did; 1 when something is missing or unexpected (the
- * JSON is printed anyway); 2 on usage or set-up errors.
+ * behind shows as latency growing through the step). Exit 0 when every alert
+ * and message arrived and nothing unexpected did; 1 when something is missing
+ * or unexpected (the JSON is printed anyway); 2 on usage or set-up errors.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -82,15 +82,15 @@ struct opts {
  * happens-before runs through the broker, which the compiler cannot see). */
 struct shared {
     const struct opts *o;
-    int64_t *send_us;      /* by seq; 0 = not sent */
-    uint8_t *alerting;     /* by seq: 1 = on an exposed card */
-    uint8_t *alerted;      /* by seq: alerts seen */
-    int64_t *cw_us;        /* alert latencies (us), in arrival order */
-    int64_t *pass_us;      /* pass-through latencies (us) */
-    int64_t *pass_al_us;   /* pass-through of alerting seqs */
-    int64_t *cw_by_seq;    /* alert latency by seq; -1 = none */
-    int64_t *pass_by_seq;  /* pass-through latency by seq; -1 = none */
-    long long n_seq;       /* capacity of the by-seq arrays */
+    int64_t *send_us;     /* by seq; 0 = not sent */
+    uint8_t *alerting;    /* by seq: 1 = on an exposed card */
+    uint8_t *alerted;     /* by seq: alerts seen */
+    int64_t *cw_us;       /* alert latencies (us), in arrival order */
+    int64_t *pass_us;     /* pass-through latencies (us) */
+    int64_t *pass_al_us;  /* pass-through of alerting seqs */
+    int64_t *cw_by_seq;   /* alert latency by seq; -1 = none */
+    int64_t *pass_by_seq; /* pass-through latency by seq; -1 = none */
+    long long n_seq;      /* capacity of the by-seq arrays */
     long long cw_n, pass_n, pass_al_n;
     long long duplicates, unexpected, foreign, undecodable;
     long long probe_alerts;
@@ -215,15 +215,19 @@ static rd_kafka_t *consumer_at_end(const struct opts *o, char *const *topics,
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *parts = NULL;
     snprintf(group, sizeof(group), "latency-%s-%ld", what, (long)getpid());
-    const char *const props[] = {"bootstrap.servers", o->brokers,
-                                 "group.id", group,
-                                 "enable.auto.commit", "false",
-                                 "enable.auto.offset.store", "false",
-                                 "allow.auto.create.topics", "false",
+    const char *const props[] = {"bootstrap.servers",
+                                 o->brokers,
+                                 "group.id",
+                                 group,
+                                 "enable.auto.commit",
+                                 "false",
+                                 "enable.auto.offset.store",
+                                 "false",
+                                 "allow.auto.create.topics",
+                                 "false",
                                  NULL};
     if (ktool_conf_set(conf, props, "latency") != 0 ||
-        ktool_conf_set(conf, (const char *const *)o->cprops, "latency") !=
-            0) {
+        ktool_conf_set(conf, (const char *const *)o->cprops, "latency") != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -254,8 +258,8 @@ static rd_kafka_t *consumer_at_end(const struct opts *o, char *const *topics,
             /* A topic just created may not have its leader yet: retry
              * for up to 30 s. */
             for (int tries = 0; tries < 60; tries++) {
-                err = rd_kafka_query_watermark_offsets(rk, topics[t], id,
-                                                       &lo, &hi, 10000);
+                err = rd_kafka_query_watermark_offsets(rk, topics[t], id, &lo,
+                                                       &hi, 10000);
                 if (err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
                     err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
                     err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
@@ -264,8 +268,8 @@ static rd_kafka_t *consumer_at_end(const struct opts *o, char *const *topics,
                 usleep(500000);
             }
             if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                fprintf(stderr, "latency: %s [%d]: watermarks: %s\n",
-                        topics[t], (int)id, rd_kafka_err2str(err));
+                fprintf(stderr, "latency: %s [%d]: watermarks: %s\n", topics[t],
+                        (int)id, rd_kafka_err2str(err));
                 rd_kafka_metadata_destroy(md);
                 goto err;
             }
@@ -287,8 +291,7 @@ err:
 }
 
 /* The alert consumer's handling of one message at arrival time t. */
-static void on_alert(struct shared *s, const rd_kafka_message_t *m,
-                     int64_t t)
+static void on_alert(struct shared *s, const rd_kafka_message_t *m, int64_t t)
 {
     Cardwatch__V1__Alert *a =
         cardwatch__v1__alert__unpack(NULL, m->len, m->payload);
@@ -327,8 +330,9 @@ static void on_alert(struct shared *s, const rd_kafka_message_t *m,
 /* The pass-through consumer's handling of one message at time t. */
 static void on_txn(struct shared *s, const rd_kafka_message_t *m, int64_t t)
 {
-    long long seq =
-        m->key != NULL ? seq_of(s->o->run, (const char *)m->key, m->key_len) : -1;
+    long long seq = m->key != NULL
+                        ? seq_of(s->o->run, (const char *)m->key, m->key_len)
+                        : -1;
     if (seq < 0 || seq >= s->n_seq) {
         return; /* a probe or another run's */
     }
@@ -404,7 +408,8 @@ static int produce_one(rd_kafka_t *rk, const char *topic, struct txn *t,
     for (;;) {
         err = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(id, strlen(id)),
-            RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+            RD_KAFKA_V_VALUE(buf, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_TIMESTAMP(t->event_time_ms), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             break;
@@ -531,8 +536,8 @@ static int parse_args(int argc, char **argv, struct opts *o,
         }
     }
     if (o->brokers == NULL || o->topic == NULL || o->n_alert_topics == 0 ||
-        o->exposed == NULL || o->rate <= 0 || o->seconds <= 0 ||
-        o->share < 0 || o->share > 1 || o->probes < 1 || o->timeout_s <= 0) {
+        o->exposed == NULL || o->rate <= 0 || o->seconds <= 0 || o->share < 0 ||
+        o->share > 1 || o->probes < 1 || o->timeout_s <= 0) {
         usage(stderr);
         return -1;
     }
@@ -572,8 +577,11 @@ static int all_done(struct shared *s)
 int main(int argc, char **argv)
 {
     char run_default[48];
-    struct opts o = {.share = 0.01, .seed = 11, .probes = 20,
-                     .timeout_s = 60, .clean_prefix = "411111"};
+    struct opts o = {.share = 0.01,
+                     .seed = 11,
+                     .probes = 20,
+                     .timeout_s = 60,
+                     .clean_prefix = "411111"};
     struct shared s = {.o = &o};
     struct reader rd_alert = {.s = &s, .fn = on_alert};
     struct reader rd_pass = {.s = &s, .fn = on_txn};
@@ -589,16 +597,14 @@ int main(int argc, char **argv)
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
     /* The producer an application would use for low latency; -X changes
      * it (for both columns alike). */
-    const char *const pprops[] = {"enable.idempotence", "true",
-                                  "linger.ms", "1",
-                                  "queue.buffering.max.messages", "1000000",
-                                  NULL};
+    const char *const pprops[] = {
+        "enable.idempotence",           "true",    "linger.ms", "1",
+        "queue.buffering.max.messages", "1000000", NULL};
     if (ktool_conf_set(pconf, pprops, "latency") != 0 ||
         parse_args(argc, argv, &o, pconf) != 0 ||
-        ktool_conf_set(pconf,
-                       (const char *const[]){"bootstrap.servers", o.brokers,
-                                             NULL},
-                       "latency") != 0) {
+        ktool_conf_set(
+            pconf, (const char *const[]){"bootstrap.servers", o.brokers, NULL},
+            "latency") != 0) {
         rd_kafka_conf_destroy(pconf);
         return 2;
     }
@@ -608,8 +614,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *prefixes[] = {o.clean_prefix};
-    struct gen_opts go = {.seed = o.seed, .prefixes = prefixes,
-                          .n_prefixes = 1, .exposed = cards,
+    struct gen_opts go = {.seed = o.seed,
+                          .prefixes = prefixes,
+                          .n_prefixes = 1,
+                          .exposed = cards,
                           .n_exposed = (size_t)n_cards,
                           .exposed_share = o.share,
                           .start_ms = 1700000000000LL,
@@ -637,8 +645,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&s.mu, NULL);
     if (g == NULL || gp == NULL || s.send_us == NULL || !s.alerting ||
         !s.alerted || !s.cw_us || !s.pass_us || !s.pass_al_us || !s.cw_by_seq ||
-        !s.pass_by_seq ||
-        !s.probe_seen) {
+        !s.pass_by_seq || !s.probe_seen) {
         fprintf(stderr, "latency: bad --clean-prefix or out of memory\n");
         rd_kafka_conf_destroy(pconf);
         goto out;
@@ -650,8 +657,8 @@ int main(int argc, char **argv)
         goto out;
     }
     char *ttopic[] = {(char *)o.topic};
-    rd_alert.rk = consumer_at_end(&o, o.alert_topics, o.n_alert_topics,
-                                  "alerts");
+    rd_alert.rk =
+        consumer_at_end(&o, o.alert_topics, o.n_alert_topics, "alerts");
     rd_pass.rk = rd_alert.rk ? consumer_at_end(&o, ttopic, 1, "pass") : NULL;
     if (rd_pass.rk == NULL) {
         goto out;
@@ -695,8 +702,8 @@ int main(int argc, char **argv)
         }
         if (sent >= due) {
             double wait = ((double)sent / o.rate) - el;
-            struct timespec d = {0, (long)(wait > 0.0005 ? 500000
-                                                         : wait * 1e9)};
+            struct timespec d = {0,
+                                 (long)(wait > 0.0005 ? 500000 : wait * 1e9)};
             if (d.tv_nsec > 0) {
                 nanosleep(&d, NULL);
             }
@@ -761,8 +768,8 @@ int main(int argc, char **argv)
                 "missing), %lld unexpected, %lld duplicate(s); %lld of "
                 "%lld transactions passed through; %lld delivery "
                 "failure(s)\n",
-                s.cw_n, alerting, missing, s.unexpected, s.duplicates,
-                s.pass_n, sent, failed);
+                s.cw_n, alerting, missing, s.unexpected, s.duplicates, s.pass_n,
+                sent, failed);
         rc = 1;
     } else {
         rc = 0;

@@ -163,15 +163,18 @@ def main():
                 continue
             events += 1
             t = decode_txn(m.value())
-            if t is None or not luhn_ok(t.get("pan", "")) or not t.get("txn_id"):
+            if (t is None or not luhn_ok(t.get("pan", ""))
+                    or not t.get("txn_id")):
                 continue  # a real service would dead-letter it
             pan = t.pop("pan")
-            fps.append(hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()[:32])
+            mac = hmac.new(key, pan.encode(), hashlib.sha256)
+            fps.append(mac.hexdigest()[:32])
             t["pan_masked"] = pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
             txns.append(t)
         if not fps:
             continue
-        for t, fp, breaches in zip(txns, fps, card_lookup(r, a.prefix, kid, fps)):
+        found = card_lookup(r, a.prefix, kid, fps)
+        for t, fp, breaches in zip(txns, fps, found):
             if not breaches:
                 continue
             alert = {"alert_id": t["txn_id"], "txn_id": t["txn_id"],
@@ -196,7 +199,8 @@ def main():
     left = producer.flush(60)
     secs = time.monotonic() - t0 if t0 is not None else 0.0
     consumer.close()
-    print(json.dumps({"events": events, "alerts": alerts, "seconds": round(secs, 6),
+    print(json.dumps({"events": events, "alerts": alerts,
+                      "seconds": round(secs, 6),
                       "rate": round(events / secs, 1) if secs > 0 else 0.0}))
     if left:
         print(f"peer: {left} alert(s) not delivered", file=sys.stderr)
