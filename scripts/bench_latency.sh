@@ -171,8 +171,8 @@ PY
 first=${RATES%% *}
 if (( WARMUP > 0 )); then
   echo "(warm-up: ${WARMUP} s at $first/s, not reported)"
-  set +e; one_rate "$first" "$WARMUP" warmup >/dev/null; st=$?; set -e
-  (( st == 2 )) && FAILED=1
+  set +e; warm=$(one_rate "$first" "$WARMUP" warmup); st=$?; set -e
+  (( st == 2 )) && { FAILED=1; echo "$warm" | grep -v '^ *[0-9]'; }
 fi
 for r in $RATES; do
   set +e; one_rate "$r"; st=$?; set -e
