@@ -106,13 +106,23 @@ def luhn_ok(pan):
 
 def card_lookup(r, prefix, kid, fps):
     """The exposure of each fingerprint: a list of breach ids (empty when
-    the card is clean), in the order of fps. One pipelined round trip for
-    the batch. cardwatch's data model today (processor/rmodel.h): a string
-    <p>:card:<kid>:<fp> = "breach=exptag;..." sorted; an entry ending in
-    '!' is retired (no longer exposed to the rules)."""
+    the card is clean), in the order of fps. cardwatch's data model
+    (processor/rmodel.h): records "breach=exptag;..." are fields (the
+    16-byte fingerprint) of hash buckets <p>:cards:<kid>:<n>, the bucket
+    found by linear hashing over <p>:layout:<kid> (level, split); an entry
+    ending in '!' is retired (no longer exposed to the rules). Two
+    pipelined round trips per batch: the layout, then one HGET per card."""
+    level, split = r.hmget(f"{prefix}:layout:{kid}", "level", "split")
+    level, split = int(level or 0), int(split or 0)
     pipe = r.pipeline(transaction=False)
-    pipe.mget([f"{prefix}:card:{kid}:{fp}" for fp in fps])
-    (records,) = pipe.execute()
+    for fp in fps:
+        b = bytes.fromhex(fp)
+        h = int.from_bytes(b[:4], "big")
+        n = h % (1 << level)
+        if n < split:
+            n = h % (1 << (level + 1))
+        pipe.hget(f"{prefix}:cards:{kid}:{n}", b)
+    records = pipe.execute()
     out = []
     for rec in records:
         if not rec:
