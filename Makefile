@@ -8,6 +8,9 @@
 #                 plain build and with an ASan+UBSan build
 #   make bench    throughput benchmark against a plain librdkafka consumer,
 #                 on Apache Kafka and on the mock side by side
+#   make bench-latency  produce -> alert latency of cardwatch run on Apache
+#                 Kafka at fixed rates, beside the broker's pass-through
+#                 (scripts/bench_latency.sh)
 #   make bench-feed  the issuer feed under wrk with 1,000 long polls held
 #   make bench-load  gen + load of 1 M and 10 M cards: time, Redis B/card
 #   make fuzz     libFuzzer targets for the pure decoders and parsers
@@ -55,7 +58,8 @@ TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-feed bench-load fuzz chaos coverage \
+.PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-latency bench-feed \
+        bench-load fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
@@ -218,6 +222,13 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench.sh $(BUILD)
+
+# Latency on Apache Kafka: fixed produce rates, cardwatch's produce ->
+# alert time beside the broker's pass-through (scripts/bench_latency.sh;
+# BENCH_LAT_SECONDS, BENCH_LAT_RATES, BENCH_LAT_STEPS for a short run).
+bench-latency: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench_latency.sh $(BUILD)
 
 # The issuer feed alone: wrk on GET /v1/alerts with 1,000 long polls held,
 # beside /healthz; fan-out of one alert to them (scripts/bench_feed.sh).

@@ -8,13 +8,18 @@
 #     2,000,000, ~1% on exposed cards) on a 64-partition topic
 #   - BENCH_ROUNDS rounds (default 3), each: build/plain_consumer (batch API,
 #     direct assignment) reads the topic to its end, then `cardwatch run
-#     --exit-at-end` (new consumer group) processes it to its end
-#   - prints each round and the medians; cardwatch's rate is its processing
-#     rate (first event taken to end of input: the group join is left out,
-#     as the plain consumer has none)
+#     --exit-at-end` (new consumer group) processes it to its end, then
+#     tools/peer.py - a straightforward Python peer (confluent-kafka,
+#     HMAC-SHA256, pipelined redis-py MGET per batch, JSON alerts) - does
+#     the same work on the same topic (BENCH_PEER=0 leaves it out)
+#   - prints each round and the medians; cardwatch's and the peer's rates
+#     are processing rates (first event taken to end of input: the group
+#     join is left out, as the plain consumer has none); the peer's alerts
+#     must equal cardwatch's
 #   - then, on Apache Kafka: the default rule pack, replay from files and
 #     from the topic, and the issuer feed (scripts/bench_feed.sh)
 # BENCH_KAFKA=apache (or embedded) runs the throughput rounds on one only;
+# BENCH_PEER=0 leaves the Python peer out;
 # BENCH_KEEP=1 keeps the working directory (configs, logs, summaries).
 # The machine is noisy: compare the ratio within one run, not across runs.
 set -euo pipefail
@@ -44,6 +49,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 RULE_EVENTS=${BENCH_RULE_EVENTS:-300000}
+# The peer runs on Debian's python3 (python3-confluent-kafka, python3-redis:
+# scripts/install-deps.sh), not on a python3 earlier on PATH.
+PEER=${BENCH_PEER:-1}
+PEER_PY=${BENCH_PEER_PYTHON:-/usr/bin/python3}
 XTOPIC=cardwatch.bench.exposed
 umask 077
 echo "bench1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/key"
@@ -54,7 +63,7 @@ umask 022
 stack_up() {
   local kind=$1 topics="$TOPIC:$PARTS $XTOPIC:16 cardwatch.deadletter.replay:4"
   topics+=" cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4"
-  topics+=" cardwatch.alerts.unrouted:4"
+  topics+=" cardwatch.alerts.unrouted:4 cardwatch.alerts.peer:4"
   BUILD="$BUILD" STACK_KAFKA=$kind STACK_TOPICS="$topics" \
     "$REPO/scripts/stack.sh" up "$DIR/stack-$kind" >/dev/null
   # shellcheck disable=SC1090
@@ -84,12 +93,25 @@ INI
     --exposed "$DIR/exposed.csv" --exposed-share 0.01 --topic "$TOPIC" 2>/dev/null
 }
 
-# rounds KIND: plain consumer vs cardwatch run; medians into $DIR/median-KIND
+# peer KIND ROUND: tools/peer.py on the topic (new group); prints
+# "rate alerts", or "0 0" when BENCH_PEER=0.
+peer() {
+  if [[ $PEER == 0 ]]; then echo "0 0"; return; fi
+  local out
+  out=$("$PEER_PY" "$REPO/tools/peer.py" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" \
+    --redis "127.0.0.1:$REDIS_PORT" --key-file "$DIR/key" --alert-topic cardwatch.alerts.peer \
+    --expect "$EVENTS" --group "peer-$1-$2" 2>"$DIR/peer-$1-$2.log") || {
+    echo "bench: $1 round $2: the peer failed: $(tail -n 1 "$DIR/peer-$1-$2.log")" >&2; exit 1; }
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int(d["rate"]), d["alerts"])' "$out"
+}
+
+# rounds KIND: plain consumer vs cardwatch run vs the peer; medians into
+# $DIR/median-KIND
 rounds() {
-  local kind=$1 r p prate crate alerts events
-  printf '\n%-9s %-6s %16s %16s %8s %10s\n' broker round "plain msg/s" "cardwatch ev/s" \
-    ratio alerts
-  local plain_rates=() cw_rates=()
+  local kind=$1 r p pr prate crate alerts events peer_rate peer_alerts
+  printf '\n%-9s %-6s %16s %16s %8s %10s %12s %8s\n' broker round "plain msg/s" \
+    "cardwatch ev/s" ratio alerts "peer ev/s" "cw/peer"
+  local plain_rates=() cw_rates=() peer_rates=()
   for r in $(seq 1 "$ROUNDS"); do
     p=$("$BUILD/plain_consumer" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" --expect "$EVENTS")
     prate=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["rate"]))' "$p")
@@ -101,15 +123,23 @@ import json,sys; d=json.load(open(sys.argv[1])); print(int(d["rate"]), d["alerts
     if [[ $events -ne $EVENTS ]]; then
       echo "bench: $kind round $r processed $events of $EVENTS events" >&2; exit 1
     fi
-    printf '%-9s %-6s %16s %16s %8s %10s\n' "$kind" "$r" "$prate" "$crate" \
-      "$(python3 -c "print(f'{$crate/$prate:.2f}')")" "$alerts"
-    plain_rates+=("$prate"); cw_rates+=("$crate")
+    pr=$(peer "$kind" "$r")
+    read -r peer_rate peer_alerts <<<"$pr"
+    if [[ $PEER != 0 && $peer_alerts -ne $alerts ]]; then
+      echo "bench: $kind round $r: the peer raised $peer_alerts alerts, cardwatch $alerts" >&2
+      exit 1
+    fi
+    printf '%-9s %-6s %16s %16s %8s %10s %12s %8s\n' "$kind" "$r" "$prate" "$crate" \
+      "$(python3 -c "print(f'{$crate/$prate:.2f}')")" "$alerts" "$peer_rate" \
+      "$(python3 -c "print(f'{$crate/$peer_rate:.2f}' if $peer_rate else '-')")"
+    plain_rates+=("$prate"); cw_rates+=("$crate"); peer_rates+=("$peer_rate")
   done
-  python3 - "${plain_rates[*]}" "${cw_rates[*]}" >"$DIR/median-$kind" <<'PY'
+  python3 - "${plain_rates[*]}" "${cw_rates[*]}" "${peer_rates[*]}" >"$DIR/median-$kind" <<'PY'
 import statistics, sys
 p = [int(x) for x in sys.argv[1].split()]
 c = [int(x) for x in sys.argv[2].split()]
-print(int(statistics.median(p)), int(statistics.median(c)))
+q = [int(x) for x in sys.argv[3].split()]
+print(int(statistics.median(p)), int(statistics.median(c)), int(statistics.median(q)))
 PY
 }
 
@@ -132,11 +162,13 @@ print()
 for k in ("apache", "embedded"):
     if k not in kinds:
         continue
-    mp, mc = map(int, open(os.path.join(d, f"median-{k}")).read().split())
+    mp, mc, mq = map(int, open(os.path.join(d, f"median-{k}")).read().split())
     name = "Apache Kafka" if k == "apache" else "embedded mock"
     print(f"median on {name:<14} plain consumer {mp:>10,} msg/s, cardwatch run {mc:>10,} "
           f"events/s, ratio {mc/mp:.2f}; target 500,000 events/s: "
           f"{'met' if mc >= 500000 else 'NOT met'}")
+    if mq:
+        print(f"{'':<24} Python peer {mq:>10,} events/s; cardwatch / peer {mc/mq:.2f}")
 PY
 if [[ " $KINDS " != *" apache "* ]]; then
   exit 0

@@ -7,11 +7,14 @@ set -euo pipefail
 # clang with libclang-rt (ASan, UBSan, libFuzzer); llvm for llvm-cov and
 # llvm-profdata (the line coverage make fuzz reports); gcovr for make
 # coverage (gcc's gcov data, per file and in total).
+# python3-confluent-kafka and python3-redis: the Python peer of make bench
+# (tools/peer.py, run with Debian's /usr/bin/python3).
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev llvm
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel
-      python3 chromium systemd gcovr)
+      python3 chromium systemd gcovr
+      python3-confluent-kafka python3-redis)
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is
 # no node or npm at all (a Node.js from elsewhere is kept).
