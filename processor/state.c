@@ -1,4 +1,20 @@
-/* state.c - see state.h. */
+/* state.c - see state.h.
+ *
+ * A card's records live in a struct card (cache) once read from Redis;
+ * every event is answered in process by cardstate_observe() (the
+ * semantics of the script this module ran per event until issue 14), and
+ * the changes it reports are collected in the write buffer ("acc") of the
+ * next write. One write (one script call) is with Redis at a time; what
+ * the events evaluated meanwhile produce waits in the other buffer and
+ * goes as the next call when the first is answered, so a write costs one
+ * round trip however many events it carries, and writes reach Redis in
+ * the order the events were evaluated. An event's ack (state_release,
+ * state_suppressed_by) fires when the write holding its changes is
+ * answered.
+ *
+ * Reads: the cards of a state_run() that are not cached are read with
+ * HGETALL of both hashes, all sent together (one round trip).
+ */
 #include "state.h"
 
 #include <inttypes.h>
@@ -9,150 +25,110 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
-#include "alert.h"
+#include "cardstate.h"
 #include "clock.h"
 #include "log.h"
 #include "rmodel.h"
 
 #define MOD "state"
-#define BUCKETS 4096
+#define BUCKETS 65536
 /* After an error reply (an ACL refusal, OOM) a command is sent again
  * this long after; the card's events wait meanwhile. */
 #define RETRY_MS 200
 #define LOG_EVERY_S 60 /* the same refusal is logged again this often */
+/* Cache bound: cards without a pending write are evicted, least recently
+ * used first, above this many bytes of cached records. */
+#define CACHE_MAX_BYTES ((size_t)256 << 20)
+#define IDLE_MIN_MS 60000 /* an idle card is kept at least this long */
 
-/* One call per exposed event, atomic in Redis. Window entries are
- *   win hash: txn_id -> "<event ms>:<seq>:<newest ms>:<seen ms>:<record>"
- * seq: the card's arrival order (1 + the highest seq held) given when the
- * txn id is first added; newest: the card's newest event time at that
- * moment; seen: the caller's wall clock then. Values written before
- * sequence numbers ("<event ms>:<record>") count as seq 0, before all.
- * Suppression records are
- *   sup hash: "<rule id>|<txn_id>" -> "<event ms>|<seq>"
- * (older "<rule id>" -> "<event ms>|<txn_id>" count as seq 0).
- *
- * The answer for the event is a function of its first arrival only, so a
- * re-processed event (crash, rebalance, redelivery) gets the same view:
- * the entries of seq lower than its own with event time at or above its
- * floor (its newest minus the horizon), and per rule the latest earlier
- * suppression record at or before its event time. Entries below the
- * card's current floor are deleted unless an entry seen within the grace
- * may still be re-evaluated and needs them (its own floor is lower).
- * KEYS: win, sup. ARGV: txn_id, record, event ms, horizon ms, ttl ms,
- * now ms, grace ms, suppression horizon ms (0: no rule suppresses).
- * Returns {records, {rule, "<ms>|<txn_id>", ...}, newest, seq}. */
-static const char LUA_OBSERVE[] =
-    "local function num(x) return string.format('%d', x) end\n"
-    "local txn, ev = ARGV[1], tonumber(ARGV[3])\n"
-    "local hz, now = tonumber(ARGV[4]), tonumber(ARGV[6])\n"
-    "local grace, suph = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local E, maxq, newest, mine = {}, 0, ev, nil\n"
-    "for i = 1, #all, 2 do\n"
-    "  local v = all[i + 1]\n"
-    "  local t, q, nw, seen, rec =\n"
-    "    string.match(v, '^(%-?%d+):(%d+):(%-?%d+):(%d+):(.*)$')\n"
-    "  if t == nil then\n"
-    "    t, rec = string.match(v, '^(%-?%d+):(.*)$'); q = 0; seen = 0\n"
-    "  end\n"
-    "  if t == nil then redis.call('HDEL', KEYS[1], all[i]) else\n"
-    "    local e = {f = all[i], t = tonumber(t), q = tonumber(q),\n"
-    "               nw = tonumber(nw), seen = tonumber(seen), rec = rec}\n"
-    "    E[#E + 1] = e\n"
-    "    if e.q > maxq then maxq = e.q end\n"
-    "    if e.t > newest then newest = e.t end\n"
-    "    if e.f == txn then mine = e end\n"
+/* One write: applies the changes of many events, in their order.
+ * KEYS: win1, sup1, win2, sup2, ... (one pair per card). ARGV[1]: TTL ms
+ * (every key). Then ops: "<w|s|x|y><card number>" then the field and, for
+ * w (HSET win) and s (HSET sup), the value; x / y are HDEL win / sup. */
+static const char LUA_WRITE[] =
+    "local i, ttl = 2, ARGV[1]\n"
+    "while i <= #ARGV do\n"
+    "  local op = ARGV[i]\n"
+    "  local c, j = string.sub(op, 1, 1), tonumber(string.sub(op, 2))\n"
+    "  if c == 'w' then\n"
+    "    redis.call('HSET', KEYS[2 * j - 1], ARGV[i + 1], ARGV[i + 2])\n"
+    "    i = i + 3\n"
+    "  elseif c == 's' then\n"
+    "    redis.call('HSET', KEYS[2 * j], ARGV[i + 1], ARGV[i + 2])\n"
+    "    i = i + 3\n"
+    "  elseif c == 'x' then\n"
+    "    redis.call('HDEL', KEYS[2 * j - 1], ARGV[i + 1]); i = i + 2\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[2 * j], ARGV[i + 1]); i = i + 2\n"
     "  end\n"
     "end\n"
-    "if mine == nil then\n"
-    "  mine = {f = txn, t = ev, q = maxq + 1, nw = newest, seen = now,\n"
-    "          rec = ARGV[2]}\n"
-    "  E[#E + 1] = mine\n"
-    "  redis.call('HSET', KEYS[1], txn, ARGV[3] .. ':' .. num(mine.q) ..\n"
-    "             ':' .. num(newest) .. ':' .. ARGV[6] .. ':' .. ARGV[2])\n"
-    "end\n"
-    /* an entry from before sequence numbers sees what was there (old view) */
-    "local qv, nwv = mine.q, mine.nw or newest\n"
-    "if mine.nw == nil then qv = math.huge end\n"
-    "local floor, lim, slim = nwv - hz, newest - hz, newest - suph\n"
-    "local out = {}\n"
-    "for _, e in ipairs(E) do\n"
-    "  if e ~= mine and e.q < qv and e.t >= floor then\n"
-    "    out[#out + 1] = e.rec\n"
-    "  end\n"
-    "  if e.seen > now - grace then\n"
-    "    local f = (e.nw or newest) - hz\n"
-    "    if f < lim then lim = f end\n"
-    "    if e.t - suph < slim then slim = e.t - suph end\n"
-    "  end\n"
-    "end\n"
-    "if mine.t >= floor then out[#out + 1] = mine.rec end\n"
-    "for _, e in ipairs(E) do\n"
-    "  if e.t < lim then redis.call('HDEL', KEYS[1], e.f) end\n"
-    "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "local sup = redis.call('HGETALL', KEYS[2])\n"
-    "local best, order = {}, {}\n"
-    "for i = 1, #sup, 2 do\n"
-    "  local f, v = sup[i], sup[i + 1]\n"
-    "  local rule, stxn = string.match(f, '^([^|]*)|(.*)$')\n"
-    "  local ms, q\n"
-    "  if rule then ms, q = string.match(v, '^(%-?%d+)|(%d+)$') else\n"
-    "    rule = f; ms, stxn = string.match(v, '^(%-?%d+)|(.*)$'); q = 0\n"
-    "  end\n"
-    "  ms, q = tonumber(ms), tonumber(q)\n"
-    "  if ms == nil or (suph > 0 and ms < slim) then\n"
-    "    redis.call('HDEL', KEYS[2], f)\n"
-    "  elseif q < qv and stxn ~= txn and ms <= ev then\n"
-    "    if best[rule] == nil then order[#order + 1] = rule end\n"
-    "    if best[rule] == nil or ms > best[rule][1] then\n"
-    "      best[rule] = {ms, stxn}\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if #sup > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end\n"
-    "local sv = {}\n"
-    "for _, r in ipairs(order) do\n"
-    "  sv[#sv + 1] = r; sv[#sv + 1] = num(best[r][1]) .. '|' .. best[r][2]\n"
-    "end\n"
-    "return {out, sv, nwv, mine.q}\n";
+    "for j = 1, #KEYS do redis.call('PEXPIRE', KEYS[j], ttl) end\n"
+    "return #KEYS / 2\n";
 
 struct sreq {
-    struct state *s;
-    struct cardq *cq;
     struct sreq *next;
-    char value[512];
-    size_t value_len;
-    char txn_id[TXN_ID_MAX + 1];
-    char event_ms[24];
-    char horizon[24];
-    char ttl[24];
-    char now[24];
-    char sup_horizon[24];
     state_cb cb;
     void *arg;
-    int tries;
-    int refused; /* its last answer was an error: counted in n_refused */
+    int64_t event_ms;
+    int64_t horizon;
+    int64_t sup_horizon;
+    char txn_id[TXN_ID_MAX + 1];
+    size_t record_len;
+    char record[512];
 };
 
-struct cardq {
+struct card {
     char fp[CARD_FP_SIZE];
-    struct cardq *next; /* bucket chain */
-    struct sreq *head, *tail;
-    int busy; /* head is with Redis or its callback */
-    int acks; /* suppression writes not yet acknowledged: the next event
-                 waits for them */
+    struct card *hnext;        /* bucket chain */
+    struct card *prev, *next;  /* LRU list: head = most recent */
+    struct card *rnext;        /* run list or read list */
+    struct sreq *head, *tail;  /* events waiting for their turn */
+    struct cardstate cs;
+    size_t bytes;      /* counted in state.bytes */
+    uint64_t touched;  /* monotonic ms */
+    uint64_t wnum;     /* write holding its latest change; 0 none */
+    uint64_t acc_num;  /* write it has a key pair in ... */
+    size_t acc_idx;    /* ... and its number there (1-based) */
+    int loaded;  /* cs mirrors Redis (with the pending writes) */
+    int reads;   /* HGETALL replies outstanding */
+    int stale;   /* read again before the next view (state_forget) */
+    int busy;    /* its event is with the callback */
+    int in_run;  /* on the run list */
+    int in_read; /* on the read list */
 };
 
-struct ack {
-    struct state *s;
-    struct cardq *c;
+struct arg {
+    size_t off, len;
+};
+
+struct wack {
     state_ack_cb cb;
     void *arg;
+};
+
+/* A write buffer: keys, op arguments, acks of the events it carries. */
+struct acc {
+    struct state *s;
+    uint64_t num;
+    char *buf;
+    size_t len, cap;
+    struct arg *keys;
+    size_t nkeys, capkeys;
+    struct arg *ops;
+    size_t nops, capops;
+    struct wack *acks;
+    size_t nacks, capacks;
+    int64_t ttl;
+    int tries;
     int refused;
-    char key[RMODEL_KEY_MAX];
-    char field[RULE_ID_MAX + TXN_ID_MAX + 2];
-    char val[48];
+};
+
+/* One HGETALL of a card read. */
+struct read {
+    struct state *s;
+    struct card *c;
+    int sup; /* 0 win, 1 sup */
+    int refused;
 };
 
 struct state {
@@ -162,14 +138,28 @@ struct state {
     char ns[48];
     char sha[41];
     int64_t grace_ms;
-    struct cardq *buckets[BUCKETS];
+    struct card *buckets[BUCKETS];
+    struct card *lru_head, *lru_tail;
+    struct card *run_head, *run_tail;
+    struct card *read_head;
+    size_t n_cards;
+    size_t bytes;
+    size_t n_stale;
+    uint64_t idle_ms;
+    struct acc acc[2];
+    struct acc *cur;  /* collecting */
+    struct acc *fly;  /* with Redis, or NULL */
+    uint64_t acked;   /* number of the last write answered */
+    struct cs_scratch sc;
+    struct state_sup *sups;
+    size_t cap_sups;
     int destroying;
     /* commands whose last answer was an error reply, waiting to be sent
      * again; the last such answer and what it refused (readiness) */
     size_t n_refused;
     char refused[256];
     const char *refused_what;
-    struct log_limit limit, limit_sha;
+    struct log_limit limit, limit_sha, limit_bad;
 };
 
 static unsigned bucket_of(const char *fp)
@@ -181,38 +171,91 @@ static unsigned bucket_of(const char *fp)
     return h % BUCKETS;
 }
 
-static struct cardq *find_card(struct state *s, const char *fp, int create)
+static uint64_t mono_ms(void)
 {
-    unsigned b = bucket_of(fp);
-    for (struct cardq *c = s->buckets[b]; c != NULL; c = c->next) {
+    return clock_mono_ns() / 1000000u;
+}
+
+static struct card *find_card(struct state *s, const char *fp)
+{
+    for (struct card *c = s->buckets[bucket_of(fp)]; c != NULL;
+         c = c->hnext) {
         if (strcmp(c->fp, fp) == 0) {
             return c;
         }
     }
-    if (!create) {
-        return NULL;
+    return NULL;
+}
+
+static void lru_unlink(struct state *s, struct card *c)
+{
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->lru_head = c->next;
     }
-    struct cardq *c = calloc(1, sizeof(*c));
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    } else {
+        s->lru_tail = c->prev;
+    }
+    c->prev = c->next = NULL;
+}
+
+static void lru_front(struct state *s, struct card *c)
+{
+    c->next = s->lru_head;
+    c->prev = NULL;
+    if (s->lru_head != NULL) {
+        s->lru_head->prev = c;
+    } else {
+        s->lru_tail = c;
+    }
+    s->lru_head = c;
+}
+
+static struct card *new_card(struct state *s, const char *fp)
+{
+    struct card *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return NULL;
     }
     snprintf(c->fp, sizeof(c->fp), "%s", fp);
-    c->next = s->buckets[b];
+    unsigned b = bucket_of(fp);
+    c->hnext = s->buckets[b];
     s->buckets[b] = c;
+    lru_front(s, c);
+    c->bytes = sizeof(*c);
+    s->bytes += c->bytes;
+    s->n_cards++;
     return c;
 }
 
-static void drop_card(struct state *s, struct cardq *c)
+static void account(struct state *s, struct card *c)
 {
-    unsigned b = bucket_of(c->fp);
-    for (struct cardq **pp = &s->buckets[b]; *pp != NULL;
-         pp = &(*pp)->next) {
+    size_t b = sizeof(*c) + cardstate_bytes(&c->cs);
+    s->bytes = s->bytes - c->bytes + b;
+    c->bytes = b;
+}
+
+/* Frees a card that nothing refers to (no events, reads or writes). */
+static void drop_card(struct state *s, struct card *c)
+{
+    for (struct card **pp = &s->buckets[bucket_of(c->fp)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
         if (*pp == c) {
-            *pp = c->next;
-            free(c);
-            return;
+            *pp = c->hnext;
+            break;
         }
     }
+    lru_unlink(s, c);
+    s->bytes -= c->bytes;
+    s->n_cards--;
+    if (c->stale) {
+        s->n_stale--;
+    }
+    cardstate_clear(&c->cs);
+    free(c);
 }
 
 static int key_of(char *buf, size_t len, const struct state *s,
@@ -242,12 +285,15 @@ struct state *state_new(struct rconn *rc, const char *prefix,
     snprintf(s->kid, sizeof(s->kid), "%s", key_id);
     snprintf(s->ns, sizeof(s->ns), "%s", ns);
     s->grace_ms = grace_ms;
+    s->idle_ms = IDLE_MIN_MS;
+    s->acc[0].s = s->acc[1].s = s;
+    s->cur = &s->acc[0];
+    s->cur->num = 1;
     /* SHA-1 of the script, for EVALSHA; EVAL loads it when Redis lost
      * its script cache (NOSCRIPT after a restart). */
     unsigned char d[20];
     unsigned int dl = 0;
-    if (!EVP_Digest(LUA_OBSERVE, strlen(LUA_OBSERVE), d, &dl, EVP_sha1(),
-                    NULL) ||
+    if (!EVP_Digest(LUA_WRITE, strlen(LUA_WRITE), d, &dl, EVP_sha1(), NULL) ||
         dl != 20) {
         free(s);
         return NULL;
@@ -258,12 +304,8 @@ struct state *state_new(struct rconn *rc, const char *prefix,
     return s;
 }
 
-static void issue(struct state *s, struct sreq *r, int use_eval,
-                  int delay_ms);
-
-/* An error reply to `what` (a window update, a suppression write) that is
- * retried: logged (the same answer at most once a minute) and counted
- * for readiness while *refused is set. */
+/* An error reply to `what` that is retried: logged (the same answer at
+ * most once a minute) and counted for readiness while *refused is set. */
 static void note_refusal(struct state *s, int *refused, const char *what,
                          const char *text)
 {
@@ -288,300 +330,581 @@ static void end_refusal(struct state *s, int *refused)
     }
     *refused = 0;
     if (--s->n_refused == 0) {
-        log_info(MOD, "Redis %s accepts window updates and suppression "
-                 "writes again", rconn_address(s->rc));
+        log_info(MOD, "Redis %s accepts window reads and writes again",
+                 rconn_address(s->rc));
         log_limit_reset(&s->limit);
     }
 }
 
-/* The card's next event goes to Redis once the previous one is released
- * and its suppression writes are acknowledged; an idle card is dropped. */
-static void card_next(struct state *s, struct cardq *c)
-{
-    if (c->busy || c->acks > 0) {
-        return;
-    }
-    if (c->head != NULL) {
-        issue(s, c->head, 0, 0);
-    } else {
-        drop_card(s, c);
-    }
-}
+/* ---- the write buffer ---- */
 
-static int parse_view(const redisReply *rep, struct win_entry **entries,
-                      size_t *n, struct state_sup **sups, size_t *ns,
-                      int64_t *newest, int64_t *seq)
+static int acc_put(struct acc *a, const char *p, size_t n, struct arg **arr,
+                   size_t *na, size_t *cap)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY ||
-        rep->element[1]->type != REDIS_REPLY_ARRAY ||
-        rep->element[2]->type != REDIS_REPLY_INTEGER ||
-        rep->element[3]->type != REDIS_REPLY_INTEGER ||
-        rep->element[3]->integer < 0) {
-        return -1;
-    }
-    const redisReply *ents = rep->element[0];
-    const redisReply *sup = rep->element[1];
-    *entries = calloc(ents->elements + 1, sizeof(**entries));
-    *sups = calloc(sup->elements / 2 + 1, sizeof(**sups));
-    if (*entries == NULL || *sups == NULL) {
-        return -1;
-    }
-    *n = 0;
-    for (size_t i = 0; i < ents->elements; i++) {
-        const redisReply *e = ents->element[i];
-        if (e->type != REDIS_REPLY_STRING ||
-            win_entry_decode(e->str, e->len, &(*entries)[*n]) != 0) {
-            log_warn(MOD, "skipping a malformed window entry");
-            continue;
+    if (a->len + n > a->cap) {
+        size_t nc = a->cap ? a->cap : 4096;
+        while (nc < a->len + n) {
+            nc *= 2;
         }
-        (*n)++;
-    }
-    *ns = 0;
-    for (size_t i = 0; i + 1 < sup->elements; i += 2) {
-        const redisReply *k = sup->element[i];
-        const redisReply *v = sup->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            continue;
+        char *nb = realloc(a->buf, nc);
+        if (nb == NULL) {
+            return -1;
         }
-        char *bar = memchr(v->str, '|', v->len);
-        if (bar == NULL) {
-            continue;
-        }
-        (*sups)[*ns].rule_id = k->str;
-        (*sups)[*ns].last_ms = strtoll(v->str, NULL, 10);
-        (*sups)[*ns].txn_id = bar + 1;
-        (*ns)++;
+        a->buf = nb;
+        a->cap = nc;
     }
-    *newest = (int64_t)rep->element[2]->integer;
-    *seq = (int64_t)rep->element[3]->integer;
+    if (*na == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        struct arg *np = realloc(*arr, nc * sizeof(**arr));
+        if (np == NULL) {
+            return -1;
+        }
+        *arr = np;
+        *cap = nc;
+    }
+    memcpy(a->buf + a->len, p, n);
+    (*arr)[(*na)++] = (struct arg){a->len, n};
+    a->len += n;
     return 0;
 }
 
-static void on_observe(void *arg, const redisReply *rep)
+static void acc_reset(struct acc *a)
 {
-    struct sreq *r = arg;
+    a->len = a->nkeys = a->nops = a->nacks = 0;
+    a->ttl = 0;
+    a->tries = 0;
+}
+
+/* Context of the emit callback: the card whose change it is. */
+struct emit_ctx {
+    struct state *s;
+    struct card *c;
+};
+
+static int emit(void *arg, enum cs_op op, const char *field, size_t flen,
+                const char *val, size_t vlen)
+{
+    struct emit_ctx *x = arg;
+    struct state *s = x->s;
+    struct card *c = x->c;
+    struct acc *a = s->cur;
+    if (c->acc_num != a->num) {
+        char k[RMODEL_KEY_MAX];
+        int kl = key_of(k, sizeof(k), s, "win", c->fp);
+        if (kl < 0 || acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys,
+                              &a->capkeys) != 0) {
+            return -1;
+        }
+        kl = key_of(k, sizeof(k), s, "sup", c->fp);
+        if (kl < 0 || acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys,
+                              &a->capkeys) != 0) {
+            a->nkeys--;
+            return -1;
+        }
+        c->acc_num = a->num;
+        c->acc_idx = a->nkeys / 2;
+    }
+    static const char kinds[] = {'w', 'x', 's', 'y'};
+    char o[24];
+    int ol = snprintf(o, sizeof(o), "%c%zu", kinds[op], c->acc_idx);
+    size_t mark = a->nops;
+    if (acc_put(a, o, (size_t)ol, &a->ops, &a->nops, &a->capops) != 0 ||
+        acc_put(a, field, flen, &a->ops, &a->nops, &a->capops) != 0 ||
+        (val != NULL &&
+         acc_put(a, val, vlen, &a->ops, &a->nops, &a->capops) != 0)) {
+        a->nops = mark;
+        return -1;
+    }
+    c->wnum = a->num;
+    return 0;
+}
+
+/* ack fires when what card c wrote so far is in Redis: at once when
+ * nothing is pending, else with the write holding its latest change. */
+static int add_ack(struct state *s, struct card *c, state_ack_cb cb,
+                   void *arg)
+{
+    if (c->wnum <= s->acked) {
+        cb(arg, 0);
+        return 0;
+    }
+    struct acc *a = c->wnum == s->cur->num ? s->cur : s->fly;
+    if (a->nacks == a->capacks) {
+        size_t nc = a->capacks ? a->capacks * 2 : 256;
+        struct wack *np = realloc(a->acks, nc * sizeof(*np));
+        if (np == NULL) {
+            return -1;
+        }
+        a->acks = np;
+        a->capacks = nc;
+    }
+    a->acks[a->nacks++] = (struct wack){cb, arg};
+    return 0;
+}
+
+static void send_write(struct state *s, int use_eval, int delay_ms);
+static void after_write(struct state *s);
+
+static void on_write(void *arg, const redisReply *rep)
+{
+    struct acc *a = arg;
+    struct state *s = a->s;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        /* NOSCRIPT: Redis lost its script cache; any other first error
+         * may be EVALSHA alone refused: the whole script at once. Then,
+         * until Redis accepts it, again every RETRY_MS. */
+        int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
+        if (noscript || a->tries++ == 0) {
+            if (!noscript && log_limit_ok(&s->limit_sha, rep->str,
+                                          LOG_EVERY_S)) {
+                log_warn(MOD, "window write failed: %s; sending the whole "
+                         "script (EVAL)", rep->str);
+            }
+            send_write(s, 1, 0);
+        } else {
+            note_refusal(s, &a->refused, "window update", rep->str);
+            send_write(s, 0, RETRY_MS);
+        }
+        return;
+    }
+    if (rep != NULL) {
+        end_refusal(s, &a->refused);
+        s->acked = a->num;
+    }
+    s->fly = NULL;
+    /* An ack may finish events and batches, and the source may hand over
+     * new events from there (state_run): a is free before they run. */
+    struct wack *acks = a->acks;
+    size_t n = a->nacks;
+    a->acks = NULL;
+    a->capacks = 0;
+    acc_reset(a);
+    for (size_t i = 0; i < n; i++) {
+        acks[i].cb(acks[i].arg, rep == NULL);
+    }
+    free(acks);
+    if (rep != NULL && !s->destroying) {
+        after_write(s);
+    }
+}
+
+/* Sends the write with Redis (fly) again, or cur as the next one. */
+static void send_write(struct state *s, int use_eval, int delay_ms)
+{
+    struct acc *a = s->fly;
+    if (a == NULL) {
+        if (s->cur->nkeys == 0 && s->cur->nacks == 0) {
+            return;
+        }
+        a = s->fly = s->cur;
+        s->cur = a == &s->acc[0] ? &s->acc[1] : &s->acc[0];
+        s->cur->num = a->num + 1;
+    }
+    size_t argc = 4 + a->nkeys + a->nops;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char nk[24], ttl[24];
+    snprintf(nk, sizeof(nk), "%zu", a->nkeys);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, a->ttl);
+    if (argv == NULL || lens == NULL) {
+        free(argv);
+        free(lens);
+        log_error(MOD, "out of memory sending a window write");
+        return;
+    }
+    argv[0] = use_eval ? "EVAL" : "EVALSHA";
+    argv[1] = use_eval ? LUA_WRITE : s->sha;
+    argv[2] = nk;
+    size_t k = 3;
+    for (size_t i = 0; i < a->nkeys; i++, k++) {
+        argv[k] = a->buf + a->keys[i].off;
+        lens[k] = a->keys[i].len;
+    }
+    argv[k] = ttl;
+    lens[k++] = strlen(ttl);
+    for (size_t i = 0; i < a->nops; i++, k++) {
+        argv[k] = a->buf + a->ops[i].off;
+        lens[k] = a->ops[i].len;
+    }
+    for (int i = 0; i < 3; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    int rc = delay_ms > 0
+                 ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
+                                       lens, on_write, a)
+                 : rconn_command(s->rc, (int)argc, argv, lens, on_write, a);
+    if (rc != 0) {
+        log_error(MOD, "out of memory queuing a window write");
+    }
+    free(argv);
+    free(lens);
+}
+
+/* ---- reads ---- */
+
+static void run(struct state *s);
+static void settle(struct state *s, struct card *c);
+
+static void on_read(void *arg, const redisReply *rep);
+
+static int issue_read(struct state *s, struct read *r, int delay_ms)
+{
+    char k[RMODEL_KEY_MAX];
+    if (key_of(k, sizeof(k), s, r->sup ? "sup" : "win", r->c->fp) < 0) {
+        return -1;
+    }
+    const char *argv[] = {"HGETALL", k};
+    size_t lens[] = {7, strlen(k)};
+    return delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, 2, argv,
+                                              lens, on_read, r)
+                        : rconn_command(s->rc, 2, argv, lens, on_read, r);
+}
+
+static void on_read(void *arg, const redisReply *rep)
+{
+    struct read *r = arg;
     struct state *s = r->s;
-    struct cardq *c = r->cq;
+    struct card *c = r->c;
     if (rep == NULL) {
-        /* Destroyed before Redis answered. */
-        c->busy = 0;
-        c->head = r->next;
-        r->cb(r->arg, -1, NULL);
+        c->reads--;
         free(r);
         return;
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        /* NOSCRIPT: Redis lost its script cache; any other first error
-         * may be EVALSHA alone refused: the whole script at once. Then,
-         * until Redis accepts it, again every RETRY_MS: evaluated without
-         * its window the event could miss an alert. */
-        int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
-        if (noscript || r->tries++ == 0) {
-            if (!noscript && log_limit_ok(&s->limit_sha, rep->str,
-                                          LOG_EVERY_S)) {
-                log_warn(MOD, "window update failed: %s; sending the whole "
-                         "script (EVAL)", rep->str);
-            }
-            issue(s, r, 1, 0);
-        } else {
-            note_refusal(s, &r->refused, "window update", rep->str);
-            issue(s, r, 0, RETRY_MS);
+    if (rep->type == REDIS_REPLY_ERROR ||
+        (rep->type != REDIS_REPLY_ARRAY && rep->type != REDIS_REPLY_NIL)) {
+        /* Evaluated without its window the event could miss an alert:
+         * the card waits, the read is sent again. */
+        note_refusal(s, &r->refused, "window read",
+                     rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                    : "unexpected reply");
+        if (issue_read(s, r, RETRY_MS) != 0) {
+            log_error(MOD, "out of memory queuing a window read");
         }
         return;
     }
     end_refusal(s, &r->refused);
-    struct win_entry *entries = NULL;
-    struct state_sup *sups = NULL;
-    size_t n = 0, ns = 0;
-    int64_t newest = strtoll(r->event_ms, NULL, 10);
-    int64_t seq = 0;
-    struct win_entry self;
-    if (parse_view(rep, &entries, &n, &sups, &ns, &newest, &seq) != 0) {
-        log_error(MOD, "window update answered unexpectedly (type %d); "
-                  "evaluating with this transaction alone", rep->type);
-        free(entries);
-        free(sups);
-        entries = NULL;
-        sups = NULL;
-        n = ns = 0;
-        if (win_entry_decode(r->value, r->value_len, &self) == 0) {
-            entries = &self;
-            n = 1;
+    struct emit_ctx x = {s, c};
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY &&
+                       i + 1 < rep->elements;
+         i += 2) {
+        const redisReply *f = rep->element[i], *v = rep->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        int rc = r->sup ? cardstate_load_sup(&c->cs, f->str, f->len, v->str,
+                                             v->len)
+                        : cardstate_load_win(&c->cs, f->str, f->len, v->str,
+                                             v->len);
+        if (rc == 1) {
+            (void)emit(&x, r->sup ? CS_SUP_DEL : CS_WIN_DEL, f->str, f->len,
+                       NULL, 0);
+        } else if (rc < 0) {
+            log_error(MOD, "out of memory reading a card's window; its "
+                      "events are evaluated after a new read");
+            if (!c->stale) {
+                c->stale = 1;
+                s->n_stale++;
+            }
         }
     }
-    struct state_view v = {entries, n, sups, ns, newest, seq};
-    c->head = r->next;
-    if (c->head == NULL) {
-        c->tail = NULL;
-    }
-    r->cb(r->arg, 0, &v); /* calls state_release(): c may be gone now */
-    if (entries != &self) {
-        free(entries);
-    }
-    free(sups);
     free(r);
+    if (--c->reads > 0) {
+        return;
+    }
+    account(s, c);
+    if (c->stale) {
+        settle(s, c); /* read again */
+        return;
+    }
+    c->loaded = 1;
+    if (!c->in_run && c->head != NULL) {
+        c->in_run = 1;
+        c->rnext = NULL;
+        if (s->run_tail != NULL) {
+            s->run_tail->rnext = c;
+        } else {
+            s->run_head = c;
+        }
+        s->run_tail = c;
+    }
+    run(s);
 }
 
-static void issue(struct state *s, struct sreq *r, int use_eval,
-                  int delay_ms)
+/* Sends the reads of the cards on the read list (one round trip). */
+static void send_reads(struct state *s)
 {
-    char win[RMODEL_KEY_MAX], sup[RMODEL_KEY_MAX], grace[24];
-    snprintf(grace, sizeof(grace), "%" PRId64, s->grace_ms);
-    /* "seen" of a first arrival: when it went to Redis (a re-send after a
-     * reconnect is a new first arrival only if the first never ran) */
-    snprintf(r->now, sizeof(r->now), "%" PRId64, clock_wall_ms());
-    key_of(win, sizeof(win), s, "win", r->cq->fp);
-    key_of(sup, sizeof(sup), s, "sup", r->cq->fp);
-    const char *argv[] = {use_eval ? "EVAL" : "EVALSHA",
-                          use_eval ? LUA_OBSERVE : s->sha,
-                          "2",
-                          win,
-                          sup,
-                          r->txn_id,
-                          r->value,
-                          r->event_ms,
-                          r->horizon,
-                          r->ttl,
-                          r->now,
-                          grace,
-                          r->sup_horizon};
-    enum { ARGC = sizeof(argv) / sizeof(argv[0]) };
-    size_t lens[ARGC];
-    for (int i = 0; i < ARGC; i++) {
-        lens[i] = strlen(argv[i]);
+    while (s->read_head != NULL) {
+        struct card *c = s->read_head;
+        s->read_head = c->rnext;
+        c->in_read = 0;
+        if (c->loaded || c->reads > 0) {
+            continue;
+        }
+        cardstate_clear(&c->cs);
+        for (int k = 0; k < 2; k++) {
+            struct read *r = calloc(1, sizeof(*r));
+            if (r != NULL) {
+                r->s = s;
+                r->c = c;
+                r->sup = k;
+            }
+            if (r == NULL || issue_read(s, r, 0) != 0) {
+                free(r);
+                log_error(MOD, "out of memory queuing a window read");
+                continue;
+            }
+            c->reads++;
+        }
     }
-    lens[6] = r->value_len;
-    r->cq->busy = 1;
-    int rc = delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, ARGC, argv,
-                                                lens, on_observe, r)
-                          : rconn_command(s->rc, ARGC, argv, lens,
-                                          on_observe, r);
-    if (rc != 0) {
-        log_error(MOD, "out of memory queuing a window update");
+}
+
+static void want_read(struct state *s, struct card *c)
+{
+    if (!c->in_read && !c->loaded && c->reads == 0) {
+        c->in_read = 1;
+        c->rnext = s->read_head;
+        s->read_head = c;
     }
+}
+
+/* A stale card whose writes are in Redis is read again (or dropped when
+ * no event waits). */
+static void settle(struct state *s, struct card *c)
+{
+    if (!c->stale || c->busy || c->reads > 0 || c->in_run ||
+        c->wnum > s->acked) {
+        return;
+    }
+    c->stale = 0;
+    s->n_stale--;
+    c->loaded = 0;
+    cardstate_clear(&c->cs);
+    account(s, c);
+    if (c->head != NULL) {
+        want_read(s, c);
+        send_reads(s);
+    } else if (!c->in_read) {
+        drop_card(s, c);
+    }
+}
+
+/* Evicts idle cards with nothing pending, least recent first, while the
+ * cache is over its bound or the card idled past idle_ms. */
+static void evict(struct state *s)
+{
+    uint64_t now = mono_ms();
+    while (s->lru_tail != NULL) {
+        struct card *c = s->lru_tail;
+        if (s->bytes <= CACHE_MAX_BYTES && now - c->touched < s->idle_ms) {
+            return;
+        }
+        if (c->head != NULL || c->busy || c->reads > 0 || c->in_run ||
+            c->in_read || c->wnum > s->acked) {
+            return;
+        }
+        drop_card(s, c);
+    }
+}
+
+static void after_write(struct state *s)
+{
+    if (s->n_stale > 0) {
+        for (size_t b = 0; b < BUCKETS && s->n_stale > 0; b++) {
+            struct card *c = s->buckets[b];
+            while (c != NULL) {
+                struct card *next = c->hnext;
+                settle(s, c);
+                c = next;
+            }
+        }
+    }
+    evict(s);
+    send_write(s, 0, 0);
+}
+
+/* ---- events ---- */
+
+static int observe_one(struct state *s, struct card *c, struct sreq *r)
+{
+    struct cs_event ev = {
+        .txn_id = r->txn_id,
+        .event_ms = r->event_ms,
+        .record = r->record,
+        .record_len = r->record_len,
+        .horizon_ms = r->horizon,
+        .sup_horizon_ms = r->sup_horizon,
+        .now_ms = clock_wall_ms(),
+        .grace_ms = s->grace_ms,
+    };
+    struct emit_ctx x = {s, c};
+    struct cs_view cv;
+    if (cardstate_observe(&c->cs, &ev, &s->sc, &cv, emit, &x) != 0) {
+        return -1;
+    }
+    if (cv.n_sups > s->cap_sups) {
+        struct state_sup *np = realloc(s->sups, cv.n_sups * sizeof(*np));
+        if (np == NULL) {
+            return -1; /* the entry is written: a retry sees it (seq) */
+        }
+        s->sups = np;
+        s->cap_sups = cv.n_sups;
+    }
+    for (size_t i = 0; i < cv.n_sups; i++) {
+        s->sups[i] = (struct state_sup){cv.sups[i].rule_id,
+                                        cv.sups[i].last_ms,
+                                        cv.sups[i].txn_id};
+    }
+    if (cv.n_bad > 0 && log_limit_ok(&s->limit_bad, "bad", LOG_EVERY_S)) {
+        log_warn(MOD, "skipping %zu malformed window entr%s", cv.n_bad,
+                 cv.n_bad == 1 ? "y" : "ies");
+    }
+    int64_t ttl = r->horizon > 3600000 ? r->horizon : 3600000;
+    ttl = r->sup_horizon > ttl ? r->sup_horizon : ttl;
+    ttl = s->grace_ms > ttl ? s->grace_ms : ttl;
+    if (ttl > s->cur->ttl) {
+        s->cur->ttl = ttl;
+    }
+    int64_t longest = r->horizon > r->sup_horizon ? r->horizon
+                                                  : r->sup_horizon;
+    uint64_t idle = (uint64_t)(longest < ttl / 2 ? longest : ttl / 2);
+    s->idle_ms = idle > IDLE_MIN_MS ? idle : IDLE_MIN_MS;
+    struct state_view v = {cv.entries, cv.n_entries, s->sups, cv.n_sups,
+                           cv.newest_ms, cv.seq};
+    c->busy = 1;
+    r->cb(r->arg, 0, &v); /* calls state_suppressed_by, state_release */
+    account(s, c);
+    return 0;
+}
+
+static void run(struct state *s)
+{
+    while (s->run_head != NULL) {
+        struct card *c = s->run_head;
+        s->run_head = c->rnext;
+        if (s->run_head == NULL) {
+            s->run_tail = NULL;
+        }
+        c->in_run = 0;
+        while (c->head != NULL && c->loaded && !c->stale && !c->busy) {
+            struct sreq *r = c->head;
+            c->head = r->next;
+            if (c->head == NULL) {
+                c->tail = NULL;
+            }
+            if (observe_one(s, c, r) != 0) {
+                log_error(MOD, "out of memory evaluating window state for "
+                          "txn %s; it is not acknowledged", r->txn_id);
+                r->cb(r->arg, -1, NULL);
+            }
+            free(r);
+        }
+        settle(s, c);
+    }
+    send_reads(s);
+    if (s->fly == NULL) {
+        send_write(s, 0, 0);
+    }
+    evict(s);
 }
 
 int state_observe(struct state *s, const char *fp, const struct win_entry *e,
                   int64_t horizon_ms, int64_t sup_horizon_ms, state_cb cb,
                   void *arg)
 {
-    struct sreq *r = calloc(1, sizeof(*r));
+    struct sreq *r = malloc(sizeof(*r));
     if (r == NULL) {
         return -1;
     }
-    int len = win_entry_encode(e, r->value, sizeof(r->value));
-    struct cardq *c = len < 0 ? NULL : find_card(s, fp, 1);
+    int len = win_entry_encode(e, r->record, sizeof(r->record));
+    struct card *c = len < 0 ? NULL : find_card(s, fp);
+    if (len >= 0 && c == NULL) {
+        c = new_card(s, fp);
+    }
     if (c == NULL) {
         free(r);
         return -1;
     }
-    r->value_len = (size_t)len;
-    r->s = s;
-    r->cq = c;
+    r->next = NULL;
+    r->record_len = (size_t)len;
     r->cb = cb;
     r->arg = arg;
     snprintf(r->txn_id, sizeof(r->txn_id), "%s", e->txn_id);
-    snprintf(r->event_ms, sizeof(r->event_ms), "%" PRId64, e->event_time_ms);
-    snprintf(r->horizon, sizeof(r->horizon), "%" PRId64, horizon_ms);
-    snprintf(r->sup_horizon, sizeof(r->sup_horizon), "%" PRId64,
-             sup_horizon_ms);
-    /* Wall-clock TTL as a safety net (an idle card's state goes);
-     * pruning is by event time. */
-    int64_t ttl = horizon_ms > 3600000 ? horizon_ms : 3600000;
-    ttl = sup_horizon_ms > ttl ? sup_horizon_ms : ttl;
-    ttl = s->grace_ms > ttl ? s->grace_ms : ttl;
-    snprintf(r->ttl, sizeof(r->ttl), "%" PRId64, ttl);
+    r->event_ms = e->event_time_ms;
+    r->horizon = horizon_ms;
+    r->sup_horizon = sup_horizon_ms;
     if (c->tail != NULL) {
         c->tail->next = r;
     } else {
         c->head = r;
     }
     c->tail = r;
-    if (!c->busy && c->acks == 0) {
-        issue(s, r, 0, 0);
+    c->touched = mono_ms();
+    lru_unlink(s, c);
+    lru_front(s, c);
+    if (c->loaded && !c->stale) {
+        if (!c->in_run) {
+            c->in_run = 1;
+            c->rnext = NULL;
+            if (s->run_tail != NULL) {
+                s->run_tail->rnext = c;
+            } else {
+                s->run_head = c;
+            }
+            s->run_tail = c;
+        }
+    } else if (!c->stale) {
+        want_read(s, c);
     }
     return 0;
 }
 
-static int send_ack(struct ack *a, int delay_ms);
-
-static void on_ack(void *arg, const redisReply *rep)
+void state_run(struct state *s)
 {
-    struct ack *a = arg;
-    struct state *s = a->s;
-    struct cardq *c = a->c;
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-        /* Until it is written, a later event of the card would not be
-         * suppressed by it: the card waits, the write is sent again. */
-        note_refusal(s, &a->refused, "suppression write", rep->str);
-        if (send_ack(a, RETRY_MS) == 0) {
-            return;
-        }
-        log_error(MOD, "out of memory queuing a suppression write");
-    }
-    int err = rep == NULL || rep->type == REDIS_REPLY_ERROR;
-    if (rep != NULL) {
-        end_refusal(s, &a->refused);
-    }
-    c->acks--;
-    a->cb(a->arg, err);
-    free(a);
-    if (rep != NULL) {
-        card_next(s, c); /* c may be gone now */
-    }
-}
-
-static int send_ack(struct ack *a, int delay_ms)
-{
-    const char *argv[] = {"HSET", a->key, a->field, a->val};
-    size_t lens[] = {4, strlen(a->key), strlen(a->field), strlen(a->val)};
-    return delay_ms > 0 ? rconn_command_later(a->s->rc, delay_ms, 4, argv,
-                                              lens, on_ack, a)
-                        : rconn_command(a->s->rc, 4, argv, lens, on_ack, a);
+    run(s);
 }
 
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
                         int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb cb, void *arg)
 {
-    struct ack *a = calloc(1, sizeof(*a));
-    if (a == NULL) {
+    struct card *c = find_card(s, fp);
+    if (c == NULL || !c->loaded) {
         return -1;
     }
-    int fl = snprintf(a->field, sizeof(a->field), "%s|%s", rule_id, txn_id);
-    if (key_of(a->key, sizeof(a->key), s, "sup", fp) < 0 || fl < 0 ||
-        (size_t)fl >= sizeof(a->field) || strchr(rule_id, '|') != NULL) {
-        free(a);
+    struct emit_ctx x = {s, c};
+    if (cardstate_suppress(&c->cs, rule_id, txn_id, event_ms, seq, emit,
+                           &x) != 0) {
         return -1;
     }
-    struct cardq *c = find_card(s, fp, 1);
-    if (c == NULL) {
-        free(a);
-        return -1;
-    }
-    a->s = s;
-    a->c = c;
-    a->cb = cb;
-    a->arg = arg;
-    snprintf(a->val, sizeof(a->val), "%" PRId64 "|%" PRId64, event_ms, seq);
-    if (send_ack(a, 0) != 0) {
-        free(a);
-        card_next(s, c); /* created here: not left behind */
-        return -1;
-    }
-    c->acks++;
-    return 0;
+    return add_ack(s, c, cb, arg);
 }
 
-void state_release(struct state *s, const char *fp)
+int state_release(struct state *s, const char *fp, state_ack_cb cb,
+                  void *arg)
 {
-    struct cardq *c = find_card(s, fp, 0);
+    struct card *c = find_card(s, fp);
     if (c == NULL) {
-        return;
+        cb(arg, 0);
+        return 0;
     }
     c->busy = 0;
-    card_next(s, c);
+    return add_ack(s, c, cb, arg);
+}
+
+void state_forget(struct state *s)
+{
+    for (size_t b = 0; b < BUCKETS; b++) {
+        struct card *c = s->buckets[b];
+        while (c != NULL) {
+            struct card *next = c->hnext;
+            if (!c->stale && (c->loaded || c->reads > 0)) {
+                c->stale = 1;
+                s->n_stale++;
+                settle(s, c);
+            }
+            c = next;
+        }
+    }
 }
 
 int state_health(const struct state *s, char *why, size_t whylen)
@@ -595,29 +918,49 @@ int state_health(const struct state *s, char *why, size_t whylen)
     return 0;
 }
 
+size_t state_cached(const struct state *s)
+{
+    return s->n_cards;
+}
+
 void state_destroy(struct state *s)
 {
     if (s == NULL) {
         return;
     }
-    /* Requests with Redis are answered (status -1) by rconn_destroy(),
-     * which the owner calls first; what is left only waits for its turn. */
+    /* Commands with Redis were answered (NULL) by rconn_destroy(), which
+     * the owner calls first; what is left only waits for its turn. */
+    s->destroying = 1;
+    for (int i = 0; i < 2; i++) {
+        struct acc *a = &s->acc[i];
+        for (size_t k = 0; k < a->nacks; k++) {
+            a->acks[k].cb(a->acks[k].arg, 1);
+        }
+        a->nacks = 0;
+    }
     for (size_t b = 0; b < BUCKETS; b++) {
-        struct cardq *c = s->buckets[b];
+        struct card *c = s->buckets[b];
         while (c != NULL) {
-            struct cardq *next = c->next;
-            /* A busy head is still owned by the Redis connection
-             * (state_destroy must come after rconn_destroy). */
-            struct sreq *r = c->busy && c->head ? c->head->next : c->head;
+            struct card *next = c->hnext;
+            struct sreq *r = c->head;
             while (r != NULL) {
                 struct sreq *rn = r->next;
                 r->cb(r->arg, -1, NULL);
                 free(r);
                 r = rn;
             }
+            cardstate_clear(&c->cs);
             free(c);
             c = next;
         }
     }
+    for (int i = 0; i < 2; i++) {
+        free(s->acc[i].buf);
+        free(s->acc[i].keys);
+        free(s->acc[i].ops);
+        free(s->acc[i].acks);
+    }
+    cardstate_scratch_free(&s->sc);
+    free(s->sups);
     free(s);
 }
