@@ -1,19 +1,22 @@
 /* state.c - see state.h.
  *
- * A card's records live in a struct card (cache) once read from Redis;
- * every event is answered in process by cardstate_observe() (the
+ * A card's records live in a struct card (the cache) once read from
+ * Redis; every event is answered in process by cardstate_observe() (the
  * semantics of the script this module ran per event until issue 14), and
  * the changes it reports are collected in the write buffer ("acc") of the
- * next write. One write (one script call) is with Redis at a time; what
- * the events evaluated meanwhile produce waits in the other buffer and
- * goes as the next call when the first is answered, so a write costs one
- * round trip however many events it carries, and writes reach Redis in
- * the order the events were evaluated. An event's ack (state_release,
- * state_suppressed_by) fires when the write holding its changes is
- * answered.
+ * next write: one script call (LUA_WRITE) with the window changes of every
+ * card, then one HSET per suppression record, all sent together. One
+ * write is with Redis at a time; what the events evaluated meanwhile
+ * produce waits in the other buffer and goes when the first is answered,
+ * so a write costs one round trip however many events it carries, and
+ * writes reach Redis in the order the events were evaluated. An event's
+ * acks (state_release, state_suppressed_by) fire when the write holding
+ * its changes is answered. A card whose event recorded a suppression
+ * waits until that record is written (as before the cache: an ACL that
+ * refuses HSET holds that card, not the others).
  *
- * Reads: the cards of a state_run() that are not cached are read with
- * HGETALL of both hashes, all sent together (one round trip).
+ * Reads: the cards of a state_run() that are not cached are read with one
+ * script call (LUA_READ: HGETALL of both hashes of each), one round trip.
  */
 #include "state.h"
 
@@ -41,10 +44,13 @@
 #define CACHE_MAX_BYTES ((size_t)256 << 20)
 #define IDLE_MIN_MS 60000 /* an idle card is kept at least this long */
 
-/* One write: applies the changes of many events, in their order.
+/* One write: applies the window changes of many events, in their order.
  * KEYS: win1, sup1, win2, sup2, ... (one pair per card). ARGV[1]: TTL ms
- * (every key). Then ops: "<w|s|x|y><card number>" then the field and, for
- * w (HSET win) and s (HSET sup), the value; x / y are HDEL win / sup. */
+ * (every key). Then ops: "<w|x|y><card number>" then the field and, for
+ * w (HSET win), the value; x / y are HDEL win / sup. Suppression records
+ * are plain HSETs sent right after it (one round trip): an ACL that
+ * refuses HSET then names it, and the card's next event waits for them
+ * as it did before the cache. */
 static const char LUA_WRITE[] =
     "local i, ttl = 2, ARGV[1]\n"
     "while i <= #ARGV do\n"
@@ -52,9 +58,6 @@ static const char LUA_WRITE[] =
     "  local c, j = string.sub(op, 1, 1), tonumber(string.sub(op, 2))\n"
     "  if c == 'w' then\n"
     "    redis.call('HSET', KEYS[2 * j - 1], ARGV[i + 1], ARGV[i + 2])\n"
-    "    i = i + 3\n"
-    "  elseif c == 's' then\n"
-    "    redis.call('HSET', KEYS[2 * j], ARGV[i + 1], ARGV[i + 2])\n"
     "    i = i + 3\n"
     "  elseif c == 'x' then\n"
     "    redis.call('HDEL', KEYS[2 * j - 1], ARGV[i + 1]); i = i + 2\n"
@@ -64,6 +67,13 @@ static const char LUA_WRITE[] =
     "end\n"
     "for j = 1, #KEYS do redis.call('PEXPIRE', KEYS[j], ttl) end\n"
     "return #KEYS / 2\n";
+
+/* One read: both hashes of every card of a state_run() not cached.
+ * KEYS: win1, sup1, win2, sup2, ... Returns their HGETALLs in order. */
+static const char LUA_READ[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end\n"
+    "return out\n";
 
 struct sreq {
     struct sreq *next;
@@ -81,20 +91,22 @@ struct card {
     char fp[CARD_FP_SIZE];
     struct card *hnext;        /* bucket chain */
     struct card *prev, *next;  /* LRU list: head = most recent */
-    struct card *rnext;        /* run list or read list */
+    struct card *rnext;        /* run list, read list or wait list */
     struct sreq *head, *tail;  /* events waiting for their turn */
     struct cardstate cs;
     size_t bytes;      /* counted in state.bytes */
     uint64_t touched;  /* monotonic ms */
     uint64_t wnum;     /* write holding its latest change; 0 none */
+    uint64_t sup_num;  /* write holding its latest suppression record */
     uint64_t acc_num;  /* write it has a key pair in ... */
     size_t acc_idx;    /* ... and its number there (1-based) */
     int loaded;  /* cs mirrors Redis (with the pending writes) */
-    int reads;   /* HGETALL replies outstanding */
+    int reading; /* its read is with Redis */
     int stale;   /* read again before the next view (state_forget) */
     int busy;    /* its event is with the callback */
     int in_run;  /* on the run list */
     int in_read; /* on the read list */
+    int in_wait; /* on the wait list (its suppression record unwritten) */
 };
 
 struct arg {
@@ -106,7 +118,18 @@ struct wack {
     void *arg;
 };
 
-/* A write buffer: keys, op arguments, acks of the events it carries. */
+struct acc;
+
+/* One command of a write: the script, or suppression record hset. */
+struct wcmd {
+    struct acc *a;
+    int hset; /* -1: the script; else the record's index */
+    int tries;
+    int refused;
+};
+
+/* A write buffer: the script's keys and ops, the suppression records,
+ * the acks of the events it carries. */
 struct acc {
     struct state *s;
     uint64_t num;
@@ -116,18 +139,22 @@ struct acc {
     size_t nkeys, capkeys;
     struct arg *ops;
     size_t nops, capops;
+    struct arg *sets; /* key, field, value per record */
+    size_t nsets, capsets;
     struct wack *acks;
     size_t nacks, capacks;
     int64_t ttl;
-    int tries;
-    int refused;
+    struct wcmd *cmds; /* while with Redis */
+    size_t outstanding;
+    int lost; /* a command was answered NULL (destroyed) */
 };
 
-/* One HGETALL of a card read. */
+/* One read of cards. */
 struct read {
     struct state *s;
-    struct card *c;
-    int sup; /* 0 win, 1 sup */
+    struct card **cards;
+    size_t n;
+    int tries;
     int refused;
 };
 
@@ -136,12 +163,13 @@ struct state {
     char prefix[32];
     char kid[CARD_KEY_ID_MAX + 1];
     char ns[48];
-    char sha[41];
+    char sha_write[41], sha_read[41];
     int64_t grace_ms;
     struct card *buckets[BUCKETS];
     struct card *lru_head, *lru_tail;
     struct card *run_head, *run_tail;
     struct card *read_head;
+    struct card *wait_head;
     size_t n_cards;
     size_t bytes;
     size_t n_stale;
@@ -153,7 +181,6 @@ struct state {
     struct cs_scratch sc;
     struct state_sup *sups;
     size_t cap_sups;
-    int destroying;
     /* commands whose last answer was an error reply, waiting to be sent
      * again; the last such answer and what it refused (readiness) */
     size_t n_refused;
@@ -238,7 +265,7 @@ static void account(struct state *s, struct card *c)
     c->bytes = b;
 }
 
-/* Frees a card that nothing refers to (no events, reads or writes). */
+/* Frees a card that nothing refers to (no events, read, list, write). */
 static void drop_card(struct state *s, struct card *c)
 {
     for (struct card **pp = &s->buckets[bucket_of(c->fp)]; *pp != NULL;
@@ -266,6 +293,20 @@ static int key_of(char *buf, size_t len, const struct state *s,
     return n > 0 && (size_t)n < len ? n : -1;
 }
 
+static int sha1_hex(const char *text, char out[41])
+{
+    unsigned char d[20];
+    unsigned int dl = 0;
+    if (!EVP_Digest(text, strlen(text), d, &dl, EVP_sha1(), NULL) ||
+        dl != 20) {
+        return -1;
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    }
+    return 0;
+}
+
 struct state *state_new(struct rconn *rc, const char *prefix,
                         const char *key_id, const char *ns, int64_t grace_ms)
 {
@@ -289,17 +330,12 @@ struct state *state_new(struct rconn *rc, const char *prefix,
     s->acc[0].s = s->acc[1].s = s;
     s->cur = &s->acc[0];
     s->cur->num = 1;
-    /* SHA-1 of the script, for EVALSHA; EVAL loads it when Redis lost
-     * its script cache (NOSCRIPT after a restart). */
-    unsigned char d[20];
-    unsigned int dl = 0;
-    if (!EVP_Digest(LUA_WRITE, strlen(LUA_WRITE), d, &dl, EVP_sha1(), NULL) ||
-        dl != 20) {
+    /* SHA-1s of the scripts, for EVALSHA; EVAL loads a script when Redis
+     * lost its script cache (NOSCRIPT after a restart). */
+    if (sha1_hex(LUA_WRITE, s->sha_write) != 0 ||
+        sha1_hex(LUA_READ, s->sha_read) != 0) {
         free(s);
         return NULL;
-    }
-    for (int i = 0; i < 20; i++) {
-        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
     }
     return s;
 }
@@ -330,10 +366,26 @@ static void end_refusal(struct state *s, int *refused)
     }
     *refused = 0;
     if (--s->n_refused == 0) {
-        log_info(MOD, "Redis %s accepts window reads and writes again",
-                 rconn_address(s->rc));
+        log_info(MOD, "Redis %s accepts window updates and suppression "
+                 "writes again", rconn_address(s->rc));
         log_limit_reset(&s->limit);
     }
+}
+
+/* A script error that is not NOSCRIPT is first taken for EVALSHA alone
+ * being refused: the whole script is sent at once (logged). Returns 1
+ * when the caller sends EVAL now, 0 when it retries later. */
+static int eval_now(struct state *s, const char *err, int *tries)
+{
+    int noscript = strncmp(err, "NOSCRIPT", 8) == 0;
+    if (noscript || (*tries)++ == 0) {
+        if (!noscript && log_limit_ok(&s->limit_sha, err, LOG_EVERY_S)) {
+            log_warn(MOD, "window update failed: %s; sending the whole "
+                     "script (EVAL)", err);
+        }
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- the write buffer ---- */
@@ -370,9 +422,38 @@ static int acc_put(struct acc *a, const char *p, size_t n, struct arg **arr,
 
 static void acc_reset(struct acc *a)
 {
-    a->len = a->nkeys = a->nops = a->nacks = 0;
+    a->len = a->nkeys = a->nops = a->nsets = a->nacks = 0;
     a->ttl = 0;
-    a->tries = 0;
+    a->outstanding = 0;
+    a->lost = 0;
+    free(a->cmds);
+    a->cmds = NULL;
+}
+
+/* Card c's key pair in the next write (its keys' TTL is renewed there,
+ * as every event did). Returns 0, or -1 out of memory. */
+static int ensure_keys(struct state *s, struct card *c)
+{
+    struct acc *a = s->cur;
+    if (c->acc_num == a->num) {
+        return 0;
+    }
+    char k[RMODEL_KEY_MAX];
+    int kl = key_of(k, sizeof(k), s, "win", c->fp);
+    if (kl < 0 ||
+        acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys, &a->capkeys) != 0) {
+        return -1;
+    }
+    kl = key_of(k, sizeof(k), s, "sup", c->fp);
+    if (kl < 0 ||
+        acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys, &a->capkeys) != 0) {
+        a->nkeys--;
+        return -1;
+    }
+    c->acc_num = a->num;
+    c->acc_idx = a->nkeys / 2;
+    c->wnum = a->num;
+    return 0;
 }
 
 /* Context of the emit callback: the card whose change it is. */
@@ -388,21 +469,23 @@ static int emit(void *arg, enum cs_op op, const char *field, size_t flen,
     struct state *s = x->s;
     struct card *c = x->c;
     struct acc *a = s->cur;
-    if (c->acc_num != a->num) {
+    if (ensure_keys(s, c) != 0) {
+        return -1;
+    }
+    if (op == CS_SUP_SET) {
         char k[RMODEL_KEY_MAX];
-        int kl = key_of(k, sizeof(k), s, "win", c->fp);
-        if (kl < 0 || acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys,
-                              &a->capkeys) != 0) {
+        int kl = key_of(k, sizeof(k), s, "sup", c->fp);
+        size_t mark = a->nsets;
+        if (kl < 0 ||
+            acc_put(a, k, (size_t)kl, &a->sets, &a->nsets, &a->capsets) !=
+                0 ||
+            acc_put(a, field, flen, &a->sets, &a->nsets, &a->capsets) != 0 ||
+            acc_put(a, val, vlen, &a->sets, &a->nsets, &a->capsets) != 0) {
+            a->nsets = mark;
             return -1;
         }
-        kl = key_of(k, sizeof(k), s, "sup", c->fp);
-        if (kl < 0 || acc_put(a, k, (size_t)kl, &a->keys, &a->nkeys,
-                              &a->capkeys) != 0) {
-            a->nkeys--;
-            return -1;
-        }
-        c->acc_num = a->num;
-        c->acc_idx = a->nkeys / 2;
+        c->sup_num = a->num;
+        return 0;
     }
     static const char kinds[] = {'w', 'x', 's', 'y'};
     char o[24];
@@ -415,7 +498,6 @@ static int emit(void *arg, enum cs_op op, const char *field, size_t flen,
         a->nops = mark;
         return -1;
     }
-    c->wnum = a->num;
     return 0;
 }
 
@@ -442,33 +524,65 @@ static int add_ack(struct state *s, struct card *c, state_ack_cb cb,
     return 0;
 }
 
-static void send_write(struct state *s, int use_eval, int delay_ms);
-static void after_write(struct state *s);
+static void run(struct state *s);
+static void on_write(void *arg, const redisReply *rep);
 
-static void on_write(void *arg, const redisReply *rep)
+static int issue_script(struct state *s, struct wcmd *w, int use_eval,
+                        int delay_ms)
 {
-    struct acc *a = arg;
-    struct state *s = a->s;
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-        /* NOSCRIPT: Redis lost its script cache; any other first error
-         * may be EVALSHA alone refused: the whole script at once. Then,
-         * until Redis accepts it, again every RETRY_MS. */
-        int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
-        if (noscript || a->tries++ == 0) {
-            if (!noscript && log_limit_ok(&s->limit_sha, rep->str,
-                                          LOG_EVERY_S)) {
-                log_warn(MOD, "window write failed: %s; sending the whole "
-                         "script (EVAL)", rep->str);
-            }
-            send_write(s, 1, 0);
-        } else {
-            note_refusal(s, &a->refused, "window update", rep->str);
-            send_write(s, 0, RETRY_MS);
+    struct acc *a = w->a;
+    size_t argc = 4 + a->nkeys + a->nops;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char nk[24], ttl[24];
+    snprintf(nk, sizeof(nk), "%zu", a->nkeys);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, a->ttl);
+    int rc = -1;
+    if (argv != NULL && lens != NULL) {
+        argv[0] = use_eval ? "EVAL" : "EVALSHA";
+        argv[1] = use_eval ? LUA_WRITE : s->sha_write;
+        argv[2] = nk;
+        size_t k = 3;
+        for (size_t i = 0; i < a->nkeys; i++, k++) {
+            argv[k] = a->buf + a->keys[i].off;
+            lens[k] = a->keys[i].len;
         }
-        return;
+        argv[k] = ttl;
+        lens[k++] = strlen(ttl);
+        for (size_t i = 0; i < a->nops; i++, k++) {
+            argv[k] = a->buf + a->ops[i].off;
+            lens[k] = a->ops[i].len;
+        }
+        for (int i = 0; i < 3; i++) {
+            lens[i] = strlen(argv[i]);
+        }
+        rc = delay_ms > 0
+                 ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
+                                       lens, on_write, w)
+                 : rconn_command(s->rc, (int)argc, argv, lens, on_write, w);
     }
-    if (rep != NULL) {
-        end_refusal(s, &a->refused);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+static int issue_hset(struct state *s, struct wcmd *w, int delay_ms)
+{
+    struct acc *a = w->a;
+    const struct arg *g = &a->sets[3 * (size_t)w->hset];
+    const char *argv[] = {"HSET", a->buf + g[0].off, a->buf + g[1].off,
+                          a->buf + g[2].off};
+    size_t lens[] = {4, g[0].len, g[1].len, g[2].len};
+    return delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, 4, argv,
+                                              lens, on_write, w)
+                        : rconn_command(s->rc, 4, argv, lens, on_write, w);
+}
+
+/* Every command of write a was answered. */
+static void write_done(struct state *s, struct acc *a)
+{
+    int lost = a->lost;
+    if (!lost) {
         s->acked = a->num;
     }
     s->fly = NULL;
@@ -480,187 +594,302 @@ static void on_write(void *arg, const redisReply *rep)
     a->capacks = 0;
     acc_reset(a);
     for (size_t i = 0; i < n; i++) {
-        acks[i].cb(acks[i].arg, rep == NULL);
+        acks[i].cb(acks[i].arg, lost);
     }
     free(acks);
-    if (rep != NULL && !s->destroying) {
-        after_write(s);
+    if (lost) {
+        return; /* destroyed: nothing more is sent */
+    }
+    /* cards whose suppression record is written go on */
+    for (struct card **pp = &s->wait_head; *pp != NULL;) {
+        struct card *c = *pp;
+        if (c->sup_num > s->acked) {
+            pp = &c->rnext;
+            continue;
+        }
+        *pp = c->rnext;
+        c->in_wait = 0;
+        if (!c->in_run) {
+            c->in_run = 1;
+            c->rnext = NULL;
+            if (s->run_tail != NULL) {
+                s->run_tail->rnext = c;
+            } else {
+                s->run_head = c;
+            }
+            s->run_tail = c;
+        }
+    }
+    run(s);
+}
+
+static void on_write(void *arg, const redisReply *rep)
+{
+    struct wcmd *w = arg;
+    struct acc *a = w->a;
+    struct state *s = a->s;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        /* Until it is written, the events it carries stay unacknowledged
+         * (and a card whose suppression record it is waits). */
+        int rc;
+        if (w->hset < 0) {
+            int now = eval_now(s, rep->str, &w->tries);
+            if (!now) {
+                note_refusal(s, &w->refused, "window update", rep->str);
+            }
+            rc = issue_script(s, w, now, now ? 0 : RETRY_MS);
+        } else {
+            note_refusal(s, &w->refused, "suppression write", rep->str);
+            rc = issue_hset(s, w, RETRY_MS);
+        }
+        if (rc == 0) {
+            return;
+        }
+        log_error(MOD, "out of memory queuing a window write again");
+        a->lost = 1;
+    } else if (rep == NULL) {
+        a->lost = 1;
+    } else {
+        end_refusal(s, &w->refused);
+    }
+    if (--a->outstanding == 0) {
+        write_done(s, a);
     }
 }
 
-/* Sends the write with Redis (fly) again, or cur as the next one. */
-static void send_write(struct state *s, int use_eval, int delay_ms)
+/* Sends cur as the next write when none is with Redis. */
+static void send_write(struct state *s)
 {
-    struct acc *a = s->fly;
-    if (a == NULL) {
-        if (s->cur->nkeys == 0 && s->cur->nacks == 0) {
-            return;
-        }
-        a = s->fly = s->cur;
-        s->cur = a == &s->acc[0] ? &s->acc[1] : &s->acc[0];
-        s->cur->num = a->num + 1;
-    }
-    size_t argc = 4 + a->nkeys + a->nops;
-    const char **argv = malloc(argc * sizeof(*argv));
-    size_t *lens = malloc(argc * sizeof(*lens));
-    char nk[24], ttl[24];
-    snprintf(nk, sizeof(nk), "%zu", a->nkeys);
-    snprintf(ttl, sizeof(ttl), "%" PRId64, a->ttl);
-    if (argv == NULL || lens == NULL) {
-        free(argv);
-        free(lens);
-        log_error(MOD, "out of memory sending a window write");
+    if (s->fly != NULL) {
         return;
     }
-    argv[0] = use_eval ? "EVAL" : "EVALSHA";
-    argv[1] = use_eval ? LUA_WRITE : s->sha;
-    argv[2] = nk;
-    size_t k = 3;
-    for (size_t i = 0; i < a->nkeys; i++, k++) {
-        argv[k] = a->buf + a->keys[i].off;
-        lens[k] = a->keys[i].len;
+    struct acc *a = s->cur;
+    size_t nsets = a->nsets / 3;
+    if (a->nkeys == 0 && nsets == 0) {
+        return; /* acks are only added to writes with changes */
     }
-    argv[k] = ttl;
-    lens[k++] = strlen(ttl);
-    for (size_t i = 0; i < a->nops; i++, k++) {
-        argv[k] = a->buf + a->ops[i].off;
-        lens[k] = a->ops[i].len;
+    size_t n = (a->nkeys > 0) + nsets;
+    a->cmds = calloc(n, sizeof(*a->cmds));
+    if (a->cmds == NULL) {
+        log_error(MOD, "out of memory sending a window write; sent with "
+                  "the next one");
+        return;
     }
-    for (int i = 0; i < 3; i++) {
-        lens[i] = strlen(argv[i]);
+    s->fly = a;
+    s->cur = a == &s->acc[0] ? &s->acc[1] : &s->acc[0];
+    s->cur->num = a->num + 1;
+    a->outstanding = n;
+    size_t k = 0;
+    if (a->nkeys > 0) {
+        a->cmds[k] = (struct wcmd){a, -1, 0, 0};
+        if (issue_script(s, &a->cmds[k], 0, 0) != 0) {
+            log_error(MOD, "out of memory queuing a window write");
+            a->lost = 1;
+            a->outstanding--;
+        }
+        k++;
     }
-    int rc = delay_ms > 0
-                 ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
-                                       lens, on_write, a)
-                 : rconn_command(s->rc, (int)argc, argv, lens, on_write, a);
-    if (rc != 0) {
-        log_error(MOD, "out of memory queuing a window write");
+    for (size_t i = 0; i < nsets; i++, k++) {
+        a->cmds[k] = (struct wcmd){a, (int)i, 0, 0};
+        if (issue_hset(s, &a->cmds[k], 0) != 0) {
+            log_error(MOD, "out of memory queuing a suppression write");
+            a->lost = 1;
+            a->outstanding--;
+        }
     }
-    free(argv);
-    free(lens);
+    if (a->outstanding == 0) {
+        write_done(s, a);
+    }
 }
 
 /* ---- reads ---- */
 
-static void run(struct state *s);
 static void settle(struct state *s, struct card *c);
 
 static void on_read(void *arg, const redisReply *rep);
 
-static int issue_read(struct state *s, struct read *r, int delay_ms)
+static int issue_read(struct state *s, struct read *r, int use_eval,
+                      int delay_ms)
 {
-    char k[RMODEL_KEY_MAX];
-    if (key_of(k, sizeof(k), s, r->sup ? "sup" : "win", r->c->fp) < 0) {
-        return -1;
+    size_t argc = 3 + 2 * r->n;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char *keys = malloc(2 * r->n * RMODEL_KEY_MAX);
+    char nk[24];
+    int rc = -1;
+    snprintf(nk, sizeof(nk), "%zu", 2 * r->n);
+    if (argv != NULL && lens != NULL && keys != NULL) {
+        argv[0] = use_eval ? "EVAL" : "EVALSHA";
+        argv[1] = use_eval ? LUA_READ : s->sha_read;
+        argv[2] = nk;
+        for (int i = 0; i < 3; i++) {
+            lens[i] = strlen(argv[i]);
+        }
+        rc = 0;
+        for (size_t i = 0; i < 2 * r->n && rc == 0; i++) {
+            char *k = keys + i * RMODEL_KEY_MAX;
+            int kl = key_of(k, RMODEL_KEY_MAX, s, i % 2 ? "sup" : "win",
+                            r->cards[i / 2]->fp);
+            argv[3 + i] = k;
+            lens[3 + i] = kl < 0 ? 0 : (size_t)kl;
+            rc = kl < 0 ? -1 : 0;
+        }
+        if (rc == 0) {
+            rc = delay_ms > 0
+                     ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
+                                           lens, on_read, r)
+                     : rconn_command(s->rc, (int)argc, argv, lens, on_read,
+                                     r);
+        }
     }
-    const char *argv[] = {"HGETALL", k};
-    size_t lens[] = {7, strlen(k)};
-    return delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, 2, argv,
-                                              lens, on_read, r)
-                        : rconn_command(s->rc, 2, argv, lens, on_read, r);
+    free(argv);
+    free(lens);
+    free(keys);
+    return rc;
+}
+
+static void free_read(struct read *r)
+{
+    free(r->cards);
+    free(r);
+}
+
+/* Loads one hash of card c from reply h (an HGETALL array). */
+static void load_hash(struct state *s, struct card *c, const redisReply *h,
+                      int sup)
+{
+    struct emit_ctx x = {s, c};
+    for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements;
+         i += 2) {
+        const redisReply *f = h->element[i], *v = h->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        int rc = sup ? cardstate_load_sup(&c->cs, f->str, f->len, v->str,
+                                          v->len)
+                     : cardstate_load_win(&c->cs, f->str, f->len, v->str,
+                                          v->len);
+        if (rc == 1) { /* malformed: deleted, as the script did */
+            (void)emit(&x, sup ? CS_SUP_DEL : CS_WIN_DEL, f->str, f->len,
+                       NULL, 0);
+        } else if (rc < 0 && !c->stale) {
+            log_error(MOD, "out of memory reading a card's window; its "
+                      "events wait for a new read");
+            c->stale = 1;
+            s->n_stale++;
+        }
+    }
 }
 
 static void on_read(void *arg, const redisReply *rep)
 {
     struct read *r = arg;
     struct state *s = r->s;
-    struct card *c = r->c;
-    if (rep == NULL) {
-        c->reads--;
-        free(r);
+    if (rep == NULL) { /* destroyed */
+        for (size_t i = 0; i < r->n; i++) {
+            r->cards[i]->reading = 0;
+        }
+        free_read(r);
         return;
     }
-    if (rep->type == REDIS_REPLY_ERROR ||
-        (rep->type != REDIS_REPLY_ARRAY && rep->type != REDIS_REPLY_NIL)) {
-        /* Evaluated without its window the event could miss an alert:
-         * the card waits, the read is sent again. */
-        note_refusal(s, &r->refused, "window read",
-                     rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                    : "unexpected reply");
-        if (issue_read(s, r, RETRY_MS) != 0) {
+    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 * r->n;
+    if (!ok) {
+        /* Evaluated without its window an event could miss an alert:
+         * the cards wait, the read is sent again. */
+        const char *err = rep->type == REDIS_REPLY_ERROR
+                              ? rep->str
+                              : "unexpected reply to the window read";
+        int now = eval_now(s, err, &r->tries);
+        if (!now) {
+            note_refusal(s, &r->refused, "window update", err);
+        }
+        if (issue_read(s, r, now, now ? 0 : RETRY_MS) != 0) {
             log_error(MOD, "out of memory queuing a window read");
+            for (size_t i = 0; i < r->n; i++) {
+                r->cards[i]->reading = 0; /* read by the next run */
+            }
+            free_read(r);
         }
         return;
     }
     end_refusal(s, &r->refused);
-    struct emit_ctx x = {s, c};
-    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY &&
-                       i + 1 < rep->elements;
-         i += 2) {
-        const redisReply *f = rep->element[i], *v = rep->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+    for (size_t i = 0; i < r->n; i++) {
+        struct card *c = r->cards[i];
+        cardstate_clear(&c->cs);
+        load_hash(s, c, rep->element[2 * i], 0);
+        load_hash(s, c, rep->element[2 * i + 1], 1);
+        c->reading = 0;
+        account(s, c);
+        if (c->stale) {
+            settle(s, c); /* read again */
             continue;
         }
-        int rc = r->sup ? cardstate_load_sup(&c->cs, f->str, f->len, v->str,
-                                             v->len)
-                        : cardstate_load_win(&c->cs, f->str, f->len, v->str,
-                                             v->len);
-        if (rc == 1) {
-            (void)emit(&x, r->sup ? CS_SUP_DEL : CS_WIN_DEL, f->str, f->len,
-                       NULL, 0);
-        } else if (rc < 0) {
-            log_error(MOD, "out of memory reading a card's window; its "
-                      "events are evaluated after a new read");
-            if (!c->stale) {
-                c->stale = 1;
-                s->n_stale++;
+        c->loaded = 1;
+        if (!c->in_run && c->head != NULL) {
+            c->in_run = 1;
+            c->rnext = NULL;
+            if (s->run_tail != NULL) {
+                s->run_tail->rnext = c;
+            } else {
+                s->run_head = c;
             }
+            s->run_tail = c;
         }
     }
-    free(r);
-    if (--c->reads > 0) {
-        return;
-    }
-    account(s, c);
-    if (c->stale) {
-        settle(s, c); /* read again */
-        return;
-    }
-    c->loaded = 1;
-    if (!c->in_run && c->head != NULL) {
-        c->in_run = 1;
-        c->rnext = NULL;
-        if (s->run_tail != NULL) {
-            s->run_tail->rnext = c;
-        } else {
-            s->run_head = c;
-        }
-        s->run_tail = c;
-    }
+    free_read(r);
     run(s);
 }
 
-/* Sends the reads of the cards on the read list (one round trip). */
+/* Sends one read for the cards on the read list (one round trip). */
 static void send_reads(struct state *s)
 {
+    size_t n = 0;
+    for (struct card *c = s->read_head; c != NULL; c = c->rnext) {
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    struct read *r = calloc(1, sizeof(*r));
+    struct card **cards = malloc(n * sizeof(*cards));
+    if (r == NULL || cards == NULL) {
+        free(r);
+        free(cards);
+        log_error(MOD, "out of memory queuing a window read; tried again "
+                  "with the next batch");
+        return;
+    }
+    r->s = s;
+    r->cards = cards;
     while (s->read_head != NULL) {
         struct card *c = s->read_head;
         s->read_head = c->rnext;
         c->in_read = 0;
-        if (c->loaded || c->reads > 0) {
-            continue;
+        if (!c->loaded && !c->reading) {
+            c->reading = 1;
+            r->cards[r->n++] = c;
         }
-        cardstate_clear(&c->cs);
-        for (int k = 0; k < 2; k++) {
-            struct read *r = calloc(1, sizeof(*r));
-            if (r != NULL) {
-                r->s = s;
-                r->c = c;
-                r->sup = k;
-            }
-            if (r == NULL || issue_read(s, r, 0) != 0) {
-                free(r);
-                log_error(MOD, "out of memory queuing a window read");
-                continue;
-            }
-            c->reads++;
+    }
+    if (r->n == 0) {
+        free_read(r);
+        return;
+    }
+    if (issue_read(s, r, 0, 0) != 0) {
+        log_error(MOD, "out of memory queuing a window read; tried again "
+                  "with the next batch");
+        for (size_t i = 0; i < r->n; i++) {
+            r->cards[i]->reading = 0;
+            r->cards[i]->in_read = 1;
+            r->cards[i]->rnext = s->read_head;
+            s->read_head = r->cards[i];
         }
+        free_read(r);
     }
 }
 
 static void want_read(struct state *s, struct card *c)
 {
-    if (!c->in_read && !c->loaded && c->reads == 0) {
+    if (!c->in_read && !c->loaded && !c->reading) {
         c->in_read = 1;
         c->rnext = s->read_head;
         s->read_head = c;
@@ -668,10 +897,10 @@ static void want_read(struct state *s, struct card *c)
 }
 
 /* A stale card whose writes are in Redis is read again (or dropped when
- * no event waits). */
+ * no event waits for it). */
 static void settle(struct state *s, struct card *c)
 {
-    if (!c->stale || c->busy || c->reads > 0 || c->in_run ||
+    if (!c->stale || c->busy || c->reading || c->in_run || c->in_wait ||
         c->wnum > s->acked) {
         return;
     }
@@ -682,7 +911,6 @@ static void settle(struct state *s, struct card *c)
     account(s, c);
     if (c->head != NULL) {
         want_read(s, c);
-        send_reads(s);
     } else if (!c->in_read) {
         drop_card(s, c);
     }
@@ -698,28 +926,12 @@ static void evict(struct state *s)
         if (s->bytes <= CACHE_MAX_BYTES && now - c->touched < s->idle_ms) {
             return;
         }
-        if (c->head != NULL || c->busy || c->reads > 0 || c->in_run ||
-            c->in_read || c->wnum > s->acked) {
+        if (c->head != NULL || c->busy || c->reading || c->in_run ||
+            c->in_read || c->in_wait || c->wnum > s->acked) {
             return;
         }
         drop_card(s, c);
     }
-}
-
-static void after_write(struct state *s)
-{
-    if (s->n_stale > 0) {
-        for (size_t b = 0; b < BUCKETS && s->n_stale > 0; b++) {
-            struct card *c = s->buckets[b];
-            while (c != NULL) {
-                struct card *next = c->hnext;
-                settle(s, c);
-                c = next;
-            }
-        }
-    }
-    evict(s);
-    send_write(s, 0, 0);
 }
 
 /* ---- events ---- */
@@ -738,13 +950,14 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
     };
     struct emit_ctx x = {s, c};
     struct cs_view cv;
-    if (cardstate_observe(&c->cs, &ev, &s->sc, &cv, emit, &x) != 0) {
+    if (ensure_keys(s, c) != 0 ||
+        cardstate_observe(&c->cs, &ev, &s->sc, &cv, emit, &x) != 0) {
         return -1;
     }
     if (cv.n_sups > s->cap_sups) {
         struct state_sup *np = realloc(s->sups, cv.n_sups * sizeof(*np));
         if (np == NULL) {
-            return -1; /* the entry is written: a retry sees it (seq) */
+            return -1; /* its entry is written: a retry sees its view */
         }
         s->sups = np;
         s->cap_sups = cv.n_sups;
@@ -758,6 +971,8 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
         log_warn(MOD, "skipping %zu malformed window entr%s", cv.n_bad,
                  cv.n_bad == 1 ? "y" : "ies");
     }
+    /* Wall-clock TTL as a safety net (an idle card's state goes);
+     * pruning is by event time. */
     int64_t ttl = r->horizon > 3600000 ? r->horizon : 3600000;
     ttl = r->sup_horizon > ttl ? r->sup_horizon : ttl;
     ttl = s->grace_ms > ttl ? s->grace_ms : ttl;
@@ -776,6 +991,14 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
     return 0;
 }
 
+/* The card's next event may run: cached, released, and no suppression
+ * record of an earlier event still unwritten. */
+static int may_run(const struct state *s, const struct card *c)
+{
+    return c->head != NULL && c->loaded && !c->stale && !c->busy &&
+           c->sup_num <= s->acked;
+}
+
 static void run(struct state *s)
 {
     while (s->run_head != NULL) {
@@ -785,7 +1008,7 @@ static void run(struct state *s)
             s->run_tail = NULL;
         }
         c->in_run = 0;
-        while (c->head != NULL && c->loaded && !c->stale && !c->busy) {
+        while (may_run(s, c)) {
             struct sreq *r = c->head;
             c->head = r->next;
             if (c->head == NULL) {
@@ -798,12 +1021,25 @@ static void run(struct state *s)
             }
             free(r);
         }
+        if (c->head != NULL && c->sup_num > s->acked && !c->in_wait) {
+            c->in_wait = 1;
+            c->rnext = s->wait_head;
+            s->wait_head = c;
+        }
         settle(s, c);
     }
-    send_reads(s);
-    if (s->fly == NULL) {
-        send_write(s, 0, 0);
+    if (s->n_stale > 0) {
+        for (size_t b = 0; b < BUCKETS && s->n_stale > 0; b++) {
+            struct card *c = s->buckets[b];
+            while (c != NULL) {
+                struct card *next = c->hnext;
+                settle(s, c);
+                c = next;
+            }
+        }
     }
+    send_reads(s);
+    send_write(s);
     evict(s);
 }
 
@@ -842,7 +1078,7 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
     lru_unlink(s, c);
     lru_front(s, c);
     if (c->loaded && !c->stale) {
-        if (!c->in_run) {
+        if (!c->in_run && !c->in_wait) {
             c->in_run = 1;
             c->rnext = NULL;
             if (s->run_tail != NULL) {
@@ -897,7 +1133,7 @@ void state_forget(struct state *s)
         struct card *c = s->buckets[b];
         while (c != NULL) {
             struct card *next = c->hnext;
-            if (!c->stale && (c->loaded || c->reads > 0)) {
+            if (!c->stale && (c->loaded || c->reading)) {
                 c->stale = 1;
                 s->n_stale++;
                 settle(s, c);
@@ -905,6 +1141,7 @@ void state_forget(struct state *s)
             c = next;
         }
     }
+    send_reads(s);
 }
 
 int state_health(const struct state *s, char *why, size_t whylen)
@@ -930,7 +1167,6 @@ void state_destroy(struct state *s)
     }
     /* Commands with Redis were answered (NULL) by rconn_destroy(), which
      * the owner calls first; what is left only waits for its turn. */
-    s->destroying = 1;
     for (int i = 0; i < 2; i++) {
         struct acc *a = &s->acc[i];
         for (size_t k = 0; k < a->nacks; k++) {
@@ -958,7 +1194,9 @@ void state_destroy(struct state *s)
         free(s->acc[i].buf);
         free(s->acc[i].keys);
         free(s->acc[i].ops);
+        free(s->acc[i].sets);
         free(s->acc[i].acks);
+        free(s->acc[i].cmds);
     }
     cardstate_scratch_free(&s->sc);
     free(s->sups);
