@@ -10,8 +10,7 @@
 
 /* Lua's %-?%d+ (neg 1) or %d+ (neg 0) at s[*i..len): sets *out (digits
  * beyond int64 saturate) and moves *i past it. Returns 0, or -1. */
-static int lua_int(const char *s, size_t len, size_t *i, int neg,
-                   int64_t *out)
+static int lua_int(const char *s, size_t len, size_t *i, int neg, int64_t *out)
 {
     size_t k = *i;
     int minus = 0;
@@ -50,16 +49,13 @@ static int expect(const char *s, size_t len, size_t *i, char c)
 
 /* A win value, new format first, then the one before sequence numbers.
  * Sets *rec to the offset of the record. Returns 0, or -1 (malformed). */
-static int parse_win(const char *v, size_t len, struct cs_entry *e,
-                     size_t *rec)
+static int parse_win(const char *v, size_t len, struct cs_entry *e, size_t *rec)
 {
     size_t i = 0;
     if (lua_int(v, len, &i, 1, &e->t) == 0 && expect(v, len, &i, ':') == 0 &&
         lua_int(v, len, &i, 0, &e->q) == 0 && expect(v, len, &i, ':') == 0 &&
-        lua_int(v, len, &i, 1, &e->nw) == 0 &&
-        expect(v, len, &i, ':') == 0 &&
-        lua_int(v, len, &i, 0, &e->seen) == 0 &&
-        expect(v, len, &i, ':') == 0) {
+        lua_int(v, len, &i, 1, &e->nw) == 0 && expect(v, len, &i, ':') == 0 &&
+        lua_int(v, len, &i, 0, &e->seen) == 0 && expect(v, len, &i, ':') == 0) {
         e->has_nw = 1;
         *rec = i;
         return 0;
@@ -130,8 +126,7 @@ static int parse_sup(struct cs_sup *s, const char *f, size_t flen,
     const char *bar = memchr(f, '|', flen);
     size_t i = 0;
     memset(s, 0, sizeof(*s));
-    if (lua_int(v, vlen, &i, 1, &s->ms) != 0 ||
-        expect(v, vlen, &i, '|') != 0) {
+    if (lua_int(v, vlen, &i, 1, &s->ms) != 0 || expect(v, vlen, &i, '|') != 0) {
         return 1;
     }
     const char *txn;
@@ -199,8 +194,8 @@ static void remove_sup(struct cardstate *cs, size_t i)
 }
 
 int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
-                      struct cs_scratch *sc, struct cs_view *v,
-                      cs_emit_fn emit, void *arg)
+                      struct cs_scratch *sc, struct cs_view *v, cs_emit_fn emit,
+                      void *arg)
 {
     /* local newest, maxq, mine: over the entries Redis holds */
     int64_t newest = ev->event_ms, maxq = 0;
@@ -239,8 +234,7 @@ int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
         char *val = malloc((size_t)hl + ev->record_len + 1);
         if (val == NULL ||
             grow((void **)&cs->e, &cs->cap, cs->n + 1, sizeof(*cs->e)) != 0 ||
-            grow((void **)&sc->e, &sc->cap_e, cs->n + 2, sizeof(*sc->e)) !=
-                0 ||
+            grow((void **)&sc->e, &sc->cap_e, cs->n + 2, sizeof(*sc->e)) != 0 ||
             (e.field = dup_n(ev->txn_id, fl)) == NULL) {
             free(val);
             return -1;
@@ -299,8 +293,8 @@ int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
     v->n_bad = bad;
     for (size_t i = cs->n; i-- > 0;) {
         if (cs->e[i].t < lim) {
-            (void)emit(arg, CS_WIN_DEL, cs->e[i].field,
-                       strlen(cs->e[i].field), NULL, 0);
+            (void)emit(arg, CS_WIN_DEL, cs->e[i].field, strlen(cs->e[i].field),
+                       NULL, 0);
             remove_entry(cs, i);
         }
     }
@@ -346,10 +340,9 @@ int cardstate_suppress(struct cardstate *cs, const char *rule_id,
     size_t fl = strlen(rule_id) + 1 + strlen(txn_id);
     char *f = malloc(fl + 1);
     char val[48];
-    int vl = snprintf(val, sizeof(val), "%" PRId64 "|%" PRId64, event_ms,
-                      seq);
-    if (f == NULL || grow((void **)&cs->s, &cs->caps, cs->ns + 1,
-                          sizeof(*cs->s)) != 0) {
+    int vl = snprintf(val, sizeof(val), "%" PRId64 "|%" PRId64, event_ms, seq);
+    if (f == NULL ||
+        grow((void **)&cs->s, &cs->caps, cs->ns + 1, sizeof(*cs->s)) != 0) {
         free(f);
         return -1;
     }

@@ -134,8 +134,8 @@ int cardstate_load_sup(struct cardstate *cs, const char *field, size_t flen,
  * the record is then only left over in Redis, below every floor that can
  * still be asked for, and deleted there by whoever reads it next. */
 int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
-                      struct cs_scratch *sc, struct cs_view *v,
-                      cs_emit_fn emit, void *arg);
+                      struct cs_scratch *sc, struct cs_view *v, cs_emit_fn emit,
+                      void *arg);
 
 /* Records that rule_id raised an alert at event_ms for txn_id (seq: the
  * event's view seq): HSET sup "<rule>|<txn>" "<ms>|<seq>". Returns 0, or

@@ -89,24 +89,24 @@ struct sreq {
 
 struct card {
     char fp[CARD_FP_SIZE];
-    struct card *hnext;        /* bucket chain */
-    struct card *prev, *next;  /* LRU list: head = most recent */
-    struct card *rnext;        /* run list, read list or wait list */
-    struct sreq *head, *tail;  /* events waiting for their turn */
+    struct card *hnext;       /* bucket chain */
+    struct card *prev, *next; /* LRU list: head = most recent */
+    struct card *rnext;       /* run list, read list or wait list */
+    struct sreq *head, *tail; /* events waiting for their turn */
     struct cardstate cs;
-    size_t bytes;      /* counted in state.bytes */
-    uint64_t touched;  /* monotonic ms */
-    uint64_t wnum;     /* write holding its latest change; 0 none */
-    uint64_t sup_num;  /* write holding its latest suppression record */
-    uint64_t acc_num;  /* write it has a key pair in ... */
-    size_t acc_idx;    /* ... and its number there (1-based) */
-    int loaded;  /* cs mirrors Redis (with the pending writes) */
-    int reading; /* its read is with Redis */
-    int stale;   /* read again before the next view (state_forget) */
-    int busy;    /* its event is with the callback */
-    int in_run;  /* on the run list */
-    int in_read; /* on the read list */
-    int in_wait; /* on the wait list (its suppression record unwritten) */
+    size_t bytes;     /* counted in state.bytes */
+    uint64_t touched; /* monotonic ms */
+    uint64_t wnum;    /* write holding its latest change; 0 none */
+    uint64_t sup_num; /* write holding its latest suppression record */
+    uint64_t acc_num; /* write it has a key pair in ... */
+    size_t acc_idx;   /* ... and its number there (1-based) */
+    int loaded;       /* cs mirrors Redis (with the pending writes) */
+    int reading;      /* its read is with Redis */
+    int stale;        /* read again before the next view (state_forget) */
+    int busy;         /* its event is with the callback */
+    int in_run;       /* on the run list */
+    int in_read;      /* on the read list */
+    int in_wait;      /* on the wait list (its suppression record unwritten) */
 };
 
 struct arg {
@@ -175,9 +175,9 @@ struct state {
     size_t n_stale;
     uint64_t idle_ms;
     struct acc acc[2];
-    struct acc *cur;  /* collecting */
-    struct acc *fly;  /* with Redis, or NULL */
-    uint64_t acked;   /* number of the last write answered */
+    struct acc *cur; /* collecting */
+    struct acc *fly; /* with Redis, or NULL */
+    uint64_t acked;  /* number of the last write answered */
     struct cs_scratch sc;
     struct state_sup *sups;
     size_t cap_sups;
@@ -205,8 +205,7 @@ static uint64_t mono_ms(void)
 
 static struct card *find_card(struct state *s, const char *fp)
 {
-    for (struct card *c = s->buckets[bucket_of(fp)]; c != NULL;
-         c = c->hnext) {
+    for (struct card *c = s->buckets[bucket_of(fp)]; c != NULL; c = c->hnext) {
         if (strcmp(c->fp, fp) == 0) {
             return c;
         }
@@ -288,8 +287,8 @@ static void drop_card(struct state *s, struct card *c)
 static int key_of(char *buf, size_t len, const struct state *s,
                   const char *kind, const char *fp)
 {
-    int n = snprintf(buf, len, "%s:%s:%s:%s:%s", s->prefix, s->ns, kind,
-                     s->kid, fp);
+    int n = snprintf(buf, len, "%s:%s:%s:%s:%s", s->prefix, s->ns, kind, s->kid,
+                     fp);
     return n > 0 && (size_t)n < len ? n : -1;
 }
 
@@ -297,8 +296,7 @@ static int sha1_hex(const char *text, char out[41])
 {
     unsigned char d[20];
     unsigned int dl = 0;
-    if (!EVP_Digest(text, strlen(text), d, &dl, EVP_sha1(), NULL) ||
-        dl != 20) {
+    if (!EVP_Digest(text, strlen(text), d, &dl, EVP_sha1(), NULL) || dl != 20) {
         return -1;
     }
     for (int i = 0; i < 20; i++) {
@@ -311,9 +309,9 @@ struct state *state_new(struct rconn *rc, const char *prefix,
                         const char *key_id, const char *ns, int64_t grace_ms)
 {
     if (rc == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
-        grace_ms < 0 ||
-        strlen(prefix) >= 32 || strlen(key_id) > CARD_KEY_ID_MAX ||
-        strlen(ns) == 0 || strlen(ns) > 40 ||
+        grace_ms < 0 || strlen(prefix) >= 32 ||
+        strlen(key_id) > CARD_KEY_ID_MAX || strlen(ns) == 0 ||
+        strlen(ns) > 40 ||
         strspn(ns, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(ns)) {
         return NULL;
     }
@@ -346,9 +344,10 @@ static void note_refusal(struct state *s, int *refused, const char *what,
                          const char *text)
 {
     if (log_limit_ok(&s->limit, text, LOG_EVERY_S)) {
-        log_error(MOD, "%s failed: %s; retrying every %d ms until Redis "
-                  "accepts it (the card's events wait)", what, text,
-                  RETRY_MS);
+        log_error(MOD,
+                  "%s failed: %s; retrying every %d ms until Redis "
+                  "accepts it (the card's events wait)",
+                  what, text, RETRY_MS);
     }
     snprintf(s->refused, sizeof(s->refused), "%s", text);
     s->refused_what = what;
@@ -366,8 +365,10 @@ static void end_refusal(struct state *s, int *refused)
     }
     *refused = 0;
     if (--s->n_refused == 0) {
-        log_info(MOD, "Redis %s accepts window updates and suppression "
-                 "writes again", rconn_address(s->rc));
+        log_info(MOD,
+                 "Redis %s accepts window updates and suppression "
+                 "writes again",
+                 rconn_address(s->rc));
         log_limit_reset(&s->limit);
     }
 }
@@ -380,8 +381,10 @@ static int eval_now(struct state *s, const char *err, int *tries)
     int noscript = strncmp(err, "NOSCRIPT", 8) == 0;
     if (noscript || (*tries)++ == 0) {
         if (!noscript && log_limit_ok(&s->limit_sha, err, LOG_EVERY_S)) {
-            log_warn(MOD, "window update failed: %s; sending the whole "
-                     "script (EVAL)", err);
+            log_warn(MOD,
+                     "window update failed: %s; sending the whole "
+                     "script (EVAL)",
+                     err);
         }
         return 1;
     }
@@ -477,8 +480,7 @@ static int emit(void *arg, enum cs_op op, const char *field, size_t flen,
         int kl = key_of(k, sizeof(k), s, "sup", c->fp);
         size_t mark = a->nsets;
         if (kl < 0 ||
-            acc_put(a, k, (size_t)kl, &a->sets, &a->nsets, &a->capsets) !=
-                0 ||
+            acc_put(a, k, (size_t)kl, &a->sets, &a->nsets, &a->capsets) != 0 ||
             acc_put(a, field, flen, &a->sets, &a->nsets, &a->capsets) != 0 ||
             acc_put(a, val, vlen, &a->sets, &a->nsets, &a->capsets) != 0) {
             a->nsets = mark;
@@ -503,8 +505,7 @@ static int emit(void *arg, enum cs_op op, const char *field, size_t flen,
 
 /* ack fires when what card c wrote so far is in Redis: at once when
  * nothing is pending, else with the write holding its latest change. */
-static int add_ack(struct state *s, struct card *c, state_ack_cb cb,
-                   void *arg)
+static int add_ack(struct state *s, struct card *c, state_ack_cb cb, void *arg)
 {
     if (c->wnum <= s->acked) {
         cb(arg, 0);
@@ -557,8 +558,8 @@ static int issue_script(struct state *s, struct wcmd *w, int use_eval,
             lens[i] = strlen(argv[i]);
         }
         rc = delay_ms > 0
-                 ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
-                                       lens, on_write, w)
+                 ? rconn_command_later(s->rc, delay_ms, (int)argc, argv, lens,
+                                       on_write, w)
                  : rconn_command(s->rc, (int)argc, argv, lens, on_write, w);
     }
     free(argv);
@@ -573,8 +574,8 @@ static int issue_hset(struct state *s, struct wcmd *w, int delay_ms)
     const char *argv[] = {"HSET", a->buf + g[0].off, a->buf + g[1].off,
                           a->buf + g[2].off};
     size_t lens[] = {4, g[0].len, g[1].len, g[2].len};
-    return delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, 4, argv,
-                                              lens, on_write, w)
+    return delay_ms > 0 ? rconn_command_later(s->rc, delay_ms, 4, argv, lens,
+                                              on_write, w)
                         : rconn_command(s->rc, 4, argv, lens, on_write, w);
 }
 
@@ -672,7 +673,7 @@ static void send_write(struct state *s)
     a->cmds = calloc(n, sizeof(*a->cmds));
     if (a->cmds == NULL) {
         log_error(MOD, "out of memory sending a window write; sent with "
-                  "the next one");
+                       "the next one");
         return;
     }
     s->fly = a;
@@ -738,8 +739,7 @@ static int issue_read(struct state *s, struct read *r, int use_eval,
             rc = delay_ms > 0
                      ? rconn_command_later(s->rc, delay_ms, (int)argc, argv,
                                            lens, on_read, r)
-                     : rconn_command(s->rc, (int)argc, argv, lens, on_read,
-                                     r);
+                     : rconn_command(s->rc, (int)argc, argv, lens, on_read, r);
         }
     }
     free(argv);
@@ -765,16 +765,15 @@ static void load_hash(struct state *s, struct card *c, const redisReply *h,
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
             continue;
         }
-        int rc = sup ? cardstate_load_sup(&c->cs, f->str, f->len, v->str,
-                                          v->len)
-                     : cardstate_load_win(&c->cs, f->str, f->len, v->str,
-                                          v->len);
+        int rc =
+            sup ? cardstate_load_sup(&c->cs, f->str, f->len, v->str, v->len)
+                : cardstate_load_win(&c->cs, f->str, f->len, v->str, v->len);
         if (rc == 1) { /* malformed: deleted, as the script did */
-            (void)emit(&x, sup ? CS_SUP_DEL : CS_WIN_DEL, f->str, f->len,
-                       NULL, 0);
+            (void)emit(&x, sup ? CS_SUP_DEL : CS_WIN_DEL, f->str, f->len, NULL,
+                       0);
         } else if (rc < 0 && !c->stale) {
             log_error(MOD, "out of memory reading a card's window; its "
-                      "events wait for a new read");
+                           "events wait for a new read");
             c->stale = 1;
             s->n_stale++;
         }
@@ -856,7 +855,7 @@ static void send_reads(struct state *s)
         free(r);
         free(cards);
         log_error(MOD, "out of memory queuing a window read; tried again "
-                  "with the next batch");
+                       "with the next batch");
         return;
     }
     r->s = s;
@@ -876,7 +875,7 @@ static void send_reads(struct state *s)
     }
     if (issue_read(s, r, 0, 0) != 0) {
         log_error(MOD, "out of memory queuing a window read; tried again "
-                  "with the next batch");
+                       "with the next batch");
         for (size_t i = 0; i < r->n; i++) {
             r->cards[i]->reading = 0;
             r->cards[i]->in_read = 1;
@@ -963,8 +962,7 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
         s->cap_sups = cv.n_sups;
     }
     for (size_t i = 0; i < cv.n_sups; i++) {
-        s->sups[i] = (struct state_sup){cv.sups[i].rule_id,
-                                        cv.sups[i].last_ms,
+        s->sups[i] = (struct state_sup){cv.sups[i].rule_id, cv.sups[i].last_ms,
                                         cv.sups[i].txn_id};
     }
     if (cv.n_bad > 0 && log_limit_ok(&s->limit_bad, "bad", LOG_EVERY_S)) {
@@ -979,12 +977,11 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
     if (ttl > s->cur->ttl) {
         s->cur->ttl = ttl;
     }
-    int64_t longest = r->horizon > r->sup_horizon ? r->horizon
-                                                  : r->sup_horizon;
+    int64_t longest = r->horizon > r->sup_horizon ? r->horizon : r->sup_horizon;
     uint64_t idle = (uint64_t)(longest < ttl / 2 ? longest : ttl / 2);
     s->idle_ms = idle > IDLE_MIN_MS ? idle : IDLE_MIN_MS;
-    struct state_view v = {cv.entries, cv.n_entries, s->sups, cv.n_sups,
-                           cv.newest_ms, cv.seq};
+    struct state_view v = {cv.entries, cv.n_entries, s->sups,
+                           cv.n_sups,  cv.newest_ms, cv.seq};
     c->busy = 1;
     r->cb(r->arg, 0, &v); /* calls state_suppressed_by, state_release */
     account(s, c);
@@ -1015,8 +1012,10 @@ static void run(struct state *s)
                 c->tail = NULL;
             }
             if (observe_one(s, c, r) != 0) {
-                log_error(MOD, "out of memory evaluating window state for "
-                          "txn %s; it is not acknowledged", r->txn_id);
+                log_error(MOD,
+                          "out of memory evaluating window state for "
+                          "txn %s; it is not acknowledged",
+                          r->txn_id);
                 r->cb(r->arg, -1, NULL);
             }
             free(r);
@@ -1108,15 +1107,14 @@ int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
         return -1;
     }
     struct emit_ctx x = {s, c};
-    if (cardstate_suppress(&c->cs, rule_id, txn_id, event_ms, seq, emit,
-                           &x) != 0) {
+    if (cardstate_suppress(&c->cs, rule_id, txn_id, event_ms, seq, emit, &x) !=
+        0) {
         return -1;
     }
     return add_ack(s, c, cb, arg);
 }
 
-int state_release(struct state *s, const char *fp, state_ack_cb cb,
-                  void *arg)
+int state_release(struct state *s, const char *fp, state_ack_cb cb, void *arg)
 {
     struct card *c = find_card(s, fp);
     if (c == NULL) {
@@ -1149,9 +1147,11 @@ int state_health(const struct state *s, char *why, size_t whylen)
     if (s->n_refused == 0) {
         return 1;
     }
-    snprintf(why, whylen, "Redis %s refused the %s: %s; %zu waiting, retried "
-             "every %d ms", rconn_address(s->rc), s->refused_what, s->refused,
-             s->n_refused, RETRY_MS);
+    snprintf(why, whylen,
+             "Redis %s refused the %s: %s; %zu waiting, retried "
+             "every %d ms",
+             rconn_address(s->rc), s->refused_what, s->refused, s->n_refused,
+             RETRY_MS);
     return 0;
 }
 

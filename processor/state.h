@@ -22,12 +22,14 @@
  * of either version reads what the other wrote.
  *
  * Cache and write-behind: a card is read from Redis (HGETALL of both
- * hashes; the cards of one state_run() together, one round trip) the
- * first time an event needs it, then answered in process. The changes of
- * the events evaluated go to Redis as one script call (one round trip
- * for all of them); one such write is with Redis at a time and the next
- * carries what was evaluated meanwhile, so Redis sees the changes in
- * evaluation order. An event's acks (state_release, state_suppressed_by)
+ * hashes; the cards of one state_run() in one script call, one round
+ * trip) the first time an event needs it, then answered in process. The
+ * changes of the events evaluated go to Redis as one script call plus one
+ * HSET per suppression record, sent together (one round trip for all of
+ * them); one such write is with Redis at a time and the next carries what
+ * was evaluated meanwhile, so Redis sees the changes in evaluation order.
+ * A card whose event recorded a suppression runs its next event only once
+ * that record is written. An event's acks (state_release, state_suppressed_by)
  * fire only when the write holding its changes is answered, and the
  * pipeline acknowledges the event's offset only then: a crash loses
  * nothing that was acknowledged, and a re-processed event finds in Redis
@@ -70,9 +72,9 @@ struct state;
 
 /* Suppression record of one rule on the card. */
 struct state_sup {
-    const char *rule_id;  /* borrowed for the callback */
+    const char *rule_id; /* borrowed for the callback */
     int64_t last_ms;
-    const char *txn_id;   /* borrowed for the callback */
+    const char *txn_id; /* borrowed for the callback */
 };
 
 /* What the card holds after this event was added. Borrowed for the
@@ -128,10 +130,10 @@ void state_run(struct state *s);
 
 /* Records that rule_id raised an alert at event_ms for txn_id on card fp
  * (for suppress); seq is the event's state_view seq. Call only from the
- * card's observe callback. The card's next event sees it at once; ack
- * fires once: err 0 when written to Redis, 1 when the module is destroyed
- * first (an error reply is retried as above). Returns 0, or -1 on
- * allocation failure or a rule id with '|' (ack not called). */
+ * card's observe callback. The card's next event runs once it is written
+ * (an error reply is retried as above). ack fires once: err 0 when
+ * written to Redis, 1 when the module is destroyed first. Returns 0, or
+ * -1 on allocation failure or a rule id with '|' (ack not called). */
 int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
                         int64_t event_ms, const char *txn_id, int64_t seq,
                         state_ack_cb ack, void *arg);
@@ -142,8 +144,7 @@ int state_suppressed_by(struct state *s, const char *fp, const char *rule_id,
  * event's entry and pruning included) is written to Redis (at once when
  * none is pending), 1 when the module is destroyed first. Returns 0, or
  * -1 on allocation failure (the card is released; ack not called). */
-int state_release(struct state *s, const char *fp, state_ack_cb ack,
-                  void *arg);
+int state_release(struct state *s, const char *fp, state_ack_cb ack, void *arg);
 
 /* A partition was revoked: every cached card is dropped once its writes
  * are answered (the cache does not know a card's partition), so that its

@@ -29,8 +29,8 @@ struct rec {
     int fail; /* refuse every change from now on */
 };
 
-static int record_op(void *arg, enum cs_op op, const char *field,
-                     size_t flen, const char *val, size_t vlen)
+static int record_op(void *arg, enum cs_op op, const char *field, size_t flen,
+                     const char *val, size_t vlen)
 {
     struct rec *r = arg;
     static const char k[] = "wxsy";
@@ -42,8 +42,8 @@ static int record_op(void *arg, enum cs_op op, const char *field,
         snprintf(r->ops[r->n], sizeof(r->ops[0]), "%c %.*s %.*s", k[op],
                  (int)flen, field, (int)vlen, val);
     } else {
-        snprintf(r->ops[r->n], sizeof(r->ops[0]), "%c %.*s", k[op],
-                 (int)flen, field);
+        snprintf(r->ops[r->n], sizeof(r->ops[0]), "%c %.*s", k[op], (int)flen,
+                 field);
     }
     r->n++;
     return 0;
@@ -88,8 +88,8 @@ static void obs(struct fx *f, const char *id, int64_t t, int64_t now,
     size_t rl = record_of(id, t, f->rb, sizeof(f->rb));
     struct cs_event ev = {id, t, f->rb, rl, HZ, suph, now, grace};
     f->r.n = 0;
-    assert_int_equal(cardstate_observe(&f->cs, &ev, &f->sc, v, record_op,
-                                       &f->r), 0);
+    assert_int_equal(
+        cardstate_observe(&f->cs, &ev, &f->sc, v, record_op, &f->r), 0);
 }
 
 static int view_has(const struct cs_view *v, const char *id)
@@ -168,10 +168,8 @@ static void test_old_format(void **state)
     memset(&f, 0, sizeof(f));
     char val[600];
     size_t rl = record_of("old", T0 - MIN, f.rb, sizeof(f.rb));
-    int vl = snprintf(val, sizeof(val), "%lld:%.*s", T0 - MIN, (int)rl,
-                      f.rb);
-    assert_int_equal(cardstate_load_win(&f.cs, "old", 3, val, (size_t)vl),
-                     0);
+    int vl = snprintf(val, sizeof(val), "%lld:%.*s", T0 - MIN, (int)rl, f.rb);
+    assert_int_equal(cardstate_load_win(&f.cs, "old", 3, val, (size_t)vl), 0);
     struct cs_view v;
     obs(&f, "n1", T0, NOW, 0, 0, &v);
     assert_int_equal(v.seq, 1);
@@ -239,18 +237,19 @@ static void test_suppression(void **state)
     int64_t suph = 30 * MIN;
     obs(&f, "a", T0, NOW, 0, suph, &v);
     f.r.n = 0;
-    assert_int_equal(cardstate_suppress(&f.cs, "r1", "a", T0, v.seq,
-                                        record_op, &f.r), 0);
+    assert_int_equal(
+        cardstate_suppress(&f.cs, "r1", "a", T0, v.seq, record_op, &f.r), 0);
     assert_string_equal(f.r.ops[0], "s r1|a 1700000000000|1");
-    assert_int_equal(cardstate_suppress(&f.cs, "bad|rule", "a", T0, 1,
-                                        record_op, &f.r), -1);
+    assert_int_equal(
+        cardstate_suppress(&f.cs, "bad|rule", "a", T0, 1, record_op, &f.r), -1);
     obs(&f, "b", T0 + MIN, NOW, 0, suph, &v);
     assert_int_equal(v.n_sups, 1);
     assert_string_equal(v.sups[0].rule_id, "r1");
     assert_int_equal(v.sups[0].last_ms, T0);
     assert_string_equal(v.sups[0].txn_id, "a");
-    assert_int_equal(cardstate_suppress(&f.cs, "r1", "b", T0 + MIN, v.seq,
-                                        record_op, &f.r), 0);
+    assert_int_equal(
+        cardstate_suppress(&f.cs, "r1", "b", T0 + MIN, v.seq, record_op, &f.r),
+        0);
     /* re-processing a: its own record and b's (later arrival) unseen */
     obs(&f, "a", T0, NOW, 0, suph, &v);
     assert_int_equal(v.n_sups, 0);
@@ -272,8 +271,8 @@ static void test_suppression(void **state)
 
     /* the format before sequence numbers */
     memset(&f, 0, sizeof(f));
-    assert_int_equal(cardstate_load_sup(&f.cs, "r2", 2, "1699999990000|x0",
-                                        16), 0);
+    assert_int_equal(cardstate_load_sup(&f.cs, "r2", 2, "1699999990000|x0", 16),
+                     0);
     obs(&f, "z", T0, NOW, 0, suph, &v);
     assert_int_equal(v.n_sups, 1);
     assert_string_equal(v.sups[0].rule_id, "r2");
@@ -296,8 +295,7 @@ static void test_malformed(void **state)
     assert_int_equal(cardstate_load_sup(&f.cs, "r", 1, "nope", 4), 1);
     assert_int_equal(cardstate_load_sup(&f.cs, "r|t", 3, "5|6|7", 5), 1);
     char val[64];
-    int vl = snprintf(val, sizeof(val), "%lld:7:%lld:0:not-a-record", T0,
-                      T0);
+    int vl = snprintf(val, sizeof(val), "%lld:7:%lld:0:not-a-record", T0, T0);
     assert_int_equal(cardstate_load_win(&f.cs, "q", 1, val, (size_t)vl), 0);
     struct cs_view v;
     obs(&f, "n", T0 + 1, NOW, 0, 0, &v);
@@ -318,11 +316,11 @@ static void test_emit_refused(void **state)
     f.r.fail = 1;
     size_t rl = record_of("b", T0 + 1, f.rb, sizeof(f.rb));
     struct cs_event ev = {"b", T0 + 1, f.rb, rl, HZ, 0, NOW, 0};
-    assert_int_equal(cardstate_observe(&f.cs, &ev, &f.sc, &v, record_op,
-                                       &f.r), -1);
+    assert_int_equal(cardstate_observe(&f.cs, &ev, &f.sc, &v, record_op, &f.r),
+                     -1);
     assert_int_equal(f.cs.n, 1);
-    assert_int_equal(cardstate_suppress(&f.cs, "r", "a", T0, 1, record_op,
-                                        &f.r), -1);
+    assert_int_equal(
+        cardstate_suppress(&f.cs, "r", "a", T0, 1, record_op, &f.r), -1);
     assert_int_equal(f.cs.ns, 0);
     assert_true(cardstate_bytes(&f.cs) > 0);
     fx_free(&f);
