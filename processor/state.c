@@ -965,9 +965,12 @@ static int observe_one(struct state *s, struct card *c, struct sreq *r)
         s->sups[i] = (struct state_sup){cv.sups[i].rule_id, cv.sups[i].last_ms,
                                         cv.sups[i].txn_id};
     }
+    /* an entry another version wrote, or damaged: kept, never counted */
     if (cv.n_bad > 0 && log_limit_ok(&s->limit_bad, "bad", LOG_EVERY_S)) {
-        log_warn(MOD, "skipping %zu malformed window entr%s", cv.n_bad,
-                 cv.n_bad == 1 ? "y" : "ies");
+        log_warn(MOD,
+                 "skipping a malformed window entry (%zu of the "
+                 "card's; logged at most once a minute)",
+                 cv.n_bad);
     }
     /* Wall-clock TTL as a safety net (an idle card's state goes);
      * pruning is by event time. */
