@@ -193,6 +193,85 @@ static void remove_sup(struct cardstate *cs, size_t i)
     cs->s[i] = cs->s[--cs->ns];
 }
 
+/* Adds the event's entry at its first arrival: seq maxq + 1, the card's
+ * newest and now recorded with it (HSET emitted first). Returns 0, or -1
+ * with the card unchanged. */
+static int add_first(struct cardstate *cs, const struct cs_event *ev,
+                     struct cs_scratch *sc, int64_t maxq, int64_t newest,
+                     cs_emit_fn emit, void *arg)
+{
+    struct cs_entry e;
+    memset(&e, 0, sizeof(e));
+    e.t = ev->event_ms;
+    e.q = maxq + 1;
+    e.nw = newest;
+    e.seen = ev->now_ms;
+    e.has_nw = 1;
+    e.rec_ok = win_entry_decode(ev->record, ev->record_len, &e.rec) == 0;
+    char head[96];
+    int hl = snprintf(head, sizeof(head),
+                      "%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":", e.t,
+                      e.q, e.nw, e.seen);
+    size_t fl = strlen(ev->txn_id);
+    char *val = malloc((size_t)hl + ev->record_len + 1);
+    if (val == NULL ||
+        grow((void **)&cs->e, &cs->cap, cs->n + 1, sizeof(*cs->e)) != 0 ||
+        grow((void **)&sc->e, &sc->cap_e, cs->n + 2, sizeof(*sc->e)) != 0 ||
+        (e.field = dup_n(ev->txn_id, fl)) == NULL) {
+        free(val);
+        return -1;
+    }
+    memcpy(val, head, (size_t)hl);
+    memcpy(val + hl, ev->record, ev->record_len);
+    size_t vl = (size_t)hl + ev->record_len;
+    val[vl] = '\0';
+    int rc = emit(arg, CS_WIN_SET, e.field, fl, val, vl);
+    free(val);
+    if (rc != 0) {
+        free(e.field);
+        return -1;
+    }
+    cs->e[cs->n++] = e;
+    return 0;
+}
+
+/* Suppression: deletes the records below slim (when a rule suppresses)
+ * and puts in sc->s, per rule, the latest record of an earlier arrival
+ * (seq below qv, another txn, at or before the event time). Returns how
+ * many rules have one. */
+static size_t view_sups(struct cardstate *cs, const struct cs_event *ev,
+                        struct cs_scratch *sc, int64_t qv, int64_t slim,
+                        cs_emit_fn emit, void *arg)
+{
+    size_t ns = 0;
+    for (size_t i = cs->ns; i-- > 0;) {
+        const struct cs_sup *s = &cs->s[i];
+        if (ev->sup_horizon_ms > 0 && s->ms < slim) {
+            (void)emit(arg, CS_SUP_DEL, s->field, strlen(s->field), NULL, 0);
+            remove_sup(cs, i);
+            continue;
+        }
+        if (!(s->q < qv && strcmp(s->stxn, ev->txn_id) != 0 &&
+              s->ms <= ev->event_ms)) {
+            continue;
+        }
+        size_t k = 0;
+        while (k < ns && strcmp(sc->s[k].rule_id, s->rule) != 0) {
+            k++;
+        }
+        if (k == ns) {
+            sc->s[ns].rule_id = s->rule;
+            sc->s[ns].last_ms = s->ms;
+            sc->s[ns].txn_id = s->stxn;
+            ns++;
+        } else if (s->ms > sc->s[k].last_ms) {
+            sc->s[k].last_ms = s->ms;
+            sc->s[k].txn_id = s->stxn;
+        }
+    }
+    return ns;
+}
+
 int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
                       struct cs_scratch *sc, struct cs_view *v, cs_emit_fn emit,
                       void *arg)
@@ -217,40 +296,10 @@ int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
         return -1;
     }
     if (mine == SIZE_MAX) {
-        /* first arrival: seq maxq + 1, newest and now recorded with it */
-        struct cs_entry e;
-        memset(&e, 0, sizeof(e));
-        e.t = ev->event_ms;
-        e.q = maxq + 1;
-        e.nw = newest;
-        e.seen = ev->now_ms;
-        e.has_nw = 1;
-        e.rec_ok = win_entry_decode(ev->record, ev->record_len, &e.rec) == 0;
-        char head[96];
-        int hl = snprintf(head, sizeof(head),
-                          "%" PRId64 ":%" PRId64 ":%" PRId64 ":%" PRId64 ":",
-                          e.t, e.q, e.nw, e.seen);
-        size_t fl = strlen(ev->txn_id);
-        char *val = malloc((size_t)hl + ev->record_len + 1);
-        if (val == NULL ||
-            grow((void **)&cs->e, &cs->cap, cs->n + 1, sizeof(*cs->e)) != 0 ||
-            grow((void **)&sc->e, &sc->cap_e, cs->n + 2, sizeof(*sc->e)) != 0 ||
-            (e.field = dup_n(ev->txn_id, fl)) == NULL) {
-            free(val);
+        if (add_first(cs, ev, sc, maxq, newest, emit, arg) != 0) {
             return -1;
         }
-        memcpy(val, head, (size_t)hl);
-        memcpy(val + hl, ev->record, ev->record_len);
-        size_t vl = (size_t)hl + ev->record_len;
-        val[vl] = '\0';
-        int rc = emit(arg, CS_WIN_SET, e.field, fl, val, vl);
-        free(val);
-        if (rc != 0) {
-            free(e.field);
-            return -1;
-        }
-        mine = cs->n;
-        cs->e[cs->n++] = e;
+        mine = cs->n - 1;
     }
     const struct cs_entry *me = &cs->e[mine];
     /* an entry from before sequence numbers sees what was there */
@@ -298,33 +347,7 @@ int cardstate_observe(struct cardstate *cs, const struct cs_event *ev,
             remove_entry(cs, i);
         }
     }
-    /* suppression: per rule the latest earlier record */
-    size_t ns = 0;
-    for (size_t i = cs->ns; i-- > 0;) {
-        const struct cs_sup *s = &cs->s[i];
-        if (ev->sup_horizon_ms > 0 && s->ms < slim) {
-            (void)emit(arg, CS_SUP_DEL, s->field, strlen(s->field), NULL, 0);
-            remove_sup(cs, i);
-            continue;
-        }
-        if (!(s->q < qv && strcmp(s->stxn, ev->txn_id) != 0 &&
-              s->ms <= ev->event_ms)) {
-            continue;
-        }
-        size_t k = 0;
-        while (k < ns && strcmp(sc->s[k].rule_id, s->rule) != 0) {
-            k++;
-        }
-        if (k == ns) {
-            sc->s[ns].rule_id = s->rule;
-            sc->s[ns].last_ms = s->ms;
-            sc->s[ns].txn_id = s->stxn;
-            ns++;
-        } else if (s->ms > sc->s[k].last_ms) {
-            sc->s[k].last_ms = s->ms;
-            sc->s[k].txn_id = s->stxn;
-        }
-    }
+    size_t ns = view_sups(cs, ev, sc, qv, slim, emit, arg);
     v->sups = sc->s;
     v->n_sups = ns;
     return 0;

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 120
-PURE = ("txn", "card", "alert", "rules", "windows", "route", "offsets",
+PURE = ("txn", "card", "cardstate", "alert", "rules", "windows", "route", "offsets",
         "calendar", "text", "timeparse", "breach", "tally", "listcsv")
 IO_HEADERS = re.compile(r'#include [<"](librdkafka/|hiredis/|event2/|'
                         r'redis_conn\.h|kafka_|source_|sink_|feed)')
