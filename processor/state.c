@@ -1158,11 +1158,6 @@ int state_health(const struct state *s, char *why, size_t whylen)
     return 0;
 }
 
-size_t state_cached(const struct state *s)
-{
-    return s->n_cards;
-}
-
 void state_destroy(struct state *s)
 {
     if (s == NULL) {

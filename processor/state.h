@@ -151,9 +151,6 @@ int state_release(struct state *s, const char *fp, state_ack_cb ack, void *arg);
  * next event reads what the partition's new owner wrote. */
 void state_forget(struct state *s);
 
-/* Cards held in process (tests, metrics). */
-size_t state_cached(const struct state *s);
-
 /* 1 when no command waits for a retry after an error reply; else 0 with
  * "Redis ADDR refused the window update: <Redis's answer>; N waiting,
  * retried every 200 ms" in why. */
