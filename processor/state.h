@@ -29,11 +29,11 @@
  * them); one such write is with Redis at a time and the next carries what
  * was evaluated meanwhile, so Redis sees the changes in evaluation order.
  * A card whose event recorded a suppression runs its next event only once
- * that record is written. An event's acks (state_release, state_suppressed_by)
- * fire only when the write holding its changes is answered, and the
- * pipeline acknowledges the event's offset only then: a crash loses
- * nothing that was acknowledged, and a re-processed event finds in Redis
- * every change of the events acknowledged before it. Cards with nothing
+ * that record is written. An event's acks (state_release,
+ * state_suppressed_by) fire only when the write holding its changes is
+ * answered, and the pipeline acknowledges the event's offset only then:
+ * a crash loses nothing that was acknowledged, and a re-processed event
+ * finds in Redis every change of the events acknowledged before it. Cards with nothing
  * pending are evicted when idle for their longest horizon (at least
  * 1 min, at most half the key TTL) or least recent first above 256 MiB.
  *
