@@ -690,7 +690,12 @@ static void on_state(void *arg, int status, const struct state_view *v)
         } else {
             evaluate(p, ev, x->m, x->n, x->r, x->nr, nw ? ws : NULL, last);
         }
-        state_release(p->o.state, ev->fp);
+        /* acknowledged once its window changes are in Redis */
+        ev->pending++;
+        if (state_release(p->o.state, ev->fp, on_state_ack, ev) != 0) {
+            ev->pending--;
+            ev->failed = 1;
+        }
     }
     free(x);
     pipeline_delivered(p, ev, 0);
@@ -761,6 +766,11 @@ static void on_lookup(void *arg, int status, const struct exposure_result *res)
             ev_done(p, &b->ev[b->valid[k]]);
         }
     }
+    /* The exposed events' window state, all cards of the batch at once
+     * (their callbacks run from here, after the loop above). */
+    if (status == 0 && p->o.state != NULL) {
+        state_run(p->o.state);
+    }
     batch_unref(p, b);
 }
 
@@ -787,6 +797,9 @@ void pipeline_redis_state(struct pipeline *p, int up)
 void pipeline_revoke(struct pipeline *p, int32_t partition)
 {
     offsets_revoke(p->offsets, partition);
+    if (p->o.state != NULL) {
+        state_forget(p->o.state); /* its cards may get another owner */
+    }
 }
 
 void pipeline_set_format(struct pipeline *p, enum pipeline_format format)

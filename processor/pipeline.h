@@ -152,7 +152,8 @@ void pipeline_delivered(struct pipeline *p, void *opaque, int err);
 /* Redis came up (1) or went down (0): pauses or resumes the source. */
 void pipeline_redis_state(struct pipeline *p, int up);
 
-/* A partition was revoked: its unacknowledged positions are forgotten. */
+/* A partition was revoked: its unacknowledged positions are forgotten,
+ * and the window state cache is dropped once written (state_forget). */
 void pipeline_revoke(struct pipeline *p, int32_t partition);
 
 /* Switches to another rule set (hot reload). rs is borrowed and must

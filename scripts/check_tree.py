@@ -18,9 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 120
-PURE = ("txn", "card", "alert", "rules", "windows", "route", "offsets",
-        "calendar", "text", "timeparse", "breach", "tally", "listcsv",
-        "xfilter", "rmodel")
+PURE = ("txn", "card", "cardstate", "alert", "rules", "windows", "route",
+        "offsets", "calendar", "text", "timeparse", "breach", "tally",
+        "listcsv", "xfilter", "rmodel")
 IO_HEADERS = re.compile(r'#include [<"](librdkafka/|hiredis/|event2/|'
                         r'redis_conn\.h|kafka_|source_|sink_|feed)')
 

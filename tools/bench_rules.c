@@ -1,6 +1,8 @@
 /* bench_rules - the pure cost of rule work on one exposed card's
  * transaction: window aggregation over the card's recent entries and
- * evaluation of a rule set (default: rules/default.rules). Prints one JSON
+ * evaluation of a rule set (default: rules/default.rules), and the
+ * in-process window state step before them (cardstate_observe on a card
+ * holding ENTRIES entries: add, prune, view; state_ns). Prints one JSON
  * line. Used by `make bench`; not a test.
  *
  *   bench_rules [RULES_FILE] [ENTRIES] [ITERATIONS]
@@ -10,10 +12,24 @@
 #include <string.h>
 
 #include "breach.h"
+#include "cardstate.h"
 #include "clock.h"
 #include "config.h"
 #include "rules.h"
 #include "windows.h"
+
+/* The changes are not kept: only their cost in cardstate counts. */
+static int count_op(void *arg, enum cs_op op, const char *field, size_t flen,
+                    const char *val, size_t vlen)
+{
+    (void)arg;
+    (void)op;
+    (void)field;
+    (void)flen;
+    (void)val;
+    (void)vlen;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -90,14 +106,56 @@ int main(int argc, char **argv)
                                        NULL, active);
     }
     uint64_t t2 = clock_mono_ns();
+    /* The state step: a card with n_entries entries, one new event every
+     * 43200000 / (n_entries + 1) ms, so each one prunes about one entry
+     * (horizon 12 h) and the card keeps its size. */
+    struct cardstate cs;
+    struct cs_scratch sc;
+    memset(&cs, 0, sizeof(cs));
+    memset(&sc, 0, sizeof(sc));
+    int64_t step = 43200000 / (int64_t)(n_entries + 1);
+    char rec[512], val[600];
+    for (size_t i = n_entries; i-- > 0;) {
+        int rl = win_entry_encode(&e[i], rec, sizeof(rec));
+        int vl = snprintf(val, sizeof(val), "%lld:%zu:%lld:0:%.*s",
+                          (long long)e[i].event_time_ms, n_entries - i,
+                          (long long)e[i].event_time_ms, rl, rec);
+        if (rl < 0 || cardstate_load_win(&cs, e[i].txn_id,
+                                         strlen(e[i].txn_id), val,
+                                         (size_t)vl) != 0) {
+            return 1;
+        }
+    }
+    long state_iters = iters / 4 > 0 ? iters / 4 : 1;
+    size_t viewed = 0;
+    uint64_t t3 = clock_mono_ns();
+    for (long i = 0; i < state_iters; i++) {
+        struct win_entry x = cur;
+        snprintf(x.txn_id, sizeof(x.txn_id), "s-%ld", i);
+        x.event_time_ms = now + (int64_t)(i + 1) * step;
+        int rl = win_entry_encode(&x, rec, sizeof(rec));
+        struct cs_event ce = {x.txn_id, x.event_time_ms, rec, (size_t)rl,
+                              43200000, 0, now, 0};
+        struct cs_view v;
+        if (cardstate_observe(&cs, &ce, &sc, &v, count_op, NULL) != 0) {
+            return 1;
+        }
+        viewed += v.n_entries;
+    }
+    uint64_t t4 = clock_mono_ns();
     double agg = (double)(t1 - t0) / (double)iters;
     double ev = (double)(t2 - t1) / (double)iters;
+    double st = (double)(t4 - t3) / (double)state_iters;
     printf("{\"rules\":\"%s\",\"entries\":%zu,\"windows\":%zu,"
            "\"aggregate_ns\":%.0f,\"eval_ns\":%.0f,"
            "\"evals_per_s\":%.0f,\"aggregate_and_eval_per_s\":%.0f,"
-           "\"hits\":%ld}\n",
+           "\"state_ns\":%.0f,\"state_aggregate_eval_per_s\":%.0f,"
+           "\"view_entries\":%.1f,\"hits\":%ld}\n",
            rules_version(rs), n_entries, nw, agg, ev, 1e9 / ev,
-           1e9 / (agg + ev), total_hits);
+           1e9 / (agg + ev), st, 1e9 / (st + agg + ev),
+           (double)viewed / (double)state_iters, total_hits);
+    cardstate_clear(&cs);
+    cardstate_scratch_free(&sc);
     free(e);
     rules_destroy(rs);
     return 0;

@@ -24,6 +24,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -723,8 +724,32 @@ def test_default_pack_windows_concurrent_replays_and_namespaces():
     clean = sorted({t["pan"] for t in txns} - breach.card_set)
     late = Breach("e2e-late", "2024-01-01", "2024-12-31", ["pan", "expiry"], clean[:6])
     assert any(t["pan"] in late.card_set for t in txns)
-    procs = [_spawn_replay(s, "--input", src, "--output", d / f"both-{i}.jsonl", *rules,
-                           "--no-progress", name=f"replay-{i}") for i in (1, 2)]
+    # Each reads a named pipe the test feeds: the first half at once, then
+    # a few lines at a time (a replay reads its input on its loop thread,
+    # so a pipe left empty would stop it) until both hold window state and
+    # the late breach is loaded, then the rest. Window state kept in
+    # process made a replay of this input take under a second: from a
+    # plain file the two no longer reliably overlap.
+    fifos = [d / f"both-{i}.fifo" for i in (1, 2)]
+    for f in fifos:
+        os.mkfifo(f)
+    procs = [_spawn_replay(s, "--input", fifos[i - 1], "--output", d / f"both-{i}.jsonl",
+                           *rules, "--no-progress", name=f"replay-{i}") for i in (1, 2)]
+    lines = src.read_bytes().splitlines(keepends=True)
+    loaded = threading.Event()
+
+    def feed(path):
+        with open(path, "wb", buffering=0) as w:   # opens once the replay reads
+            i = len(lines) // 2
+            w.write(b"".join(lines[:i]))
+            while i < len(lines) and not loaded.is_set():
+                w.write(b"".join(lines[i:i + 5]))    # input pacing, not a wait
+                i += 5
+                time.sleep(0.05)
+            w.write(b"".join(lines[i:]))
+    feeders = [threading.Thread(target=feed, args=(f,), daemon=True) for f in fifos]
+    for t in feeders:
+        t.start()
     seen_together = set()
     seen = set()
 
@@ -737,10 +762,13 @@ def test_default_pack_windows_concurrent_replays_and_namespaces():
         if len(spaces) >= 2:
             seen_together.update(spaces)
         return all(not p.alive for p in procs)
-    h.wait_until(lambda: poll() or len(seen) == 2, 120, "both replays under way",
+    h.wait_until(lambda: poll() or len(seen_together) == 2, 120, "both replays under way",
                  interval=0.005)
     s.load(late)
     alive_after_load = [p.alive for p in procs]
+    loaded.set()
+    for t in feeders:
+        t.join(60)
     h.wait_until(poll, 180, "both concurrent replays to finish", interval=0.005)
     for p in procs:
         _finish(p)
