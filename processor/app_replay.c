@@ -1155,7 +1155,7 @@ static int replay_start(struct rp *r, char *err, size_t errlen)
     if (r->uses_state) {
         make_namespace(r->ns, sizeof(r->ns));
         /* one pass, never re-processed: no grace */
-        r->state = state_new(r->core.redis, c->redis_prefix,
+        r->state = state_new(r->base, r->core.redis, c->redis_prefix,
                              card_key_id(r->core.key), r->ns, 0);
         if (r->state == NULL) {
             snprintf(err, errlen, OOM);

@@ -476,7 +476,7 @@ static int app_wire(struct app *a, const char *brokers, char *err,
                     size_t errlen)
 {
     const struct config *c = a->c;
-    a->state = state_new(a->core.redis, c->redis_prefix,
+    a->state = state_new(a->base, a->core.redis, c->redis_prefix,
                          card_key_id(a->core.key), "live",
                          c->reprocess_grace_ms);
     if (a->state == NULL) {

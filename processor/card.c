@@ -171,20 +171,6 @@ const char *card_key_id(const struct card_key *key)
     return key != NULL ? key->id : "";
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r';
@@ -267,8 +253,8 @@ static int parse_key_text(const char *path, const char *text, size_t len,
             return -1;
         }
         for (size_t i = 0; i < (hex_e - hex_b) / 2; i++) {
-            int hi = hex_val(text[hex_b + 2 * i]);
-            int lo = hex_val(text[hex_b + 2 * i + 1]);
+            int hi = text_hex_val(text[hex_b + 2 * i]);
+            int lo = text_hex_val(text[hex_b + 2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 text_errf(errbuf, errlen,
                           "key file %s: line %u: key is not hex", path, lineno);

@@ -20,9 +20,11 @@
 
 /* The check: the marker, the layout (version, entries, committed), then
  * per breach id its status, recorded count, members and whether it still
- * has a set of the first layout, read in one atomic step. */
+ * has a set of the first layout, read in one atomic step. Not flagged
+ * no-writes, unlike the lookup: while Redis pauses writes (a failover
+ * under way) a check waits for the server that will be the master,
+ * rather than approve the one handing over. */
 static const char CHECK_LUA[] =
-    "#!lua flags=no-writes\n"
     "local out = {redis.call('GET', KEYS[1]) or false,\n"
     "  redis.call('HMGET', KEYS[3], 'version', 'entries', 'committed')}\n"
     "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"

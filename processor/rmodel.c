@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
+
 /* What every card script shares: the layout (level, split) and the
  * bucket of a 16-byte fingerprint (rmodel_bucket in Lua: exact, Lua's
  * numbers hold 2^53). */
@@ -283,25 +285,11 @@ int rmodel_bucket_key(char *buf, const char *prefix, const char *kid,
                              prefix, kid, n));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 int rmodel_fp_bin(const char *hex, uint8_t out[RMODEL_FP_BIN])
 {
     for (size_t i = 0; i < RMODEL_FP_BIN; i++) {
-        int hi = hexval(hex[2 * i]);
-        int lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+        int hi = text_hex_val(hex[2 * i]);
+        int lo = hi < 0 ? -1 : text_hex_val(hex[2 * i + 1]);
         if (lo < 0) {
             return -1;
         }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
@@ -107,6 +108,7 @@ struct card {
     int in_run;       /* on the run list */
     int in_read;      /* on the read list */
     int in_wait;      /* on the wait list (its suppression record unwritten) */
+    int in_oom;       /* on the retry list (its next event found no memory) */
 };
 
 struct arg {
@@ -160,6 +162,8 @@ struct read {
 
 struct state {
     struct rconn *rc;
+    struct event *retry_ev; /* run() again after an allocation failed */
+    struct card *oom_head;  /* cards whose next event found no memory */
     char prefix[32];
     char kid[CARD_KEY_ID_MAX + 1];
     char ns[48];
@@ -305,10 +309,41 @@ static int sha1_hex(const char *text, char out[41])
     return 0;
 }
 
-struct state *state_new(struct rconn *rc, const char *prefix,
-                        const char *key_id, const char *ns, int64_t grace_ms)
+static void run(struct state *s);
+static void run_append(struct state *s, struct card *c);
+
+/* What found no memory is tried again (retry_later): the cards whose
+ * next event could not be evaluated, the read list, the pending write. */
+static void on_retry_ev(evutil_socket_t fd, short what, void *arg)
 {
-    if (rc == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
+    (void)fd;
+    (void)what;
+    struct state *s = arg;
+    while (s->oom_head != NULL) {
+        struct card *c = s->oom_head;
+        s->oom_head = c->rnext;
+        c->in_oom = 0;
+        if (!c->in_run) {
+            run_append(s, c);
+        }
+    }
+    run(s); /* ends with send_write() and send_reads() */
+}
+
+/* run() again in RETRY_MS, which sends the read list and the pending
+ * write: after an allocation failed (the timer was made with the module:
+ * arming it cannot fail). */
+static void retry_later(struct state *s)
+{
+    struct timeval tv = {0, RETRY_MS * 1000};
+    evtimer_add(s->retry_ev, &tv);
+}
+
+struct state *state_new(struct event_base *base, struct rconn *rc,
+                        const char *prefix, const char *key_id,
+                        const char *ns, int64_t grace_ms)
+{
+    if (base == NULL || rc == NULL || prefix == NULL || key_id == NULL || ns == NULL ||
         grace_ms < 0 || strlen(prefix) >= 32 ||
         strlen(key_id) > CARD_KEY_ID_MAX || strlen(ns) == 0 ||
         strlen(ns) > 40 ||
@@ -320,6 +355,11 @@ struct state *state_new(struct rconn *rc, const char *prefix,
         return NULL;
     }
     s->rc = rc;
+    s->retry_ev = evtimer_new(base, on_retry_ev, s);
+    if (s->retry_ev == NULL) {
+        free(s);
+        return NULL;
+    }
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     snprintf(s->kid, sizeof(s->kid), "%s", key_id);
     snprintf(s->ns, sizeof(s->ns), "%s", ns);
@@ -332,6 +372,7 @@ struct state *state_new(struct rconn *rc, const char *prefix,
      * lost its script cache (NOSCRIPT after a restart). */
     if (sha1_hex(LUA_WRITE, s->sha_write) != 0 ||
         sha1_hex(LUA_READ, s->sha_read) != 0) {
+        event_free(s->retry_ev);
         free(s);
         return NULL;
     }
@@ -516,6 +557,8 @@ static int add_ack(struct state *s, struct card *c, state_ack_cb cb, void *arg)
         size_t nc = a->capacks ? a->capacks * 2 : 256;
         struct wack *np = realloc(a->acks, nc * sizeof(*np));
         if (np == NULL) {
+            log_error(MOD, "out of memory waiting for a window write; the "
+                      "event is not acknowledged");
             return -1;
         }
         a->acks = np;
@@ -579,6 +622,23 @@ static int issue_hset(struct state *s, struct wcmd *w, int delay_ms)
                         : rconn_command(s->rc, 4, argv, lens, on_write, w);
 }
 
+/* Puts card c at the end of the run list (it has events to evaluate),
+ * unless it waits on the retry list (which runs it). */
+static void run_append(struct state *s, struct card *c)
+{
+    if (c->in_oom) {
+        return;
+    }
+    c->in_run = 1;
+    c->rnext = NULL;
+    if (s->run_tail != NULL) {
+        s->run_tail->rnext = c;
+    } else {
+        s->run_head = c;
+    }
+    s->run_tail = c;
+}
+
 /* Every command of write a was answered. */
 static void write_done(struct state *s, struct acc *a)
 {
@@ -611,14 +671,7 @@ static void write_done(struct state *s, struct acc *a)
         *pp = c->rnext;
         c->in_wait = 0;
         if (!c->in_run) {
-            c->in_run = 1;
-            c->rnext = NULL;
-            if (s->run_tail != NULL) {
-                s->run_tail->rnext = c;
-            } else {
-                s->run_head = c;
-            }
-            s->run_tail = c;
+            run_append(s, c);
         }
     }
     run(s);
@@ -672,8 +725,9 @@ static void send_write(struct state *s)
     size_t n = (a->nkeys > 0) + nsets;
     a->cmds = calloc(n, sizeof(*a->cmds));
     if (a->cmds == NULL) {
-        log_error(MOD, "out of memory sending a window write; sent with "
-                       "the next one");
+        log_error(MOD, "out of memory sending a window write; tried again "
+                       "in %d ms", RETRY_MS);
+        retry_later(s);
         return;
     }
     s->fly = a;
@@ -825,19 +879,13 @@ static void on_read(void *arg, const redisReply *rep)
         }
         c->loaded = 1;
         if (!c->in_run && c->head != NULL) {
-            c->in_run = 1;
-            c->rnext = NULL;
-            if (s->run_tail != NULL) {
-                s->run_tail->rnext = c;
-            } else {
-                s->run_head = c;
-            }
-            s->run_tail = c;
+            run_append(s, c);
         }
     }
     free_read(r);
     run(s);
 }
+
 
 /* Sends one read for the cards on the read list (one round trip). */
 static void send_reads(struct state *s)
@@ -855,7 +903,8 @@ static void send_reads(struct state *s)
         free(r);
         free(cards);
         log_error(MOD, "out of memory queuing a window read; tried again "
-                       "with the next batch");
+                       "in %d ms", RETRY_MS);
+        retry_later(s);
         return;
     }
     r->s = s;
@@ -875,7 +924,8 @@ static void send_reads(struct state *s)
     }
     if (issue_read(s, r, 0, 0) != 0) {
         log_error(MOD, "out of memory queuing a window read; tried again "
-                       "with the next batch");
+                       "in %d ms", RETRY_MS);
+        retry_later(s);
         for (size_t i = 0; i < r->n; i++) {
             r->cards[i]->reading = 0;
             r->cards[i]->in_read = 1;
@@ -1015,13 +1065,31 @@ static void run(struct state *s)
                 c->tail = NULL;
             }
             if (observe_one(s, c, r) != 0) {
+                /* The event goes back to the head of its card, which
+                 * waits: evaluating the card's next events without it
+                 * would give them (and it, when re-processed after a
+                 * restart) another view, and could lose an alert. A
+                 * failed evaluation changed nothing, or only added its
+                 * own entry, which a retry finds (the same view). */
                 log_error(MOD,
                           "out of memory evaluating window state for "
-                          "txn %s; it is not acknowledged",
-                          r->txn_id);
-                r->cb(r->arg, -1, NULL);
+                          "txn %s; tried again in %d ms",
+                          r->txn_id, RETRY_MS);
+                r->next = c->head;
+                c->head = r;
+                if (c->tail == NULL) {
+                    c->tail = r;
+                }
+                c->in_oom = 1;
+                c->rnext = s->oom_head;
+                s->oom_head = c;
+                retry_later(s);
+                break;
             }
             free(r);
+        }
+        if (c->in_oom) {
+            continue;
         }
         if (c->head != NULL && c->sup_num > s->acked && !c->in_wait) {
             c->in_wait = 1;
@@ -1081,14 +1149,7 @@ int state_observe(struct state *s, const char *fp, const struct win_entry *e,
     lru_front(s, c);
     if (c->loaded && !c->stale) {
         if (!c->in_run && !c->in_wait) {
-            c->in_run = 1;
-            c->rnext = NULL;
-            if (s->run_tail != NULL) {
-                s->run_tail->rnext = c;
-            } else {
-                s->run_head = c;
-            }
-            s->run_tail = c;
+            run_append(s, c);
         }
     } else if (!c->stale) {
         want_read(s, c);
@@ -1163,6 +1224,7 @@ void state_destroy(struct state *s)
     if (s == NULL) {
         return;
     }
+    event_free(s->retry_ev);
     /* Commands with Redis were answered (NULL) by rconn_destroy(), which
      * the owner calls first; what is left only waits for its turn. */
     for (int i = 0; i < 2; i++) {

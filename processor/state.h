@@ -68,6 +68,7 @@
 #include "redis_conn.h"
 #include "windows.h"
 
+struct event_base;
 struct state;
 
 /* Suppression record of one rule on the card. */
@@ -100,13 +101,15 @@ typedef void (*state_cb)(void *arg, int status, const struct state_view *v);
 typedef void (*state_ack_cb)(void *arg, int err);
 
 /* Creates the module on the connection rc (borrowed; destroy rc before
- * the state). ns: "live" or a replay namespace ([a-z0-9_-]{1,40}).
+ * the state) and the loop base (borrowed: a read that finds no memory is
+ * tried again on a timer). ns: "live" or a replay namespace ([a-z0-9_-]{1,40}).
  * grace_ms: how long (wall clock) after its first arrival an event may be
  * evaluated again and must find its window intact (the service: [rules]
  * reprocess_grace_ms; a replay, which never re-processes: 0). Returns
  * NULL on a bad argument or out of memory. */
-struct state *state_new(struct rconn *rc, const char *prefix,
-                        const char *key_id, const char *ns, int64_t grace_ms);
+struct state *state_new(struct event_base *base, struct rconn *rc,
+                        const char *prefix, const char *key_id,
+                        const char *ns, int64_t grace_ms);
 
 /* Frees; pending callbacks get status -1. NULL is a no-op. */
 void state_destroy(struct state *s);

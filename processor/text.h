@@ -20,6 +20,21 @@ static inline int text_is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* The value of hex digit c (0-9, a-f, A-F), or -1 when c is not one. */
+static inline int text_hex_val(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 /* Writes v with thousands separators ("1,234,567") into buf (at least 32
  * bytes for any uint64_t; a shorter buf gets a truncated number). */
 void text_thousands(uint64_t v, char *buf, size_t len);

@@ -23,6 +23,8 @@
 # BENCH_KEEP=1 keeps the working directory (configs, logs, summaries).
 # The machine is noisy: compare the ratio within one run, not across runs.
 set -euo pipefail
+# shellcheck source=bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-${BUILD:-build}}
@@ -68,24 +70,7 @@ stack_up() {
     "$REPO/scripts/stack.sh" up "$DIR/stack-$kind" >/dev/null
   # shellcheck disable=SC1090
   . "$DIR/stack-$kind/env"
-  cat >"$DIR/cardwatch.ini" <<INI
-[kafka]
-brokers_file = $DIR/stack-$kind/kafka.bootstraps
-transactions_topic = $TOPIC
-session_timeout_ms = 6000
-[redis]
-address = 127.0.0.1:$REDIS_PORT
-[card]
-key_file = $DIR/key
-[http]
-listen =
-[issuer acme_bank]
-home_country = DE
-bins = 400000-400099
-[issuer globex_bank]
-home_country = FR
-bins = 510000-510049
-INI
+  bench_ini "$DIR/cardwatch.ini" "$DIR/stack-$kind/kafka.bootstraps" "$TOPIC" "$REDIS_PORT" "$DIR/key"
   "$CW" gen cards --config "$DIR/cardwatch.ini" --count 7455 --seed 3 --out "$DIR/exposed.csv"
   "$CW" load --config "$DIR/cardwatch.ini" --breach bench --window-start 2021-04-13 \
     --window-end 2024-07-26 --elements pan,expiry,cvv2 "$DIR/exposed.csv" >/dev/null

@@ -24,6 +24,8 @@
 # Everything is stopped at the end (trap). The machine is noisy and wrk
 # shares its 2 cores with the server: compare within one run.
 set -euo pipefail
+# shellcheck source=bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-${BUILD:-build}}
@@ -85,8 +87,8 @@ umask 022
 "$CW" token >"$DIR/tok-acme" 2>/dev/null
 "$CW" token >"$DIR/tok-globex" 2>/dev/null
 TOK_ACME=$(sed -n 1p "$DIR/tok-acme")
-FEED_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ADMIN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+FEED_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
 cat >"$DIR/cardwatch.ini" <<INI
 [kafka]
 brokers_file = $DIR/stack/kafka.bootstraps

@@ -34,6 +34,8 @@
 # The machine is noisy (2 cores shared by the broker, Redis, cardwatch and
 # the measuring process): compare the two columns within one run.
 set -euo pipefail
+# shellcheck source=bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-${BUILD:-build}}
@@ -77,24 +79,7 @@ BUILD="$BUILD" STACK_KAFKA=apache STACK_TOPICS="$topics" \
   "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
-cat >"$DIR/cardwatch.ini" <<INI
-[kafka]
-brokers_file = $DIR/stack/kafka.bootstraps
-transactions_topic = $TOPIC
-session_timeout_ms = 6000
-[redis]
-address = 127.0.0.1:$REDIS_PORT
-[card]
-key_file = $DIR/key
-[http]
-listen =
-[issuer acme_bank]
-home_country = DE
-bins = 400000-400099
-[issuer globex_bank]
-home_country = FR
-bins = 510000-510049
-INI
+bench_ini "$DIR/cardwatch.ini" "$DIR/stack/kafka.bootstraps" "$TOPIC" "$REDIS_PORT" "$DIR/key"
 if [[ -n ${BENCH_LAT_CONFIG:-} ]]; then
   printf '\n%s\n' "$BENCH_LAT_CONFIG" >>"$DIR/cardwatch.ini"
 fi

@@ -12,6 +12,8 @@
 # BENCH_LOAD_CARDS=100000000 is the 100 M-card breach (about 30 minutes
 # and 5 GB of disk here). BENCH_KEEP=1 keeps the working directory.
 set -euo pipefail
+# shellcheck source=bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-${BUILD:-build}}
@@ -28,10 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 umask 077
 echo "bench1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/key"

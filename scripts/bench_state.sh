@@ -11,6 +11,8 @@
 #
 #   A=build/base B=build ROUNDS=2 [QUIET=1] scripts/bench_state.sh
 set -euo pipefail
+# shellcheck source=bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 A=${A:-build/base}; B=${B:-build}
 [[ $A == /* ]] || A="$REPO/$A"
@@ -39,23 +41,8 @@ BUILD=$B STACK_KAFKA=apache STACK_TOPICS="$XT:16 cardwatch.alerts.acme_bank:4 ca
   "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
-cat >"$DIR/cw.ini" <<INI
-[kafka]
-brokers_file = $DIR/stack/kafka.bootstraps
-transactions_topic = $XT
-session_timeout_ms = 6000
-[redis]
-address = 127.0.0.1:$REDIS_PORT
-[card]
-key_file = $DIR/key
-[http]
-listen =
-[issuer acme_bank]
-home_country = DE
-bins = 400000-400099
-[issuer globex_bank]
-home_country = FR
-bins = 510000-510049
+bench_ini "$DIR/cw.ini" "$DIR/stack/kafka.bootstraps" "$XT" "$REDIS_PORT" "$DIR/key"
+cat >>"$DIR/cw.ini" <<INI
 [rules]
 path = $RULES
 INI

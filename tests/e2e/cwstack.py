@@ -289,6 +289,19 @@ def needs_kafka(args):
     return True
 
 
+def stream(seed, n, prefix, exposed, clean, base_day="2024-03-10", share=0.06,
+           days=20):
+    """n transactions "<prefix>-<i>" (seeded): a share on the exposed
+    cards, the rest on the clean ones, at random times over `days` days
+    from base_day."""
+    rnd = random.Random(seed)
+    base = day_ms(base_day)
+    return [txn(f"{prefix}-{i:06d}",
+                rnd.choice(exposed) if rnd.random() < share else rnd.choice(clean),
+                base + rnd.randrange(0, days * 86_400_000), rnd)
+            for i in range(n)]
+
+
 def expected_alerts(txns, breaches, issuers):
     """alert_id -> the alert cardwatch must produce for these valid
     transactions: {"topic", "key", "alert": {field: value}} with the Alert

@@ -11,20 +11,14 @@ sent again whole). These tests check both halves: the candidate rate on
 clean traffic (metrics), and the exact alerts across a load and an unload
 made while events flow."""
 
-import random
-
 import harness as h
 import cwstack as cw
-from cwstack import Breach, CardMaker, txn
+from cwstack import Breach, CardMaker
 
 
-def _stream(seed, n, prefix, exposed, clean, base_day="2024-04-10", share=0.05):
-    rnd = random.Random(seed)
-    base = cw.day_ms(base_day)
-    return [txn(f"{prefix}-{i:06d}",
-                rnd.choice(exposed) if rnd.random() < share else rnd.choice(clean),
-                base + rnd.randrange(0, 10 * 86_400_000), rnd)
-            for i in range(n)]
+def _stream(seed, n, prefix, exposed, clean, share=0.05):
+    return cw.stream(seed, n, prefix, exposed, clean, base_day="2024-04-10",
+                     share=share, days=10)
 
 
 def _filter_current(s, cards):

@@ -17,13 +17,7 @@ import cwstack as cw
 from cwstack import Breach, CardMaker, txn
 
 
-def _stream(seed, n, prefix, exposed, clean, base_day="2024-03-10", share=0.06):
-    rnd = random.Random(seed)
-    base = cw.day_ms(base_day)
-    return [txn(f"{prefix}-{i:06d}",
-                rnd.choice(exposed) if rnd.random() < share else rnd.choice(clean),
-                base + rnd.randrange(0, 20 * 86_400_000), rnd)
-            for i in range(n)]
+_stream = cw.stream
 
 
 def _members(s, breach):
