@@ -162,12 +162,14 @@ unit-asan:
 E2E_SKIP ?= test_broker_failures_lose_no_alert
 
 # Run under ASan only (PLAIN_SKIP= runs them here too), to keep the two
-# side-by-side runs of make test even: the corner-case modules and three
-# long scenarios whose code the plain run covers elsewhere.
+# side-by-side runs of make test even: the corner-case modules, three
+# long scenarios whose code the plain run covers elsewhere, and the
+# in-process filter and window-state cache scenarios (the plain run's
+# pipeline, rules and out-of-memory scenarios go through the same code).
 PLAIN_SKIP ?= test_feed_edges test_redis_edges test_kafka_edges \
               test_security_failures_stop_start_up \
               test_default_pack_windows_concurrent_replays_and_namespaces \
-              test_pipeline_through_sasl_ssl
+              test_pipeline_through_sasl_ssl test_exposure_filter test_state_cache
 
 e2e: all
 	@echo "== e2e (build) =="
