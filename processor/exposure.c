@@ -22,66 +22,6 @@
 /* EVAL, the script, 2, marker, layout, bucket prefix: then the cards. */
 #define LOOKUP_ARGS 6
 
-/* ---- commands ---- */
-
-static void on_ctx_reply(void *arg, const redisReply *r)
-{
-    struct xctx *c = arg;
-    struct exposure *x = c->x;
-    if (x != NULL) {
-        if (c->prev != NULL) {
-            c->prev->next = c->next;
-        } else {
-            x->ctxs = c->next;
-        }
-        if (c->next != NULL) {
-            c->next->prev = c->prev;
-        }
-        c->fn(x, r, c->arg); /* r NULL: the connection is going away */
-    }
-    free(c);
-}
-
-/* Sends one command; fn(x, reply, arg) runs when it is answered (reply
- * NULL: the connection was destroyed first). Returns 0, or -1 on
- * allocation failure (fn is then not called). */
-int xp_cmd(struct exposure *x, int argc, const char *const *argv,
-           const size_t *lens,
-           void (*fn)(struct exposure *, const redisReply *, void *),
-           void *arg)
-{
-    struct xctx *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return -1;
-    }
-    c->x = x;
-    c->fn = fn;
-    c->arg = arg;
-    if (rconn_command(x->rc, argc, argv, lens, on_ctx_reply, c) != 0) {
-        free(c);
-        return -1;
-    }
-    c->next = x->ctxs;
-    if (x->ctxs != NULL) {
-        x->ctxs->prev = c;
-    }
-    x->ctxs = c;
-    return 0;
-}
-
-/* Tells the user when lookups can (1) or cannot (0) be answered: the link
- * is up and the exposed-card set passed its check. */
-void xp_report_state(struct exposure *x)
-{
-    int up = x->link_up && x->guard == G_OK;
-    if (up != x->reported_up) {
-        x->reported_up = up;
-        if (x->on_state != NULL) {
-            x->on_state(x->state_arg, up);
-        }
-    }
-}
-
 /* ---- breach metadata cache ---- */
 
 static struct bentry *find_breach(struct exposure *x, const char *id,
@@ -477,7 +417,7 @@ static void issue(struct exposure *x, struct xreq *r)
 }
 
 /* Issues every held lookup, in order, when the guard allows it. */
-void xp_issue_held(struct exposure *x)
+static void issue_held(struct exposure *x)
 {
     if (x->guard != G_OK) {
         return;
@@ -494,7 +434,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exposure *x = arg;
-    xp_issue_held(x);
+    issue_held(x);
     complete_waiting(x);
 }
 
@@ -541,6 +481,7 @@ struct exposure *exposure_new(struct event_base *base, struct rconn *rc,
     x->while_down = o->while_down ? o->while_down : "lookups wait";
     x->metrics = o->metrics;
     x->want_filter = o->filter;
+    x->issue_held = issue_held;
     x->on_state = o->on_state;
     x->state_arg = o->state_arg;
     x->tick = event_new(base, -1, EV_PERSIST, on_tick, x);

@@ -128,7 +128,7 @@ static void approve(struct exposure *x)
                       (double)x->pass_cards);
     }
     xp_report_state(x);
-    xp_issue_held(x);
+    x->issue_held(x);
     xp_filter_want(x); /* reads queue behind the held lookups */
 }
 

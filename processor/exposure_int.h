@@ -1,6 +1,8 @@
 /* exposure_int.h - private to exposure.c (lookups, breach metadata),
- * exposure_guard.c (the exposed-card set guard) and exposure_filter.c
- * (the in-process filter): the module's state and what they share. */
+ * exposure_guard.c (the exposed-card set guard), exposure_filter.c (the
+ * in-process filter) and exposure_cmd.c (commands on the connection):
+ * the module's state and what they share. Calls go one way, in that
+ * order; the guard reaches the lookups only through x->issue_held. */
 #ifndef CARDWATCH_EXPOSURE_INT_H
 #define CARDWATCH_EXPOSURE_INT_H
 
@@ -128,23 +130,22 @@ struct exposure {
     struct xfilter *filter;    /* NULL until the first build */
     char filter_gen[72];       /* the marker it was built under */
     struct xbuild *build;      /* a build under way, or NULL */
+    /* issues every held lookup, in order (exposure.c; the guard calls it
+     * once it approved a marker) */
+    void (*issue_held)(struct exposure *x);
 };
 
 /* Sends one command; fn(x, reply, arg) runs when it is answered (reply
  * NULL: the connection was destroyed first). Returns 0, or -1 on
- * allocation failure (fn is then not called). (exposure.c) */
+ * allocation failure (fn is then not called). (exposure_cmd.c) */
 int xp_cmd(struct exposure *x, int argc, const char *const *argv,
            const size_t *lens,
            void (*fn)(struct exposure *, const redisReply *, void *),
            void *arg);
 
 /* Tells the user when lookups can (1) or cannot (0) be answered: the link
- * is up and the exposed-card set passed its check. (exposure.c) */
+ * is up and the exposed-card set passed its check. (exposure_cmd.c) */
 void xp_report_state(struct exposure *x);
-
-/* Issues every held lookup, in order, when the guard allows it.
- * (exposure.c) */
-void xp_issue_held(struct exposure *x);
 
 /* 1 when lookups may ask Redis only for the cards the filter cannot rule
  * out: a filter built under the marker the guard approved.
