@@ -403,6 +403,49 @@ static int recount(struct load_ctx *lc)
     return r == NULL ? -1 : 0;
 }
 
+/* CONFIG GET's answer: the setting's value, or -1 (refused, unknown). */
+static void on_config(void *arg, const redisReply *r)
+{
+    long long *v = arg;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        *v = strtoll(r->element[1]->str, NULL, 10);
+    }
+}
+
+/* The compact encoding the layout counts on (rmodel.h): buckets of about
+ * RMODEL_FILL cards (up to twice that before a split) and records of a
+ * card in up to three breaches; Redis's defaults (128 and 64) fit. A
+ * lower setting costs memory, never correctness: said, not refused. An
+ * ACL that refuses CONFIG GET leaves it unsaid. */
+static void check_listpack(struct rblock *L)
+{
+    static const struct {
+        const char *name;
+        long long want;
+        const char *what;
+    } need[] = {
+        {"hash-max-listpack-entries", 128, "a bucket of cards"},
+        {"hash-max-listpack-value", 64, "a card's record"},
+    };
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        long long v = -1;
+        const char *argv[] = {"CONFIG", "GET", need[i].name};
+        size_t lens[] = {6, 3, strlen(need[i].name)};
+        if (rblock_sendargv(L, on_config, &v, 3, argv, lens) != 0 ||
+            rblock_wait(L) != 0) {
+            return;
+        }
+        if (v >= 0 && v < need[i].want) {
+            log_warn(MOD, "Redis %s has %s %lld: %s larger than that is kept "
+                     "in Redis's ordinary encoding, several times the memory "
+                     "of the compact one (about 47 bytes per card); set it "
+                     "to %lld or more (Redis's default)", rconn_address(L->rc),
+                     need[i].name, v, need[i].what, need[i].want);
+        }
+    }
+}
+
 /* The rows a regular file likely holds (its size over the mean length of
  * its first 64 KiB of lines), 0 for a pipe or stdin. */
 static uint64_t estimate_rows(const char *path)
@@ -561,6 +604,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
     if (before < 0 || presize(lc) != 0) {
         goto out;
     }
+    check_listpack(rc);
     lc->t0 = clock_mono_ns();
     lc->last = lc->t0;
     struct list_stats ls;

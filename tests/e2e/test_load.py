@@ -56,6 +56,7 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
     assert "list.csv:8: rejected: PAN is not 13-19 digits" in out1, out1
     assert "list.csv:9: expiry of " + cw.mask(only1[0]) in out1, out1
     assert "column 'cvv' is ignored" in out1, out1
+    assert "listpack" not in out1, "Redis's defaults need no warning"
     dump1 = _content(s)
     marker1 = _marker(s)
     hash1 = dict(zip(*[iter(s.redis.client().call("HGETALL", "cw:breach:b1"))] * 2))
@@ -65,6 +66,20 @@ def test_load_is_idempotent_reports_bad_rows_and_unloads():
     assert "(0 new)" in out2 and "5 cards in the breach" in out2, out2
     assert _content(s) == dump1, "loading the same list again changed Redis"
     assert _marker(s) not in (None, marker1), "a commit sets a new marker"
+
+    # a Redis whose compact hashes are smaller than the buckets: said (the
+    # load goes on: memory, not correctness)
+    c = s.redis.client()
+    c.call("CONFIG", "SET", "hash-max-listpack-entries", "32")
+    try:
+        third = s.cardwatch(*args)
+    finally:
+        c.call("CONFIG", "SET", "hash-max-listpack-entries", "128")
+    out3 = third.stdout.decode() + third.stderr.decode()
+    assert third.returncode == 0 and "(0 new)" in out3, out3
+    assert f"Redis 127.0.0.1:{s.redis.port} has hash-max-listpack-entries 32: a bucket " \
+        "of cards larger than that" in out3 and "set it to 128 or more" in out3, out3
+    assert "hash-max-listpack-value" not in out3, out3
 
     b2 = Breach("b2", "2024-02-01", "2024-02-29", ["pan"], [shared] + only2)
     s.load(b2)
