@@ -366,36 +366,40 @@ static int load_stopped(const struct load_ctx *lc, const char *counts,
     return 1;
 }
 
-/* Before the commit: the layout's entries and the breach's members as
- * Redis holds them now, counted over every bucket (RECOUNT_BUCKETS per
- * call). The scripts keep both counts as they add, but a record lost
- * behind their back (deleted by hand, a partial copy) and loaded again
- * would count twice; the guard compares what it finds with these.
- * Returns 0, or -1 (logged). */
-static int recount(struct load_ctx *lc)
+/* Before the commit: the layout's entries as Redis holds them now (HLEN
+ * over every bucket, RECOUNT_BUCKETS per call: about a second per 10 M
+ * cards), and on a reload (had: the breach's members when the load began)
+ * its members too (every record read: a pass over the whole set). The
+ * scripts keep both counts as they add, but a record lost behind their
+ * back (deleted by hand, a partial copy) and loaded again would count
+ * twice, and the guard compares what it finds with these. A first load
+ * finds no record of its breach lost, so its own count stands. Returns
+ * 0, or -1 (logged). */
+static int recount(struct load_ctx *lc, long long had)
 {
     uint64_t first = 0, buckets = 1;
     long long entries = 0, members = 0;
+    const char *mode = had > 0 ? "breach" : "count";
     while (first < buckets) {
         redisReply *r = rblock_cmd(lc->L, "the count before the commit",
-                                   "EVAL %s 1 %s %s %" PRIu64 " %d breach %s",
+                                   "EVAL %s 1 %s %s %" PRIu64 " %d %s %s",
                                    RMODEL_LUA_SCAN, lc->lay, lc->bpre, first,
-                                   RECOUNT_BUCKETS, lc->o->breach_id);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+                                   RECOUNT_BUCKETS, mode, lc->o->breach_id);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
             r->element[0]->type != REDIS_REPLY_STRING) {
             rblock_free(r);
             return -1;
         }
         buckets = strtoull(r->element[0]->str, NULL, 10);
         entries += r->element[1]->integer;
-        members += r->element[3]->integer;
+        members += r->elements == 4 ? r->element[3]->integer : 0;
         rblock_free(r);
         first += RECOUNT_BUCKETS;
     }
     redisReply *r = rblock_cmd(lc->L, "HSET", "HSET %s entries %lld", lc->lay,
                                entries);
     rblock_free(r);
-    if (r != NULL) {
+    if (r != NULL && had > 0) {
         r = rblock_cmd(lc->L, "HSET", "HSET %s members %lld", lc->bkey,
                        members);
         rblock_free(r);
@@ -632,7 +636,7 @@ int loader_load(const struct config *c, const struct load_opts *o)
         goto out;
     }
     /* Commit: status, recorded count, listed, new marker - one step. */
-    r = recount(lc) != 0
+    r = recount(lc, before) != 0
             ? NULL
             : rblock_cmd(rc, "the commit", "EVAL %s 4 %s %s %s %s %s %s %s",
                          RMODEL_LUA_COMMIT, bkey, lc->lay, lkey, xkey,
