@@ -492,6 +492,20 @@ static int presize(struct load_ctx *lc)
     return r == NULL ? -1 : 0;
 }
 
+/* The layout a load writes into: its version, its size for a first load,
+ * Redis's settings for it. Returns 0, or -1 (logged). */
+static int prepare_layout(struct load_ctx *lc)
+{
+    redisReply *r = rblock_cmd(lc->L, "HSETNX", "HSETNX %s version %s",
+                               lc->lay, RMODEL_LAYOUT_VERSION);
+    rblock_free(r);
+    if (r == NULL || presize(lc) != 0) {
+        return -1;
+    }
+    check_listpack(lc->L);
+    return 0;
+}
+
 long long loader_members(struct rblock *L, const char *bkey)
 {
     redisReply *r = rblock_cmd(L, "HGET", "HGET %s members", bkey);
@@ -595,20 +609,13 @@ int loader_load(const struct config *c, const struct load_opts *o)
     if (r == NULL) {
         goto out;
     }
-    r = rblock_cmd(rc, "HSETNX", "HSETNX %s version %s", lc->lay,
-                   RMODEL_LAYOUT_VERSION);
-    rblock_free(r);
-    if (r == NULL) {
-        goto out;
-    }
     /* "New" is how much the breach grew: a batch sent again after a
      * reconnect finds the cards Redis took from the dropped connection
      * already there, so the script's own answers would undercount. */
     long long before = loader_members(rc, bkey);
-    if (before < 0 || presize(lc) != 0) {
+    if (before < 0 || prepare_layout(lc) != 0) {
         goto out;
     }
-    check_listpack(rc);
     lc->t0 = clock_mono_ns();
     lc->last = lc->t0;
     struct list_stats ls;
