@@ -19,9 +19,11 @@ model of the default rule pack.
 
 Where a fault must land in the middle of a run, the command reads stdin
 and the test holds back the rest of the input until the fault is in
-place, so it hits the same point on a fast or a slow machine (a topic
-replay is faulted as soon as its exposed set is copied, with thousands of
-events still ahead of it).
+place, so it hits the same point on a fast or a slow machine. A topic
+replay reads what is already on the broker, so its Redis is reached
+through a small proxy that holds the first request for the replay's own
+window state (the exposed set copied, no event finished): the fault lands
+there, however fast the replay is.
 
 Not here: load's SIGTERM and Redis out of memory (test_redis_guard.py),
 bad CSV input (test_load.py), replay's bad input, caps and signals
@@ -32,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -67,14 +70,94 @@ def _stack(extra_ini="", **kw):
                     extra_ini=f"[replay]\nredis_wait_s = {WAIT_S}\n" + extra_ini, **kw)
 
 
-def _spawn(s, name, args, stdin=None):
-    """`cardwatch ARGS --config ...` in the background, its stdin a pipe
-    when asked; stdout and stderr into one log kept in s.logs."""
+def _spawn(s, name, args, stdin=None, config=None):
+    """`cardwatch ARGS --config ...` (s.config unless config is given) in the
+    background, its stdin a pipe when asked; stdout and stderr into one log
+    kept in s.logs."""
     s._n += 1
     log = s.dir / f"{name}-{s._n:02d}.log"
     s.logs.append(log)
-    return h.spawn([h.tool("cardwatch"), args[0], "--config", s.config, *args[1:]], name=name,
-                   log=log, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+    return h.spawn([h.tool("cardwatch"), args[0], "--config", config or s.config, *args[1:]],
+                   name=name, log=log, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+
+
+class _HoldingProxy:
+    """A TCP proxy on a free loopback port in front of 127.0.0.1:target.
+    Replies pass; requests pass until a client's bytes contain `hold_on`,
+    then every request is held (kept, not sent) and `held` is set: the
+    client waits for an answer at a known point. release() sends what was
+    held and lets everything pass from then on. close() shuts the listener
+    and every connection: the port refuses, as a stopped Redis does."""
+
+    def __init__(self, target, hold_on):
+        self.target, self.hold_on = target, hold_on
+        self.held = threading.Event()
+        self._holding, self._kept = True, []
+        self._socks, self._lock = [], threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def config(self, s, path):
+        """Writes s's config with its Redis address turned to the proxy's
+        to path; returns path."""
+        text = Path(s.config).read_text()
+        old, new = f"127.0.0.1:{self.target}\n", f"127.0.0.1:{self.port}\n"
+        assert old in text, "test config: no Redis address to turn"
+        path.write_text(text.replace(old, new))
+        return path
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self._lock:
+                self._socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False),
+                             daemon=True).start()
+
+    def _pump(self, src, dst, requests):
+        tail = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self._lock:    # in order with release()
+                    if requests and self._holding and \
+                            (self.held.is_set() or self.hold_on in tail + data):
+                        self.held.set()
+                        self._kept.append((dst, data))
+                        continue
+                    tail = data[-len(self.hold_on):]
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def release(self):
+        with self._lock:
+            self._holding = False
+            for dst, data in self._kept:
+                with contextlib.suppress(OSError):
+                    dst.sendall(data)
+            self._kept = []
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            for sock in self._socks:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
 
 
 def _feed_rest(p, data):
@@ -470,29 +553,47 @@ def test_replay_topic_through_a_paused_and_a_lost_redis():
         for g in got:
             assert json_as_proto(g) == proto_view(want[g["alert_id"]]["alert"]), g["txn_id"]
 
-    def run(fault):
+    # the faults land once the replay has its exposed set and asks for its
+    # first card's window state (keys <p>:rp-<id>:...), every event still
+    # ahead of it, on any machine
+    rp_keys = f"{PREFIX}:rp-".encode()
+
+    def replay(proxy, name):
         p = _spawn(s, "replay", ["replay", "--from", "2023-01-01", "--output", d / "out.jsonl",
-                                 "--no-progress"])
-        h.wait_until(lambda: "exposed set copied" in p.log_text() or not p.alive, 60,
-                     "the replay's exposed set copied")
-        fault()
+                                 "--no-progress"], config=proxy.config(s, d / f"{name}.ini"))
+        h.wait_until(lambda: proxy.held.is_set() or not p.alive, 60,
+                     "the replay's first window-state request")
+        assert p.alive and "exposed set copied" in p.log_text(), p.log_text(30)
         return p
 
     t0 = time.monotonic()
-    p = run(s.redis.pause)
-    _until_paused(s, p, port)
-    rc, log = _done(p, 120, "topic replay through a paused Redis")
+    proxy = _HoldingProxy(port, rp_keys)
+    try:
+        p = replay(proxy, "paused")
+        s.redis.pause()
+        proxy.release()
+        _until_paused(s, p, proxy.port)
+        rc, log = _done(p, 120, "topic replay through a paused Redis")
+    finally:
+        proxy.close()
     assert rc == 0, f"exit {rc}:\n{log[-3000:]}"
+    assert f"Redis 127.0.0.1:{proxy.port} lost (no answer within {TIMEOUT_MS} ms); the " \
+        "replay pauses" in log, log[-3000:]
     check(d / "out.jsonl")
     print(f"    paused Redis: {len(want)} alerts, exit 0 in {time.monotonic() - t0:.1f} s")
     (d / "out.jsonl").unlink()
 
     t0 = time.monotonic()
-    p = run(lambda: s.redis.stop())
+    proxy = _HoldingProxy(port, rp_keys)
+    try:
+        p = replay(proxy, "lost")
+        s.redis.stop()
+    finally:
+        proxy.close()
     rc, log = _done(p, WAIT_S + 30, "topic replay whose Redis stopped")
     assert rc == 1, f"exit {rc}:\n{log[-3000:]}"
-    assert f"Redis 127.0.0.1:{port} unavailable" in log and "[replay] redis_wait_s" in log, \
-        log[-3000:]
+    assert f"Redis 127.0.0.1:{proxy.port} unavailable" in log and \
+        "[replay] redis_wait_s" in log, log[-3000:]
     assert "cardwatch replay (FAILED: output removed)" in log, log[-3000:]
     _no_leftovers(d, "out.jsonl")
     print(f"    Redis lost: exit 1 in {time.monotonic() - t0:.1f} s")
