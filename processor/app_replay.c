@@ -758,6 +758,7 @@ static int start_outputs(struct rp *r, char *err, size_t errlen)
     }
     if (o->deliver) {
         struct ledger_opts lo = {
+            .base = r->base,
             .redis = r->core.redis,
             .prefix = c->redis_prefix,
             .ttl_days = c->delivered_ttl_days,

@@ -489,6 +489,7 @@ static int app_wire(struct app *a, const char *brokers, char *err,
         return -1;
     }
     struct ledger_opts lo = {
+        .base = a->base,
         .redis = a->core.redis,
         .prefix = c->redis_prefix,
         .ttl_days = c->delivered_ttl_days,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
@@ -18,9 +19,12 @@
 /* A record Redis answered with an error (an ACL refusal, OOM) is sent
  * again this long after; its alert's input offset waits meanwhile. */
 #define RETRY_MS 200
-/* Buckets of the table of alerts on their way (chained; the pipeline
- * holds at most [pipeline] max_in_flight events, a few thousand). */
-#define INFLIGHT_BUCKETS 1024
+/* Buckets of the table of alerts on their way (chained, each entry with
+ * its hash; the pipeline holds at most [pipeline] max_in_flight events,
+ * and their alerts wait here until recorded). */
+#define INFLIGHT_BUCKETS 8192
+/* Delivered alerts recorded per script call (queued on one loop turn). */
+#define BATCH_MAX 128
 
 struct ledger {
     struct ledger_opts o;
@@ -34,6 +38,20 @@ struct ledger {
     char refused[256]; /* Redis's last error answer to one */
     struct log_limit limit;
     struct lreq *inflight[INFLIGHT_BUCKETS]; /* alerts on their way */
+    /* delivered alerts waiting for the next record call, in order */
+    struct lreq *qhead, *qtail;
+    size_t n_queued;
+    struct event *flush_ev; /* sends them, on the next loop turn */
+    char json[LEDGER_ALERT_JSON_MAX]; /* scratch of ledger_produce */
+};
+
+/* Alerts recorded in one script call; sent again whole after an error. */
+struct lbatch {
+    struct ledger *l;
+    int evaled;  /* the script was sent in full (after NOSCRIPT) */
+    int refused; /* the last answer was an error: counted in n_refused */
+    size_t n;
+    struct lreq *r[];
 };
 
 /* One alert on its way: checked, produced, recorded. */
@@ -42,12 +60,12 @@ struct lreq {
     void *opaque; /* the pipeline's */
     int passthrough;
     char alert_id[ALERT_ID_SIZE];
+    uint32_t hash; /* of alert_id */
     char issuer[ISSUER_ID_MAX + 1];
     char severity[16];
     char rules[ALERT_MAX_HITS * (RULE_ID_MAX + 1)]; /* comma list */
     char *json; /* the alert as JSON, for the issuer's feed */
-    int evaled; /* the script was sent in full (after NOSCRIPT) */
-    int refused; /* the last record answer was an error: in n_refused */
+    struct lreq *qnext; /* in the queue of alerts to record */
     /* copy of the message, kept while the check runs */
     char *topic;
     void *key, *value;
@@ -61,19 +79,26 @@ struct lreq {
     struct lreq *copies;
 };
 
-static struct lreq **bucket(struct ledger *l, const char *alert_id)
+static uint32_t id_hash(const char *alert_id)
 {
     uint32_t h = 2166136261u;
     for (const char *p = alert_id; *p; p++) {
         h = (h ^ (unsigned char)*p) * 16777619u;
     }
-    return &l->inflight[h % INFLIGHT_BUCKETS];
+    return h;
 }
 
-static struct lreq *find_inflight(struct ledger *l, const char *alert_id)
+static struct lreq **bucket(struct ledger *l, uint32_t hash)
 {
-    struct lreq *r = *bucket(l, alert_id);
-    while (r != NULL && strcmp(r->alert_id, alert_id) != 0) {
+    return &l->inflight[hash % INFLIGHT_BUCKETS];
+}
+
+static struct lreq *find_inflight(struct ledger *l, const char *alert_id,
+                                  uint32_t hash)
+{
+    struct lreq *r = *bucket(l, hash);
+    while (r != NULL &&
+           (r->hash != hash || strcmp(r->alert_id, alert_id) != 0)) {
         r = r->hnext;
     }
     return r;
@@ -81,7 +106,7 @@ static struct lreq *find_inflight(struct ledger *l, const char *alert_id)
 
 static void unlist(struct lreq *r)
 {
-    struct lreq **pp = bucket(r->l, r->alert_id);
+    struct lreq **pp = bucket(r->l, r->hash);
     while (*pp != r) {
         assert(*pp != NULL); /* a listed request is in its bucket */
         pp = &(*pp)->hnext;
@@ -123,9 +148,11 @@ static void report(struct lreq *r, int err)
     }
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+
 struct ledger *ledger_new(const struct ledger_opts *o)
 {
-    if (o->prefix == NULL || strlen(o->prefix) >= 32 || o->ttl_days <= 0) {
+    if (o->base == NULL || o->prefix == NULL || strlen(o->prefix) >= 32 || o->ttl_days <= 0) {
         return NULL;
     }
     struct ledger *l = calloc(1, sizeof(*l));
@@ -149,6 +176,11 @@ struct ledger *ledger_new(const struct ledger_opts *o)
     }
     for (unsigned int i = 0; i < dl; i++) {
         snprintf(l->sha + 2 * i, 3, "%02x", d[i]);
+    }
+    l->flush_ev = event_new(o->base, -1, 0, flush_cb, l);
+    if (l->flush_ev == NULL) {
+        free(l);
+        return NULL;
     }
     return l;
 }
@@ -218,7 +250,8 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
         return 0;
     }
     snprintf(r->alert_id, sizeof(r->alert_id), "%s", m->alert->alert_id);
-    struct lreq *first = find_inflight(l, r->alert_id);
+    r->hash = id_hash(r->alert_id);
+    struct lreq *first = find_inflight(l, r->alert_id, r->hash);
     if (first != NULL) {
         /* The same alert is on its way: this copy is reported with it. */
         log_debug(MOD, "alert %s is on its way already; not sent again",
@@ -235,19 +268,20 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
         rl += (size_t)snprintf(r->rules + rl, sizeof(r->rules) - rl, "%s%s",
                                i ? "," : "", m->alert->hits[i].rule_id);
     }
-    r->json = malloc(LEDGER_ALERT_JSON_MAX);
-    int jl = r->json ? alert_encode_json(m->alert, r->json,
-                                         LEDGER_ALERT_JSON_MAX)
-                     : -1;
-    if (r->json == NULL) {
-        goto oom;
-    }
+    /* encoded in the scratch, kept at its size: a 16 KB buffer per alert
+     * on its way cost page faults of a growing heap */
+    int jl = alert_encode_json(m->alert, l->json, sizeof(l->json));
     if (jl < 0) {
         log_error(MOD, "alert %s does not fit in %d bytes of JSON",
                   r->alert_id, LEDGER_ALERT_JSON_MAX);
         free_req(r);
         return -1;
     }
+    r->json = malloc((size_t)jl + 1);
+    if (r->json == NULL) {
+        goto oom;
+    }
+    memcpy(r->json, l->json, (size_t)jl + 1);
     r->topic = strdup(m->topic);
     r->key = malloc(m->keylen ? m->keylen : 1);
     r->value = malloc(m->vallen ? m->vallen : 1);
@@ -262,7 +296,7 @@ int ledger_produce(void *ctx, const struct sink_msg *m, void *opaque)
     delivered_key(l, r->alert_id, key, sizeof(key));
     const char *argv[] = {"EXISTS", key};
     size_t lens[] = {6, strlen(key)};
-    struct lreq **b = bucket(l, r->alert_id);
+    struct lreq **b = bucket(l, r->hash);
     r->hnext = *b;
     *b = r;
     r->listed = 1;
@@ -280,86 +314,180 @@ oom:
     return -1;
 }
 
-static void record(struct ledger *l, struct lreq *r, int delay_ms);
+static void send_batch(struct lbatch *b, int delay_ms);
+
+/* Reports every alert of b with err and frees b. */
+static void report_batch(struct lbatch *b, int err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        report(b->r[i], err);
+    }
+    free(b);
+}
 
 static void on_recorded(void *arg, const struct redisReply *reply)
 {
-    struct lreq *r = arg;
-    struct ledger *l = r->l;
+    struct lbatch *b = arg;
+    struct ledger *l = b->l;
     if (reply == NULL) {
-        report(r, -1);
+        report_batch(b, -1); /* shutting down: stays unacknowledged */
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR && !r->evaled &&
+    if (reply->type == REDIS_REPLY_ERROR && !b->evaled &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        r->evaled = 1; /* Redis lost its script cache: send it whole */
-        record(l, r, 0);
+        b->evaled = 1; /* Redis lost its script cache: send it whole */
+        send_batch(b, 0);
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* Delivered, but not recorded: not in its issuer's feed, and sent
-         * again after a restart. Held (its input offset waits) and sent
-         * again until Redis accepts it. */
-        if (log_limit_ok(&l->limit, reply->str, 60)) {
-            log_error(MOD, "recording delivered alert %s failed: %s; "
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
+        /* Delivered, but not recorded: not in their issuer's feed, and
+         * sent again after a restart. Held (their input offsets wait) and
+         * sent again until Redis accepts them. */
+        const char *why = reply->type == REDIS_REPLY_ERROR
+                              ? reply->str
+                              : "an answer of the wrong shape";
+        if (log_limit_ok(&l->limit, why, 60)) {
+            char more[40] = "";
+            if (b->n > 1) {
+                snprintf(more, sizeof(more), " and %zu more", b->n - 1);
+            }
+            log_error(MOD, "recording delivered alert %s%s failed: %s; "
                       "retrying every %d ms until Redis accepts it (its "
-                      "input offset waits)", r->alert_id, reply->str,
+                      "input offset waits)", b->r[0]->alert_id, more, why,
                       RETRY_MS);
         }
-        snprintf(l->refused, sizeof(l->refused), "%s", reply->str);
-        if (!r->refused) {
-            r->refused = 1;
-            l->n_refused++;
+        snprintf(l->refused, sizeof(l->refused), "%s", why);
+        if (!b->refused) {
+            b->refused = 1;
+            l->n_refused += b->n;
         }
-        r->evaled = 0; /* EVALSHA again; NOSCRIPT still leads to EVAL */
-        record(l, r, RETRY_MS);
+        b->evaled = 0; /* EVALSHA again; NOSCRIPT still leads to EVAL */
+        send_batch(b, RETRY_MS);
         return;
     }
-    if (r->refused && --l->n_refused == 0) {
-        log_info(MOD, "Redis %s accepts the records of delivered alerts "
-                 "again", rconn_address(l->o.redis));
-        log_limit_reset(&l->limit);
+    if (b->refused) {
+        l->n_refused -= b->n;
+        if (l->n_refused == 0) {
+            log_info(MOD, "Redis %s accepts the records of delivered "
+                     "alerts again", rconn_address(l->o.redis));
+            log_limit_reset(&l->limit);
+        }
     }
-    report(r, 0);
+    report_batch(b, 0);
 }
 
-/* Runs the delivery script for r: EVALSHA, or the whole script with EVAL
- * once Redis said NOSCRIPT (a restart emptied its script cache). One
- * alert's worth of keys and arguments; the script is ~1.2 KB that need
- * not travel (nor be hashed by Redis) with every alert. */
-static void record(struct ledger *l, struct lreq *r, int delay_ms)
+/* The keys of one alert (delivered, alert, feed, feedstats) into k. */
+static void alert_keys(const struct ledger *l, const struct lreq *r,
+                       char (*k)[RMODEL_KEY_MAX])
 {
-    char dkey[RMODEL_KEY_MAX], akey[RMODEL_KEY_MAX], fkey[RMODEL_KEY_MAX],
-        skey[RMODEL_KEY_MAX], minid[32];
     const char *who = r->issuer[0] ? r->issuer : "unrouted";
-    delivered_key(l, r->alert_id, dkey, sizeof(dkey));
-    rmodel_alert_key(akey, l->prefix, r->alert_id);
-    rmodel_feed_key(fkey, l->prefix, who);
-    rmodel_feedstats_key(skey, l->prefix, who);
-    snprintf(minid, sizeof(minid), "%lld",
-             (long long)(clock_wall_ms() -
-                         (int64_t)l->o.feed_retention_days * 86400000));
-    const char *argv[] = {r->evaled ? "EVAL" : "EVALSHA",
-                          r->evaled ? RMODEL_LUA_RECORD_DELIVERY : l->sha,
-                          "4", dkey, akey, fkey, skey, r->issuer,
-                          r->alert_id, r->json, l->ttl, l->maxlen, minid,
-                          r->severity, r->rules, l->channel};
-    size_t lens[16];
-    for (int i = 0; i < 16; i++) {
-        lens[i] = strlen(argv[i]);
-    }
-    int rc = delay_ms > 0
-                 ? rconn_command_later(l->o.redis, delay_ms, 16, argv, lens,
-                                       on_recorded, r)
-                 : rconn_command(l->o.redis, 16, argv, lens, on_recorded, r);
-    if (rc != 0) {
-        log_warn(MOD, "out of memory recording delivered alert %s",
-                 r->alert_id);
-        if (r->refused) {
-            l->n_refused--;
+    delivered_key(l, r->alert_id, k[0], RMODEL_KEY_MAX);
+    rmodel_alert_key(k[1], l->prefix, r->alert_id);
+    rmodel_feed_key(k[2], l->prefix, who);
+    rmodel_feedstats_key(k[3], l->prefix, who);
+}
+
+/* Runs the delivery script for the alerts of b: EVALSHA, or the whole
+ * script with EVAL once Redis said NOSCRIPT (a restart emptied its script
+ * cache) - ~1.5 KB that need not travel (nor be hashed by Redis) with
+ * every call. On allocation failure the alerts are reported delivered
+ * unrecorded (logged): their delivery is not held back by the feed. */
+static void send_batch(struct lbatch *b, int delay_ms)
+{
+    struct ledger *l = b->l;
+    size_t argc = 3 + 4 * b->n + 4 + 5 * b->n;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char (*keys)[RMODEL_KEY_MAX] = malloc(4 * b->n * sizeof(*keys));
+    char nkeys[24], minid[32];
+    int rc = -1;
+    if (argv != NULL && lens != NULL && keys != NULL) {
+        snprintf(nkeys, sizeof(nkeys), "%zu", 4 * b->n);
+        snprintf(minid, sizeof(minid), "%lld",
+                 (long long)(clock_wall_ms() -
+                             (int64_t)l->o.feed_retention_days * 86400000));
+        size_t a = 0;
+        argv[a++] = b->evaled ? "EVAL" : "EVALSHA";
+        argv[a++] = b->evaled ? RMODEL_LUA_RECORD_DELIVERY : l->sha;
+        argv[a++] = nkeys;
+        for (size_t i = 0; i < b->n; i++) {
+            alert_keys(l, b->r[i], &keys[4 * i]);
+            for (int k = 0; k < 4; k++) {
+                argv[a++] = keys[4 * i + (size_t)k];
+            }
         }
-        report(r, 0);
+        argv[a++] = l->ttl;
+        argv[a++] = l->maxlen;
+        argv[a++] = minid;
+        argv[a++] = l->channel;
+        for (size_t i = 0; i < b->n; i++) {
+            struct lreq *r = b->r[i];
+            argv[a++] = r->issuer;
+            argv[a++] = r->alert_id;
+            argv[a++] = r->json;
+            argv[a++] = r->severity;
+            argv[a++] = r->rules;
+        }
+        for (size_t i = 0; i < argc; i++) {
+            lens[i] = strlen(argv[i]);
+        }
+        rc = delay_ms > 0 ? rconn_command_later(l->o.redis, delay_ms,
+                                                (int)argc, argv, lens,
+                                                on_recorded, b)
+                          : rconn_command(l->o.redis, (int)argc, argv, lens,
+                                          on_recorded, b);
     }
+    free(argv);
+    free(lens);
+    free(keys);
+    if (rc != 0) {
+        log_warn(MOD, "out of memory recording delivered alert %s (%zu in "
+                 "the call)", b->r[0]->alert_id, b->n);
+        if (b->refused) {
+            l->n_refused -= b->n;
+        }
+        report_batch(b, 0);
+    }
+}
+
+/* Sends the queued alerts, BATCH_MAX per script call. */
+static void flush(struct ledger *l)
+{
+    while (l->qhead != NULL) {
+        size_t n = l->n_queued < BATCH_MAX ? l->n_queued : BATCH_MAX;
+        struct lbatch *b = calloc(1, sizeof(*b) + n * sizeof(b->r[0]));
+        if (b == NULL) {
+            /* one at a time: the smallest call there is */
+            n = 1;
+            b = calloc(1, sizeof(*b) + sizeof(b->r[0]));
+        }
+        if (b == NULL) {
+            struct lreq *r = l->qhead;
+            l->qhead = r->qnext;
+            l->n_queued--;
+            log_warn(MOD, "out of memory recording delivered alert %s",
+                     r->alert_id);
+            report(r, 0);
+            continue;
+        }
+        b->l = l;
+        for (b->n = 0; b->n < n; b->n++) {
+            b->r[b->n] = l->qhead;
+            l->qhead = l->qhead->qnext;
+        }
+        l->n_queued -= n;
+        if (l->qhead == NULL) {
+            l->qtail = NULL;
+        }
+        send_batch(b, 0);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush(arg);
 }
 
 void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
@@ -369,7 +497,19 @@ void ledger_inner_delivered(struct ledger *l, void *opaque, int err)
         report(r, err);
         return;
     }
-    record(l, r, 0);
+    /* recorded with the other reports of this loop turn, in one call */
+    r->qnext = NULL;
+    if (l->qtail != NULL) {
+        l->qtail->qnext = r;
+    } else {
+        l->qhead = r;
+    }
+    l->qtail = r;
+    if (++l->n_queued >= BATCH_MAX) {
+        flush(l);
+    } else {
+        event_active(l->flush_ev, EV_TIMEOUT, 0); /* once, however often */
+    }
 }
 
 uint64_t ledger_skipped(const struct ledger *l)
@@ -390,5 +530,15 @@ int ledger_health(const struct ledger *l, char *why, size_t whylen)
 
 void ledger_destroy(struct ledger *l)
 {
+    if (l == NULL) {
+        return;
+    }
+    /* queued, never sent: they stay unacknowledged, as at any shutdown */
+    while (l->qhead != NULL) {
+        struct lreq *r = l->qhead;
+        l->qhead = r->qnext;
+        report(r, -1);
+    }
+    event_free(l->flush_ev);
     free(l);
 }

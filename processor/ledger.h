@@ -6,9 +6,10 @@
  * delivered_ttl_days) and, the first time only, the alert is appended to
  * its issuer's feed (rmodel.h: stream, alert hash, counts, a PUBLISH) -
  * one Lua script, so record and feed never disagree; only then is the
- * delivery reported on. An alert whose id is already recorded is not
- * produced again
- * and is reported delivered at once (counted as skipped): a replay with
+ * delivery reported on. The alerts reported delivered on one loop turn
+ * are recorded together, up to 128 per script call (counts added, feeds
+ * trimmed and issuers published once per call). An alert whose id is
+ * already recorded is not produced again and is reported delivered at once (counted as skipped): a replay with
  * --deliver does not resend what the live service delivered, and a
  * restarted service does not resend what it delivered before the crash.
  * An alert whose id is on its way (checked, produced or being recorded:
@@ -24,7 +25,8 @@
  * record it answers with an error (an ACL refusal, out of memory) is
  * logged and sent again every 200 ms until Redis accepts it, and only
  * then reported on (ledger_health() says why meanwhile): an alert is
- * never left out of its issuer's feed.
+ * never left out of its issuer's feed. A record call that fails is sent
+ * again whole (the script skips what an earlier try recorded).
  */
 #ifndef CARDWATCH_LEDGER_H
 #define CARDWATCH_LEDGER_H
@@ -32,13 +34,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/event.h>
+
 #include "redis_conn.h"
 #include "pipeline.h"
 
 struct ledger;
 
 struct ledger_opts {
-    struct rconn *redis; /* borrowed */
+    struct event_base *base; /* borrowed: runs the record calls */
+    struct rconn *redis;     /* borrowed */
     const char *prefix;
     int ttl_days;
     int feed_max_alerts;     /* [feed] max_alerts per issuer stream */
@@ -49,7 +54,7 @@ struct ledger_opts {
     void *arg;
 };
 
-/* Returns NULL on allocation failure or a bad prefix. */
+/* Returns NULL on allocation failure, no base or a bad prefix. */
 struct ledger *ledger_new(const struct ledger_opts *o);
 
 /* pipeline_sink_ops.produce (ctx = the ledger). */
@@ -69,7 +74,9 @@ uint64_t ledger_skipped(const struct ledger *l);
 int ledger_health(const struct ledger *l, char *why, size_t whylen);
 
 /* Frees. Requests still waiting for Redis are answered by
- * rconn_destroy(); call this after it. NULL is a no-op. */
+ * rconn_destroy(); call this after it and before the pipeline is
+ * destroyed: alerts queued for a record call and never sent are reported
+ * failed here (unacknowledged, as at any shutdown). NULL is a no-op. */
 void ledger_destroy(struct ledger *l);
 
 #endif

@@ -172,13 +172,16 @@ extern const char RMODEL_LUA_UNLOAD[];
  * absent). Read-only (runs while writes are paused, as the lookup). */
 extern const char RMODEL_LUA_SCAN[];
 
-/* Lua: record that an alert was delivered and append it to its issuer's
- * feed, once. KEYS: delivered key, alert key, feed key, feedstats key.
- * ARGV: issuer ("" = unrouted: only the delivered record), alert id, alert
- * JSON, TTL seconds (delivered and alert keys), feed max length
- * (approximate), oldest stream id to keep (ms), severity name, rule ids
- * (comma list), channel. Returns 1 when recorded now, 0 when the id was
- * recorded before (nothing changes). */
+/* Lua: record that alerts were delivered and append each to its issuer's
+ * feed, once; any number of alerts in one call. KEYS: per alert its
+ * delivered key, alert key, feed key, feedstats key. ARGV: TTL seconds
+ * (delivered and alert keys), feed max length (approximate), oldest
+ * stream id to keep (ms), channel; then per alert its issuer ("" =
+ * unrouted: only the delivered record), alert id, alert JSON, severity
+ * name, rule ids (comma list). Counts are added once per feedstats key,
+ * each feed trimmed once and each issuer published once per call.
+ * Returns one integer per alert: 1 when recorded now, 0 when its id was
+ * recorded before (nothing changes for it). */
 extern const char RMODEL_LUA_RECORD_DELIVERY[];
 
 /* Lua: the first outcome of an alert is final. KEYS: alert key,

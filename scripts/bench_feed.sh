@@ -237,9 +237,9 @@ async def main():
     loop = asyncio.get_running_loop()
     t_sent = time.monotonic()
     ev.sendall(resp("EVAL", lua(), 4, f"{prefix}:delivered:{aid}", f"{prefix}:alert:{aid}",
-                    f"{prefix}:feed:{issuer}", f"{prefix}:feedstats:{issuer}", issuer, aid,
-                    json.dumps(alert), 86400, 1000000, 0, "high", "exposed-card-use",
-                    f"{prefix}:feed"))
+                    f"{prefix}:feed:{issuer}", f"{prefix}:feedstats:{issuer}", 86400, 1000000,
+                    0, f"{prefix}:feed", issuer, aid, json.dumps(alert), "high",
+                    "exposed-card-use"))
     note = await loop.sock_recv(sub, 1000)
     t_stored = time.monotonic()
     assert b"xadd" in note, note

@@ -457,11 +457,11 @@ class Store:
         keys = [f"{PREFIX}:delivered:{aid}", f"{PREFIX}:alert:{aid}",
                 f"{PREFIX}:feed:{issuer}", f"{PREFIX}:feedstats:{issuer}"]
         t0 = time.monotonic()
-        r = self.redis.call("EVAL", self.lua, 4, *keys, issuer, aid,
-                            json.dumps(alert, separators=(",", ":")),
-                            self.ttl_days * 86400, self.max_alerts, minid,
-                            alert["severity"], rules, f"{PREFIX}:feed")
-        return r, t0
+        r = self.redis.call("EVAL", self.lua, 4, *keys, self.ttl_days * 86400,
+                            self.max_alerts, minid, f"{PREFIX}:feed", issuer, aid,
+                            json.dumps(alert, separators=(",", ":")), alert["severity"],
+                            rules)
+        return r[0], t0
 
     def synthetic(self, issuer, pan, breach_id="e2e-direct", rule=cw.RULE, severity="high",
                   event_time_ms=None):
