@@ -60,7 +60,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-latency bench-feed \
         bench-load fuzz chaos coverage \
-        fuzz-replay fuzz-replay-asan clean format
+        fuzz-replay fuzz-replay-asan prometheus-check clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
 
@@ -210,7 +210,14 @@ test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) unit-asan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory fuzz-replay-asan
+	@$(MAKE) --no-print-directory prometheus-check
 	@scripts/e2e-both.sh $(MAKE)
+
+# The alerting rules (deploy/prometheus): promtool checks the example
+# config and the rules, and runs the rules' unit tests (each alert fires
+# when it should and stays silent when it should).
+prometheus-check:
+	@scripts/check_prometheus.sh $(BUILD)/prometheus
 
 # The shape of processor/: the README's module table, function lengths,
 # includes that run back up (scripts/check_tree.py; also in make test).

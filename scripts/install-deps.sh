@@ -8,13 +8,15 @@ set -euo pipefail
 # llvm-profdata (the line coverage make fuzz reports); gcovr for make
 # coverage (gcc's gcov data, per file and in total).
 # python3-confluent-kafka and python3-redis: the Python peer of make bench
-# (tools/peer.py, run with Debian's /usr/bin/python3).
+# (tools/peer.py, run with Debian's /usr/bin/python3). prometheus: promtool
+# checks and unit-tests deploy/prometheus in make test, and a real
+# prometheus scrapes the service in tests/e2e/test_prometheus.py.
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev llvm
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel
       python3 chromium systemd gcovr
-      python3-confluent-kafka python3-redis)
+      python3-confluent-kafka python3-redis prometheus)
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is
 # no node or npm at all (a Node.js from elsewhere is kept).
