@@ -185,8 +185,9 @@ e2e: all
 # ASan in its future-dated scenario, test_rules and test_redis_guard) -
 # they keep make test under 20 minutes on 2 cores - and the out-of-memory
 # sweep of `cardwatch run` (70-odd runs on Apache Kafka; the sweeps of the
-# other commands and of the feed run under ASan).
-ASAN_SKIP ?= $(E2E_SKIP) test_harness test_triage_page test_chaos_short_storm \
+# other commands and of the feed run under ASan), and the Prometheus scrape
+# (it checks the rules against the service's series, not its memory).
+ASAN_SKIP ?= $(E2E_SKIP) test_harness test_triage_page test_chaos_short_storm test_prometheus \
              test_reprocessing_after_kill_9_gives_the_first_answer \
              test_reprocessing_after_kill_9_keeps_suppression test_oom_run
 
