@@ -47,10 +47,14 @@ GEN_H   := $(BUILD)/gen/cardwatch.pb-c.h
 GEN_O   := $(BUILD)/obj/cardwatch.pb-c.o
 PAGE_C  := $(BUILD)/gen/feed_page.c
 PAGE_O  := $(BUILD)/obj/feed_page.o
+# The replay's HTML report: its page and Chart.js (web/package-lock.json,
+# fetched by npm ci at build time) built into the binary.
+CHARTJS := web/node_modules/chart.js/dist/chart.umd.js
+REPORT_O := $(BUILD)/obj/gen_report_page.o $(BUILD)/obj/gen_report_chartjs.o
 
 SRC     := $(wildcard processor/*.c)
 OBJ     := $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(SRC))
-LIB_OBJ := $(filter-out $(BUILD)/obj/main.o,$(OBJ)) $(GEN_O) $(PAGE_O)
+LIB_OBJ := $(filter-out $(BUILD)/obj/main.o,$(OBJ)) $(GEN_O) $(PAGE_O) $(REPORT_O)
 
 TOOLS_SRC := $(wildcard tools/*.c)
 TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOLS_SRC))
@@ -84,6 +88,26 @@ $(PAGE_C): web/triage.html scripts/embed.py
 	@python3 scripts/embed.py $< feed_page > $@
 
 $(PAGE_O): $(PAGE_C)
+	@mkdir -p $(BUILD)/obj
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+# Chart.js exactly as web/package-lock.json pins it (scripts/fetch_web.sh:
+# npm ci only when it is missing or another version).
+$(CHARTJS): web/package.json web/package-lock.json scripts/fetch_web.sh
+	@scripts/fetch_web.sh
+
+$(BUILD)/gen/report_page.c: web/report.html scripts/embed.py
+	@mkdir -p $(BUILD)/gen
+	@echo "  EMBED $<"
+	@python3 scripts/embed.py $< report_page > $@
+
+$(BUILD)/gen/report_chartjs.c: $(CHARTJS) scripts/embed.py
+	@mkdir -p $(BUILD)/gen
+	@echo "  EMBED $<"
+	@python3 scripts/embed.py $< report_chartjs > $@
+
+$(REPORT_O): $(BUILD)/obj/gen_%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(BUILD)/obj
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@

@@ -32,7 +32,9 @@
 #include "source_file.h"
 #include "source_range.h"
 #include "state.h"
+#include "report_html.h"
 #include "tally.h"
+#include "timeline.h"
 #include "text.h"
 
 #define MOD "replay"
@@ -56,6 +58,8 @@ struct rp {
     struct ledger *ledger;
     struct sink_file *out, *dlf;
     struct tally *tally;
+    struct timeline *timeline; /* per breach and day, for the reports */
+    int timeline_short;        /* an allocation failed: counts short */
     struct event *tick, *progress, *sigint, *sigterm, *ack_ev;
     void **acks;
     size_t n_acks, cap_acks;
@@ -356,6 +360,49 @@ static int put_line(struct rp *r, struct sink_file *f, const char *path,
     return defer_ack(r, opaque);
 }
 
+/* ---- the timeline of the reports ---- */
+
+static void timeline_oom(struct rp *r)
+{
+    if (!r->timeline_short) {
+        r->timeline_short = 1;
+        log_warn(MOD, "out of memory counting the timeline per day; the "
+                 "reports' timeline will be short");
+    }
+}
+
+/* A transaction on an exposed card (the pipeline's on_exposed): counted
+ * on its day for each breach listing the card (only --breach's, when
+ * given) whose window had started. */
+static void on_exposed(void *arg, const struct txn *t,
+                       const struct rule_match *m, size_t nm,
+                       const struct rule_match *rr, size_t nr)
+{
+    struct rp *r = arg;
+    for (size_t i = 0; i < nm + nr; i++) {
+        const struct breach *b = i < nm ? m[i].breach : rr[i - nm].breach;
+        if (r->o->breach != NULL && strcmp(b->id, r->o->breach) != 0) {
+            continue;
+        }
+        if (timeline_count(r->timeline, b->id, b->window_start_ms,
+                           b->window_end_ms, t->event_time_ms, 0) != 0) {
+            timeline_oom(r);
+        }
+    }
+}
+
+/* An alert counted for the first time: on its day, for its breaches. */
+static void timeline_alert(struct rp *r, const struct alert *a)
+{
+    for (size_t i = 0; i < a->n_breaches; i++) {
+        const struct alert_breach *b = &a->breaches[i];
+        if (timeline_count(r->timeline, b->breach_id, b->window_start_ms,
+                           b->window_end_ms, a->event_time_ms, 1) != 0) {
+            timeline_oom(r);
+        }
+    }
+}
+
 static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
 {
     struct rp *r = ctx;
@@ -391,6 +438,9 @@ static int replay_produce(void *ctx, const struct sink_msg *m, void *opaque)
         return defer_ack(r, opaque);
     }
     int counted = m->alert != NULL ? tally_alert(r->tally, m->alert) : 1;
+    if (counted == 1 && m->alert != NULL) {
+        timeline_alert(r, m->alert);
+    }
     if (counted == 0) {
         /* The input held its transaction before (the same txn_id, so
          * the same alert id): the alert was written then. */
@@ -817,6 +867,8 @@ static void on_snapshot(void *arg, int status, const char *err)
         .format = PIPELINE_PROTOBUF,
         .alert_format = r->out != NULL ? PIPELINE_JSON : PIPELINE_PROTOBUF,
         .mode = ALERT_MODE_REPLAY,
+        .on_exposed = on_exposed,
+        .on_exposed_arg = r,
     };
     r->pipeline = pipeline_new(&po);
     if (r->pipeline == NULL) {
@@ -990,7 +1042,32 @@ static void print_summary(struct rp *r)
     fflush(f);
 }
 
-static int write_report(struct rp *r)
+static void json_breach_days(void *arg, const char *breach_id,
+                             int64_t start_ms, int64_t end_ms,
+                             const struct timeline_day *days, size_t n)
+{
+    json_t *list = arg;
+    json_t *d = json_array();
+    uint64_t exposed = 0, alerts = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(d, json_pack("[I, I, I]",
+                                           (json_int_t)days[i].day_ms,
+                                           (json_int_t)days[i].exposed,
+                                           (json_int_t)days[i].alerts));
+        exposed += days[i].exposed;
+        alerts += days[i].alerts;
+    }
+    json_array_append_new(
+        list, json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "breach_id",
+                        breach_id, "window_start_ms", (json_int_t)start_ms,
+                        "window_end_ms", (json_int_t)end_ms, "exposed",
+                        (json_int_t)exposed, "alerts", (json_int_t)alerts,
+                        "days", d));
+}
+
+/* The summary as a JSON document (--report, and the data of
+ * --report-html); the caller owns it. Counts only: no card data. */
+static json_t *report_doc(struct rp *r)
 {
     struct metrics *m = r->metrics;
     json_t *doc = json_object();
@@ -1067,14 +1144,41 @@ static int write_report(struct rp *r)
     json_object_set_new(doc, "events_per_second",
                         json_real(secs > 0 ? (double)ev / secs : 0));
     json_object_set_new(doc, "ok", json_boolean(r->exit_code == 0));
-    int rc = json_dump_file(doc, r->o->report, JSON_INDENT(2) |
-                                                   JSON_SORT_KEYS);
-    json_decref(doc);
-    if (rc != 0) {
+    /* per breach, per UTC day: transactions on its cards, alerts */
+    json_t *tl = json_array();
+    timeline_each(r->timeline, json_breach_days, tl);
+    json_object_set_new(doc, "timeline", tl);
+    json_object_set_new(doc, "timeline_complete",
+                        json_boolean(!r->timeline_short));
+    return doc;
+}
+
+/* Writes --report and --report-html. Returns 0, or -1 (logged). */
+static int write_report(struct rp *r)
+{
+    json_t *doc = report_doc(r);
+    int rc = 0;
+    if (r->o->report != NULL &&
+        json_dump_file(doc, r->o->report, JSON_INDENT(2) | JSON_SORT_KEYS) !=
+            0) {
         log_error(MOD, "cannot write the report %s", r->o->report);
-        return -1;
+        rc = -1;
     }
-    return 0;
+    if (r->o->report_html != NULL) {
+        char err[1024];
+        char *json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        if (json == NULL) {
+            log_error(MOD, "out of memory writing %s", r->o->report_html);
+            rc = -1;
+        } else if (report_html_write(r->o->report_html, json, strlen(json),
+                                     err, sizeof(err)) != 0) {
+            log_error(MOD, "%s", err);
+            rc = -1;
+        }
+        free(json);
+    }
+    json_decref(doc);
+    return rc;
 }
 
 /* ---- main ---- */
@@ -1134,7 +1238,9 @@ static int replay_start(struct rp *r, char *err, size_t errlen)
     r->base = new_base();
     r->metrics = metrics_new();
     r->tally = tally_new();
-    if (r->base == NULL || r->metrics == NULL || r->tally == NULL) {
+    r->timeline = timeline_new();
+    if (r->base == NULL || r->metrics == NULL || r->tally == NULL ||
+        r->timeline == NULL) {
         snprintf(err, errlen, OOM);
         return -1;
     }
@@ -1234,7 +1340,8 @@ static void replay_finish(struct rp *r)
             r->exit_code = 1;
         }
     }
-    if (r->pipeline != NULL && o->report != NULL && write_report(r) != 0) {
+    int reports = o->report != NULL || o->report_html != NULL;
+    if (r->pipeline != NULL && reports && write_report(r) != 0) {
         r->exit_code = 1;
     }
     for (size_t i = 0; i < 2; i++) {
@@ -1242,7 +1349,7 @@ static void replay_finish(struct rp *r)
             sink_file_finish(outs[i], err, sizeof(err)) != 0) {
             log_error(MOD, "%s", err);
             r->exit_code = 1;
-            if (o->report != NULL) {
+            if (reports) {
                 write_report(r); /* ok: false after all */
             }
         }
@@ -1281,6 +1388,7 @@ static void replay_teardown(struct rp *r)
         event_base_free(r->base);
     }
     tally_destroy(r->tally);
+    timeline_destroy(r->timeline);
     metrics_destroy(r->metrics);
     app_core_free(&r->core);
 }

@@ -32,6 +32,8 @@ struct replay_opts {
     const char *output;        /* alerts as JSON lines; NULL = topics */
     const char *dead_letter;   /* dead letters as JSON lines; may be NULL */
     const char *report;        /* summary as JSON; may be NULL */
+    const char *report_html;   /* summary as an HTML page with charts;
+                                * may be NULL */
     int deliver;               /* to the live issuer topics, once */
     /* what to look for */
     const char *breach;        /* NULL = every loaded breach */

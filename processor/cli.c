@@ -18,7 +18,7 @@
 
 enum {
     N_COMMON_OPTS = 6, /* --config ... --help, ahead of a command's own */
-    MAX_OWN_OPTS = 16,
+    MAX_OWN_OPTS = 24,
     OPT_FIRST = 1000, /* getopt_long val of row 0; clear of characters */
 };
 

@@ -58,6 +58,11 @@ static const char replay_help[] = WITH_COMMON_HELP(
     "                     (default for topic input: [replay] "
     "dead_letter_topic)\n"
     "  --report FILE      the summary as JSON\n"
+    "  --report-html FILE the summary as one HTML page with charts (per "
+    "breach and day:\n"
+    "                     exposed-card transactions and alerts; alerts by "
+    "rule, issuer\n"
+    "                     and severity); opens offline, counts only\n"
     "\n"
     "options:\n"
     "  --breach ID        only cards of this breach can alert\n"
@@ -109,6 +114,7 @@ static int replay_parse_opts(int argc, char **argv, struct common *co,
         {"deliver", no_argument, NULL, &ro->deliver, 1},
         {"dead-letter", required_argument, &ro->dead_letter, NULL, 0},
         {"report", required_argument, &ro->report, NULL, 0},
+        {"report-html", required_argument, &ro->report_html, NULL, 0},
         {"breach", required_argument, &ro->breach, NULL, 0},
         {"rules", required_argument, &ro->rules, NULL, 0},
         {"progress", no_argument, NULL, &ro->progress, 1},

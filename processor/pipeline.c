@@ -540,6 +540,9 @@ static void evaluate(struct pipeline *p, struct pev *ev,
     const struct config *c = p->o.config;
     const struct ruleset *rs = p->rules;
     size_t nr = rules_count(rs);
+    if (p->o.on_exposed != NULL) {
+        p->o.on_exposed(p->o.on_exposed_arg, &ev->txn, m, nm, r, nr_ret);
+    }
     int fired[RULES_MAX_RULES], supp[RULES_MAX_RULES];
     int active[ALERT_MAX_BREACHES];
     const struct issuer *iss =

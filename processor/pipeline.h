@@ -121,6 +121,13 @@ struct pipeline_opts {
     enum pipeline_format format;       /* of the input records */
     enum pipeline_format alert_format; /* of alerts handed to the sink */
     enum alert_mode mode;
+    /* Optional: called once per transaction on an exposed card, when it is
+     * evaluated, with the breaches listing it (m: in force or not yet by
+     * event time; r: retired for the card). NULL = not called. */
+    void (*on_exposed)(void *arg, const struct txn *t,
+                       const struct rule_match *m, size_t nm,
+                       const struct rule_match *r, size_t nr);
+    void *on_exposed_arg;
 };
 
 struct pipeline;
