@@ -17,19 +17,19 @@
 #include "log.h"
 
 enum {
-    N_COMMON_OPTS = 6, /* --config ... --help, ahead of a command's own */
+    N_COMMON_OPTS = 7, /* --config ... --help, ahead of a command's own */
     MAX_OWN_OPTS = 24,
     OPT_FIRST = 1000, /* getopt_long val of row 0; clear of characters */
 };
 
 int cli_bad_usage(const char *cmd, const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
-    fprintf(stderr, "cardwatch %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see cardwatch %s --help)\n", cmd);
+    log_report(LOG_ERROR, cmd, "%s (see cardwatch %s --help)", msg, cmd);
     return 2;
 }
 
@@ -109,10 +109,17 @@ static const char *set_overrides(struct config *c, const struct common *co,
 }
 
 /* Checks the common options' values before anything else happens: the
- * log level (and sets it), and the overrides of the file on a scratch
- * configuration. Returns OPTS_GO, or 2 after a usage error. */
+ * log format and level (and sets them), and the overrides of the file on
+ * a scratch configuration. Returns OPTS_GO, or 2 after a usage error. */
 static int check_common(const char *cmd, const struct common *co)
 {
+    if (co->log_format != NULL) {
+        enum log_format fmt;
+        if (log_format_parse(co->log_format, &fmt) != 0) {
+            return cli_bad_usage(cmd, "--log-format: use plain or json");
+        }
+        log_set_format(fmt);
+    }
     if (co->log_level != NULL) {
         enum log_level lvl;
         if (log_level_parse(co->log_level, &lvl) != 0) {
@@ -126,7 +133,7 @@ static int check_common(const char *cmd, const struct common *co)
     const char *flag;
     int st = OPTS_GO;
     if (config_init(&c) != 0) {
-        fprintf(stderr, "cardwatch: out of memory\n");
+        log_report(LOG_ERROR, NULL, "out of memory");
         st = 1;
     } else if ((flag = set_overrides(&c, co, err, sizeof(err))) != NULL) {
         st = cli_bad_usage(cmd, "%s: %s", flag, err);
@@ -145,6 +152,7 @@ int cli_parse_opts(int argc, char **argv, int first, const char *cmd,
         {"redis", required_argument, &co->redis, NULL, 0},
         {"group", required_argument, &co->group, NULL, 0},
         {"log-level", required_argument, &co->log_level, NULL, 0},
+        {"log-format", required_argument, &co->log_format, NULL, 0},
         {"help", no_argument, NULL, NULL, 0},
     };
     struct option lo[N_COMMON_OPTS + MAX_OWN_OPTS + 1];
@@ -195,6 +203,21 @@ int cli_no_operands(const char *cmd, int argc, char **argv)
     return OPTS_GO;
 }
 
+/* Sets the log format and level of the file's [log] section, where no
+ * flag set them (the flags were applied by cli_parse_opts). The values
+ * were checked when they were loaded. */
+static void apply_log(const struct config *c, const struct common *co)
+{
+    enum log_format fmt;
+    enum log_level lvl;
+    if (co->log_format == NULL && log_format_parse(c->log_format, &fmt) == 0) {
+        log_set_format(fmt);
+    }
+    if (co->log_level == NULL && log_level_parse(c->log_level, &lvl) == 0) {
+        log_set_level(lvl);
+    }
+}
+
 /* cli_load_config without the freeing: prints the error and returns -1 on
  * any problem. */
 static int load_config(struct config *c, const struct common *co,
@@ -203,7 +226,7 @@ static int load_config(struct config *c, const struct common *co,
     char err[1024];
     /* (--log-level and the overrides' values: checked by cli_parse_opts) */
     if (config_init(c) != 0) {
-        fprintf(stderr, "cardwatch: out of memory\n");
+        log_report(LOG_ERROR, NULL, "out of memory");
         return -1;
     }
     const char *path = co->config_path;
@@ -214,16 +237,21 @@ static int load_config(struct config *c, const struct common *co,
         path = "cardwatch.ini";
     }
     if (path == NULL) {
-        fprintf(stderr, "cardwatch: no configuration: give --config FILE "
-                        "(a commented sample is deploy/cardwatch.ini)\n");
+        log_report(LOG_ERROR, NULL, "no configuration: give --config FILE "
+                                    "(a commented sample is "
+                                    "deploy/cardwatch.ini)");
         return -1;
     }
-    if (config_load(c, path, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cardwatch: %s\n", err);
+    /* [log] is applied even when a later line is bad: a [log] format
+     * line read before the error sets how the error is written */
+    int loaded = config_load(c, path, err, sizeof(err));
+    apply_log(c, co);
+    if (loaded != 0) {
+        log_report(LOG_ERROR, NULL, "%s", err);
         return -1;
     }
     if (set_overrides(c, co, err, sizeof(err)) != NULL) {
-        fprintf(stderr, "cardwatch: %s\n", err);
+        log_report(LOG_ERROR, NULL, "%s", err);
         return -1;
     }
     if (co->brokers != NULL) {
@@ -234,7 +262,7 @@ static int load_config(struct config *c, const struct common *co,
      * section (feed_config.h) */
     if (need_check && (config_check(c, err, sizeof(err)) != 0 ||
                        feed_config_check(c, err, sizeof(err)) != 0)) {
-        fprintf(stderr, "cardwatch: %s: %s\n", path, err);
+        log_report(LOG_ERROR, NULL, "%s: %s", path, err);
         return -1;
     }
     return 0;

@@ -45,6 +45,7 @@ struct common {
     const char *redis;
     const char *group;
     const char *log_level;
+    const char *log_format;
 };
 
 /* One command-specific option. With required_argument its argument is
@@ -71,7 +72,11 @@ struct optdef {
     "brokers\n"                                                                \
     "  --redis HOST:PORT  Redis, overrides [redis] address\n"                  \
     "  --group ID         consumer group, overrides [kafka] group\n"           \
-    "  --log-level L      debug|info|warn|error (default info)\n"              \
+    "  --log-level L      debug|info|warn|error, overrides [log] level "       \
+    "(default info)\n"                                                         \
+    "  --log-format F     plain|json lines on stderr, overrides [log] "        \
+    "format\n"                                                                 \
+    "                     (default plain)\n"                                   \
     "  --help             this text\n"
 
 /* A command's help text followed by the common options. */
@@ -95,10 +100,12 @@ int cli_parse_real(const char *s, double lo, double hi, double *out);
  * store into the same place share one getopt value, so an abbreviation
  * of their names is not ambiguous. --help prints help to stdout. An
  * unknown or ambiguous option, a missing or unwanted value, a bad
- * --log-level or override of the file is one line on stderr naming the
- * option. Returns OPTS_GO when the command goes on, its operands
- * starting at argv[optind]; otherwise the exit status to return at once:
- * 0 after --help, 2 after a usage error. */
+ * --log-level, --log-format or override of the file is one line on
+ * stderr naming the option; the log level and format take effect at
+ * once (before the configuration's [log], which they win over).
+ * Returns OPTS_GO when the command goes on, its operands starting at
+ * argv[optind]; otherwise the exit status to return at once: 0 after
+ * --help, 2 after a usage error. */
 int cli_parse_opts(int argc, char **argv, int first, const char *cmd,
                    const char *help, struct common *co,
                    const struct optdef *defs, size_t n_defs);
@@ -109,7 +116,10 @@ int cli_parse_opts(int argc, char **argv, int first, const char *cmd,
 int cli_no_operands(const char *cmd, int argc, char **argv);
 
 /* Loads the configuration into *c with the flag overrides of co (their
- * values were checked by cli_parse_opts). need_check: run config_check.
+ * values were checked by cli_parse_opts), then sets the log level and
+ * format of its [log] section where no flag set them (also when the file
+ * fails to load further on, so that its error is in the file's format).
+ * need_check: run config_check. Errors are log_report lines.
  * Returns 0; or -1 after printing the error, with *c freed (config_free
  * on it again is harmless). */
 int cli_load_config(struct config *c, const struct common *co,

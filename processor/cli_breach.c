@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "config.h"
 #include "loader.h"
+#include "log.h"
 
 /* Whether path opens for reading and is no directory (a FIFO does not
  * block the open). Returns 0, or -1 with errno set. */
@@ -69,16 +70,17 @@ int cmd_load(int argc, char **argv)
     if (cli_load_config(&c, &co, 0) != 0) {
         return 1;
     }
+    /* no progress line between JSON log lines (known only now: [log]) */
+    lo.progress = lo.progress && log_progress_allowed();
     if (c.key_file[0] == '\0') {
-        fprintf(stderr, "cardwatch load: [card] key_file is not set\n");
+        log_report(LOG_ERROR, "load", "[card] key_file is not set");
         config_free(&c);
         return 1;
     }
     /* A list that cannot be read stops the load before Redis is waited
      * for and before a staged breach is recorded there. */
     if (strcmp(lo.list_path, "-") != 0 && readable_file(lo.list_path) != 0) {
-        fprintf(stderr, "cardwatch load: %s: %s\n", lo.list_path,
-                strerror(errno));
+        log_report(LOG_ERROR, "load", "%s: %s", lo.list_path, strerror(errno));
         config_free(&c);
         return 1;
     }
@@ -145,7 +147,8 @@ int cmd_unload(int argc, char **argv)
     if (cli_load_config(&c, &co, 0) != 0) {
         return 1;
     }
-    int rc = loader_unload(&c, argv[optind], isatty(2));
+    int rc = loader_unload(&c, argv[optind],
+                           isatty(2) && log_progress_allowed());
     config_free(&c);
     return rc;
 }
@@ -170,7 +173,7 @@ int cmd_migrate(int argc, char **argv)
     if (cli_load_config(&c, &co, 0) != 0) {
         return 1;
     }
-    int rc = loader_migrate(&c, isatty(2));
+    int rc = loader_migrate(&c, isatty(2) && log_progress_allowed());
     config_free(&c);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "feed_config.h"
 #include "kconf.h"
+#include "log.h"
 #include "redis_cfg.h"
 #include "rules.h"
 
@@ -44,7 +45,7 @@ static int check_kafka(const struct config *c)
     int bad = 0;
     char brokers[CONFIG_STR_MAX];
     if (config_brokers(c, brokers, sizeof(brokers), err, sizeof(err)) != 0) {
-        fprintf(stderr, "cardwatch check: %s\n", err);
+        log_report(LOG_ERROR, "check", "%s", err);
         bad = 1;
         brokers[0] = '\0';
     }
@@ -61,7 +62,7 @@ static int check_kafka(const struct config *c)
         rd_kafka_conf_t *kc = kconf_build(c, brokers[0] ? brokers : "-",
                                           scopes[i], NULL, err, sizeof(err));
         if (kc == NULL) {
-            fprintf(stderr, "cardwatch check: %s\n", err);
+            log_report(LOG_ERROR, "check", "%s", err);
             printf("  kafka      %s settings: NOT USABLE\n", scopes[i]);
             bad = 1;
             continue;
@@ -88,8 +89,7 @@ static int check_redis(const struct config *c)
     struct rconn *rconn =
         rbase ? redis_cfg_connect(rbase, c, &ru, err, sizeof(err)) : NULL;
     if (rconn == NULL) {
-        fprintf(stderr, "cardwatch check: %s\n",
-                rbase ? err : "out of memory");
+        log_report(LOG_ERROR, "check", "%s", rbase ? err : "out of memory");
         printf("  redis      %s: NOT USABLE\n", rdesc);
         bad = 1;
     } else {
@@ -114,7 +114,7 @@ static int check_key(const struct config *c)
     int bad = 0;
     struct card_key *key = card_key_load(c->key_file, err, sizeof(err));
     if (key == NULL) {
-        fprintf(stderr, "cardwatch check: %s\n", err);
+        log_report(LOG_ERROR, "check", "%s", err);
         printf("  key        %s: NOT USABLE\n", c->key_file);
         bad = 1;
     } else {
@@ -133,7 +133,7 @@ static int check_rules(const struct config *c)
     if (c->rules_path[0] == '\0') {
         struct ruleset *rs = rules_builtin();
         if (rs == NULL) {
-            fprintf(stderr, "cardwatch check: out of memory\n");
+            log_report(LOG_ERROR, "check", "out of memory");
             printf("  rules      built-in: NOT USABLE\n");
             bad = 1;
         } else {
@@ -143,7 +143,7 @@ static int check_rules(const struct config *c)
     } else {
         struct ruleset *rs = rules_load(c->rules_path, err, sizeof(err));
         if (rs == NULL) {
-            fprintf(stderr, "cardwatch check: %s\n", err);
+            log_report(LOG_ERROR, "check", "%s", err);
             printf("  rules      %s: NOT USABLE\n", c->rules_path);
             bad = 1;
         } else {
@@ -177,7 +177,7 @@ static int check_issuers_feed(const struct config *c)
         SSL_CTX *ctx = feed_tls_context(c->feed_tls_cert, c->feed_tls_key, err,
                                         sizeof(err));
         if (ctx == NULL) {
-            fprintf(stderr, "cardwatch check: %s\n", err);
+            log_report(LOG_ERROR, "check", "%s", err);
             printf("  feed       https://%s: TLS NOT USABLE\n", c->feed_listen);
             bad = 1;
         } else {
@@ -209,6 +209,9 @@ int cmd_check(int argc, char **argv)
     bad |= check_rules(&c);
     bad |= check_issuers_feed(&c);
     printf("  http       %s\n", c.http_listen[0] ? c.http_listen : "off");
+    printf("  log        %s lines, level %s\n",
+           co.log_format ? co.log_format : c.log_format,
+           co.log_level ? co.log_level : c.log_level);
     printf("%s\n", bad ? "NOT USABLE (see the errors above)" : "OK");
     config_free(&c);
     return bad;

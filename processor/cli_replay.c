@@ -10,6 +10,7 @@
 #include "breach.h"
 #include "cli.h"
 #include "config.h"
+#include "log.h"
 #include "reader.h"
 #include "timeparse.h"
 
@@ -235,6 +236,8 @@ int cmd_replay(int argc, char **argv)
     if (cli_load_config(&c, &co, 1) != 0) {
         return 1;
     }
+    /* no progress line between JSON log lines (known only now: [log]) */
+    ro.progress = ro.progress && log_progress_allowed();
     ro.max_dead_letters = max_n >= 0 ? max_n : c.replay_max_dead_letters;
     ro.max_dead_letter_percent =
         max_pct >= 0 ? (int)max_pct : c.replay_max_dead_letter_percent;

@@ -7,6 +7,7 @@
 #include "app_run.h"
 #include "cli.h"
 #include "config.h"
+#include "log.h"
 
 int cmd_run(int argc, char **argv)
 {
@@ -65,6 +66,8 @@ int cmd_run(int argc, char **argv)
     if (cli_load_config(&c, &co, 1) != 0) {
         return 1;
     }
+    /* no progress line between JSON log lines (known only now: [log]) */
+    ro.progress = ro.progress && log_progress_allowed();
     int rc = app_run(&c, &ro);
     config_free(&c);
     return rc;

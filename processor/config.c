@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <sys/types.h>
 
+#include "log.h"
 #include "text.h"
 
 #define TOPIC_MAX 249      /* Kafka's limit on a topic name */
@@ -126,6 +127,8 @@ static int check_redis_prefix(const char *v, char *why, size_t whylen);
 static int check_redis_user(const char *v, char *why, size_t whylen);
 static int check_country(const char *v, char *why, size_t whylen);
 static int check_token_hashes(const char *v, char *why, size_t whylen);
+static int check_log_format(const char *v, char *why, size_t whylen);
+static int check_log_level(const char *v, char *why, size_t whylen);
 
 /* clang-format off */
 static const struct key keys[] = {
@@ -215,6 +218,11 @@ static const struct key keys[] = {
 
     K_HOSTPORT("http", "listen", http_listen, "127.0.0.1:9180", F_EMPTY_OK),
 
+    /* the lines on stderr (log.h): plain text or one JSON object a line;
+     * the lowest level written */
+    K_STR("log", "format", log_format, "plain", check_log_format, 0),
+    K_STR("log", "level", log_level, "info", check_log_level, 0),
+
     /* issuer alert feed (cardwatch feed, or inside run when listen is
      * set): each issuer's alerts in a Redis stream */
     K_HOSTPORT("feed", "listen", feed_listen, "", F_EMPTY_OK),
@@ -256,6 +264,7 @@ static const struct key keys[] = {
 /* Plain sections: their keys are rows of keys[]. */
 static const char *const plain_sections[] = {
     "kafka", "redis", "card", "rules", "pipeline", "replay", "http", "feed",
+    "log",
 };
 
 /* librdkafka properties that have their own key, or that cardwatch must
@@ -467,6 +476,26 @@ static int check_token_hashes(const char *v, char *why, size_t whylen)
             return -1;
         }
     }
+}
+
+static int check_log_format(const char *v, char *why, size_t whylen)
+{
+    enum log_format f;
+    if (log_format_parse(v, &f) != 0) {
+        text_errf(why, whylen, "must be plain or json");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_log_level(const char *v, char *why, size_t whylen)
+{
+    enum log_level l;
+    if (log_level_parse(v, &l) != 0) {
+        text_errf(why, whylen, "must be debug, info, warn or error");
+        return -1;
+    }
+    return 0;
 }
 
 /* (never called with "": the row's empty_why says why that is refused) */

@@ -107,6 +107,9 @@ struct config {
     int feed_auth_max_peers;    /* peers the throttle remembers */
     /* [http] */
     char http_listen[CONFIG_STR_MAX]; /* host:port; "" = off */
+    /* [log]; --log-format and --log-level win over these */
+    char log_format[8]; /* "plain" or "json" (log.h) */
+    char log_level[8];  /* "debug", "info", "warn" or "error" */
 
     struct issuer *issuers;
     size_t n_issuers;

@@ -179,7 +179,7 @@ def _commands():
 
 # The rules help is its own text (rules check takes no option): it names
 # --config but not the other common options `rules test` also accepts.
-HELP_GAPS = {"rules": {"brokers", "redis", "group", "log-level", "help"}}
+HELP_GAPS = {"rules": {"brokers", "redis", "group", "log-level", "log-format", "help"}}
 
 
 # --------------------------------------------------------------------------

@@ -375,6 +375,31 @@ static void test_err_bad_int(void **state)
                       "integer");
 }
 
+/* [log]: plain/info by default; format and level load; a bad value
+ * names file:line and says what is allowed (a typo must not silently
+ * leave machine-read logs in the wrong format). */
+static void test_log_section(void **state)
+{
+    struct fixture *fx = *state;
+
+    assert_string_equal(fx->c.log_format, "plain");
+    assert_string_equal(fx->c.log_level, "info");
+    load_ok(fx, "log.ini", "[log]\nformat = json\nlevel = warn\n");
+    assert_string_equal(fx->c.log_format, "json");
+    assert_string_equal(fx->c.log_level, "warn");
+    expect_load_error(fx, "[log]\nlevel = debug\nformat = JSON\n", 3,
+                      "bad value 'JSON' for 'format' in [log]: must be plain "
+                      "or json");
+    expect_load_error(fx, "[log]\n\nlevel = verbose\n", 3,
+                      "bad value 'verbose' for 'level' in [log]: must be "
+                      "debug, info, warn or error");
+    expect_load_error(fx, "[log]\nformat =\n", 2,
+                      "bad value '' for 'format' in [log]: must not be "
+                      "empty");
+    expect_load_error(fx, "[log]\nlevels = info\n", 2,
+                      "unknown key 'levels' in [log]");
+}
+
 static void test_err_int_out_of_range(void **state)
 {
     struct fixture *fx = *state;
@@ -1129,6 +1154,7 @@ int main(void)
         T(test_err_unknown_section),
         T(test_err_unknown_key),
         T(test_err_bad_int),
+        T(test_log_section),
         T(test_err_int_out_of_range),
         T(test_err_bad_hostport),
         T(test_ipv6_and_empty_listen),
