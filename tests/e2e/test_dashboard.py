@@ -424,7 +424,9 @@ def test_dashboard_metrics_are_exported_by_run_and_feed():
 
     feed = Feed(s.config.read_text())
     listed = feed.json("GET", "/v1/alerts?limit=100", alpha.token)["alerts"]
-    assert len(listed) == 3, listed
+    assert sorted(a["alert"]["txn_id"] for a in listed) == ["dash-a1", "dash-a2", "dash-a3"]
+    assert [a["alert"]["txn_id"] for a in feed.json("GET", "/v1/alerts", beta.token)[
+        "alerts"]] == ["dash-b1"]
     assert feed.request("GET", "/v1/alerts", "not-a-token")[0] == 401
     aid = listed[0]["alert"]["alert_id"]
     feed.json("POST", f"/v1/alerts/{aid}/outcome", alpha.token,
