@@ -210,10 +210,9 @@ def _names_of(expr):
 def _promtool_check(exprs):
     """Every query through `promtool check rules` as a recording rule
     (Grafana variables replaced by plain values). Returns promtool's
-    verdict, or None without promtool."""
+    verdict. promtool comes from Debian's prometheus (install-deps)."""
     promtool = shutil.which("promtool")
-    if promtool is None:
-        return None
+    assert promtool, "promtool is missing: scripts/install-deps.sh installs Debian's prometheus"
     rules = []
     for n, e in enumerate(exprs):
         e = re.sub(r"\$__(rate_interval|interval|range)\b", "5m", e)
@@ -231,7 +230,7 @@ def test_dashboard_file_and_queries():
     variable), the instance variable on cardwatch_ready, every panel with
     a title, a description, the data source and at least one query, unique
     ids, every panel inside the 24 columns and none on another's cells;
-    every query parses (the tokenizer here, promtool when installed). The
+    every query parses (the tokenizer here, and promtool). The
     tokenizer itself is checked on known queries first, a bogus name
     included, so that a tokenizer that finds nothing cannot pass."""
     # the tokenizer on queries whose names are known
@@ -316,12 +315,8 @@ def test_dashboard_file_and_queries():
     queries = _queries(dash)
     res = _promtool_check([e for _w, e, _l in queries
                            if not e.lstrip().startswith("label_values(")])
-    if res is None:
-        print("    promtool not installed (Debian package prometheus): "
-              "queries checked by the tokenizer only")
-    else:
-        assert res.returncode == 0, f"promtool check rules:\n{res.stdout}{res.stderr}"
-        print(f"    promtool: {res.stdout.strip().splitlines()[-1].strip()}")
+    assert res.returncode == 0, f"promtool check rules:\n{res.stdout}{res.stderr}"
+    print(f"    promtool: {res.stdout.strip().splitlines()[-1].strip()}")
     print(f"    {sum(1 for p in _panels(dash) if p['type'] != 'row')} panels, "
           f"{len(queries)} queries")
 
