@@ -10,7 +10,8 @@ alerts of the default pack from oracle's model of it. The page is opened
 from disk in Debian's headless Chromium with every request outside the
 file refused (it must open offline), and must draw exactly those counts
 with no console error; its text and bytes must hold no card number and no
-card fingerprint. The screenshot is kept in build/artifacts/report.png.
+card fingerprint. The screenshot is kept in
+build/artifacts/report-<build>/report.png.
 The JSON report (--report) carries the same timeline."""
 
 import json
@@ -130,7 +131,8 @@ def test_replay_report_html_in_chromium():
     assert doc["timeline_complete"] is True
     assert doc["alerts"] == len(want_alerts)
 
-    out = ARTIFACTS
+    # one directory per build: the plain and the ASan run go side by side
+    out = ARTIFACTS / f"report-{h.config.build.name}"
     out.mkdir(parents=True, exist_ok=True)
     node = h.spawn(["node", BROWSER_DIR / "report.mjs", html, out], name="report-browser",
                    cwd=BROWSER_DIR, stdout=subprocess.PIPE, extra_env={"CHROMIUM": CHROMIUM})
