@@ -64,7 +64,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-latency bench-feed \
         bench-load fuzz chaos coverage \
-        fuzz-replay fuzz-replay-asan prometheus-check clean format
+        fuzz-replay fuzz-replay-asan prometheus-check deb clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
 
@@ -214,6 +214,9 @@ e2e: all
 ASAN_SKIP ?= $(E2E_SKIP) test_harness test_triage_page test_chaos_short_storm test_prometheus \
              test_reprocessing_after_kill_9_gives_the_first_answer \
              test_reprocessing_after_kill_9_keeps_suppression test_oom_run
+# ... and the Debian package's install and purge (the release build's
+# package on this machine; the ASan build is not one to package).
+ASAN_SKIP += test_deb_installs_checks_and_purges
 
 e2e-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
@@ -243,6 +246,13 @@ test: deps
 # when it should and stays silent when it should).
 prometheus-check:
 	@scripts/check_prometheus.sh $(BUILD)/prometheus
+
+# The Debian package: $(BUILD)/cardwatch_<version>_<arch>.deb from
+# $(BUILD)/cardwatch, its man page made from the --help texts
+# (scripts/make_deb.sh, scripts/make_man.py). tests/e2e/test_deb.py runs
+# it, installs the package on this machine and purges it.
+deb: $(BUILD)/cardwatch
+	@scripts/make_deb.sh $(BUILD)
 
 # The shape of processor/: the README's module table, function lengths,
 # includes that run back up (scripts/check_tree.py; also in make test).

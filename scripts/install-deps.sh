@@ -11,12 +11,14 @@ set -euo pipefail
 # (tools/peer.py, run with Debian's /usr/bin/python3). prometheus: promtool
 # checks and unit-tests deploy/prometheus in make test, and a real
 # prometheus scrapes the service in tests/e2e/test_prometheus.py.
+# dpkg-dev (dpkg-shlibdeps), lintian and man-db: make deb and
+# tests/e2e/test_deb.py (the package is checked and its man page rendered).
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev llvm
       librdkafka-dev kcat libhiredis-dev libevent-dev
       libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
       libinih-dev libjansson-dev zlib1g-dev redis-server redis-tools redis-sentinel
       python3 chromium systemd gcovr
-      python3-confluent-kafka python3-redis prometheus)
+      python3-confluent-kafka python3-redis prometheus dpkg-dev lintian man-db)
 # The triage page's browser test (tests/e2e/test_triage_page.py) drives
 # Debian's chromium with Node.js; Debian's nodejs/npm only where there is
 # no node or npm at all (a Node.js from elsewhere is kept).

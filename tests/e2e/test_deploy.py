@@ -49,9 +49,10 @@ def test_sample_config_checks():
     key.write_text("k1 " + "ab" * 32 + "\n")
     key.chmod(0o600)
     text = (REPO / "deploy" / "cardwatch.ini").read_text()
-    assert re.search(r"^key_file = /etc/cardwatch/fingerprint.key$", text, re.M)
+    assert re.search(r"^key_file = /etc/cardwatch/keys/fingerprint.key$", text, re.M)
     cfg = d / "cardwatch.ini"
-    cfg.write_text(text.replace("key_file = /etc/cardwatch/fingerprint.key", f"key_file = {key}"))
+    cfg.write_text(text.replace("key_file = /etc/cardwatch/keys/fingerprint.key",
+                                f"key_file = {key}"))
     res = subprocess.run([h.tool("cardwatch"), "check", "--config", cfg], capture_output=True,
                          text=True, timeout=20)
     assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), (res.stdout, res.stderr)
