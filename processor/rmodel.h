@@ -181,7 +181,10 @@ extern const char RMODEL_LUA_SCAN[];
  * name, rule ids (comma list). Counts are added once per feedstats key,
  * each feed trimmed once and each issuer published once per call.
  * Returns one integer per alert: 1 when recorded now, 0 when its id was
- * recorded before (nothing changes for it). */
+ * recorded before (nothing changes for it). An alert whose delivered key
+ * is there but whose alert hash is not (an earlier call that failed after
+ * the SET: a command of it refused by an ACL) is appended now, so that a
+ * failed call sent again never leaves an alert out of its feed. */
 extern const char RMODEL_LUA_RECORD_DELIVERY[];
 
 /* Lua: the first outcome of an alert is final. KEYS: alert key,

@@ -151,7 +151,9 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     the lookups go on), EVAL while the marker changed (the set check
     fails: intake pauses), HGET (the lookup script's read of a card bucket
     fails: the lookups wait while EVAL itself is allowed), HSET (a
-    suppression record waits, and the card's next event with it). Each
+    suppression record waits, and the card's next event with it), XADD
+    (the delivery record fails after its SET: sent again, the alert still
+    reaches its issuer's feed, once). Each
     time the log names the refusal (once, however often it is retried)
     and, where the event waits, /readyz is 503 saying why; once the ACL
     allows it again every event is processed without a restart. SIGTERM
@@ -208,6 +210,8 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
         # the alert was delivered, its suppression record is written again)
         # and W2, 30 minutes later: suppressed by W1
         "hset": [dict(w1), _t("W2", pw, BASE + 30 * MIN, merchant_id=WATCH)],
+        # XADD refused: the record of X1's alert fails after its SET NX
+        "xadd": [_t("X1", pe, BASE + 2 * DAY, mcc=7995)],
         # the window keys refused at SIGTERM: card-testing on F3, after a
         # restart
         "stop": [_t(f"F{i}", pf, BASE + i * MIN, amount_minor=150) for i in range(1, 4)]
@@ -226,7 +230,7 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
                   "B5": {"card-testing", "velocity"}, "C4": {"spend-spike"},
                   "C5": {"spend-spike", "velocity"}, "H3": {"card-testing"},
                   "D1": {"high-risk-mcc"}, "E1": {"high-risk-mcc"}, "W1": {WATCH_RULE},
-                  "F3": {"card-testing"}, "G1": {"high-risk-mcc"}}
+                  "F3": {"card-testing"}, "G1": {"high-risk-mcc"}, "X1": {"high-risk-mcc"}}
     got_rules = {e["alert"]["txn_id"]: {x["rule_id"] for x in e["alert"]["hits"]}
                  for e in expected.values()}
     for tid, rs in want_rules.items():  # the oracle agrees with the hand count
@@ -313,6 +317,15 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
         ["refused the suppression write: NOPERM", "'hset'"], ["+hset"])
     m = s.metrics()
     assert m.get("cardwatch_suppressed_hits_total", rule=WATCH_RULE) == 1, m
+    # 7b. XADD refused: the delivery record's script fails after its SET
+    #     NX; sent again until Redis takes it, the alert is appended then
+    #     (the delivered key alone does not count as recorded)
+    sent, held["xadd"] = _phase(
+        s, proc, ["-xadd"], phases["xadd"], sent,
+        "ERROR ledger: recording delivered alert ",
+        ["refused the record of delivered alerts: ERR The user executing the script can't "
+         "run this command"], ["+xadd"])
+    m = s.metrics()
     # a refusal is an answer: the connection stayed up all along
     assert m.get("cardwatch_redis_up") == 1
     assert m.get("cardwatch_redis_reconnects_total") == 1, proc.log_text()[-3000:]
@@ -339,11 +352,12 @@ def test_commands_refused_by_the_acl_hold_the_events_until_redis_accepts_them():
     assert held["stop"] < 8, f"SIGTERM took {held['stop']:.1f}s with --drain-timeout 2"
     assert "evaluating with this transaction alone" not in log, log[-3000:]
     # a refusal retried every 200 ms is logged once per answer (again
-    # after Redis accepted the command in between): the record in phase 2,
-    # the window update in phases 4 and 8, the lookup in phases 3, 6 and 8
+    # after Redis accepted the command in between): the record in phases 2
+    # and 7b, the window update in phases 4 and 8, the lookup in phases 3,
+    # 6 and 8
     rejected = _rejected_calls(s)
     assert rejected.get("evalsha", 0) + rejected.get("eval", 0) >= 10, rejected
-    assert log.count("ERROR ledger: recording delivered alert") == 1, log[-3000:]
+    assert log.count("ERROR ledger: recording delivered alert") == 2, log[-3000:]
     assert log.count("ERROR state: window update failed") == 2, log[-3000:]
     assert log.count(LOOKUP_REFUSED) == 3, log[-3000:]
     s.redis.call("ACL", "SETUSER", USER, *ALL_KEYS, "+eval")
