@@ -9,8 +9,12 @@
 #   - per rate, build/latency (tools/latency.c): a producer at that rate
 #     (event time = now, ~BENCH_LAT_EXPOSED_SHARE on exposed cards), an
 #     independent consumer of the alert topics that matches each alert to
-#     its transaction, and a plain consumer of the transactions topic; all
-#     three in one process, CLOCK_REALTIME in microseconds
+#     its transaction, a plain consumer of the transactions topic, and a
+#     relay: a plain consumer that produces each transaction on an exposed
+#     card to <topic>.relay with cardwatch's producer settings (linger.ms
+#     5, idempotent, acks all) and a consumer of that topic - the two
+#     broker hops an alert takes, without cardwatch; all in one process,
+#     CLOCK_REALTIME in microseconds
 #   - first a warm-up step (BENCH_LAT_WARMUP seconds, default 10, at the
 #     first rate; not reported: the broker's JIT and page cache)
 #   - rates BENCH_LAT_RATES (default 10000 50000 100000), then stepping up
@@ -22,8 +26,10 @@
 #     the highest sustained rate is reported
 #   - prints per rate p50 / p99 / p99.9 / max for cardwatch (produce call
 #     -> alert arrival) and for the pass-through (produce call -> plain
-#     consumer), the difference at p99, the rate achieved and the alerts
-#     matched; a missing, duplicate or unexpected alert fails the bench
+#     consumer), the difference at p99, the relay's p50 / p99 and
+#     cardwatch's p99 over it, the rate achieved and the alerts matched; a
+#     missing, duplicate or unexpected alert (or relayed transaction)
+#     fails the bench
 #
 # Knobs: BENCH_LAT_SECONDS (per rate, default 15), BENCH_LAT_RATES,
 # BENCH_LAT_STEPS ("" = no search), BENCH_LAT_EXPOSED_SHARE (default 0.01),
@@ -74,7 +80,7 @@ echo "bench1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$DIR/key"
 umask 022
 
 topics="$TOPIC:$PARTS cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4"
-topics+=" cardwatch.alerts.unrouted:4"
+topics+=" cardwatch.alerts.unrouted:4 $TOPIC.relay:4"
 BUILD="$BUILD" STACK_KAFKA=apache STACK_TOPICS="$topics" \
   "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
@@ -94,10 +100,10 @@ CW_PID=$!
 echo "bench-latency: Apache Kafka, $TOPIC ($PARTS partitions), ${SECONDS_PER} s per rate," \
   "$SHARE of events on 7,455 exposed cards, built-in rule"
 [[ -n ${BENCH_LAT_CONFIG:-} ]] && echo "bench-latency: cardwatch config adds: ${BENCH_LAT_CONFIG//$'\n'/ }"
-printf '\n%8s %9s %8s | %-31s | %-31s | %8s\n' "" "" "" \
-  "cardwatch: produce -> alert (ms)" "pass-through (ms)" "p99"
-printf '%8s %9s %8s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s\n' target "events/s" \
-  alerts p50 p99 p99.9 max p50 p99 p99.9 max "diff ms"
+printf '\n%8s %9s %8s | %-31s | %-31s | %8s | %-15s | %8s\n' "" "" "" \
+  "cardwatch: produce -> alert (ms)" "pass-through (ms)" "p99" "relay, 2 hops" "p99"
+printf '%8s %9s %8s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s | %7s %7s | %8s\n' target \
+  "events/s" alerts p50 p99 p99.9 max p50 p99 p99.9 max "diff ms" p50 p99 "cw-relay"
 
 FAILED=0
 BEST=0
@@ -114,7 +120,7 @@ one_rate() {
   out=$("$BUILD/latency" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" \
     --alert-topics "$ALERTS" --exposed "$DIR/exposed.csv" --rate "$rate" \
     --seconds "$secs" --exposed-share "$SHARE" --run "$run" \
-    --timeout "$TIMEOUT" 2>>"$DIR/latency.log") || rc=$?
+    --timeout "$TIMEOUT" --relay-topic "$TOPIC.relay" 2>>"$DIR/latency.log") || rc=$?
   echo "$out" >>"$DIR/latency.jsonl"
   if [[ -z $out ]]; then
     echo "bench-latency: FAILED at $rate/s: $(tail -n 1 "$DIR/latency.log")" >&2
@@ -123,13 +129,18 @@ one_rate() {
   python3 - "$out" "$rate" "$BEHIND_MS" <<'PY'
 import json, sys
 d, rate, behind = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-c, p = d["cardwatch"], d["pass"]
+c, p, r = d["cardwatch"], d["pass"], d["relay"]
 def q(s, k):
     return f"{s[k]:7.1f}" if k in s else "      -"
 print(f"{int(rate):>8,} {d['rate']:>9,.0f} {d['alerts']:>8,} | "
       f"{q(c,'p50')} {q(c,'p99')} {q(c,'p999')} {q(c,'max')} | "
       f"{q(p,'p50')} {q(p,'p99')} {q(p,'p999')} {q(p,'max')} | "
-      f"{(c.get('p99', 0) - p.get('p99', 0)):+8.1f}")
+      f"{(c.get('p99', 0) - p.get('p99', 0)):+8.1f} | {q(r,'p50')} {q(r,'p99')} | "
+      f"{(c.get('p99', 0) - r.get('p99', 0)):+8.1f}")
+if d["relay_received"] != d["alerting"]:
+    print(f"\n!!! bench-latency FAILED at {int(rate):,}/s: the relay passed "
+          f"{d['relay_received']:,} of {d['alerting']:,} transactions\n")
+    sys.exit(2)
 if d["missing"] or d["unexpected"] or d["duplicates"] or d["pass_received"] != d["sent"]:
     print(f"\n!!! bench-latency FAILED at {int(rate):,}/s: {d['alerts']:,} of "
           f"{d['alerting']:,} alerts arrived ({d['missing']:,} MISSING), "

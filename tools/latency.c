@@ -68,6 +68,7 @@
 
 struct opts {
     const char *brokers, *topic, *exposed, *run, *clean_prefix;
+    const char *relay_topic; /* NULL = no relay column */
     char *alert_topics[MAX_TOPICS];
     int n_alert_topics;
     double rate, seconds, share, timeout_s;
@@ -90,6 +91,9 @@ struct shared {
     int64_t *pass_al_us;  /* pass-through of alerting seqs */
     int64_t *cw_by_seq;   /* alert latency by seq; -1 = none */
     int64_t *pass_by_seq; /* pass-through latency by seq; -1 = none */
+    int64_t *relay_us;    /* relay (two hops) latencies of alerting seqs */
+    long long relay_n, relay_sent;
+    rd_kafka_t *relay_prod; /* the relay's producer, as cardwatch's */
     long long n_seq;      /* capacity of the by-seq arrays */
     long long cw_n, pass_n, pass_al_n;
     long long duplicates, unexpected, foreign, undecodable;
@@ -122,9 +126,14 @@ static void usage(FILE *out)
           "               [--seed N] [--probes N] [--timeout S] [-X "
           "key=value]...\n"
           "               [-C key=value]... (producer / consumers)\n"
+          "               [--relay-topic R]\n"
           "Produces R transactions/s for S s (share F on exposed cards),\n"
           "measures produce -> alert (cardwatch) and produce -> plain\n"
-          "consumer (pass-through) latency; prints one JSON line.\n",
+          "consumer (pass-through) latency; with --relay-topic also a relay\n"
+          "(a plain consumer that produces each transaction on an exposed\n"
+          "card to R with cardwatch's producer settings, and a consumer of\n"
+          "R): the two broker hops an alert takes, without cardwatch;\n"
+          "prints one JSON line.\n",
           out);
 }
 
@@ -346,6 +355,55 @@ static void on_txn(struct shared *s, const rd_kafka_message_t *m, int64_t t)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The relay's consumer: a transaction on an exposed card goes on to the
+ * relay topic at once (what cardwatch does with its alert, minus
+ * cardwatch). */
+static void on_relay_in(struct shared *s, const rd_kafka_message_t *m,
+                        int64_t t)
+{
+    (void)t;
+    long long seq = m->key != NULL
+                        ? seq_of(s->o->run, (const char *)m->key, m->key_len)
+                        : -1;
+    if (seq < 0 || seq >= s->n_seq ||
+        __atomic_load_n(&s->send_us[seq], __ATOMIC_ACQUIRE) == 0 ||
+        !s->alerting[seq]) {
+        return; /* a probe, another run's, or a clean card's */
+    }
+    rd_kafka_resp_err_t err;
+    do {
+        err = rd_kafka_producev(
+            s->relay_prod, RD_KAFKA_V_TOPIC(s->o->relay_topic),
+            RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_poll(s->relay_prod, err ? 1 : 0);
+    } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    if (err) {
+        fprintf(stderr, "latency: relay produce: %s\n", rd_kafka_err2str(err));
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->relay_sent++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The relay topic's consumer: produce call -> arrival after two hops. */
+static void on_relay_out(struct shared *s, const rd_kafka_message_t *m,
+                         int64_t t)
+{
+    long long seq = m->key != NULL
+                        ? seq_of(s->o->run, (const char *)m->key, m->key_len)
+                        : -1;
+    if (seq < 0 || seq >= s->n_seq) {
+        return;
+    }
+    int64_t sent = __atomic_load_n(&s->send_us[seq], __ATOMIC_ACQUIRE);
+    pthread_mutex_lock(&s->mu);
+    s->relay_us[s->relay_n++] = t - sent;
+    pthread_mutex_unlock(&s->mu);
+}
+
 struct reader {
     struct shared *s;
     rd_kafka_t *rk;
@@ -507,6 +565,8 @@ static int parse_args(int argc, char **argv, struct opts *o,
             o->seconds = atof(v);
         } else if (!strcmp(a, "--exposed-share")) {
             o->share = atof(v);
+        } else if (!strcmp(a, "--relay-topic")) {
+            o->relay_topic = v;
         } else if (!strcmp(a, "--run")) {
             o->run = v;
         } else if (!strcmp(a, "--clean-prefix")) {
@@ -571,7 +631,33 @@ static long long want_alerts, want_msgs;
 
 static int all_done(struct shared *s)
 {
-    return s->cw_n >= want_alerts && s->pass_n >= want_msgs;
+    return s->cw_n >= want_alerts && s->pass_n >= want_msgs &&
+           (s->o->relay_topic == NULL || s->relay_n >= want_alerts);
+}
+
+/* The relay's producer: cardwatch's alert producer settings
+ * (sink_kafka.c). Returns NULL after printing the problem. */
+static rd_kafka_t *relay_producer(const struct opts *o)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *const props[] = {"bootstrap.servers", o->brokers,
+                                 "enable.idempotence", "true",
+                                 "acks", "all",
+                                 "linger.ms", "5",
+                                 "batch.num.messages", "10000",
+                                 NULL};
+    if (ktool_conf_set(conf, props, "latency") != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (rk == NULL) {
+        fprintf(stderr, "latency: relay producer: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
 }
 
 int main(int argc, char **argv)
@@ -585,6 +671,8 @@ int main(int argc, char **argv)
     struct shared s = {.o = &o};
     struct reader rd_alert = {.s = &s, .fn = on_alert};
     struct reader rd_pass = {.s = &s, .fn = on_txn};
+    struct reader rd_rin = {.s = &s, .fn = on_relay_in};
+    struct reader rd_rout = {.s = &s, .fn = on_relay_out};
     struct gen_card *cards = NULL;
     struct gen *g = NULL, *gp = NULL;
     rd_kafka_t *prod = NULL;
@@ -636,6 +724,7 @@ int main(int argc, char **argv)
     s.cw_us = calloc((size_t)s.n_seq, sizeof(int64_t));
     s.pass_us = calloc((size_t)s.n_seq, sizeof(int64_t));
     s.pass_al_us = calloc((size_t)s.n_seq, sizeof(int64_t));
+    s.relay_us = calloc((size_t)s.n_seq, sizeof(int64_t));
     s.cw_by_seq = malloc((size_t)s.n_seq * sizeof(int64_t));
     s.pass_by_seq = malloc((size_t)s.n_seq * sizeof(int64_t));
     for (long long i = 0; s.cw_by_seq && s.pass_by_seq && i < s.n_seq; i++) {
@@ -644,7 +733,8 @@ int main(int argc, char **argv)
     s.probe_seen = calloc((size_t)o.probes, 1);
     pthread_mutex_init(&s.mu, NULL);
     if (g == NULL || gp == NULL || s.send_us == NULL || !s.alerting ||
-        !s.alerted || !s.cw_us || !s.pass_us || !s.pass_al_us || !s.cw_by_seq ||
+        !s.alerted || !s.cw_us || !s.pass_us || !s.pass_al_us || !s.relay_us ||
+        !s.cw_by_seq ||
         !s.pass_by_seq || !s.probe_seen) {
         fprintf(stderr, "latency: bad --clean-prefix or out of memory\n");
         rd_kafka_conf_destroy(pconf);
@@ -662,6 +752,19 @@ int main(int argc, char **argv)
     rd_pass.rk = rd_alert.rk ? consumer_at_end(&o, ttopic, 1, "pass") : NULL;
     if (rd_pass.rk == NULL) {
         goto out;
+    }
+    if (o.relay_topic != NULL) {
+        char *rtopic[] = {(char *)o.relay_topic};
+        s.relay_prod = relay_producer(&o);
+        rd_rin.rk = s.relay_prod ? consumer_at_end(&o, ttopic, 1, "relay-in")
+                                 : NULL;
+        rd_rout.rk =
+            rd_rin.rk ? consumer_at_end(&o, rtopic, 1, "relay-out") : NULL;
+        if (rd_rout.rk == NULL) {
+            goto out;
+        }
+        pthread_create(&rd_rin.th, NULL, reader_main, &rd_rin);
+        pthread_create(&rd_rout.th, NULL, reader_main, &rd_rout);
     }
     pthread_create(&rd_alert.th, NULL, reader_main, &rd_alert);
     pthread_create(&rd_pass.th, NULL, reader_main, &rd_pass);
@@ -739,6 +842,11 @@ int main(int argc, char **argv)
     pthread_join(rd_alert.th, NULL);
     pthread_join(rd_pass.th, NULL);
     rd_alert.th = rd_pass.th = 0;
+    if (rd_rin.th) {
+        pthread_join(rd_rin.th, NULL);
+        pthread_join(rd_rout.th, NULL);
+        rd_rin.th = rd_rout.th = 0;
+    }
 
     long long missing = alerting - s.cw_n;
     printf("{\"target\":%.0f,\"rate\":%.0f,\"sent\":%lld,\"delivered\":%lld,"
@@ -753,6 +861,10 @@ int main(int argc, char **argv)
     print_stats("pass", s.pass_us, s.pass_n);
     printf(",");
     print_stats("pass_alerting", s.pass_al_us, s.pass_al_n);
+    if (o.relay_topic != NULL) {
+        printf(",\"relay_received\":%lld,", s.relay_n);
+        print_stats("relay", s.relay_us, s.relay_n);
+    }
     /* Falling behind shows as latency that grows through the step: the
      * medians of the first and the last fifth of the transactions sent. */
     printf(",\"cardwatch_first_p50\":%.3f,\"cardwatch_last_p50\":%.3f,"
@@ -782,6 +894,12 @@ stop:
     if (rd_pass.th) {
         pthread_join(rd_pass.th, NULL);
     }
+    if (rd_rin.th) {
+        pthread_join(rd_rin.th, NULL);
+    }
+    if (rd_rout.th) {
+        pthread_join(rd_rout.th, NULL);
+    }
 out:
     if (rd_alert.rk) {
         rd_kafka_consumer_close(rd_alert.rk);
@@ -790,6 +908,17 @@ out:
     if (rd_pass.rk) {
         rd_kafka_consumer_close(rd_pass.rk);
         rd_kafka_destroy(rd_pass.rk);
+    }
+    struct reader *relays[] = {&rd_rin, &rd_rout};
+    for (size_t i = 0; i < 2; i++) {
+        if (relays[i]->rk) {
+            rd_kafka_consumer_close(relays[i]->rk);
+            rd_kafka_destroy(relays[i]->rk);
+        }
+    }
+    if (s.relay_prod) {
+        rd_kafka_flush(s.relay_prod, 5000);
+        rd_kafka_destroy(s.relay_prod);
     }
     if (prod) {
         rd_kafka_flush(prod, 5000);
@@ -807,6 +936,7 @@ out:
     free(s.cw_us);
     free(s.pass_us);
     free(s.pass_al_us);
+    free(s.relay_us);
     free(s.cw_by_seq);
     free(s.pass_by_seq);
     free(s.probe_seen);
