@@ -50,7 +50,11 @@ PAGE_O  := $(BUILD)/obj/feed_page.o
 # The replay's HTML report: its page and Chart.js (web/package-lock.json,
 # fetched by npm ci at build time) built into the binary.
 CHARTJS := web/node_modules/chart.js/dist/chart.umd.js
-REPORT_O := $(BUILD)/obj/gen_report_page.o $(BUILD)/obj/gen_report_chartjs.o
+REPORT_O := $(BUILD)/obj/gen_report_page.o $(BUILD)/obj/gen_report_chartjs.o \
+            $(BUILD)/obj/gen_chartjs_version.o
+# gen_chartjs_version.o: its version as web/package-lock.json pins it
+# (scripts/chartjs_version.py); the triage page loads the same copy from
+# the feed at /assets/chart-<version>.umd.js.
 
 SRC     := $(wildcard processor/*.c)
 OBJ     := $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(SRC))
@@ -81,11 +85,13 @@ $(GEN_O): $(GEN_C) $(GEN_H)
 	@echo "  CC    $<"
 	@$(CC) $(filter-out -Wshadow,$(CFLAGS)) -c $< -o $@
 
-# The triage page, as a C array (scripts/embed.py: no xxd needed).
-$(PAGE_C): web/triage.html scripts/embed.py
+# The triage page, as a C array (scripts/embed.py: no xxd needed), with
+# @CHARTJS_VERSION@ replaced by the pinned Chart.js version.
+$(PAGE_C): web/triage.html scripts/embed.py web/package-lock.json
 	@mkdir -p $(BUILD)/gen
 	@echo "  EMBED $<"
-	@python3 scripts/embed.py $< feed_page > $@
+	@python3 scripts/embed.py $< feed_page \
+		CHARTJS_VERSION=$$(python3 scripts/chartjs_version.py) > $@
 
 $(PAGE_O): $(PAGE_C)
 	@mkdir -p $(BUILD)/obj
@@ -106,6 +112,11 @@ $(BUILD)/gen/report_chartjs.c: $(CHARTJS) scripts/embed.py
 	@mkdir -p $(BUILD)/gen
 	@echo "  EMBED $<"
 	@python3 scripts/embed.py $< report_chartjs > $@
+
+$(BUILD)/gen/chartjs_version.c: web/package-lock.json scripts/chartjs_version.py
+	@mkdir -p $(BUILD)/gen
+	@echo "  GEN   $@"
+	@python3 scripts/chartjs_version.py --c > $@
 
 $(REPORT_O): $(BUILD)/obj/gen_%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(BUILD)/obj

@@ -209,7 +209,8 @@ struct feed *feed_new(struct event_base *base, const struct config *c,
                                     c->feed_auth_failure_window_s,
                                     hash_seed(f));
     if (f->buckets == NULL || f->iss == NULL || f->slots == NULL ||
-        f->csp == NULL || f->throttle == NULL) {
+        f->csp == NULL || f->throttle == NULL ||
+        feed_asset_chartjs(&f->chartjs) != 0) {
         snprintf(errbuf, errlen, "feed: out of memory");
         goto err;
     }

@@ -230,6 +230,8 @@ static const char *reason(int code)
         return "OK";
     case 201:
         return "Created";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:

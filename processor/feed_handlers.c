@@ -34,6 +34,30 @@ static void handle_page(struct fctx *x)
     evbuffer_free(b);
 }
 
+/* A static file (the page's Chart.js): public, cached for good (its path
+ * names its version), 304 when the client holds these bytes already. */
+static void handle_asset(struct fctx *x, const struct feed_asset *a)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+    const char *inm = evhttp_find_header(
+        evhttp_request_get_input_headers(x->req), "If-None-Match");
+    evhttp_add_header(h, "ETag", a->etag);
+    evhttp_add_header(h, "Cache-Control",
+                      "public, max-age=31536000, immutable");
+    if (feed_etag_match(inm, a->etag)) {
+        feed_reply_buf(x, 304, "text/javascript; charset=utf-8", NULL);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        feed_reply_oom(x);
+        return;
+    }
+    evbuffer_add_reference(b, a->body, a->len, NULL, NULL);
+    feed_reply_buf(x, 200, "text/javascript; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
 static void handle_list(struct fctx *x, const char *query)
 {
     struct feed_params p;
@@ -473,13 +497,16 @@ void feed_on_request(struct evhttp_request *req, void *arg)
     if (path == NULL) {
         path = "";
     }
-    if (strcmp(path, "/") == 0) {
+    int asset = strcmp(path, f->chartjs.path) == 0;
+    if (strcmp(path, "/") == 0 || asset) {
         enum evhttp_cmd_type m = evhttp_request_get_command(req);
         if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
             feed_reply_405(x, "GET, HEAD");
-            return;
+        } else if (asset) {
+            handle_asset(x, &f->chartjs);
+        } else {
+            handle_page(x);
         }
-        handle_page(x);
     } else if (strcmp(path, "/v1") == 0 || strncmp(path, "/v1/", 4) == 0) {
         route_v1(x, path, query);
     } else {

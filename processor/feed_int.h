@@ -43,6 +43,7 @@
 #include "feed_outcome.h"
 #include "feed_query.h"
 #include "feed_token.h"
+#include "feed_triage.h"
 #include "redis_conn.h"
 #include "rmodel.h"
 
@@ -163,6 +164,7 @@ struct feed {
     char *csp;
     const char *page;
     size_t page_len;
+    struct feed_asset chartjs; /* the page's Chart.js, no token needed */
     struct event *poll, *stats_ev;
     struct rconn *sub; /* subscriber: PUBLISH <issuer> wakes waiters */
     int sub_up;

@@ -1,5 +1,5 @@
-/* feed_triage.c - the triage page's Content-Security-Policy; see
- * feed_triage.h. */
+/* feed_triage.c - the triage page's Content-Security-Policy and its
+ * Chart.js file; see feed_triage.h. */
 #include "feed_triage.h"
 
 #include <ctype.h>
@@ -12,6 +12,10 @@
 #include <openssl/evp.h>
 
 #include "feed_text.h"
+
+/* generated: build/gen/report_chartjs.c, build/gen/chartjs_version.c */
+const char *report_chartjs(size_t *len);
+const char *chartjs_version(void);
 
 /* ---- the triage page ---- */
 
@@ -88,4 +92,52 @@ char *feed_csp(const char *page, size_t len)
         return NULL;
     }
     return buf;
+}
+
+/* ---- Chart.js ---- */
+
+int feed_asset_chartjs(struct feed_asset *a)
+{
+    uint8_t md[FEED_SHA256_LEN];
+    unsigned char b64[4 * ((FEED_SHA256_LEN + 2) / 3) + 1];
+    a->body = report_chartjs(&a->len);
+    snprintf(a->path, sizeof(a->path), "/assets/chart-%s.umd.js",
+             chartjs_version());
+    if (feed_text_sha256(a->body, a->len, md) != 0) {
+        return -1;
+    }
+    int n = EVP_EncodeBlock(b64, md, FEED_SHA256_LEN);
+    /* base64url without padding: nothing to quote in a header */
+    for (int i = 0; i < n; i++) {
+        b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+    }
+    while (n > 0 && b64[n - 1] == '=') {
+        b64[--n] = '\0';
+    }
+    snprintf(a->etag, sizeof(a->etag), "\"sha256-%s\"", (const char *)b64);
+    return 0;
+}
+
+int feed_etag_match(const char *inm, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = inm;
+    while (p != NULL && *p != '\0') {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            n--;
+        }
+        const char *t = p;
+        if (n >= 2 && strncmp(t, "W/", 2) == 0) { /* weak comparison */
+            t += 2;
+            n -= 2;
+        }
+        if ((n == 1 && t[0] == '*') ||
+            (n == elen && n > 0 && memcmp(t, etag, n) == 0)) {
+            return 1;
+        }
+        p = strchr(p, ',');
+    }
+    return 0;
 }

@@ -14,7 +14,10 @@
 // script prints the line "STEP live-alert" and waits for that alert to
 // appear (the caller sends the transaction). Writes OUTDIR/triage.png,
 // dom.html, dom.txt (for the caller's card-number scan), console.log and
-// result.json; the last stdout line is "RESULT <json>". Exit status 0 when
+// result.json; the last stdout line is "RESULT <json>" (with the chart's
+// labels and per-severity counts, from Chart.getChart, before and after
+// the live alert: "chart", "chart_live"). The list must be in event-time
+// order, newest first (ties in feed order). Exit status 0 when
 // every check passed, 1 with "FAIL: why" on stderr otherwise.
 
 import { chromium } from "playwright-core";
@@ -45,6 +48,13 @@ function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 const tid = (id) => `[data-testid="${id}"]`;
+// The chart as Chart.js holds it: {labels, sets: {severity: counts}, drawn}
+const chartData = () => page.evaluate(() => {
+  const canvas = document.querySelector('[data-testid="chart-canvas"]');
+  const c = window.Chart && Chart.getChart(canvas);
+  return c && { labels: [...c.data.labels], drawn: canvas.width > 0 && canvas.height > 0,
+    sets: Object.fromEntries(c.data.datasets.map((d) => [d.label, [...d.data]])) };
+});
 
 async function api(path, opts = {}) {
   const r = await fetch(new URL(path, url), {
@@ -73,7 +83,7 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage"],
 });
-let page;
+let page, chart = null, chartLive = null;
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   page = await context.newPage();
@@ -127,8 +137,9 @@ try {
   const ids = await rows.evaluateAll((rs) => rs.map((r) => r.getAttribute("data-alert-id")));
   const feed = await api(`/v1/alerts?limit=${spec.count + 10}`);
   check(feed.status === 200, `GET /v1/alerts answered ${feed.status}`);
-  const feedIds = feed.body.alerts.map((x) => x.alert.alert_id).reverse();
-  check(JSON.stringify(ids) === JSON.stringify(feedIds), `rows are not the feed newest first:\n${ids}\n${feedIds}`);
+  const feedIds = feed.body.alerts.slice().reverse()
+    .sort((p, q) => q.alert.event_time_ms - p.alert.event_time_ms).map((x) => x.alert.alert_id);
+  check(JSON.stringify(ids) === JSON.stringify(feedIds), `rows are not newest event first:\n${ids}\n${feedIds}`);
   const listText = await page.locator(tid("alert-table")).innerText();
   for (const pan of spec.pans || []) check(listText.includes(pan), `masked PAN ${pan} is not listed`);
   for (const { alert: a } of feed.body.alerts.slice(-50)) {
@@ -141,6 +152,8 @@ try {
     for (const h of a.hits) check((await row.locator(tid("alert-rules")).innerText()).includes(h.rule_id), `rule ${h.rule_id} missing`);
   }
   await page.locator(`${tid("stat-alerts")}:text-is("${spec.count}")`).waitFor();
+  chart = await chartData();
+  check(chart && chart.drawn, "the chart is not drawn");
 
   // ---- filters
   for (const [sev, n] of Object.entries(spec.severity || {})) {
@@ -236,6 +249,7 @@ try {
     check(await page.locator(tid("new-count")).innerText() === "1", "the new-alert counter is not 1");
     if (spec.live_pan) check((await liveRow.innerText()).includes(spec.live_pan), "the live alert shows another card");
     check(await rows.count() === spec.count + 1, "the live alert did not add exactly one row");
+    chartLive = await chartData();
     await page.locator(`${tid("stat-alerts")}:text-is("${spec.count + 1}")`).waitFor();
     check(!(await page.evaluate(() => location.href)).includes(token), "token in the URL");
     lap("live");
@@ -268,7 +282,10 @@ try {
   check(problems.length === 0, `console errors:\n${problems.join("\n")}`);
   const htmlBytes = Buffer.byteLength(await (await fetch(url)).text());
   timings.total = Date.now() - t0;
-  const result = { ok: true, timings, csp, page_bytes: htmlBytes, console: consoleLines.length,
+  delete chart.drawn;
+  if (chartLive) delete chartLive.drawn;
+  const result = { ok: true, timings, csp, page_bytes: htmlBytes, console: consoleLines.length, chart,
+    chart_live: chartLive,
     outcomes: { [first.alert_id]: "confirmed_fraud", [second.alert_id]: "legitimate" } };
   writeFileSync(join(outdir, "result.json"), JSON.stringify(result, null, 2) + "\n");
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);

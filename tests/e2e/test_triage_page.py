@@ -7,7 +7,10 @@ through the embedded Kafka, `cardwatch run` with a rule file that gives
 every severity); the page signs in with a bearer token, lists them, filters,
 records an outcome (and meets a 409), survives an outage and shows an alert
 sent while it is open. The page's HTML and the rendered DOM hold no card
-number. The screenshot is kept in build/artifacts/triage.png.
+number. The screenshot is kept in build/artifacts/triage.png. Its chart
+(Chart.js, served by the feed at /assets/chart-<version>.umd.js) and its
+sort orders are checked against alerts with known event and detection
+times (tests/browser/triage_chart.mjs; build/artifacts/triage-chart.png).
 
 Needs Node.js, Chromium (/usr/bin/chromium) and tests/browser/node_modules:
 `make deps` installs them. Without them the test fails, saying so."""
@@ -34,7 +37,8 @@ SCRIPT = BROWSER_DIR / "triage.mjs"
 PAGE = REPO / "web" / "triage.html"
 ARTIFACTS = REPO / "build" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-PAGE_BUDGET = 32_000  # bytes: one small file, no framework (30 KB with the outcome filter)
+PAGE_BUDGET = 36_000  # bytes: one small file, no framework (34 KB with the chart and sort;
+# Chart.js itself is a separate, cached file: /assets/chart-<version>.umd.js)
 T0 = cw.day_ms("2024-06-03") + 9 * 3_600_000
 
 RULES = """\
@@ -195,7 +199,8 @@ def test_triage_page_in_chromium():
     st, headers, body = _get(url)
     assert st == 200, st
     headers = {k.lower(): v for k, v in headers.items()}
-    assert body == PAGE.read_bytes(), "the feed serves another page than web/triage.html"
+    assert body == PAGE.read_bytes().replace(b"@CHARTJS_VERSION@", _chartjs_version().encode()), \
+        "the feed serves another page than web/triage.html"
     assert headers.get("content-type", "").startswith("text/html"), headers
     assert len(body) < PAGE_BUDGET, f"web/triage.html is {len(body)} bytes, over {PAGE_BUDGET}"
     csp = headers.get("content-security-policy", "")
@@ -208,6 +213,11 @@ def test_triage_page_in_chromium():
 
     # ---- the browser run
     out = d / "browser"
+    # the chart (event time, per hour): computed here from the transactions
+    alerted = [{"event_time_ms": t["event_time_ms"], "severity": max(
+        (sv for _, sv in expected[t["txn_id"]]), key=SEV_ORDER.index)} for t in txns[:len(shapes)]]
+    live_sev = max((sv for _, sv in _hits(live_txn, "GB")), key=SEV_ORDER.index)
+    chart_live = alerted + [{"event_time_ms": live_txn["event_time_ms"], "severity": live_sev}]
     spec = {"count": len(shapes),
             "pans": sorted({cw.mask(t["pan"]) for t in txns[:len(shapes)]}),
             "severity": severity, "rule": ["abroad", abroad],
@@ -232,6 +242,9 @@ def test_triage_page_in_chromium():
                              f"{node.log_text(40).strip() or '(no stderr)'}\n"
                              f"stdout: {lines[-10:]}\nscreenshot and DOM: {out}")
     assert sent_live is not None, "the browser script never asked for the live alert"
+    for name, xs in (("chart", alerted), ("chart_live", chart_live)):
+        want = _chart_want(xs, "event_time_ms")[0]
+        assert result[name] == want, f"{name}: {result[name]}\nexpected {want}"
 
     # ---- keep the screenshot
     shot = out / "triage.png"
@@ -360,4 +373,149 @@ def test_triage_page_loads_a_large_feed_newest_first():
     polls = [q for q in reqs if "wait=" in q]
     assert polls and f"after={newest}&" in polls[0] + "&", (polls, newest)
     print(f"    6,040 alerts: the newest 5,000 in {len(loads)} requests, {ms} ms to the list")
+    feed.stop()
+
+
+def _chartjs_version():
+    return json.loads((REPO / "web" / "package-lock.json").read_text())[
+        "packages"]["node_modules/chart.js"]["version"]
+
+
+def _chart_want(alerts, key, sev=None):
+    """What the page's chart must show for alerts (dicts) on time axis key
+    (event_time_ms or detected_at_ms), computed here from the alerts: bars
+    per hour when they span 3 days or less, else per day, every hour/day
+    from the first to the last; stacked by severity."""
+    hour, day = 3_600_000, 86_400_000
+    xs = [a for a in alerts if sev is None or a["severity"] == sev]
+    ts = [a[key] for a in xs]
+    step = hour if max(ts) - min(ts) <= 3 * day else day
+    first, last = min(ts) // step, max(ts) // step
+    fmt = "%Y-%m-%d %H:00" if step == hour else "%Y-%m-%d"
+    labels = [time.strftime(fmt, time.gmtime(b * step / 1000)) for b in range(first, last + 1)]
+    sets = {s: [0] * len(labels) for s in ("critical", "high", "medium", "low")}
+    for a in xs:
+        sets[a["severity"]][a[key] // step - first] += 1
+    return {"labels": labels, "sets": sets}, ("hour" if step == hour else "day"), len(xs)
+
+
+def _order(alerts, key, newest=True):
+    return [a["alert_id"] for a in sorted(alerts, key=lambda a: a[key], reverse=newest)]
+
+
+def _check_asset(feed, page):
+    """GET /assets/chart-<version>.umd.js: no token, the pinned bytes,
+    cacheable for good, 304 for its ETag; the page loads exactly that path."""
+    path = f"/assets/chart-{_chartjs_version()}.umd.js"
+    assert f'<script src="{path}"></script>'.encode() in page, "the page loads another Chart.js"
+    want = (REPO / "web" / "node_modules" / "chart.js" / "dist" / "chart.umd.js").read_bytes()
+    st, hd, body = feed.request("GET", path)
+    assert st == 200, (st, body[:200])
+    assert body == want, "the feed serves other bytes than web/node_modules/chart.js"
+    assert hd["content-type"] == "text/javascript; charset=utf-8", hd
+    assert hd["cache-control"] == "public, max-age=31536000, immutable", hd
+    assert hd.get("x-content-type-options") == "nosniff", hd
+    etag = hd.get("etag", "")
+    assert re.fullmatch(r'"sha256-[A-Za-z0-9_-]{43}"', etag), hd
+    st, hd2, body = feed.request("GET", path, headers={"If-None-Match": etag})
+    assert (st, body, hd2.get("etag")) == (304, b"", etag), (st, hd2, body[:100])
+    assert hd2["cache-control"] == "public, max-age=31536000, immutable", hd2
+    st, _h, _b = feed.request("GET", path, headers={"If-None-Match": f'"other", W/{etag}'})
+    assert st == 304, st
+    st, _h, body = feed.request("GET", path, headers={"If-None-Match": '"sha256-other"'})
+    assert st == 200 and body == want, st
+    st, hd3, body = feed.request("HEAD", path)
+    assert (st, body, hd3.get("content-length")) == (200, b"", str(len(want))), (st, hd3)
+    st, hd4, _b = feed.request("POST", path, body="x")
+    assert st == 405 and hd4.get("allow") == "GET, HEAD", (st, hd4)
+    assert feed.request("GET", "/assets/chart-0.0.1.umd.js")[0] == 404
+    assert feed.request("GET", path + "x")[0] == 404
+
+
+def test_triage_page_chart_and_sort():
+    """The triage page's chart and its sort orders, against alerts stored
+    with known event and detection times (Store: as the ledger stores them)
+    in an order that is neither: 24 alerts whose event times span 2.5 days
+    (bars per hour) and detection times 6 days (bars per day). In Chromium:
+    the list is by event time, newest first, by default; by detection time
+    and oldest first on request; the chart (Chart.js, served by the feed)
+    has exactly the buckets and per-severity counts computed here, follows
+    the severity filter and the sort's time axis, and counts an alert
+    stored while the page is open; no CSP violation, no console error.
+    The Chart.js route answers without a token with the pinned bytes,
+    long-lived caching and an ETag (304 when it matches)."""
+    _need_browser()
+    import random
+    from test_feed import Feed, Store, _redis_only_ini
+    from test_feed import TokenIssuer as FeedIssuer
+    r = h.Redis()
+    alpha = FeedIssuer("alpha", "GB", ["400000-400099"], token=secrets.token_urlsafe(32))
+    feed = Feed(_redis_only_ini(r, [alpha]))
+    url = f"http://127.0.0.1:{feed.port}/"
+    _st, _hd, page = feed.request("GET", "/")
+    _check_asset(feed, page)
+
+    rnd = random.Random(15)
+    hour, e0, d0 = 3_600_000, cw.day_ms("2024-05-01"), cw.day_ms("2024-05-10")
+    pans = CardMaker(1515).cards("400007", 4)
+    sevs = ["critical"] * 3 + ["high"] * 8 + ["medium"] * 6 + ["low"] * 7
+    ev = rnd.sample(range(60), len(sevs))        # distinct hours in 2.5 days
+    dt = rnd.sample(range(6 * 24), len(sevs))    # distinct hours in 6 days
+    store, alerts = Store(r), []
+    for i, sev in enumerate(sevs):
+        a = store.synthetic("alpha", pans[i % 4], severity=sev,
+                            event_time_ms=e0 + ev[i] * hour + rnd.randrange(hour))
+        a["detected_at_ms"] = d0 + dt[i] * hour + rnd.randrange(hour)
+        alerts.append(a)
+    for a in rnd.sample(alerts, len(alerts)):    # stored in a third order
+        assert store.record("alpha", a)[0] == 1
+    assert _order(alerts, "event_time_ms") != _order(alerts, "detected_at_ms")
+    live = store.synthetic("alpha", pans[0], severity="critical",
+                           event_time_ms=e0 + 30 * hour + 5)
+    live["detected_at_ms"] = d0 + 3 * hour
+
+    out = h.tmpdir("triage-chart")
+    node = h.spawn(["node", BROWSER_DIR / "triage_chart.mjs", url, alpha.token, out],
+                   name="triage-chart", cwd=BROWSER_DIR, stdout=subprocess.PIPE,
+                   extra_env={"CHROMIUM": CHROMIUM})
+    res = None
+    for raw in node.popen.stdout:
+        line = raw.decode(errors="replace").rstrip("\n")
+        if line == "STEP live-alert":
+            assert store.record("alpha", live)[0] == 1
+        elif line.startswith("RESULT "):
+            res = json.loads(line[len("RESULT "):])
+    rc = node.wait(60)
+    assert rc == 0 and res, f"triage_chart.mjs failed (exit {rc}): {node.log_text(20)}"
+    shot = out / "triage-chart.png"
+    assert shot.is_file() and shot.stat().st_size > 10_000, "no screenshot"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / "triage-chart.png")
+
+    assert res["csp"] == [], f"CSP violations: {res['csp']}"
+    assert res["errors"] == [], f"console errors: {res['errors']}"
+    assert res["version"] == _chartjs_version(), res["version"]
+    path = f"/assets/chart-{_chartjs_version()}.umd.js"
+    assert [(x["path"], x["status"]) for x in res["assets"]] == [(path, 200)], res["assets"]
+    st = {s["state"]: s for s in res["states"]}
+    cases = [  # state, sort value, time axis, newest first, severity, alerts, header
+        ("event", "event", "event_time_ms", True, None, alerts, "Event time (UTC)"),
+        ("detected", "detected", "detected_at_ms", True, None, alerts, "Detected (UTC)"),
+        ("event-asc", "event-asc", "event_time_ms", False, None, alerts, "Event time (UTC)"),
+        ("high", "event", "event_time_ms", True, "high", alerts, "Event time (UTC)"),
+        ("live", "event", "event_time_ms", True, None, alerts + [live], "Event time (UTC)"),
+    ]
+    for name, sort, key, newest, sev, xs, header in cases:
+        s = st[name]
+        assert s["sort"] == sort and s["header"] == header, (name, s["sort"], s["header"])
+        listed = [a for a in xs if sev is None or a["severity"] == sev]
+        assert s["rows"] == _order(listed, key, newest), f"{name}: rows in another order"
+        assert s["times"] == [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(
+            a[key] // 1000)) for a in sorted(listed, key=lambda a: a[key], reverse=newest)], name
+        want, unit, n = _chart_want(xs, key, sev)
+        assert not s["hidden"] and s["chart"] == want, \
+            f"{name}: chart {s['chart']}\nexpected {want}"
+        assert f"Alerts per {unit} by {'event' if key == 'event_time_ms' else 'detection'} time" \
+            in s["title"] and f"{n} alerts" in s["title"], (name, s["title"])
+        assert s["drawn"] > 1000, f"{name}: the chart canvas is blank ({s['drawn']} pixels)"
     feed.stop()

@@ -2,7 +2,8 @@
  * constant-time matching, the Authorization header, [feed] checks, cursors
  * and query parameters, the rate limiter, the per-peer throttle of failed
  * authentications, outcome bodies and notes, what
- * an outcome reads from an alert, statistics and the page's CSP.
+ * an outcome reads from an alert, statistics, the page's CSP, its
+ * Chart.js file and If-None-Match.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1091,6 +1092,53 @@ static void test_csp(void **state)
     free(csp);
 }
 
+/* The page's Chart.js: the path names the version the file says it is,
+ * the ETag is the quoted base64url SHA-256 (43 characters, no padding). */
+static void test_asset_chartjs(void **state)
+{
+    (void)state;
+    struct feed_asset a;
+    char head[64];
+    assert_int_equal(feed_asset_chartjs(&a), 0);
+    assert_true(a.len > 100000);
+    assert_int_equal(strncmp(a.path, "/assets/chart-", 14), 0);
+    size_t pl = strlen(a.path);
+    assert_true(pl > 14 + 7);
+    assert_string_equal(a.path + pl - 7, ".umd.js");
+    snprintf(head, sizeof(head), "/*!\n * Chart.js v%.*s\n", (int)(pl - 21),
+             a.path + 14);
+    assert_int_equal(strncmp(a.body, head, strlen(head)), 0);
+    assert_int_equal(strlen(a.etag), 2 + 7 + 43);
+    assert_int_equal(strncmp(a.etag, "\"sha256-", 8), 0);
+    assert_int_equal(a.etag[strlen(a.etag) - 1], '"');
+    assert_null(strpbrk(a.etag + 1, "+/=,"));
+    struct feed_asset b;
+    assert_int_equal(feed_asset_chartjs(&b), 0);
+    assert_string_equal(a.etag, b.etag); /* stable across starts */
+}
+
+/* If-None-Match: a list, weak tags, "*", blanks; near misses do not. */
+static void test_etag_match(void **state)
+{
+    (void)state;
+    const char *e = "\"sha256-abc\"";
+    assert_true(feed_etag_match("\"sha256-abc\"", e));
+    assert_true(feed_etag_match("W/\"sha256-abc\"", e));
+    assert_true(feed_etag_match("\"x\", \"sha256-abc\"", e));
+    assert_true(feed_etag_match(" \"x\" ,\t\"sha256-abc\" \t", e));
+    assert_true(feed_etag_match("*", e));
+    assert_true(feed_etag_match("\"x\", *", e));
+    assert_false(feed_etag_match(NULL, e));
+    assert_false(feed_etag_match("", e));
+    assert_false(feed_etag_match(" , ,", e));
+    assert_false(feed_etag_match("sha256-abc", e)); /* unquoted */
+    assert_false(feed_etag_match("\"sha256-ab\"", e));
+    assert_false(feed_etag_match("\"sha256-abcd\"", e));
+    assert_false(feed_etag_match("\"x\",\"y\"", e));
+    assert_false(feed_etag_match("W/", e));
+    assert_false(feed_etag_match("**", e));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1118,6 +1166,8 @@ int main(void)
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_stats_odd_fields),
         cmocka_unit_test(test_csp),
+        cmocka_unit_test(test_asset_chartjs),
+        cmocka_unit_test(test_etag_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
