@@ -14,19 +14,14 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [file, outdir] = process.argv.slice(2);
 if (!file || !outdir) {
   console.error("usage: node report.mjs FILE OUTDIR");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const consoleLines = [];
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -20,7 +20,7 @@
 // order, newest first (ties in feed order). Exit status 0 when
 // every check passed, 1 with "FAIL: why" on stderr otherwise.
 
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -30,7 +30,6 @@ if (!url || !token || !outdir || !specPath) {
   process.exit(2);
 }
 const spec = JSON.parse(readFileSync(specPath, "utf8"));
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const T = Number(process.env.TRIAGE_TIMEOUT_MS || 20000);
 mkdirSync(outdir, { recursive: true });
 
@@ -76,13 +75,7 @@ function amountText(minor, cur) {
   return major.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + frac + " " + cur;
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 let page, chart = null, chartLive = null;
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });

@@ -17,7 +17,7 @@
 // console.log; the last stdout line is "RESULT <json>". Exit status 0, or
 // 1 with "FAIL: why" on stderr.
 
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -29,12 +29,7 @@ if (!url || !token || !outdir) {
 mkdirSync(outdir, { recursive: true });
 const tid = (id) => `[data-testid="${id}"]`;
 const consoleLines = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   // runs before any script of the page (not subject to its CSP)

@@ -9,19 +9,14 @@
 // outcome filter on Unreviewed], "requests": ["/v1/alerts?...", ...],
 // "ms": load time}". Exit status 0, or 1 with "FAIL: why" on stderr.
 
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, token] = process.argv.slice(2);
 if (!url || !token) {
   console.error("usage: node triage_list.mjs URL TOKEN");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(Number(process.env.TRIAGE_TIMEOUT_MS || 30000));

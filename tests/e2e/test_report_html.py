@@ -16,7 +16,6 @@ The JSON report (--report) carries the same timeline."""
 
 import json
 import random
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import harness as h
 import cwstack as cw
 from cwstack import Breach, CardMaker, txn
 from test_replay_file import DEFAULT_PACK, _pack_alerts
-from test_triage_page import ARTIFACTS, BROWSER_DIR, CHROMIUM, _need_browser
+from test_triage_page import ARTIFACTS, _need_browser, browser_run
 
 DAY = 86_400_000
 
@@ -134,13 +133,7 @@ def test_replay_report_html_in_chromium():
     # one directory per build: the plain and the ASan run go side by side
     out = ARTIFACTS / f"report-{h.config.build.name}"
     out.mkdir(parents=True, exist_ok=True)
-    node = h.spawn(["node", BROWSER_DIR / "report.mjs", html, out], name="report-browser",
-                   cwd=BROWSER_DIR, stdout=subprocess.PIPE, extra_env={"CHROMIUM": CHROMIUM})
-    lines = node.popen.stdout.read().decode(errors="replace").splitlines()
-    rc = node.wait(60)
-    got = [json.loads(x[len("RESULT "):]) for x in lines if x.startswith("RESULT ")]
-    assert rc == 0 and got, f"report.mjs failed (exit {rc}): {node.log_text(20)}"
-    page = got[0]
+    page = browser_run("report.mjs", [html, out], "report-browser")
     assert page["status"] == "complete", page["status"]
     charts = {c["id"]: c for c in page["charts"]}
     for i, b in enumerate(want):

@@ -88,6 +88,30 @@ def _need_browser():
                              + ". Run `make deps` (scripts/install-deps.sh installs them).")
 
 
+def browser_run(script, args, name, on_step=None, timeout=60, env=None):
+    """Runs tests/browser/SCRIPT with node (Debian's Chromium) and returns
+    the JSON of its "RESULT {...}" line; on_step(step) is called for each
+    "STEP <step>" line it prints while it runs (the test acts, the page
+    sees it). Fails with the script's stderr when it exits non-zero or
+    prints no result."""
+    node = h.spawn(["node", BROWSER_DIR / script, *args], name=name, cwd=BROWSER_DIR,
+                   stdout=subprocess.PIPE, extra_env=dict(env or {}, CHROMIUM=CHROMIUM))
+    lines, result = [], None
+    for raw in node.popen.stdout:
+        line = raw.decode(errors="replace").rstrip("\n")
+        lines.append(line)
+        if line.startswith("STEP ") and on_step is not None:
+            on_step(line[len("STEP "):])
+        elif line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+    rc = node.wait(timeout)
+    if rc != 0 or result is None:
+        raise AssertionError(f"{script} failed (exit {rc}): "
+                             f"{node.log_text(40).strip() or '(no stderr)'}\n"
+                             f"stdout: {lines[-10:]}")
+    return result
+
+
 def _txn(txn_id, pan, at, **kw):
     t = {"txn_id": txn_id, "pan": pan, "expiry": "2612", "amount_minor": 4_250,
          "currency": "GBP", "mcc": 5411, "merchant_id": "m-shop", "merchant_country": "GB",
@@ -307,13 +331,8 @@ def _list_in_browser(url, token):
     """Signs in with tests/browser/triage_list.mjs: (rows top to bottom as
     [alert id, outcome cell text], the ids listed as unreviewed, the page's
     /v1/alerts requests, ms from sign-in to the loaded list)."""
-    node = h.spawn(["node", BROWSER_DIR / "triage_list.mjs", url, token], name="triage-list",
-                   cwd=BROWSER_DIR, stdout=subprocess.PIPE, extra_env={"CHROMIUM": CHROMIUM})
-    out = node.popen.stdout.read().decode(errors="replace").splitlines()
-    rc = node.wait(60)
-    res = [json.loads(x[len("RESULT "):]) for x in out if x.startswith("RESULT ")]
-    assert rc == 0 and res, f"triage_list.mjs failed (exit {rc}): {node.log_text(20)}"
-    return res[0]["rows"], res[0]["unreviewed"], res[0]["requests"], res[0]["ms"]
+    res = browser_run("triage_list.mjs", [url, token], "triage-list")
+    return res["rows"], res["unreviewed"], res["requests"], res["ms"]
 
 
 def test_triage_page_loads_a_large_feed_newest_first():
@@ -475,18 +494,10 @@ def test_triage_page_chart_and_sort():
     live["detected_at_ms"] = d0 + 3 * hour
 
     out = h.tmpdir("triage-chart")
-    node = h.spawn(["node", BROWSER_DIR / "triage_chart.mjs", url, alpha.token, out],
-                   name="triage-chart", cwd=BROWSER_DIR, stdout=subprocess.PIPE,
-                   extra_env={"CHROMIUM": CHROMIUM})
-    res = None
-    for raw in node.popen.stdout:
-        line = raw.decode(errors="replace").rstrip("\n")
-        if line == "STEP live-alert":
+    def step(name):
+        if name == "live-alert":
             assert store.record("alpha", live)[0] == 1
-        elif line.startswith("RESULT "):
-            res = json.loads(line[len("RESULT "):])
-    rc = node.wait(60)
-    assert rc == 0 and res, f"triage_chart.mjs failed (exit {rc}): {node.log_text(20)}"
+    res = browser_run("triage_chart.mjs", [url, alpha.token, out], "triage-chart", step)
     shot = out / "triage-chart.png"
     assert shot.is_file() and shot.stat().st_size > 10_000, "no screenshot"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
