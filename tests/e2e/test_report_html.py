@@ -17,7 +17,6 @@ The JSON report (--report) carries the same timeline."""
 import json
 import random
 from collections import defaultdict
-from pathlib import Path
 
 import harness as h
 import cwstack as cw
