@@ -872,6 +872,22 @@ def test_report_matches_the_inputs():
     wall = time.monotonic() - t0
     _check_alert_lines(d / "alerts.jsonl", want, sort_hits=True)
     rep = json.loads((d / "report.json").read_text())
+    # the timeline: per UTC day, the listed cards' transactions from the
+    # window start on (the early ones are exposed transactions, but not
+    # of the breach's timeline) and the alerts
+    days = {}
+    for x in listed:
+        if x["event_time_ms"] >= breach.start_ms:
+            days.setdefault(x["event_time_ms"] // DAY * DAY, [0, 0])[0] += 1
+    for w in want:
+        assert [b["breach_id"] for b in w["breaches"]] == [breach.id]
+        days.setdefault(w["event_time_ms"] // DAY * DAY, [0, 0])[1] += 1
+    assert len(days) > 3 and any(x["event_time_ms"] < breach.start_ms for x in listed)
+    timeline = [{"breach_id": breach.id, "window_start_ms": breach.start_ms,
+                 "window_end_ms": breach.end_ms,
+                 "exposed": sum(e for e, _ in days.values()),
+                 "alerts": sum(a for _, a in days.values()),
+                 "days": [[k, e, a] for k, (e, a) in sorted(days.items())]}]
     want_rep = {
         "input": {"file": str(src), "format": "jsonl"},
         "rules": _pack_version(),
@@ -889,6 +905,8 @@ def test_report_matches_the_inputs():
         "alerts_by_issuer": by_issuer,
         "output": str(d / "alerts.jsonl"),
         "ok": True,
+        "timeline": timeline,
+        "timeline_complete": True,
     }
     extra = set(rep) - set(want_rep) - {"seconds", "events_per_second"}
     assert not extra and set(want_rep) <= set(rep), f"report keys: {sorted(rep)}"
@@ -1329,6 +1347,7 @@ def test_no_card_number_in_any_output_or_log():
 
     # any Luhn-valid 13-19 digit run must be a timestamp or inside a digest
     stamps = {t["event_time_ms"] for t in sc["valid"]} | {b1.start_ms, b1.end_ms}
+    stamps |= {t["event_time_ms"] // DAY * DAY for t in sc["valid"]}  # the report's days
     for f in files:
         if f.name.startswith(("out-", "dead-")):
             stamps |= {x["detected_at_ms"] for x in _read_jsonl(f)}
