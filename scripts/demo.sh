@@ -142,8 +142,9 @@ echo
 echo "demo: cardwatch replay of the whole topic (the 'already misused' question)"
 "$CW" replay --config "$DIR/cardwatch.ini" --from 2024-08-01 --progress \
   --output "$DIR/replay-alerts.jsonl" --report "$DIR/replay-report.json" \
-  --log-level warn
+  --report-html "$DIR/replay-report.html" --log-level warn
 echo "demo: replay alerts in $DIR/replay-alerts.jsonl, report in $DIR/replay-report.json"
+echo "demo: the same report with charts (opens offline): $DIR/replay-report.html"
 
 # The issuer's side: Acme Bank's feed (what the run delivered, from Redis)
 # and its triage page, with a token made now (only its hash is configured).
