@@ -27,6 +27,7 @@ struct metrics {
     struct pair *issuers; /* alerts by issuer (rule unused) */
     size_t n_issuers, cap_issuers;
     uint64_t alerts_total;
+    uint64_t severity[SEVERITY_CRITICAL + 1]; /* alerts by severity */
     struct pair *supp; /* suppressed hits by rule (issuer unused) */
     size_t n_supp, cap_supp;
     uint64_t late_events;
@@ -115,6 +116,13 @@ int metrics_alert_issuer(struct metrics *m, const char *issuer)
 {
     m->alerts_total++;
     return bump(&m->issuers, &m->n_issuers, &m->cap_issuers, issuer, "");
+}
+
+void metrics_alert_severity(struct metrics *m, int severity)
+{
+    if (severity >= SEVERITY_LOW && severity <= SEVERITY_CRITICAL) {
+        m->severity[severity]++;
+    }
 }
 
 int metrics_rule_suppressed(struct metrics *m, const char *rule)
@@ -289,6 +297,15 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
     for (size_t i = 0; i < m->n_issuers; i++) {
         sb_printf(&b, "cardwatch_alerts_total{issuer=\"%s\"} %llu\n",
                   m->issuers[i].issuer, (unsigned long long)m->issuers[i].n);
+    }
+    sb_printf(&b, "# HELP cardwatch_alerts_by_severity_total Alerts produced, "
+                  "by their severity (the highest of their rule hits).\n"
+                  "# TYPE cardwatch_alerts_by_severity_total counter\n");
+    for (int s = SEVERITY_LOW; s <= SEVERITY_CRITICAL; s++) {
+        sb_printf(&b, "cardwatch_alerts_by_severity_total{severity=\"%s\"} "
+                      "%llu\n",
+                  severity_name((enum severity)s),
+                  (unsigned long long)m->severity[s]);
     }
     sb_printf(&b, "# HELP cardwatch_rule_hits_total Rule hits in produced "
                   "alerts, by rule and issuer.\n"

@@ -66,6 +66,10 @@ int metrics_alert(struct metrics *m, const char *issuer, const char *rule);
 /* Counts one alert per issuer (call once per alert). */
 int metrics_alert_issuer(struct metrics *m, const char *issuer);
 
+/* Counts one alert at its severity (enum severity, alert.h: 1 low .. 4
+ * critical; anything else is not counted). Call once per alert. */
+void metrics_alert_severity(struct metrics *m, int severity);
+
 /* Counts a rule hit that was suppressed (suppress span) on a card. */
 int metrics_rule_suppressed(struct metrics *m, const char *rule);
 

@@ -523,6 +523,18 @@ static void add_breach(struct alert_breach *ab, size_t *nab,
     (*nab)++;
 }
 
+/* An alert handed to the sink: counted by issuer, severity and rule. */
+static void count_alert(struct metrics *m, const char *issuer,
+                        const struct alert *a)
+{
+    metrics_event(m, METRICS_ALERTED, 1);
+    metrics_alert_issuer(m, issuer);
+    metrics_alert_severity(m, (int)a->severity);
+    for (size_t i = 0; i < a->n_hits; i++) {
+        metrics_alert(m, issuer, a->hits[i].rule_id);
+    }
+}
+
 static void on_state_ack(void *arg, int err)
 {
     struct pev *ev = arg;
@@ -643,11 +655,7 @@ static void evaluate(struct pipeline *p, struct pev *ev,
         ev->pending--;
         ev->failed = 1;
     } else {
-        metrics_event(p->o.metrics, METRICS_ALERTED, 1);
-        metrics_alert_issuer(p->o.metrics, label);
-        for (size_t i = 0; i < nh; i++) {
-            metrics_alert(p->o.metrics, label, rh[i].rule_id);
-        }
+        count_alert(p->o.metrics, label, a);
     }
     free(buf);
     free(a);

@@ -410,6 +410,9 @@ def test_dashboard_metrics_are_exported_by_run_and_feed():
     assert m.by("cardwatch_events_total", "outcome") == \
         {"clean": len(clean), "exposed": 0, "alerted": 4, "dead_letter": 1}, m.text
     assert m.by("cardwatch_alerts_total", "issuer") == {"alpha": 3, "beta": 1}
+    # every alert has exposed-use (high), the highest of its hits
+    assert m.by("cardwatch_alerts_by_severity_total", "severity") == \
+        {"low": 0, "medium": 0, "high": 4, "critical": 0}, m.text
     hits = {(lb["rule"], lb["issuer"]): v for name, lb, v in m.samples
             if name == "cardwatch_rule_hits_total"}
     assert hits == {("exposed-use", "alpha"): 3, ("exposed-use", "beta"): 1,

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "alert.h"
 #include "metrics.h"
 
 static char *render(struct metrics *m, const char *extra)
@@ -39,6 +40,11 @@ static void test_counters_and_labels(void **state)
     metrics_dead_letter(m, TXN_ERR_LUHN);
     metrics_alert_issuer(m, "acme");
     metrics_alert_issuer(m, "acme");
+    metrics_alert_severity(m, SEVERITY_HIGH);
+    metrics_alert_severity(m, SEVERITY_CRITICAL);
+    metrics_alert_severity(m, SEVERITY_HIGH);
+    metrics_alert_severity(m, SEVERITY_NONE); /* not a severity: not counted */
+    metrics_alert_severity(m, 99);
     metrics_alert(m, "acme", "cnp-use");
     metrics_alert(m, "acme", "cnp-use");
     metrics_alert(m, "acme", "velocity");
@@ -60,6 +66,10 @@ static void test_counters_and_labels(void **state)
     has(t, "cardwatch_dead_letters_total{reason=\"luhn\"} 1");
     has(t, "cardwatch_dead_letters_total{reason=\"expiry\"} 0");
     has(t, "cardwatch_alerts_total{issuer=\"acme\"} 2");
+    has(t, "cardwatch_alerts_by_severity_total{severity=\"high\"} 2");
+    has(t, "cardwatch_alerts_by_severity_total{severity=\"critical\"} 1");
+    has(t, "cardwatch_alerts_by_severity_total{severity=\"medium\"} 0");
+    has(t, "cardwatch_alerts_by_severity_total{severity=\"low\"} 0");
     has(t, "cardwatch_rule_hits_total{rule=\"cnp-use\",issuer=\"acme\"} 2");
     has(t, "cardwatch_rule_hits_total{rule=\"velocity\",issuer=\"acme\"} 1");
     has(t, "cardwatch_suppressed_hits_total{rule=\"velocity\"} 1");
