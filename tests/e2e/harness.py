@@ -21,6 +21,7 @@ What it offers
   http_get(), scrape(), Metrics   plain HTTP GET (any status) and Prometheus
                                   text parsing for /healthz /readyz /metrics
   luhn_scan()                     13-19 digit Luhn-valid numbers in a blob
+  text_card_numbers()             the same in logs, random hex ids set aside
   pb_decode(), ProtoSchema        protobuf wire decoding, independent of the C code
 
 The test runner (run.py) calls configure(), begin_test() and
@@ -438,6 +439,27 @@ def luhn_scan(data, min_len=13, max_len=19):
         if min_len <= len(run) <= max_len and luhn_valid(run):
             found.append(run)
     return found
+
+
+
+# A lowercase hex word of 16+ characters with at least one letter, standing
+# alone (no letter or digit either side): a digest or a random id such as the
+# exposed set's generation marker (32 hex from the CSPRNG), whose digit runs
+# are Luhn-valid 14+ digit numbers about once in a hundred draws.
+_HEX_WORD = re.compile(rb"(?<![0-9A-Za-z])[0-9a-f]{16,}(?![0-9A-Za-z])")
+
+
+def text_card_numbers(data, min_len=14):
+    """luhn_scan() of a log or command output with every stand-alone hex
+    word (see _HEX_WORD) blanked first: card numbers are written as digits
+    among non-hex-letters, so this keeps every real leak in view and drops
+    the digit runs that random ids hold by chance. min_len=14 skips 13-digit
+    epoch-millisecond timestamps (see luhn_scan)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    blanked = _HEX_WORD.sub(
+        lambda m: b" " if re.search(rb"[a-f]", m.group()) else m.group(), data)
+    return luhn_scan(blanked, min_len=min_len)
 
 
 # --------------------------------------------------------------------------

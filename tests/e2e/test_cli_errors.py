@@ -99,7 +99,7 @@ def _clean(what, text):
     """No sanitizer report, no card number, no key material."""
     for bad in BAD_WORDS:
         assert bad not in text, f"{what}: {bad}:\n{text}"
-    assert not h.luhn_scan(text, min_len=14), f"{what}: a card number in:\n{text}"
+    assert not h.text_card_numbers(text), f"{what}: a card number in:\n{text}"
     assert cw.KEY_HEX[:16] not in text, f"{what}: key material in:\n{text}"
 
 

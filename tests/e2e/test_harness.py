@@ -309,6 +309,16 @@ def test_luhn_scan():
     assert h.luhn_scan(b'"pan_masked":"411111******1111"') == []
     assert h.luhn_scan(b"\n4111111111111111\n") == ["4111111111111111"]
     assert h.luhn_valid("79927398713") and not h.luhn_valid("79927398710")
+    # logs: a generation marker whose digits hold a Luhn-valid run (seen in
+    # CI) is set aside; a card number next to it, or in any other form, is not
+    gen = b"generation 9cd9393808c02945a55565232349536a"
+    assert h.luhn_scan(gen, min_len=14) == ["55565232349536"]
+    assert h.text_card_numbers(gen) == []
+    assert h.text_card_numbers(gen + b" 4111111111111111") == ["4111111111111111"]
+    assert h.text_card_numbers("card=4111111111111111,") == ["4111111111111111"]
+    assert h.text_card_numbers(b"id 55565232349536") == ["55565232349536"]  # digits only
+    assert h.text_card_numbers(b"x4111111111111111y") == ["4111111111111111"]
+    assert h.text_card_numbers(b"t=1721952000123") == []                  # epoch ms
 
 
 def test_protobuf_decoder():

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import resource
 from pathlib import Path
 
@@ -134,6 +135,12 @@ def test_no_card_number_anywhere():
     digests = _hex_digests(
         [(p, e) for p, e in rows] + [(t["pan"], t["expiry"]) for t in valid],
         [t["txn_id"] for t in valid], [m.value for m in inputs])
+    # the exposed set's generation markers (32 random hex, in Redis, logs and
+    # the filter's info metric) hold Luhn-valid digit runs by chance
+    for data in sources.values():
+        digests |= {g.decode() for g in re.findall(rb'generation[ =:"]*([0-9a-f]{32})', data)}
+    digests |= {v.decode() for k, typ, v, _ in dump
+                if typ == "string" and k.endswith(b":exposed")}
     unexplained, explained = [], {"timestamp": 0, "digest": 0}
     for name, data in sources.items():
         for run in h.luhn_scan(data):
