@@ -34,6 +34,7 @@ int cmd_tail(int argc, char **argv);     /* cli_data.c */
 int cmd_rules(int argc, char **argv);    /* cli_rules.c */
 int cmd_feed(int argc, char **argv);     /* cli_feed.c */
 int cmd_token(int argc, char **argv);    /* cli_feed.c */
+int cmd_cpp(int argc, char **argv);      /* cli_cpp.c */
 
 /* ---- what the commands share (cli.c) ---- */
 

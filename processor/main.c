@@ -26,6 +26,9 @@ static const char usage_main[] =
     "current layout\n"
     "  replay     run the monitoring over stored history (a topic time "
     "range or a file)\n"
+    "  cpp        find the merchant that leaked the defrauded cards "
+    "(common point of\n"
+    "             purchase) and when\n"
     "  gen        make synthetic cards or transactions (demo, tests, "
     "bench)\n"
     "  send       publish JSON-lines transactions to Kafka as protobuf\n"
@@ -61,6 +64,7 @@ int main(int argc, char **argv)
         {"tail", cmd_tail, 1},       {"rules", cmd_rules, 1},
         {"replay", cmd_replay, 1},   {"feed", cmd_feed, 1},
         {"token", cmd_token, 1},     {"check", cmd_check, 1},
+        {"cpp", cmd_cpp, 1},
     };
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {

@@ -1,0 +1,135 @@
+/* cpp.h - common-point-of-purchase analysis: which merchant do the cards
+ * that were later defrauded share far more often than chance allows
+ * (pure: no I/O; `cardwatch cpp` in cli_cpp.c reads the inputs).
+ *
+ * Inputs. The cases: compromised cards, each a 16-byte binary
+ * fingerprint (card.h, rmodel_fp_bin) with the time of its first fraud.
+ * Then the transaction history, one (fingerprint, merchant, event time)
+ * at a time, in any order.
+ *
+ * What is counted. Each case looks back lookback_ms from its first fraud:
+ * its uses in [first_fraud - lookback, first_fraud) are its candidate
+ * points of purchase (uses at or after the first fraud are the fraud
+ * itself and never count: fraudsters' cash-out merchants do not win).
+ * The period is [earliest first fraud - lookback, latest first fraud):
+ * every transaction in it counts towards its merchant's audience (the
+ * distinct cards that used the merchant, n) and towards all cards seen
+ * (N). A merchant's k is the number of cases that used it in their own
+ * look-back.
+ *
+ * The statistic. If being compromised had nothing to do with a merchant,
+ * each of the K cases seen in the period (cases with at least one use in
+ * their look-back) would have used merchant m with the chance a card in
+ * the period has, p = n / N; k would be Binomial(K, p), expected K * p.
+ * The p-value is P(X >= k) under that binomial (the regularised
+ * incomplete beta function I_p(k, K - k + 1)), corrected for looking at
+ * every merchant of the period at once (Bonferroni: times M, the number of
+ * merchants, capped at 1). A merchant is significant when the corrected
+ * p-value is below alpha. A popular merchant that every card visits has
+ * p near 1: even k = K is no surprise there. p is taken over the whole
+ * period, which contains every look-back window, so it can only
+ * overstate a card's chance within its own look-back: the test errs
+ * towards fewer suspects, never more.
+ *
+ * The compromise window of a merchant: its cases' uses bound it from
+ * inside - a case was compromised at one of its uses, so its last use
+ * (before its fraud) is no earlier than the window's start and its first
+ * use no later than the window's end. The estimate is the earliest last
+ * use to the latest first use, after setting aside from each end as many
+ * cases as chance alone would bring (round(K * p)). The raw first and
+ * last use by any case are reported too.
+ *
+ * Memory: a table of cases (~40 B each), one per merchant (its name, a
+ * distinct-card counter of at most 4 KiB - exact up to 128 cards, then a
+ * HyperLogLog of 4,096 registers, ~1.6 % standard error), and one entry
+ * per (merchant, case) pair that met (~24 B): bounded by merchants and
+ * cases, never by the length of the history. Not thread-safe.
+ */
+#ifndef CARDWATCH_CPP_H
+#define CARDWATCH_CPP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPP_FP_LEN 16
+#define CPP_MERCHANT_MAX 64
+
+struct cpp_opts {
+    int64_t lookback_ms; /* > 0; how far back from a first fraud uses
+                            count (the command's default: 180 days) */
+    double alpha;        /* family-wise significance level, (0, 1) */
+    uint32_t min_cases;  /* merchants with fewer cases are not ranked
+                            (>= 1) */
+};
+
+/* One ranked merchant. */
+struct cpp_suspect {
+    char merchant[CPP_MERCHANT_MAX + 1];
+    uint32_t cases;     /* k: cases that used it in their look-back */
+    uint64_t cards;     /* n: distinct cards that used it in the period
+                           (exact up to 128, then estimated) */
+    double expected;    /* K * n / N: cases chance alone would bring */
+    double log10_p;     /* log10 P(X >= k), <= 0 */
+    double log10_p_adj; /* log10 of the Bonferroni-corrected p, <= 0 */
+    int significant;    /* log10_p_adj < log10(alpha) */
+    int64_t first_use_ms, last_use_ms;      /* by any case (raw) */
+    int64_t window_start_ms, window_end_ms; /* the estimate (see above) */
+};
+
+/* What the analysis saw. */
+struct cpp_summary {
+    uint64_t cases;           /* distinct cases added */
+    uint64_t cases_seen;      /* K: cases with a use in their look-back */
+    uint64_t txns;            /* transactions observed */
+    uint64_t txns_in_period;  /* of them inside the period */
+    uint64_t merchants;       /* M: merchants with a use in the period */
+    uint64_t cards;           /* N: distinct cards in the period (est.) */
+    int64_t period_from_ms;   /* the period [from, to); 0, 0 without */
+    int64_t period_to_ms;     /* cases */
+    size_t memory_bytes;      /* held by the analysis now */
+};
+
+struct cpp;
+
+/* Makes an analysis. Returns NULL on bad options (lookback <= 0, alpha
+ * outside (0, 1), min_cases 0) or no memory. The caller owns it. */
+struct cpp *cpp_new(const struct cpp_opts *o);
+
+/* Frees. NULL is a no-op. */
+void cpp_destroy(struct cpp *c);
+
+/* Adds a case: fp (16 bytes, copied) first defrauded at first_fraud_ms.
+ * A card added twice keeps its earliest first fraud. Only before
+ * cpp_seal(). Returns 0, or -1 when out of memory or already sealed. */
+int cpp_add_case(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
+                 int64_t first_fraud_ms);
+
+/* Ends the cases: fixes the period. Returns the number of cases. */
+uint64_t cpp_seal(struct cpp *c);
+
+/* The period [*from, *to) fixed by cpp_seal() (0, 0 without cases): a
+ * transaction outside it changes nothing, so a reader may skip it before
+ * taking its fingerprint. */
+void cpp_period(const struct cpp *c, int64_t *from, int64_t *to);
+
+/* Observes one transaction: card fp (16 bytes), merchant id (mlen bytes,
+ * at most CPP_MERCHANT_MAX; longer ones are cut), event time t_ms. Only
+ * after cpp_seal(). Returns 0, or -1 when out of memory (the analysis
+ * stays usable but misses this transaction) or not sealed. */
+int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
+                const char *merchant, size_t mlen, int64_t t_ms);
+
+/* Ranks the merchants with at least min_cases cases: most significant
+ * (smallest p) first; ties by the larger excess k / expected, then by
+ * merchant id. Writes up to max of them to out (may be NULL when max is
+ * 0), their count to *n (may exceed max: then out holds the first max)
+ * and the summary to *sum (may be NULL). Can be called again (after more
+ * observations too). Returns 0, or -1 when out of memory. */
+int cpp_rank(struct cpp *c, struct cpp_suspect *out, size_t max, size_t *n,
+             struct cpp_summary *sum);
+
+/* log10 of P(X >= k) for X ~ Binomial(trials, p): 0 when k == 0 or
+ * p >= 1, -INFINITY when k > trials or p <= 0 < k. Exposed for tests. */
+double cpp_log10_binom_tail(uint64_t k, uint64_t trials, double p);
+
+#endif
