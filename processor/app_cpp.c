@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -17,10 +18,12 @@
 #include "card.h"
 #include "clock.h"
 #include "cpp.h"
+#include "kafka_seek.h"
 #include "listcsv.h"
 #include "log.h"
 #include "rblock.h"
 #include "rmodel.h"
+#include "source_range.h"
 #include "text.h"
 #include "timeparse.h"
 #include "txn.h"
@@ -29,6 +32,7 @@
 #define BATCH 512
 #define MAX_BAD_LOGGED 10
 #define DAY_MS 86400000LL
+#define SEEK_TIMEOUT_MS 60000
 
 static volatile sig_atomic_t cpp_signal;
 
@@ -109,6 +113,9 @@ struct cpp_app {
     uint64_t bytes_done, bytes_total; /* over all files, for progress */
     uint64_t last_draw_ns, t0_ns;
     int64_t from_ms, to_ms; /* what pass 1 needs (the period) */
+    struct cpp_obs obs[BATCH]; /* pass 1: waiting for cpp_observe_batch */
+    char obs_merchant[BATCH][TXN_MERCHANT_MAX + 1];
+    size_t n_obs;
     const char *emit_merchant;
     int64_t emit_from_ms, emit_to_ms;
     struct fpset emit;
@@ -275,10 +282,19 @@ static void draw_progress(struct cpp_app *a, int final)
     }
 }
 
+/* Hands the transactions taken so far to the analysis. */
+static void flush_obs(struct cpp_app *a)
+{
+    if (a->n_obs > 0) {
+        int failed = cpp_observe_batch(a->cpp, a->obs, a->n_obs);
+        a->oom += failed > 0 ? (uint64_t)failed : 0;
+        a->n_obs = 0;
+    }
+}
+
 /* One decoded transaction: its card fingerprinted, its number wiped. */
 static int take_txn(struct cpp_app *a, struct txn *t)
 {
-    char hex[CARD_FP_SIZE];
     uint8_t bin[RMODEL_FP_BIN];
     int64_t ts = t->event_time_ms;
     int in = a->pass == 1 ? ts >= a->from_ms && ts < a->to_ms
@@ -289,18 +305,23 @@ static int take_txn(struct cpp_app *a, struct txn *t)
         txn_forget_pan(t);
         return 0;
     }
-    int rc = card_fingerprint(a->key, t->pan, t->pan_len, hex);
+    int rc = card_fingerprint_bin(a->key, t->pan, t->pan_len, bin);
     txn_forget_pan(t);
-    if (rc != 0 || rmodel_fp_bin(hex, bin) != 0) {
+    if (rc != 0) {
         log_msg(LOG_ERROR, MOD, "fingerprint failed (OpenSSL)");
         return -1;
     }
     if (a->pass == 2) {
         return fpset_add(&a->emit, bin);
     }
-    if (cpp_observe(a->cpp, bin, t->merchant_id, strlen(t->merchant_id),
-                    ts) != 0) {
-        a->oom++;
+    struct cpp_obs *o = &a->obs[a->n_obs];
+    memcpy(o->fp, bin, CPP_FP_LEN);
+    o->mlen = strlen(t->merchant_id);
+    memcpy(a->obs_merchant[a->n_obs], t->merchant_id, o->mlen + 1);
+    o->merchant = a->obs_merchant[a->n_obs];
+    o->t_ms = ts;
+    if (++a->n_obs == BATCH) {
+        flush_obs(a);
     }
     return 0;
 }
@@ -363,12 +384,134 @@ static int scan_file(struct cpp_app *a, const char *path)
     return out;
 }
 
+/* ---- the history: a time range of a topic ---- */
+
+struct topic_scan {
+    struct cpp_app *a;
+    struct event_base *base;
+    struct source_range *sr;
+    int failed;
+};
+
+static size_t ts_capacity(void *arg)
+{
+    (void)arg;
+    return 65536; /* taken at once: nothing waits on anything */
+}
+
+static int ts_intake(void *arg, const struct pipeline_record *recs, size_t n)
+{
+    struct topic_scan *ts = arg;
+    struct cpp_app *a = ts->a;
+    for (size_t i = 0; i < n && !ts->failed; i++) {
+        struct txn t;
+        enum txn_status st = recs[i].too_long
+                                 ? TXN_ERR_TOO_LONG
+                                 : txn_decode_protobuf(recs[i].payload,
+                                                       recs[i].len, &t);
+        a->records++;
+        if (st != TXN_OK) {
+            if (++a->invalid <= MAX_BAD_LOGGED && a->pass == 1) {
+                log_msg(LOG_WARN, MOD,
+                        "%s/%" PRId32 "/%" PRId64 ": skipped: %s%s",
+                        a->o->topic, recs[i].partition, recs[i].offset,
+                        txn_status_name(st),
+                        a->invalid == MAX_BAD_LOGGED ? " (no more are logged)"
+                                                     : "");
+            }
+        } else if (take_txn(a, &t) != 0) {
+            ts->failed = 1;
+        }
+    }
+    a->bytes_done = source_range_taken(ts->sr);
+    return 0;
+}
+
+static void ts_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct topic_scan *ts = arg;
+    draw_progress(ts->a, 0);
+    if (ts->failed || cpp_signal != 0 || source_range_at_end(ts->sr)) {
+        event_base_loopexit(ts->base, NULL);
+    }
+}
+
+/* Reads [from, to) of the topic by message timestamp (kafka_seek.h), as
+ * replay does, without a group. Returns 0, -1 (logged) or 1 (signal). */
+static int scan_topic(struct cpp_app *a)
+{
+    struct topic_scan ts = {.a = a};
+    char err[512], brokers[CONFIG_STR_MAX];
+    struct kseek_part *parts = NULL;
+    size_t n_parts = 0;
+    struct event *tick = NULL;
+    int rc = -1;
+    ts.base = event_base_new();
+    if (ts.base == NULL ||
+        config_brokers(a->c, brokers, sizeof(brokers), err, sizeof(err))) {
+        log_msg(LOG_ERROR, MOD, "%s", ts.base == NULL ? "no event base" : err);
+        goto out;
+    }
+    struct source_range_opts so = {
+        .config = a->c, .brokers = brokers, .topic = a->o->topic,
+        .batch_size = a->c->batch_size, .capacity = ts_capacity,
+        .intake = ts_intake, .arg = &ts,
+    };
+    ts.sr = source_range_new(ts.base, &so, err, sizeof(err));
+    if (ts.sr == NULL ||
+        kafka_seek_range(source_range_handle(ts.sr), a->o->topic,
+                         a->o->from_ms, a->o->to_ms, SEEK_TIMEOUT_MS, 0,
+                         &parts, &n_parts, NULL, err, sizeof(err)) != 0) {
+        log_msg(LOG_ERROR, MOD, "%s", err);
+        goto out;
+    }
+    a->bytes_total = 0;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (parts[i].end > parts[i].start) {
+            a->bytes_total += (uint64_t)(parts[i].end - parts[i].start);
+        }
+    }
+    struct timeval every = {0, 100000};
+    tick = event_new(ts.base, -1, EV_PERSIST, ts_tick, &ts);
+    if (tick == NULL || event_add(tick, &every) != 0 ||
+        source_range_start(ts.sr, parts, n_parts, err, sizeof(err)) != 0) {
+        log_msg(LOG_ERROR, MOD, "%s", tick == NULL ? "no timer" : err);
+        goto out;
+    }
+    event_base_dispatch(ts.base);
+    rc = ts.failed ? -1 : cpp_signal != 0 ? 1 : 0;
+out:
+    if (ts.sr != NULL) {
+        source_range_stop(ts.sr);
+    }
+    if (tick != NULL) {
+        event_free(tick);
+    }
+    source_range_destroy(ts.sr);
+    kafka_seek_free(parts);
+    if (ts.base != NULL) {
+        event_base_free(ts.base);
+    }
+    return rc;
+}
+
 static int scan_all(struct cpp_app *a, int pass)
 {
     a->pass = pass;
     a->records = a->invalid = a->outside = 0;
     a->bytes_done = 0;
     a->t0_ns = clock_mono_ns();
+    if (a->o->topic != NULL) {
+        int rc = scan_topic(a);
+        if (rc != 0) {
+            if (a->o->progress) {
+                fputc('\n', stderr);
+            }
+            return rc;
+        }
+    }
     for (size_t i = 0; i < a->o->n_inputs; i++) {
         int rc = scan_file(a, a->o->inputs[i]);
         if (rc != 0) {
@@ -378,6 +521,7 @@ static int scan_all(struct cpp_app *a, int pass)
             return rc;
         }
     }
+    flush_obs(a);
     draw_progress(a, 1);
     return 0;
 }

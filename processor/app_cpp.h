@@ -5,11 +5,13 @@
  * with their first-fraud times, and/or the alerts issuers marked
  * confirmed_fraud in the feed (Redis) - then streams the history files
  * (replay's reader: JSON lines or length-delimited protobuf, plain or
- * gzip), fingerprinting each card and forgetting its number at once.
+ * gzip) or a time range of a topic (replay's range reader: no group
+ * joined, nothing committed), fingerprinting each card and forgetting its
+ * number at once.
  * Prints the ranked merchants; writes a JSON report and the suspected
  * breach's cards (fingerprints) on request: a second pass over the files
- * collects the cards that used the top merchant inside its estimated
- * window (whole UTC days).
+ * (or over the topic range) collects the cards that used the top
+ * merchant inside its estimated window (whole UTC days).
  */
 #ifndef CARDWATCH_APP_CPP_H
 #define CARDWATCH_APP_CPP_H
@@ -24,6 +26,8 @@ struct cpp_run_opts {
     const char *frauds;           /* CSV: pan|fingerprint, first_fraud;
                                      NULL = none */
     int from_feed;                /* + confirmed_fraud alerts in Redis */
+    const char *topic;            /* history: a topic (NULL = files) */
+    int64_t from_ms, to_ms;       /* its range by message timestamp */
     const char *const *inputs;    /* history files ("-" = stdin) */
     size_t n_inputs;
     enum reader_format format;

@@ -369,6 +369,22 @@ int card_fingerprint(struct card_key *key, const char *pan, size_t len,
     return 0;
 }
 
+int card_fingerprint_bin(struct card_key *key, const char *pan, size_t len,
+                         uint8_t out[CARD_FP_BIN_LEN])
+{
+    uint8_t mac[32];
+    const void *parts[1] = {pan};
+    size_t lens[1] = {len};
+
+    if (key_mac(key, parts, lens, 1, mac) != 0) {
+        memset(out, 0, CARD_FP_BIN_LEN);
+        return -1;
+    }
+    memcpy(out, mac, CARD_FP_BIN_LEN);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return 0;
+}
+
 int card_expiry_tag(struct card_key *key, const char *fingerprint,
                     const char expiry[4], char out[CARD_EXPTAG_SIZE])
 {

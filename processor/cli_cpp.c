@@ -15,12 +15,17 @@
 static const char cpp_help[] = WITH_COMMON_HELP(
     "usage: cardwatch cpp (--frauds FRAUDS.csv | --from-feed) [OPTIONS] "
     "HISTORY...\n"
+    "       cardwatch cpp (--frauds FRAUDS.csv | --from-feed) [OPTIONS] "
+    "--from TIME\n"
+    "                     [--to TIME] [--topic T]\n"
     "\n"
     "Common-point-of-purchase analysis: finds the merchant that the cards "
     "later\ndefrauded used far more often than its popularity explains - "
     "where a breach\nleaked them - and when. HISTORY: transaction files as "
     "replay reads them (JSON\nlines or length-delimited protobuf, plain or "
-    "gzip; '-' = stdin). Cards are\nfingerprinted as they are read; no card "
+    "gzip; '-' = stdin), or a\ntime range of the transactions topic "
+    "(--from, --to, --topic: read as replay\nreads it, no consumer group). "
+    "Cards are\nfingerprinted as they are read; no card "
     "number is kept.\n"
     "\n"
     "compromised cards (one or both):\n"
@@ -46,6 +51,10 @@ static const char cpp_help[] = WITH_COMMON_HELP(
     "  --top N            rows to print and report (default 10)\n"
     "  --format F         jsonl|protobuf (default: decided from the first "
     "byte)\n"
+    "  --from TIME        read the topic from TIME (YYYY-MM-DD, RFC 3339 or "
+    "epoch ms)\n"
+    "  --to TIME          ... up to (excluding) TIME (default: its end)\n"
+    "  --topic T          the topic (default [kafka] transactions_topic)\n"
     "\n"
     "output:\n"
     "  --report FILE      the ranking as JSON\n"
@@ -67,7 +76,7 @@ static const char cpp_help[] = WITH_COMMON_HELP(
 
 struct cpp_args {
     const char *frauds, *as_of, *lookback, *alpha, *min_cases, *top;
-    const char *report, *emit, *format;
+    const char *report, *emit, *format, *from, *to, *topic;
     int from_feed, progress;
 };
 
@@ -106,6 +115,21 @@ static int check_args(const struct cpp_args *a, struct cpp_run_opts *o)
                                          sizeof(err)) != 0) {
         return cli_bad_usage("cpp", "--as-of: %s", err);
     }
+    if (a->from != NULL && timeparse_ms(a->from, &o->from_ms, err,
+                                        sizeof(err)) != 0) {
+        return cli_bad_usage("cpp", "--from: %s", err);
+    }
+    o->to_ms = INT64_MAX;
+    if (a->to != NULL && timeparse_ms(a->to, &o->to_ms, err, sizeof(err))) {
+        return cli_bad_usage("cpp", "--to: %s", err);
+    }
+    if (a->from == NULL && (a->to != NULL || a->topic != NULL)) {
+        return cli_bad_usage("cpp", "--to and --topic read a topic: give "
+                                    "--from TIME too");
+    }
+    if (a->from != NULL && o->to_ms <= o->from_ms) {
+        return cli_bad_usage("cpp", "--to must be after --from");
+    }
     if (a->format != NULL) {
         if (strcmp(a->format, "jsonl") == 0) {
             o->format = READER_JSONL;
@@ -134,6 +158,9 @@ int cmd_cpp(int argc, char **argv)
         {"report", required_argument, &a.report, NULL, 0},
         {"emit-breach", required_argument, &a.emit, NULL, 0},
         {"progress", no_argument, NULL, &a.progress, 1},
+        {"from", required_argument, &a.from, NULL, 0},
+        {"to", required_argument, &a.to, NULL, 0},
+        {"topic", required_argument, &a.topic, NULL, 0},
     };
     int st = cli_parse_opts(argc, argv, 1, "cpp", cpp_help, &co, defs,
                             N_ELEMS(defs));
@@ -150,9 +177,13 @@ int cmd_cpp(int argc, char **argv)
     if (st != OPTS_GO) {
         return st;
     }
-    if (optind >= argc) {
-        return cli_bad_usage("cpp", "give the history: one or more "
-                                    "transaction files");
+    if (optind >= argc && a.from == NULL) {
+        return cli_bad_usage("cpp", "give the history: transaction files, "
+                                    "or --from TIME for the topic");
+    }
+    if (optind < argc && a.from != NULL) {
+        return cli_bad_usage("cpp", "give files or --from (a topic), not "
+                                    "both");
     }
     o.inputs = (const char *const *)&argv[optind];
     o.n_inputs = (size_t)(argc - optind);
@@ -175,6 +206,9 @@ int cmd_cpp(int argc, char **argv)
         log_report(LOG_ERROR, "cpp", "[card] key_file is not set");
         config_free(&c);
         return 1;
+    }
+    if (a.from != NULL) {
+        o.topic = a.topic != NULL ? a.topic : c.transactions_topic;
     }
     int rc = app_cpp(&c, &o);
     config_free(&c);

@@ -24,11 +24,20 @@ struct distinct {
     uint32_t n_sparse, cap;
 };
 
+/* A merchant's name is kept in place (no pointer to chase per event). */
 struct merchant {
-    char *name;
-    uint32_t len;
+    uint8_t len; /* the fields an event touches first: one cache line */
     uint32_t cases;
     struct distinct cards;
+    char name[CPP_MERCHANT_MAX + 1];
+};
+
+/* A merchant slot: its index + 1 (0 = empty) and the top half of its
+ * name's hash, compared before the name (one cache miss less per probe
+ * that is not it). */
+struct mslot {
+    uint32_t idx;
+    uint32_t tag;
 };
 
 struct pair {
@@ -41,7 +50,7 @@ struct cpp {
     int sealed;
     struct case_ent *cases;
     size_t case_cap, n_cases;
-    uint32_t *mslot; /* merchant index + 1; 0 = empty */
+    struct mslot *mslot;
     size_t mslot_cap;
     struct merchant *merchants;
     size_t n_merchants, merchant_cap;
@@ -260,7 +269,8 @@ struct cpp *cpp_new(const struct cpp_opts *o)
         return NULL;
     }
     c->bytes = sizeof(*c) + c->case_cap * sizeof(*c->cases) +
-               (c->mslot_cap + c->pslot_cap) * sizeof(uint32_t);
+               c->mslot_cap * sizeof(*c->mslot) +
+               c->pslot_cap * sizeof(uint32_t);
     return c;
 }
 
@@ -270,7 +280,6 @@ void cpp_destroy(struct cpp *c)
         return;
     }
     for (size_t i = 0; i < c->n_merchants; i++) {
-        free(c->merchants[i].name);
         free(c->merchants[i].cards.sparse);
         free(c->merchants[i].cards.regs);
     }
@@ -282,10 +291,12 @@ void cpp_destroy(struct cpp *c)
     free(c);
 }
 
-static struct case_ent *case_find(const struct cpp *c, const uint8_t *fp)
+/* The case of fp (its fp_hash h), or NULL. */
+static struct case_ent *case_find(const struct cpp *c, const uint8_t *fp,
+                                  uint64_t h)
 {
     size_t mask = c->case_cap - 1;
-    for (size_t i = fp_hash(fp) & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
         struct case_ent *e = &c->cases[i];
         if (!e->used) {
             return NULL;
@@ -397,11 +408,6 @@ static uint32_t *index_grow(const uint32_t *old, size_t cap, size_t ncap,
     return nt;
 }
 
-static uint64_t merchant_key(const struct cpp *c, uint32_t i)
-{
-    return str_hash(c->merchants[i].name, c->merchants[i].len);
-}
-
 static uint64_t pair_hash(uint32_t m, uint32_t k)
 {
     return mix64(((uint64_t)m << 32) | k);
@@ -448,43 +454,64 @@ static int vec_room(struct cpp *c, void **arr, size_t n, size_t *cap,
     return 0;
 }
 
-/* The merchant named name[len], added when new. NULL when out of
- * memory. */
-static struct merchant *merchant_get(struct cpp *c, const char *name,
-                                     size_t len)
+/* Doubles the merchant slots. Returns 0 / -1. */
+static int mslots_grow(struct cpp *c)
 {
+    size_t ncap = c->mslot_cap * 2;
+    struct mslot *nt = calloc(ncap, sizeof(*nt));
+    if (nt == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < c->mslot_cap; i++) {
+        if (c->mslot[i].idx != 0) {
+            const struct merchant *m = &c->merchants[c->mslot[i].idx - 1];
+            size_t j = str_hash(m->name, m->len) & (ncap - 1);
+            while (nt[j].idx != 0) {
+                j = (j + 1) & (ncap - 1);
+            }
+            nt[j] = c->mslot[i];
+        }
+    }
+    free(c->mslot);
+    c->bytes += c->mslot_cap * sizeof(*nt);
+    c->mslot = nt;
+    c->mslot_cap = ncap;
+    return 0;
+}
+
+/* The index of the merchant named name[len] (hash h: str_hash), added
+ * when new. UINT32_MAX when out of memory. */
+static uint32_t merchant_index(struct cpp *c, const char *name, size_t len,
+                               uint64_t h)
+{
+    uint32_t tag = (uint32_t)(h >> 32);
     size_t mask = c->mslot_cap - 1;
-    size_t i = str_hash(name, len) & mask;
-    for (; c->mslot[i] != 0; i = (i + 1) & mask) {
-        struct merchant *m = &c->merchants[c->mslot[i] - 1];
+    size_t i = h & mask;
+    for (; c->mslot[i].idx != 0; i = (i + 1) & mask) {
+        if (c->mslot[i].tag != tag) {
+            continue;
+        }
+        const struct merchant *m = &c->merchants[c->mslot[i].idx - 1];
         if (m->len == len && memcmp(m->name, name, len) == 0) {
-            return m;
+            return c->mslot[i].idx - 1;
         }
     }
     if (vec_room(c, (void **)&c->merchants, c->n_merchants, &c->merchant_cap,
                  sizeof(*c->merchants)) != 0 ||
-        maybe_grow(c, &c->mslot, &c->mslot_cap, c->n_merchants,
-                   merchant_key) != 0) {
-        return NULL;
+        ((c->n_merchants + 1) * 2 > c->mslot_cap && mslots_grow(c) != 0)) {
+        return UINT32_MAX;
     }
-    char *copy = malloc(len + 1);
-    if (copy == NULL) {
-        return NULL;
-    }
-    memcpy(copy, name, len);
-    copy[len] = '\0';
-    c->bytes += len + 1;
     struct merchant *m = &c->merchants[c->n_merchants];
     memset(m, 0, sizeof(*m));
-    m->name = copy;
-    m->len = (uint32_t)len;
+    memcpy(m->name, name, len);
+    m->len = (uint8_t)len;
     mask = c->mslot_cap - 1;
-    i = str_hash(name, len) & mask;
-    while (c->mslot[i] != 0) {
+    i = h & mask;
+    while (c->mslot[i].idx != 0) {
         i = (i + 1) & mask;
     }
-    c->mslot[i] = (uint32_t)++c->n_merchants;
-    return m;
+    c->mslot[i] = (struct mslot){(uint32_t)++c->n_merchants, tag};
+    return (uint32_t)(c->n_merchants - 1);
 }
 
 /* Records a use at time t of merchant mi by case ki. Returns 0 / -1. */
@@ -516,32 +543,101 @@ static int pair_use(struct cpp *c, uint32_t mi, uint32_t ki, int64_t t)
     return 0;
 }
 
-int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
-                const char *merchant, size_t mlen, int64_t t_ms)
+/* The counting of one in-period event of merchant mi. Returns 0 / -1. */
+static int count_one(struct cpp *c, const struct cpp_obs *o, uint32_t mi,
+                     uint64_t h)
+{
+    c->in_period++;
+    hll_add(c->global, GLOBAL_P, h);
+    if (mi == UINT32_MAX || distinct_add(c, &c->merchants[mi].cards, h)) {
+        return -1;
+    }
+    struct case_ent *e = case_find(c, o->fp, h);
+    if (e == NULL || o->t_ms >= e->first_fraud_ms ||
+        o->t_ms < e->first_fraud_ms - c->o.lookback_ms) {
+        return 0;
+    }
+    e->seen = 1;
+    return pair_use(c, mi, (uint32_t)(e - c->cases), o->t_ms);
+}
+
+/* Prefetches what distinct_add will read for card hash h. */
+static void prefetch_distinct(const struct distinct *d, uint64_t h)
+{
+    if (d->regs != NULL) {
+        __builtin_prefetch(&d->regs[h >> (64 - MERCHANT_P)], 1);
+    } else if (d->sparse != NULL) {
+        __builtin_prefetch(&d->sparse[d->n_sparse / 2]);
+    }
+}
+
+/* One slice of at most PREFETCH_SLICE events in stages, so that the
+ * cache misses of the slice's table lookups (merchant slot, merchant,
+ * its card counter, the case slot) overlap instead of queueing one after
+ * the other: on a history with many merchants they are most of the
+ * work. Returns the events not counted for want of memory. */
+#define PREFETCH_SLICE 32
+static int observe_slice(struct cpp *c, const struct cpp_obs *obs, size_t n)
+{
+    uint64_t mh[PREFETCH_SLICE], ch[PREFETCH_SLICE];
+    uint32_t mi[PREFETCH_SLICE];
+    uint8_t in[PREFETCH_SLICE];
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        c->txns++;
+        in[i] = obs[i].t_ms >= c->from_ms && obs[i].t_ms < c->to_ms;
+        if (in[i]) {
+            size_t len = obs[i].mlen > CPP_MERCHANT_MAX ? CPP_MERCHANT_MAX
+                                                        : obs[i].mlen;
+            mh[i] = str_hash(obs[i].merchant, len);
+            ch[i] = fp_hash(obs[i].fp);
+            __builtin_prefetch(&c->mslot[mh[i] & (c->mslot_cap - 1)]);
+            __builtin_prefetch(&c->cases[ch[i] & (c->case_cap - 1)]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in[i]) {
+            size_t len = obs[i].mlen > CPP_MERCHANT_MAX ? CPP_MERCHANT_MAX
+                                                        : obs[i].mlen;
+            mi[i] = merchant_index(c, obs[i].merchant, len, mh[i]);
+            if (mi[i] != UINT32_MAX) {
+                __builtin_prefetch(&c->merchants[mi[i]].cards);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] && mi[i] != UINT32_MAX) {
+            prefetch_distinct(&c->merchants[mi[i]].cards, ch[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] && count_one(c, &obs[i], mi[i], ch[i]) != 0) {
+            failed++;
+        }
+    }
+    return failed;
+}
+
+int cpp_observe_batch(struct cpp *c, const struct cpp_obs *obs, size_t n)
 {
     if (!c->sealed) {
         return -1;
     }
-    c->txns++;
-    if (t_ms < c->from_ms || t_ms >= c->to_ms) {
-        return 0;
+    int failed = 0;
+    for (size_t off = 0; off < n; off += PREFETCH_SLICE) {
+        size_t k = n - off < PREFETCH_SLICE ? n - off : PREFETCH_SLICE;
+        failed += observe_slice(c, obs + off, k);
     }
-    c->in_period++;
-    mlen = mlen > CPP_MERCHANT_MAX ? CPP_MERCHANT_MAX : mlen;
-    uint64_t h = fp_hash(fp);
-    hll_add(c->global, GLOBAL_P, h);
-    struct merchant *m = merchant_get(c, merchant, mlen);
-    if (m == NULL || distinct_add(c, &m->cards, h) != 0) {
-        return -1;
-    }
-    struct case_ent *e = case_find(c, fp);
-    if (e == NULL || t_ms >= e->first_fraud_ms ||
-        t_ms < e->first_fraud_ms - c->o.lookback_ms) {
-        return 0;
-    }
-    e->seen = 1;
-    return pair_use(c, (uint32_t)(m - c->merchants),
-                    (uint32_t)(e - c->cases), t_ms);
+    return failed;
+}
+
+int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
+                const char *merchant, size_t mlen, int64_t t_ms)
+{
+    struct cpp_obs o = {.merchant = merchant, .mlen = mlen, .t_ms = t_ms};
+    memcpy(o.fp, fp, CPP_FP_LEN);
+    int rc = cpp_observe_batch(c, &o, 1);
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- ranking ---- */

@@ -119,6 +119,20 @@ void cpp_period(const struct cpp *c, int64_t *from, int64_t *to);
 int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
                 const char *merchant, size_t mlen, int64_t t_ms);
 
+/* One transaction for cpp_observe_batch. */
+struct cpp_obs {
+    uint8_t fp[CPP_FP_LEN];
+    const char *merchant; /* borrowed for the call */
+    size_t mlen;
+    int64_t t_ms;
+};
+
+/* Observes n transactions: the same as n cpp_observe() calls, faster
+ * (the table lookups of up to 32 events overlap their memory waits).
+ * Returns the number not counted for want of memory (0 normally), or -1
+ * when not sealed. */
+int cpp_observe_batch(struct cpp *c, const struct cpp_obs *obs, size_t n);
+
 /* Ranks the merchants with at least min_cases cases: most significant
  * (smallest p) first; ties by the larger excess k / expected, then by
  * merchant id. Writes up to max of them to out (may be NULL when max is

@@ -287,6 +287,51 @@ static void test_distinct_cards_exact_then_estimated(void **state)
     cpp_destroy(c);
 }
 
+/* The batch path counts exactly what single calls count. */
+static void test_batch_equals_single_calls(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    struct cpp_obs *obs = calloc(N, sizeof(*obs));
+    static char names[N][8];
+    assert_non_null(obs);
+    struct cpp *one = make(60), *many = make(60);
+    rng_state = 99;
+    for (uint32_t i = 0; i < 300; i++) {
+        uint8_t fp[CPP_FP_LEN];
+        fp_of(i, fp);
+        int64_t ff = (40 + below(60)) * DAY;
+        cpp_add_case(one, fp, ff);
+        cpp_add_case(many, fp, ff);
+    }
+    cpp_seal(one);
+    cpp_seal(many);
+    for (size_t i = 0; i < N; i++) {
+        fp_of(below(2000), obs[i].fp);
+        snprintf(names[i], sizeof(names[i]), "M%u", below(i < N / 2 ? 50 : 3000));
+        obs[i].merchant = names[i];
+        obs[i].mlen = strlen(names[i]);
+        obs[i].t_ms = below(120) * DAY; /* some outside the period */
+        assert_int_equal(cpp_observe(one, obs[i].fp, obs[i].merchant,
+                                     obs[i].mlen, obs[i].t_ms), 0);
+    }
+    assert_int_equal(cpp_observe_batch(many, obs, 7), 0);
+    assert_int_equal(cpp_observe_batch(many, obs + 7, N - 7), 0);
+    struct cpp_suspect a[50], b[50];
+    size_t na, nb;
+    struct cpp_summary sa, sb;
+    assert_int_equal(cpp_rank(one, a, 50, &na, &sa), 0);
+    assert_int_equal(cpp_rank(many, b, 50, &nb, &sb), 0);
+    assert_true(na == nb && na > 10);
+    assert_memory_equal(a, b, (na < 50 ? na : 50) * sizeof(a[0]));
+    assert_true(sa.txns == N && sa.txns == sb.txns &&
+                sa.txns_in_period == sb.txns_in_period &&
+                sa.cards == sb.cards && sa.cases_seen == sb.cases_seen);
+    free(obs);
+    cpp_destroy(one);
+    cpp_destroy(many);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -307,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_no_breach_no_suspect),
         cmocka_unit_test(test_lookback_edges_and_duplicates),
         cmocka_unit_test(test_distinct_cards_exact_then_estimated),
+        cmocka_unit_test(test_batch_equals_single_calls),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
