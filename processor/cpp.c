@@ -642,15 +642,22 @@ int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
 
 /* ---- ranking ---- */
 
+/* A ranked merchant and where its pairs are (internal). */
+struct ranked {
+    struct cpp_suspect s;
+    uint32_t merchant;
+};
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
-static int cmp_suspect(const void *a, const void *b)
+static int cmp_ranked(const void *a, const void *b)
 {
-    const struct cpp_suspect *x = a, *y = b;
+    const struct cpp_suspect *x = &((const struct ranked *)a)->s;
+    const struct cpp_suspect *y = &((const struct ranked *)b)->s;
     if (x->log10_p != y->log10_p) {
         return x->log10_p < y->log10_p ? -1 : 1;
     }
@@ -662,54 +669,75 @@ static int cmp_suspect(const void *a, const void *b)
     return strcmp(x->merchant, y->merchant);
 }
 
-/* The window of suspect s from its k pairs' first and last uses (sorted
- * here; scratch arrays of k). */
-static void estimate_window(struct cpp_suspect *s, int64_t *firsts,
-                            int64_t *lasts, size_t k)
+/* The log-likelihood ratio of n_in of total points inside a span that
+ * would hold e_in of them if they were spread evenly (Poisson, 1-D scan
+ * statistic); 0 unless the span is denser than the rest. */
+static double scan_llr(double n_in, double e_in, double total)
 {
-    qsort(firsts, k, sizeof(*firsts), cmp_i64);
-    qsort(lasts, k, sizeof(*lasts), cmp_i64);
-    s->first_use_ms = firsts[0];
-    s->last_use_ms = lasts[k - 1];
-    size_t trim = (size_t)llround(s->expected);
-    if (trim > (k - 1) / 2) {
-        trim = (k - 1) / 2;
+    if (n_in <= e_in) {
+        return 0.0;
     }
-    int64_t a = lasts[trim], b = firsts[k - 1 - trim];
-    s->window_start_ms = a < b ? a : b;
-    s->window_end_ms = a < b ? b : a;
+    double out = total - n_in, e_out = total - e_in;
+    double v = n_in * log(n_in / e_in);
+    if (out > 0) {
+        v += out * log(out / e_out);
+    }
+    return v;
 }
 
-/* Fills out[0..*n) with the merchants of at least min_cases cases.
- * Returns 0 / -1 (no memory). */
-static int score(struct cpp *c, struct cpp_suspect *all, size_t *n,
-                 double big_n, double big_k)
+/* The compromise window of a merchant from its cases' first and last uses
+ * pts[0..n) (scratch: sorted here): the span of whole days where they are
+ * densest against an even spread over the period [from, to) - the span
+ * of the largest scan_llr. Writes it to s; returns 0 / -1 (no memory). */
+static int scan_window(struct cpp_suspect *s, int64_t *pts, size_t n,
+                       int64_t from, int64_t to)
 {
-    size_t *start = calloc(c->n_merchants + 1, sizeof(*start));
-    int64_t *firsts = malloc((c->n_pairs + 1) * sizeof(*firsts));
-    int64_t *lasts = malloc((c->n_pairs + 1) * sizeof(*lasts));
-    if (start == NULL || firsts == NULL || lasts == NULL) {
-        free(start);
-        free(firsts);
-        free(lasts);
+    qsort(pts, n, sizeof(*pts), cmp_i64);
+    int64_t *day = malloc(n * sizeof(*day));
+    size_t *pre = malloc((n + 1) * sizeof(*pre));
+    if (day == NULL || pre == NULL) {
+        free(day);
+        free(pre);
         return -1;
     }
-    for (size_t i = 0; i < c->n_merchants; i++) {
-        start[i + 1] = start[i] + c->merchants[i].cases;
+    size_t u = 0;
+    pre[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t d = pts[i] / 86400000LL; /* UTC days (times are > 0) */
+        if (u == 0 || day[u - 1] != d) {
+            day[u] = d;
+            pre[u + 1] = pre[u];
+            u++;
+        }
+        pre[u]++;
     }
-    size_t *fill = calloc(c->n_merchants + 1, sizeof(*fill));
-    if (fill == NULL) {
-        free(start);
-        free(firsts);
-        free(lasts);
-        return -1;
+    double days = (double)(to / 86400000LL - from / 86400000LL + 1);
+    double best = -1.0;
+    size_t ba = 0, bb = 0;
+    for (size_t a = 0; a < u; a++) {
+        for (size_t b = a; b < u; b++) {
+            double w = (double)(day[b] - day[a] + 1);
+            double v = scan_llr((double)(pre[b + 1] - pre[a]),
+                                (double)n * w / days, (double)n);
+            if (v > best) {
+                best = v;
+                ba = a;
+                bb = b;
+            }
+        }
     }
-    for (size_t i = 0; i < c->n_pairs; i++) {
-        const struct pair *p = &c->pairs[i];
-        size_t at = start[p->merchant] + fill[p->merchant]++;
-        firsts[at] = p->first_ms;
-        lasts[at] = p->last_ms;
-    }
+    s->window_start_ms = day[ba] * 86400000LL;
+    s->window_end_ms = (day[bb] + 1) * 86400000LL - 1;
+    free(day);
+    free(pre);
+    return 0;
+}
+
+/* Fills all[0..*n) with the merchants of at least min_cases cases (no
+ * window yet). */
+static void score(const struct cpp *c, struct ranked *all, size_t *n,
+                  double big_n, double big_k)
+{
     double log10_m = log10((double)(c->n_merchants > 0 ? c->n_merchants : 1));
     *n = 0;
     for (size_t i = 0; i < c->n_merchants; i++) {
@@ -717,8 +745,10 @@ static int score(struct cpp *c, struct cpp_suspect *all, size_t *n,
         if (m->cases < c->o.min_cases) {
             continue;
         }
-        struct cpp_suspect *s = &all[(*n)++];
-        memset(s, 0, sizeof(*s));
+        struct ranked *r = &all[(*n)++];
+        struct cpp_suspect *s = &r->s;
+        memset(r, 0, sizeof(*r));
+        r->merchant = (uint32_t)i;
         memcpy(s->merchant, m->name, m->len);
         s->cases = m->cases;
         s->cards = distinct_count(&m->cards);
@@ -729,13 +759,41 @@ static int score(struct cpp *c, struct cpp_suspect *all, size_t *n,
         s->log10_p_adj = s->log10_p + log10_m;
         s->log10_p_adj = s->log10_p_adj > 0 ? 0 : s->log10_p_adj;
         s->significant = s->log10_p_adj < log10(c->o.alpha);
-        estimate_window(s, firsts + start[i], lasts + start[i], m->cases);
     }
-    free(fill);
-    free(start);
-    free(firsts);
-    free(lasts);
-    return 0;
+}
+
+/* Windows and first/last use of the first n ranked merchants. Returns
+ * 0 / -1 (no memory). */
+static int windows(const struct cpp *c, struct ranked *top, size_t n)
+{
+    int rc = 0;
+    for (size_t r = 0; r < n && rc == 0; r++) {
+        struct cpp_suspect *s = &top[r].s;
+        int64_t *pts = malloc(2 * (size_t)s->cases * sizeof(*pts));
+        if (pts == NULL) {
+            return -1;
+        }
+        size_t k = 0;
+        s->first_use_ms = INT64_MAX;
+        s->last_use_ms = INT64_MIN;
+        for (size_t i = 0; i < c->n_pairs; i++) {
+            const struct pair *p = &c->pairs[i];
+            if (p->merchant != top[r].merchant) {
+                continue;
+            }
+            pts[k++] = p->first_ms;
+            if (p->last_ms != p->first_ms) {
+                pts[k++] = p->last_ms;
+            }
+            s->first_use_ms = p->first_ms < s->first_use_ms ? p->first_ms
+                                                            : s->first_use_ms;
+            s->last_use_ms = p->last_ms > s->last_use_ms ? p->last_ms
+                                                         : s->last_use_ms;
+        }
+        rc = scan_window(s, pts, k, c->from_ms, c->to_ms);
+        free(pts);
+    }
+    return rc;
 }
 
 int cpp_rank(struct cpp *c, struct cpp_suspect *out, size_t max, size_t *n,
@@ -746,14 +804,19 @@ int cpp_rank(struct cpp *c, struct cpp_suspect *out, size_t max, size_t *n,
         seen += c->cases[i].used && c->cases[i].seen;
     }
     double big_n = c->in_period > 0 ? hll_count(c->global, GLOBAL_P) : 0;
-    struct cpp_suspect *all = malloc((c->n_merchants + 1) * sizeof(*all));
-    if (all == NULL || score(c, all, n, big_n, (double)seen) != 0) {
+    struct ranked *all = malloc((c->n_merchants + 1) * sizeof(*all));
+    if (all == NULL) {
+        return -1;
+    }
+    score(c, all, n, big_n, (double)seen);
+    qsort(all, *n, sizeof(*all), cmp_ranked);
+    size_t shown = *n < max ? *n : max;
+    if (windows(c, all, shown) != 0) {
         free(all);
         return -1;
     }
-    qsort(all, *n, sizeof(*all), cmp_suspect);
-    if (max > 0) {
-        memcpy(out, all, (*n < max ? *n : max) * sizeof(*all));
+    for (size_t i = 0; i < shown; i++) {
+        out[i] = all[i].s;
     }
     free(all);
     if (sum != NULL) {

@@ -31,13 +31,16 @@
  * overstate a card's chance within its own look-back: the test errs
  * towards fewer suspects, never more.
  *
- * The compromise window of a merchant: its cases' uses bound it from
- * inside - a case was compromised at one of its uses, so its last use
- * (before its fraud) is no earlier than the window's start and its first
- * use no later than the window's end. The estimate is the earliest last
- * use to the latest first use, after setting aside from each end as many
- * cases as chance alone would bring (round(K * p)). The raw first and
- * last use by any case are reported too.
+ * The compromise window of a merchant: each case that met it contributes
+ * its first and its last use there (inside its look-back); the window is
+ * the span of whole days where these uses are densest against an even
+ * spread over the period - the span with the largest Poisson
+ * log-likelihood ratio (the scan statistic in one dimension). Cases that
+ * used the merchant by chance are spread over the period and hardly move
+ * it; a compromised card's earlier and later visits move it only when
+ * many cards share them. The raw first and last use by any case are
+ * reported too. Windows are computed for the merchants handed out only
+ * (cpp_rank's max): O(d^2) in the days that hold a use.
  *
  * Memory: a table of cases (~40 B each), one per merchant (its name, a
  * distinct-card counter of at most 4 KiB - exact up to 128 cards, then a
@@ -73,7 +76,9 @@ struct cpp_suspect {
     double log10_p_adj; /* log10 of the Bonferroni-corrected p, <= 0 */
     int significant;    /* log10_p_adj < log10(alpha) */
     int64_t first_use_ms, last_use_ms;      /* by any case (raw) */
-    int64_t window_start_ms, window_end_ms; /* the estimate (see above) */
+    int64_t window_start_ms, window_end_ms; /* the estimate (see above):
+                                               the first and the last ms
+                                               of whole UTC days */
 };
 
 /* What the analysis saw. */
