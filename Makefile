@@ -67,7 +67,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps run test check-tree unit unit-asan e2e e2e-asan bench bench-latency bench-feed \
-        bench-load fuzz chaos coverage \
+        bench-load bench-cpp fuzz chaos coverage \
         fuzz-replay fuzz-replay-asan prometheus-check deb clean format
 
 all: $(BUILD)/cardwatch $(TOOLS) $(BUILD)/cardwatch-failalloc
@@ -297,6 +297,14 @@ bench-feed: deps
 bench-load: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench_load.sh $(BUILD)
+
+# Common-point-of-purchase analysis on simulated years: days from the
+# first linked fraud until the breached merchant is the significant top
+# suspect, the window estimate, and false suspects without a breach
+# (scripts/bench_cpp.py; BENCH_CPP_TXNS, BENCH_CPP_SEEDS).
+bench-cpp: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench_cpp.py $(BUILD)
 
 # The long chaos soak (tests/chaos/chaos.py, profile long); the report
 # is printed and written to $(BUILD)/chaos-report.json. A failing seed
