@@ -726,8 +726,20 @@ static int scan_window(struct cpp_suspect *s, int64_t *pts, size_t n,
             }
         }
     }
-    s->window_start_ms = day[ba] * 86400000LL;
-    s->window_end_ms = (day[bb] + 1) * 86400000LL - 1;
+    /* The densest span starts and ends at a use; the compromise began
+     * a little before its first seen use and ended a little after its
+     * last: for uses spread evenly over [S, E], the first lies about
+     * (E - S) / (m + 1) after S (m uses). Widen each end by that gap,
+     * rounded to whole days (the unbiased estimate of a uniform's ends). */
+    size_t m = pre[bb + 1] - pre[ba];
+    int64_t pad = m > 1 ? (int64_t)llround((double)(day[bb] - day[ba]) /
+                                           (double)(m - 1))
+                        : 0;
+    int64_t lo = from / 86400000LL, hi = (to - 1) / 86400000LL;
+    int64_t d0 = day[ba] - pad < lo ? lo : day[ba] - pad;
+    int64_t d1 = day[bb] + pad > hi ? hi : day[bb] + pad;
+    s->window_start_ms = d0 * 86400000LL;
+    s->window_end_ms = (d1 + 1) * 86400000LL - 1;
     free(day);
     free(pre);
     return 0;

@@ -38,7 +38,9 @@
  * log-likelihood ratio (the scan statistic in one dimension). Cases that
  * used the merchant by chance are spread over the period and hardly move
  * it; a compromised card's earlier and later visits move it only when
- * many cards share them. The raw first and last use by any case are
+ * many cards share them. The span's ends are widened by the mean gap
+ * between its uses (the first use seen comes about one gap after the
+ * compromise began). The raw first and last use by any case are
  * reported too. Windows are computed for the merchants handed out only
  * (cpp_rank's max): O(d^2) in the days that hold a use.
  *
