@@ -5,8 +5,9 @@
  * A population of cards (gen.h's distinct Luhn-valid cards under the
  * configured BIN prefixes) transacts over a period at a set of merchants
  * "M%06u": 5 very popular ones (two supermarkets, fuel, a marketplace,
- * transit) take ~25% of the transactions, the rest are Zipf-like (s = 1)
- * by rank. Unless the breach is off, one web shop of moderate popularity
+ * transit) take ~25% of the transactions, the rest are Zipf-like by
+ * rank (s = 1, the weight of tail rank k is 1/(k + 10): the tail's first
+ * stays below the popular ones). Unless the breach is off, one web shop of moderate popularity
  * (tail rank 60-240, chosen from the seed) has a tampered payment page:
  * every card used there card-not-present (e-commerce or mail/phone
  * order; not recurring, nothing is typed in) during the breach window is

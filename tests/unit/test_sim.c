@@ -48,6 +48,7 @@ struct seen {
     int *fraud_txns;
     uint8_t *popular;        /* bit r: visited popular merchant r */
     int *linked;             /* kind of its fraud: 1 linked, 0 background */
+    uint64_t *by_merchant;   /* cardholder transactions by merchant no. */
     uint64_t popular_txns, txns;
 };
 
@@ -58,6 +59,7 @@ static void seen_free(struct seen *v)
     free(v->fraud_txns);
     free(v->popular);
     free(v->linked);
+    free(v->by_merchant);
 }
 
 /* Runs s to the end, checking every transaction on the way (valid, in
@@ -70,6 +72,8 @@ static void run(struct sim *s, const struct sim_opts *o, struct seen *v)
     v->fraud_txns = calloc(n, sizeof(int));
     v->popular = calloc(n, 1);
     v->linked = calloc(n, sizeof(int));
+    v->by_merchant = calloc(o->merchants, sizeof(uint64_t));
+    assert_non_null(v->by_merchant);
     assert_non_null(v->cnp_at_breach);
     assert_non_null(v->first_fraud);
     for (uint32_t i = 0; i < n; i++) {
@@ -106,6 +110,9 @@ static void run(struct sim *s, const struct sim_opts *o, struct seen *v)
             continue;
         }
         assert_int_equal(t.merchant_id[0], 'M');
+        unsigned long mn = strtoul(t.merchant_id + 1, NULL, 10);
+        assert_true(mn < o->merchants);
+        v->by_merchant[mn]++;
         for (int r = 0; r < SIM_POPULAR; r++) {
             if (strcmp(t.merchant_id, tr.popular[r]) == 0) {
                 v->popular[c] |= (uint8_t)(1u << r);
@@ -293,6 +300,22 @@ static void test_popular_merchants_visited_by_most_cards(void **state)
             assert_string_not_equal(tr.popular[q], tr.popular[r]);
         }
         assert_string_not_equal(tr.popular[r], tr.merchant);
+    }
+    /* and they are the five most used, in order */
+    uint64_t least = UINT64_MAX;
+    for (int r = 0; r < SIM_POPULAR; r++) {
+        uint64_t n = v.by_merchant[strtoul(tr.popular[r] + 1, NULL, 10)];
+        assert_true(n < least);
+        least = n;
+    }
+    for (uint32_t m = 0, other = 0; m < o.merchants; m++) {
+        other = 0;
+        for (int r = 0; r < SIM_POPULAR; r++) {
+            other |= strtoul(tr.popular[r] + 1, NULL, 10) == m;
+        }
+        if (!other) {
+            assert_true(v.by_merchant[m] < least);
+        }
     }
     seen_free(&v);
     sim_destroy(s);
