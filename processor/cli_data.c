@@ -804,7 +804,8 @@ static int gen_history(int argc, char **argv)
     /* every file opened before the work: a wrong path costs nothing */
     if ((out = hist_open(a.out_path, 1)) == NULL ||
         (frauds = hist_open(a.frauds_path, 0)) == NULL ||
-        (a.truth_path != NULL && (truth = hist_open(a.truth_path, 0)) == NULL)) {
+        (a.truth_path != NULL &&
+         (truth = hist_open(a.truth_path, 0)) == NULL)) {
         goto done;
     }
     rc = hist_run(s, &a, out, frauds, truth);

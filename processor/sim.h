@@ -7,13 +7,15 @@
  * "M%06u": 5 very popular ones (two supermarkets, fuel, a marketplace,
  * transit) take ~25% of the transactions, the rest are Zipf-like by
  * rank (s = 1, the weight of tail rank k is 1/(k + 10): the tail's first
- * stays below the popular ones). Unless the breach is off, one web shop of moderate popularity
- * (tail rank 60-240, chosen from the seed) has a tampered payment page:
- * every card used there card-not-present (e-commerce or mail/phone
- * order; not recurring, nothing is typed in) during the breach window is
- * skimmed. fraud_share of the skimmed cards are defrauded 14-60 days
- * (uniform) after their skim, and background_frauds random cards are
- * defrauded at a uniform time in the period without any link. A fraud is
+ * stays below the popular ones). Unless the breach is off, one web shop
+ * of moderate popularity (tail rank 60-240, chosen from the seed) has a
+ * tampered payment page: every card used there card-not-present
+ * (e-commerce or mail/phone order; not recurring, nothing is typed in)
+ * during the breach window is skimmed. fraud_share of the skimmed cards
+ * are defrauded 14-60 days (uniform) after their skim, and
+ * background_frauds random cards are defrauded at a uniform time in the
+ * period without any link (a card has one fraud at most: a background
+ * card that is also skimmed keeps its background fraud). A fraud is
  * 2-5 card-not-present transactions abroad at high-risk MCCs on fraud
  * merchants "F%05u" (40 of them; F00000-F00002 are cash-out merchants
  * that take half of all fraud transactions), minutes to two hours apart.
