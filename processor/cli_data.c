@@ -1,5 +1,6 @@
 /* cli_data.c - the data tools around Kafka: `cardwatch gen` (synthetic
- * cards and transactions to a file or a topic), `send` (JSON-lines
+ * cards and transactions to a file or a topic; a simulated history with
+ * an injected breach and its truth), `send` (JSON-lines
  * transactions to a topic as protobuf) and `tail` (alerts of a topic as
  * JSON lines). Blocking tools, never on the processor's event loop. */
 #include <errno.h>
@@ -15,6 +16,7 @@
 
 #include "alert.h"
 #include "breach.h"
+#include "calendar.h"
 #include "card.h"
 #include "cli.h"
 #include "cli_kafka.h"
@@ -23,6 +25,7 @@
 #include "gen.h"
 #include "listcsv.h"
 #include "route.h"
+#include "sim.h"
 #include "text.h"
 #include "txn.h"
 #include "varint.h"
@@ -150,7 +153,32 @@ static const char gen_help[] = WITH_COMMON_HELP(
     "misuse (card testing, card-not-present bursts,\nhigh-risk merchant "
     "categories). --format protobuf writes length-delimited\n"
     "messages (varint length + Transaction). --topic publishes "
-    "protobuf to Kafka.\n");
+    "protobuf to Kafka.\n"
+    "\n"
+    "       cardwatch gen history --count N --output FILE [--format "
+    "json|protobuf]\n"
+    "                 --frauds FRAUDS.csv [--truth TRUTH.json] "
+    "[--start YYYY-MM-DD]\n"
+    "                 [--days D] [--seed S] [--cards C] [--merchants M]\n"
+    "                 [--breach-start YYYY-MM-DD] [--breach-days D] "
+    "[--no-breach]\n"
+    "                 [--fraud-share F] [--background-frauds N]\n"
+    "\n"
+    "'history' simulates N transactions in event-time order of --cards "
+    "cards (20000)\nat --merchants merchants M000000.. (5000; five very "
+    "popular ones take 25%)\nover --days days (365) from --start "
+    "(2024-01-01), with a breach: one web\nshop's payment page skims "
+    "every card used there card-not-present from\n--breach-start "
+    "(--start + days/4) for --breach-days days (60). --fraud-share\n"
+    "(0.5) of the skimmed cards are defrauded 14-60 days after their "
+    "skim, and\n--background-frauds cards (1% of the cards) at random "
+    "times, unlinked: 2-5\ncard-not-present transactions abroad at "
+    "high-risk merchants F00000...\n--frauds gets the defrauded cards "
+    "(pan,first_fraud in RFC 3339 UTC, by\nfirst_fraud; a fraud not "
+    "started by the period's end is not listed),\n--truth the breached "
+    "merchant, its window (first and last day, inclusive),\nthe counts "
+    "and the popular merchants as one JSON object. --no-breach:\n"
+    "background frauds only.\n");
 
 /* gen's options: as given (NULL = not given), then checked. */
 struct gen_args {
@@ -165,7 +193,8 @@ struct gen_args {
     int proto; /* --format protobuf */
 };
 
-/* Parses gen's mode (argv[1]: cards or txns) and options into a. Returns
+/* Parses gen's mode (argv[1]: cards or txns; history has its own
+ * parser) and options into a. Returns
  * OPTS_GO, or the exit status (0 after --help; 2 after a usage error or
  * without a mode, with the help on stdout). */
 static int gen_parse_opts(int argc, char **argv, struct gen_args *a)
@@ -177,7 +206,7 @@ static int gen_parse_opts(int argc, char **argv, struct gen_args *a)
     const char *what = argv[1];
     a->cards_mode = strcmp(what, "cards") == 0;
     if (!a->cards_mode && strcmp(what, "txns") != 0) {
-        return cli_bad_usage("gen", "say 'cards' or 'txns'");
+        return cli_bad_usage("gen", "say 'cards', 'txns' or 'history'");
     }
     const struct optdef defs[] = {
         {"count", required_argument, &a->count_s, NULL, 0},
@@ -269,6 +298,33 @@ static int gen_write_cards(struct gen *g, long long count, FILE *out)
     return 0;
 }
 
+/* Writes t to out as length-delimited protobuf (proto: varint length,
+ * then the Transaction) or as a JSON line. Write errors show at fclose.
+ * Returns 0, or -1 after printing the error (no memory). */
+static int gen_write_txn(const struct txn *t, int proto, FILE *out)
+{
+    if (proto) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (txn_encode_protobuf(t, &buf, &len) != 0) {
+            fprintf(stderr, "cardwatch gen: out of memory\n");
+            return -1;
+        }
+        uint8_t vb[VARINT_MAX_BYTES];
+        fwrite(vb, 1, varint_write(len, vb), out);
+        fwrite(buf, 1, len, out);
+        free(buf);
+    } else {
+        char line[1024];
+        int n = txn_encode_json(t, line, sizeof(line));
+        if (n > 0) {
+            fwrite(line, 1, (size_t)n, out);
+            fputc('\n', out);
+        }
+    }
+    return 0;
+}
+
 /* Makes the next transaction of g and writes it: to topic through prod
  * when there is a producer, else to out as length-delimited protobuf
  * (proto) or a JSON line. Returns 0, or -1 after printing the error. */
@@ -280,29 +336,19 @@ static int gen_emit(struct gen *g, int proto, struct cli_producer *prod,
     int bad;
     int rc = 0;
     gen_next(g, &t, key, &bad);
-    if (proto || prod != NULL) {
+    if (prod != NULL) {
         uint8_t *buf = NULL;
         size_t len = 0;
         if (txn_encode_protobuf(&t, &buf, &len) != 0) {
             fprintf(stderr, "cardwatch gen: out of memory\n");
             rc = -1;
-        } else if (prod != NULL) {
+        } else {
             rc = cli_produce(prod, topic, key, strlen(key), buf, len,
                              t.event_time_ms);
-        } else {
-            /* Length-delimited: varint length, then the message. */
-            uint8_t vb[VARINT_MAX_BYTES];
-            fwrite(vb, 1, varint_write(len, vb), out);
-            fwrite(buf, 1, len, out);
         }
         free(buf);
     } else {
-        char line[1024];
-        int n = txn_encode_json(&t, line, sizeof(line));
-        if (n > 0) {
-            fwrite(line, 1, (size_t)n, out);
-            fputc('\n', out);
-        }
+        rc = gen_write_txn(&t, proto, out);
     }
     memset(&t, 0, sizeof(t));
     return rc;
@@ -360,8 +406,13 @@ static int gen_write_txns(const struct gen_args *a, const struct config *c,
     return 0;
 }
 
+static int gen_history(int argc, char **argv);
+
 int cmd_gen(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "history") == 0) {
+        return gen_history(argc, argv);
+    }
     struct gen_args a = {.start = "2024-08-01",
                          .format = "json",
                          .count = -1,
@@ -436,6 +487,335 @@ out:
         memset(ex, 0, n_ex * sizeof(*ex));
         free(ex);
     }
+    free_prefixes(prefixes, n_prefixes);
+    config_free(&c);
+    return rc;
+}
+
+/* ---- gen history: a simulated history with a breach (sim.h) ---- */
+
+/* history's options: as given (NULL = not given), then checked into o. */
+struct hist_args {
+    struct common co;
+    const char *count_s, *out_path, *format, *frauds_path, *truth_path;
+    const char *start, *days_s, *seed_s, *cards_s, *merchants_s;
+    const char *bstart_s, *bdays_s, *share_s, *background_s;
+    int no_breach;
+    int proto;
+    struct sim_opts o;
+};
+
+static int hist_parse_opts(int argc, char **argv, struct hist_args *a)
+{
+    const struct optdef defs[] = {
+        {"count", required_argument, &a->count_s, NULL, 0},
+        {"output", required_argument, &a->out_path, NULL, 0},
+        {"format", required_argument, &a->format, NULL, 0},
+        {"frauds", required_argument, &a->frauds_path, NULL, 0},
+        {"truth", required_argument, &a->truth_path, NULL, 0},
+        {"start", required_argument, &a->start, NULL, 0},
+        {"days", required_argument, &a->days_s, NULL, 0},
+        {"seed", required_argument, &a->seed_s, NULL, 0},
+        {"cards", required_argument, &a->cards_s, NULL, 0},
+        {"merchants", required_argument, &a->merchants_s, NULL, 0},
+        {"breach-start", required_argument, &a->bstart_s, NULL, 0},
+        {"breach-days", required_argument, &a->bdays_s, NULL, 0},
+        {"no-breach", no_argument, NULL, &a->no_breach, 1},
+        {"fraud-share", required_argument, &a->share_s, NULL, 0},
+        {"background-frauds", required_argument, &a->background_s, NULL, 0},
+    };
+    int st = cli_parse_opts(argc, argv, 2, "gen", gen_help, &a->co, defs,
+                            N_ELEMS(defs));
+    return st == OPTS_GO ? cli_no_operands("gen", argc, argv) : st;
+}
+
+/* Parses the whole number s (when given) in [lo, hi] into *out. Returns
+ * 0, or 2 after a usage error naming opt with what it needs. */
+static int hist_whole(const char *s, const char *opt, long long lo,
+                      long long hi, uint32_t *out)
+{
+    long long v;
+    if (s == NULL) {
+        return 0;
+    }
+    if (cli_parse_whole(s, lo, hi, &v) != 0) {
+        return cli_bad_usage("gen", "%s needs a whole number from %lld to "
+                                    "%lld", opt, lo, hi);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* The sizes and shares of history (after the defaults of a->o). Returns
+ * OPTS_GO, or 2 after a usage error. */
+static int hist_check_numbers(struct hist_args *a)
+{
+    long long count;
+    if (a->count_s == NULL ||
+        cli_parse_whole(a->count_s, 1, 999999999999LL, &count) != 0) {
+        return cli_bad_usage("gen", "--count N is required (a whole number "
+                                    "from 1 to 999999999999)");
+    }
+    a->o.count = (uint64_t)count;
+    if (a->seed_s != NULL) {
+        char *end = NULL;
+        errno = 0;
+        a->o.seed = strtoull(a->seed_s, &end, 10);
+        if (a->seed_s[0] < '0' || a->seed_s[0] > '9' || *end != '\0' ||
+            errno != 0) {
+            return cli_bad_usage("gen", "--seed needs a whole number >= 0");
+        }
+    }
+    if (hist_whole(a->days_s, "--days", 1, SIM_MAX_DAYS, &a->o.days) ||
+        hist_whole(a->cards_s, "--cards", 1, SIM_MAX_CARDS, &a->o.cards) ||
+        hist_whole(a->merchants_s, "--merchants", 2 * SIM_POPULAR,
+                   SIM_MAX_MERCHANTS, &a->o.merchants) ||
+        hist_whole(a->bdays_s, "--breach-days", 1, SIM_MAX_DAYS,
+                   &a->o.breach_days)) {
+        return 2;
+    }
+    a->o.background_frauds = a->o.cards / 100;
+    if (hist_whole(a->background_s, "--background-frauds", 0, a->o.cards,
+                   &a->o.background_frauds)) {
+        return 2;
+    }
+    if (a->share_s != NULL &&
+        cli_parse_real(a->share_s, 0, 1, &a->o.fraud_share) != 0) {
+        return cli_bad_usage("gen", "--fraud-share is a number from 0 to 1");
+    }
+    return OPTS_GO;
+}
+
+/* Checks history's options into a->o (dates, sizes, the breach window
+ * inside the period, the files). Returns OPTS_GO, or 2 after a usage
+ * error. */
+static int hist_check_opts(struct hist_args *a)
+{
+    int st = hist_check_numbers(a);
+    if (st != OPTS_GO) {
+        return st;
+    }
+    if (breach_date_parse(a->start, 0, &a->o.start_ms) != 0 ||
+        a->o.start_ms <= 0) {
+        return cli_bad_usage("gen", "--start: give a date YYYY-MM-DD after "
+                                    "1970-01-01");
+    }
+    a->o.breach = !a->no_breach;
+    if (a->no_breach && (a->bstart_s != NULL || a->bdays_s != NULL)) {
+        return cli_bad_usage("gen", "--no-breach goes without --breach-start "
+                                    "and --breach-days");
+    }
+    if (a->bstart_s != NULL &&
+        breach_date_parse(a->bstart_s, 0, &a->o.breach_start_ms) != 0) {
+        return cli_bad_usage("gen", "--breach-start: give a date YYYY-MM-DD");
+    }
+    int64_t bstart = a->bstart_s != NULL
+                         ? a->o.breach_start_ms
+                         : a->o.start_ms +
+                               (int64_t)(a->o.days / 4) * CALENDAR_MS_PER_DAY;
+    if (a->o.breach &&
+        (bstart < a->o.start_ms ||
+         bstart + (int64_t)a->o.breach_days * CALENDAR_MS_PER_DAY >
+             a->o.start_ms + (int64_t)a->o.days * CALENDAR_MS_PER_DAY)) {
+        return cli_bad_usage("gen", "the breach window (--breach-start, "
+                                    "--breach-days) is not inside the "
+                                    "period (--start, --days)");
+    }
+    a->proto = strcmp(a->format, "protobuf") == 0;
+    if (!a->proto && strcmp(a->format, "json") != 0) {
+        return cli_bad_usage("gen", "--format is json or protobuf");
+    }
+    if (a->out_path == NULL || a->frauds_path == NULL) {
+        return cli_bad_usage("gen", "history needs --output FILE and "
+                                    "--frauds FRAUDS.csv");
+    }
+    return OPTS_GO;
+}
+
+/* ms since the epoch (>= 0) as RFC 3339 UTC with milliseconds
+ * ("2024-03-05T12:34:56.789Z") into buf. */
+static void fmt_rfc3339_ms(int64_t ms, char buf[32])
+{
+    int64_t days = ms / CALENDAR_MS_PER_DAY, rem = ms % CALENDAR_MS_PER_DAY;
+    int64_t y;
+    unsigned m, d;
+    calendar_civil_from_days(days, &y, &m, &d);
+    snprintf(buf, 32, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%03uZ", y, m, d,
+             (unsigned)(rem / 3600000), (unsigned)(rem / 60000 % 60),
+             (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
+}
+
+/* FRAUDS.csv: "pan,first_fraud", one row per listed fraud in first-fraud
+ * order (synthetic cards only). */
+static void hist_write_frauds(const struct sim *s, FILE *f)
+{
+    const struct sim_fraud *fr;
+    size_t n = sim_frauds(s, &fr);
+    fputs("pan,first_fraud\n", f);
+    for (size_t i = 0; i < n; i++) {
+        char when[32];
+        fmt_rfc3339_ms(fr[i].first_fraud_ms, when);
+        fprintf(f, "%s,%s\n", sim_card(s, fr[i].card)->pan, when);
+    }
+}
+
+/* TRUTH.json: what the history hides, as one JSON object and a newline
+ * (ids and numbers only: nothing to escape). */
+static void hist_write_truth(const struct sim *s, const struct hist_args *a,
+                             FILE *f)
+{
+    struct sim_truth t;
+    sim_truth(s, &t);
+    if (t.breach) {
+        char ws[16], we[16];
+        breach_date_format(t.window_start_ms, ws, sizeof(ws));
+        breach_date_format(t.window_end_ms, we, sizeof(we));
+        fprintf(f, "{\"merchant\": \"%s\", \"window_start\": \"%s\", "
+                   "\"window_end\": \"%s\", \"window_start_ms\": %" PRId64
+                   ", \"window_end_ms\": %" PRId64 ", ",
+                t.merchant, ws, we, t.window_start_ms, t.window_end_ms);
+    } else {
+        fputs("{\"merchant\": null, \"window_start\": null, \"window_end\": "
+              "null, \"window_start_ms\": null, \"window_end_ms\": null, ",
+              f);
+    }
+    fprintf(f, "\"skimmed\": %zu, \"defrauded\": %zu, "
+               "\"background_frauds\": %zu, \"first_linked_fraud_ms\": ",
+            t.skimmed, t.defrauded, t.background);
+    if (t.first_linked_fraud_ms >= 0) {
+        fprintf(f, "%" PRId64, t.first_linked_fraud_ms);
+    } else {
+        fputs("null", f);
+    }
+    fputs(", \"popular_merchants\": [", f);
+    for (size_t r = 0; r < SIM_POPULAR; r++) {
+        fprintf(f, "%s\"%s\"", r ? ", " : "", t.popular[r]);
+    }
+    fprintf(f, "], \"transactions\": %" PRIu64 ", \"seed\": %" PRIu64
+               ", \"period_start_ms\": %" PRId64 ", \"period_end_ms\": %"
+               PRId64 ", \"cards\": %u, \"merchants\": %u}\n",
+            t.transactions, a->o.seed, a->o.start_ms,
+            a->o.start_ms + (int64_t)a->o.days * CALENDAR_MS_PER_DAY - 1,
+            a->o.cards, a->o.merchants);
+}
+
+/* Opens path for writing ("-" is stdout when dash_ok); NULL after
+ * printing the error. */
+static FILE *hist_open(const char *path, int dash_ok)
+{
+    if (dash_ok && strcmp(path, "-") == 0) {
+        return stdout;
+    }
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "cardwatch gen: %s: %s\n", path, strerror(errno));
+    }
+    return f;
+}
+
+/* Closes f (unless stdout or NULL); returns 0, or -1 after printing the
+ * write error. */
+static int hist_close(FILE *f, const char *path)
+{
+    if (f == NULL || f == stdout) {
+        return f == stdout && fflush(f) != 0 ? -1 : 0;
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "cardwatch gen: %s: write failed: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes the history of s into out, then the frauds and the truth, and
+ * says what it made on stderr (no card data). Returns 0, or 1 after
+ * printing the error. */
+static int hist_run(struct sim *s, const struct hist_args *a, FILE *out,
+                    FILE *frauds, FILE *truth)
+{
+    struct txn t;
+    int rc = 0;
+    while (rc == 0 && sim_next(s, &t, NULL) != SIM_DONE) {
+        rc = gen_write_txn(&t, a->proto, out);
+    }
+    memset(&t, 0, sizeof(t));
+    if (rc != 0) {
+        return 1;
+    }
+    hist_write_frauds(s, frauds);
+    if (truth != NULL) {
+        hist_write_truth(s, a, truth);
+    }
+    struct sim_truth tr;
+    sim_truth(s, &tr);
+    if (tr.breach) {
+        char ws[16], we[16];
+        breach_date_format(tr.window_start_ms, ws, sizeof(ws));
+        breach_date_format(tr.window_end_ms, we, sizeof(we));
+        fprintf(stderr, "cardwatch gen: %" PRIu64 " transactions written; "
+                        "breach at %s from %s to %s: %zu cards skimmed, "
+                        "%zu defrauded; %zu background frauds\n",
+                tr.transactions, tr.merchant, ws, we, tr.skimmed,
+                tr.defrauded, tr.background);
+    } else {
+        fprintf(stderr, "cardwatch gen: %" PRIu64 " transactions written; "
+                        "no breach; %zu background frauds\n",
+                tr.transactions, tr.background);
+    }
+    return 0;
+}
+
+/* gen history (argv[1] == "history"): see gen_help. */
+static int gen_history(int argc, char **argv)
+{
+    struct hist_args a = {.start = "2024-01-01", .format = "json"};
+    sim_opts_init(&a.o);
+    int st = hist_parse_opts(argc, argv, &a);
+    if (st == OPTS_GO) {
+        st = hist_check_opts(&a);
+    }
+    if (st != OPTS_GO) {
+        return st;
+    }
+    struct config c;
+    int rc = 1;
+    char **prefixes = NULL;
+    size_t n_prefixes = 0;
+    struct sim *s = NULL;
+    FILE *out = NULL, *frauds = NULL, *truth = NULL;
+    char err[256];
+    if (cli_load_config(&c, &a.co, 0) != 0) {
+        goto done;
+    }
+    int pr = collect_prefixes(&c, &prefixes, &n_prefixes);
+    if (pr != 0) {
+        fprintf(stderr, "cardwatch gen: %s\n",
+                pr == -2 ? "out of memory"
+                         : "the configuration has no issuer BIN prefixes");
+        goto done;
+    }
+    a.o.prefixes = (const char *const *)prefixes;
+    a.o.n_prefixes = n_prefixes;
+    if ((s = sim_new(&a.o, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "cardwatch gen: %s\n", err);
+        goto done;
+    }
+    /* every file opened before the work: a wrong path costs nothing */
+    if ((out = hist_open(a.out_path, 1)) == NULL ||
+        (frauds = hist_open(a.frauds_path, 0)) == NULL ||
+        (a.truth_path != NULL &&
+         (truth = hist_open(a.truth_path, 0)) == NULL)) {
+        goto done;
+    }
+    rc = hist_run(s, &a, out, frauds, truth);
+done:
+    /* all three closed, whichever fails */
+    if ((hist_close(out, a.out_path) | hist_close(frauds, a.frauds_path) |
+         hist_close(truth, a.truth_path)) != 0) {
+        rc = 1;
+    }
+    sim_destroy(s);
     free_prefixes(prefixes, n_prefixes);
     config_free(&c);
     return rc;

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 120
 PURE = ("txn", "card", "cardstate", "alert", "rules", "windows", "route",
         "offsets", "calendar", "text", "timeparse", "breach", "tally",
-        "listcsv", "xfilter", "rmodel", "cpp")
+        "listcsv", "xfilter", "rmodel", "cpp", "sim")
 IO_HEADERS = re.compile(r'#include [<"](librdkafka/|hiredis/|event2/|'
                         r'redis_conn\.h|kafka_|source_|sink_|feed)')
 

@@ -281,7 +281,7 @@ def test_usage_errors_exit_2_with_one_line_naming_the_option():
         (["unload", *C], ["breach id"]),
         (["unload", *C, "a", "b"], ["breach id"]),
         # gen
-        (["gen", "foo"], ["'cards' or 'txns'"]),
+        (["gen", "foo"], ["'cards', 'txns' or 'history'"]),
         (["gen", "txns", *C, "--bogus"], ["unknown option '--bogus'"]),
         (["gen", "cards", *C, "--out", d / "x"], ["--count"]),
         (["gen", "cards", *C, "--count", "0", "--out", d / "x"], ["--count"]),
