@@ -101,7 +101,7 @@ void card_mask(const char *pan, size_t len, char out[CARD_MASK_SIZE])
     out[len] = '\0';
 }
 
-static int key_id_valid(const char *id, size_t len)
+int card_key_id_valid(const char *id, size_t len)
 {
     if (len < 1 || len > CARD_KEY_ID_MAX) {
         return 0;
@@ -123,7 +123,7 @@ struct card_key *card_key_new(const char *key_id, const uint8_t *key,
     uint8_t pad[64];
 
     if (key_id == NULL || key == NULL ||
-        !key_id_valid(key_id, strlen(key_id)) || keylen < CARD_KEY_MIN ||
+        !card_key_id_valid(key_id, strlen(key_id)) || keylen < CARD_KEY_MIN ||
         keylen > CARD_KEY_MAX) {
         return NULL;
     }
@@ -237,7 +237,7 @@ static int parse_key_text(const char *path, const char *text, size_t len,
                       path, lineno);
             return -1;
         }
-        if (!key_id_valid(text + id_b, id_e - id_b)) {
+        if (!card_key_id_valid(text + id_b, id_e - id_b)) {
             text_errf(errbuf, errlen,
                       "key file %s: line %u: key id must be 1-%d of "
                       "[A-Za-z0-9_-]",

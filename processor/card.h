@@ -56,6 +56,11 @@ struct card_key *card_key_new(const char *key_id, const uint8_t *key,
 /* Frees a key and wipes its material. NULL is a no-op. */
 void card_key_destroy(struct card_key *key);
 
+/* Returns 1 when id[0..len) is a valid key id ([A-Za-z0-9_-], 1 to
+ * CARD_KEY_ID_MAX characters), else 0. What a key file's id and the key
+ * id of a fingerprint in text ("<key_id>:<32 hex>") must be. */
+int card_key_id_valid(const char *id, size_t len);
+
 /* The key id given in the key file. Borrowed; lives as long as the key. */
 const char *card_key_id(const struct card_key *key);
 

@@ -10,6 +10,7 @@
 
 #include "card.h"
 #include "log.h"
+#include "text.h"
 
 #define MOD "list"
 
@@ -350,10 +351,52 @@ static char *trim(char *s)
     return s;
 }
 
-/* Reads the header: finds 'pan' and 'expiry', refuses a name given twice.
- * Returns 0, or -1 after logging why. */
-static int read_header(struct csv *c, int warn_no_expiry, size_t *ncols,
-                       size_t *col_pan, size_t *col_exp)
+/* The columns of a list (SIZE_MAX: absent). */
+struct cols {
+    size_t n;   /* columns the header names */
+    size_t pan, fp, exp, ff;
+};
+
+/* Checks the columns the header named against the flags of list_read.
+ * Returns 0, or -1 after logging why the list cannot be read. */
+static int header_check(const struct csv *c, unsigned flags,
+                        const struct cols *k)
+{
+    if (k->pan != SIZE_MAX && k->fp != SIZE_MAX) {
+        log_error(MOD, "%s:%lu: the header names both 'pan' and "
+                  "'fingerprint'; a list holds card numbers or fingerprints, "
+                  "not both", c->fname, c->row_line);
+        return -1;
+    }
+    if (k->pan == SIZE_MAX && k->fp == SIZE_MAX) {
+        log_error(MOD, "%s:%lu: the header has no column 'pan'%s", c->fname,
+                  c->row_line,
+                  (flags & LIST_FINGERPRINTS) ? " or 'fingerprint'" : "");
+        return -1;
+    }
+    if (k->fp != SIZE_MAX && !(flags & LIST_FINGERPRINTS)) {
+        log_error(MOD, "%s is a fingerprint list; this command needs card "
+                  "numbers (line %lu names column 'fingerprint', not 'pan')",
+                  c->fname, c->row_line);
+        return -1;
+    }
+    if (k->fp != SIZE_MAX && k->exp != SIZE_MAX) {
+        log_error(MOD, "%s:%lu: a fingerprint list cannot have column "
+                  "'expiry' (expiries are taken only with their card "
+                  "numbers); remove the column", c->fname, c->row_line);
+        return -1;
+    }
+    if (k->exp == SIZE_MAX && (flags & LIST_WARN_NO_EXPIRY)) {
+        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
+                 "expiry; expiry matches will be unknown", c->fname);
+    }
+    return 0;
+}
+
+/* Reads the header: finds 'pan' or 'fingerprint', 'expiry' and
+ * 'first_fraud', refuses a name given twice. Returns 0, or -1 after
+ * logging why. */
+static int read_header(struct csv *c, unsigned flags, struct cols *k)
 {
     int r;
     do {
@@ -364,48 +407,44 @@ static int read_header(struct csv *c, int warn_no_expiry, size_t *ncols,
     }
     if (r == 0) {
         log_error(MOD, "%s:1: empty file (no header); expected a header "
-                  "with column 'pan'", c->fname);
+                  "with column 'pan'%s", c->fname,
+                  (flags & LIST_FINGERPRINTS) ? " or 'fingerprint'" : "");
         return -1;
     }
-    *ncols = c->nf;
-    *col_pan = *col_exp = SIZE_MAX;
+    k->n = c->nf;
+    k->pan = k->fp = k->exp = k->ff = SIZE_MAX;
     for (size_t i = 0; i < c->nf; i++) {
         char *name = trim(c->buf + c->off[i]);
         c->off[i] = (size_t)(name - c->buf);
         if (name[0] == '\0') {
             continue;
         }
-        for (size_t k = 0; k < i; k++) {
-            if (strcasecmp(fieldv(c, k), name) == 0) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(fieldv(c, j), name) == 0) {
                 char what[80];
                 name_for_log(name, i, what, sizeof(what));
                 log_error(MOD, "%s:%lu: %s is named twice (columns %zu and "
                           "%zu); which one holds the data is unclear: rename "
-                          "or remove one", c->fname, c->row_line, what, k + 1,
+                          "or remove one", c->fname, c->row_line, what, j + 1,
                           i + 1);
                 return -1;
             }
         }
         if (strcasecmp(name, "pan") == 0) {
-            *col_pan = i;
+            k->pan = i;
+        } else if (strcasecmp(name, "fingerprint") == 0) {
+            k->fp = i;
         } else if (strcasecmp(name, "expiry") == 0) {
-            *col_exp = i;
+            k->exp = i;
+        } else if (strcasecmp(name, "first_fraud") == 0) {
+            k->ff = i;
         } else if (strcasecmp(name, "cvv") == 0 ||
                    strcasecmp(name, "cvv2") == 0) {
             log_warn(MOD, "%s:%lu: column '%s' is ignored: cardwatch never "
                      "stores a CVV", c->fname, c->row_line, name);
         }
     }
-    if (*col_pan == SIZE_MAX) {
-        log_error(MOD, "%s:%lu: the header has no column 'pan'", c->fname,
-                  c->row_line);
-        return -1;
-    }
-    if (*col_exp == SIZE_MAX && warn_no_expiry) {
-        log_warn(MOD, "%s: no 'expiry' column although the breach exposed "
-                 "expiry; expiry matches will be unknown", c->fname);
-    }
-    return 0;
+    return header_check(c, flags, k);
 }
 
 /* Why a record cannot be a row, or NULL. why gets the text. */
@@ -430,8 +469,116 @@ static const char *row_fault(const struct csv *c, size_t ncols, char *why,
     return NULL;
 }
 
-int list_read(const char *path, int warn_no_expiry, list_row_fn fn,
-              void *arg, struct list_stats *st)
+/* Field col of the record, "" when the column is absent or the row is
+ * shorter. */
+static const char *field_or_empty(const struct csv *c, size_t col)
+{
+    return col < c->nf ? fieldv(c, col) : "";
+}
+
+const char *list_key_id_shown(const char *kid)
+{
+    size_t digits = 0;
+    for (const char *p = kid; *p; p++) {
+        digits += text_is_digit(*p);
+    }
+    return digits < CARD_PAN_MIN ? kid : "(key id not shown)";
+}
+
+/* Parses a fingerprint field "<key_id>:<32 hex>" (hex in either case):
+ * the key id into kid, the hex lowercased into hex. Returns 1, or 0 with
+ * why the field is no fingerprint in why - showing at most the key id
+ * (not when it holds 13 digits or more: a card number put there) and the
+ * first 8 hex after it. */
+static int fp_parse(const char *in, char kid[CARD_KEY_ID_MAX + 1],
+                    char hex[CARD_FP_SIZE], char *why, size_t whylen)
+{
+    const char *colon = strchr(in, ':');
+    size_t klen = colon != NULL ? (size_t)(colon - in) : 0;
+    if (in[0] == '\0') {
+        snprintf(why, whylen, "no fingerprint");
+        return 0;
+    }
+    if (colon == NULL || !card_key_id_valid(in, klen)) {
+        snprintf(why, whylen, "fingerprint is not <key_id>:<32 hex> (%s)",
+                 colon == NULL ? "no ':'"
+                               : "the key id is not 1-32 of A-Z a-z 0-9 _ -");
+        return 0;
+    }
+    memcpy(kid, in, klen);
+    kid[klen] = '\0';
+    const char *h = colon + 1;
+    size_t n = 0;
+    while (n < CARD_FP_HEX_LEN && text_hex_val(h[n]) >= 0) {
+        hex[n] = (char)tolower((unsigned char)h[n]);
+        n++;
+    }
+    hex[n] = '\0';
+    if (n == CARD_FP_HEX_LEN && h[n] == '\0') {
+        return 1;
+    }
+    snprintf(why, whylen, "fingerprint %s:%.8s%s is not <key_id>:<32 hex>",
+             list_key_id_shown(kid), hex,
+             n > 8 || h[n] != '\0' ? "..." : "");
+    return 0;
+}
+
+/* The card of an accepted record: its PAN checked (a fingerprint list:
+ * its fingerprint) and expiry, then handed to fn. Returns 1 to stop
+ * reading (fn asked to), else 0 (the row taken or rejected). */
+static int take_row(struct csv *c, const struct cols *k, list_row_fn fn,
+                    void *arg, struct list_stats *st)
+{
+    char why[160];
+    struct list_row row = {NULL, 0, "", c->row_line, NULL, NULL,
+                           field_or_empty(c, k->ff)};
+    if (k->fp != SIZE_MAX) {
+        char kid[CARD_KEY_ID_MAX + 1], hex[CARD_FP_SIZE];
+        if (!fp_parse(field_or_empty(c, k->fp), kid, hex, why, sizeof(why))) {
+            log_warn(MOD, "%s:%lu: rejected: %s", c->fname, c->row_line, why);
+            st->rejected++;
+            return 0;
+        }
+        row.key_id = kid;
+        row.fingerprint = hex;
+        return fn(arg, &row) != 0;
+    }
+    char pan[CARD_PAN_MAX + 2];
+    int n = k->pan < c->nf ? pan_digits(fieldv(c, k->pan), pan, sizeof(pan))
+                           : -1;
+    if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
+        log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits", c->fname,
+                 c->row_line, CARD_PAN_MIN, CARD_PAN_MAX);
+        st->rejected++;
+        memset(pan, 0, sizeof(pan));
+        return 0;
+    }
+    char masked[CARD_MASK_SIZE];
+    card_mask(pan, (size_t)n, masked);
+    if (!card_luhn_ok(pan, (size_t)n)) {
+        log_warn(MOD, "%s:%lu: rejected: PAN %s fails the Luhn check",
+                 c->fname, c->row_line, masked);
+        st->rejected++;
+        memset(pan, 0, sizeof(pan));
+        return 0;
+    }
+    const char *exp = field_or_empty(c, k->exp);
+    if (exp[0] != '\0' && !expiry_ok(exp)) {
+        log_warn(MOD, "%s:%lu: expiry of %s is not YYMM; card loaded without "
+                 "expiry", c->fname, c->row_line, masked);
+        st->no_expiry++;
+        exp = "";
+    }
+    row.pan = pan;
+    row.len = (size_t)n;
+    row.expiry = exp;
+    int stop = fn(arg, &row);
+    memset(pan, 0, sizeof(pan));
+    return stop != 0;
+}
+
+int list_read(const char *path, unsigned flags, list_row_fn fn, void *arg,
+              struct list_stats *st)
 {
     int rc = -1;
     memset(st, 0, sizeof(*st));
@@ -451,10 +598,11 @@ int list_read(const char *path, int warn_no_expiry, list_row_fn fn,
     if (fill(&c) && c.ilen >= 3 && memcmp(c.in, "\xEF\xBB\xBF", 3) == 0) {
         c.ipos = 3;
     }
-    size_t ncols, col_pan, col_exp;
-    if (read_header(&c, warn_no_expiry, &ncols, &col_pan, &col_exp) != 0) {
+    struct cols k;
+    if (read_header(&c, flags, &k) != 0) {
         goto out;
     }
+    st->fingerprints = k.fp != SIZE_MAX;
     int r;
     while ((r = csv_record(&c)) == 1) {
         if (blank(&c)) {
@@ -462,47 +610,13 @@ int list_read(const char *path, int warn_no_expiry, list_row_fn fn,
         }
         st->rows++;
         char why[128];
-        const char *fault = row_fault(&c, ncols, why, sizeof(why));
+        const char *fault = row_fault(&c, k.n, why, sizeof(why));
         if (fault != NULL) {
             log_warn(MOD, "%s:%lu: rejected: %s", c.fname, c.row_line, fault);
             st->rejected++;
             continue;
         }
-        char pan[CARD_PAN_MAX + 2];
-        int n = col_pan < c.nf ? pan_digits(fieldv(&c, col_pan), pan,
-                                            sizeof(pan))
-                               : -1;
-        if (n < CARD_PAN_MIN || n > CARD_PAN_MAX) {
-            log_warn(MOD, "%s:%lu: rejected: PAN is not %d-%d digits",
-                     c.fname, c.row_line, CARD_PAN_MIN, CARD_PAN_MAX);
-            st->rejected++;
-            memset(pan, 0, sizeof(pan));
-            continue;
-        }
-        char masked[CARD_MASK_SIZE];
-        card_mask(pan, (size_t)n, masked);
-        if (!card_luhn_ok(pan, (size_t)n)) {
-            log_warn(MOD, "%s:%lu: rejected: PAN %s fails the Luhn check",
-                     c.fname, c.row_line, masked);
-            st->rejected++;
-            memset(pan, 0, sizeof(pan));
-            continue;
-        }
-        const char *exp = "";
-        if (col_exp < c.nf && fieldv(&c, col_exp)[0] != '\0') {
-            if (expiry_ok(fieldv(&c, col_exp))) {
-                exp = fieldv(&c, col_exp);
-            } else {
-                log_warn(MOD, "%s:%lu: expiry of %s is not YYMM; card "
-                         "loaded without expiry", c.fname, c.row_line,
-                         masked);
-                st->no_expiry++;
-            }
-        }
-        struct list_row row = {pan, (size_t)n, exp, c.row_line};
-        int stop = fn(arg, &row);
-        memset(pan, 0, sizeof(pan));
-        if (stop) {
+        if (take_row(&c, &k, fn, arg, st)) {
             goto out;
         }
     }

@@ -621,7 +621,9 @@ int loader_load(const struct config *c, const struct load_opts *o)
     struct list_stats ls;
     const char *list_name = strcmp(o->list_path, "-") == 0 ? "<stdin>"
                                                              : o->list_path;
-    int read_rc = list_read(o->list_path, (elements & BREACH_EL_EXPIRY) != 0,
+    unsigned flags = LIST_FINGERPRINTS |
+                     ((elements & BREACH_EL_EXPIRY) ? LIST_WARN_NO_EXPIRY : 0);
+    int read_rc = list_read(o->list_path, flags,
                             load_row, lc, &ls);
     if (loader_signal != 0) {
         /* After the last full chunk, or while a read waited for more of

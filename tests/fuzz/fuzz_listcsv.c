@@ -1,18 +1,21 @@
 /* fuzz_listcsv.c - libFuzzer target for the breach-list CSV reader
  * (list_read in listcsv.h), through its public API only.
- * Input: byte 0 = options (bit 0: warn_no_expiry; bits 1-4: stop after
- * that many accepted rows, 0 = never), the rest = the file. The file is a
- * memfd read through /proc/self/fd/N (list_read takes a path).
+ * Input: byte 0 = options (bit 0: LIST_WARN_NO_EXPIRY; bits 1-4: stop
+ * after that many accepted rows, 0 = never; bit 5: LIST_FINGERPRINTS),
+ * the rest = the file. The file is a memfd read through /proc/self/fd/N
+ * (list_read takes a path).
  * Invariants: no crash, leak or sanitizer report; list_read returns 0 or
  * -1; every accepted row has a PAN of CARD_PAN_MIN..CARD_PAN_MAX digits
  * that passes the Luhn check, an expiry that is "" or YYMM with a month
- * 01-12, and a line number above the previous row's, at least 2 (the
- * header is line 1) and at most the file's line count (a line ends at
- * CRLF, LF or a bare CR, as listcsv.h says); the statistics
- * add up (rows = accepted + rejected when the file was read to its end,
- * no_expiry <= accepted); a stop from the callback makes it return -1
- * right after that row. Logs are switched off (they would fill the fuzz
- * log): the messages are checked by the unit and end-to-end tests. */
+ * 01-12 - or, only when bit 5 allows fingerprint lists, no PAN or expiry
+ * but a valid key id and 32 lowercase hex - and a line number above the
+ * previous row's, at least 2 (the header is line 1) and at most the
+ * file's line count (a line ends at CRLF, LF or a bare CR, as listcsv.h
+ * says); the statistics add up (rows = accepted + rejected when the file
+ * was read to its end, no_expiry <= accepted); a stop from the callback
+ * makes it return -1 right after that row. Logs are switched off (they
+ * would fill the fuzz log): the messages are checked by the unit and
+ * end-to-end tests. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memfd_create */
 #endif
@@ -35,6 +38,7 @@ struct seen {
     uint64_t stop_at; /* 0 = never */
     unsigned long last_line;
     unsigned long max_line;
+    int fingerprints; /* LIST_FINGERPRINTS was given */
 };
 
 static void need(int cond, const char *what)
@@ -49,7 +53,29 @@ static int on_row(void *arg, const struct list_row *row)
 {
     struct seen *s = arg;
 
-    need(row->pan != NULL && row->expiry != NULL, "row fields set");
+    need(row->expiry != NULL && row->first_fraud != NULL, "row fields set");
+    if (row->fingerprint != NULL) {
+        need(s->fingerprints, "a fingerprint row only when allowed");
+        need(row->pan == NULL && row->len == 0 && row->expiry[0] == '\0',
+             "a fingerprint row has no PAN or expiry");
+        need(row->key_id != NULL &&
+                 card_key_id_valid(row->key_id, strlen(row->key_id)),
+             "a valid key id");
+        need(strlen(row->fingerprint) == CARD_FP_HEX_LEN,
+             "fingerprint of 32 hex");
+        for (size_t i = 0; i < CARD_FP_HEX_LEN; i++) {
+            char ch = row->fingerprint[i];
+            need((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'),
+                 "fingerprint is lowercase hex");
+        }
+        need(row->line >= 2 && row->line > s->last_line &&
+                 row->line <= s->max_line,
+             "line numbers increase within the file");
+        s->last_line = row->line;
+        s->accepted++;
+        return s->stop_at != 0 && s->accepted == s->stop_at;
+    }
+    need(row->pan != NULL && row->key_id == NULL, "a PAN row");
     need(row->len >= CARD_PAN_MIN && row->len <= CARD_PAN_MAX,
          "PAN of 13-19 digits");
     for (size_t i = 0; i < row->len; i++) {
@@ -104,7 +130,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             d[i] == '\n' || (d[i] == '\r' && (i + 1 == n || d[i + 1] != '\n'));
     }
     memset(&st, 0xa5, sizeof(st));
-    int rc = list_read(path, data[0] & 1, on_row, &s, &st);
+    unsigned flags = (data[0] & 1 ? LIST_WARN_NO_EXPIRY : 0) |
+                     (data[0] & 32 ? LIST_FINGERPRINTS : 0);
+    s.fingerprints = (flags & LIST_FINGERPRINTS) != 0;
+    int rc = list_read(path, flags, on_row, &s, &st);
     need(rc == 0 || rc == -1, "returns 0 or -1");
     need(st.rejected <= st.rows && st.no_expiry <= s.accepted &&
              s.accepted <= st.rows,

@@ -67,8 +67,12 @@ struct got {
     char pan[MAX_ROWS][CARD_PAN_MAX + 1];
     char expiry[MAX_ROWS][5];
     unsigned long line[MAX_ROWS];
+    char kid[MAX_ROWS][CARD_KEY_ID_MAX + 1]; /* "" for a PAN row */
+    char fp[MAX_ROWS][CARD_FP_SIZE];          /* "" for a PAN row */
+    char first_fraud[MAX_ROWS][32];
+    unsigned flags;  /* of list_read */
     int stop_after; /* the callback asks to stop after this many; 0 = no */
-    char log[8192];  /* stderr during the call */
+    char log[16384]; /* stderr during the call */
     char path[PATH_MAX];
 };
 
@@ -76,6 +80,24 @@ static int on_row(void *arg, const struct list_row *row)
 {
     struct got *g = arg;
     assert_true(g->n < MAX_ROWS);
+    assert_non_null(row->first_fraud);
+    snprintf(g->first_fraud[g->n], sizeof(g->first_fraud[g->n]), "%s",
+             row->first_fraud);
+    if (row->fingerprint != NULL) {
+        /* a fingerprint list: no PAN, no expiry */
+        assert_true(g->flags & LIST_FINGERPRINTS);
+        assert_null(row->pan);
+        assert_int_equal(row->len, 0);
+        assert_string_equal(row->expiry, "");
+        snprintf(g->kid[g->n], sizeof(g->kid[g->n]), "%s", row->key_id);
+        snprintf(g->fp[g->n], sizeof(g->fp[g->n]), "%s", row->fingerprint);
+        g->pan[g->n][0] = '\0';
+        g->expiry[g->n][0] = '\0';
+        g->line[g->n] = row->line;
+        g->n++;
+        return g->stop_after > 0 && g->n >= (size_t)g->stop_after;
+    }
+    assert_null(row->key_id);
     assert_true(row->len >= CARD_PAN_MIN && row->len <= CARD_PAN_MAX);
     assert_int_equal(strlen(row->pan), row->len);
     memcpy(g->pan[g->n], row->pan, row->len + 1);
@@ -97,7 +119,7 @@ static void read_list(const char *name, struct got *g)
     int saved = dup(STDERR_FILENO);
     assert_true(saved >= 0);
     assert_int_equal(dup2(lfd, STDERR_FILENO), STDERR_FILENO);
-    g->rc = list_read(g->path, 0, on_row, g, &g->st);
+    g->rc = list_read(g->path, g->flags, on_row, g, &g->st);
     fflush(stderr);
     assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
     close(saved);
@@ -630,6 +652,161 @@ static void test_missing_file(void **state)
     assert_int_equal(st.rows, 0);
 }
 
+/* ---- fingerprint lists ---------------------------------------------- */
+
+#define FP1 "00112233445566778899aabbccddeeff"
+#define FP2 "ffeeddccbbaa99887766554433221100"
+
+/* A fingerprint list (what `cardwatch cpp --emit-breach` writes): key id
+ * and lowercased hex per row, first_fraud passed on as written, the rest
+ * of the CSV rules (BOM, CRLF, quotes, comments) as for card numbers. */
+static void test_fingerprint_list(void **state)
+{
+    (void)state;
+    struct got g = {.flags = LIST_FINGERPRINTS};
+    read_text("fp.csv",
+              "\xEF\xBB\xBF" "Fingerprint,note,first_fraud\r\n"
+              "k1:" FP1 ",\"a, b\",2024-05-01\r\n"
+              "# a comment\r\n"
+              "  K_2-x:FFEEDDCCBBAA99887766554433221100 ,,\r\n"
+              "\"k1:" FP2 "\"\r\n",
+              &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.st.fingerprints, 1);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.kid[0], "k1");
+    assert_string_equal(g.fp[0], FP1);
+    assert_string_equal(g.first_fraud[0], "2024-05-01");
+    assert_int_equal(g.line[0], 2);
+    assert_string_equal(g.kid[1], "K_2-x");
+    assert_string_equal(g.fp[1], FP2); /* lowercased */
+    assert_string_equal(g.first_fraud[1], "");
+    assert_int_equal(g.line[1], 4);
+    assert_string_equal(g.fp[2], FP2);
+    assert_string_equal(g.first_fraud[2], ""); /* a short row */
+    assert_counts(&g, 3, 0, 0);
+    assert_string_equal(g.log, "");
+
+    /* a list of PANs read with the flag: st.fingerprints 0, first_fraud
+     * passed on too */
+    struct got p = {.flags = LIST_FINGERPRINTS};
+    read_text("pff.csv", "pan,first_fraud\n" A ",2024-05-01T10:00:00Z\n" B
+              "\n", &p);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.st.fingerprints, 0);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.kid[0], "");
+    assert_string_equal(p.first_fraud[0], "2024-05-01T10:00:00Z");
+    assert_string_equal(p.first_fraud[1], "");
+}
+
+/* Fingerprints that are not "<key_id>:<32 hex>": rejected by their line,
+ * showing at most the key id and 8 hex - never a card number put in the
+ * column. */
+static void test_fingerprint_rows_rejected(void **state)
+{
+    (void)state;
+    struct got g = {.flags = LIST_FINGERPRINTS};
+    read_text("fpbad.csv",
+              "fingerprint\n"
+              "k1:" FP1 "\n"                          /* 2 ok */
+              "k1:0011\n"                             /* 3 short */
+              "k1:" FP1 "00\n"                        /* 4 long */
+              "k1:0011223344556677889gaabbccddeeff\n" /* 5 not hex */
+              "bad id:" FP1 "\n"                      /* 6 key id */
+              A "\n"                                  /* 7 a PAN */
+              A ":" FP1 "\n"                          /* 8 digits key id */
+              "12345678901234:" A "\n"                /* 9 PAN as hex */
+              "\"\"\n"                                /* 10 empty */
+              ":" FP1 "\n"                            /* 11 no key id */
+              "k12345678901234567890123456789012:" FP1 "\n" /* 12 33 chars */
+              "k1: " FP1 "\n",                        /* 13 space */
+              &g);
+    assert_int_equal(g.rc, 0);
+    /* line 8: a key id may be all digits (as in a key file); the caller
+     * shows it with list_key_id_shown() */
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.fp[0], FP1);
+    assert_string_equal(g.kid[1], A);
+    assert_string_equal(list_key_id_shown(g.kid[1]), "(key id not shown)");
+    assert_string_equal(list_key_id_shown("k1"), "k1");
+    assert_counts(&g, 12, 10, 0);
+    assert_logged(&g, "fpbad.csv",
+                  "3: rejected: fingerprint k1:0011 is not <key_id>:<32 hex>");
+    assert_logged(&g, "fpbad.csv",
+                  "4: rejected: fingerprint k1:00112233... is not");
+    assert_logged(&g, "fpbad.csv",
+                  "5: rejected: fingerprint k1:00112233... is not");
+    assert_logged(&g, "fpbad.csv", "6: rejected: fingerprint is not "
+                  "<key_id>:<32 hex> (the key id is not 1-32 of");
+    assert_logged(&g, "fpbad.csv", "7: rejected: fingerprint is not "
+                  "<key_id>:<32 hex> (no ':')");
+    assert_logged(&g, "fpbad.csv", "9: rejected: fingerprint (key id not "
+                  "shown):40000100... is not");
+    assert_logged(&g, "fpbad.csv", "10: rejected: no fingerprint");
+    assert_logged(&g, "fpbad.csv", "11: rejected: fingerprint is not "
+                  "<key_id>:<32 hex> (the key id");
+    assert_logged(&g, "fpbad.csv", "12: rejected: fingerprint is not");
+    assert_logged(&g, "fpbad.csv", "13: rejected: fingerprint k1:... is not");
+    if (strstr(g.log, A) != NULL || strstr(g.log, "4000010000") != NULL) {
+        fail_msg("a card number in the log:\n%s", g.log);
+    }
+}
+
+/* Headers a fingerprint list cannot have, and callers that need card
+ * numbers (gen, rules test: no LIST_FINGERPRINTS). */
+static void test_fingerprint_headers_refused(void **state)
+{
+    (void)state;
+    struct got g1 = {.flags = LIST_FINGERPRINTS};
+    read_text("both.csv", "pan,fingerprint\n" A ",k1:" FP1 "\n", &g1);
+    assert_int_equal(g1.rc, -1);
+    assert_int_equal(g1.n, 0);
+    assert_logged(&g1, "both.csv", "1: the header names both 'pan' and "
+                  "'fingerprint'");
+
+    struct got g2 = {.flags = LIST_FINGERPRINTS};
+    read_text("fpexp.csv", "fingerprint,expiry\nk1:" FP1 ",2612\n", &g2);
+    assert_int_equal(g2.rc, -1);
+    assert_int_equal(g2.n, 0);
+    assert_logged(&g2, "fpexp.csv", "1: a fingerprint list cannot have "
+                  "column 'expiry'");
+
+    struct got g3 = {0};
+    read_text("needpan.csv", "note,FINGERPRINT\nx,k1:" FP1 "\n", &g3);
+    assert_int_equal(g3.rc, -1);
+    assert_int_equal(g3.n, 0);
+    if (strstr(g3.log, "needpan.csv is a fingerprint list; this command "
+                       "needs card numbers") == NULL) {
+        fail_msg("log:\n%s", g3.log);
+    }
+
+    struct got g4 = {.flags = LIST_FINGERPRINTS};
+    read_text("neither.csv", "card\n" A "\n", &g4);
+    assert_int_equal(g4.rc, -1);
+    assert_logged(&g4, "neither.csv", "1: the header has no column 'pan' or "
+                  "'fingerprint'");
+
+    /* the expiry warning still speaks for a fingerprint list */
+    struct got g5 = {.flags = LIST_FINGERPRINTS | LIST_WARN_NO_EXPIRY};
+    read_text("fpwarn.csv", "fingerprint\nk1:" FP1 "\n", &g5);
+    assert_int_equal(g5.rc, 0);
+    assert_int_equal(g5.n, 1);
+    assert_logged(&g5, "fpwarn.csv", " no 'expiry' column although the "
+                  "breach exposed expiry");
+}
+
+/* A stop from the callback on a fingerprint row stops the read. */
+static void test_fingerprint_stop(void **state)
+{
+    (void)state;
+    struct got g = {.flags = LIST_FINGERPRINTS, .stop_after = 1};
+    read_text("fpstop.csv", "fingerprint\nk1:" FP1 "\nk1:" FP2 "\n", &g);
+    assert_int_equal(g.rc, -1);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.st.rows, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -655,6 +832,10 @@ int main(void)
         cmocka_unit_test(test_read_error),
         cmocka_unit_test(test_read_error_mid_row),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_fingerprint_list),
+        cmocka_unit_test(test_fingerprint_rows_rejected),
+        cmocka_unit_test(test_fingerprint_headers_refused),
+        cmocka_unit_test(test_fingerprint_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
