@@ -34,7 +34,8 @@ int cmd_load(int argc, char **argv)
         "usage: cardwatch load --breach ID --window-start YYYY-MM-DD "
         "--window-end YYYY-MM-DD\n"
         "                      --elements pan,expiry,cvv2,name,address "
-        "[--description TEXT] LIST.csv\n"
+        "[--description TEXT]\n"
+        "                      [--suspected] LIST.csv\n"
         "\n"
         "Imports a breach list into Redis. LIST.csv (RFC 4180: CRLF, LF "
         "or CR row ends,\nquoted fields, an optional UTF-8 BOM) has a "
@@ -46,6 +47,18 @@ int cmd_load(int argc, char **argv)
         "gives the rows read, the\ncards loaded and the rows rejected. "
         "Loading the same list again changes nothing.\n"
         "\n"
+        "A fingerprint list (the breach `cardwatch cpp` finds) names a "
+        "column\n'fingerprint' instead, \"<key_id>:<32 hex>\" as in "
+        "alerts, and no 'expiry'; its\nkey id must be the configured "
+        "[card] key's (another key's fingerprints never\nmatch: the load "
+        "stops at the first one, before anything is written when it is\n"
+        "the first card).\n"
+        "\n"
+        "  --suspected  the breach is suspected, not known (what cpp "
+        "found): `breaches`\n"
+        "               shows it; a load without it records a known "
+        "breach\n"
+        "\n"
         "elements: pan, expiry, cvv2, name, address, phone, email\n");
     struct common co = {0};
     struct load_opts lo = {0};
@@ -56,6 +69,7 @@ int cmd_load(int argc, char **argv)
         {"window-end", required_argument, &lo.window_end, NULL, 0},
         {"elements", required_argument, &lo.elements, NULL, 0},
         {"description", required_argument, &lo.description, NULL, 0},
+        {"suspected", no_argument, NULL, &lo.suspected, 1},
     };
     int st = cli_parse_opts(argc, argv, 1, "load", help, &co, defs,
                             N_ELEMS(defs));
@@ -95,8 +109,8 @@ int cmd_breaches(int argc, char **argv)
         "usage: cardwatch breaches [--json] [--confirm]\n\nLists the "
         "loaded breaches with window, card count, status (committed,\n"
         "LOADING: an interrupted or running load, not monitored yet;\n"
-        "INCOMPLETE: fewer cards than the load recorded) and exposed "
-        "elements.\n\n"
+        "INCOMPLETE: fewer cards than the load recorded), whether it is\n"
+        "suspected (loaded as such) and exposed elements.\n\n"
         "  --json     one JSON object per breach\n"
         "  --confirm  record what Redis holds now as the exposed-card set "
         "(new\n"

@@ -116,7 +116,19 @@ struct load_ctx {
     uint64_t est_rows; /* of a regular file (progress), else 0 */
     int interrupted; /* stopped by SIGTERM / SIGINT */
     uint64_t t0, last;
+    /* What load_begin() writes, and what it learnt */
+    int64_t ws, we;
+    uint32_t elements;
+    char lkey[RMODEL_KEY_MAX];
+    char s_now[32];
+    const char *list_name;
+    int begun;        /* load_begin() ran: Redis holds the breach */
+    int reload;       /* of a committed breach */
+    int begin_failed; /* load_begin() failed (and said why) */
+    long long before; /* the breach's members when the load began */
 };
+
+static int load_begin(struct load_ctx *lc);
 
 /* Sends the batch: one script call. Returns 0, or -1 (logged). */
 static int send_batch(struct load_ctx *lc)
@@ -198,8 +210,25 @@ static int load_row(void *arg, const struct list_row *row)
         lc->interrupted = 1;
         return -1;
     }
-    if (card_fingerprint(lc->key, row->pan, row->len, fp) != 0) {
+    if (row->fingerprint != NULL) {
+        /* A fingerprint under another key can never match a card: such a
+         * list would monitor nothing. Checked before Redis is written
+         * (load_begin() waits for the first card). */
+        const char *kid = card_key_id(lc->key);
+        if (strcmp(row->key_id, kid) != 0) {
+            log_error(MOD, "%.*s:%lu: fingerprint under key id '%s', but "
+                      "the configured [card] key id is '%s': a fingerprint "
+                      "under another key never matches a card",
+                      PATH_MAX_SHOWN, lc->list_name, row->line,
+                      list_key_id_shown(row->key_id), kid);
+            return -1;
+        }
+        memcpy(fp, row->fingerprint, CARD_FP_SIZE);
+    } else if (card_fingerprint(lc->key, row->pan, row->len, fp) != 0) {
         log_error(MOD, "fingerprint failed (OpenSSL)");
+        return -1;
+    }
+    if (!lc->begun && load_begin(lc) != 0) {
         return -1;
     }
     if (row->expiry[0] != '\0') {
@@ -297,11 +326,13 @@ static int load_write_meta(struct rblock *rc, const struct load_opts *o,
     breach_elements_format(elements, elems, sizeof(elems));
     snprintf(s_ws, sizeof(s_ws), "%" PRId64, ws);
     snprintf(s_we, sizeof(s_we), "%" PRId64, we);
+    /* suspected: each load says it (one without --suspected confirms) */
     redisReply *r = rblock_cmd(rc, "HSET", "HSET %s window_start_ms %s "
                         "window_end_ms %s elements %s key_id %s "
-                        "description %s", bkey, s_ws, s_we, elems,
-                        card_key_id(key), o->description ? o->description
-                                                         : "");
+                        "description %s suspected %s", bkey, s_ws, s_we,
+                        elems, card_key_id(key),
+                        o->description ? o->description : "",
+                        o->suspected ? "1" : "0");
     rblock_free(r);
     if (r == NULL) {
         return -1;
@@ -349,16 +380,23 @@ static int load_stopped(const struct load_ctx *lc, const char *counts,
         fprintf(stderr, "\r\033[K");
     }
     const char *state =
-        reload ? "it stays visible as committed before, with the cards "
-                 "added so far"
-               : "none of it is visible to lookups (staged, not "
-                 "committed); `cardwatch breaches` lists it as loading";
+        !lc->begun ? "nothing was written to Redis"
+        : reload   ? "it stays visible as committed before, with the cards "
+                     "added so far"
+                   : "none of it is visible to lookups (staged, not "
+                     "committed); `cardwatch breaches` lists it as loading";
     if (lc->interrupted) {
         log_error(MOD, "load of breach %s interrupted by %s after %s: "
                   "%s; run the same load again to finish it",
                   o->breach_id, loader_signal == SIGINT ? "SIGINT" : "SIGTERM",
                   counts, state);
         return 128 + (int)loader_signal;
+    }
+    if (!lc->begun) {
+        log_error(MOD, "load of breach %s stopped after %s: %s; fix the "
+                  "cause and run the load again", o->breach_id, counts,
+                  state);
+        return 1;
     }
     log_error(MOD, "load of breach %s stopped after %s: %s; fix the "
               "cause and run the load again (or `cardwatch unload "
@@ -550,6 +588,46 @@ static void load_summary(const struct load_ctx *lc, const struct list_stats *ls,
     }
 }
 
+/* Writes the breach to Redis before its first card (or at the end of a
+ * list that had none): metadata, staged status, listed, the layout
+ * ready. Waiting for the first card keeps a list refused at its header or
+ * first row (a fingerprint under another key) out of Redis altogether.
+ * Returns 0, or -1 after logging. */
+static int load_begin(struct load_ctx *lc)
+{
+    const struct load_opts *o = lc->o;
+    struct rblock *rc = lc->L;
+    lc->begun = 1;
+    lc->begin_failed = 1; /* until the end */
+    /* Metadata first, so a processor that meets a card finds its breach. */
+    if (load_write_meta(rc, o, lc->key, lc->elements, lc->ws, lc->we,
+                        lc->bkey, lc->s_now) != 0) {
+        return -1;
+    }
+    lc->reload = load_mark_staged(rc, lc->bkey);
+    if (lc->reload < 0) {
+        lc->reload = 0;
+        return -1;
+    }
+    redisReply *r = rblock_cmd(rc, "SADD", "SADD %s %s", lc->lkey,
+                               o->breach_id);
+    rblock_free(r);
+    if (r == NULL) {
+        return -1;
+    }
+    /* "New" is how much the breach grew: a batch sent again after a
+     * reconnect finds the cards Redis took from the dropped connection
+     * already there, so the script's own answers would undercount. */
+    lc->before = loader_members(rc, lc->bkey);
+    if (lc->before < 0 || prepare_layout(lc) != 0) {
+        return -1;
+    }
+    lc->t0 = clock_mono_ns();
+    lc->last = lc->t0;
+    lc->begin_failed = 0;
+    return 0;
+}
+
 int loader_load(const struct config *c, const struct load_opts *o)
 {
     char err[256];
@@ -578,58 +656,41 @@ int loader_load(const struct config *c, const struct load_opts *o)
     lc->o = o;
     lc->L = rc;
     lc->key = key;
+    lc->ws = ws;
+    lc->we = we;
+    lc->elements = elements;
+    lc->list_name = strcmp(o->list_path, "-") == 0 ? "<stdin>" : o->list_path;
     if (rblock_open(rc, c, MOD) != 0 ||
         rblock_script(rc, RMODEL_LUA_ADD, lc->sha_add) != 0 ||
         rblock_script(rc, RMODEL_LUA_SPLIT, lc->sha_split) != 0) {
         goto out;
     }
-    char *bkey = lc->bkey, lkey[RMODEL_KEY_MAX];
-    rmodel_breach_key(bkey, c->redis_prefix, o->breach_id);
-    rmodel_breaches_key(lkey, c->redis_prefix);
+    rmodel_breach_key(lc->bkey, c->redis_prefix, o->breach_id);
+    rmodel_breaches_key(lc->lkey, c->redis_prefix);
     rmodel_layout_key(lc->lay, c->redis_prefix, card_key_id(key));
     rmodel_bucket_prefix(lc->bpre, c->redis_prefix, card_key_id(key));
-    char s_now[32];
-    snprintf(s_now, sizeof(s_now), "%" PRId64, clock_wall_ms());
-    /* Metadata first, so a processor that meets a card finds its breach. */
-    if (load_write_meta(rc, o, key, elements, ws, we, bkey, s_now) != 0) {
-        goto out;
-    }
-    int reload = load_mark_staged(rc, bkey);
-    if (reload < 0) {
-        goto out;
-    }
+    snprintf(lc->s_now, sizeof(lc->s_now), "%" PRId64, clock_wall_ms());
     char gen[33], xkey[RMODEL_KEY_MAX];
     rmodel_exposed_key(xkey, c->redis_prefix);
     if (loader_new_generation(gen) != 0) {
         goto out;
     }
     loader_catch_signals();
-    redisReply *r = rblock_cmd(rc, "SADD", "SADD %s %s", lkey, o->breach_id);
-    rblock_free(r);
-    if (r == NULL) {
-        goto out;
-    }
-    /* "New" is how much the breach grew: a batch sent again after a
-     * reconnect finds the cards Redis took from the dropped connection
-     * already there, so the script's own answers would undercount. */
-    long long before = loader_members(rc, bkey);
-    if (before < 0 || prepare_layout(lc) != 0) {
-        goto out;
-    }
     lc->t0 = clock_mono_ns();
     lc->last = lc->t0;
     struct list_stats ls;
-    const char *list_name = strcmp(o->list_path, "-") == 0 ? "<stdin>"
-                                                             : o->list_path;
     unsigned flags = LIST_FINGERPRINTS |
                      ((elements & BREACH_EL_EXPIRY) ? LIST_WARN_NO_EXPIRY : 0);
-    int read_rc = list_read(o->list_path, flags,
-                            load_row, lc, &ls);
+    int read_rc = list_read(o->list_path, flags, load_row, lc, &ls);
     if (loader_signal != 0) {
         /* After the last full chunk, or while a read waited for more of
          * the list (a pipe): the read then fails with EINTR, and the load
          * was interrupted all the same, not broken. */
         lc->interrupted = 1;
+        read_rc = -1;
+    }
+    /* A list without a card is recorded all the same (an empty breach). */
+    if (read_rc == 0 && !lc->begun && load_begin(lc) != 0) {
         read_rc = -1;
     }
     if (read_rc == 0 && flush_chunk(lc) != 0) {
@@ -639,26 +700,28 @@ int loader_load(const struct config *c, const struct load_opts *o)
     char counts[PATH_MAX_SHOWN + 128];
     snprintf(counts, sizeof(counts), "%" PRIu64 " rows read from %.*s (%" PRIu64
              " cards loaded, %" PRIu64 " rejected)", ls.rows, PATH_MAX_SHOWN,
-             list_name, lc->st.loaded, ls.rejected);
+             lc->list_name, lc->st.loaded, ls.rejected);
     if (read_rc != 0) {
-        rc_exit = load_stopped(lc, counts, reload);
+        /* a failure to begin was reported where it happened, as Redis
+         * refused or failed a command before the first card */
+        rc_exit = lc->begin_failed ? 1 : load_stopped(lc, counts, lc->reload);
         goto out;
     }
     /* Commit: status, recorded count, listed, new marker - one step. */
-    r = recount(lc, before) != 0
+    redisReply *r = recount(lc, lc->before) != 0
             ? NULL
             : rblock_cmd(rc, "the commit", "EVAL %s 4 %s %s %s %s %s %s %s",
-                         RMODEL_LUA_COMMIT, bkey, lc->lay, lkey, xkey,
-                         o->breach_id, gen, s_now);
+                         RMODEL_LUA_COMMIT, lc->bkey, lc->lay, lc->lkey, xkey,
+                         o->breach_id, gen, lc->s_now);
     if (r == NULL) {
         log_error(MOD, "breach %s was not committed after %s: %s",
                   o->breach_id, counts,
-                  reload ? "it stays as committed before"
-                         : "it stays invisible; run the load again");
+                  lc->reload ? "it stays as committed before"
+                             : "it stays invisible; run the load again");
         goto out;
     }
     rblock_free(r);
-    load_summary(lc, &ls, list_name, before);
+    load_summary(lc, &ls, lc->list_name, lc->before);
     rc_exit = 0;
 out:
     rblock_close(rc);
@@ -666,4 +729,3 @@ out:
     free(lcp);
     return rc_exit;
 }
-

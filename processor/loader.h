@@ -24,12 +24,22 @@ struct load_opts {
     const char *description;  /* may be NULL */
     const char *list_path;    /* CSV with header; "-" = stdin */
     int progress;             /* progress line on stderr */
+    int suspected;            /* the breach is suspected (cpp), not known */
 };
 
-/* Loads a breach list. Invalid rows are reported as "file:line: ..." with
- * the PAN masked and skipped; the rest load. Returns the exit status: 0
- * when the list was loaded (even with rejected rows), 1 on a bad argument,
- * an unreadable file, a missing key or a Redis failure. */
+/* Loads a breach list: card numbers, or fingerprints "<key_id>:<32 hex>"
+ * (listcsv.h), which load as they are. Invalid rows are reported as
+ * "file:line: ..." with the PAN masked and skipped; the rest load. A
+ * fingerprint under a key id other than the configured [card] key's stops
+ * the load (file:line, both key ids): when it is the first card, before
+ * anything is written to Redis (nothing is written before the first
+ * card); later in the list (a list mixing keys), as any load that stops
+ * (staged, not committed). o->suspected records the breach as suspected
+ * (its hash's field suspected = "1"; a load without it writes "0").
+ * Returns the exit status: 0 when the list was loaded (even with rejected
+ * rows), 1 on a bad argument, an unreadable or refused file, a fingerprint
+ * of another key, a missing key or a Redis failure, 128 + the signal of an
+ * interrupted load. */
 int loader_load(const struct config *c, const struct load_opts *o);
 
 /* Prints the loaded breaches (table, or JSON lines when json is 1).

@@ -48,6 +48,28 @@ static void json_str(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* One breach of `breaches --json`: id, its hash h, dates {window start,
+ * window end, loaded}, its members, status word and suspected flag. */
+static void list_json_row(const char *id, const redisReply *h,
+                          const char *const dates[3], long long members,
+                          const char *status, int suspected)
+{
+    printf("{\"breach_id\":");
+    json_str(stdout, id);
+    printf(",\"window_start\":\"%s\",\"window_end\":\"%s\","
+           "\"cards\":%lld,\"recorded_cards\":%lld,\"status\":\"%s\","
+           "\"elements\":",
+           dates[0], dates[1], members,
+           strtoll(field(h, "cards"), NULL, 10), status);
+    json_str(stdout, field(h, "elements"));
+    printf(",\"key_id\":");
+    json_str(stdout, field(h, "key_id"));
+    printf(",\"suspected\":%s", suspected ? "true" : "false");
+    printf(",\"loaded_at\":\"%s\",\"description\":", dates[2]);
+    json_str(stdout, field(h, "description"));
+    printf("}\n");
+}
+
 int loader_list(const struct config *c, int json)
 {
     struct rblock conn, *rc = &conn;
@@ -62,8 +84,9 @@ int loader_list(const struct config *c, int json)
         return 1;
     }
     if (!json) {
-        printf("%-24s %-10s %-10s %10s  %-22s %-32s %s\n", "breach", "from",
-               "to", "cards", "status", "elements", "description");
+        printf("%-24s %-10s %-10s %10s  %-22s %-9s %-32s %s\n", "breach",
+               "from", "to", "cards", "status", "suspected", "elements",
+               "description");
     }
     int bad = 0, failed = 0;
     for (size_t i = 0; i < ids->elements; i++) {
@@ -110,6 +133,8 @@ int loader_list(const struct config *c, int json)
         } else {
             snprintf(status, sizeof(status), "committed");
         }
+        /* "1" from `load --suspected`; absent (older data) or "0": known */
+        int suspected = strcmp(field(h, "suspected"), "1") == 0;
         char from[16], to[16], loaded[16];
         breach_date_format(strtoll(field(h, "window_start_ms"), NULL, 10),
                            from, sizeof(from));
@@ -118,27 +143,17 @@ int loader_list(const struct config *c, int json)
         breach_date_format(strtoll(field(h, "loaded_at_ms"), NULL, 10),
                            loaded, sizeof(loaded));
         if (json) {
-            printf("{\"breach_id\":");
-            json_str(stdout, id);
-            printf(",\"window_start\":\"%s\",\"window_end\":\"%s\","
-                   "\"cards\":%lld,\"recorded_cards\":%lld,"
-                   "\"status\":\"%s\",\"elements\":",
-                   from, to, members, strtoll(rec, NULL, 10),
-                   first_layout               ? "old_layout"
-                   : bs == RMODEL_B_LOADING   ? "loading"
-                   : bs == RMODEL_B_UNLOADING ? "unloading"
-                   : status[0] == 'I'         ? "incomplete"
-                                              : "committed");
-            json_str(stdout, field(h, "elements"));
-            printf(",\"key_id\":");
-            json_str(stdout, field(h, "key_id"));
-            printf(",\"loaded_at\":\"%s\",\"description\":", loaded);
-            json_str(stdout, field(h, "description"));
-            printf("}\n");
+            const char *word = first_layout               ? "old_layout"
+                               : bs == RMODEL_B_LOADING   ? "loading"
+                               : bs == RMODEL_B_UNLOADING ? "unloading"
+                               : status[0] == 'I'         ? "incomplete"
+                                                          : "committed";
+            const char *dates[3] = {from, to, loaded};
+            list_json_row(id, h, dates, members, word, suspected);
         } else {
-            printf("%-24s %-10s %-10s %10lld  %-22s %-32s %s\n", id, from,
-                   to, members, status, field(h, "elements"),
-                   field(h, "description"));
+            printf("%-24s %-10s %-10s %10lld  %-22s %-9s %-32s %s\n", id,
+                   from, to, members, status, suspected ? "yes" : "no",
+                   field(h, "elements"), field(h, "description"));
         }
         rblock_free(h);
     }

@@ -17,7 +17,10 @@
  *                                     unloading), cards (count when
  *                                     committed), committed_at_ms,
  *                                     members (cards whose record names
- *                                     the breach, kept by the scripts)
+ *                                     the breach, kept by the scripts),
+ *                                     suspected ("1": `load --suspected`,
+ *                                     a breach cpp estimated; "0" or
+ *                                     absent: a known one)
  *   <p>:breaches              set     breach ids
  *   <p>:exposed               string  generation marker: a random id that
  *                                     `load`, `unload` and `breaches

@@ -2,6 +2,8 @@
 idempotent loading, rejected rows by line with the PAN masked, counts, and
 unloading that keeps cards another breach still lists."""
 
+import re
+
 import harness as h
 import cwstack as cw
 from cwstack import Breach, CardMaker
@@ -190,3 +192,89 @@ def test_load_reads_every_row_of_any_csv():
         text = log.read_bytes()
         leaked = [m for m in h.luhn_scan(text) if m.decode() in red + cr + xl + dup]
         assert not leaked, f"{log}: a card number in the output"
+
+
+def _fp_text(pan, key_id=cw.KEY_ID, key_hex=cw.KEY_HEX):
+    """A card's fingerprint as alerts show it, computed here (independent of
+    the C code): "<key id>:" + hex of the first 16 bytes of
+    HMAC-SHA256(key, PAN)."""
+    import hashlib
+    import hmac
+    mac = hmac.new(bytes.fromhex(key_hex), pan.encode(), hashlib.sha256).digest()
+    return f"{key_id}:{mac[:16].hex()}"
+
+
+def test_load_fingerprint_list_as_suspected_breach():
+    """Issue 16: the list `cardwatch cpp --emit-breach` writes - fingerprints,
+    no card numbers - loads with --suspected: `breaches` says suspected and
+    counts its cards, and exactly its cards alert; a list under another
+    key id is refused (exit 1, file:line, both key ids) with nothing written
+    to Redis; `gen`, which needs card numbers, refuses a fingerprint list;
+    a load without --suspected records the breach as known."""
+    issuers = cw.three_issuers()
+    s = cw.Stack(issuers, partitions=1)
+    mk = CardMaker(1616)
+    listed = mk.cards(["400001", "510000", "40005001"], 6)
+    clean = mk.cards(["400002", "510000"], 4)
+    b = Breach("sus", "2024-03-01", "2024-03-31", ["pan", "name"], listed)
+
+    # another key's fingerprints: refused before anything is written
+    other = s.dir / "other-key.csv"
+    other.write_text("fingerprint\n" + "".join(
+        f"{_fp_text(p, key_id='k-old')}\n" for p in listed))
+    res = s.cardwatch("load", "--breach", "old", "--window-start", "2024-03-01",
+                      "--window-end", "2024-03-31", "--elements", "pan", "--suspected",
+                      other, check=False)
+    out = res.stdout.decode() + res.stderr.decode()
+    assert res.returncode == 1, out
+    assert (f"{other}:2: fingerprint under key id 'k-old', but the configured [card] key "
+            f"id is '{cw.KEY_ID}'") in out, out
+    assert "nothing was written to Redis" in out, out
+    assert s.redis.client().call("KEYS", "*") == [], "a refused list wrote to Redis"
+
+    # the breach list: header any case, upper-case hex, first_fraud (cpp's
+    # column) passed over; one row not a fingerprint, rejected by its line
+    fps = [_fp_text(p) for p in listed]
+    fps[1] = fps[1].upper().replace(cw.KEY_ID.upper(), cw.KEY_ID)
+    lst = s.dir / "suspected.csv"
+    lst.write_text("Fingerprint,first_fraud\n"
+                   + "".join(f"{fp},2024-03-0{i + 1}\n" for i, fp in enumerate(fps))
+                   + f"{cw.KEY_ID}:0011,\n")                      # line 8
+    gen = h.run_tool([h.tool("cardwatch"), "gen", "txns", "--config", s.config, "--count",
+                      "1", "--exposed", lst, "--output", "-"], timeout=30, check=False)
+    assert gen.returncode == 1 and \
+        f"{lst} is a fingerprint list; this command needs card numbers" in \
+        gen.stderr.decode(), gen.stderr
+    load = ["load", "--breach", b.id, "--window-start", b.start, "--window-end", b.end,
+            "--elements", "pan,name", lst]
+    res = s.cardwatch(*load[:-1], "--suspected", lst)
+    out = res.stdout.decode() + res.stderr.decode()
+    assert (f"breach sus: 7 rows read from {lst}: 6 cards loaded (6 new), 1 rejected, "
+            "0 loaded without expiry (not YYMM); 6 cards in the breach") in out, out
+    assert f"suspected.csv:8: rejected: fingerprint {cw.KEY_ID}:0011 is not" in out, out
+    listing = s.cardwatch("breaches", "--json").stdout.decode()
+    rows = {r["breach_id"]: r for r in map(__import__("json").loads, listing.splitlines())}
+    assert set(rows) == {"sus"}, rows
+    assert rows["sus"]["suspected"] is True and rows["sus"]["cards"] == 6 and \
+        rows["sus"]["status"] == "committed" and rows["sus"]["elements"] == "pan,name", rows
+    table = s.cardwatch("breaches").stdout.decode()
+    assert re.search(r"^sus\s.*\bcommitted\s+yes\s+pan,name", table, re.M), table
+
+    # alerts for the listed cards only, as for any breach
+    day = 86_400_000
+    txns = [cw.txn(f"fp-{i:03d}", p, b.start_ms + (i + 1) * day)
+            for i, p in enumerate(listed + clean)]
+    expected = cw.expected_alerts(txns, [b], issuers)
+    assert len(expected) == len(listed)
+    s.send(txns)
+    s.finish(s.run("--exit-at-end"))
+    cw.check_alerts(s.alerts(expect_count=len(listed)), expected, exact_once=True)
+
+    # loaded again without --suspected: a known breach, the same cards
+    res = s.cardwatch(*load)
+    assert "6 cards loaded (0 new)" in res.stdout.decode(), res.stdout
+    listing = s.cardwatch("breaches", "--json").stdout.decode()
+    assert __import__("json").loads(listing)["suspected"] is False, listing
+    for log in s.logs:
+        text = log.read_bytes()
+        assert not [m for m in h.luhn_scan(text) if m.decode() in listed + clean], log
