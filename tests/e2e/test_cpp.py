@@ -28,8 +28,10 @@ def _day(text):
 def _gen(s, name, *extra):
     hist, frauds, truth = (s.dir / f"{name}.jsonl", s.dir / f"{name}-frauds.csv",
                            s.dir / f"{name}-truth.json")
-    s.cardwatch("gen", "history", *SIM, *extra, "--format", "json", "--output", hist,
-                "--frauds", frauds, "--truth", truth)
+    res = h.run_tool([h.tool("cardwatch"), "gen", "history", "--config", s.config, *SIM, *extra,
+                      "--format", "json", "--output", hist, "--frauds", frauds,
+                      "--truth", truth], check=False)
+    assert res.returncode == 0, res.stderr.decode()
     return hist, frauds, json.loads(truth.read_text())
 
 
