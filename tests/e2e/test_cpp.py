@@ -84,7 +84,7 @@ def test_cpp_finds_the_injected_breach_and_monitors_it():
     s.cardwatch("load", "--suspected", "--breach", "cpp-suspect", "--window-start",
                 top["window_start"], "--window-end", top["window_end"], "--elements", "pan", emit)
     listed = [json.loads(x) for x in s.cardwatch("breaches", "--json").stdout.decode().splitlines()]
-    b = [x for x in listed if x.get("breach", x.get("id")) == "cpp-suspect"]
+    b = [x for x in listed if x["breach_id"] == "cpp-suspect"]
     assert b and b[0]["suspected"] is True and b[0]["cards"] == len(want), listed
 
     # the same ranking from the topic (by message timestamp) ...
