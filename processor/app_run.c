@@ -30,6 +30,7 @@
 #include "source_kafka.h"
 
 #define MOD "run"
+#define TICK_NS 50000000 /* the tick: stop checks, loop lag */
 
 struct app {
     const struct config *c;
@@ -46,6 +47,7 @@ struct app {
     struct feed *feed; /* [feed] listen set: the issuer feed */
     struct state *state;
     struct event *sigint, *sigterm, *sighup, *tick, *progress;
+    uint64_t tick_ns; /* when the tick last ran (loop lag) */
     int stopping;
     int feed_cancelled; /* its requests still open were answered 503 */
     int exit_code;
@@ -267,6 +269,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct app *a = arg;
+    uint64_t t = clock_mono_ns();
+    if (a->tick_ns != 0) { /* due TICK_NS after the last run */
+        double late = (double)(int64_t)(t - a->tick_ns - TICK_NS) / 1e9;
+        metrics_loop_lag(a->metrics, late);
+    }
+    a->tick_ns = t;
     if (!a->stopping && sink_kafka_fatal(a->sink)) {
         a->exit_code = 1;
         begin_stop(a, "producer fatal error");
@@ -584,7 +592,7 @@ static int app_arm(struct app *a)
     if (a->sighup != NULL) {
         event_add(a->sighup, NULL);
     }
-    struct timeval tick = {0, 50000};
+    struct timeval tick = {0, TICK_NS / 1000};
     event_add(a->tick, &tick);
     struct timeval prog = {a->o->progress ? 1 : 10, 0};
     event_add(a->progress, &prog);

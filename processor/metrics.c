@@ -13,6 +13,24 @@ static const double rtt_bounds[RTT_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 
+/* A histogram over rtt_bounds (seconds). */
+struct hist {
+    uint64_t buckets[RTT_BUCKETS];
+    uint64_t count;
+    double sum;
+};
+
+static void hist_add(struct hist *h, double seconds)
+{
+    for (int i = 0; i < RTT_BUCKETS; i++) {
+        if (seconds <= rtt_bounds[i]) {
+            h->buckets[i]++;
+        }
+    }
+    h->count++;
+    h->sum += seconds;
+}
+
 struct pair {
     char issuer[ISSUER_ID_MAX + 1];
     char rule[RULE_ID_MAX + 1];
@@ -32,9 +50,8 @@ struct metrics {
     size_t n_supp, cap_supp;
     uint64_t late_events;
     uint64_t reloads[2]; /* refused, ok */
-    uint64_t rtt_buckets[RTT_BUCKETS];
-    uint64_t rtt_count;
-    double rtt_sum;
+    struct hist rtt;
+    struct hist loop_lag;
     uint64_t redis_reconnects;
     uint64_t lookup_cards, lookup_sent;
     char filter_gen[72]; /* marker of the exposure filter, "" = none */
@@ -142,13 +159,12 @@ void metrics_rules_reload(struct metrics *m, int ok)
 
 void metrics_redis_rtt(struct metrics *m, double seconds)
 {
-    for (int i = 0; i < RTT_BUCKETS; i++) {
-        if (seconds <= rtt_bounds[i]) {
-            m->rtt_buckets[i]++;
-        }
-    }
-    m->rtt_count++;
-    m->rtt_sum += seconds;
+    hist_add(&m->rtt, seconds);
+}
+
+void metrics_loop_lag(struct metrics *m, double seconds)
+{
+    hist_add(&m->loop_lag, seconds < 0 ? 0 : seconds);
 }
 
 void metrics_exposure_lookup(struct metrics *m, uint64_t cards,
@@ -246,6 +262,21 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(struct sbuf *b,
     }
 }
 
+/* A histogram as Prometheus text: name_bucket{le}, _sum, _count. */
+static void render_hist(struct sbuf *b, const char *name, const char *help,
+                        const struct hist *h)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < RTT_BUCKETS; i++) {
+        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, rtt_bounds[i],
+                  (unsigned long long)h->buckets[i]);
+    }
+    sb_printf(b,
+              "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
+              name, (unsigned long long)h->count, name, h->sum, name,
+              (unsigned long long)h->count);
+}
+
 static const char *const outcome_names[METRICS_OUTCOME_COUNT] = {
     "clean", "exposed", "alerted", "dead_letter"};
 
@@ -317,19 +348,13 @@ long metrics_render(const struct metrics *m, const char *extra, char **out)
                   m->hits[i].rule, m->hits[i].issuer,
                   (unsigned long long)m->hits[i].n);
     }
-    sb_printf(&b, "# HELP cardwatch_redis_rtt_seconds Exposure lookup round "
-                  "trip (one pipelined batch).\n"
-                  "# TYPE cardwatch_redis_rtt_seconds histogram\n");
-    for (int i = 0; i < RTT_BUCKETS; i++) {
-        sb_printf(&b, "cardwatch_redis_rtt_seconds_bucket{le=\"%g\"} %llu\n",
-                  rtt_bounds[i], (unsigned long long)m->rtt_buckets[i]);
-    }
-    sb_printf(&b,
-              "cardwatch_redis_rtt_seconds_bucket{le=\"+Inf\"} %llu\n"
-              "cardwatch_redis_rtt_seconds_sum %.6f\n"
-              "cardwatch_redis_rtt_seconds_count %llu\n",
-              (unsigned long long)m->rtt_count, m->rtt_sum,
-              (unsigned long long)m->rtt_count);
+    render_hist(&b, "cardwatch_redis_rtt_seconds",
+                "Exposure lookup round trip (one pipelined batch).",
+                &m->rtt);
+    render_hist(&b, "cardwatch_event_loop_lag_seconds",
+                "How late the 50 ms tick ran: the longest the event loop "
+                "was busy elsewhere (a stall delays every event).",
+                &m->loop_lag);
     sb_printf(&b,
               "# HELP cardwatch_redis_reconnects_total Redis reconnects.\n"
               "# TYPE cardwatch_redis_reconnects_total counter\n"

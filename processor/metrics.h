@@ -82,6 +82,10 @@ void metrics_rules_reload(struct metrics *m, int ok);
 /* Records one Redis round trip of the given duration. */
 void metrics_redis_rtt(struct metrics *m, double seconds);
 
+/* Records how late the event loop's periodic tick ran (seconds past
+ * its due time): a stall of the loop shows here. */
+void metrics_loop_lag(struct metrics *m, double seconds);
+
 /* Counts an exposure lookup: cards asked, and of them those sent to
  * Redis (the rest the filter answered as not exposed). */
 void metrics_exposure_lookup(struct metrics *m, uint64_t cards,

@@ -86,6 +86,9 @@ BUILD="$BUILD" STACK_KAFKA=apache STACK_TOPICS="$topics" \
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
 bench_ini "$DIR/cardwatch.ini" "$DIR/stack/kafka.bootstraps" "$TOPIC" "$REDIS_PORT" "$DIR/key"
+# cardwatch's /metrics, for its event-loop lag per step
+HTTP_PORT=$(free_port)
+sed -i "s/^listen =\$/listen = 127.0.0.1:$HTTP_PORT/" "$DIR/cardwatch.ini"
 if [[ -n ${BENCH_LAT_CONFIG:-} ]]; then
   printf '\n%s\n' "$BENCH_LAT_CONFIG" >>"$DIR/cardwatch.ini"
 fi
@@ -100,10 +103,30 @@ CW_PID=$!
 echo "bench-latency: Apache Kafka, $TOPIC ($PARTS partitions), ${SECONDS_PER} s per rate," \
   "$SHARE of events on 7,455 exposed cards, built-in rule"
 [[ -n ${BENCH_LAT_CONFIG:-} ]] && echo "bench-latency: cardwatch config adds: ${BENCH_LAT_CONFIG//$'\n'/ }"
-printf '\n%8s %9s %8s | %-31s | %-31s | %8s | %-15s | %8s\n' "" "" "" \
-  "cardwatch: produce -> alert (ms)" "pass-through (ms)" "p99" "relay, 2 hops" "p99"
-printf '%8s %9s %8s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s | %7s %7s | %8s\n' target \
-  "events/s" alerts p50 p99 p99.9 max p50 p99 p99.9 max "diff ms" p50 p99 "cw-relay"
+printf '\n%8s %9s %8s | %-31s | %-31s | %8s | %-15s | %8s | %-23s\n' "" "" "" \
+  "cardwatch: produce -> alert (ms)" "pass-through (ms)" "p99" "relay, 2 hops" "p99" \
+  "loop ticks late by (ms)"
+printf '%8s %9s %8s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s | %7s %7s | %8s | %5s %5s %5s %6s\n' \
+  target "events/s" alerts p50 p99 p99.9 max p50 p99 p99.9 max "diff ms" p50 p99 "cw-relay" \
+  ">10" ">50" ">100" ticks
+
+# loop_lag: cardwatch's cardwatch_event_loop_lag_seconds buckets as JSON
+# ({"0.01": n, ..., "count": n}), {} when /metrics does not answer.
+loop_lag() {
+  python3 - "$HTTP_PORT" <<'PY'
+import json, re, sys, urllib.request
+try:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+except OSError:
+    print("{}"); sys.exit(0)
+out = {}
+for m in re.finditer(r'^cardwatch_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\d+)', text, re.M):
+    out[m.group(1)] = int(m.group(2))
+m = re.search(r"^cardwatch_event_loop_lag_seconds_count (\d+)", text, re.M)
+out["count"] = int(m.group(1)) if m else 0
+print(json.dumps(out))
+PY
+}
 
 FAILED=0
 BEST=0
@@ -117,6 +140,7 @@ one_rate() {
     tail -n 5 "$DIR/run.log" >&2
     return 2
   fi
+  lag0=$(loop_lag)
   out=$("$BUILD/latency" --brokers "$KAFKA_BOOTSTRAPS" --topic "$TOPIC" \
     --alert-topics "$ALERTS" --exposed "$DIR/exposed.csv" --rate "$rate" \
     --seconds "$secs" --exposed-share "$SHARE" --run "$run" \
@@ -126,9 +150,10 @@ one_rate() {
     echo "bench-latency: FAILED at $rate/s: $(tail -n 1 "$DIR/latency.log")" >&2
     return 2
   fi
-  python3 - "$out" "$rate" "$BEHIND_MS" <<'PY'
+  python3 - "$out" "$rate" "$BEHIND_MS" "$lag0" "$(loop_lag)" <<'PY'
 import json, sys
 d, rate, behind = json.loads(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+lag = {k: json.loads(sys.argv[5]).get(k, 0) - v for k, v in json.loads(sys.argv[4]).items()}
 c, p, r = d["cardwatch"], d["pass"], d["relay"]
 def q(s, k):
     return f"{s[k]:7.1f}" if k in s else "      -"
@@ -136,7 +161,10 @@ print(f"{int(rate):>8,} {d['rate']:>9,.0f} {d['alerts']:>8,} | "
       f"{q(c,'p50')} {q(c,'p99')} {q(c,'p999')} {q(c,'max')} | "
       f"{q(p,'p50')} {q(p,'p99')} {q(p,'p999')} {q(p,'max')} | "
       f"{(c.get('p99', 0) - p.get('p99', 0)):+8.1f} | {q(r,'p50')} {q(r,'p99')} | "
-      f"{(c.get('p99', 0) - r.get('p99', 0)):+8.1f}")
+      f"{(c.get('p99', 0) - r.get('p99', 0)):+8.1f} | "
+      f"{lag.get('count', 0) - lag.get('0.01', 0):>5} "
+      f"{lag.get('count', 0) - lag.get('0.05', 0):>5} "
+      f"{lag.get('count', 0) - lag.get('0.1', 0):>5} {lag.get('count', 0):>6}")
 if d["relay_received"] != d["alerting"]:
     print(f"\n!!! bench-latency FAILED at {int(rate):,}/s: the relay passed "
           f"{d['relay_received']:,} of {d['alerting']:,} transactions\n")
