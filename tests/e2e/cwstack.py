@@ -284,6 +284,8 @@ def needs_kafka(args):
         return False
     if args[0] == "gen":
         return "--topic" in args
+    if args[0] == "cpp":         # a topic range (--from), else files
+        return "--from" in args
     if args[0] == "replay":
         return "--output" not in args or ("--input" not in args and "--dead-letter" not in args)
     return True
