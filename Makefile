@@ -47,11 +47,12 @@ GEN_H   := $(BUILD)/gen/cardwatch.pb-c.h
 GEN_O   := $(BUILD)/obj/cardwatch.pb-c.o
 PAGE_C  := $(BUILD)/gen/feed_page.c
 PAGE_O  := $(BUILD)/obj/feed_page.o
-# The replay's HTML report: its page and Chart.js (web/package-lock.json,
-# fetched by npm ci at build time) built into the binary.
+# The HTML reports of replay and cpp: their pages and Chart.js
+# (web/package-lock.json, fetched by npm ci at build time) built into the
+# binary.
 CHARTJS := web/node_modules/chart.js/dist/chart.umd.js
 REPORT_O := $(BUILD)/obj/gen_report_page.o $(BUILD)/obj/gen_report_chartjs.o \
-            $(BUILD)/obj/gen_chartjs_version.o
+            $(BUILD)/obj/gen_cpp_report_page.o $(BUILD)/obj/gen_chartjs_version.o
 # gen_chartjs_version.o: its version as web/package-lock.json pins it
 # (scripts/chartjs_version.py); the triage page loads the same copy from
 # the feed at /assets/chart-<version>.umd.js.
@@ -107,6 +108,11 @@ $(BUILD)/gen/report_page.c: web/report.html scripts/embed.py
 	@mkdir -p $(BUILD)/gen
 	@echo "  EMBED $<"
 	@python3 scripts/embed.py $< report_page > $@
+
+$(BUILD)/gen/cpp_report_page.c: web/cpp_report.html scripts/embed.py
+	@mkdir -p $(BUILD)/gen
+	@echo "  EMBED $<"
+	@python3 scripts/embed.py $< cpp_report_page > $@
 
 $(BUILD)/gen/report_chartjs.c: $(CHARTJS) scripts/embed.py
 	@mkdir -p $(BUILD)/gen

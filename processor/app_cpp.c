@@ -22,6 +22,7 @@
 #include "listcsv.h"
 #include "log.h"
 #include "rblock.h"
+#include "report_html.h"
 #include "rmodel.h"
 #include "source_range.h"
 #include "text.h"
@@ -625,20 +626,55 @@ static json_t *suspect_json(const struct cpp_suspect *s, size_t rank)
         (json_int_t)s->window_end_ms, "first_use", fu, "last_use", lu);
 }
 
-static int write_report(const struct cpp_app *a, const struct cpp_suspect *s,
-                        size_t shown, size_t ranked,
-                        const struct cpp_summary *sum)
+/* The top suspect's uses per day (cpp_uses_by_day) as [{"day":
+ * "YYYY-MM-DD", "uses": N}, ...]: an empty list without a suspect. NULL
+ * when out of memory. */
+static json_t *uses_json(const struct cpp_app *a, const struct cpp_suspect *s,
+                         size_t shown)
+{
+    struct cpp_day *d = NULL;
+    size_t n = 0;
+    if (shown > 0 && cpp_uses_by_day(a->cpp, s[0].merchant,
+                                     strlen(s[0].merchant), &d, &n) != 0) {
+        return NULL;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        char day[11];
+        day_of(d[i].day_ms, day);
+        if (json_array_append_new(list, json_pack("{s:s, s:I}", "day", day,
+                                                  "uses",
+                                                  (json_int_t)d[i].uses))) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    free(d);
+    return list;
+}
+
+/* The report (--report, --report-html): counts, merchant ids and dates;
+ * no card data. NULL when out of memory. */
+static json_t *report_doc(const struct cpp_app *a, const struct cpp_suspect *s,
+                          size_t shown, size_t ranked,
+                          const struct cpp_summary *sum)
 {
     json_t *list = json_array();
-    for (size_t i = 0; i < shown; i++) {
+    for (size_t i = 0; list != NULL && i < shown; i++) {
         json_array_append_new(list, suspect_json(&s[i], i + 1));
+    }
+    json_t *uses = uses_json(a, s, shown);
+    if (list == NULL || uses == NULL) {
+        json_decref(list);
+        json_decref(uses);
+        return NULL;
     }
     char f[11], t[11];
     day_of(sum->period_from_ms, f);
     day_of(sum->period_to_ms - 1, t);
-    json_t *doc = json_pack(
+    return json_pack(
         "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:s, s:s, s:I, "
-        "s:I}, s:I, s:f, s:I, s:I, s:o}",
+        "s:I}, s:I, s:f, s:I, s:I, s:o, s:o}",
         "statistic",
         "binomial upper tail P(X >= cases), X ~ Binomial(cases_seen, "
         "cards / all_cards), Bonferroni-corrected over merchants",
@@ -653,22 +689,49 @@ static int write_report(const struct cpp_app *a, const struct cpp_suspect *s,
         (json_int_t)sum->period_to_ms, "lookback_days",
         (json_int_t)(a->o->lookback_ms / DAY_MS), "alpha", a->o->alpha,
         "min_cases", (json_int_t)a->o->min_cases, "ranked",
-        (json_int_t)ranked, "suspects", list);
+        (json_int_t)ranked, "suspects", list, "top_uses_by_day", uses);
+}
+
+/* Writes --report and --report-html. Returns 0 / -1 (logged). */
+static int write_reports(const struct cpp_app *a, const struct cpp_suspect *s,
+                         size_t shown, size_t ranked,
+                         const struct cpp_summary *sum)
+{
+    json_t *doc = report_doc(a, s, shown, ranked, sum);
     if (doc == NULL) {
         log_msg(LOG_ERROR, MOD, "report: out of memory");
         return -1;
     }
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", a->o->report_path);
-    int rc = json_dump_file(doc, tmp, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(doc);
-    if (rc != 0 || rename(tmp, a->o->report_path) != 0) {
-        log_msg(LOG_ERROR, MOD, "%s: cannot write: %s", a->o->report_path,
-                strerror(errno));
-        unlink(tmp);
-        return -1;
+    int rc = 0;
+    if (a->o->report_path != NULL) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", a->o->report_path);
+        if (json_dump_file(doc, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 ||
+            rename(tmp, a->o->report_path) != 0) {
+            log_msg(LOG_ERROR, MOD, "%s: cannot write: %s",
+                    a->o->report_path, strerror(errno));
+            unlink(tmp);
+            rc = -1;
+        }
     }
-    return 0;
+    if (a->o->report_html_path != NULL) {
+        char err[4400];
+        char *json = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        if (json == NULL) {
+            log_msg(LOG_ERROR, MOD, "%s: out of memory",
+                    a->o->report_html_path);
+            rc = -1;
+        } else if (report_html_write_page(REPORT_PAGE_CPP,
+                                          a->o->report_html_path, json,
+                                          strlen(json), err,
+                                          sizeof(err)) != 0) {
+            log_msg(LOG_ERROR, MOD, "%s", err);
+            rc = -1;
+        }
+        free(json);
+    }
+    json_decref(doc);
+    return rc;
 }
 
 /* Writes the collected cards as a fingerprint list (listcsv.h) that
@@ -813,7 +876,8 @@ static int conclude(struct cpp_app *a)
     print_table(a, s, shown, ranked, &sum);
     fflush(stdout);
     int rc = a->oom > 0 ? 1 : 0;
-    if (a->o->report_path != NULL && write_report(a, s, shown, ranked, &sum)) {
+    if ((a->o->report_path != NULL || a->o->report_html_path != NULL) &&
+        write_reports(a, s, shown, ranked, &sum) != 0) {
         rc = 1;
     }
     if (rc == 0 && a->o->emit_path != NULL) {

@@ -8,7 +8,9 @@
  * gzip) or a time range of a topic (replay's range reader: no group
  * joined, nothing committed), fingerprinting each card and forgetting its
  * number at once.
- * Prints the ranked merchants; writes a JSON report and the suspected
+ * Prints the ranked merchants; writes a JSON report (with the top
+ * suspect's uses per day), the same as an HTML page with charts
+ * (report_html.h), and the suspected
  * breach's cards (fingerprints) on request: a second pass over the files
  * (or over the topic range) collects the cards that used the top
  * merchant inside its estimated window (whole UTC days).
@@ -38,6 +40,8 @@ struct cpp_run_opts {
     uint32_t min_cases;
     size_t top;                   /* rows printed */
     const char *report_path;      /* JSON report; NULL = none */
+    const char *report_html_path; /* the same as an HTML page; NULL =
+                                     none */
     const char *emit_path;        /* suspected breach's fingerprints */
     int progress;                 /* a progress line on stderr */
 };
@@ -46,7 +50,8 @@ struct cpp_run_opts {
  * fingerprints; [redis] for from_feed). Prints the table on stdout.
  * Returns the exit status: 0 done; 1 on an unreadable or bad input (the
  * message names the file and line or record), no compromised card, a
- * key or Redis failure, --emit-breach without a significant suspect, or
+ * key or Redis failure, a report that cannot be written (the message
+ * names the path), --emit-breach without a significant suspect, or
  * an input that cannot be read twice (stdin) for --emit-breach; 130 /
  * 143 when stopped by SIGINT / SIGTERM. */
 int app_cpp(const struct config *c, const struct cpp_run_opts *o);

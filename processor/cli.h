@@ -67,8 +67,8 @@ struct optdef {
 #define OPTS_GO (-1)
 
 #define COMMON_HELP                                                            \
-    "  --config FILE      configuration (default $CARDWATCH_CONFIG or "        \
-    "./cardwatch.ini)\n"                                                       \
+    "  --config FILE      configuration (default $CARDWATCH_CONFIG or\n"       \
+    "                     ./cardwatch.ini)\n"                                  \
     "  --brokers LIST     Kafka bootstrap servers, overrides [kafka] "         \
     "brokers\n"                                                                \
     "  --redis HOST:PORT  Redis, overrides [redis] address\n"                  \

@@ -59,6 +59,8 @@ static const char cpp_help[] = WITH_COMMON_HELP(
     "\n"
     "output:\n"
     "  --report FILE      the ranking as JSON\n"
+    "  --report-html FILE the same as one HTML page with charts (opens "
+    "offline)\n"
     "  --emit-breach FILE the cards that used the top merchant inside its "
     "estimated\n"
     "                     window (whole days), as a fingerprint list that\n"
@@ -79,7 +81,7 @@ static const char cpp_help[] = WITH_COMMON_HELP(
 
 struct cpp_args {
     const char *frauds, *as_of, *lookback, *alpha, *min_cases, *top;
-    const char *report, *emit, *format, *from, *to, *topic;
+    const char *report, *report_html, *emit, *format, *from, *to, *topic;
     int from_feed, progress;
 };
 
@@ -159,6 +161,7 @@ int cmd_cpp(int argc, char **argv)
         {"top", required_argument, &a.top, NULL, 0},
         {"format", required_argument, &a.format, NULL, 0},
         {"report", required_argument, &a.report, NULL, 0},
+        {"report-html", required_argument, &a.report_html, NULL, 0},
         {"emit-breach", required_argument, &a.emit, NULL, 0},
         {"progress", no_argument, NULL, &a.progress, 1},
         {"from", required_argument, &a.from, NULL, 0},
@@ -199,6 +202,7 @@ int cmd_cpp(int argc, char **argv)
     o.frauds = a.frauds;
     o.from_feed = a.from_feed;
     o.report_path = a.report;
+    o.report_html_path = a.report_html;
     o.emit_path = a.emit;
     struct config c;
     if (cli_load_config(&c, &co, 0) != 0) {

@@ -774,6 +774,25 @@ static void score(const struct cpp *c, struct ranked *all, size_t *n,
     }
 }
 
+/* The window's points of merchant mi (its cases' first uses, and last
+ * uses when later) into pts (room for 2 * its cases), unsorted. Returns
+ * their number. */
+static size_t merchant_points(const struct cpp *c, uint32_t mi, int64_t *pts)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_pairs; i++) {
+        const struct pair *p = &c->pairs[i];
+        if (p->merchant != mi) {
+            continue;
+        }
+        pts[k++] = p->first_ms;
+        if (p->last_ms != p->first_ms) {
+            pts[k++] = p->last_ms;
+        }
+    }
+    return k;
+}
+
 /* Windows and first/last use of the first n ranked merchants. Returns
  * 0 / -1 (no memory). */
 static int windows(const struct cpp *c, struct ranked *top, size_t n)
@@ -785,27 +804,64 @@ static int windows(const struct cpp *c, struct ranked *top, size_t n)
         if (pts == NULL) {
             return -1;
         }
-        size_t k = 0;
+        size_t k = merchant_points(c, top[r].merchant, pts);
         s->first_use_ms = INT64_MAX;
         s->last_use_ms = INT64_MIN;
-        for (size_t i = 0; i < c->n_pairs; i++) {
-            const struct pair *p = &c->pairs[i];
-            if (p->merchant != top[r].merchant) {
-                continue;
-            }
-            pts[k++] = p->first_ms;
-            if (p->last_ms != p->first_ms) {
-                pts[k++] = p->last_ms;
-            }
-            s->first_use_ms = p->first_ms < s->first_use_ms ? p->first_ms
-                                                            : s->first_use_ms;
-            s->last_use_ms = p->last_ms > s->last_use_ms ? p->last_ms
-                                                         : s->last_use_ms;
+        for (size_t i = 0; i < k; i++) {
+            s->first_use_ms = pts[i] < s->first_use_ms ? pts[i]
+                                                       : s->first_use_ms;
+            s->last_use_ms = pts[i] > s->last_use_ms ? pts[i]
+                                                     : s->last_use_ms;
         }
         rc = scan_window(s, pts, k, c->from_ms, c->to_ms);
         free(pts);
     }
     return rc;
+}
+
+int cpp_uses_by_day(const struct cpp *c, const char *name, size_t len,
+                    struct cpp_day **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    len = len > CPP_MERCHANT_MAX ? CPP_MERCHANT_MAX : len;
+    uint64_t h = str_hash(name, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t mask = c->mslot_cap - 1;
+    const struct merchant *m = NULL;
+    for (size_t i = h & mask; c->mslot[i].idx != 0; i = (i + 1) & mask) {
+        const struct merchant *x = &c->merchants[c->mslot[i].idx - 1];
+        if (c->mslot[i].tag == tag && x->len == len &&
+            memcmp(x->name, name, len) == 0) {
+            m = x;
+            break;
+        }
+    }
+    if (m == NULL || m->cases == 0) {
+        return 0;
+    }
+    int64_t *pts = malloc(2 * (size_t)m->cases * sizeof(*pts));
+    struct cpp_day *days = malloc(2 * (size_t)m->cases * sizeof(*days));
+    if (pts == NULL || days == NULL) {
+        free(pts);
+        free(days);
+        return -1;
+    }
+    size_t k = merchant_points(c, (uint32_t)(m - c->merchants), pts);
+    qsort(pts, k, sizeof(*pts), cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++) {
+        int64_t d = pts[i] / 86400000LL - (pts[i] % 86400000LL < 0);
+        d *= 86400000LL; /* 00:00 UTC, before 1970 too */
+        if (u == 0 || days[u - 1].day_ms != d) {
+            days[u++] = (struct cpp_day){d, 0};
+        }
+        days[u - 1].uses++;
+    }
+    free(pts);
+    *out = days;
+    *n = u;
+    return 0;
 }
 
 int cpp_rank(struct cpp *c, struct cpp_suspect *out, size_t max, size_t *n,

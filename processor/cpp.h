@@ -149,6 +149,22 @@ int cpp_observe_batch(struct cpp *c, const struct cpp_obs *obs, size_t n);
 int cpp_rank(struct cpp *c, struct cpp_suspect *out, size_t max, size_t *n,
              struct cpp_summary *sum);
 
+/* One UTC day of a merchant's uses (cpp_uses_by_day). */
+struct cpp_day {
+    int64_t day_ms; /* 00:00 UTC of the day */
+    uint32_t uses;  /* the cases' first and last uses there that day */
+};
+
+/* The points the window estimate of merchant name[len] rests on - each
+ * case that used it in its look-back gives its first use there and, when
+ * later, its last - counted per UTC day: the days that hold one, in
+ * order (a report's picture of the estimate; see above). Only after
+ * cpp_seal(). Returns 0 with a malloc'd array in *out (the caller frees
+ * it; NULL when *n is 0) and its length in *n: 0 for a merchant no case
+ * used, or one never seen; -1 when out of memory. */
+int cpp_uses_by_day(const struct cpp *c, const char *name, size_t len,
+                    struct cpp_day **out, size_t *n);
+
 /* log10 of P(X >= k) for X ~ Binomial(trials, p): 0 when k == 0 or
  * p >= 1, -INFINITY when k > trials or p <= 0 < k. Exposed for tests. */
 double cpp_log10_binom_tail(uint64_t k, uint64_t trials, double p);

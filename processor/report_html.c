@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* generated: build/gen/report_page.c, build/gen/report_chartjs.c */
+/* generated: build/gen/report_page.c, build/gen/cpp_report_page.c,
+ * build/gen/report_chartjs.c */
 const char *report_page(size_t *len);
+const char *cpp_report_page(size_t *len);
 const char *report_chartjs(size_t *len);
 
 #define MARK_JS "/*@CHART_JS@*/"
@@ -57,11 +59,16 @@ static void put_json(struct buf *b, const char *json, size_t len)
     put(b, json + from, len - from);
 }
 
-int report_html_render(const char *json, size_t len, char **out,
-                       size_t *outlen)
+int report_html_render_page(enum report_page which, const char *json,
+                            size_t len, char **out, size_t *outlen)
 {
     size_t plen = 0, jlen = 0;
-    const char *page = report_page(&plen);
+    const char *page = which == REPORT_PAGE_REPLAY ? report_page(&plen)
+                       : which == REPORT_PAGE_CPP  ? cpp_report_page(&plen)
+                                                   : NULL;
+    if (page == NULL) {
+        return -1;
+    }
     const char *js = report_chartjs(&jlen);
     const char *m1 = strstr(page, MARK_JS);
     const char *m2 = m1 ? strstr(m1, MARK_DATA) : NULL;
@@ -84,12 +91,20 @@ int report_html_render(const char *json, size_t len, char **out,
     return 0;
 }
 
-int report_html_write(const char *path, const char *json, size_t len,
-                      char *err, size_t errlen)
+int report_html_render(const char *json, size_t len, char **out,
+                       size_t *outlen)
+{
+    return report_html_render_page(REPORT_PAGE_REPLAY, json, len, out,
+                                   outlen);
+}
+
+int report_html_write_page(enum report_page which, const char *path,
+                           const char *json, size_t len, char *err,
+                           size_t errlen)
 {
     char *page = NULL;
     size_t n = 0;
-    if (report_html_render(json, len, &page, &n) != 0) {
+    if (report_html_render_page(which, json, len, &page, &n) != 0) {
         snprintf(err, errlen, "%s: out of memory rendering the report", path);
         return -1;
     }
@@ -126,4 +141,11 @@ int report_html_write(const char *path, const char *json, size_t len,
         return -1;
     }
     return 0;
+}
+
+int report_html_write(const char *path, const char *json, size_t len,
+                      char *err, size_t errlen)
+{
+    return report_html_write_page(REPORT_PAGE_REPLAY, path, json, len, err,
+                                  errlen);
 }

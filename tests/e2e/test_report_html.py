@@ -164,3 +164,101 @@ def test_replay_report_html_in_chromium():
     assert (out / "report.png").stat().st_size > 10_000
     print(f"    report: {len(raw):,} bytes, {len(want_alerts)} alerts, "
           f"{sum(len(_dense(b)[0]) for b in want)} days drawn; screenshot {out / 'report.png'}")
+
+
+def _expected_top_uses(txns, frauds, merchant, lookback_days=180):
+    """[{day, uses}]: per UTC day, the first and (when later) the last use
+    of `merchant` by each compromised card inside its look-back [first
+    fraud - lookback, first fraud) - the points cpp's window rests on."""
+    import datetime
+    first_fraud = {}
+    for row in frauds.read_text().splitlines()[1:]:
+        pan, ff = row.split(",")
+        ms = int(datetime.datetime.fromisoformat(ff.replace("Z", "+00:00")).timestamp() * 1000)
+        first_fraud[pan] = min(ms, first_fraud.get(pan, ms))
+    span = {}
+    for pan, m, at in txns:
+        ff = first_fraud.get(pan)
+        if m != merchant or ff is None or not ff - lookback_days * DAY <= at < ff:
+            continue
+        lo, hi = span.get(pan, (at, at))
+        span[pan] = (min(lo, at), max(hi, at))
+    per = defaultdict(int)
+    for lo, hi in span.values():
+        per[_day(lo)] += 1
+        if hi != lo:
+            per[_day(hi)] += 1
+    return [{"day": _iso(d), "uses": n} for d, n in sorted(per.items())]
+
+
+def _cpp_files(s, *args):
+    """`cardwatch cpp ARGS` on s's config: history files only, so no broker
+    is started (Stack.cardwatch would start Kafka for any cpp)."""
+    return h.run_tool([h.tool("cardwatch"), "cpp", "--config", s.config, *args], check=False)
+
+
+def test_cpp_report_html_in_chromium():
+    """`cardwatch cpp --report-html` on a simulated year with an injected
+    breach: --report's top_uses_by_day is exactly the compromised cards'
+    first and last uses at the top suspect per day (computed here from the
+    history), and the page - opened offline in headless Chromium - draws
+    the suspects' cases against expected and those uses per day over the
+    estimated window, names the top suspect as significant, without a
+    console error, and holds no card number or fingerprint. An unwritable
+    path is exit 1 naming it."""
+    _need_browser()
+    from test_cpp import _gen
+    s = cw.Stack(cw.three_issuers())
+    hist, frauds, truth = _gen(s, "year")
+    m = truth["merchant"]
+    d = h.tmpdir("cpp-report")
+    rep, html = d / "cpp.json", d / "cpp.html"
+    res = _cpp_files(s, "--frauds", frauds, "--report", rep, "--report-html", html, hist)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert not (d / "cpp.html.partial").exists()
+    doc = json.loads(rep.read_text())
+    top = doc["suspects"][0]
+    assert top["merchant"] == m and top["significant"], (truth, top)
+    with open(hist) as f:
+        txns = [(t["pan"], t["merchant_id"], t["event_time_ms"]) for t in map(json.loads, f)]
+    want_uses = _expected_top_uses(txns, frauds, m)
+    assert doc["top_uses_by_day"] == want_uses, (doc["top_uses_by_day"][:5], want_uses[:5])
+    assert want_uses[0]["day"] == top["first_use"] and want_uses[-1]["day"] == top["last_use"]
+
+    out = ARTIFACTS / f"cpp-report-{h.config.build.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    page = browser_run("report.mjs", [html, out], "cpp-report-browser")
+    assert page["status"] == "significant suspect", page["status"]
+    charts = {c["id"]: c for c in page["charts"]}
+    sus = charts["suspects"]
+    assert sus["drawn"] and sus["labels"] == [x["merchant"] for x in doc["suspects"]], sus
+    assert sus["data"][0] == [x["cases"] for x in doc["suspects"]], sus["data"]
+    assert sus["data"][1] == [round(x["expected"], 1) for x in doc["suspects"]], sus["data"]
+    uses = charts["top-uses"]
+    assert uses["drawn"] and sum(uses["data"][0]) == sum(u["uses"] for u in want_uses), uses
+    drawn = dict(zip(uses["labels"], uses["data"][0]))
+    assert all(drawn[u["day"]] == u["uses"] for u in want_uses), "a day's uses drawn wrong"
+    assert top["window_start"] in drawn and top["window_end"] in drawn, uses["labels"][:3]
+    assert page["tiles"]["top suspect"] == m and page["tiles"]["significant"] == "yes", page
+    assert page["tiles"]["compromised cards"] == f"{doc['cases']:,}", page["tiles"]
+    text = (out / "report.txt").read_text()
+    assert f"{top['window_start']} to {top['window_end']}" in text and "Bonferroni" in text
+
+    # counts, merchant ids and dates only: no card number, no fingerprint
+    raw = html.read_bytes()
+    assert not h.text_card_numbers(text), "a card number on the page"
+    pans = {t[0] for t in txns}
+    for pan in pans:
+        assert pan.encode() not in raw, "a card number in the report"
+        assert cw.fingerprint(pan).split(":")[1].encode() not in raw, "a fingerprint in the report"
+    assert (out / "report.png").stat().st_size > 10_000
+
+    bad = d / "no-such-dir" / "x.html"
+    short = d / "short.jsonl"   # a day of the history: the error is what counts
+    with open(hist) as f:
+        short.write_text("".join(next(f) for _ in range(1000)))
+    res = _cpp_files(s, "--frauds", frauds, "--report-html", bad, short)
+    err = res.stderr.decode()
+    assert res.returncode == 1 and f"{bad}.partial: open: No such file" in err, err[-2000:]
+    print(f"    cpp report: {len(raw):,} bytes, {m} with {sum(u['uses'] for u in want_uses)} uses "
+          f"on {len(want_uses)} days; screenshot {out / 'report.png'}")

@@ -1,6 +1,7 @@
 /* Unit tests for cpp.c: the binomial tail against direct sums, a planted
  * breach found with its window, cash-out and popular merchants left out,
- * no suspect without a breach, the look-back's edges, distinct counts. */
+ * no suspect without a breach, the look-back's edges, distinct counts,
+ * the per-day uses a report draws. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cpp.h"
+#include "failalloc.h"
 
 #define DAY (86400000LL)
 
@@ -332,6 +334,63 @@ static void test_batch_equals_single_calls(void **state)
     cpp_destroy(many);
 }
 
+/* cpp_uses_by_day: the window's points (each case's first use and its
+ * last when later; never a middle use, a non-case's use or one outside
+ * the look-back) per UTC day, in order; nothing for a merchant no case
+ * used or never seen; -1 (nothing handed out) when out of memory. */
+static void test_uses_by_day(void **state)
+{
+    (void)state;
+    struct cpp *c = make(30);
+    uint8_t fp[CPP_FP_LEN];
+    for (uint32_t i = 0; i < 3; i++) {
+        fp_of(i, fp);
+        assert_int_equal(cpp_add_case(c, fp, 50 * DAY), 0);
+    }
+    cpp_seal(c);
+    see(c, 0, "M", 40 * DAY + 5);        /* last (given first: any order) */
+    see(c, 0, "M", 30 * DAY + 3600000);  /* first */
+    see(c, 0, "M", 35 * DAY);            /* a middle use: not a point */
+    see(c, 1, "M", 30 * DAY + 7200000);  /* its only use */
+    see(c, 2, "M", 40 * DAY + 1);        /* first and last, one day */
+    see(c, 2, "M", 41 * DAY - 1);
+    see(c, 2, "M", 50 * DAY);            /* the fraud itself */
+    see(c, 9, "M", 33 * DAY);            /* not a case */
+    see(c, 9, "QUIET", 33 * DAY);        /* no case used it */
+    struct cpp_day *d = NULL;
+    size_t n = 99;
+    assert_int_equal(cpp_uses_by_day(c, "M", 1, &d, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(d[0].day_ms == 30 * DAY && d[0].uses == 2);
+    assert_true(d[1].day_ms == 40 * DAY && d[1].uses == 3);
+    free(d);
+    /* the same points as the ranking's first and last use */
+    struct cpp_suspect s[1];
+    struct cpp_summary sum;
+    assert_int_equal(cpp_rank(c, s, 1, &n, &sum), 0);
+    assert_true(s[0].first_use_ms == 30 * DAY + 3600000 &&
+                s[0].last_use_ms == 41 * DAY - 1);
+    assert_int_equal(cpp_uses_by_day(c, "QUIET", 5, &d, &n), 0);
+    assert_true(n == 0 && d == NULL);
+    assert_int_equal(cpp_uses_by_day(c, "NEVER", 5, &d, &n), 0);
+    assert_true(n == 0 && d == NULL);
+    for (long k = 1;; k++) {
+        failalloc_at(k);
+        int rc = cpp_uses_by_day(c, "M", 1, &d, &n);
+        int fired = failalloc_failed();
+        failalloc_at(0);
+        if (!fired) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(n, 2);
+            free(d);
+            break;
+        }
+        assert_int_equal(rc, -1);
+        assert_true(d == NULL && n == 0);
+    }
+    cpp_destroy(c);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -353,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_lookback_edges_and_duplicates),
         cmocka_unit_test(test_distinct_cards_exact_then_estimated),
         cmocka_unit_test(test_batch_equals_single_calls),
+        cmocka_unit_test(test_uses_by_day),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,7 +127,8 @@ static void test_many_days(void **state)
 
 /* The page: Chart.js and the data in place of the markers, every '<' of
  * the data written as \u003c (a "</script>" in a breach description or a
- * file name cannot end the element). */
+ * file name cannot end the element); replay's page and cpp's; an unknown
+ * page is -1. */
 static void test_render(void **state)
 {
     (void)state;
@@ -145,6 +146,22 @@ static void test_render(void **state)
                               "\\u003cb>x\"},\"n\":1}</script>"));
     assert_null(strstr(page, "</script><b>"));
     free(page);
+
+    /* cpp's page: its own template, the same Chart.js and escaping */
+    assert_int_equal(report_html_render_page(REPORT_PAGE_CPP, json,
+                                             strlen(json), &page, &n),
+                     0);
+    assert_non_null(strstr(page, "<title>cardwatch cpp report</title>"));
+    assert_non_null(strstr(page, "Chart.js v"));
+    assert_null(strstr(page, "/*@REPORT_DATA@*/"));
+    assert_non_null(strstr(page, "\\u003c/script>\\u003cb>x"));
+    assert_null(strstr(page, "</script><b>"));
+    free(page);
+    page = NULL;
+    assert_int_equal(report_html_render_page((enum report_page)7, json,
+                                             strlen(json), &page, &n),
+                     -1);
+    assert_null(page);
 }
 
 int main(void)
