@@ -211,6 +211,9 @@ PLAIN_SKIP ?= test_feed_edges test_redis_edges test_kafka_edges \
               test_security_failures_stop_start_up \
               test_default_pack_windows_concurrent_replays_and_namespaces \
               test_pipeline_through_sasl_ssl test_exposure_filter test_state_cache
+# ... and common-point-of-purchase analysis (test_cpp: the same commands
+# under ASan, where a memory error in the analysis would show).
+PLAIN_SKIP += test_cpp
 
 e2e: all
 	@echo "== e2e (build) =="
@@ -234,6 +237,9 @@ ASAN_SKIP ?= $(E2E_SKIP) test_harness test_triage_page test_chaos_short_storm te
 # ... and the Debian package's install and purge (the release build's
 # package on this machine; the ASan build is not one to package).
 ASAN_SKIP += test_deb_installs_checks_and_purges
+# ... and cpp's HTML report in Chromium (the page; the analysis runs
+# under ASan in test_cpp, the page's rendering in unit-asan's test_timeline).
+ASAN_SKIP += test_cpp_report_html_in_chromium
 
 e2e-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang OPT=-O1 \
