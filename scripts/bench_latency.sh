@@ -36,7 +36,10 @@
 # BENCH_LAT_PARTITIONS (transactions topic, default 16),
 # BENCH_LAT_CONFIG (extra lines appended to cardwatch's config, e.g.
 # $'[kafka.producer]\nlinger.ms = 1'), BENCH_LAT_TIMEOUT (seconds to wait for
-# the last alerts, default 60), BENCH_KEEP=1 keeps the working directory.
+# the last alerts, default 60), BENCH_LAT_NICE (run cardwatch under
+# `nice -n N`, e.g. -10: more CPU share against the broker's JVM and the
+# measuring process; the loop-tick columns show what the scheduler held
+# back), BENCH_KEEP=1 keeps the working directory.
 # The machine is noisy (2 cores shared by the broker, Redis, cardwatch and
 # the measuring process): compare the two columns within one run.
 set -euo pipefail
@@ -96,7 +99,7 @@ fi
 "$CW" load --config "$DIR/cardwatch.ini" --breach bench --window-start 2021-04-13 \
   --window-end 2024-07-26 --elements pan,expiry,cvv2 "$DIR/exposed.csv" >/dev/null
 
-"$CW" run --config "$DIR/cardwatch.ini" --group bench-latency --no-progress \
+${BENCH_LAT_NICE:+nice -n "$BENCH_LAT_NICE"} "$CW" run --config "$DIR/cardwatch.ini" --group bench-latency --no-progress \
   >"$DIR/run.out" 2>"$DIR/run.log" &
 CW_PID=$!
 
