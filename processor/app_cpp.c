@@ -108,6 +108,7 @@ struct cpp_app {
     struct card_key *key;
     struct cpp *cpp;
     uint64_t case_rows, case_rejected, case_later, feed_cases, feed_other_key;
+    uint64_t feed_bad_time; /* confirmed_fraud alerts with an odd time */
     /* the history */
     int pass; /* 1: observe; 2: collect the suspect's cards */
     uint64_t records, invalid, outside, oom;
@@ -166,7 +167,12 @@ static int case_row(void *arg, const struct list_row *row)
         a->case_later++;
         return 0;
     }
-    if (cpp_add_case(a->cpp, bin, ff) != 0) {
+    int rc = cpp_add_case(a->cpp, bin, ff);
+    if (rc == -2) {
+        log_msg(LOG_WARN, MOD, "%s:%lu: rejected: first_fraud is not after "
+                "1970 and before year 10000", a->o->frauds, row->line);
+        a->case_rejected++;
+    } else if (rc != 0) {
         log_msg(LOG_ERROR, MOD, "out of memory");
         return -1;
     }
@@ -211,8 +217,11 @@ static void on_alert(void *arg, const redisReply *r)
     } else if (a->o->as_of_ms != 0 &&
                json_integer_value(t) >= a->o->as_of_ms) {
         a->case_later++;
-    } else if (cpp_add_case(a->cpp, bin, json_integer_value(t)) == 0) {
-        a->feed_cases++;
+    } else {
+        int rc = cpp_add_case(a->cpp, bin, json_integer_value(t));
+        a->feed_cases += rc == 0;
+        a->feed_bad_time += rc == -2;
+        a->oom += rc == -1;
     }
     json_decref(doc);
 }
@@ -815,6 +824,16 @@ static int read_cases(struct cpp_app *a)
                 "%" PRIu64 " confirmed_fraud alert(s) in the feed name a "
                 "card under another key id than '%s'; left out",
                 a->feed_other_key, card_key_id(a->key));
+    }
+    if (a->feed_bad_time > 0) {
+        log_msg(LOG_WARN, MOD,
+                "%" PRIu64 " confirmed_fraud alert(s) in the feed have an "
+                "event time outside 1970..9999; left out",
+                a->feed_bad_time);
+    }
+    if (a->oom > 0) {
+        log_msg(LOG_ERROR, MOD, "out of memory reading the feed");
+        return 1;
     }
     uint64_t n = cpp_seal(a->cpp);
     log_msg(LOG_INFO, MOD,

@@ -344,6 +344,9 @@ int cpp_add_case(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
     if (c->sealed) {
         return -1;
     }
+    if (first_fraud_ms <= 0 || first_fraud_ms > CPP_TIME_MAX_MS) {
+        return -2;
+    }
     if ((c->n_cases + 1) * 2 > c->case_cap && cases_grow(c) != 0) {
         return -1;
     }

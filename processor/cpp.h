@@ -105,9 +105,16 @@ struct cpp *cpp_new(const struct cpp_opts *o);
 /* Frees. NULL is a no-op. */
 void cpp_destroy(struct cpp *c);
 
+/* The latest first fraud cpp_add_case() takes: 9999-12-31T23:59:59.999Z
+ * (what timeparse.h reads); with the look-back no period bound
+ * overflows. */
+#define CPP_TIME_MAX_MS 253402300799999LL
+
 /* Adds a case: fp (16 bytes, copied) first defrauded at first_fraud_ms.
  * A card added twice keeps its earliest first fraud. Only before
- * cpp_seal(). Returns 0, or -1 when out of memory or already sealed. */
+ * cpp_seal(). Returns 0; -1 when out of memory or already sealed; -2
+ * when first_fraud_ms is not in (0, CPP_TIME_MAX_MS] (the case is not
+ * added). */
 int cpp_add_case(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
                  int64_t first_fraud_ms);
 

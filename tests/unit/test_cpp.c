@@ -220,6 +220,9 @@ static void test_lookback_edges_and_duplicates(void **state)
     }
     fp_of(0, fp);
     assert_int_equal(cpp_add_case(c, fp, 60 * DAY), 0); /* keeps 50 */
+    assert_int_equal(cpp_add_case(c, fp, 0), -2); /* no time to look back from */
+    assert_int_equal(cpp_add_case(c, fp, INT64_MIN), -2);
+    assert_int_equal(cpp_add_case(c, fp, CPP_TIME_MAX_MS + 1), -2);
     assert_int_equal(cpp_seal(c), 3);
     assert_int_equal(cpp_add_case(c, fp, DAY), -1);
     int64_t from, to;
