@@ -588,7 +588,8 @@ static int observe_slice(struct cpp *c, const struct cpp_obs *obs, size_t n)
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
         c->txns++;
-        in[i] = obs[i].t_ms >= c->from_ms && obs[i].t_ms < c->to_ms;
+        in[i] = obs[i].t_ms > 0 && obs[i].t_ms >= c->from_ms &&
+                obs[i].t_ms < c->to_ms;
         if (in[i]) {
             size_t len = obs[i].mlen > CPP_MERCHANT_MAX ? CPP_MERCHANT_MAX
                                                         : obs[i].mlen;

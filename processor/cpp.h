@@ -127,7 +127,8 @@ uint64_t cpp_seal(struct cpp *c);
 void cpp_period(const struct cpp *c, int64_t *from, int64_t *to);
 
 /* Observes one transaction: card fp (16 bytes), merchant id (mlen bytes,
- * at most CPP_MERCHANT_MAX; longer ones are cut), event time t_ms. Only
+ * at most CPP_MERCHANT_MAX; longer ones are cut), event time t_ms (one at
+ * or before 1970 counts nowhere, as no valid transaction has one). Only
  * after cpp_seal(). Returns 0, or -1 when out of memory (the analysis
  * stays usable but misses this transaction) or not sealed. */
 int cpp_observe(struct cpp *c, const uint8_t fp[CPP_FP_LEN],
