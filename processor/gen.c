@@ -1,12 +1,14 @@
 /* gen.c - see gen.h. */
 #include "gen.h"
 
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "card.h"
+#include "rng.h"
 
 /* A misuse scenario running on one exposed card. */
 struct scenario {
@@ -46,11 +48,7 @@ struct gen {
 
 static uint64_t rnd(struct gen *g)
 {
-    /* xorshift64* */
-    g->s ^= g->s >> 12;
-    g->s ^= g->s << 25;
-    g->s ^= g->s >> 27;
-    return g->s * 2685821657736338717ull;
+    return rng_next(&g->s);
 }
 
 static uint32_t below(struct gen *g, uint32_t n)

@@ -1,11 +1,13 @@
 /* sim.c - see sim.h. */
 #include "sim.h"
 
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
 #include "text.h"
 
 #define DAY_MS INT64_C(86400000)
@@ -65,14 +67,11 @@ struct sim {
     size_t id_prefix_len;
 };
 
-/* ---- randomness: xorshift64*, the generator gen.c uses ---- */
+/* ---- randomness: rng.h's xorshift64*, as gen.c ---- */
 
 static uint64_t rnd(struct sim *s)
 {
-    s->s ^= s->s >> 12;
-    s->s ^= s->s << 25;
-    s->s ^= s->s >> 27;
-    return s->s * 2685821657736338717ull;
+    return rng_next(&s->s);
 }
 
 /* Uniform in [0, n): the high 32 bits scaled (no division). */
