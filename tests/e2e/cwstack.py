@@ -21,6 +21,7 @@ under a prefix, Luhn check digit appended. No real card number is used.
 """
 
 import calendar
+import concurrent.futures
 import datetime
 import hashlib
 import hmac
@@ -669,8 +670,14 @@ class Stack:
         """[(topic, Message, decoded Alert)] of every issuer topic and the
         fallback topic."""
         out = []
-        for topic in alert_topics(self.issuers):
-            for m in self.kafka.consume(topic, timeout=timeout):
+        topics = alert_topics(self.issuers)
+        # one consume_all per topic, side by side: most of each is the
+        # tool's start-up and metadata round trip (0.2 s), and some tests
+        # read the alerts back dozens of times (test_oom_run: 90 times)
+        with concurrent.futures.ThreadPoolExecutor(len(topics)) as pool:
+            got = list(pool.map(lambda t: self.kafka.consume(t, timeout=timeout), topics))
+        for topic, msgs in zip(topics, got):
+            for m in msgs:
                 out.append((topic, m, self.schema.decode("Alert", m.value)))
         if expect_count is not None:
             assert len(out) >= expect_count, f"{len(out)} alerts, expected {expect_count}"
