@@ -125,6 +125,25 @@ static int collect_prefixes(const struct config *c, char ***out, size_t *n)
     return 0;
 }
 
+/* gen's start: the configuration (co's overrides) into *c and its BIN
+ * prefixes into *prefixes / *n (free_prefixes). Returns 0, or -1 after
+ * printing why (*c may then be freed again: config_free is harmless). */
+static int gen_config(const struct common *co, struct config *c,
+                      char ***prefixes, size_t *n)
+{
+    if (cli_load_config(c, co, 0) != 0) {
+        return -1;
+    }
+    int pr = collect_prefixes(c, prefixes, n);
+    if (pr != 0) {
+        fprintf(stderr, "cardwatch gen: %s\n",
+                pr == -2 ? "out of memory"
+                         : "the configuration has no issuer BIN prefixes");
+        return -1;
+    }
+    return 0;
+}
+
 static void free_prefixes(char **list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -434,14 +453,7 @@ int cmd_gen(int argc, char **argv)
     size_t n_ex = 0;
     struct gen *g = NULL;
     FILE *out = NULL;
-    if (cli_load_config(&c, &a.co, 0) != 0) {
-        goto out;
-    }
-    int pr = collect_prefixes(&c, &prefixes, &n_prefixes);
-    if (pr != 0) {
-        fprintf(stderr, "cardwatch gen: %s\n",
-                pr == -2 ? "out of memory"
-                         : "the configuration has no issuer BIN prefixes");
+    if (gen_config(&a.co, &c, &prefixes, &n_prefixes) != 0) {
         goto out;
     }
     if (a.exposed != NULL && read_cards(a.exposed, &ex, &n_ex) != 0) {
@@ -785,14 +797,7 @@ static int gen_history(int argc, char **argv)
     struct sim *s = NULL;
     FILE *out = NULL, *frauds = NULL, *truth = NULL;
     char err[256];
-    if (cli_load_config(&c, &a.co, 0) != 0) {
-        goto done;
-    }
-    int pr = collect_prefixes(&c, &prefixes, &n_prefixes);
-    if (pr != 0) {
-        fprintf(stderr, "cardwatch gen: %s\n",
-                pr == -2 ? "out of memory"
-                         : "the configuration has no issuer BIN prefixes");
+    if (gen_config(&a.co, &c, &prefixes, &n_prefixes) != 0) {
         goto done;
     }
     a.o.prefixes = (const char *const *)prefixes;
