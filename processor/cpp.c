@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
+
 #define MERCHANT_P 12 /* a merchant's HyperLogLog: 4,096 registers */
 #define GLOBAL_P 14   /* all cards of the period: 16,384 registers */
 #define SPARSE_MAX 128
@@ -64,22 +66,12 @@ struct cpp {
     size_t bytes; /* what the tables and counters hold */
 };
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t fp_hash(const uint8_t fp[CPP_FP_LEN])
 {
     uint64_t a, b;
     memcpy(&a, fp, 8);
     memcpy(&b, fp + 8, 8);
-    return mix64(a ^ mix64(b));
+    return rng_mix64(a ^ rng_mix64(b));
 }
 
 /* FNV-1a, then mixed: merchant ids are short. */
@@ -89,7 +81,7 @@ static uint64_t str_hash(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
     }
-    return mix64(h);
+    return rng_mix64(h);
 }
 
 /* ---- HyperLogLog ---- */
@@ -413,7 +405,7 @@ static uint32_t *index_grow(const uint32_t *old, size_t cap, size_t ncap,
 
 static uint64_t pair_hash(uint32_t m, uint32_t k)
 {
-    return mix64(((uint64_t)m << 32) | k);
+    return rng_mix64(((uint64_t)m << 32) | k);
 }
 
 static uint64_t pair_key(const struct cpp *c, uint32_t i)

@@ -61,17 +61,6 @@ static double unit(struct gen *g)
     return (double)(rnd(g) >> 11) / 9007199254740992.0;
 }
 
-/* splitmix64's finaliser: a good 64-bit mix. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 /* A 4-round Feistel network on 2 * half_bits bits: a permutation of
  * [0, 2^(2 half_bits)). */
 static uint64_t feistel(uint64_t x, int half_bits, uint64_t key)
@@ -79,7 +68,7 @@ static uint64_t feistel(uint64_t x, int half_bits, uint64_t key)
     uint64_t mask = (1ull << half_bits) - 1;
     uint64_t l = x >> half_bits, r = x & mask;
     for (uint64_t round = 0; round < 4; round++) {
-        uint64_t f = mix64(r ^ key ^ (round * 0x9e3779b97f4a7c15ull)) & mask;
+        uint64_t f = rng_mix64(r ^ key ^ (round * 0x9e3779b97f4a7c15ull)) & mask;
         uint64_t t = l ^ f;
         l = r;
         r = t;
@@ -168,8 +157,8 @@ static int setup_prefixes(struct gen *g, const struct gen_opts *o)
         for (size_t c = 0; c < p->plen; c++) {
             h = (h ^ (uint8_t)d[c]) * 0x100000001b3ull;
         }
-        p->key = mix64(h);
-        p->start = mix64(p->key ^ mix64(o->seed + 0x632be59bd9b4e019ull)) %
+        p->key = rng_mix64(h);
+        p->start = rng_mix64(p->key ^ rng_mix64(o->seed + 0x632be59bd9b4e019ull)) %
                    p->n;
     }
     /* Each prefix's outermost inner prefixes: a sorted run after it. */

@@ -1,6 +1,7 @@
 /* rng.h - the synthetic data's random numbers: xorshift64* (Vigna), one
  * 64-bit state word per generator (pure; gen.c and sim.c share it, so a
- * seed means the same stream to both). Not for anything secret. */
+ * seed means the same stream to both), and splitmix64's finaliser for
+ * hashing (gen.c, cpp.c). Not for anything secret. */
 #ifndef CARDWATCH_RNG_H
 #define CARDWATCH_RNG_H
 
@@ -14,6 +15,18 @@ static inline uint64_t rng_next(uint64_t *state)
     *state ^= *state << 25;
     *state ^= *state >> 27;
     return *state * 2685821657736338717ull;
+}
+
+/* splitmix64's finaliser: every input bit moves about half the output
+ * bits. A bijection of 64-bit words; rng_mix64(0) == 0. */
+static inline uint64_t rng_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
 }
 
 #endif
