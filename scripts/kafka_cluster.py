@@ -23,7 +23,8 @@ with .start(), .bootstraps, .stop_node(), .start_node(), .pause_node(),
 
 Environment: CARDWATCH_CACHE (default $XDG_CACHE_HOME/cardwatch or
 ~/.cache/cardwatch) holds the jars; JAVA_HOME picks the JDK (17 or newer);
-KAFKA_HEAP (default 1g) the broker heap.
+KAFKA_HEAP (default 1g) the broker heap. KAFKA_JVM_OPTS (default none):
+more options for the brokers' JVM (the tests' harness passes its own).
 """
 
 import argparse
@@ -306,15 +307,19 @@ class Cluster:
     `kafka-storage format --add-scram`), while PLAINTEXT (.bootstraps)
     stays for the brokers themselves and the test tools. spawn(args, name, log) ->
     process object (.pid, .alive, .wait(t), .send_signal(sig)); the
-    default detaches the process."""
+    default detaches the process. jvm_opts: more JVM options (default:
+    KAFKA_JVM_OPTS split on spaces)."""
 
-    def __init__(self, dir, nodes=1, props=None, sasl=None, spawn=None, heap=None):
+    def __init__(self, dir, nodes=1, props=None, sasl=None, spawn=None, heap=None,
+                 jvm_opts=None):
         self.dir = Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sasl = sasl
         self.extra = dict(props or {})
         self.spawn = spawn or _default_spawn
         self.heap = heap or os.environ.get("KAFKA_HEAP", "1g")
+        self.jvm_opts = list(jvm_opts) if jvm_opts is not None else \
+            os.environ.get("KAFKA_JVM_OPTS", "").split()
         self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
         self.lib = None
         self.java = None
@@ -408,7 +413,7 @@ class Cluster:
     def _jvm(self, confdir, main, *args, heap=None, aot=()):
         """java ... main args, logging to confdir/server.log."""
         heap = heap or self.heap
-        return [self.java, *aot, f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
+        return [self.java, *aot, *self.jvm_opts, f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent",
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={confdir / 'log4j2.xml'}",
@@ -597,7 +602,9 @@ def _aot_cache(cluster, version):
     release). A stale cache is ignored by the JVM, never an error."""
     if version < 25 or os.environ.get("KAFKA_AOT", "1") == "0":
         return None
-    digest = hashlib.sha256(cluster.java.encode()).hexdigest()[:8]
+    # the cache holds compiled code too: one per java and JVM options
+    key = " ".join([cluster.java, *cluster.jvm_opts])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     path = home() / "aot" / f"jdk{version}-{digest}.aot"
     if path.exists():
         return path
@@ -607,7 +614,7 @@ def _aot_cache(cluster, version):
         _say(f"recording a JVM start-up cache for the broker ({path.name}; once, ~10 s)")
         work = Path(tempfile.mkdtemp(prefix="aot.", dir=home()))
         try:
-            trainer = Cluster(work, nodes=1, heap=cluster.heap)
+            trainer = Cluster(work, nodes=1, heap=cluster.heap, jvm_opts=cluster.jvm_opts)
             trainer.lib, trainer.java, trainer.aot = cluster.lib, cluster.java, None
             n = trainer.nodes[0]
             trainer._write_config(n)
