@@ -390,9 +390,12 @@ def test_topic_replay_reads_a_refused_batch_again():
     res = h.run_tool(["addr2line", "-f", "-e", sites.binary,
                       *[hex(sites.base + o - 1) for o in offs]])
     funcs = res.stdout.decode().split("\n")[0::2]
-    intake = [o for o, fn in zip(offs, funcs) if fn == "pipeline_intake"]
-    assert intake and all(calls[o] >= 5 for o in intake), \
-        f"test data: pipeline_intake allocates on every batch ({sorted(set(funcs))})"
+    # the site of every batch (its fingerprint list); a batch taken from
+    # the free list allocates nothing, so get_batch's own site, inlined by
+    # some builds, is called as often as batches were in flight at once
+    intake = [o for o, fn in zip(offs, funcs) if fn == "pipeline_intake" and calls[o] >= 5]
+    assert intake, "test data: pipeline_intake allocates on every batch " \
+        f"({sorted(set(funcs))}; {[calls[o] for o, fn in zip(offs, funcs) if fn == 'pipeline_intake']})"
     fired = d / "fired.txt"
     out.unlink()
     text = check(_run(args, _fa_env(d, site=f"{intake[0]}:5", fired=fired)),
