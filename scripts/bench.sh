@@ -65,7 +65,7 @@ umask 022
 stack_up() {
   local kind=$1 topics="$TOPIC:$PARTS $XTOPIC:16 cardwatch.deadletter.replay:4"
   topics+=" cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4"
-  topics+=" cardwatch.alerts.unrouted:4 cardwatch.alerts.peer:4"
+  topics+=" cardwatch.alerts.unrouted:4 cardwatch.alerts.peer:4 cardwatch.bench.relay:12"
   BUILD="$BUILD" STACK_KAFKA=$kind STACK_TOPICS="$topics" \
     "$REPO/scripts/stack.sh" up "$DIR/stack-$kind" >/dev/null
   # shellcheck disable=SC1090
@@ -184,6 +184,10 @@ sed "s/^transactions_topic = .*/transactions_topic = $XTOPIC/" "$DIR/rules.ini" 
 "$CW" run --config "$DIR/rules-x.ini" --group bench-rules-x --exit-at-end --no-progress \
   --summary-json "$DIR/rules2.json" >/dev/null 2>"$DIR/rules2.log"
 report "default pack, mostly exposed ($RULE_EVENTS events)" "$DIR/rules2.json"
+# its baseline: the same topic through Kafka alone, every event relayed as
+# an alert-sized record (bench_lib.sh)
+relay_baseline "$BUILD" "$KAFKA_BOOTSTRAPS" "$XTOPIC" cardwatch.alerts.acme_bank \
+  cardwatch.bench.relay "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print((d["alerted"] + d["exposed_no_alert"]) / d["processing_seconds"])' "$DIR/rules2.json")"
 echo "pure rule work (no Redis): $("$BUILD/bench_rules" "$REPO/rules/default.rules" 20)"
 
 # Replay (issue 4): the same pipeline over stored history. Files: the

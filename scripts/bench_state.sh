@@ -5,7 +5,9 @@
 # `cardwatch run --exit-at-end` of build A, then B, ROUNDS times, each
 # with its own group and with the live window state and the delivery
 # records removed before it (every run starts from nothing and sends its
-# alerts). RULES: the rule file (default rules/default.rules); QUIET=1
+# alerts), then the baseline: the same topic through Kafka alone, every
+# event relayed as an alert-sized record (relay_baseline, bench_lib.sh).
+# RULES: the rule file (default rules/default.rules); QUIET=1
 # uses the default pack's windows with thresholds no stream reaches (the
 # state and window work of every exposed event, no alert).
 #
@@ -37,7 +39,7 @@ rule quiet-sum
   when: exposed and sum_amount(24h) >= 900000000000 and count_declined(1h) >= 100000
 R
 fi
-BUILD=$B STACK_KAFKA=apache STACK_TOPICS="$XT:16 cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4 cardwatch.alerts.unrouted:4" \
+BUILD=$B STACK_KAFKA=apache STACK_TOPICS="$XT:16 cardwatch.alerts.acme_bank:4 cardwatch.alerts.globex_bank:4 cardwatch.alerts.unrouted:4 cardwatch.bench.relay:12" \
   "$REPO/scripts/stack.sh" up "$DIR/stack" >/dev/null
 # shellcheck disable=SC1091
 . "$DIR/stack/env"
@@ -74,3 +76,4 @@ print(f"{sys.argv[1]} round {sys.argv[2]}: {d['rate']:>9,.0f} events/s, {ex:,} o
 PY
   done
 done
+relay_baseline "$B" "$KAFKA_BOOTSTRAPS" "$XT" cardwatch.alerts.acme_bank cardwatch.bench.relay

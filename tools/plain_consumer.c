@@ -17,6 +17,14 @@
  * batch that held messages (the final end-of-partition wait, up to
  * fetch.wait.max.ms, is not counted); rate = messages / seconds. Exit 0, or 3
  * on timeout (JSON printed anyway), 2 on errors.
+ *
+ * With --relay-topic R [--relay-bytes N] it is the Kafka half of an alert
+ * path and nothing else: every message read is produced at once to R
+ * (same key; its own value, or N bytes), by a producer with cardwatch's
+ * alert producer settings (idempotent, acks=all, linger.ms=5, batches of
+ * 10,000; -P key=value sets more), seconds then run until every record
+ * is acknowledged, and the JSON adds "relayed":N. make bench's exposed-heavy rows print it beside
+ * cardwatch: an upper bound for events that each raise an alert.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -55,11 +63,15 @@ static void usage(FILE *out)
     fputs(
         "usage: plain_consumer --brokers B --topic T [--expect N] [--timeout "
         "S]\n"
+        "                      [--relay-topic R [--relay-bytes N] "
+        "[-P key=value]...]\n"
         "                      [-X key=value]...\n"
         "Reads T from the beginning to the end of every partition (or until N\n"
         "messages with --expect) and prints\n"
         "{\"messages\":N,\"bytes\":N,\"seconds\":F,\"rate\":F}. Default "
-        "timeout 300 s.\n",
+        "timeout 300 s. --relay-topic: each message is also produced to R\n"
+        "(its value, or N bytes) and the time runs until all are acknowledged."
+        "\n",
         out);
 }
 
@@ -73,9 +85,87 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                     err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? parts : NULL);
 }
 
+/* Counts a failed delivery in *op (the producer's opaque). */
+static void relay_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op)
+{
+    (void)rk;
+    if (m->err) {
+        fprintf(stderr, "plain_consumer: relay delivery: %s\n",
+                rd_kafka_err2str(m->err));
+        ++*(long long *)op;
+    }
+}
+
+/* The relay's producer: cardwatch's alert producer settings (sink_kafka.c);
+ * failed deliveries are counted in *failed. NULL after saying why. */
+static rd_kafka_t *relay_new(const char *brokers, long long *failed,
+                             char **pprops, int npprops)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    const char *const props[] = {
+        "bootstrap.servers", brokers,
+        "enable.idempotence", "true",
+        "acks", "all",
+        "linger.ms", "5",
+        "batch.num.messages", "10000",
+        "queue.buffering.max.messages", "500000",
+        "message.timeout.ms", "300000",
+        NULL};
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_dr_msg_cb(conf, relay_dr);
+    rd_kafka_conf_set_opaque(conf, failed);
+    if (ktool_conf_set(conf, props, "plain_consumer") != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (int i = 0; i < npprops; i++) {
+        if (ktool_conf_x(conf, pprops[i], "plain_consumer") != 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        fprintf(stderr, "plain_consumer: relay producer: %s\n", errstr);
+    return rk;
+}
+
+/* Produces one record of m's key and (relay_bytes ? pad : m's value) to
+ * topic, waiting on a full queue. 0, or -1 after saying why. */
+static int relay_one(rd_kafka_t *prod, const char *topic,
+                     const rd_kafka_message_t *m, const char *pad,
+                     size_t relay_bytes)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            prod, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(relay_bytes ? (void *)pad : m->payload,
+                             relay_bytes ? relay_bytes : m->len),
+            RD_KAFKA_V_END);
+        if (!err)
+            return 0;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            fprintf(stderr, "plain_consumer: relay to %s: %s\n", topic,
+                    rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(prod, 10);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *brokers = NULL, *topic = NULL;
+    const char *brokers = NULL, *topic = NULL, *relay_topic = NULL;
+    rd_kafka_t *relay = NULL;
+    char *pad = NULL;
+    size_t relay_bytes = 0;
+    char *pprops[16];
+    int npprops = 0;
+    long long relay_failed = 0, relayed = 0;
     long long expect = -1;
     double timeout_s = 300;
     char errstr[512], group[128];
@@ -124,6 +214,12 @@ int main(int argc, char **argv)
             expect = atoll(argv[++i]);
         } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
             timeout_s = atof(argv[++i]);
+        } else if (!strcmp(a, "--relay-topic") && i + 1 < argc) {
+            relay_topic = argv[++i];
+        } else if (!strcmp(a, "--relay-bytes") && i + 1 < argc) {
+            relay_bytes = (size_t)atol(argv[++i]);
+        } else if (!strcmp(a, "-P") && i + 1 < argc && npprops < 16) {
+            pprops[npprops++] = argv[++i];
         } else if (!strcmp(a, "-X") && i + 1 < argc) {
             if (ktool_conf_x(conf, argv[++i], "plain_consumer") != 0) {
                 rd_kafka_conf_destroy(conf);
@@ -147,6 +243,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "plain_consumer: %s\n", errstr);
         rd_kafka_conf_destroy(conf);
         return 2;
+    }
+    if (relay_topic) {
+        relay = relay_new(brokers, &relay_failed, pprops, npprops);
+        pad = calloc(relay_bytes ? relay_bytes : 1, 1);
+        if (!relay || !pad) {
+            if (relay)
+                rd_kafka_destroy(relay);
+            free(pad);
+            rd_kafka_conf_destroy(conf);
+            return 2;
+        }
+        memset(pad, 'a', relay_bytes);
     }
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!rk) {
@@ -216,6 +324,12 @@ int main(int argc, char **argv)
                 got = 1;
                 count++;
                 bytes += (long long)m->len;
+                if (relay) {
+                    if (relay_one(relay, relay_topic, m, pad, relay_bytes))
+                        relay_failed++;
+                    else
+                        relayed++;
+                }
             } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (m->partition >= 0 && m->partition < nparts &&
                     !eof[m->partition]) {
@@ -228,18 +342,35 @@ int main(int argc, char **argv)
             }
             rd_kafka_message_destroy(m);
         }
+        if (relay)
+            rd_kafka_poll(relay, 0);
         if (got)
             t1 = now_s();
     }
+    if (relay) {
+        if (rd_kafka_flush(relay, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "plain_consumer: relay: not all acknowledged\n");
+            rc = rc ? rc : 3;
+        }
+        t1 = now_s();
+        relayed -= relay_failed;
+        if (relay_failed && !rc)
+            rc = 2;
+    }
     secs = t1 - t0;
-    printf(
-        "{\"messages\":%lld,\"bytes\":%lld,\"seconds\":%.6f,\"rate\":%.1f}\n",
-        count, bytes, secs, secs > 0 ? (double)count / secs : 0.0);
+    printf("{\"messages\":%lld,\"bytes\":%lld,\"seconds\":%.6f,\"rate\":%.1f",
+           count, bytes, secs, secs > 0 ? (double)count / secs : 0.0);
+    if (relay)
+        printf(",\"relayed\":%lld", relayed);
+    printf("}\n");
     fflush(stdout);
     rd_kafka_queue_destroy(q);
     rd_kafka_assign(rk, NULL);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    if (relay)
+        rd_kafka_destroy(relay);
+    free(pad);
     free(eof);
     return rc;
 }
