@@ -34,6 +34,7 @@ summary=$work/summary.txt
 declare -A module=(
   [fuzz_alert_protobuf]=alert.c
   [fuzz_config]=config.c
+  [fuzz_cpp]=cpp.c
   [fuzz_feed_request]=feed_query.c
   [fuzz_listcsv]=listcsv.c
   [fuzz_reader]=reader.c
