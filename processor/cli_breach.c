@@ -31,11 +31,10 @@ static int readable_file(const char *path)
 int cmd_load(int argc, char **argv)
 {
     static const char help[] = WITH_COMMON_HELP(
-        "usage: cardwatch load --breach ID --window-start YYYY-MM-DD "
-        "--window-end YYYY-MM-DD\n"
-        "                      --elements pan,expiry,cvv2,name,address "
-        "[--description TEXT]\n"
-        "                      [--suspected] LIST.csv\n"
+        "usage: cardwatch load --breach ID --window-start YYYY-MM-DD\n"
+        "                      --window-end YYYY-MM-DD\n"
+        "                      --elements pan,expiry,cvv2,name,address\n"
+        "                      [--description TEXT] [--suspected] LIST.csv\n"
         "\n"
         "Imports a breach list into Redis. LIST.csv (RFC 4180: CRLF, LF "
         "or CR row ends,\nquoted fields, an optional UTF-8 BOM) has a "

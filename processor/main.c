@@ -10,7 +10,7 @@
 #define VERSION "0.1.0"
 
 static const char usage_main[] =
-    "cardwatch " VERSION " - watch card transactions for misuse of cards "
+    "cardwatch " VERSION " - watch card transactions for misuse of cards\n"
     "exposed in a breach\n"
     "\n"
     "usage: cardwatch COMMAND [OPTIONS]\n"
@@ -22,10 +22,10 @@ static const char usage_main[] =
     "fingerprints\n"
     "  breaches   list the loaded breaches\n"
     "  unload     remove a loaded breach\n"
-    "  migrate    move exposed cards written by an older version to the "
-    "current layout\n"
-    "  replay     run the monitoring over stored history (a topic time "
-    "range or a file)\n"
+    "  migrate    move exposed cards written by an older version to the\n"
+    "             current layout\n"
+    "  replay     run the monitoring over stored history (a topic time\n"
+    "             range or a file)\n"
     "  cpp        find the merchant that leaked the defrauded cards "
     "(common point of\n"
     "             purchase) and when\n"
@@ -41,9 +41,9 @@ static const char usage_main[] =
     "offline\n"
     "  version    print the version\n"
     "\n"
-    "Every command takes --config FILE (default: $CARDWATCH_CONFIG or "
-    "./cardwatch.ini)\n"
-    "and --help. See deploy/cardwatch.ini for every setting.\n";
+    "Every command takes --config FILE (default: $CARDWATCH_CONFIG or\n"
+    "./cardwatch.ini) and --help. See deploy/cardwatch.ini for every "
+    "setting.\n";
 
 int main(int argc, char **argv)
 {

@@ -66,7 +66,8 @@ def blocks(text):
 
 
 def parse_main(text):
-    """(title line, [(command, summary)], [trailing paragraph blocks])."""
+    """(title, [(command, summary)], [trailing paragraph blocks]); the
+    title is the first block, its lines joined (it wraps at 80 columns)."""
     bs = blocks(text)
     commands, rest = [], []
     for b in bs[1:]:
@@ -81,7 +82,7 @@ def parse_main(text):
             rest.append(b)
     if not commands:
         sys.exit("make_man: the --help text lists no commands")
-    return bs[0][0], commands, rest
+    return " ".join(ln.strip() for ln in bs[0]), commands, rest
 
 
 def options(lines):

@@ -3,7 +3,8 @@
 - `cardwatch --help` and every command's `--help` exit 0 and are complete:
   they name every option the command accepts (read from the optdef tables
   of processor/main.c and cli*.c, so help and parser cannot drift apart)
-  and nothing it does not accept.
+  and nothing it does not accept. No line of any help (a subcommand's
+  too) is wider than an 80-column terminal.
 - A usage error - an unknown or ambiguous option, an option without its
   value, a value that is not one, a stray argument - exits 2 with exactly
   one line on stderr that names the option or the argument.
@@ -222,6 +223,36 @@ def test_help_of_every_command_is_complete():
                             "which it does not accept")
     assert not problems, "\n".join(problems)
     print(f"    help of {len(own)} commands checked in {time.monotonic() - t0:.1f} s")
+
+
+HELP_WIDTH = 80
+
+
+def test_every_help_fits_in_80_columns():
+    """No line that `cardwatch --help`, `cardwatch CMD --help` or
+    `cardwatch CMD SUB --help` prints is wider than 80 columns (an
+    operator's terminal; the man page is made from these texts). SUB:
+    the subcommands a command's usage names ("cardwatch gen txns ...")."""
+    t0 = time.monotonic()
+    own, _ = _commands()
+    runs = [["--help"], ["version", "--help"]]
+    for name in sorted(own):
+        runs.append([name, "--help"])
+        _, out, _ = _cw(name, "--help")
+        subs = re.findall(rf"^(?:usage:)? +cardwatch {name} ([a-z]+)\b", out, re.M)
+        runs += [[name, sub, "--help"] for sub in dict.fromkeys(subs)]
+    assert ["gen", "txns", "--help"] in runs and ["rules", "test", "--help"] in runs, runs
+    problems = []
+    for args in runs:
+        _, out, err = _cw(*args)
+        for stream, text in (("stdout", out), ("stderr", err)):
+            for no, line in enumerate(text.splitlines(), 1):
+                if len(line) > HELP_WIDTH:
+                    problems.append(f"cardwatch {' '.join(args)}: {stream} line {no} has "
+                                    f"{len(line)} columns:\n{line}")
+    assert not problems, f"{len(problems)} help lines wider than {HELP_WIDTH} columns:\n" + \
+        "\n".join(problems)
+    print(f"    {len(runs)} help texts checked in {time.monotonic() - t0:.1f} s")
 
 
 # --------------------------------------------------------------------------
