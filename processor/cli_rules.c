@@ -32,6 +32,11 @@ int cmd_rules(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "check") == 0) {
+        if (argc >= 3 && (strcmp(argv[2], "--help") == 0 ||
+                          strcmp(argv[2], "-h") == 0)) {
+            fputs(help, stdout); /* not a rule file named --help */
+            return 0;
+        }
         if (argc < 3) {
             return cli_bad_usage("rules", "give at least one rule file");
         }

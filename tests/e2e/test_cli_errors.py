@@ -244,7 +244,10 @@ def test_every_help_fits_in_80_columns():
     assert ["gen", "txns", "--help"] in runs and ["rules", "test", "--help"] in runs, runs
     problems = []
     for args in runs:
-        _, out, err = _cw(*args)
+        rc, out, err = _cw(*args)
+        if len(args) == 3:  # a subcommand's --help is its command's help
+            assert rc == 0 and out.startswith(f"usage: cardwatch {args[0]} "), \
+                f"cardwatch {' '.join(args)}: exit {rc}, stdout {out[:200]!r}"
         for stream, text in (("stdout", out), ("stderr", err)):
             for no, line in enumerate(text.splitlines(), 1):
                 if len(line) > HELP_WIDTH:
