@@ -4,7 +4,8 @@
 # tools only (dpkg-deb, dpkg-shlibdeps), no debhelper.
 #
 # The version is what `BUILD/cardwatch version` prints (processor/main.c
-# VERSION). The package holds:
+# VERSION), or DEB_VERSION when set (a rebuild of the same binary as a
+# later version: tests/e2e/test_deb.py's upgrade). The package holds:
 #   /usr/bin/cardwatch                    the build, debug symbols stripped
 #   /usr/share/man/man1/cardwatch.1.gz    scripts/make_man.py from --help
 #   /etc/cardwatch/cardwatch.ini          deploy/cardwatch.ini, a conffile
@@ -29,7 +30,7 @@ cd "$REPO"
 BIN=$BUILD/cardwatch
 MAINTAINER=${DEB_MAINTAINER:-cardwatch maintainers <maintainers@users.noreply.r-seed-ac35eb71.example>}
 
-VERSION=$("$BIN" version | awk '{print $2}')
+VERSION=${DEB_VERSION:-$("$BIN" version | awk '{print $2}')}
 [[ $VERSION =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || {
   echo "make_deb: '$BIN version' gave no version" >&2; exit 1; }
 ARCH=$(dpkg --print-architecture)

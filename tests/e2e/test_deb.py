@@ -77,6 +77,44 @@ def build_deb():
     return deb, version
 
 
+def check_upgrade(version, key_text):
+    """dpkg -i of the same build as a later version over the installed
+    package: the admin's edit of the conffile and the key stay as they
+    were, the user keeps its uid, the modes their values, the first-install
+    note is not printed again, and the config still checks as the service
+    user."""
+    ini = ETC / "cardwatch.ini"
+    with open(ini, "a") as f:
+        f.write("# an edit of the admin's, kept across upgrades\n")
+    edited = ini.read_text()
+    uid = pwd.getpwnam("cardwatch").pw_uid
+    later = f"{version}+upgrade1"
+    res = run(["make", "-s", "--no-print-directory", "-C", REPO, f"BUILD={h.config.build}",
+               "deb"], timeout=120, env=dict(os.environ, DEB_VERSION=later))
+    assert res.returncode == 0, ("make deb", res.stdout[-1500:], res.stderr[-1500:])
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    deb = h.config.build / f"cardwatch_{later}_{arch}.deb"
+    try:
+        res = dpkg(["-i", deb])
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        assert "not enabled or started" not in res.stdout + res.stderr, res.stdout
+        status = run(["dpkg-query", "-W", "-f=${Status} ${Version}", "cardwatch"]).stdout
+        assert status == f"install ok installed {later}", status
+        assert ini.read_text() == edited, "the conffile edit was lost in the upgrade"
+        key = ETC / "keys" / "fingerprint.key"
+        assert key.read_text() == key_text, "the key changed in the upgrade"
+        assert owner(key)[:2] == ("cardwatch", "cardwatch"), owner(key)
+        assert pwd.getpwnam("cardwatch").pw_uid == uid
+        assert owner(ETC) == ("root", "cardwatch", 0o750), owner(ETC)
+        assert owner(ini) == ("root", "cardwatch", 0o640), owner(ini)
+        assert owner(ETC / "keys") == ("cardwatch", "cardwatch", 0o700)
+        res = run(["setpriv", "--reuid=cardwatch", "--regid=cardwatch", "--init-groups", "--",
+                   "/usr/bin/cardwatch", "check", "--config", ini])
+        assert res.returncode == 0 and res.stdout.rstrip().endswith("OK"), res
+    finally:
+        deb.unlink(missing_ok=True)
+
+
 def check_lintian(deb):
     lintian = shutil.which("lintian")
     assert lintian, "lintian is missing (Debian package lintian): `make deps` installs it"
@@ -187,7 +225,8 @@ def test_deb_installs_checks_and_purges():
     enabled) and a man page that renders without warnings and documents
     every command and option; `cardwatch check` on the installed config
     refuses it until a key is there, then passes as root and as the
-    service user; `dpkg --purge` leaves no file, directory, stat override,
+    service user; an upgrade to a later version keeps the admin's config
+    edit, the key, the user and the modes; `dpkg --purge` leaves no file, directory, stat override,
     user or group behind."""
     assert os.geteuid() == 0, "installing a package needs root"
     already = [what for what, there in (("package", dpkg_status() not in
@@ -216,6 +255,7 @@ def test_deb_installs_checks_and_purges():
         created = [p for p in listed if p not in there_before]
         assert "/etc/cardwatch/cardwatch.ini" in created, created
         check_installed(version, listed, res.stdout + res.stderr)
+        check_upgrade(version, (ETC / "keys" / "fingerprint.key").read_text())
     finally:
         if dpkg_status():
             purge = dpkg(["--purge", "cardwatch"])
