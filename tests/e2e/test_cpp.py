@@ -94,8 +94,17 @@ def test_cpp_finds_the_injected_breach_and_monitors_it():
     # the same ranking from the topic (by message timestamp) ...
     rep_topic = s.dir / "cpp-topic.json"
     s.cardwatch("send", "--input", hist, "--topic", cw.TXN_TOPIC, timeout=180)
-    _cpp(s, "--frauds", frauds, "--report", rep_topic, "--from", "2023-01-01", "--to", "2026-01-01")
+    # two messages that are no transaction (stamped now, inside --to):
+    # skipped, named by topic/partition/offset, counted in the report
+    s.kafka.produce(cw.TXN_TOPIC, [(b"x", b"\xff\xfe not protobuf"),
+                                   (b"y", b"\x0a\xff\x01abc")], partition=0)
+    out, err = _cpp(s, "--frauds", frauds, "--report", rep_topic, "--from", "2023-01-01",
+                    "--to", "2100-01-01")
     assert _suspects(rep_topic) == _suspects(rep)
+    bad = [x for x in err.splitlines() if f"cpp: {cw.TXN_TOPIC}/0/" in x]
+    assert len(bad) == 2 and all(": skipped: undecodable" in x for x in bad), err
+    assert json.loads(rep_topic.read_text())["invalid_records"] == 2
+    assert "2 invalid record(s) skipped" in err, err
 
     # ... and from the feed's confirmed_fraud outcomes: each defrauded card
     # an alert with that outcome at its first fraud; other outcomes and
@@ -112,9 +121,13 @@ def test_cpp_finds_the_injected_breach_and_monitors_it():
     r.call("HSET", "cw:alert:n1", "alert", json.dumps(noise), "outcome", "legitimate")
     other = dict(noise, card_fingerprint="other-key:" + "ab" * 16)
     r.call("HSET", "cw:alert:n2", "alert", json.dumps(other), "outcome", "confirmed_fraud")
+    # a confirmed fraud that began after --as-of: left out, counted
+    late = dict(noise, alert_id="n3", event_time_ms=_ms("2030-01-01T00:00:00Z"))
+    r.call("HSET", "cw:alert:n3", "alert", json.dumps(late), "outcome", "confirmed_fraud")
     rep_feed = s.dir / "cpp-feed.json"
-    out, err = _cpp(s, "--from-feed", "--report", rep_feed, hist)
+    out, err = _cpp(s, "--from-feed", "--as-of", "2029-01-01", "--report", rep_feed, hist)
     assert _suspects(rep_feed) == _suspects(rep)
+    assert "first fraud on or after --as-of, left out: 1)" in err, err
     assert "1 confirmed_fraud alert(s) in the feed name a card under another key id" in err, err
 
     # --as-of: before the first linked fraud nothing points at m
