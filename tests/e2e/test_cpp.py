@@ -175,16 +175,17 @@ def test_cpp_without_a_breach_and_its_errors():
     assert "missing.csv" in err, err
 
 
-def _small_world(d, n_cases=250, n_background=5000):
-    """A history (JSON lines) where n_cases compromised cards all used
-    BREACH on 2024-03-01, a month before their first fraud, among
-    n_background cards that each bought once elsewhere: BREACH's p lies
-    far below 1e-300. Returns (history lines, frauds CSV path)."""
+def _small_world(d, n_cases=250, n_background=12000, n_skimmed=350):
+    """A history (JSON lines) where n_cases compromised cards and
+    n_skimmed others all used BREACH on 2024-03-01, a month before the
+    first frauds, among n_background cards that each bought once
+    elsewhere: BREACH's p lies far below 1e-300. Returns (history lines,
+    frauds CSV path)."""
     mk = cw.CardMaker(11)
     t0 = _ms("2024-03-01T10:00:00Z")
     cases, rest = mk.cards("400000", n_cases), mk.cards("400001", n_background)
     lines = [json.dumps(cw.txn(f"c{i}", p, t0 + i, merchant_id="BREACH"))
-             for i, p in enumerate(cases)]
+             for i, p in enumerate(cases + mk.cards("400003", n_skimmed))]
     lines += [json.dumps(cw.txn(f"b{i}", p, t0 + i, merchant_id=f"bg-{i % 400:03d}"))
               for i, p in enumerate(rest)]
     frauds = d / "frauds.csv"
@@ -232,6 +233,7 @@ def test_cpp_from_files_warnings_outputs_and_signal():
     assert f"{frauds}:252: rejected: first_fraud is not after 1970" in err, err
     doc = json.loads(rep.read_text())
     assert doc["invalid_records"] == 12 and doc["cases"] == 250, doc
+    assert doc["suspects"][0]["cases"] == 250 and doc["suspects"][0]["cards"] > 590, doc
     assert doc["cases_rejected"] == 1 and doc["transactions"] == len(good), doc
     assert doc["suspects"][0]["merchant"] == "BREACH" and doc["suspects"][0]["significant"]
     row = next(x for x in out.splitlines() if "BREACH" in x)
@@ -274,6 +276,18 @@ def test_cpp_from_files_warnings_outputs_and_signal():
         assert "BREACH" in out or "no merchant was used by 1000" in out, out
         assert sorted(os.listdir(out_dir)) == ["adir"], os.listdir(out_dir)
         assert os.listdir(out_dir / "adir") == []
+
+    # --emit-breach: all 600 cards that used BREACH that day (more than
+    # the fingerprint set first holds), sorted, under the key's id
+    emit = d / "emit.csv"
+    rc, out, err = _cw("cpp", "--config", cfg, "--frauds", frauds, "--emit-breach", emit, hist)
+    rows = emit.read_text().splitlines()
+    assert rc == 0 and rows[0] == "fingerprint" and rows[1].startswith("# "), (rc, err)
+    assert len(rows[2:]) == len(set(rows[2:])) == 600 and rows[2:] == sorted(rows[2:]), \
+        len(rows)
+    assert set(rows[2:]) == {cw.fingerprint(json.loads(x)["pan"]) for x in good
+                             if '"BREACH"' in x}
+    assert "suspected breach: 600 cards that used BREACH from 2024-03-01 to 2024-03-01" in out
 
     # SIGINT while it reads a history that keeps coming on stdin: once the
     # progress line shows it reading, the signal stops it with 130 and no
