@@ -97,6 +97,8 @@ def test_command_line_corners_without_kafka():
     K = ["cpp", "--config", nokey, "--frauds", d / "f.csv"]
     _table([([*K, *extra], ["cardwatch cpp: ", "[card] key_file is not set"])
             for extra in (["--format", "jsonl", "--alpha", "0.5", H], ["--format", "protobuf", H],
+                          ["--lookback", "3660", "--min-cases", "1", "--top", "100000",
+                           "--as-of", "2024-01-01", H],
                           ["--from", "2024-01-01", "--to", "2024-01-02"])], 1)
 
     # the same device for both outputs is allowed: the replay goes on and
@@ -149,7 +151,7 @@ def test_command_line_corners_without_kafka():
                  ["gen", "txns", "--count", "1", "--topic", "t"]):
         _expect([*args, "--config", nb], 1, [f"cardwatch {args[0]}: ", str(d / "none.txt")],
                 one_line=False, quiet_stdout=False)
-    print(f"    {len(cases) + 12} command lines in {time.monotonic() - t0:.1f} s")
+    print(f"    {len(cases) + 13} command lines in {time.monotonic() - t0:.1f} s")
 
 
 def test_gen_to_kafka_and_an_empty_replay():
