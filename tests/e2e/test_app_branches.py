@@ -69,7 +69,37 @@ def test_command_line_corners_without_kafka():
         (["replay", *C, "--input", "x", "--output", same, "--dead-letter", same],
          ["--output and --dead-letter must be different files"]),
     ]
+    # cpp: each analysis option just outside its range, a time that is
+    # none, a range that is empty, a format it does not read, files and a
+    # topic together (checked before the configuration is read)
+    P = ["cpp", *C, "--frauds", d / "f.csv"]
+    H = d / "h.jsonl"
+    cases += [
+        ([*P, "--lookback", "1.5", H], ["--lookback is whole days, 1-3660"]),
+        ([*P, "--lookback", "3661", H], ["--lookback is whole days, 1-3660"]),
+        ([*P, "--alpha", "0", H], ["--alpha is a number above 0, at most 0.5"]),
+        ([*P, "--alpha", "0.51", H], ["--alpha is a number above 0, at most 0.5"]),
+        ([*P, "--min-cases", "0", H], ["--min-cases is a whole number >= 1"]),
+        ([*P, "--top", "100001", H], ["--top is a whole number, 1-100000"]),
+        ([*P, "--as-of", "someday", H], ["--as-of: "]),
+        ([*P, "--from", "someday"], ["--from: "]),
+        ([*P, "--from", "2024-01-02", "--to", "someday"], ["--to: "]),
+        ([*P, "--from", "2024-01-02", "--to", "2024-01-02"], ["--to must be after --from"]),
+        ([*P, "--format", "json", H], ["--format is jsonl or protobuf"]),
+        ([*P, "--from", "2024-01-01", H], ["give files or --from (a topic), not both"]),
+    ]
     _table([(args, [*words, f"cardwatch {args[0]}:"]) for args, words in cases], 2)
+    # ... what it accepts goes on to the configuration: without a key it
+    # stops there (exit 1), so both formats and an alpha of 0.5 passed
+    nokey = _config(d, name="nokey.ini")
+    nokey.write_text(nokey.read_text().replace(f"key_file = {d / 'fingerprint.key'}\n",
+                                               "key_file =\n"))
+    K = ["cpp", "--config", nokey, "--frauds", d / "f.csv"]
+    _table([([*K, *extra], ["cardwatch cpp: ", "[card] key_file is not set"])
+            for extra in (["--format", "jsonl", "--alpha", "0.5", H], ["--format", "protobuf", H],
+                          ["--lookback", "3660", "--min-cases", "1", "--top", "100000",
+                           "--as-of", "2024-01-01", H],
+                          ["--from", "2024-01-01", "--to", "2024-01-02"])], 1)
 
     # the same device for both outputs is allowed: the replay goes on and
     # stops at its missing input instead (exit 1, naming the input)
@@ -121,7 +151,7 @@ def test_command_line_corners_without_kafka():
                  ["gen", "txns", "--count", "1", "--topic", "t"]):
         _expect([*args, "--config", nb], 1, [f"cardwatch {args[0]}: ", str(d / "none.txt")],
                 one_line=False, quiet_stdout=False)
-    print(f"    {len(cases) + 9} command lines in {time.monotonic() - t0:.1f} s")
+    print(f"    {len(cases) + 13} command lines in {time.monotonic() - t0:.1f} s")
 
 
 def test_gen_to_kafka_and_an_empty_replay():

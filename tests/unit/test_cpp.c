@@ -394,6 +394,45 @@ static void test_uses_by_day(void **state)
     cpp_destroy(c);
 }
 
+/* More cases than the initial table holds (1024 slots, half used): the
+ * table grows three times and every case is still found afterwards - a
+ * second add keeps the earlier first fraud instead of adding a case, and
+ * each card's use before its first fraud counts while one after it does
+ * not. */
+static void test_many_cases_survive_growth(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    struct cpp *c = make(60);
+    uint8_t fp[CPP_FP_LEN];
+    for (uint32_t i = 0; i < N; i++) {
+        fp_of(i, fp);
+        assert_int_equal(cpp_add_case(c, fp, 200 * DAY), 0);
+    }
+    for (uint32_t i = 0; i < N; i++) { /* after the growth: found again */
+        fp_of(i, fp);
+        assert_int_equal(cpp_add_case(c, fp, 300 * DAY), 0);
+    }
+    assert_int_equal(cpp_seal(c), N);
+    for (uint32_t i = 0; i < N; i++) {
+        see(c, i, "BEFORE", 199 * DAY);
+        see(c, i, "AFTER", 250 * DAY); /* after the kept first fraud */
+    }
+    for (uint32_t i = N; i < 4 * N; i++) {
+        see(c, i, i % 2 ? "BEFORE" : "OTHER", 190 * DAY);
+    }
+    struct cpp_suspect top[4];
+    size_t n;
+    struct cpp_summary sum;
+    assert_int_equal(cpp_rank(c, top, 4, &n, &sum), 0);
+    assert_int_equal(sum.cases, N);
+    assert_int_equal(sum.cases_seen, N);
+    assert_int_equal(n, 1);
+    assert_string_equal(top[0].merchant, "BEFORE");
+    assert_int_equal(top[0].cases, N);
+    cpp_destroy(c);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -416,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_distinct_cards_exact_then_estimated),
         cmocka_unit_test(test_batch_equals_single_calls),
         cmocka_unit_test(test_uses_by_day),
+        cmocka_unit_test(test_many_cases_survive_growth),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
