@@ -212,3 +212,101 @@ def test_a_refused_filter_build_or_set_check_never_makes_an_exposed_card_clean()
     expected = cw.expected_alerts(part1 + part2 + part3, [a, b], issuers)
     assert any(t["pan"] in set(b_cards) for t in part1)
     cw.check_alerts(s.alerts(), expected, exact_once=True)
+
+
+class _HoldingProxy:
+    """A TCP proxy in front of Redis that, once armed, holds the first
+    client->server chunk holding `pattern` (and everything after it on
+    that connection) until released."""
+
+    def __init__(self, port, pattern):
+        import socket
+        import threading
+        self.port, self.pattern = port, pattern
+        self.armed, self.held, self.go = (threading.Event() for _ in range(3))
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.listen_port = self.srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, src, dst, upstream):
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                if upstream and self.armed.is_set() and self.pattern in data:
+                    self.armed.clear()
+                    self.held.set()
+                    self.go.wait(30)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+
+    def close(self):
+        self.go.set()
+        self.srv.close()
+
+
+def test_a_load_committed_while_the_filter_build_reads_is_never_answered_clean():
+    """A build reads the buckets 1024 at a time, each read with the marker:
+    a load that commits between two reads (the second read held by a
+    proxy in front of Redis while the load runs) drops that build - no
+    filter of the old marker is made - and the next approval builds the
+    filter of the new marker. Every event on the new breach's cards,
+    sent while the build was held, alerts."""
+    issuers = cw.three_issuers()
+    mk = CardMaker(1616)
+    big = mk.cards(["400001", "510000", "52000042"], 45_000)  # > 1024 buckets
+    new = mk.cards(["400077", "510000"], 60)
+    clean = mk.cards(["400002", "510000"], 500)
+    a = Breach("fb-big", "2024-03-01", "2024-05-31", ["pan"], big)
+    b = Breach("fb-new", "2024-03-15", "2024-05-31", ["pan", "expiry"], new)
+    s = cw.Stack(issuers, partitions=1, redis_ini="timeout_ms = 20000\n")
+    # the second read of a build: first bucket 1024, fingerprints wanted
+    proxy = _HoldingProxy(s.redis.port, b"\r\n$4\r\n1024\r\n$4\r\n1024\r\n$4\r\nkeys\r\n")
+    s.config.write_text(s.config.read_text().replace(
+        f"address = 127.0.0.1:{s.redis.port}\n", f"address = 127.0.0.1:{proxy.listen_port}\n"))
+    try:
+        s.load(a)
+        proc = s.run()
+        _filter_current(s, len(big))
+        assert int(s.redis.call("HGET", f"cw:layout:{cw.KEY_ID}", "split")) + \
+            2 ** int(s.redis.call("HGET", f"cw:layout:{cw.KEY_ID}", "level")) > 1024
+        proxy.armed.set()
+        s.redis.call("SET", "cw:exposed", "fb-held")   # approved, then built
+        h.wait_until(proxy.held.is_set, 30, "the build's second read held")
+        s.load(b)                                      # commits a new marker
+        gen_b = s.redis.call("GET", "cw:exposed").decode()
+        assert gen_b != "fb-held"
+        txns = _stream(7, 600, "fb", new, clean, share=0.3)
+        s.send(txns, name="while-held")
+        proxy.go.set()
+        _filter_current(s, len(big) + len(new))
+        assert f'generation="{gen_b}"' in h.http_get(s.url + "/metrics")[1]
+        _processed(s, len(txns))
+        s.terminate(proc)
+    finally:
+        proxy.close()
+    log = open(proc.log, errors="replace").read()
+    assert "checked: 1 breaches, %d cards (generation fb-held)" % len(big) in log
+    assert not [ln for ln in log.splitlines() if "filter built" in ln and "fb-held" in ln], \
+        "a filter of the dropped build"
+    assert f"exposure filter built: {len(big) + len(new)} cards" in log, log[-3000:]
+    cw.check_alerts(s.alerts(), cw.expected_alerts(txns, [a, b], issuers), exact_once=True)
