@@ -241,15 +241,17 @@ class _HoldingProxy:
             threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
 
     def _pump(self, src, dst, upstream):
+        tail = b""  # the end of the previous chunk: a pattern split by recv
         try:
             while True:
                 data = src.recv(1 << 16)
                 if not data:
                     break
-                if upstream and self.armed.is_set() and self.pattern in data:
+                if upstream and self.armed.is_set() and self.pattern in tail + data:
                     self.armed.clear()
                     self.held.set()
                     self.go.wait(30)
+                tail = data[-(len(self.pattern) - 1):] if len(self.pattern) > 1 else b""
                 dst.sendall(data)
         except OSError:
             pass
