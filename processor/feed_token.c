@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "feed_text.h"
+#include "rng.h"
 #include "text.h"
 
 /* ---- tokens ---- */
@@ -321,23 +322,13 @@ struct feed_throttle {
     uint64_t window_ns, seed, evicted;
 };
 
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 static size_t peer_slot(const struct feed_throttle *t,
                         const uint8_t key[FEED_PEER_KEY])
 {
     uint64_t a, b;
     memcpy(&a, key, 8);
     memcpy(&b, key + 8, 8);
-    return (size_t)(mix64(mix64(t->seed ^ a) ^ b) & (t->n_slots - 1));
+    return (size_t)(rng_fmix64(rng_fmix64(t->seed ^ a) ^ b) & (t->n_slots - 1));
 }
 
 struct feed_throttle *feed_throttle_new(size_t max_peers, int burst,

@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
+
 /* Largest segment: 2^18 bytes (the paper's cap: beyond it the three
  * slots of a key lie too far apart for the cache). The 18-bit fields of
  * the hash that spread h1 and h2 inside their segments follow from it. */
@@ -70,22 +72,13 @@ static void xf_err(char *err, size_t errlen, const char *fmt, ...)
  * that differ in one bit, high or low, get unrelated slots). */
 static inline uint64_t xf_hash(uint64_t key, uint64_t seed)
 {
-    uint64_t h = key + seed;
-    h ^= h >> 33;
-    h *= UINT64_C(0xff51afd7ed558ccd);
-    h ^= h >> 33;
-    h *= UINT64_C(0xc4ceb9fe1a85ec53);
-    h ^= h >> 33;
-    return h;
+    return rng_fmix64(key + seed);
 }
 
 /* splitmix64: the seeds of successive attempts. */
 static uint64_t xf_next_seed(uint64_t *state)
 {
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return rng_mix64(*state += UINT64_C(0x9e3779b97f4a7c15));
 }
 
 static inline uint8_t xf_fingerprint(uint64_t h)
