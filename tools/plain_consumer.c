@@ -23,7 +23,8 @@
  * (same key; its own value, or N bytes), by a producer with cardwatch's
  * alert producer settings (idempotent, acks=all, linger.ms=5, batches of
  * 10,000; -P key=value sets more), seconds then run until every record
- * is acknowledged, and the JSON adds "relayed":N. make bench's exposed-heavy rows print it beside
+ * is acknowledged, and the JSON adds "relayed":N (records the broker
+ * acknowledged). make bench's exposed-heavy rows print it beside
  * cardwatch: an upper bound for events that each raise an alert.
  */
 #include <stdint.h>
@@ -165,7 +166,7 @@ int main(int argc, char **argv)
     size_t relay_bytes = 0;
     char *pprops[16];
     int npprops = 0;
-    long long relay_failed = 0, relayed = 0;
+    long long relay_failed = 0, not_sent = 0, relayed = 0;
     long long expect = -1;
     double timeout_s = 300;
     char errstr[512], group[128];
@@ -326,7 +327,7 @@ int main(int argc, char **argv)
                 bytes += (long long)m->len;
                 if (relay) {
                     if (relay_one(relay, relay_topic, m, pad, relay_bytes))
-                        relay_failed++;
+                        not_sent++;
                     else
                         relayed++;
                 }
@@ -353,8 +354,8 @@ int main(int argc, char **argv)
             rc = rc ? rc : 3;
         }
         t1 = now_s();
-        relayed -= relay_failed;
-        if (relay_failed && !rc)
+        relayed -= relay_failed; /* produced, then refused by the broker */
+        if ((relay_failed || not_sent) && !rc)
             rc = 2;
     }
     secs = t1 - t0;
